@@ -1,0 +1,150 @@
+/* poolprop.h - the one public header of the poolprop runtime.
+ *
+ * poolprop trains CNNs with pooled saved activations: every convolution's forward
+ * pass is exact, but the copy of its input kept for the weight gradient is stored
+ * average- (or max-) pooled by a factor f and un-pooled inside the weight-gradient
+ * kernel. Kernels are generated per layer shape by the Lua generator, compiled at run
+ * time (NVRTC for the cuda backend, the host C++ compiler for the host emulation
+ * backend) and cached on disk.
+ *
+ * Conventions: every function returns pp_status and writes results through trailing
+ * pointers; on failure the context keeps a message, read with pp_last_error(). The
+ * library never prints and never exits. Handles are opaque. */
+#ifndef POOLPROP_H
+#define POOLPROP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PP_VERSION_MAJOR 0
+#define PP_VERSION_MINOR 1
+#define PP_VERSION_PATCH 0
+#define PP_VERSION_STRING "0.1.0"
+
+typedef enum pp_status {
+    PP_OK = 0,
+    PP_ERR_INVALID_ARGUMENT, /* a NULL handle, an option out of range */
+    PP_ERR_PARSE,            /* a malformed description, policy or data file */
+    PP_ERR_SHAPE,            /* shapes that are impossible or do not fit each other */
+    PP_ERR_IO,               /* a file could not be read or written */
+    PP_ERR_OUT_OF_MEMORY,    /* host or device allocation failed */
+    PP_ERR_NO_DEVICE,        /* cuda backend selected where no usable GPU or driver exists */
+    PP_ERR_COMPILE,          /* NVRTC or the host compiler rejected a kernel (log in message) */
+    PP_ERR_DRIVER,           /* a CUDA driver call failed */
+    PP_ERR_KERNEL,           /* an emulated kernel faulted: deadlock, divergent barrier */
+    PP_ERR_GENERATOR,        /* the Lua generator failed */
+    PP_ERR_INTERNAL
+} pp_status;
+
+const char *pp_status_string(pp_status status);
+
+typedef enum pp_backend {
+    PP_BACKEND_HOST = 1, /* CPU emulation of the generated CUDA source: a test instrument */
+    PP_BACKEND_CUDA = 2  /* NVRTC + CUDA driver API on a GPU */
+} pp_backend;
+
+/* Order in which the host backend runs the emulated threads of a block between
+ * barriers. A kernel with a missing __syncthreads gives different results under
+ * different schedules. */
+typedef enum pp_schedule {
+    PP_SCHEDULE_FORWARD = 0,
+    PP_SCHEDULE_REVERSE = 1,
+    PP_SCHEDULE_SHUFFLED = 2
+} pp_schedule;
+
+typedef enum pp_log_level { PP_LOG_INFO = 0, PP_LOG_WARNING = 1 } pp_log_level;
+typedef void (*pp_log_fn)(void *user, pp_log_level level, const char *message);
+
+typedef struct pp_context_options {
+    pp_backend backend;
+    int cuda_device;          /* cuda: device ordinal */
+    int arch;                 /* target sm_XY as XY; 0 = the device's (cuda) or 90 (host compile checks) */
+    const char *cache_dir;    /* NULL: $POOLPROP_CACHE_DIR, else $XDG_CACHE_HOME/poolprop, else $HOME/.cache/poolprop */
+    int disable_cache;        /* non-zero: never read or write the on-disk cache */
+    pp_schedule host_schedule;
+    uint32_t host_seed;       /* for PP_SCHEDULE_SHUFFLED */
+    int host_threads;         /* OS threads running emulated blocks; 0 = number of CPUs */
+    pp_log_fn log;            /* optional: warnings (a corrupt cache entry rebuilt, ...) */
+    void *log_user;
+} pp_context_options;
+
+typedef struct pp_context pp_context;
+
+void pp_context_options_init(pp_context_options *options);
+/* On failure *out is still set (unless memory ran out) so that pp_last_error(*out) can be
+ * read; such a context has no backend, every other call on it fails, and it must be
+ * released with pp_context_destroy(). */
+pp_status pp_context_create(const pp_context_options *options, pp_context **out);
+void pp_context_destroy(pp_context *ctx);
+/* The message of the last failed call on ctx ("" if none). Valid until the next call. */
+const char *pp_last_error(const pp_context *ctx);
+pp_backend pp_context_backend(const pp_context *ctx);
+/* A one-line description of the device ("host emulation, 2 threads", "NVIDIA H200 sm_90"). */
+const char *pp_context_device_name(const pp_context *ctx);
+
+/* Counters of the on-disk kernel cache since the context was created. */
+typedef struct pp_cache_stats {
+    int hits;
+    int misses;
+    int corrupt; /* entries found damaged, reported, and rebuilt */
+    int writes;
+} pp_cache_stats;
+pp_status pp_context_cache_stats(const pp_context *ctx, pp_cache_stats *out);
+
+/* ---- One convolution layer: fused forward + pool-save, input gradient, weight gradient ---- */
+
+typedef enum pp_pool_mode { PP_POOL_AVG = 0, PP_POOL_MAX = 1 } pp_pool_mode;
+
+/* X: (n,c,h,w)  W: (k,c,r,s)  Y/dY: (n,k,p,q)  Xp: (n,c,ceil(h/pool),ceil(w/pool)). */
+typedef struct pp_layer_desc {
+    const char *name; /* optional, used in generated file headers */
+    int n, c, h, w;
+    int k, r, s;
+    int stride, pad;
+    int pool;               /* 1, 2, 4 or 8 */
+    pp_pool_mode pool_mode;
+    /* Tile variant per kernel: 0 = default, i > 0 = the i-th entry of that kernel's
+     * declared search space (pp_layer_variant_count). */
+    int variant_fwd, variant_bwd_data, variant_bwd_weight;
+} pp_layer_desc;
+
+typedef struct pp_layer pp_layer;
+
+typedef struct pp_layer_shape {
+    int p, q;   /* output height and width */
+    int hp, wp; /* pooled input height and width */
+    size_t x_elems, w_elems, y_elems, xp_elems;
+} pp_layer_shape;
+
+typedef struct pp_kernel_info {
+    const char *name;
+    const char *op;          /* "conv_fwd", "conv_bwd_data", "conv_bwd_weight", "splitk_reduce" */
+    unsigned grid[3], block[3];
+    /* From ptxas -v (cuda backend, or the NVRTC check of the host backend); -1 if unknown. */
+    int registers, spill_store_bytes, spill_load_bytes, shared_bytes, stack_bytes;
+    double compile_ms;       /* time spent compiling (0 when served from the cache) */
+    int cache_hit;
+} pp_kernel_info;
+
+void pp_layer_desc_init(pp_layer_desc *desc);
+/* Number of declared tile variants for an op ("conv_fwd", ...); variant indices are 1..count. */
+pp_status pp_layer_variant_count(pp_context *ctx, const char *op, int *out);
+/* Generates, compiles and loads the layer's kernels. */
+pp_status pp_layer_create(pp_context *ctx, const pp_layer_desc *desc, pp_layer **out);
+pp_status pp_layer_shape_get(const pp_layer *layer, pp_layer_shape *out);
+pp_status pp_layer_kernel_count(const pp_layer *layer, int *out);
+pp_status pp_layer_kernel_info_get(const pp_layer *layer, int index, pp_kernel_info *out);
+/* Runs the three kernels on host arrays (copied to and from the device).
+ * xp receives the pooled input (for pool == 1: a copy of x, which is what is saved). */
+pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, const float *dy,
+                       float *y, float *xp, float *dx, float *dw);
+void pp_layer_destroy(pp_layer *layer);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* POOLPROP_H */

@@ -1,0 +1,157 @@
+/* context.c - context creation, backend selection, error recording and logging. */
+#include "cache.h"
+#include "context.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *pp_status_string(pp_status status)
+{
+    switch (status) {
+    case PP_OK: return "ok";
+    case PP_ERR_INVALID_ARGUMENT: return "invalid argument";
+    case PP_ERR_PARSE: return "parse error";
+    case PP_ERR_SHAPE: return "shape error";
+    case PP_ERR_IO: return "i/o error";
+    case PP_ERR_OUT_OF_MEMORY: return "out of memory";
+    case PP_ERR_NO_DEVICE: return "no device";
+    case PP_ERR_COMPILE: return "compile error";
+    case PP_ERR_DRIVER: return "CUDA driver error";
+    case PP_ERR_KERNEL: return "kernel error";
+    case PP_ERR_GENERATOR: return "generator error";
+    case PP_ERR_INTERNAL: return "internal error";
+    }
+    return "unknown status";
+}
+
+pp_status ctx_failv(pp_context *ctx, pp_status status, const char *fmt, va_list ap)
+{
+    if (ctx) vsnprintf(ctx->error, sizeof ctx->error, fmt, ap);
+    return status;
+}
+
+pp_status ctx_fail(pp_context *ctx, pp_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ctx_failv(ctx, status, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+pp_status ctx_wrap(pp_context *ctx, pp_status status, const char *fmt, ...)
+{
+    if (!ctx) return status;
+    char prefix[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    char old[sizeof ctx->error];
+    memcpy(old, ctx->error, sizeof old);
+    snprintf(ctx->error, sizeof ctx->error, "%.1000s: %.15000s", prefix, old);
+    return status;
+}
+
+void ctx_clear_error(pp_context *ctx)
+{
+    if (ctx) ctx->error[0] = '\0';
+}
+
+void ctx_log(pp_context *ctx, pp_log_level level, const char *fmt, ...)
+{
+    if (!ctx || !ctx->options.log) return;
+    char message[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    ctx->options.log(ctx->options.log_user, level, message);
+}
+
+void pp_context_options_init(pp_context_options *options)
+{
+    if (!options) return;
+    memset(options, 0, sizeof *options);
+    options->backend = PP_BACKEND_HOST;
+    options->host_schedule = PP_SCHEDULE_FORWARD;
+    options->host_seed = 1;
+}
+
+pp_status pp_context_create(const pp_context_options *options, pp_context **out)
+{
+    if (!out) return PP_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    pp_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return PP_ERR_OUT_OF_MEMORY;
+    if (options)
+        ctx->options = *options;
+    else
+        pp_context_options_init(&ctx->options);
+    /* The caller's strings may not outlive this call; the resolved copy lives in ctx. */
+    ctx->options.cache_dir = NULL;
+
+    pp_status st = PP_OK;
+    if (ctx->options.host_schedule < PP_SCHEDULE_FORWARD || ctx->options.host_schedule > PP_SCHEDULE_SHUFFLED)
+        st = ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "unknown host schedule %d", (int)ctx->options.host_schedule);
+    else if (ctx->options.host_threads < 0)
+        st = ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "host_threads must be >= 0, got %d", ctx->options.host_threads);
+    else if (ctx->options.arch != 0 && (ctx->options.arch < 50 || ctx->options.arch > 200))
+        st = ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "arch sm_%d is not a CUDA architecture", ctx->options.arch);
+    if (st == PP_OK && !ctx->options.disable_cache) {
+        if (options && options->cache_dir) {
+            if (strlen(options->cache_dir) >= sizeof ctx->cache_dir)
+                st = ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "cache_dir is too long");
+            else
+                strcpy(ctx->cache_dir, options->cache_dir);
+        }
+        if (st == PP_OK) st = cache_open(ctx);
+    }
+    if (st == PP_OK) {
+        switch (ctx->options.backend) {
+        case PP_BACKEND_HOST: st = backend_host_init(ctx); break;
+        case PP_BACKEND_CUDA: st = backend_cuda_init(ctx); break;
+        default:
+            st = ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "unknown backend %d", (int)ctx->options.backend);
+        }
+    }
+    if (st != PP_OK) {
+        /* Handed back without a backend, only so the caller can read the message. */
+        if (ctx->ops && ctx->ops->destroy) ctx->ops->destroy(ctx);
+        ctx->ops = NULL;
+        *out = ctx;
+        return st;
+    }
+    *out = ctx;
+    return PP_OK;
+}
+
+void pp_context_destroy(pp_context *ctx)
+{
+    if (!ctx) return;
+    if (ctx->ops && ctx->ops->destroy) ctx->ops->destroy(ctx);
+    free(ctx);
+}
+
+const char *pp_last_error(const pp_context *ctx)
+{
+    return ctx ? ctx->error : "no context";
+}
+
+pp_backend pp_context_backend(const pp_context *ctx)
+{
+    return ctx ? ctx->options.backend : PP_BACKEND_HOST;
+}
+
+const char *pp_context_device_name(const pp_context *ctx)
+{
+    return ctx ? ctx->device_name : "";
+}
+
+pp_status pp_context_cache_stats(const pp_context *ctx, pp_cache_stats *out)
+{
+    if (!ctx || !out) return PP_ERR_INVALID_ARGUMENT;
+    *out = ctx->cache_stats;
+    return PP_OK;
+}

@@ -1,0 +1,86 @@
+/* context.h - the context's internals shared by the runtime's C files: error recording,
+ * the check macros for foreign APIs, logging, and the backend interface every backend
+ * (cuda, host) implements. */
+#ifndef PP_CONTEXT_H
+#define PP_CONTEXT_H
+
+#include "poolprop.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A device address: CUdeviceptr on cuda, a host pointer on the host backend. */
+typedef uint64_t pp_devptr;
+
+typedef struct pp_module pp_module;     /* backend-specific loaded code */
+typedef struct pp_function pp_function; /* backend-specific kernel handle */
+
+/* Per-kernel facts read from ptxas -v. -1 where unknown. */
+typedef struct pp_ptxas_info {
+    int registers, spill_store_bytes, spill_load_bytes, shared_bytes, stack_bytes;
+} pp_ptxas_info;
+
+typedef struct pp_compile_request {
+    const char *source;        /* the full translation unit, one or more extern "C" kernels */
+    const char *source_name;   /* for compiler messages, e.g. "conv_fwd_....cu" */
+    const char *const *kernel_names;
+    int kernel_count;
+} pp_compile_request;
+
+typedef struct pp_compile_result {
+    double compile_ms;          /* 0 when served from the cache */
+    int cache_hit;
+} pp_compile_result;
+
+typedef struct pp_backend_ops {
+    const char *name;
+    pp_status (*compile)(pp_context *ctx, const pp_compile_request *req, pp_module **out,
+                         pp_compile_result *result);
+    pp_status (*get_function)(pp_context *ctx, pp_module *mod, const char *name, pp_function **out);
+    void (*module_destroy)(pp_context *ctx, pp_module *mod);
+    pp_status (*alloc)(pp_context *ctx, size_t bytes, pp_devptr *out);
+    void (*free)(pp_context *ctx, pp_devptr ptr);
+    pp_status (*upload)(pp_context *ctx, pp_devptr dst, const void *src, size_t bytes);
+    pp_status (*download)(pp_context *ctx, void *dst, pp_devptr src, size_t bytes);
+    pp_status (*memset_zero)(pp_context *ctx, pp_devptr dst, size_t bytes);
+    /* args[i] points at the i-th kernel parameter (pp_devptr for pointer parameters). */
+    pp_status (*launch)(pp_context *ctx, pp_function *fn, const unsigned grid[3],
+                        const unsigned block[3], void **args);
+    pp_status (*synchronize)(pp_context *ctx);
+    void (*destroy)(pp_context *ctx);
+} pp_backend_ops;
+
+struct pp_context {
+    pp_context_options options;
+    char cache_dir[4096];
+    char device_name[256];
+    int arch;                     /* sm_XY as XY: compile target */
+    const pp_backend_ops *ops;
+    void *backend;                /* backend state */
+    pp_cache_stats cache_stats;
+    char error[16384];
+};
+
+/* Records a formatted error in ctx (may be NULL) and returns status. */
+pp_status ctx_fail(pp_context *ctx, pp_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+pp_status ctx_failv(pp_context *ctx, pp_status status, const char *fmt, va_list ap);
+/* Prefixes the current error message with a formatted context line. */
+pp_status ctx_wrap(pp_context *ctx, pp_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void ctx_log(pp_context *ctx, pp_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void ctx_clear_error(pp_context *ctx);
+
+/* Evaluates a pp_status expression and returns it from the enclosing function on failure. */
+#define PP_TRY(expr)                                                                           \
+    do {                                                                                       \
+        pp_status pp_try_status_ = (expr);                                                     \
+        if (pp_try_status_ != PP_OK) return pp_try_status_;                                    \
+    } while (0)
+
+pp_status backend_host_init(pp_context *ctx);
+pp_status backend_cuda_init(pp_context *ctx);
+
+#endif

@@ -1,0 +1,2 @@
+/* layer.c - stub, to be written */
+#include "context.h"

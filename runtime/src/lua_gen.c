@@ -1,0 +1,2 @@
+/* lua_gen.c - stub, to be written */
+#include "context.h"

@@ -1,0 +1,2 @@
+/* npy.c - stub, to be written */
+#include "context.h"

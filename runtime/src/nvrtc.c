@@ -1,0 +1,2 @@
+/* nvrtc.c - stub, to be written */
+#include "context.h"

@@ -1,0 +1,34 @@
+/* test_util.h - assertion macros for the C tests: a failed check prints file:line and
+ * what was expected, and ends the test with exit status 1. */
+#ifndef PP_TEST_UTIL_H
+#define PP_TEST_UTIL_H
+
+#include "poolprop.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* CTest's skip code for tests that need a GPU where none exists. */
+#define PP_TEST_SKIP 77
+
+#define CHECK(cond, ...)                                                                       \
+    do {                                                                                       \
+        if (!(cond)) {                                                                         \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);           \
+            fprintf(stderr, __VA_ARGS__);                                                      \
+            fprintf(stderr, "\n");                                                             \
+            exit(1);                                                                           \
+        }                                                                                      \
+    } while (0)
+
+#define CHECK_OK(ctx, expr)                                                                    \
+    do {                                                                                       \
+        pp_status check_status_ = (expr);                                                      \
+        if (check_status_ != PP_OK) {                                                          \
+            fprintf(stderr, "%s:%d: %s failed: %s: %s\n", __FILE__, __LINE__, #expr,           \
+                    pp_status_string(check_status_), pp_last_error(ctx));                      \
+            exit(1);                                                                           \
+        }                                                                                      \
+    } while (0)
+
+#endif
