@@ -1,0 +1,193 @@
+-- layer.lua: the kernels and the plan of one convolution layer.
+-- In: a validated description (describe.lua). Out:
+--   { shape = {P, Q, HP, WP, ...},
+--     buffers = { {name, elems}, ... },                      -- all float32
+--     kernels = { {name, op, source, grid = {x,y,z}, block = {x,y,z},
+--                  args = {buffer names}, config = {...}}, ... } }  -- in launch order
+-- Kernels run in the order listed: conv_fwd (y, and xp when pool > 1), conv_bwd_data (dx),
+-- conv_bwd_weight (dw, or per-split partial sums), splitk_reduce (dw, when split).
+local describe = require("poolprop.describe")
+local emit = require("poolprop.emit")
+local errors = require("poolprop.errors")
+local variants = require("poolprop.variants")
+
+local M = {}
+
+local function ceil_div(a, b) return (a + b - 1) // b end
+
+-- The shapes DESIGN.md section 1 defines.
+function M.shape(d)
+  local s = {}
+  s.P = (d.H + 2 * d.pad - d.R) // d.stride + 1
+  s.Q = (d.W + 2 * d.pad - d.S) // d.stride + 1
+  s.HP = ceil_div(d.H, d.pool)
+  s.WP = ceil_div(d.W, d.pool)
+  s.x_elems = d.N * d.C * d.H * d.W
+  s.w_elems = d.K * d.C * d.R * d.S
+  s.y_elems = d.N * d.K * s.P * s.Q
+  s.xp_elems = d.N * d.C * s.HP * s.WP
+  return s
+end
+
+-- Short, unique, readable signature of a layer's shape: n2c3h32w32_k16r3s3_s1p1_f2avg
+function M.signature(d)
+  return string.format("n%dc%dh%dw%d_k%dr%ds%d_s%dp%d_f%d%s", d.N, d.C, d.H, d.W, d.K, d.R,
+    d.S, d.stride, d.pad, d.pool, d.pool_mode)
+end
+
+-- Target number of blocks the split of the weight-gradient reduction aims for: enough to
+-- fill the largest current GPUs (132 SMs) twice.
+M.split_target_blocks = 264
+
+local function config_for(d, op)
+  local index = d.variant[op] or 0
+  local cfg, msg = variants.get(op, index)
+  if not cfg then errors.raise(d.where, "%s", msg) end
+  return cfg, index
+end
+
+local function push_all(list, items)
+  for _, item in ipairs(items) do list[#list + 1] = item end
+  return list
+end
+
+local function gemm_constants(cfg)
+  return {
+    { "BM", cfg.BM }, { "BN", cfg.BN }, { "BK", cfg.BK }, { "TM", cfg.TM }, { "TN", cfg.TN },
+    { "THREADS", variants.threads(cfg) },
+  }
+end
+
+local function shape_constants(d, s)
+  return {
+    { "N", d.N }, { "C", d.C }, { "H", d.H }, { "W", d.W }, { "K", d.K }, { "R", d.R },
+    { "S", d.S }, { "STRIDE", d.stride }, { "PAD", d.pad }, { "P", s.P }, { "Q", s.Q },
+  }
+end
+
+local function check_grid(d, name, grid)
+  if grid[2] > 65535 or grid[3] > 65535 or grid[1] > 2147483647 then
+    errors.raise(d.where, "kernel %s needs a grid of %dx%dx%d blocks, beyond CUDA's limits",
+      name, grid[1], grid[2], grid[3])
+  end
+end
+
+local function header_lines(d, op, index, cfg)
+  local keys = {}
+  for k in pairs(cfg) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local parts = {}
+  for i, k in ipairs(keys) do parts[i] = k .. "=" .. cfg[k] end
+  local layer = d.name or "(unnamed)"
+  local from = d.where and d.where.file and d.where.line > 0 and string.format(" (%s:%d)", d.where.file, d.where.line) or ""
+  return {
+    string.format("layer:     %s%s: N=%d C=%d H=%d W=%d K=%d R=%d S=%d stride=%d pad=%d",
+      layer, from, d.N, d.C, d.H, d.W, d.K, d.R, d.S, d.stride, d.pad),
+    string.format("policy:    pool f=%d mode=%s", d.pool, d.pool_mode),
+    string.format("kernel:    %s variant %d: %s", op, index, table.concat(parts, " ")),
+  }
+end
+
+function M.generate(d)
+  local s = M.shape(d)
+  local sig = M.signature(d)
+  local kernels = {}
+  local M_ = d.N * s.P * s.Q
+  local G = d.C * d.R * d.S
+
+  do -- conv_fwd
+    local cfg, index = config_for(d, "conv_fwd")
+    local name = string.format("conv_fwd_%s_v%d", sig, index)
+    local grid_m = ceil_div(M_, cfg.BM)
+    local consts = push_all(shape_constants(d, s), {
+      { "M", M_ }, { "G", G }, { "HP", s.HP }, { "WP", s.WP }, { "POOL_F", d.pool },
+      { "POOL_MAX", d.pool_mode == "max" and 1 or 0 },
+      { "POOL_PER_BLOCK", ceil_div(d.N * s.HP * s.WP, grid_m) } })
+    push_all(consts, gemm_constants(cfg))
+    local grid = { grid_m, ceil_div(d.K, cfg.BN), 1 }
+    check_grid(d, name, grid)
+    kernels[#kernels + 1] = {
+      name = name, op = "conv_fwd", config = cfg, variant = index,
+      grid = grid, block = { variants.threads(cfg), 1, 1 },
+      args = { "x", "w", "y", d.pool > 1 and "xp" or "null" },
+      source = emit.kernel_source { kernel = name, op = "conv_fwd", template = "templates/conv_fwd.cu",
+        constants = consts, header = header_lines(d, "conv_fwd", index, cfg) },
+    }
+  end
+
+  do -- conv_bwd_data
+    local cfg, index = config_for(d, "conv_bwd_data")
+    local name = string.format("conv_bwd_data_%s_v%d", sig, index)
+    local MX = d.N * d.H * d.W
+    local consts = push_all(shape_constants(d, s), { { "MX", MX }, { "GX", d.K * d.R * d.S } })
+    push_all(consts, gemm_constants(cfg))
+    local grid = { ceil_div(MX, cfg.BM), ceil_div(d.C, cfg.BN), 1 }
+    check_grid(d, name, grid)
+    kernels[#kernels + 1] = {
+      name = name, op = "conv_bwd_data", config = cfg, variant = index,
+      grid = grid, block = { variants.threads(cfg), 1, 1 },
+      args = { "dy", "w", "dx" },
+      source = emit.kernel_source { kernel = name, op = "conv_bwd_data",
+        template = "templates/conv_bwd_data.cu", constants = consts,
+        header = header_lines(d, "conv_bwd_data", index, cfg) },
+    }
+  end
+
+  local splits
+  do -- conv_bwd_weight
+    local cfg, index = config_for(d, "conv_bwd_weight")
+    local name = string.format("conv_bwd_weight_%s_v%d", sig, index)
+    local tiles = ceil_div(d.K, cfg.BM) * ceil_div(G, cfg.BN)
+    local steps = ceil_div(M_, cfg.BK)
+    splits = math.max(1, math.min(cfg.MAX_SPLITS, ceil_div(M.split_target_blocks, tiles), steps))
+    local m_per_split = ceil_div(steps, splits) * cfg.BK
+    splits = ceil_div(M_, m_per_split) -- no empty split
+    local consts = push_all(shape_constants(d, s), {
+      { "M", M_ }, { "G", G }, { "HP", s.HP }, { "WP", s.WP }, { "POOL_F", d.pool },
+      { "SPLITS", splits }, { "M_PER_SPLIT", m_per_split } })
+    push_all(consts, gemm_constants(cfg))
+    local grid = { ceil_div(d.K, cfg.BM), ceil_div(G, cfg.BN), splits }
+    check_grid(d, name, grid)
+    kernels[#kernels + 1] = {
+      name = name, op = "conv_bwd_weight", config = cfg, variant = index,
+      grid = grid, block = { variants.threads(cfg), 1, 1 },
+      args = { "dy", d.pool > 1 and "xp" or "x", splits > 1 and "dw_partial" or "dw" },
+      source = emit.kernel_source { kernel = name, op = "conv_bwd_weight",
+        template = "templates/conv_bwd_weight.cu", constants = consts,
+        header = header_lines(d, "conv_bwd_weight", index, cfg) },
+    }
+    if splits > 1 then
+      local count = d.K * G
+      local threads = 256
+      local rname = string.format("splitk_reduce_n%dx%d", splits, count)
+      kernels[#kernels + 1] = {
+        name = rname, op = "splitk_reduce", config = {}, variant = 0,
+        grid = { ceil_div(count, threads), 1, 1 }, block = { threads, 1, 1 },
+        args = { "dw_partial", "dw" },
+        source = emit.kernel_source { kernel = rname, op = "splitk_reduce",
+          template = "templates/splitk_reduce.cu",
+          constants = { { "SPLITS", splits }, { "COUNT", count }, { "THREADS", threads } },
+          header = { string.format("layer:     %s: sums %d partial weight gradients of %d elements",
+            d.name or "(unnamed)", splits, count) } },
+      }
+    end
+  end
+
+  local buffers = {
+    { name = "x", elems = s.x_elems }, { name = "w", elems = s.w_elems },
+    { name = "y", elems = s.y_elems }, { name = "dy", elems = s.y_elems },
+    { name = "dx", elems = s.x_elems }, { name = "dw", elems = s.w_elems },
+  }
+  if d.pool > 1 then buffers[#buffers + 1] = { name = "xp", elems = s.xp_elems } end
+  if splits > 1 then buffers[#buffers + 1] = { name = "dw_partial", elems = splits * s.w_elems } end
+
+  return { desc = d, shape = s, signature = sig, kernels = kernels, buffers = buffers }
+end
+
+-- From a raw table (as the C API passes it): validate, then generate.
+function M.from_table(raw, where)
+  local d = describe.validate(raw, where or { file = "(api)", line = 0 })
+  return M.generate(d)
+end
+
+return M

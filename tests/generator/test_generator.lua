@@ -1,0 +1,255 @@
+-- test_generator.lua: unit tests of the Lua generator: shape inference, variants, the
+-- emitted sources (header, #line mapping, constants, exports) and description errors
+-- with file:line. Run: lua5.4 tests/generator/test_generator.lua <repo root> <scratch dir>
+local root, scratch = arg[1], arg[2]
+assert(root and scratch, "usage: test_generator.lua ROOT SCRATCH_DIR")
+package.path = root .. "/generator/?.lua;" .. package.path
+require("poolprop.files").root = root
+
+local api = require("poolprop.api")
+local describe = require("poolprop.describe")
+local layer = require("poolprop.layer")
+local variants = require("poolprop.variants")
+
+local passed, failed = 0, 0
+local function test(name, fn)
+  local ok, err = pcall(fn)
+  if ok then
+    passed = passed + 1
+    print("ok    " .. name)
+  else
+    failed = failed + 1
+    print("FAIL  " .. name .. ": " .. tostring(err))
+  end
+end
+local function eq(got, want, what)
+  if got ~= want then error(string.format("%s: got %s, want %s", what, tostring(got), tostring(want)), 2) end
+end
+local function has(text, pattern, what)
+  if not text:find(pattern) then error(string.format("%s: %q not found in:\n%s", what, pattern, text), 2) end
+end
+
+local base = { N = 2, C = 3, H = 9, W = 7, K = 5, R = 3, S = 3, stride = 2, pad = 1, pool = 2 }
+local function with(changes)
+  local t = {}
+  for k, v in pairs(base) do t[k] = v end
+  for k, v in pairs(changes) do t[k] = v end
+  return t
+end
+
+test("shape inference follows DESIGN.md section 1", function()
+  local cases = {
+    { d = with {}, P = 5, Q = 4, HP = 5, WP = 4 },
+    { d = with { H = 32, W = 32, stride = 1, pad = 1, pool = 4 }, P = 32, Q = 32, HP = 8, WP = 8 },
+    { d = with { H = 13, W = 11, R = 7, S = 7, stride = 2, pad = 3, pool = 8 }, P = 7, Q = 6, HP = 2, WP = 2 },
+    { d = with { H = 5, W = 5, R = 1, S = 1, stride = 2, pad = 0, pool = 1 }, P = 3, Q = 3, HP = 5, WP = 5 },
+  }
+  for i, c in ipairs(cases) do
+    local s = layer.shape(describe.validate(c.d, { file = "t", line = i }))
+    eq(s.P, c.P, "P of case " .. i); eq(s.Q, c.Q, "Q of case " .. i)
+    eq(s.HP, c.HP, "HP of case " .. i); eq(s.WP, c.WP, "WP of case " .. i)
+  end
+end)
+
+test("variant spaces: default valid, several entries, all valid, fixed order", function()
+  for _, op in ipairs(variants.ops) do
+    local list = variants.list(op)
+    assert(#list >= 2, op .. " declares fewer than two variants")
+    assert(variants.valid(variants.get(op, 0)), op .. " default is not valid")
+    for i, cfg in ipairs(list) do assert(variants.valid(cfg), op .. " variant " .. i .. " invalid") end
+    eq(variants.get(op, 1), list[1], op .. " variant 1 is the first listed")
+    local ok, msg = variants.get(op, #list + 1)
+    eq(ok, nil, op .. " out-of-range variant")
+    has(msg, "out of range", "message")
+  end
+end)
+
+test("kernels: names, launch order, arguments, grid covers the problem", function()
+  local r = layer.from_table(with {})
+  eq(#r.kernels >= 3, true, "at least three kernels")
+  eq(r.kernels[1].op, "conv_fwd", "first kernel")
+  eq(r.kernels[2].op, "conv_bwd_data", "second kernel")
+  eq(r.kernels[3].op, "conv_bwd_weight", "third kernel")
+  has(r.kernels[1].name, "^conv_fwd_n2c3h9w7_k5r3s3_s2p1_f2avg_v0$", "fwd name")
+  eq(table.concat(r.kernels[1].args, ","), "x,w,y,xp", "fwd args")
+  eq(table.concat(r.kernels[2].args, ","), "dy,w,dx", "bwd data args")
+  eq(r.kernels[3].args[2], "xp", "weight gradient reads the pooled input")
+  local f1 = layer.from_table(with { pool = 1 })
+  eq(f1.kernels[1].args[4], "null", "f=1 writes no xp")
+  eq(f1.kernels[3].args[2], "x", "f=1 weight gradient reads x")
+  for _, b in ipairs(f1.buffers) do assert(b.name ~= "xp", "f=1 has no xp buffer") end
+end)
+
+test("weight-gradient split covers the reduction with no empty split", function()
+  for _, d in ipairs { with {}, with { N = 3, H = 56, W = 56, C = 64, K = 64, stride = 1 },
+    with { N = 1, H = 3, W = 3, R = 1, S = 1, stride = 1, pad = 0 } } do
+    for v = 0, 3 do
+      d.variant = { conv_bwd_weight = v }
+      local r = layer.from_table(d)
+      local k = r.kernels[3]
+      local consts = {}
+      for name, value in k.source:gmatch("constexpr int ([%w_]+) = (%d+);") do consts[name] = tonumber(value) end
+      local splits, per = consts.SPLITS, consts.M_PER_SPLIT
+      eq(k.grid[3], splits, "grid.z is the split count")
+      assert(per % consts.BK == 0, "split length is a multiple of BK")
+      assert(splits * per >= consts.M, "splits cover M")
+      assert((splits - 1) * per < consts.M, "no empty split")
+      eq(r.kernels[4] ~= nil, splits > 1, "reduce kernel exactly when split")
+    end
+  end
+end)
+
+test("emitted source: header, extern C, export, constants, no placeholders", function()
+  local r = layer.from_table(with { name = "res2a" })
+  for _, k in ipairs(r.kernels) do
+    local src = k.source
+    has(src, "^// " .. k.name .. "%.cu: generated: do not edit%.", "header line 1")
+    has(src, "\n// template:  templates/" .. k.op .. "%.cu\n", "template named")
+    has(src, 'extern "C" __global__ void __launch_bounds__%(THREADS%)\n' .. k.name .. "%(", "extern C kernel")
+    has(src, "PP_KERNEL_EXPORT%(" .. k.name .. "%)", "host export")
+    assert(not src:find("%${"), "no unsubstituted placeholder")
+    if k.op ~= "splitk_reduce" then
+      has(src, "// layer:     res2a", "layer named")
+      has(src, "// policy:    pool f=2 mode=avg", "policy named")
+      has(src, "constexpr int STRIDE = 2;", "shape constant")
+    end
+  end
+end)
+
+test("#line directives map every line back to its template or the generated file", function()
+  local r = layer.from_table(with {})
+  for _, k in ipairs(r.kernels) do
+    local lines = {}
+    for line in (k.source):gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
+    local file, mapped = nil, nil
+    local templates = {}
+    for i, line in ipairs(lines) do
+      local n, f = line:match('^#line (%d+) "([^"]+)"$')
+      if n then
+        file, mapped = f, tonumber(n)
+      elseif file then
+        if file:match("^templates/") then
+          if not templates[file] then
+            templates[file] = {}
+            for t in require("poolprop.files").read(file):gmatch("([^\n]*)\n") do
+              templates[file][#templates[file] + 1] = t
+            end
+          end
+          local want = templates[file][mapped]
+          if file == "templates/" .. k.op .. ".cu" then want = want and want:gsub("%${KERNEL}", k.name) end
+          eq(line, want, string.format("%s line %d maps to %s:%d", k.name, i, file, mapped))
+        else
+          eq(file, k.name .. ".cu", "non-template lines are attributed to the generated file")
+          eq(mapped, i, string.format("%s line %d", k.name, i))
+        end
+        mapped = mapped + 1
+      end
+    end
+  end
+end)
+
+-- Writes a description file and returns its path.
+local function description(name, text)
+  local path = scratch .. "/" .. name
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+local function load_error(path)
+  local f = assert(io.open(path))
+  local text = f:read("a")
+  f:close()
+  local result, msg, kind = api.load_layers(text, path)
+  eq(result, nil, "loading " .. path .. " must fail")
+  return msg, kind
+end
+
+local good = 'layer { name = "a", N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, stride = 1, pad = 1, pool = 2 }\n'
+
+test("description errors name file and line", function()
+  local cases = {
+    { "missing.lua", good .. "\nlayer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3 }\n", 3, "missing field 'S'" },
+    { "negative.lua", good .. "layer { N = 1, C = -3, H = 8, W = 8, K = 4, R = 3, S = 3 }\n", 2, "field 'C' must be >= 1, got %-3" },
+    { "toolarge.lua", "\n\nlayer { N = 1, C = 3, H = 4, W = 4, K = 4, R = 7, S = 7, pad = 1 }\n", 3, "kernel 7x7 is larger than the padded input 6x6" },
+    { "factor.lua", "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, pool = 3 }\n", 1, "pool factor must be 1, 2, 4 or 8, got 3" },
+    { "type.lua", "layer { N = 1, C = \"3\", H = 8, W = 8, K = 4, R = 3, S = 3 }\n", 1, "field 'C' must be an integer, got string" },
+    { "float.lua", "layer { N = 1.5, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3 }\n", 1, "field 'N' must be an integer, got number" },
+    { "unknown.lua", "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, strid = 2 }\n", 1, "unknown field 'strid'" },
+    { "mode.lua", "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, pool_mode = \"median\" }\n", 1, 'pool_mode must be "avg" or "max"' },
+    { "syntax.lua", good .. "layer { N = 1,, }\n", 2, "unexpected symbol" },
+    { "runtime.lua", good .. "local x = nil + 1\n", 2, "attempt to perform arithmetic" },
+    { "empty.lua", "-- nothing\n", 1, "no layer{...} in the description" },
+    { "notable.lua", "layer(42)\n", 1, "layer description must be a table" },
+    { "variant.lua", "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, variant = { conv_fwd = 99999 } }\n", 1, nil },
+  }
+  for _, c in ipairs(cases) do
+    local path = description(c[1], c[2])
+    if c[4] then
+      local msg, kind = load_error(path)
+      eq(kind, "parse", c[1] .. " kind")
+      has(msg, "^" .. path:gsub("%p", "%%%0") .. ":" .. c[3] .. ": error: ", c[1] .. " position")
+      has(msg, c[4], c[1] .. " message")
+    else
+      -- Valid description; the bad variant index is found when kernels are generated.
+      local f = assert(io.open(path)); local text = f:read("a"); f:close()
+      local result, msg = api.generate_layers(text, path)
+      eq(result, nil, "out-of-range variant must fail")
+      has(msg, "^" .. path:gsub("%p", "%%%0") .. ":1: error: variant 99999 of conv_fwd is out of range", "variant message")
+    end
+  end
+end)
+
+test("all problems of a file are reported, each with its line", function()
+  local path = description("many.lua", "layer { N = 0, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3 }\n" ..
+    good .. "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, pool = 5 }\n")
+  local msg = load_error(path)
+  has(msg, "many%.lua:1: error: field 'N' must be >= 1", "first problem")
+  has(msg, "many%.lua:3: error: pool factor", "second problem")
+end)
+
+test("api.layer rejects impossible shapes with a clear message", function()
+  local result, msg, kind = api.layer(with { R = 30 })
+  eq(result, nil, "result")
+  eq(kind, "shape", "kind")
+  has(msg, "kernel 30x3 is larger than the padded input", "message")
+  local huge, hmsg = api.layer(with { N = 4096, C = 512, H = 1024, W = 1024 })
+  eq(huge, nil, "2^31 elements")
+  has(hmsg, "32%-bit indexing", "message")
+end)
+
+test("bundle: written on success, nothing written on error", function()
+  local dir = scratch .. "/bundle_ok"
+  os.execute("rm -rf '" .. dir .. "' && mkdir -p '" .. dir .. "/kernels'")
+  local path = description("bundle.lua", good .. good:gsub('"a"', '"b"'))
+  local f = assert(io.open(path)); local text = f:read("a"); f:close()
+  local n, msg = api.write_bundle(text, path, dir)
+  assert(n, msg)
+  local plan = dofile(dir .. "/plan.lua")
+  eq(#plan.layers, 2, "layers in plan")
+  eq(plan.source, path, "plan names its source")
+  local distinct = {}
+  for _, l in ipairs(plan.layers) do
+    for _, k in ipairs(l.kernels) do
+      distinct[k.name] = true
+      local h = assert(io.open(dir .. "/" .. k.file), "kernel file " .. k.file)
+      has(h:read("a"), "generated: do not edit", k.file)
+      h:close()
+    end
+  end
+  local count = 0
+  for _ in pairs(distinct) do count = count + 1 end
+  eq(n, count + 1, "identical layers share their kernel files (plus plan.lua)")
+
+  local bad_dir = scratch .. "/bundle_bad"
+  os.execute("rm -rf '" .. bad_dir .. "' && mkdir -p '" .. bad_dir .. "/kernels'")
+  local bad = good .. "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, pool = 3 }\n"
+  local ok = api.write_bundle(bad, "bad.lua", bad_dir)
+  eq(ok, nil, "bad description")
+  local listing = io.popen("find '" .. bad_dir .. "' -type f | wc -l"):read("a")
+  eq(tonumber(listing), 0, "files written for a bad description")
+end)
+
+print(string.format("%d passed, %d failed", passed, failed))
+os.exit(failed == 0 and 0 or 1)
