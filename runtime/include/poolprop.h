@@ -144,6 +144,17 @@ pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, const fl
                        float *y, float *xp, float *dx, float *dw);
 void pp_layer_destroy(pp_layer *layer);
 
+/* Reads a layer description file: Lua with one layer{N=..., C=..., ...} call per layer
+ * (fields as pp_layer_desc, plus pool_mode = "avg"|"max" and variant = {conv_fwd = i}).
+ * path NULL reads the embedded default layer set. Errors read "file:line: error: ...".
+ * Release the list with pp_layer_descs_free. */
+pp_status pp_layer_file_load(pp_context *ctx, const char *path, pp_layer_desc **descs, int *count);
+void pp_layer_descs_free(pp_layer_desc *descs, int count);
+/* Generates the kernels of every layer of a description file (NULL: the default set) and
+ * writes the bundle: out_dir/kernels/<kernel>.cu and out_dir/plan.lua. On any error
+ * nothing is written. */
+pp_status pp_bundle_write(pp_context *ctx, const char *path, const char *out_dir);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,2 +1,249 @@
-/* layer.c - stub, to be written */
-#include "context.h"
+/* layer.c - one convolution layer end to end: generate its kernels (embedded Lua), compile
+ * them on the context's backend, read their static resource use from NVRTC's ptxas
+ * report, and run forward + pool-save, input gradient and weight gradient on host arrays.
+ * Invariant: a pp_layer holds one loaded function per generated kernel, in launch order. */
+#include "lua_gen.h"
+#include "nvrtc.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+struct pp_layer {
+    pp_context *ctx;
+    pp_layer_desc desc;
+    gen_layer gen;
+    pp_module **modules;       /* one per kernel */
+    pp_function **functions;   /* one per kernel */
+    pp_kernel_info *info;      /* one per kernel */
+};
+
+void pp_layer_desc_init(pp_layer_desc *desc)
+{
+    if (!desc) return;
+    memset(desc, 0, sizeof *desc);
+    desc->stride = 1;
+    desc->pool = 1;
+    desc->pool_mode = PP_POOL_AVG;
+}
+
+static pp_status usable(pp_context *ctx)
+{
+    if (!ctx) return PP_ERR_INVALID_ARGUMENT;
+    if (!ctx->ops) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "the context has no backend (its creation failed)");
+    ctx_clear_error(ctx);
+    return PP_OK;
+}
+
+pp_status pp_layer_variant_count(pp_context *ctx, const char *op, int *out)
+{
+    PP_TRY(usable(ctx));
+    if (!op || !out) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "pp_layer_variant_count: NULL argument");
+    return gen_variant_count(ctx, op, out);
+}
+
+/* Compiles one kernel with NVRTC for the static check (registers, spills, shared memory)
+ * and copies the report into info. */
+static pp_status static_check(pp_context *ctx, const gen_kernel *k, pp_kernel_info *info)
+{
+    pp_nvrtc_output out;
+    char source_name[300];
+    snprintf(source_name, sizeof source_name, "%s.cu", k->name);
+    PP_TRY(nvrtc_compile(ctx, k->source, source_name, ctx->arch ? ctx->arch : 90, &out));
+    for (int i = 0; i < out.kernel_count; i++) {
+        if (strcmp(out.kernels[i].name, k->name) != 0) continue;
+        info->registers = out.kernels[i].info.registers;
+        info->spill_store_bytes = out.kernels[i].info.spill_store_bytes;
+        info->spill_load_bytes = out.kernels[i].info.spill_load_bytes;
+        info->shared_bytes = out.kernels[i].info.shared_bytes;
+        info->stack_bytes = out.kernels[i].info.stack_bytes;
+    }
+    nvrtc_output_free(&out);
+    return PP_OK;
+}
+
+pp_status pp_layer_create(pp_context *ctx, const pp_layer_desc *desc, pp_layer **out)
+{
+    PP_TRY(usable(ctx));
+    if (!desc || !out) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "pp_layer_create: NULL argument");
+    *out = NULL;
+    pp_layer *layer = calloc(1, sizeof *layer);
+    if (!layer) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    layer->ctx = ctx;
+    layer->desc = *desc;
+    layer->desc.name = NULL; /* the caller's string need not outlive this call */
+    pp_status st = gen_layer_from_desc(ctx, desc, &layer->gen);
+    if (st != PP_OK) {
+        free(layer);
+        return st;
+    }
+    int n = layer->gen.kernel_count;
+    layer->modules = calloc((size_t)n, sizeof *layer->modules);
+    layer->functions = calloc((size_t)n, sizeof *layer->functions);
+    layer->info = calloc((size_t)n, sizeof *layer->info);
+    if (!layer->modules || !layer->functions || !layer->info) {
+        pp_layer_destroy(layer);
+        return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    for (int i = 0; i < n && st == PP_OK; i++) {
+        const gen_kernel *k = &layer->gen.kernels[i];
+        pp_kernel_info *info = &layer->info[i];
+        info->name = k->name;
+        info->op = k->op;
+        memcpy(info->grid, k->grid, sizeof info->grid);
+        memcpy(info->block, k->block, sizeof info->block);
+        info->registers = info->spill_store_bytes = info->spill_load_bytes = -1;
+        info->shared_bytes = info->stack_bytes = -1;
+        char source_name[300];
+        snprintf(source_name, sizeof source_name, "%s.cu", k->name);
+        const char *names[1] = {k->name};
+        pp_compile_request req = {k->source, source_name, names, 1};
+        pp_compile_result res = {0, 0};
+        st = ctx->ops->compile(ctx, &req, &layer->modules[i], &res);
+        if (st == PP_OK) st = ctx->ops->get_function(ctx, layer->modules[i], k->name, &layer->functions[i]);
+        info->compile_ms = res.compile_ms;
+        info->cache_hit = res.cache_hit;
+        /* The cuda backend's compile already produced the report for the device's arch;
+         * the host backend gets it from a separate NVRTC compile (the static check). */
+        if (st == PP_OK) st = static_check(ctx, k, info);
+    }
+    if (st != PP_OK) {
+        pp_layer_destroy(layer);
+        return st;
+    }
+    *out = layer;
+    return PP_OK;
+}
+
+pp_status pp_layer_shape_get(const pp_layer *layer, pp_layer_shape *out)
+{
+    if (!layer || !out) return PP_ERR_INVALID_ARGUMENT;
+    const pp_layer_desc *d = &layer->desc;
+    out->p = layer->gen.p;
+    out->q = layer->gen.q;
+    out->hp = layer->gen.hp;
+    out->wp = layer->gen.wp;
+    out->x_elems = (size_t)d->n * d->c * d->h * d->w;
+    out->w_elems = (size_t)d->k * d->c * d->r * d->s;
+    out->y_elems = (size_t)d->n * d->k * out->p * out->q;
+    out->xp_elems = (size_t)d->n * d->c * out->hp * out->wp;
+    return PP_OK;
+}
+
+pp_status pp_layer_kernel_count(const pp_layer *layer, int *out)
+{
+    if (!layer || !out) return PP_ERR_INVALID_ARGUMENT;
+    *out = layer->gen.kernel_count;
+    return PP_OK;
+}
+
+pp_status pp_layer_kernel_info_get(const pp_layer *layer, int index, pp_kernel_info *out)
+{
+    if (!layer || !out) return PP_ERR_INVALID_ARGUMENT;
+    if (index < 0 || index >= layer->gen.kernel_count)
+        return ctx_fail(layer->ctx, PP_ERR_INVALID_ARGUMENT, "kernel index %d out of range 0..%d", index,
+                        layer->gen.kernel_count - 1);
+    *out = layer->info[index];
+    return PP_OK;
+}
+
+static int buffer_index(const gen_layer *g, const char *name)
+{
+    for (int i = 0; i < g->buffer_count; i++)
+        if (strcmp(g->buffers[i].name, name) == 0) return i;
+    return -1;
+}
+
+pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, const float *dy, float *y,
+                       float *xp, float *dx, float *dw)
+{
+    if (!layer) return PP_ERR_INVALID_ARGUMENT;
+    pp_context *ctx = layer->ctx;
+    PP_TRY(usable(ctx));
+    if (!x || !w || !dy || !y || !xp || !dx || !dw)
+        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "pp_layer_run: NULL array");
+    const gen_layer *g = &layer->gen;
+    pp_devptr *dev = calloc((size_t)g->buffer_count, sizeof *dev);
+    if (!dev) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    pp_status st = PP_OK;
+    for (int i = 0; i < g->buffer_count && st == PP_OK; i++)
+        st = ctx->ops->alloc(ctx, g->buffers[i].elems * sizeof(float), &dev[i]);
+    const struct { const char *name; const float *data; } inputs[] = {{"x", x}, {"w", w}, {"dy", dy}};
+    for (size_t i = 0; i < 3 && st == PP_OK; i++) {
+        int b = buffer_index(g, inputs[i].name);
+        st = ctx->ops->upload(ctx, dev[b], inputs[i].data, g->buffers[b].elems * sizeof(float));
+    }
+    for (int i = 0; i < g->kernel_count && st == PP_OK; i++) {
+        const gen_kernel *k = &g->kernels[i];
+        pp_devptr values[GEN_MAX_ARGS] = {0};
+        void *args[GEN_MAX_ARGS];
+        for (int a = 0; a < k->arg_count; a++) {
+            int b = buffer_index(g, k->args[a]);
+            if (b < 0 && strcmp(k->args[a], "null") != 0) {
+                st = ctx_fail(ctx, PP_ERR_INTERNAL, "kernel %s: unknown buffer '%s'", k->name, k->args[a]);
+                break;
+            }
+            values[a] = b < 0 ? 0 : dev[b];
+            args[a] = &values[a];
+        }
+        if (st == PP_OK) st = ctx->ops->launch(ctx, layer->functions[i], k->grid, k->block, args);
+        if (st != PP_OK) ctx_wrap(ctx, st, "kernel %s", k->name);
+    }
+    if (st == PP_OK) st = ctx->ops->synchronize(ctx);
+    const struct { const char *name; float *data; } outputs[] = {
+        {"y", y}, {"dx", dx}, {"dw", dw}, {layer->desc.pool > 1 ? "xp" : "x", xp}};
+    for (size_t i = 0; i < 4 && st == PP_OK; i++) {
+        int b = buffer_index(g, outputs[i].name);
+        st = ctx->ops->download(ctx, outputs[i].data, dev[b], g->buffers[b].elems * sizeof(float));
+    }
+    for (int i = 0; i < g->buffer_count; i++)
+        if (dev[i]) ctx->ops->free(ctx, dev[i]);
+    free(dev);
+    return st;
+}
+
+void pp_layer_destroy(pp_layer *layer)
+{
+    if (!layer) return;
+    pp_context *ctx = layer->ctx;
+    for (int i = 0; layer->modules && i < layer->gen.kernel_count; i++)
+        if (layer->modules[i]) ctx->ops->module_destroy(ctx, layer->modules[i]);
+    free(layer->modules);
+    free(layer->functions);
+    free(layer->info);
+    gen_layer_free(&layer->gen);
+    free(layer);
+}
+
+pp_status pp_layer_file_load(pp_context *ctx, const char *path, pp_layer_desc **descs, int *count)
+{
+    if (!ctx || !descs || !count) return PP_ERR_INVALID_ARGUMENT;
+    ctx_clear_error(ctx);
+    return gen_load_descs(ctx, path, descs, count);
+}
+
+void pp_layer_descs_free(pp_layer_desc *descs, int count)
+{
+    if (!descs) return;
+    for (int i = 0; i < count; i++) free((char *)descs[i].name);
+    free(descs);
+}
+
+pp_status pp_bundle_write(pp_context *ctx, const char *path, const char *out_dir)
+{
+    if (!ctx || !out_dir) return PP_ERR_INVALID_ARGUMENT;
+    ctx_clear_error(ctx);
+    char kernels_dir[4200];
+    snprintf(kernels_dir, sizeof kernels_dir, "%s/kernels", out_dir);
+    /* A dry run generates the whole bundle; folders are created only once it succeeded. */
+    PP_TRY(gen_write_bundle(ctx, path, NULL, NULL));
+    if (mkdir(out_dir, 0755) != 0 && errno != EEXIST)
+        return ctx_fail(ctx, PP_ERR_IO, "cannot create %s: %s", out_dir, strerror(errno));
+    if (mkdir(kernels_dir, 0755) != 0 && errno != EEXIST)
+        return ctx_fail(ctx, PP_ERR_IO, "cannot create %s: %s", kernels_dir, strerror(errno));
+    int files = 0;
+    return gen_write_bundle(ctx, path, out_dir, &files);
+}

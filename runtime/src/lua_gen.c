@@ -1,2 +1,378 @@
-/* lua_gen.c - stub, to be written */
-#include "context.h"
+/* lua_gen.c - runs the embedded Lua generator in-process: module loading from the
+ * library's embedded files, and conversion of the generator's results (kernel sources,
+ * launch geometry, buffers) into C structures. One Lua state per call; nothing persists. */
+#include "lua_gen.h"
+
+#include "embedded.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* package.searchers entry: "poolprop.x" -> embedded "generator/poolprop/x.lua". */
+static int search_embedded(lua_State *L)
+{
+    const char *module = luaL_checkstring(L, 1);
+    char path[512];
+    snprintf(path, sizeof path, "generator/%s.lua", module);
+    for (char *p = path + strlen("generator/"); *p; p++)
+        if (*p == '.' && strcmp(p, ".lua") != 0) *p = '/';
+    const pp_embedded_file *f = embedded_find(path);
+    if (!f) {
+        lua_pushfstring(L, "\n\tno embedded file '%s'", path);
+        return 1;
+    }
+    char chunkname[600];
+    snprintf(chunkname, sizeof chunkname, "@%s", path);
+    if (luaL_loadbufferx(L, f->data, f->size, chunkname, "t") != LUA_OK) return lua_error(L);
+    lua_pushstring(L, path);
+    return 2;
+}
+
+/* files.read replacement: templates come from the embedded files. */
+static int read_embedded(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    const pp_embedded_file *f = embedded_find(path);
+    if (!f) return luaL_error(L, "no embedded file '%s'", path);
+    lua_pushlstring(L, f->data, f->size);
+    return 1;
+}
+
+static pp_status open_state(pp_context *ctx, lua_State **out)
+{
+    lua_State *L = luaL_newstate();
+    if (!L) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "cannot create a Lua state");
+    luaL_openlibs(L);
+    /* table.insert(package.searchers, 2, search_embedded) */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchers");
+    lua_Integer n = luaL_len(L, -1);
+    for (lua_Integer i = n; i >= 2; i--) {
+        lua_rawgeti(L, -1, i);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushcfunction(L, search_embedded);
+    lua_rawseti(L, -2, 2);
+    lua_pop(L, 2);
+    /* require("poolprop.files").read = read_embedded */
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "poolprop.files");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        pp_status st = ctx_fail(ctx, PP_ERR_INTERNAL, "generator: %s", lua_tostring(L, -1));
+        lua_close(L);
+        return st;
+    }
+    lua_pushcfunction(L, read_embedded);
+    lua_setfield(L, -2, "read");
+    lua_pop(L, 1);
+    *out = L;
+    return PP_OK;
+}
+
+/* Pushes require("poolprop.api")[fn] onto the stack. */
+static pp_status push_api(pp_context *ctx, lua_State *L, const char *fn)
+{
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "poolprop.api");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+        return ctx_fail(ctx, PP_ERR_INTERNAL, "generator: %s", lua_tostring(L, -1));
+    lua_getfield(L, -1, fn);
+    lua_remove(L, -2);
+    return PP_OK;
+}
+
+/* Calls the api function on the stack with nargs arguments; on success leaves its result
+ * on the stack. Generator failures become ctx errors with the generator's message. */
+static pp_status call_api(pp_context *ctx, lua_State *L, int nargs)
+{
+    if (lua_pcall(L, nargs, 3, 0) != LUA_OK)
+        return ctx_fail(ctx, PP_ERR_INTERNAL, "generator: %s", lua_tostring(L, -1));
+    if (lua_isnil(L, -3)) {
+        const char *kind = lua_tostring(L, -1);
+        pp_status st = PP_ERR_GENERATOR;
+        if (kind && strcmp(kind, "parse") == 0) st = PP_ERR_PARSE;
+        if (kind && strcmp(kind, "shape") == 0) st = PP_ERR_SHAPE;
+        return ctx_fail(ctx, st, "%s", lua_tostring(L, -2));
+    }
+    lua_pop(L, 2);
+    return PP_OK;
+}
+
+static int get_int(lua_State *L, int table, const char *key)
+{
+    lua_getfield(L, table, key);
+    int v = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static char *get_string(lua_State *L, int table, const char *key)
+{
+    lua_getfield(L, table, key);
+    size_t len = 0;
+    const char *s = lua_tolstring(L, -1, &len);
+    char *copy = NULL;
+    if (s) {
+        copy = malloc(len + 1);
+        if (copy) memcpy(copy, s, len + 1);
+    }
+    lua_pop(L, 1);
+    return copy;
+}
+
+static void get_dim3(lua_State *L, int table, const char *key, unsigned out[3])
+{
+    lua_getfield(L, table, key);
+    for (int i = 0; i < 3; i++) {
+        lua_rawgeti(L, -1, i + 1);
+        out[i] = (unsigned)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+/* Converts the layer.generate() result at stack index idx. */
+static pp_status read_layer(pp_context *ctx, lua_State *L, int idx, gen_layer *out)
+{
+    memset(out, 0, sizeof *out);
+    idx = lua_absindex(L, idx);
+    lua_getfield(L, idx, "shape");
+    int sh = lua_gettop(L);
+    out->p = get_int(L, sh, "P");
+    out->q = get_int(L, sh, "Q");
+    out->hp = get_int(L, sh, "HP");
+    out->wp = get_int(L, sh, "WP");
+    lua_pop(L, 1);
+    char *sig = get_string(L, idx, "signature");
+    snprintf(out->signature, sizeof out->signature, "%s", sig ? sig : "");
+    free(sig);
+
+    lua_getfield(L, idx, "buffers");
+    int bt = lua_gettop(L);
+    out->buffer_count = (int)luaL_len(L, bt);
+    out->buffers = calloc((size_t)out->buffer_count, sizeof *out->buffers);
+    for (int i = 0; out->buffers && i < out->buffer_count; i++) {
+        lua_rawgeti(L, bt, i + 1);
+        char *name = get_string(L, lua_gettop(L), "name");
+        snprintf(out->buffers[i].name, sizeof out->buffers[i].name, "%s", name ? name : "");
+        free(name);
+        lua_getfield(L, -1, "elems");
+        out->buffers[i].elems = (size_t)lua_tointeger(L, -1);
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+
+    lua_getfield(L, idx, "kernels");
+    int kt = lua_gettop(L);
+    out->kernel_count = (int)luaL_len(L, kt);
+    out->kernels = calloc((size_t)out->kernel_count, sizeof *out->kernels);
+    for (int i = 0; out->kernels && i < out->kernel_count; i++) {
+        gen_kernel *k = &out->kernels[i];
+        lua_rawgeti(L, kt, i + 1);
+        int t = lua_gettop(L);
+        k->name = get_string(L, t, "name");
+        k->op = get_string(L, t, "op");
+        k->source = get_string(L, t, "source");
+        k->variant = get_int(L, t, "variant");
+        get_dim3(L, t, "grid", k->grid);
+        get_dim3(L, t, "block", k->block);
+        lua_getfield(L, t, "args");
+        k->arg_count = (int)luaL_len(L, -1);
+        if (k->arg_count > GEN_MAX_ARGS) k->arg_count = GEN_MAX_ARGS;
+        for (int a = 0; a < k->arg_count; a++) {
+            lua_rawgeti(L, -1, a + 1);
+            snprintf(k->args[a], sizeof k->args[a], "%s", lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 2);
+        if (!k->name || !k->op || !k->source) {
+            lua_pop(L, 1);
+            gen_layer_free(out);
+            return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "generator result: out of memory");
+        }
+    }
+    lua_pop(L, 1);
+    if (!out->buffers || !out->kernels) {
+        gen_layer_free(out);
+        return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "generator result: out of memory");
+    }
+    return PP_OK;
+}
+
+static void push_desc(lua_State *L, const pp_layer_desc *d)
+{
+    lua_newtable(L);
+    if (d->name) {
+        lua_pushstring(L, d->name);
+        lua_setfield(L, -2, "name");
+    }
+    const struct { const char *key; int value; } ints[] = {
+        {"N", d->n}, {"C", d->c}, {"H", d->h}, {"W", d->w}, {"K", d->k}, {"R", d->r},
+        {"S", d->s}, {"stride", d->stride}, {"pad", d->pad}, {"pool", d->pool},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        lua_pushinteger(L, ints[i].value);
+        lua_setfield(L, -2, ints[i].key);
+    }
+    lua_pushstring(L, d->pool_mode == PP_POOL_MAX ? "max" : d->pool_mode == PP_POOL_AVG ? "avg" : "?");
+    lua_setfield(L, -2, "pool_mode");
+    lua_newtable(L);
+    lua_pushinteger(L, d->variant_fwd);
+    lua_setfield(L, -2, "conv_fwd");
+    lua_pushinteger(L, d->variant_bwd_data);
+    lua_setfield(L, -2, "conv_bwd_data");
+    lua_pushinteger(L, d->variant_bwd_weight);
+    lua_setfield(L, -2, "conv_bwd_weight");
+    lua_setfield(L, -2, "variant");
+}
+
+pp_status gen_layer_from_desc(pp_context *ctx, const pp_layer_desc *desc, gen_layer *out)
+{
+    lua_State *L;
+    PP_TRY(open_state(ctx, &L));
+    pp_status st = push_api(ctx, L, "layer");
+    if (st == PP_OK) {
+        push_desc(L, desc);
+        st = call_api(ctx, L, 1);
+    }
+    if (st == PP_OK) st = read_layer(ctx, L, -1, out);
+    lua_close(L);
+    return st;
+}
+
+pp_status gen_variant_count(pp_context *ctx, const char *op, int *out)
+{
+    lua_State *L;
+    PP_TRY(open_state(ctx, &L));
+    pp_status st = push_api(ctx, L, "variant_count");
+    if (st == PP_OK) {
+        lua_pushstring(L, op);
+        st = call_api(ctx, L, 1);
+    }
+    if (st == PP_OK) *out = (int)lua_tointeger(L, -1);
+    lua_close(L);
+    return st;
+}
+
+/* Reads a description file, or the embedded default when path is NULL. */
+static pp_status description_text(pp_context *ctx, const char *path, char **text, size_t *len,
+                                  const char **chunkname)
+{
+    if (path) {
+        *chunkname = path;
+        return file_read_all(ctx, path, text, len);
+    }
+    const pp_embedded_file *f = embedded_find(GEN_DEFAULT_LAYERS);
+    if (!f) return ctx_fail(ctx, PP_ERR_INTERNAL, "the embedded default layer set is missing");
+    *text = malloc(f->size + 1);
+    if (!*text) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    memcpy(*text, f->data, f->size + 1);
+    *len = f->size;
+    *chunkname = GEN_DEFAULT_LAYERS;
+    return PP_OK;
+}
+
+pp_status gen_load_descs(pp_context *ctx, const char *path, pp_layer_desc **descs, int *count)
+{
+    *descs = NULL;
+    *count = 0;
+    char *text;
+    size_t len;
+    const char *chunkname;
+    PP_TRY(description_text(ctx, path, &text, &len, &chunkname));
+    lua_State *L;
+    pp_status st = open_state(ctx, &L);
+    if (st != PP_OK) {
+        free(text);
+        return st;
+    }
+    st = push_api(ctx, L, "load_layers");
+    if (st == PP_OK) {
+        lua_pushlstring(L, text, len);
+        lua_pushstring(L, chunkname);
+        st = call_api(ctx, L, 2);
+    }
+    free(text);
+    if (st == PP_OK) {
+        int n = (int)luaL_len(L, -1);
+        pp_layer_desc *list = calloc((size_t)(n ? n : 1), sizeof *list);
+        if (!list) st = ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+        for (int i = 0; list && i < n; i++) {
+            lua_rawgeti(L, -1, i + 1);
+            int t = lua_gettop(L);
+            pp_layer_desc *d = &list[i];
+            pp_layer_desc_init(d);
+            d->n = get_int(L, t, "N");
+            d->c = get_int(L, t, "C");
+            d->h = get_int(L, t, "H");
+            d->w = get_int(L, t, "W");
+            d->k = get_int(L, t, "K");
+            d->r = get_int(L, t, "R");
+            d->s = get_int(L, t, "S");
+            d->stride = get_int(L, t, "stride");
+            d->pad = get_int(L, t, "pad");
+            d->pool = get_int(L, t, "pool");
+            char *mode = get_string(L, t, "pool_mode");
+            d->pool_mode = mode && strcmp(mode, "max") == 0 ? PP_POOL_MAX : PP_POOL_AVG;
+            free(mode);
+            d->name = get_string(L, t, "name");
+            lua_getfield(L, t, "variant");
+            int vt = lua_gettop(L);
+            d->variant_fwd = get_int(L, vt, "conv_fwd");
+            d->variant_bwd_data = get_int(L, vt, "conv_bwd_data");
+            d->variant_bwd_weight = get_int(L, vt, "conv_bwd_weight");
+            lua_pop(L, 2);
+        }
+        if (list) {
+            *descs = list;
+            *count = n;
+        }
+    }
+    lua_close(L);
+    return st;
+}
+
+pp_status gen_write_bundle(pp_context *ctx, const char *path, const char *out_dir, int *files_written)
+{
+    char *text;
+    size_t len;
+    const char *chunkname;
+    PP_TRY(description_text(ctx, path, &text, &len, &chunkname));
+    lua_State *L;
+    pp_status st = open_state(ctx, &L);
+    if (st != PP_OK) {
+        free(text);
+        return st;
+    }
+    st = push_api(ctx, L, "write_bundle");
+    if (st == PP_OK) {
+        lua_pushlstring(L, text, len);
+        lua_pushstring(L, chunkname);
+        if (out_dir)
+            lua_pushstring(L, out_dir);
+        else
+            lua_pushnil(L);
+        st = call_api(ctx, L, 3);
+    }
+    free(text);
+    if (st == PP_OK && files_written) *files_written = (int)lua_tointeger(L, -1);
+    lua_close(L);
+    return st;
+}
+
+void gen_layer_free(gen_layer *layer)
+{
+    if (!layer) return;
+    for (int i = 0; layer->kernels && i < layer->kernel_count; i++) {
+        free(layer->kernels[i].name);
+        free(layer->kernels[i].op);
+        free(layer->kernels[i].source);
+    }
+    free(layer->kernels);
+    free(layer->buffers);
+    memset(layer, 0, sizeof *layer);
+}

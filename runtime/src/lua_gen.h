@@ -1,0 +1,42 @@
+/* lua_gen.h - the bridge to the embedded Lua generator (generator/poolprop/api.lua):
+ * one layer's kernels and buffers, description files, and bundles. */
+#ifndef PP_LUA_GEN_H
+#define PP_LUA_GEN_H
+
+#include "cache.h"
+#include "context.h"
+
+#define GEN_MAX_ARGS 8
+#define GEN_DEFAULT_LAYERS "models/layers_default.lua"
+
+typedef struct gen_kernel {
+    char *name, *op, *source;
+    int variant;
+    unsigned grid[3], block[3];
+    int arg_count;
+    char args[GEN_MAX_ARGS][32]; /* buffer names, "null" for an unused pointer */
+} gen_kernel;
+
+typedef struct gen_buffer {
+    char name[32];
+    size_t elems; /* float32 elements */
+} gen_buffer;
+
+typedef struct gen_layer {
+    char signature[256];
+    int p, q, hp, wp;
+    gen_kernel *kernels; /* in launch order */
+    int kernel_count;
+    gen_buffer *buffers;
+    int buffer_count;
+} gen_layer;
+
+pp_status gen_layer_from_desc(pp_context *ctx, const pp_layer_desc *desc, gen_layer *out);
+void gen_layer_free(gen_layer *layer);
+pp_status gen_variant_count(pp_context *ctx, const char *op, int *out);
+/* path NULL: the embedded default layer set. Names are malloc'ed (pp_layer_descs_free). */
+pp_status gen_load_descs(pp_context *ctx, const char *path, pp_layer_desc **descs, int *count);
+/* out_dir NULL: generate everything, write nothing (a dry run). */
+pp_status gen_write_bundle(pp_context *ctx, const char *path, const char *out_dir, int *files_written);
+
+#endif
