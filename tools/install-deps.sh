@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# install-deps.sh - installs the Debian packages poolprop builds with, where missing:
+# Lua 5.4 (library, headers, interpreter for the generator tests), CMake, a C/C++
+# compiler. The CUDA toolkit (NVRTC and headers) must already be installed; no GPU or
+# driver is needed to build and test.
+set -euo pipefail
+packages=(liblua5.4-dev lua5.4 cmake make gcc g++ pkg-config)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: not root; run: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ ! -e /usr/local/cuda/include/nvrtc.h ] && ! command -v nvcc >/dev/null 2>&1; then
+  echo "install-deps: the CUDA toolkit (NVRTC) was not found under /usr/local/cuda or on PATH" >&2
+  exit 1
+fi
