@@ -1,1 +1,407 @@
-int main(void) { return 0; }
+/* poolprop.c - the poolprop command-line tool.
+ *   poolprop verify [--layers FILE] ...   generate, compile (NVRTC + host) and check kernels
+ *   poolprop layer --x X.npy --w W.npy --dy DY.npy ... --out DIR   run one layer on your data
+ *   poolprop gen [FILE] --out DIR          write the generated kernels and plan (a bundle)
+ * Every failure prints one clear message (file:line for descriptions) and exits non-zero. */
+#include "layer_check.h"
+#include "npy.h"
+#include "poolprop.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static const char usage_text[] =
+    "usage: poolprop <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  verify [--layers FILE] [--arch sm_XY] [--schedule forward|reverse|shuffled]\n"
+    "         [--threads N] [--no-cache]\n"
+    "      Generate the kernels of every layer in FILE (default: the embedded layer set),\n"
+    "      compile each with NVRTC (static check: registers, spills) and on the host\n"
+    "      backend, run them and compare with the C reference. Prints a table.\n"
+    "  layer --x X.npy --w W.npy --dy DY.npy --stride S --pad P --pool F\n"
+    "        [--pool-mode avg|max] [--backend host|cuda] --out DIR\n"
+    "      Run one convolution: writes DIR/y.npy, xp.npy, dx.npy, dw.npy. Arrays are\n"
+    "      float32 C-order: X (N,C,H,W), W (K,C,R,S), DY (N,K,P,Q).\n"
+    "  gen [FILE] --out DIR\n"
+    "      Write the generated kernels (DIR/kernels/*.cu) and DIR/plan.lua.\n"
+    "  version\n"
+    "\n"
+    "environment: POOLPROP_CACHE_DIR (kernel cache), POOLPROP_HOST_CXX (host compiler)\n";
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "poolprop: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return 1;
+}
+
+static int fail_ctx(pp_context *ctx, pp_status st)
+{
+    fprintf(stderr, "poolprop: %s\n", ctx ? pp_last_error(ctx) : pp_status_string(st));
+    return 1;
+}
+
+static void log_to_stderr(void *user, pp_log_level level, const char *message)
+{
+    (void)user;
+    fprintf(stderr, "poolprop: %s: %s\n", level == PP_LOG_WARNING ? "warning" : "note", message);
+}
+
+/* ---- option parsing: --name value pairs, each option at most once ---- */
+
+typedef struct option {
+    const char *name;
+    const char *value;
+    int is_flag; /* takes no value */
+    int seen;
+} option;
+
+static int parse_options(int argc, char **argv, option *opts, int nopts, const char **positional)
+{
+    if (positional) *positional = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0) {
+            if (positional && !*positional) {
+                *positional = a;
+                continue;
+            }
+            return fail("unexpected argument '%s' (see poolprop --help)", a);
+        }
+        option *o = NULL;
+        for (int j = 0; j < nopts; j++)
+            if (strcmp(a + 2, opts[j].name) == 0) o = &opts[j];
+        if (!o) return fail("unknown option '%s' (see poolprop --help)", a);
+        if (o->seen) return fail("option '%s' given twice", a);
+        o->seen = 1;
+        if (o->is_flag) continue;
+        if (i + 1 >= argc) return fail("option '%s' needs a value", a);
+        o->value = argv[++i];
+    }
+    return 0;
+}
+
+static const char *opt(const option *opts, int nopts, const char *name)
+{
+    for (int j = 0; j < nopts; j++)
+        if (strcmp(opts[j].name, name) == 0) return opts[j].is_flag ? (opts[j].seen ? "1" : NULL) : opts[j].value;
+    return NULL;
+}
+
+static int parse_int(const char *name, const char *text, int min, int max, int *out)
+{
+    if (!text) return fail("missing --%s", name);
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < min || v > max)
+        return fail("--%s: expected an integer in %d..%d, got '%s'", name, min, max, text);
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_schedule(const char *text, pp_schedule *out)
+{
+    if (!text || strcmp(text, "forward") == 0) *out = PP_SCHEDULE_FORWARD;
+    else if (strcmp(text, "reverse") == 0) *out = PP_SCHEDULE_REVERSE;
+    else if (strcmp(text, "shuffled") == 0) *out = PP_SCHEDULE_SHUFFLED;
+    else return fail("--schedule: expected forward, reverse or shuffled, got '%s'", text);
+    return 0;
+}
+
+static int parse_arch(const char *text, int *out)
+{
+    *out = 0;
+    if (!text) return 0;
+    const char *digits = strncmp(text, "sm_", 3) == 0 ? text + 3 : text;
+    return parse_int("arch", digits, 50, 200, out);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int make_dir(const char *path)
+{
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) return fail("cannot create %s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* ---- verify ---- */
+
+static int cmd_verify(int argc, char **argv)
+{
+    option opts[] = {{"layers", 0, 0, 0}, {"arch", 0, 0, 0}, {"schedule", 0, 0, 0},
+                     {"threads", 0, 0, 0}, {"no-cache", 0, 1, 0}};
+    int nopts = sizeof opts / sizeof opts[0];
+    if (parse_options(argc, argv, opts, nopts, NULL)) return 1;
+    pp_context_options o;
+    pp_context_options_init(&o);
+    o.backend = PP_BACKEND_HOST;
+    o.log = log_to_stderr;
+    o.disable_cache = opt(opts, nopts, "no-cache") != NULL;
+    if (parse_arch(opt(opts, nopts, "arch"), &o.arch)) return 1;
+    if (!o.arch) o.arch = 90;
+    if (parse_schedule(opt(opts, nopts, "schedule"), &o.host_schedule)) return 1;
+    if (opt(opts, nopts, "threads") && parse_int("threads", opt(opts, nopts, "threads"), 1, 1024, &o.host_threads))
+        return 1;
+
+    double t0 = now_ms();
+    pp_context *ctx = NULL;
+    pp_status st = pp_context_create(&o, &ctx);
+    if (st != PP_OK) {
+        int rc = fail_ctx(ctx, st);
+        pp_context_destroy(ctx);
+        return rc;
+    }
+    const char *path = opt(opts, nopts, "layers");
+    pp_layer_desc *descs = NULL;
+    int count = 0;
+    st = pp_layer_file_load(ctx, path, &descs, &count);
+    if (st != PP_OK) {
+        int rc = fail_ctx(ctx, st);
+        pp_context_destroy(ctx);
+        return rc;
+    }
+    printf("poolprop verify: %d layers from %s; NVRTC static check for sm_%d; run on %s\n", count,
+           path ? path : "the embedded default set (models/layers_default.lua)", o.arch,
+           pp_context_device_name(ctx));
+    printf("%-16s %-16s %9s %5s %6s %6s %9s %9s %10s %10s  %s\n", "layer", "kernel", "grid", "block", "regs",
+           "spill", "smem", "nvrtc ms", "host ms", "max error", "tolerance");
+    int failures = 0, kernels = 0;
+    double nvrtc_ms = 0, host_ms = 0;
+    for (int i = 0; i < count; i++) {
+        pp_layer *layer = NULL;
+        st = pp_layer_create(ctx, &descs[i], &layer);
+        if (st != PP_OK) {
+            fprintf(stderr, "poolprop: layer %s: %s\n", descs[i].name ? descs[i].name : "?", pp_last_error(ctx));
+            failures++;
+            continue;
+        }
+        layer_check_result r;
+        st = layer_check_run(ctx, layer, &descs[i], 1234u + (uint32_t)i, &r);
+        if (st != PP_OK) {
+            fprintf(stderr, "poolprop: layer %s: %s\n", descs[i].name ? descs[i].name : "?", pp_last_error(ctx));
+            failures++;
+            pp_layer_destroy(layer);
+            continue;
+        }
+        int n;
+        pp_layer_kernel_count(layer, &n);
+        for (int k = 0; k < n; k++) {
+            pp_kernel_info info;
+            pp_layer_kernel_info_get(layer, k, &info);
+            double err = 0, tol = 0;
+            if (strcmp(info.op, "conv_fwd") == 0) {
+                err = r.err_y > r.err_xp ? r.err_y : r.err_xp;
+                tol = r.tol_y;
+            } else if (strcmp(info.op, "conv_bwd_data") == 0) {
+                err = r.err_dx;
+                tol = r.tol_dx;
+            } else {
+                err = r.err_dw;
+                tol = r.tol_dw;
+            }
+            char grid[32];
+            snprintf(grid, sizeof grid, "%ux%ux%u", info.grid[0], info.grid[1], info.grid[2]);
+            int spills = info.spill_store_bytes + info.spill_load_bytes;
+            printf("%-16.16s %-16s %9s %5u %6d %6d %9d %9.1f %10.1f %10.2e  %.2e%s\n",
+                   descs[i].name ? descs[i].name : "-", info.op, grid, info.block[0], info.registers,
+                   spills, info.shared_bytes, info.nvrtc_ms, info.compile_ms, err, tol,
+                   spills != 0 ? "  SPILLS" : "");
+            if (spills != 0) failures++;
+            nvrtc_ms += info.nvrtc_ms;
+            host_ms += info.compile_ms;
+            kernels++;
+        }
+        if (!r.passed) {
+            printf("  FAILED: y %.2e (tol %.2e), xp %.2e (tol %.2e), dx %.2e (tol %.2e), dw %.2e (tol %.2e)\n",
+                   r.err_y, r.tol_y, r.err_xp, r.tol_xp, r.err_dx, r.tol_dx, r.err_dw, r.tol_dw);
+            failures++;
+        }
+        pp_layer_destroy(layer);
+    }
+    pp_cache_stats cs;
+    pp_context_cache_stats(ctx, &cs);
+    printf("%d kernels in %.0f ms (NVRTC %.0f ms, host compiler %.0f ms; cache: %d hits, %d misses, %d corrupt)\n",
+           kernels, now_ms() - t0, nvrtc_ms, host_ms, cs.hits, cs.misses, cs.corrupt);
+    printf("%s\n", failures ? "verify: FAILED" : "verify: all kernels match the reference, no spills");
+    pp_layer_descs_free(descs, count);
+    pp_context_destroy(ctx);
+    return failures ? 1 : 0;
+}
+
+/* ---- layer ---- */
+
+static int read_npy(pp_context *ctx, const char *role, const char *path, pp_npy_array *out)
+{
+    if (!path) return fail("missing --%s", role);
+    pp_status st = npy_read_f32(ctx, path, 4, out);
+    if (st != PP_OK) return fail("--%s: %s", role, pp_last_error(ctx));
+    return 0;
+}
+
+static int cmd_layer(int argc, char **argv)
+{
+    option opts[] = {{"x", 0, 0, 0},      {"w", 0, 0, 0},         {"dy", 0, 0, 0},
+                     {"stride", 0, 0, 0}, {"pad", 0, 0, 0},       {"pool", 0, 0, 0},
+                     {"pool-mode", 0, 0, 0}, {"backend", 0, 0, 0}, {"out", 0, 0, 0},
+                     {"schedule", 0, 0, 0}};
+    int nopts = sizeof opts / sizeof opts[0];
+    if (parse_options(argc, argv, opts, nopts, NULL)) return 1;
+    pp_layer_desc d;
+    pp_layer_desc_init(&d);
+    if (parse_int("stride", opt(opts, nopts, "stride"), 1, 1 << 20, &d.stride)) return 1;
+    if (parse_int("pad", opt(opts, nopts, "pad"), 0, 1 << 20, &d.pad)) return 1;
+    if (parse_int("pool", opt(opts, nopts, "pool"), 1, 8, &d.pool)) return 1;
+    const char *mode = opt(opts, nopts, "pool-mode");
+    if (!mode || strcmp(mode, "avg") == 0) d.pool_mode = PP_POOL_AVG;
+    else if (strcmp(mode, "max") == 0) d.pool_mode = PP_POOL_MAX;
+    else return fail("--pool-mode: expected avg or max, got '%s'", mode);
+    const char *out_dir = opt(opts, nopts, "out");
+    if (!out_dir) return fail("missing --out DIR");
+
+    pp_context_options o;
+    pp_context_options_init(&o);
+    o.log = log_to_stderr;
+    const char *backend = opt(opts, nopts, "backend");
+    if (!backend || strcmp(backend, "host") == 0) o.backend = PP_BACKEND_HOST;
+    else if (strcmp(backend, "cuda") == 0) o.backend = PP_BACKEND_CUDA;
+    else return fail("--backend: expected host or cuda, got '%s'", backend);
+    if (parse_schedule(opt(opts, nopts, "schedule"), &o.host_schedule)) return 1;
+
+    pp_context *ctx = NULL;
+    pp_status st = pp_context_create(&o, &ctx);
+    if (st != PP_OK) {
+        int rc = fail_ctx(ctx, st);
+        pp_context_destroy(ctx);
+        return rc;
+    }
+    pp_npy_array x = {0}, w = {0}, dy = {0};
+    int rc = read_npy(ctx, "x", opt(opts, nopts, "x"), &x) || read_npy(ctx, "w", opt(opts, nopts, "w"), &w) ||
+             read_npy(ctx, "dy", opt(opts, nopts, "dy"), &dy);
+    if (!rc) {
+        if (x.shape[1] != w.shape[1])
+            rc = fail("--w: W has %zu input channels but X has %zu (W is (K,C,R,S), X is (N,C,H,W))", w.shape[1],
+                      x.shape[1]);
+        for (int i = 0; i < 4 && !rc; i++)
+            if (x.shape[i] > INT_MAX || w.shape[i] > INT_MAX) rc = fail("--x/--w: a dimension exceeds 2^31-1");
+    }
+    pp_layer *layer = NULL;
+    if (!rc) {
+        d.n = (int)x.shape[0];
+        d.c = (int)x.shape[1];
+        d.h = (int)x.shape[2];
+        d.w = (int)x.shape[3];
+        d.k = (int)w.shape[0];
+        d.r = (int)w.shape[2];
+        d.s = (int)w.shape[3];
+        st = pp_layer_create(ctx, &d, &layer);
+        if (st != PP_OK) rc = fail_ctx(ctx, st);
+    }
+    pp_layer_shape s;
+    if (!rc) {
+        pp_layer_shape_get(layer, &s);
+        if (dy.shape[0] != x.shape[0] || dy.shape[1] != w.shape[0] || dy.shape[2] != (size_t)s.p ||
+            dy.shape[3] != (size_t)s.q)
+            rc = fail("--dy: expected shape (%d, %d, %d, %d) = (N, K, P, Q) for this convolution, got (%zu, %zu, %zu, %zu)",
+                      d.n, d.k, s.p, s.q, dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]);
+    }
+    if (!rc) {
+        float *y = malloc(s.y_elems * sizeof(float)), *xp = malloc(s.xp_elems * sizeof(float));
+        float *dx = malloc(s.x_elems * sizeof(float)), *dw = malloc(s.w_elems * sizeof(float));
+        if (!y || !xp || !dx || !dw) rc = fail("out of memory");
+        if (!rc) {
+            st = pp_layer_run(layer, x.data, w.data, dy.data, y, xp, dx, dw);
+            if (st != PP_OK) rc = fail_ctx(ctx, st);
+        }
+        if (!rc) rc = make_dir(out_dir);
+        if (!rc) {
+            char path[4200];
+            const size_t y_shape[4] = {(size_t)d.n, (size_t)d.k, (size_t)s.p, (size_t)s.q};
+            const size_t xp_shape[4] = {(size_t)d.n, (size_t)d.c, (size_t)s.hp, (size_t)s.wp};
+            const struct { const char *name; const size_t *shape; const float *data; } outs[] = {
+                {"y.npy", y_shape, y}, {"xp.npy", x.shape, NULL}, {"dx.npy", x.shape, dx}, {"dw.npy", w.shape, dw}};
+            for (int i = 0; i < 4 && !rc; i++) {
+                snprintf(path, sizeof path, "%s/%s", out_dir, outs[i].name);
+                const size_t *shape = i == 1 ? xp_shape : outs[i].shape;
+                st = npy_write_f32(ctx, path, 4, shape, i == 1 ? xp : outs[i].data);
+                if (st != PP_OK) rc = fail_ctx(ctx, st);
+            }
+            if (!rc)
+                printf("poolprop layer: N=%d C=%d H=%d W=%d K=%d R=%d S=%d stride=%d pad=%d pool=%d %s on %s\n"
+                       "wrote %s/{y,xp,dx,dw}.npy: y (%d,%d,%d,%d) xp (%d,%d,%d,%d)\n",
+                       d.n, d.c, d.h, d.w, d.k, d.r, d.s, d.stride, d.pad, d.pool,
+                       d.pool_mode == PP_POOL_MAX ? "max" : "avg", pp_context_device_name(ctx), out_dir, d.n,
+                       d.k, s.p, s.q, d.n, d.c, s.hp, s.wp);
+        }
+        free(y);
+        free(xp);
+        free(dx);
+        free(dw);
+    }
+    pp_layer_destroy(layer);
+    npy_array_free(&x);
+    npy_array_free(&w);
+    npy_array_free(&dy);
+    pp_context_destroy(ctx);
+    return rc;
+}
+
+/* ---- gen ---- */
+
+static int cmd_gen(int argc, char **argv)
+{
+    option opts[] = {{"out", 0, 0, 0}};
+    const char *path = NULL;
+    if (parse_options(argc, argv, opts, 1, &path)) return 1;
+    const char *out_dir = opt(opts, 1, "out");
+    if (!out_dir) return fail("missing --out DIR");
+    pp_context_options o;
+    pp_context_options_init(&o);
+    o.backend = PP_BACKEND_NONE;
+    o.disable_cache = 1;
+    pp_context *ctx = NULL;
+    pp_status st = pp_context_create(&o, &ctx);
+    if (st == PP_OK) st = pp_bundle_write(ctx, path, out_dir);
+    int rc = 0;
+    if (st != PP_OK)
+        rc = fail_ctx(ctx, st);
+    else
+        printf("poolprop gen: wrote %s/plan.lua and %s/kernels/ from %s\n", out_dir, out_dir,
+               path ? path : "the embedded default layer set");
+    pp_context_destroy(ctx);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "verify") == 0) return cmd_verify(argc - 2, argv + 2);
+    if (strcmp(cmd, "layer") == 0) return cmd_layer(argc - 2, argv + 2);
+    if (strcmp(cmd, "gen") == 0) return cmd_gen(argc - 2, argv + 2);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("poolprop %s\n", PP_VERSION_STRING);
+        return 0;
+    }
+    return fail("unknown command '%s' (see poolprop --help)", cmd);
+}

@@ -1,0 +1,233 @@
+/* test_cli.c - the poolprop command as a user runs it: `poolprop layer` on .npy files
+ * agrees with the independent C reference (reference/conv_ref.c), and every kind of bad
+ * input (bad .npy files, shapes that do not fit, bad options, bad description files, a
+ * cuda backend without a GPU) gives a clear message and a non-zero exit, never a crash.
+ * Usage: test_cli /path/to/poolprop */
+#include "conv_ref.h"
+#include "npy.h"
+#include "test_util.h"
+
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *tool;
+static char dir[64];
+static char output[65536];
+
+/* Runs the tool with args (a shell fragment); captures stdout+stderr; returns exit code. */
+static int run(const char *args)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", tool, args);
+    FILE *p = popen(cmd, "r");
+    CHECK(p != NULL, "popen");
+    size_t n = fread(output, 1, sizeof output - 1, p);
+    output[n] = '\0';
+    int status = pclose(p);
+    CHECK(WIFEXITED(status), "poolprop %s did not exit normally (signal): %s", args, output);
+    return WEXITSTATUS(status);
+}
+
+static void expect_failure(const char *args, const char *message_part)
+{
+    int rc = run(args);
+    CHECK(rc != 0, "poolprop %s should fail; output:\n%s", args, output);
+    CHECK(strstr(output, message_part) != NULL, "poolprop %s: message lacks \"%s\":\n%s", args, message_part,
+          output);
+    printf("rejected as expected: poolprop %s\n    -> %s", args, output);
+}
+
+static void write_array(const char *name, int rank, const size_t *shape, const float *data)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    pp_context_options o;
+    pp_context_options_init(&o);
+    CHECK_OK(NULL, npy_write_f32(NULL, path, rank, shape, data));
+}
+
+static void write_bytes(const char *name, const void *data, size_t len)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(data, 1, len, f) == len, "write %s", path);
+    fclose(f);
+}
+
+static float *read_array(const char *name, int rank, const size_t *want_shape)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    pp_npy_array a;
+    CHECK_OK(NULL, npy_read_f32(NULL, path, rank, &a));
+    for (int i = 0; i < rank; i++)
+        CHECK(a.shape[i] == want_shape[i], "%s dim %d: %zu, want %zu", name, i, a.shape[i], want_shape[i]);
+    return a.data;
+}
+
+static void fill(float *a, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        a[i] = (float)((seed >> 9) & 0xffff) / 32768.0f - 1.0f;
+    }
+}
+
+/* Runs poolprop layer on one shape and compares every output with the reference. */
+static void check_layer(int n, int c, int h, int w, int k, int r, int s, int stride, int pad, int pool, int max)
+{
+    conv_ref_shape sh = {n, c, h, w, k, r, s, stride, pad, pool, max, 0, 0, 0, 0};
+    conv_ref_derive(&sh);
+    size_t xs[4] = {(size_t)n, (size_t)c, (size_t)h, (size_t)w}, ws[4] = {(size_t)k, (size_t)c, (size_t)r, (size_t)s};
+    size_t ys[4] = {(size_t)n, (size_t)k, (size_t)sh.p, (size_t)sh.q};
+    size_t ps[4] = {(size_t)n, (size_t)c, (size_t)sh.hp, (size_t)sh.wp};
+    size_t nx = xs[0] * xs[1] * xs[2] * xs[3], nw = ws[0] * ws[1] * ws[2] * ws[3];
+    size_t ny = ys[0] * ys[1] * ys[2] * ys[3], np = ps[0] * ps[1] * ps[2] * ps[3];
+    float *x = malloc(nx * 4), *wt = malloc(nw * 4), *dy = malloc(ny * 4);
+    float *ry = malloc(ny * 4), *rxp = malloc(np * 4), *rdx = malloc(nx * 4), *rxu = malloc(nx * 4),
+          *rdw = malloc(nw * 4);
+    fill(x, nx, 1), fill(wt, nw, 2), fill(dy, ny, 3);
+    write_array("x.npy", 4, xs, x);
+    write_array("w.npy", 4, ws, wt);
+    write_array("dy.npy", 4, ys, dy);
+    char args[1024];
+    snprintf(args, sizeof args,
+             "layer --x %s/x.npy --w %s/w.npy --dy %s/dy.npy --stride %d --pad %d --pool %d --pool-mode %s "
+             "--backend host --out %s/out",
+             dir, dir, dir, stride, pad, pool, max ? "max" : "avg", dir);
+    int rc = run(args);
+    CHECK(rc == 0, "poolprop %s failed:\n%s", args, output);
+    conv_fwd_ref(&sh, x, wt, ry);
+    pool_ref(&sh, x, rxp);
+    unpool_ref(&sh, rxp, rxu);
+    conv_bwd_data_ref(&sh, dy, wt, rdx);
+    conv_bwd_weight_ref(&sh, dy, rxu, rdw);
+    float *y = read_array("out/y.npy", 4, ys), *xp = read_array("out/xp.npy", 4, ps);
+    float *dx = read_array("out/dx.npy", 4, xs), *dw = read_array("out/dw.npy", 4, ws);
+    double ey = max_rel_error(y, ry, ny), ep = max_rel_error(xp, rxp, np);
+    double ex = max_rel_error(dx, rdx, nx), ew = max_rel_error(dw, rdw, nw);
+    printf("poolprop layer N%d C%d %dx%d K%d %dx%d s%d p%d f%d %s vs reference: y %.2e xp %.2e dx %.2e dw %.2e\n",
+           n, c, h, w, k, r, s, stride, pad, pool, max ? "max" : "avg", ey, ep, ex, ew);
+    /* Tolerance 1e-4 relative to the output's magnitude: fp32 sums of at most a few
+     * thousand terms (layer_check.c derives the tighter per-shape bound used elsewhere). */
+    CHECK(ey < 1e-4 && ep < 1e-6 && ex < 1e-4 && ew < 1e-4, "errors above tolerance");
+    free(x), free(wt), free(dy), free(ry), free(rxp), free(rdx), free(rxu), free(rdw);
+    free(y), free(xp), free(dx), free(dw);
+}
+
+int main(int argc, char **argv)
+{
+    CHECK(argc == 2, "usage: test_cli /path/to/poolprop");
+    tool = argv[1];
+    strcpy(dir, "/tmp/pp_test_cli_XXXXXX");
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+
+    check_layer(2, 5, 11, 9, 7, 3, 3, 2, 1, 2, 0);
+    check_layer(1, 3, 13, 13, 4, 7, 7, 2, 3, 4, 1);
+    check_layer(3, 4, 6, 5, 6, 1, 1, 1, 0, 1, 0);
+
+    /* Inputs for the bad cases: a valid x/w/dy set from the last check_layer call. */
+    char args[2048];
+    const char *valid = "--stride 1 --pad 0 --pool 1 --out %s/o";
+    (void)valid;
+    const char magic_bad[] = "NOTNUMPY-file-with-junk-content";
+    write_bytes("magic.npy", magic_bad, sizeof magic_bad);
+    snprintf(args, sizeof args, "layer --x %s/magic.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o",
+             dir, dir, dir, dir);
+    expect_failure(args, "magic.npy");
+
+    size_t s3[3] = {3, 4, 6};
+    float small[72] = {0};
+    write_array("rank3.npy", 3, s3, small);
+    snprintf(args, sizeof args, "layer --x %s/rank3.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o",
+             dir, dir, dir, dir);
+    expect_failure(args, "rank3.npy");
+
+    /* float64 data */
+    const char f8_header[] = "\x93NUMPY\x01\x00\x76\x00{'descr': '<f8', 'fortran_order': False, 'shape': (1, 1, 1, 1), }";
+    char f8[128 + 8];
+    memset(f8, ' ', sizeof f8);
+    memcpy(f8, f8_header, sizeof f8_header - 1);
+    f8[127] = '\n';
+    memset(f8 + 128, 0, 8);
+    write_bytes("f8.npy", f8, sizeof f8);
+    snprintf(args, sizeof args, "layer --x %s/f8.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o",
+             dir, dir, dir, dir);
+    expect_failure(args, "f8.npy");
+
+    /* truncated: a valid file cut short */
+    char path[256];
+    snprintf(path, sizeof path, "%s/x.npy", dir);
+    snprintf(args, sizeof args, "head -c 200 %s > %s/trunc.npy", path, dir);
+    CHECK(system(args) == 0, "truncate copy");
+    snprintf(args, sizeof args, "layer --x %s/trunc.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o",
+             dir, dir, dir, dir);
+    expect_failure(args, "trunc.npy");
+
+    /* shapes that do not fit: W with other channel counts, dY of the wrong size */
+    size_t wbad[4] = {6, 2, 1, 1};
+    float wdata[12] = {0};
+    write_array("wbad.npy", 4, wbad, wdata);
+    snprintf(args, sizeof args, "layer --x %s/x.npy --w %s/wbad.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o",
+             dir, dir, dir, dir);
+    expect_failure(args, "input channels");
+    snprintf(args, sizeof args, "layer --x %s/x.npy --w %s/w.npy --dy %s/dy.npy --stride 2 --pad 0 --pool 1 --out %s/o",
+             dir, dir, dir, dir);
+    expect_failure(args, "--dy: expected shape");
+    /* a kernel larger than the padded input */
+    size_t wbig[4] = {6, 4, 9, 9};
+    float *wbigdata = calloc(6 * 4 * 81, 4);
+    write_array("wbig.npy", 4, wbig, wbigdata);
+    free(wbigdata);
+    snprintf(args, sizeof args, "layer --x %s/x.npy --w %s/wbig.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o",
+             dir, dir, dir, dir);
+    expect_failure(args, "larger than the padded input");
+    snprintf(args, sizeof args, "layer --x %s/x.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 3 --out %s/o",
+             dir, dir, dir, dir);
+    expect_failure(args, "pool factor must be 1, 2, 4 or 8");
+    snprintf(args, sizeof args, "layer --x %s/missing.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o",
+             dir, dir, dir, dir);
+    expect_failure(args, "missing.npy");
+
+    /* options */
+    expect_failure("layer --x a.npy --stride two", "--stride: expected an integer");
+    expect_failure("layer --bogus 1", "unknown option '--bogus'");
+    expect_failure("frobnicate", "unknown command 'frobnicate'");
+    snprintf(args, sizeof args, "layer --x %s/x.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --pool-mode median --out %s/o",
+             dir, dir, dir, dir);
+    expect_failure(args, "--pool-mode: expected avg or max");
+
+    /* a cuda backend where no GPU exists is an error, never a silent fall-back */
+    snprintf(args, sizeof args, "layer --x %s/x.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --backend cuda --out %s/o",
+             dir, dir, dir, dir);
+    int rc = run(args);
+    if (rc == 0) {
+        printf("a GPU is present: --backend cuda ran\n");
+    } else {
+        CHECK(strstr(output, "cuda") || strstr(output, "CUDA"), "cuda failure message: %s", output);
+        printf("rejected as expected (no GPU): --backend cuda -> %s", output);
+    }
+
+    /* description files: file:line errors, nothing written */
+    snprintf(path, sizeof path, "%s/bad_layers.lua", dir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3 }\n\nlayer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, stride = 0 }\n");
+    fclose(f);
+    snprintf(args, sizeof args, "verify --layers %s", path);
+    char want[300];
+    snprintf(want, sizeof want, "%s:3: error: field 'stride' must be >= 1", path);
+    expect_failure(args, want);
+    snprintf(args, sizeof args, "gen %s --out %s/bundle", path, dir);
+    expect_failure(args, want);
+    snprintf(path, sizeof path, "%s/bundle", dir);
+    CHECK(access(path, F_OK) != 0, "gen wrote %s for a bad description", path);
+    snprintf(args, sizeof args, "verify --layers %s/nonexistent.lua", dir);
+    expect_failure(args, "nonexistent.lua");
+
+    snprintf(args, sizeof args, "rm -rf %s", dir);
+    CHECK(system(args) == 0, "cleanup");
+    printf("command-line tests passed\n");
+    return 0;
+}

@@ -1,0 +1,105 @@
+/* test_conv_kernels.c - every generated convolution kernel, run on the host emulation
+ * backend, against the plain C reference (reference/conv_ref.c), over a matrix of shapes:
+ * 1x1/3x3/7x7 kernels, stride 1 and 2, padding 0..3, H and W not divisible by the pool
+ * factor or the tile sizes, channel counts that are not multiples of 32, N = 1..3,
+ * f in {1,2,4,8} with avg and max pooling, under three tile configurations and two thread
+ * schedules (forward and reverse). Tolerances: reference/layer_check.c states them
+ * (16*u*sqrt(n) relative to the output's magnitude for fp32 dot products of length n,
+ * 1e-6 for average pooling, exact for max pooling and f = 1).
+ * Usage: test_conv_kernels [quick] - quick runs the first tile configuration only. */
+#include "layer_check.h"
+#include "test_util.h"
+
+#include <string.h>
+
+typedef struct shape_case {
+    int n, c, h, w, k, r, s, stride, pad, pool;
+    pp_pool_mode mode;
+} shape_case;
+
+static const shape_case cases[] = {
+    {1, 3, 8, 8, 5, 1, 1, 1, 0, 1, PP_POOL_AVG},
+    {2, 5, 9, 7, 6, 3, 3, 1, 1, 2, PP_POOL_AVG},
+    {3, 7, 11, 13, 9, 3, 3, 2, 1, 4, PP_POOL_MAX},
+    {1, 4, 15, 15, 33, 7, 7, 2, 3, 4, PP_POOL_AVG},
+    {2, 33, 10, 10, 17, 1, 1, 2, 0, 2, PP_POOL_MAX},
+    {1, 6, 12, 9, 5, 3, 3, 2, 2, 1, PP_POOL_MAX},
+    {2, 3, 17, 17, 8, 7, 7, 1, 3, 8, PP_POOL_AVG},
+    {3, 2, 6, 10, 3, 1, 1, 1, 3, 2, PP_POOL_AVG},
+    {1, 35, 7, 7, 40, 3, 3, 1, 0, 4, PP_POOL_MAX},
+    {2, 16, 14, 14, 24, 3, 3, 2, 1, 2, PP_POOL_AVG},
+    {1, 3, 23, 19, 16, 7, 7, 2, 2, 4, PP_POOL_MAX},
+    {2, 12, 9, 9, 12, 1, 1, 1, 1, 8, PP_POOL_MAX},
+};
+
+int main(int argc, char **argv)
+{
+    int quick = argc > 1 && strcmp(argv[1], "quick") == 0;
+    pp_context *ctx[2] = {NULL, NULL};
+    const pp_schedule schedules[2] = {PP_SCHEDULE_FORWARD, PP_SCHEDULE_REVERSE};
+    const char *schedule_names[2] = {"forward", "reverse"};
+    for (int i = 0; i < 2; i++) {
+        pp_context_options o;
+        pp_context_options_init(&o);
+        o.backend = PP_BACKEND_HOST;
+        o.host_schedule = schedules[i];
+        o.host_threads = 2;
+        pp_status st = pp_context_create(&o, &ctx[i]);
+        CHECK_OK(ctx[i], st);
+    }
+    /* Tile configurations: (fwd, bwd_data, bwd_weight) variant indices. Index 0 is the
+     * default; 1 is the first entry of each declared space (for conv_bwd_weight: no
+     * split of the reduction); "last" the last entry (the largest tiles). */
+    int count_fwd, count_data, count_weight;
+    CHECK_OK(ctx[0], pp_layer_variant_count(ctx[0], "conv_fwd", &count_fwd));
+    CHECK_OK(ctx[0], pp_layer_variant_count(ctx[0], "conv_bwd_data", &count_data));
+    CHECK_OK(ctx[0], pp_layer_variant_count(ctx[0], "conv_bwd_weight", &count_weight));
+    const int configs[3][3] = {{0, 0, 0}, {1, count_data, 1}, {count_fwd, 1, count_weight}};
+    int nconfigs = quick ? 1 : 3;
+
+    double worst[4] = {0, 0, 0, 0};
+    int runs = 0;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const shape_case *c = &cases[ci];
+        for (int v = 0; v < nconfigs; v++) {
+            pp_layer_desc d;
+            pp_layer_desc_init(&d);
+            d.n = c->n, d.c = c->c, d.h = c->h, d.w = c->w, d.k = c->k, d.r = c->r, d.s = c->s;
+            d.stride = c->stride, d.pad = c->pad, d.pool = c->pool, d.pool_mode = c->mode;
+            d.variant_fwd = configs[v][0], d.variant_bwd_data = configs[v][1], d.variant_bwd_weight = configs[v][2];
+            for (int si = 0; si < 2; si++) {
+                pp_layer *layer;
+                CHECK_OK(ctx[si], pp_layer_create(ctx[si], &d, &layer));
+                layer_check_result r;
+                CHECK_OK(ctx[si], layer_check_run(ctx[si], layer, &d, 77u + (uint32_t)ci, &r));
+                int nk;
+                pp_layer_kernel_count(layer, &nk);
+                unsigned blocks[4] = {0, 0, 0, 0};
+                for (int k = 0; k < nk && k < 4; k++) {
+                    pp_kernel_info info;
+                    pp_layer_kernel_info_get(layer, k, &info);
+                    blocks[k] = info.block[0];
+                }
+                printf("N%d C%-2d %2dx%-2d K%-2d %dx%d s%d p%d f%d %s tiles v(%d,%d,%d) threads(%u,%u,%u) %s: "
+                       "y %.1e xp %.1e dx %.1e dw %.1e\n",
+                       c->n, c->c, c->h, c->w, c->k, c->r, c->s, c->stride, c->pad, c->pool,
+                       c->mode == PP_POOL_MAX ? "max" : "avg", d.variant_fwd, d.variant_bwd_data,
+                       d.variant_bwd_weight, blocks[0], blocks[1], blocks[2], schedule_names[si], r.err_y,
+                       r.err_xp, r.err_dx, r.err_dw);
+                CHECK(r.err_y <= r.tol_y, "y error %.3e > tolerance %.3e", r.err_y, r.tol_y);
+                CHECK(r.err_xp <= r.tol_xp, "xp error %.3e > tolerance %.3e", r.err_xp, r.tol_xp);
+                CHECK(r.err_dx <= r.tol_dx, "dx error %.3e > tolerance %.3e", r.err_dx, r.tol_dx);
+                CHECK(r.err_dw <= r.tol_dw, "dw error %.3e > tolerance %.3e", r.err_dw, r.tol_dw);
+                double e[4] = {r.err_y, r.err_xp, r.err_dx, r.err_dw};
+                for (int i = 0; i < 4; i++)
+                    if (e[i] > worst[i]) worst[i] = e[i];
+                pp_layer_destroy(layer);
+                runs++;
+            }
+        }
+    }
+    printf("%d layer runs match the reference; largest relative errors: y %.2e, xp %.2e, dx %.2e, dw %.2e\n",
+           runs, worst[0], worst[1], worst[2], worst[3]);
+    for (int i = 0; i < 2; i++) pp_context_destroy(ctx[i]);
+    return 0;
+}
