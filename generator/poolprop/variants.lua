@@ -10,9 +10,9 @@ M.max_static_shared_bytes = 48 * 1024
 
 local gemm_space = {
   BM = { 32, 64, 128 },
-  BN = { 16, 32, 64 },
-  BK = { 4, 8, 16 },
-  TM = { 2, 4, 8 },
+  BN = { 32, 64 },
+  BK = { 8, 16 },
+  TM = { 4, 8 },
   TN = { 2, 4 },
 }
 
@@ -21,8 +21,8 @@ local spaces = {
   conv_fwd = { space = gemm_space, default = { BM = 64, BN = 32, BK = 8, TM = 4, TN = 2 } },
   conv_bwd_data = { space = gemm_space, default = { BM = 64, BN = 32, BK = 8, TM = 4, TN = 2 } },
   conv_bwd_weight = {
-    space = { BM = { 16, 32, 64 }, BN = { 32, 64, 128 }, BK = { 8, 16, 32 }, TM = { 2, 4 },
-      TN = { 2, 4, 8 }, MAX_SPLITS = { 1, 16, 64 } },
+    space = { BM = { 16, 32, 64 }, BN = { 32, 64, 128 }, BK = { 8, 16 }, TM = { 2, 4 },
+      TN = { 4 }, MAX_SPLITS = { 1, 64 } },
     default = { BM = 32, BN = 64, BK = 16, TM = 2, TN = 4, MAX_SPLITS = 64 },
   },
 }

@@ -43,6 +43,7 @@ typedef enum pp_status {
 const char *pp_status_string(pp_status status);
 
 typedef enum pp_backend {
+    PP_BACKEND_NONE = 0, /* generation and planning only: nothing is compiled or run */
     PP_BACKEND_HOST = 1, /* CPU emulation of the generated CUDA source: a test instrument */
     PP_BACKEND_CUDA = 2  /* NVRTC + CUDA driver API on a GPU */
 } pp_backend;
@@ -126,8 +127,9 @@ typedef struct pp_kernel_info {
     unsigned grid[3], block[3];
     /* From ptxas -v (cuda backend, or the NVRTC check of the host backend); -1 if unknown. */
     int registers, spill_store_bytes, spill_load_bytes, shared_bytes, stack_bytes;
-    double compile_ms;       /* time spent compiling (0 when served from the cache) */
+    double compile_ms;       /* backend compile time (0 when served from the cache) */
     int cache_hit;
+    double nvrtc_ms;         /* NVRTC time of the static check on the host backend (0 when cached) */
 } pp_kernel_info;
 
 void pp_layer_desc_init(pp_layer_desc *desc);

@@ -110,6 +110,7 @@ pp_status pp_context_create(const pp_context_options *options, pp_context **out)
     }
     if (st == PP_OK) {
         switch (ctx->options.backend) {
+        case PP_BACKEND_NONE: snprintf(ctx->device_name, sizeof ctx->device_name, "none (generation only)"); break;
         case PP_BACKEND_HOST: st = backend_host_init(ctx); break;
         case PP_BACKEND_CUDA: st = backend_cuda_init(ctx); break;
         default:

@@ -33,7 +33,9 @@ void pp_layer_desc_init(pp_layer_desc *desc)
 static pp_status usable(pp_context *ctx)
 {
     if (!ctx) return PP_ERR_INVALID_ARGUMENT;
-    if (!ctx->ops) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "the context has no backend (its creation failed)");
+    if (!ctx->ops)
+        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT,
+                        "the context has no backend (PP_BACKEND_NONE, or its creation failed)");
     ctx_clear_error(ctx);
     return PP_OK;
 }
@@ -61,6 +63,7 @@ static pp_status static_check(pp_context *ctx, const gen_kernel *k, pp_kernel_in
         info->shared_bytes = out.kernels[i].info.shared_bytes;
         info->stack_bytes = out.kernels[i].info.stack_bytes;
     }
+    info->nvrtc_ms = out.compile_ms;
     nvrtc_output_free(&out);
     return PP_OK;
 }
