@@ -7,7 +7,9 @@
 // Tiling as conv_fwd: a block computes BM x BN of (m,c); thread (tm,tn) owns rows
 // tm + i*(BM/TM) and columns tn + j*(BN/TN); consecutive threads write consecutive m.
 // Generator constants: N C H W K R S STRIDE PAD P Q MX GX BM BN BK TM TN THREADS
-extern "C" __global__ void __launch_bounds__(THREADS)
+// __launch_bounds__ names a minimum of 1 block per SM: with the thread count alone, NVRTC's
+// ptxas capped a 512-thread variant at 40 registers and spilled (nvcc's did not).
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
 ${KERNEL}(const float *__restrict__ dy, const float *__restrict__ wt, float *__restrict__ dx)
 {
     __shared__ float a_tile[BK][BM];

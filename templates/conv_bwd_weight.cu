@@ -13,7 +13,9 @@
 // tn + j*(BN/TN), with tn fastest, so consecutive threads write consecutive g.
 // Generator constants: N C H W K R S STRIDE PAD P Q M G HP WP POOL_F SPLITS M_PER_SPLIT
 //   BM BN BK TM TN THREADS
-extern "C" __global__ void __launch_bounds__(THREADS)
+// __launch_bounds__ names a minimum of 1 block per SM: with the thread count alone, NVRTC's
+// ptxas capped a 512-thread variant at 40 registers and spilled (nvcc's did not).
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
 ${KERNEL}(const float *__restrict__ dy, const float *__restrict__ xs, float *__restrict__ out)
 {
     __shared__ float a_tile[BK][BM];

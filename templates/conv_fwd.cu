@@ -14,7 +14,9 @@
 // avg divides by the number of elements that exist. POOL_F == 1 saves x itself: no xp.
 // Generator constants: N C H W K R S STRIDE PAD P Q M G HP WP POOL_F POOL_MAX
 //   BM BN BK TM TN THREADS POOL_PER_BLOCK
-extern "C" __global__ void __launch_bounds__(THREADS)
+// __launch_bounds__ names a minimum of 1 block per SM: with the thread count alone, NVRTC's
+// ptxas capped a 512-thread variant at 40 registers and spilled (nvcc's did not).
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
 ${KERNEL}(const float *__restrict__ x, const float *__restrict__ wt, float *__restrict__ y,
           float *__restrict__ xp)
 {

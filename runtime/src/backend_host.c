@@ -1,3 +1,583 @@
-/* backend_host.c - stub, to be written */
+/* backend_host.c - the host emulation backend: compiles the generated CUDA source with
+ * the host C++ compiler (after the emulation header) into a shared object, loads it, and
+ * runs kernels on the CPU through the fiber scheduler (host/scheduler.c).
+ *
+ * Compile: the translation unit is
+ *     #line 1 "emu_abi.h"      <embedded runtime/src/host/emu_abi.h>
+ *     #line 1 "pp_cuda_emu.h"  <embedded runtime/src/host/pp_cuda_emu.h>
+ *     #line 1 "<source_name>"  <the request's source, unchanged>
+ * so the installed library needs no source tree and diagnostics name the kernel source
+ * and its lines. The compiler is $POOLPROP_HOST_CXX or PP_HOST_CXX (one program, found
+ * on PATH, no arguments), run with posix_spawn, with these flags:
+ *   -std=c++17 -O2 -fPIC -shared   required: C++17 header, optimised (the host backend
+ *                                  must be fast enough for evidence runs), a module
+ *   -fno-strict-aliasing           CUDA code type-puns through pointers (float4 loads of
+ *                                  float arrays, __float_as_int) as nvcc tolerates
+ *   -fvisibility=hidden            only pp_emu_bind and pp_emu_entry_* are exported, so
+ *                                  calls inside the module bind locally
+ *   -fno-math-errno                sqrtf and friends inline (CUDA math sets no errno)
+ *   -ffp-contract=off              the host result is the plain IEEE evaluation of the
+ *                                  source whatever the compiler's default (clang
+ *                                  contracts by default): reproducible across compilers
+ * Cache: the .so bytes, keyed by a format tag, the compiler path and its --version
+ * output, the flags and the whole translation unit. A cached module that fails to load
+ * is reported, counted as corrupt and rebuilt.
+ * Memory: device pointers are host pointers, 256-byte aligned. New allocations are filled
+ * with 0xFF bytes (NaN as float): like cuMemAlloc they are not zeroed, and a kernel that
+ * reads memory nobody wrote shows it instead of silently reading zeros.
+ * Invariant: ctx->ops is set only when init succeeded; a context's launches run one at a
+ * time (each launch uses the calling thread plus pthreads it joins before returning). */
+#define _GNU_SOURCE
+#include "cache.h"
 #include "context.h"
-pp_status backend_host_init(pp_context *ctx) { return ctx_fail(ctx, PP_ERR_INTERNAL, "host backend: not written yet"); }
+#include "embedded.h"
+#include "host/scheduler.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef PP_HOST_CXX
+#define PP_HOST_CXX "c++"
+#endif
+
+extern char **environ;
+
+static const char *const cxx_flags[] = {"-std=c++17",          "-O2",          "-fPIC",
+                                        "-shared",             "-fno-strict-aliasing",
+                                        "-fvisibility=hidden", "-fno-math-errno", "-ffp-contract=off"};
+enum { n_cxx_flags = sizeof cxx_flags / sizeof cxx_flags[0] };
+static const char cache_format_tag[] = "poolprop host module 1";
+
+typedef struct host_state {
+    char cxx[1024];
+    char cxx_version[2048]; /* whole --version output; empty if the compiler did not run */
+    char cxx_problem[1024]; /* why it did not */
+    emu_stack_pool *pool;
+} host_state;
+
+struct pp_function {
+    struct pp_function *next;
+    emu_entry_fn entry;
+    char name[];
+};
+
+struct pp_module {
+    void *handle;
+    struct pp_function *functions;
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static const char *temp_dir(void)
+{
+    const char *t = getenv("TMPDIR");
+    return t && *t ? t : "/tmp";
+}
+
+/* Runs argv (PATH lookup), stdin from /dev/null, stdout+stderr collected into a malloc'ed
+ * NUL-terminated *output. *exit_status is the exit code, or -1 if it did not exit
+ * normally. Returns 0, or an errno if it could not be started. */
+static int run_capture(char *const argv[], char **output, int *exit_status)
+{
+    *output = NULL;
+    *exit_status = -1;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return errno;
+    posix_spawn_file_actions_t fa;
+    int err = posix_spawn_file_actions_init(&fa);
+    if (err) {
+        close(fds[0]);
+        close(fds[1]);
+        return err;
+    }
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
+    pid_t pid;
+    err = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fds[1]);
+    if (err) {
+        close(fds[0]);
+        return err;
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (buf && n + 1024 > cap) {
+            char *bigger = realloc(buf, cap * 2);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+            } else {
+                buf = bigger;
+                cap *= 2;
+            }
+        }
+        char sink[1024];
+        char *dst = buf ? buf + n : sink;
+        ssize_t got = read(fds[0], dst, 1023);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) break;
+        if (buf) n += (size_t)got;
+    }
+    close(fds[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) return errno;
+    if (WIFEXITED(status)) *exit_status = WEXITSTATUS(status);
+    if (buf) buf[n] = '\0';
+    *output = buf;
+    return 0;
+}
+
+/* "g++ 12.2.0" from the compiler's path and the last word of its --version first line. */
+static void compiler_label(const host_state *hs, char *out, size_t len)
+{
+    const char *base = strrchr(hs->cxx, '/');
+    base = base ? base + 1 : hs->cxx;
+    if (!hs->cxx_version[0]) {
+        snprintf(out, len, "%s not runnable", base);
+        return;
+    }
+    size_t first = strcspn(hs->cxx_version, "\n");
+    size_t end = first;
+    while (end > 0 && (hs->cxx_version[end - 1] == ' ' || hs->cxx_version[end - 1] == '\r')) end--;
+    size_t start = end;
+    while (start > 0 && hs->cxx_version[start - 1] != ' ') start--;
+    snprintf(out, len, "%s %.*s", base, (int)(end - start), hs->cxx_version + start);
+}
+
+/* ---- loading ---- */
+
+static void module_free(pp_module *mod)
+{
+    if (!mod) return;
+    for (struct pp_function *f = mod->functions, *next; f; f = next) {
+        next = f->next;
+        free(f);
+    }
+    if (mod->handle) dlclose(mod->handle);
+    free(mod);
+}
+
+static struct pp_function *find_or_add_function(pp_module *mod, const char *name)
+{
+    for (struct pp_function *f = mod->functions; f; f = f->next)
+        if (strcmp(f->name, name) == 0) return f;
+    char sym[600];
+    if (snprintf(sym, sizeof sym, "pp_emu_entry_%s", name) >= (int)sizeof sym) return NULL;
+    void *entry = dlsym(mod->handle, sym);
+    if (!entry) return NULL;
+    size_t len = strlen(name);
+    struct pp_function *f = malloc(sizeof *f + len + 1);
+    if (!f) return NULL;
+    memcpy(f->name, name, len + 1);
+    *(void **)&f->entry = entry; /* POSIX: dlsym results convert to function pointers */
+    f->next = mod->functions;
+    mod->functions = f;
+    return f;
+}
+
+/* Writes the module bytes to a temporary file, dlopens and unlinks it, binds it.
+ * *bad_object is set when the bytes are not a loadable module (as opposed to a module
+ * that lacks a requested kernel). */
+static pp_status load_module(pp_context *ctx, const void *data, size_t len, const pp_compile_request *req,
+                             pp_module **out, int *bad_object)
+{
+    *out = NULL;
+    *bad_object = 0;
+    char path[4200];
+    const int in_cache = ctx->cache_dir[0] && !ctx->options.disable_cache;
+    const char *dir = in_cache ? ctx->cache_dir : temp_dir();
+    snprintf(path, sizeof path, "%s/pp_emu_module_XXXXXX", dir);
+    int fd = mkstemp(path);
+    if (fd < 0 && in_cache) { /* an unwritable cache dir: fall back */
+        dir = temp_dir();
+        snprintf(path, sizeof path, "%s/pp_emu_module_XXXXXX", temp_dir());
+        fd = mkstemp(path);
+    }
+    if (fd < 0) return ctx_fail(ctx, PP_ERR_IO, "host backend: cannot create a temporary file in %s: %s", dir, strerror(errno));
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int e = errno;
+            close(fd);
+            unlink(path);
+            return ctx_fail(ctx, PP_ERR_IO, "host backend: cannot write %s: %s", path, strerror(e));
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    close(fd);
+    void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    const char *dl_error = handle ? NULL : dlerror();
+    char why[1024];
+    if (dl_error) snprintf(why, sizeof why, "%s", dl_error);
+    unlink(path);
+    if (!handle) {
+        *bad_object = 1;
+        return ctx_fail(ctx, PP_ERR_COMPILE, "host backend: cannot load the module of %s: %s", req->source_name, why);
+    }
+    pp_module *mod = calloc(1, sizeof *mod);
+    if (!mod) {
+        dlclose(handle);
+        return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "host backend: out of memory");
+    }
+    mod->handle = handle;
+    void (*bind)(const pp_emu_abi *);
+    *(void **)&bind = dlsym(handle, "pp_emu_bind");
+    if (!bind) {
+        *bad_object = 1;
+        module_free(mod);
+        return ctx_fail(ctx, PP_ERR_COMPILE,
+                        "host backend: the module of %s has no pp_emu_bind (not built with pp_cuda_emu.h?)",
+                        req->source_name);
+    }
+    for (int i = 0; i < req->kernel_count; i++) {
+        if (!find_or_add_function(mod, req->kernel_names[i])) {
+            pp_status st = ctx_fail(ctx, PP_ERR_COMPILE,
+                                    "host backend: kernel '%s' not found in %s: no pp_emu_entry_%s "
+                                    "(is PP_KERNEL_EXPORT(%s) written after the kernel?)",
+                                    req->kernel_names[i], req->source_name, req->kernel_names[i],
+                                    req->kernel_names[i]);
+            module_free(mod);
+            return st;
+        }
+    }
+    bind(emu_abi());
+    *out = mod;
+    return PP_OK;
+}
+
+/* ---- compiling ---- */
+
+static void remove_dir_files(const char *dir, const char *const *names, int count)
+{
+    char path[4300];
+    for (int i = 0; i < count; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+/* Compiles the translation unit; on success *so is the malloc'ed shared object. */
+static pp_status run_compiler(pp_context *ctx, host_state *hs, const char *tu, size_t tu_len, const char *source_name,
+                              char **so, size_t *so_len)
+{
+    *so = NULL;
+    *so_len = 0;
+    if (!hs->cxx_version[0])
+        return ctx_fail(ctx, PP_ERR_COMPILE, "host backend: cannot compile %s: %s", source_name, hs->cxx_problem);
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/pp_emu_build_XXXXXX", temp_dir());
+    if (!mkdtemp(dir))
+        return ctx_fail(ctx, PP_ERR_IO, "host backend: cannot create a build directory in %s: %s", temp_dir(),
+                        strerror(errno));
+    static const char *const files[] = {"module.cpp", "module.so"};
+    char src_path[4300], so_path[4300];
+    snprintf(src_path, sizeof src_path, "%s/%s", dir, files[0]);
+    snprintf(so_path, sizeof so_path, "%s/%s", dir, files[1]);
+    pp_status st = file_write_atomic(ctx, src_path, tu, tu_len);
+    if (st != PP_OK) {
+        remove_dir_files(dir, files, 2);
+        return st;
+    }
+    char *argv[n_cxx_flags + 5];
+    int argc = 0;
+    argv[argc++] = hs->cxx;
+    for (int i = 0; i < n_cxx_flags; i++) argv[argc++] = (char *)cxx_flags[i];
+    argv[argc++] = src_path;
+    argv[argc++] = "-o";
+    argv[argc++] = so_path;
+    argv[argc] = NULL;
+    char *log = NULL;
+    int code;
+    int err = run_capture(argv, &log, &code);
+    if (err) {
+        st = ctx_fail(ctx, PP_ERR_COMPILE, "host backend: cannot run %s: %s", hs->cxx, strerror(err));
+    } else if (code != 0) {
+        st = ctx_fail(ctx, PP_ERR_COMPILE, "host compiler %s failed on %s (exit status %d):\n%s", hs->cxx,
+                      source_name, code, log ? log : "(no output)");
+    } else {
+        st = file_read_all(ctx, so_path, so, so_len);
+    }
+    free(log);
+    remove_dir_files(dir, files, 2);
+    return st;
+}
+
+/* The translation unit: the embedded ABI and emulation headers, then the source. */
+static pp_status build_tu(pp_context *ctx, const pp_compile_request *req, char **out, size_t *out_len)
+{
+    const pp_embedded_file *abi = embedded_find("runtime/src/host/emu_abi.h");
+    const pp_embedded_file *emu = embedded_find("runtime/src/host/pp_cuda_emu.h");
+    if (!abi || !emu) return ctx_fail(ctx, PP_ERR_INTERNAL, "host backend: the emulation headers are not embedded");
+    char name[512];
+    snprintf(name, sizeof name, "%s", req->source_name ? req->source_name : "kernel.cu");
+    for (char *c = name; *c; c++)
+        if (*c == '"' || *c == '\\' || *c == '\n') *c = '_';
+    size_t src_len = strlen(req->source);
+    size_t cap = abi->size + emu->size + src_len + strlen(name) + 128;
+    char *tu = malloc(cap);
+    if (!tu) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "host backend: out of memory");
+    int n = snprintf(tu, cap, "#line 1 \"emu_abi.h\"\n%s\n#line 1 \"pp_cuda_emu.h\"\n%s\n#line 1 \"%s\"\n%s", abi->data,
+                     emu->data, name, req->source);
+    *out = tu;
+    *out_len = (size_t)n;
+    return PP_OK;
+}
+
+static pp_hash_value module_key(const host_state *hs, const char *tu, size_t tu_len)
+{
+    pp_hash h;
+    hash_init(&h);
+    hash_str(&h, cache_format_tag);
+    hash_str(&h, hs->cxx);
+    hash_str(&h, hs->cxx_version);
+    hash_u64(&h, n_cxx_flags);
+    for (int i = 0; i < n_cxx_flags; i++) hash_str(&h, cxx_flags[i]);
+    hash_u64(&h, tu_len);
+    hash_bytes(&h, tu, tu_len);
+    return hash_final(&h);
+}
+
+static pp_status host_compile(pp_context *ctx, const pp_compile_request *req, pp_module **out,
+                              pp_compile_result *result)
+{
+    if (!out) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "host compile: no output");
+    *out = NULL;
+    if (!req || !req->source || (req->kernel_count > 0 && !req->kernel_names) || req->kernel_count < 0)
+        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "host compile: incomplete request");
+    host_state *hs = ctx->backend;
+    pp_compile_result res = {0, 0};
+    double t0 = now_ms();
+    char *tu = NULL;
+    size_t tu_len = 0;
+    PP_TRY(build_tu(ctx, req, &tu, &tu_len));
+    const char *source_name = req->source_name ? req->source_name : "kernel.cu";
+    pp_compile_request named = *req;
+    named.source_name = source_name;
+    pp_hash_value key = module_key(hs, tu, tu_len);
+
+    void *cached = NULL;
+    size_t cached_len = 0;
+    pp_status st = cache_get(ctx, &key, &cached, &cached_len);
+    if (st != PP_OK) {
+        free(tu);
+        return st;
+    }
+    if (cached) {
+        int bad_object;
+        st = load_module(ctx, cached, cached_len, &named, out, &bad_object);
+        free(cached);
+        if (st == PP_OK) {
+            free(tu);
+            res.cache_hit = 1;
+            res.compile_ms = 0;
+            if (result) *result = res;
+            return PP_OK;
+        }
+        if (!bad_object) {
+            free(tu);
+            return st;
+        }
+        ctx->cache_stats.corrupt++;
+        ctx_log(ctx, PP_LOG_WARNING, "cached host module of %s does not load (%s): rebuilt", source_name, ctx->error);
+        ctx_clear_error(ctx);
+    }
+
+    char *so;
+    size_t so_len;
+    st = run_compiler(ctx, hs, tu, tu_len, source_name, &so, &so_len);
+    free(tu);
+    if (st != PP_OK) return st;
+    if (cache_put(ctx, &key, so, so_len) != PP_OK) {
+        ctx_log(ctx, PP_LOG_WARNING, "host module of %s not cached: %s", source_name, ctx->error);
+        ctx_clear_error(ctx);
+    }
+    int bad_object;
+    st = load_module(ctx, so, so_len, &named, out, &bad_object);
+    free(so);
+    if (st != PP_OK) return st;
+    res.compile_ms = now_ms() - t0;
+    if (result) *result = res;
+    return PP_OK;
+}
+
+static pp_status host_get_function(pp_context *ctx, pp_module *mod, const char *name, pp_function **out)
+{
+    if (!mod || !name || !out) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "host get_function: NULL argument");
+    struct pp_function *f = find_or_add_function(mod, name);
+    if (!f)
+        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "host backend: kernel '%s' is not in the module (no pp_emu_entry_%s)",
+                        name, name);
+    *out = f;
+    return PP_OK;
+}
+
+static void host_module_destroy(pp_context *ctx, pp_module *mod)
+{
+    (void)ctx;
+    module_free(mod);
+}
+
+/* ---- memory ---- */
+
+static pp_status host_alloc(pp_context *ctx, size_t bytes, pp_devptr *out)
+{
+    if (!out) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "host alloc: NULL output");
+    *out = 0;
+    size_t size = (bytes + 255) / 256 * 256;
+    if (size < bytes) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "host alloc: %zu bytes", bytes);
+    if (size == 0) size = 256;
+    void *p = NULL;
+    if (posix_memalign(&p, 256, size) != 0)
+        return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "host alloc: out of memory for %zu bytes", bytes);
+    memset(p, 0xFF, size);
+    *out = (pp_devptr)(uintptr_t)p;
+    return PP_OK;
+}
+
+static void host_free(pp_context *ctx, pp_devptr ptr)
+{
+    (void)ctx;
+    free((void *)(uintptr_t)ptr);
+}
+
+static pp_status host_upload(pp_context *ctx, pp_devptr dst, const void *src, size_t bytes)
+{
+    if (bytes == 0) return PP_OK;
+    if (!dst || !src) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "host upload: NULL pointer");
+    memcpy((void *)(uintptr_t)dst, src, bytes);
+    return PP_OK;
+}
+
+static pp_status host_download(pp_context *ctx, void *dst, pp_devptr src, size_t bytes)
+{
+    if (bytes == 0) return PP_OK;
+    if (!dst || !src) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "host download: NULL pointer");
+    memcpy(dst, (const void *)(uintptr_t)src, bytes);
+    return PP_OK;
+}
+
+static pp_status host_memset_zero(pp_context *ctx, pp_devptr dst, size_t bytes)
+{
+    if (bytes == 0) return PP_OK;
+    if (!dst) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "host memset: NULL pointer");
+    memset((void *)(uintptr_t)dst, 0, bytes);
+    return PP_OK;
+}
+
+/* ---- running ---- */
+
+static pp_status host_launch(pp_context *ctx, pp_function *fn, const unsigned grid[3], const unsigned block[3],
+                             void **args)
+{
+    if (!fn || !grid || !block) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "host launch: NULL argument");
+    host_state *hs = ctx->backend;
+    emu_launch_desc d;
+    memset(&d, 0, sizeof d);
+    d.kernel_name = fn->name;
+    d.entry = fn->entry;
+    d.args = args;
+    memcpy(d.grid, grid, sizeof d.grid);
+    memcpy(d.block, block, sizeof d.block);
+    d.schedule = ctx->options.host_schedule;
+    d.seed = ctx->options.host_seed;
+    d.threads = ctx->options.host_threads;
+    d.pool = hs->pool;
+    return emu_launch(ctx, &d);
+}
+
+static pp_status host_synchronize(pp_context *ctx)
+{
+    (void)ctx;
+    return PP_OK;
+}
+
+static void host_destroy(pp_context *ctx)
+{
+    host_state *hs = ctx->backend;
+    if (!hs) return;
+    emu_stack_pool_destroy(hs->pool);
+    free(hs);
+    ctx->backend = NULL;
+}
+
+static const pp_backend_ops host_ops = {
+    .name = "host",
+    .compile = host_compile,
+    .get_function = host_get_function,
+    .module_destroy = host_module_destroy,
+    .alloc = host_alloc,
+    .free = host_free,
+    .upload = host_upload,
+    .download = host_download,
+    .memset_zero = host_memset_zero,
+    .launch = host_launch,
+    .synchronize = host_synchronize,
+    .destroy = host_destroy,
+};
+
+pp_status backend_host_init(pp_context *ctx)
+{
+    host_state *hs = calloc(1, sizeof *hs);
+    if (!hs) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "host backend: out of memory");
+    const char *env = getenv("POOLPROP_HOST_CXX");
+    const char *cxx = env && *env ? env : PP_HOST_CXX;
+    if (strlen(cxx) >= sizeof hs->cxx) {
+        free(hs);
+        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "host backend: compiler path is too long");
+    }
+    strcpy(hs->cxx, cxx);
+    hs->pool = emu_stack_pool_create();
+    if (!hs->pool) {
+        free(hs);
+        return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "host backend: out of memory");
+    }
+    /* A missing compiler is reported by compile, so a context without one can still
+     * allocate, copy and run modules it already has. */
+    char *argv[] = {hs->cxx, "--version", NULL};
+    char *out = NULL;
+    int code;
+    int err = run_capture(argv, &out, &code);
+    if (err)
+        snprintf(hs->cxx_problem, sizeof hs->cxx_problem,
+                 "cannot run the host compiler %.800s: %.100s (set POOLPROP_HOST_CXX)", hs->cxx, strerror(err));
+    else if (code != 0 || !out || !out[0])
+        snprintf(hs->cxx_problem, sizeof hs->cxx_problem, "%.900s --version failed (exit status %d)", hs->cxx, code);
+    else
+        snprintf(hs->cxx_version, sizeof hs->cxx_version, "%s", out);
+    free(out);
+
+    char label[128];
+    compiler_label(hs, label, sizeof label);
+    long threads = ctx->options.host_threads > 0 ? ctx->options.host_threads : sysconf(_SC_NPROCESSORS_ONLN);
+    static const char *const schedules[] = {"forward", "reverse", "shuffled"};
+    char seed[48] = "";
+    if (ctx->options.host_schedule == PP_SCHEDULE_SHUFFLED)
+        snprintf(seed, sizeof seed, " (seed %u)", (unsigned)ctx->options.host_seed);
+    snprintf(ctx->device_name, sizeof ctx->device_name, "host emulation (%s), %ld thread%s, schedule %s%s", label,
+             threads, threads == 1 ? "" : "s", schedules[ctx->options.host_schedule], seed);
+    ctx->backend = hs;
+    ctx->ops = &host_ops;
+    return PP_OK;
+}

@@ -3,7 +3,7 @@
  * report, and run forward + pool-save, input gradient and weight gradient on host arrays.
  * Invariant: a pp_layer holds one loaded function per generated kernel, in launch order. */
 #include "lua_gen.h"
-#include "nvrtc.h"
+#include "nvrtc_compile.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -105,7 +105,8 @@ test("emitted source: header, extern C, export, constants, no placeholders", fun
     local src = k.source
     has(src, "^// " .. k.name .. "%.cu: generated: do not edit%.", "header line 1")
     has(src, "\n// template:  templates/" .. k.op .. "%.cu\n", "template named")
-    has(src, 'extern "C" __global__ void __launch_bounds__%(THREADS%)\n' .. k.name .. "%(", "extern C kernel")
+    local bounds = k.op == "splitk_reduce" and "THREADS" or "THREADS, 1"
+    has(src, 'extern "C" __global__ void __launch_bounds__%(' .. bounds .. '%)\n' .. k.name .. "%(", "extern C kernel")
     has(src, "PP_KERNEL_EXPORT%(" .. k.name .. "%)", "host export")
     assert(not src:find("%${"), "no unsubstituted placeholder")
     if k.op ~= "splitk_reduce" then

@@ -4,7 +4,7 @@
  * set and every declared tile variant of each op on a representative 3x3 layer. Prints
  * registers, spills and shared memory per kernel. */
 #include "lua_gen.h"
-#include "nvrtc.h"
+#include "nvrtc_compile.h"
 #include "test_util.h"
 
 #include <string.h>

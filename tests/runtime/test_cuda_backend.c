@@ -1,0 +1,292 @@
+/* test_cuda_backend.c - the cuda backend.
+ *
+ *   test_cuda_backend                 no driver or no GPU: creating a cuda context fails with
+ *                                     PP_ERR_NO_DEVICE and a clear message, then the test
+ *                                     exits 77 (skipped). With a GPU: compiles and runs a
+ *                                     kernel, checks its results exactly, compile cache hit,
+ *                                     missing kernel, oversized block, 1 PiB allocation
+ *                                     (PP_ERR_OUT_OF_MEMORY), bad device ordinal and arch.
+ *   test_cuda_backend --no-fallback   selecting cuda never silently falls back to the host
+ *                                     backend: where it cannot work it fails (always runs).
+ * The test_cuda_backend_mock CTest entry runs the first form against tests/mock_libcuda.c
+ * (a stand-in libcuda.so.1), which also exercises the driver's failure modes. */
+#include "context.h"
+#include "test_util.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *kernel_src =
+    "/* y: (n)  x: (n) */\n"
+    "extern \"C\" __global__ void pp_test_saxpb(const float *x, float *y, float a, float b, int n)\n"
+    "{\n"
+    "    int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
+    "    if (i < n) y[i] = a * x[i] + b;\n"
+    "}\n"
+    "extern \"C\" __global__ void pp_test_fault(float *y)\n"
+    "{\n"
+    "    if (threadIdx.x == 0) y[0] = 1.0f;\n"
+    "}\n";
+
+typedef void (*mock_counts_fn)(int *refs, int *modules, size_t *bytes, int *launches);
+static mock_counts_fn mock_counts; /* non-NULL when running against the mock driver */
+static char cache_dir[] = "/tmp/pp_test_cuda_XXXXXX";
+
+static pp_status create(pp_context **ctx, int device, int arch)
+{
+    pp_context_options o;
+    pp_context_options_init(&o);
+    o.backend = PP_BACKEND_CUDA;
+    o.cuda_device = device;
+    o.arch = arch;
+    o.cache_dir = cache_dir;
+    return pp_context_create(&o, ctx);
+}
+
+/* A failed creation must leave a context without a backend: never the host one. */
+static void check_no_backend(pp_context *ctx, const char *what)
+{
+    CHECK(ctx != NULL, "%s: a context is returned to read the message", what);
+    CHECK(ctx->ops == NULL && ctx->backend == NULL, "%s: no backend attached", what);
+    CHECK(pp_context_backend(ctx) == PP_BACKEND_CUDA, "%s: still the cuda backend that was asked for", what);
+    CHECK(strstr(pp_context_device_name(ctx), "host") == NULL, "%s: no host device: %s", what,
+          pp_context_device_name(ctx));
+}
+
+static void expect_create_failure(const char *what, int device, int arch, pp_status status, const char *frag1,
+                                  const char *frag2)
+{
+    pp_context *ctx = NULL;
+    pp_status st = create(&ctx, device, arch);
+    const char *msg = pp_last_error(ctx);
+    CHECK(st == status, "%s: %s, expected %s: %s", what, pp_status_string(st), pp_status_string(status), msg);
+    check_no_backend(ctx, what);
+    CHECK(strstr(msg, frag1) != NULL, "%s: message mentions \"%s\": %s", what, frag1, msg);
+    CHECK(!frag2 || strstr(msg, frag2) != NULL, "%s: message mentions \"%s\": %s", what, frag2, msg);
+    printf("%s: %s: %s\n", what, pp_status_string(st), msg);
+    pp_context_destroy(ctx);
+}
+
+static int no_fallback(void)
+{
+    pp_context *ctx = NULL;
+    pp_status st = create(&ctx, 0, 0);
+    if (st != PP_OK) {
+        CHECK(st == PP_ERR_NO_DEVICE, "no GPU: PP_ERR_NO_DEVICE, got %s: %s", pp_status_string(st), pp_last_error(ctx));
+        check_no_backend(ctx, "cuda without a GPU");
+        printf("cuda selected without a usable GPU: fails (%s), no host fallback: %s\n", pp_status_string(st),
+               pp_last_error(ctx));
+        pp_context_destroy(ctx);
+        return 0;
+    }
+    CHECK(ctx->ops && strcmp(ctx->ops->name, "cuda") == 0, "the cuda backend is attached");
+    printf("cuda selected with a GPU: %s (backend %s)\n", pp_context_device_name(ctx), ctx->ops->name);
+    pp_context_destroy(ctx);
+    expect_create_failure("device ordinal 9999", 9999, 0, PP_ERR_INVALID_ARGUMENT, "out of range", NULL);
+    return 0;
+}
+
+static void check_balanced(const char *when)
+{
+    if (!mock_counts) return;
+    int refs, modules, launches;
+    size_t bytes;
+    mock_counts(&refs, &modules, &bytes, &launches);
+    CHECK(refs == 0 && modules == 0 && bytes == 0, "%s: everything released: %d context refs, %d modules, %zu bytes",
+          when, refs, modules, bytes);
+    printf("%s: driver resources balanced (0 context refs, 0 modules, 0 bytes)\n", when);
+}
+
+static void run_gpu_tests(pp_context *ctx)
+{
+    const pp_backend_ops *ops = ctx->ops;
+    printf("device: %s, compiling for sm_%d\n", pp_context_device_name(ctx), ctx->arch);
+    CHECK(strstr(pp_context_device_name(ctx), "sm_") && strstr(pp_context_device_name(ctx), "SMs") &&
+              strstr(pp_context_device_name(ctx), "driver "),
+          "device name gives arch, SMs and driver: %s", pp_context_device_name(ctx));
+
+    /* ---- compile, load, run, compare exactly ---- */
+    const char *names[] = {"pp_test_saxpb", "pp_test_fault"};
+    pp_compile_request req = {kernel_src, "pp_test_saxpb.cu", names, 2};
+    pp_module *mod;
+    pp_compile_result res;
+    CHECK_OK(ctx, ops->compile(ctx, &req, &mod, &res));
+    printf("compiled pp_test_saxpb.cu: %s, %.1f ms\n", res.cache_hit ? "cache hit" : "NVRTC", res.compile_ms);
+    pp_function *fn;
+    CHECK_OK(ctx, ops->get_function(ctx, mod, "pp_test_saxpb", &fn));
+
+    enum { n = 1000, cap = 1024 };
+    float *x = malloc(cap * sizeof *x), *y = malloc(cap * sizeof *y);
+    for (int i = 0; i < cap; i++) x[i] = (float)i;
+    pp_devptr dx, dy;
+    CHECK_OK(ctx, ops->alloc(ctx, cap * sizeof *x, &dx));
+    CHECK_OK(ctx, ops->alloc(ctx, cap * sizeof *y, &dy));
+    CHECK_OK(ctx, ops->upload(ctx, dx, x, cap * sizeof *x));
+    CHECK_OK(ctx, ops->memset_zero(ctx, dy, cap * sizeof *y));
+    float a = 2.0f, b = 3.0f;
+    int count = n;
+    void *args[] = {&dx, &dy, &a, &b, &count};
+    unsigned grid[3] = {(n + 255) / 256, 1, 1}, block[3] = {256, 1, 1};
+    CHECK_OK(ctx, ops->launch(ctx, fn, grid, block, args));
+    CHECK_OK(ctx, ops->synchronize(ctx));
+    CHECK_OK(ctx, ops->download(ctx, y, dy, cap * sizeof *y));
+    int wrong = 0;
+    for (int i = 0; i < cap; i++) {
+        float want = i < n ? 2.0f * (float)i + 3.0f : 0.0f; /* exact in float */
+        if (y[i] != want) {
+            if (wrong++ < 5) fprintf(stderr, "y[%d] = %g, expected %g\n", i, y[i], want);
+        }
+    }
+    CHECK(wrong == 0, "%d of %d elements differ", wrong, cap);
+    printf("saxpb: y = 2x + 3 for %d elements (grid %u x block %u) exact; the %d elements past n stay 0 "
+           "(memset); max error 0\n",
+           n, grid[0], block[0], cap - n);
+
+    /* ---- the second compile comes from the cache ---- */
+    pp_module *mod2;
+    CHECK_OK(ctx, ops->compile(ctx, &req, &mod2, &res));
+    CHECK(res.cache_hit && res.compile_ms == 0, "second compile is a cache hit");
+    ops->module_destroy(ctx, mod2);
+    printf("second compile: cache hit\n");
+
+    /* ---- errors that must be clear ---- */
+    pp_function *missing;
+    pp_status st = ops->get_function(ctx, mod, "no_such_kernel", &missing);
+    CHECK(st == PP_ERR_DRIVER && strstr(pp_last_error(ctx), "no_such_kernel") &&
+              strstr(pp_last_error(ctx), "not found"),
+          "missing kernel: %s", pp_last_error(ctx));
+    printf("missing kernel: %s\n", pp_last_error(ctx));
+    const char *bad_names[] = {"pp_test_saxpb", "not_in_source"};
+    pp_compile_request bad_req = {kernel_src, "pp_test_saxpb.cu", bad_names, 2};
+    st = ops->compile(ctx, &bad_req, &mod2, &res);
+    CHECK(st != PP_OK && mod2 == NULL && strstr(pp_last_error(ctx), "not_in_source"),
+          "compile request naming a missing kernel fails: %s", pp_last_error(ctx));
+
+    unsigned big_block[3] = {2048, 1, 1};
+    st = ops->launch(ctx, fn, grid, big_block, args);
+    CHECK(st != PP_OK && strstr(pp_last_error(ctx), "pp_test_saxpb") && strstr(pp_last_error(ctx), "2048"),
+          "oversized block: %s", pp_last_error(ctx));
+    printf("oversized block: %s\n", pp_last_error(ctx));
+
+    pp_devptr huge;
+    size_t pib = (size_t)1 << 50;
+    st = ops->alloc(ctx, pib, &huge);
+    CHECK(st == PP_ERR_OUT_OF_MEMORY, "1 PiB allocation: %s: %s", pp_status_string(st), pp_last_error(ctx));
+    CHECK(huge == 0, "no pointer for a failed allocation");
+    CHECK(strstr(pp_last_error(ctx), "1125899906842624 bytes") && strstr(pp_last_error(ctx), "free of"),
+          "OOM message has the request and free/total: %s", pp_last_error(ctx));
+    printf("1 PiB allocation: %s\n", pp_last_error(ctx));
+    pp_devptr zero;
+    CHECK_OK(ctx, ops->alloc(ctx, 0, &zero));
+    ops->free(ctx, zero);
+
+    /* ---- a faulting kernel is named by the call that reports it (mock only: a real fault
+     * would need a deliberately bad kernel and poisons the context) ---- */
+    if (mock_counts) {
+        pp_function *fault;
+        CHECK_OK(ctx, ops->get_function(ctx, mod, "pp_test_fault", &fault));
+        void *fargs[] = {&dy};
+        unsigned one[3] = {1, 1, 1};
+        CHECK_OK(ctx, ops->launch(ctx, fault, one, one, fargs));
+        st = ops->synchronize(ctx);
+        CHECK(st == PP_ERR_DRIVER && strstr(pp_last_error(ctx), "CUDA_ERROR_ILLEGAL_ADDRESS") &&
+                  strstr(pp_last_error(ctx), "pp_test_fault") && strstr(pp_last_error(ctx), "cuCtxSynchronize"),
+              "fault: %s", pp_last_error(ctx));
+        printf("faulting kernel: %s\n", pp_last_error(ctx));
+    }
+
+    ops->free(ctx, dx);
+    ops->free(ctx, dy);
+    ops->module_destroy(ctx, mod);
+    free(x);
+    free(y);
+}
+
+static void mock_only_tests(int device_cc)
+{
+    setenv("PP_MOCK_CUDA", "nodevice", 1);
+    expect_create_failure("driver without a device", 0, 0, PP_ERR_NO_DEVICE, "CUDA_ERROR_NO_DEVICE", "host backend");
+    setenv("PP_MOCK_CUDA", "stub", 1);
+    expect_create_failure("stub driver", 0, 0, PP_ERR_NO_DEVICE, "CUDA_ERROR_STUB_LIBRARY", "cuInit(0)");
+    setenv("PP_MOCK_CUDA", "zero", 1);
+    expect_create_failure("zero devices", 0, 0, PP_ERR_NO_DEVICE, "found no CUDA device", "driver 13.0");
+    setenv("PP_MOCK_CUDA", "gpu", 1);
+    check_balanced("after the failed creations");
+
+    /* The driver refuses the image: the message names the arch compiled for and the driver. */
+    setenv("PP_MOCK_CUDA_LOAD_ERROR", "222", 1);
+    pp_context *ctx;
+    CHECK_OK(NULL, create(&ctx, 0, 0));
+    const char *names[] = {"pp_test_saxpb"};
+    pp_compile_request req = {kernel_src, "pp_test_saxpb.cu", names, 1};
+    pp_module *mod;
+    pp_status st = ctx->ops->compile(ctx, &req, &mod, NULL);
+    char want_arch[32];
+    snprintf(want_arch, sizeof want_arch, "sm_%d", device_cc);
+    CHECK(st == PP_ERR_DRIVER && strstr(pp_last_error(ctx), "CUDA_ERROR_UNSUPPORTED_PTX_VERSION") &&
+              strstr(pp_last_error(ctx), want_arch) && strstr(pp_last_error(ctx), "driver 13.0") &&
+              strstr(pp_last_error(ctx), "cuModuleLoadData"),
+          "load failure: %s", pp_last_error(ctx));
+    printf("module load failure: %s\n", pp_last_error(ctx));
+    pp_context_destroy(ctx);
+    unsetenv("PP_MOCK_CUDA_LOAD_ERROR");
+    check_balanced("after the failed load");
+
+    /* A device newer than this NVRTC: compiled for the newest arch it has, with a warning. */
+    setenv("PP_MOCK_CUDA_CC", "95", 1);
+    CHECK_OK(NULL, create(&ctx, 0, 0));
+    CHECK(ctx->arch == 90, "sm_95 device: compiles for sm_90, got sm_%d", ctx->arch);
+    printf("sm_95 device: %s, compiling for sm_%d\n", pp_context_device_name(ctx), ctx->arch);
+    pp_context_destroy(ctx);
+    setenv("PP_MOCK_CUDA_CC", "90", 1);
+    check_balanced("at the end");
+}
+
+int main(int argc, char **argv)
+{
+    CHECK(mkdtemp(cache_dir) != NULL, "mkdtemp");
+    int result;
+    if (argc > 1 && strcmp(argv[1], "--no-fallback") == 0) {
+        result = no_fallback();
+    } else {
+        /* Against the mock driver (LD_LIBRARY_PATH set by CTest), its counters are visible. */
+        void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+        if (lib) *(void **)&mock_counts = dlsym(lib, "pp_mock_cuda_counts");
+        if (mock_counts) printf("running against the mock driver (tests/runtime/mock_libcuda.c)\n");
+
+        pp_context *ctx = NULL;
+        pp_status st = create(&ctx, 0, 0);
+        if (st != PP_OK) {
+            const char *msg = pp_last_error(ctx);
+            CHECK(!mock_counts, "the mock driver provides a device: %s", msg);
+            CHECK(st == PP_ERR_NO_DEVICE, "without a GPU: PP_ERR_NO_DEVICE, got %s: %s", pp_status_string(st), msg);
+            check_no_backend(ctx, "no GPU");
+            CHECK(strncmp(msg, "cuda backend: ", 14) == 0 && strstr(msg, "host backend") &&
+                      (strstr(msg, "libcuda.so.1") || strstr(msg, "CUDA_ERROR_")),
+                  "the message says what is missing and what to do: %s", msg);
+            printf("no usable GPU: %s: %s\n", pp_status_string(st), msg);
+            printf("SKIP: the GPU tests need a CUDA device\n");
+            pp_context_destroy(ctx);
+            result = PP_TEST_SKIP;
+        } else {
+            int device_cc = ctx->arch;
+            run_gpu_tests(ctx);
+            pp_context_destroy(ctx);
+            check_balanced("after destroying the context");
+            expect_create_failure("device ordinal 9999", 9999, 0, PP_ERR_INVALID_ARGUMENT, "out of range", NULL);
+            int other_major = device_cc >= 80 ? (device_cc / 10 - 1) * 10 : device_cc / 10 * 10 + 10;
+            expect_create_failure("arch of another major version", 0, other_major, PP_ERR_INVALID_ARGUMENT,
+                                  "cannot run on", NULL);
+            if (mock_counts) mock_only_tests(device_cc);
+            printf("test_cuda_backend: all checks passed\n");
+            result = 0;
+        }
+        if (lib) dlclose(lib);
+    }
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache_dir);
+    CHECK(system(cmd) == 0, "remove %s", cache_dir);
+    return result;
+}
