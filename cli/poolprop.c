@@ -59,6 +59,17 @@ static void log_to_stderr(void *user, pp_log_level level, const char *message)
     fprintf(stderr, "poolprop: %s: %s\n", level == PP_LOG_WARNING ? "warning" : "note", message);
 }
 
+/* Creates a context or prints why not (NULL). */
+static pp_context *create_context(const pp_context_options *o)
+{
+    pp_context *ctx = NULL;
+    pp_status st = pp_context_create(o, &ctx);
+    if (st == PP_OK) return ctx;
+    fail_ctx(ctx, st);
+    pp_context_destroy(ctx);
+    return NULL;
+}
+
 /* ---- option parsing: --name value pairs, each option at most once ---- */
 
 typedef struct option {
@@ -162,17 +173,12 @@ static int cmd_verify(int argc, char **argv)
         return 1;
 
     double t0 = now_ms();
-    pp_context *ctx = NULL;
-    pp_status st = pp_context_create(&o, &ctx);
-    if (st != PP_OK) {
-        int rc = fail_ctx(ctx, st);
-        pp_context_destroy(ctx);
-        return rc;
-    }
+    pp_context *ctx = create_context(&o);
+    if (!ctx) return 1;
     const char *path = opt(opts, nopts, "layers");
     pp_layer_desc *descs = NULL;
     int count = 0;
-    st = pp_layer_file_load(ctx, path, &descs, &count);
+    pp_status st = pp_layer_file_load(ctx, path, &descs, &count);
     if (st != PP_OK) {
         int rc = fail_ctx(ctx, st);
         pp_context_destroy(ctx);
@@ -285,13 +291,9 @@ static int cmd_layer(int argc, char **argv)
     else return fail("--backend: expected host or cuda, got '%s'", backend);
     if (parse_schedule(opt(opts, nopts, "schedule"), &o.host_schedule)) return 1;
 
-    pp_context *ctx = NULL;
-    pp_status st = pp_context_create(&o, &ctx);
-    if (st != PP_OK) {
-        int rc = fail_ctx(ctx, st);
-        pp_context_destroy(ctx);
-        return rc;
-    }
+    pp_context *ctx = create_context(&o);
+    if (!ctx) return 1;
+    pp_status st = PP_OK;
     pp_npy_array x = {0}, w = {0}, dy = {0};
     int rc = read_npy(ctx, "x", opt(opts, nopts, "x"), &x) || read_npy(ctx, "w", opt(opts, nopts, "w"), &w) ||
              read_npy(ctx, "dy", opt(opts, nopts, "dy"), &dy);

@@ -29,10 +29,7 @@ ${KERNEL}(const float *__restrict__ dy, const float *__restrict__ xs, float *__r
     const int m_end = pp_min(m_begin + M_PER_SPLIT, M);
 
     float acc[TM][TN];
-#pragma unroll
-    for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
+    tile_zero(acc);
 
     for (int mb = m_begin; mb < m_end; mb += BK) {
         for (int e = tid; e < BK * BM; e += THREADS) {
@@ -60,18 +57,7 @@ ${KERNEL}(const float *__restrict__ dy, const float *__restrict__ xs, float *__r
             b_tile[mi][gi] = v;
         }
         __syncthreads();
-#pragma unroll
-        for (int mi = 0; mi < BK; ++mi) {
-            float a[TM], b[TN];
-#pragma unroll
-            for (int i = 0; i < TM; ++i) a[i] = a_tile[mi][tm + i * (BM / TM)];
-#pragma unroll
-            for (int j = 0; j < TN; ++j) b[j] = b_tile[mi][tn + j * (BN / TN)];
-#pragma unroll
-            for (int i = 0; i < TM; ++i)
-#pragma unroll
-                for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-        }
+        tile_multiply_accumulate(a_tile, b_tile, tm, tn, acc);
         __syncthreads();
     }
 

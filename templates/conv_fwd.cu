@@ -29,10 +29,7 @@ ${KERNEL}(const float *__restrict__ x, const float *__restrict__ wt, float *__re
     const int k0 = blockIdx.y * BN;
 
     float acc[TM][TN];
-#pragma unroll
-    for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
+    tile_zero(acc);
 
     for (int g0 = 0; g0 < G; g0 += BK) {
         for (int e = tid; e < BK * BM; e += THREADS) {
@@ -54,18 +51,7 @@ ${KERNEL}(const float *__restrict__ x, const float *__restrict__ wt, float *__re
             b_tile[gi][ki] = (g < G && k < K) ? wt[k * G + g] : 0.0f;
         }
         __syncthreads();
-#pragma unroll
-        for (int gi = 0; gi < BK; ++gi) {
-            float a[TM], b[TN];
-#pragma unroll
-            for (int i = 0; i < TM; ++i) a[i] = a_tile[gi][tm + i * (BM / TM)];
-#pragma unroll
-            for (int j = 0; j < TN; ++j) b[j] = b_tile[gi][tn + j * (BN / TN)];
-#pragma unroll
-            for (int i = 0; i < TM; ++i)
-#pragma unroll
-                for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-        }
+        tile_multiply_accumulate(a_tile, b_tile, tm, tn, acc);
         __syncthreads();
     }
 

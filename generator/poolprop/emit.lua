@@ -28,6 +28,8 @@ local function ensure_newline(text)
 end
 
 -- spec: { kernel = name, op = "conv_fwd", template = "templates/conv_fwd.cu",
+--         parts = { "templates/gemm_tile.cuh", ... },  -- emitted before the template, in
+--                                                      -- the namespace (they see the constants)
 --         constants = { {name, value}, ... }, header = { "line", ... } }
 function M.kernel_source(spec)
   local template = files.read(spec.template)
@@ -46,6 +48,7 @@ function M.kernel_source(spec)
   b:add("// " .. file_name .. ": generated: do not edit.\n")
   b:add("// generator: " .. M.generator_version .. "\n")
   b:add("// template:  " .. spec.template .. "\n")
+  for _, part in ipairs(spec.parts or {}) do b:add("//   with:    " .. part .. "\n") end
   for _, line in ipairs(spec.header or {}) do b:add("// " .. line .. "\n") end
   b:add('#line 1 "templates/prelude.cuh"\n')
   b:add(ensure_newline(prelude))
@@ -53,6 +56,10 @@ function M.kernel_source(spec)
   b:add("namespace pp_" .. spec.kernel .. " {\n")
   for _, c in ipairs(spec.constants) do
     b:add(string.format("constexpr int %s = %d;\n", c[1], c[2]))
+  end
+  for _, part in ipairs(spec.parts or {}) do
+    b:add(string.format('#line 1 "%s"\n', part))
+    b:add(ensure_newline(files.read(part)))
   end
   b:add(string.format('#line 1 "%s"\n', spec.template))
   b:add(ensure_newline(body))

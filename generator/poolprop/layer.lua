@@ -51,6 +51,9 @@ local function push_all(list, items)
   return list
 end
 
+-- Template parts every implicit-GEMM kernel includes inside its namespace.
+local gemm_parts = { "templates/gemm_tile.cuh" }
+
 local function gemm_constants(cfg)
   return {
     { "BM", cfg.BM }, { "BN", cfg.BN }, { "BK", cfg.BK }, { "TM", cfg.TM }, { "TN", cfg.TN },
@@ -110,7 +113,7 @@ function M.generate(d)
       name = name, op = "conv_fwd", config = cfg, variant = index,
       grid = grid, block = { variants.threads(cfg), 1, 1 },
       args = { "x", "w", "y", d.pool > 1 and "xp" or "null" },
-      source = emit.kernel_source { kernel = name, op = "conv_fwd", template = "templates/conv_fwd.cu",
+      source = emit.kernel_source { kernel = name, op = "conv_fwd", template = "templates/conv_fwd.cu", parts = gemm_parts,
         constants = consts, header = header_lines(d, "conv_fwd", index, cfg) },
     }
   end
@@ -128,7 +131,7 @@ function M.generate(d)
       grid = grid, block = { variants.threads(cfg), 1, 1 },
       args = { "dy", "w", "dx" },
       source = emit.kernel_source { kernel = name, op = "conv_bwd_data",
-        template = "templates/conv_bwd_data.cu", constants = consts,
+        template = "templates/conv_bwd_data.cu", parts = gemm_parts, constants = consts,
         header = header_lines(d, "conv_bwd_data", index, cfg) },
     }
   end
@@ -153,7 +156,7 @@ function M.generate(d)
       grid = grid, block = { variants.threads(cfg), 1, 1 },
       args = { "dy", d.pool > 1 and "xp" or "x", splits > 1 and "dw_partial" or "dw" },
       source = emit.kernel_source { kernel = name, op = "conv_bwd_weight",
-        template = "templates/conv_bwd_weight.cu", constants = consts,
+        template = "templates/conv_bwd_weight.cu", parts = gemm_parts, constants = consts,
         header = header_lines(d, "conv_bwd_weight", index, cfg) },
     }
     if splits > 1 then

@@ -107,12 +107,12 @@ static void entry_path(const pp_context *ctx, const pp_hash_value *key, char *ou
     snprintf(out, len, "%s/%s.bin", ctx->cache_dir, hex);
 }
 
-static void put_u64(unsigned char *p, uint64_t v)
+void cache_store_u64(unsigned char *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
 }
 
-static uint64_t get_u64(const unsigned char *p)
+uint64_t cache_load_u64(const unsigned char *p)
 {
     uint64_t v = 0;
     for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
@@ -150,7 +150,7 @@ pp_status cache_get(pp_context *ctx, const pp_hash_value *key, void **data, size
     } else if (memcmp(header + 16, key->bytes, 16) != 0) {
         damage = "key does not match its name";
     } else {
-        size = get_u64(header + 8);
+        size = cache_load_u64(header + 8);
         long here = ftell(f);
         fseek(f, 0, SEEK_END);
         long end = ftell(f);
@@ -253,7 +253,7 @@ pp_status cache_put(pp_context *ctx, const pp_hash_value *key, const void *data,
     unsigned char *buf = malloc(header_size + len);
     if (!buf) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "cache entry: out of memory");
     memcpy(buf, entry_magic, 8);
-    put_u64(buf + 8, len);
+    cache_store_u64(buf + 8, len);
     memcpy(buf + 16, key->bytes, 16);
     pp_hash_value h = payload_hash(data, len);
     memcpy(buf + 32, h.bytes, 16);

@@ -31,6 +31,10 @@ void hash_u64(pp_hash *h, uint64_t v);
 pp_hash_value hash_final(const pp_hash *h);
 void hash_hex(const pp_hash_value *v, char out[33]);
 
+/* Little-endian 64-bit fields of cache entries and payloads. */
+void cache_store_u64(unsigned char *p, uint64_t v);
+uint64_t cache_load_u64(const unsigned char *p);
+
 /* Resolves ctx->cache_dir from the options and the environment; creates it. */
 pp_status cache_open(pp_context *ctx);
 /* On a hit, *data is malloc'ed (caller frees) and *len set; on a miss *data is NULL.

@@ -276,61 +276,75 @@ static pp_status description_text(pp_context *ctx, const char *path, char **text
     return PP_OK;
 }
 
+/* Opens a state and calls api[fn](description text, chunk name, out_dir) for the file at
+ * path (NULL: the embedded default set). out_dir is passed only when pass_dir is set (as
+ * nil when NULL). On success *out holds the state with the result on top. */
+static pp_status call_with_description(pp_context *ctx, const char *path, const char *fn, int pass_dir,
+                                       const char *out_dir, lua_State **out)
+{
+    char *text = NULL;
+    size_t len = 0;
+    const char *chunkname = NULL;
+    PP_TRY(description_text(ctx, path, &text, &len, &chunkname));
+    lua_State *L = NULL;
+    pp_status st = open_state(ctx, &L);
+    if (st == PP_OK) st = push_api(ctx, L, fn);
+    if (st == PP_OK) {
+        lua_pushlstring(L, text, len);
+        lua_pushstring(L, chunkname);
+        if (pass_dir) {
+            if (out_dir)
+                lua_pushstring(L, out_dir);
+            else
+                lua_pushnil(L);
+        }
+        st = call_api(ctx, L, pass_dir ? 3 : 2);
+    }
+    free(text);
+    if (st != PP_OK && L) lua_close(L);
+    *out = st == PP_OK ? L : NULL;
+    return st;
+}
+
 pp_status gen_load_descs(pp_context *ctx, const char *path, pp_layer_desc **descs, int *count)
 {
     *descs = NULL;
     *count = 0;
-    char *text;
-    size_t len;
-    const char *chunkname;
-    PP_TRY(description_text(ctx, path, &text, &len, &chunkname));
     lua_State *L;
-    pp_status st = open_state(ctx, &L);
-    if (st != PP_OK) {
-        free(text);
-        return st;
+    PP_TRY(call_with_description(ctx, path, "load_layers", 0, NULL, &L));
+    pp_status st = PP_OK;
+    int n = (int)luaL_len(L, -1);
+    pp_layer_desc *list = calloc((size_t)(n ? n : 1), sizeof *list);
+    if (!list) st = ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; list && i < n; i++) {
+        lua_rawgeti(L, -1, i + 1);
+        int t = lua_gettop(L);
+        pp_layer_desc *d = &list[i];
+        pp_layer_desc_init(d);
+        d->n = get_int(L, t, "N");
+        d->c = get_int(L, t, "C");
+        d->h = get_int(L, t, "H");
+        d->w = get_int(L, t, "W");
+        d->k = get_int(L, t, "K");
+        d->r = get_int(L, t, "R");
+        d->s = get_int(L, t, "S");
+        d->stride = get_int(L, t, "stride");
+        d->pad = get_int(L, t, "pad");
+        d->pool = get_int(L, t, "pool");
+        char *mode = get_string(L, t, "pool_mode");
+        d->pool_mode = mode && strcmp(mode, "max") == 0 ? PP_POOL_MAX : PP_POOL_AVG;
+        free(mode);
+        d->name = get_string(L, t, "name");
+        lua_getfield(L, t, "variant");
+        int vt = lua_gettop(L);
+        d->variant_fwd = get_int(L, vt, "conv_fwd");
+        d->variant_bwd_data = get_int(L, vt, "conv_bwd_data");
+        d->variant_bwd_weight = get_int(L, vt, "conv_bwd_weight");
+        lua_pop(L, 2);
     }
-    st = push_api(ctx, L, "load_layers");
-    if (st == PP_OK) {
-        lua_pushlstring(L, text, len);
-        lua_pushstring(L, chunkname);
-        st = call_api(ctx, L, 2);
-    }
-    free(text);
-    if (st == PP_OK) {
-        int n = (int)luaL_len(L, -1);
-        pp_layer_desc *list = calloc((size_t)(n ? n : 1), sizeof *list);
-        if (!list) st = ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
-        for (int i = 0; list && i < n; i++) {
-            lua_rawgeti(L, -1, i + 1);
-            int t = lua_gettop(L);
-            pp_layer_desc *d = &list[i];
-            pp_layer_desc_init(d);
-            d->n = get_int(L, t, "N");
-            d->c = get_int(L, t, "C");
-            d->h = get_int(L, t, "H");
-            d->w = get_int(L, t, "W");
-            d->k = get_int(L, t, "K");
-            d->r = get_int(L, t, "R");
-            d->s = get_int(L, t, "S");
-            d->stride = get_int(L, t, "stride");
-            d->pad = get_int(L, t, "pad");
-            d->pool = get_int(L, t, "pool");
-            char *mode = get_string(L, t, "pool_mode");
-            d->pool_mode = mode && strcmp(mode, "max") == 0 ? PP_POOL_MAX : PP_POOL_AVG;
-            free(mode);
-            d->name = get_string(L, t, "name");
-            lua_getfield(L, t, "variant");
-            int vt = lua_gettop(L);
-            d->variant_fwd = get_int(L, vt, "conv_fwd");
-            d->variant_bwd_data = get_int(L, vt, "conv_bwd_data");
-            d->variant_bwd_weight = get_int(L, vt, "conv_bwd_weight");
-            lua_pop(L, 2);
-        }
-        if (list) {
-            *descs = list;
-            *count = n;
-        }
+    if (list) {
+        *descs = list;
+        *count = n;
     }
     lua_close(L);
     return st;
@@ -338,30 +352,11 @@ pp_status gen_load_descs(pp_context *ctx, const char *path, pp_layer_desc **desc
 
 pp_status gen_write_bundle(pp_context *ctx, const char *path, const char *out_dir, int *files_written)
 {
-    char *text;
-    size_t len;
-    const char *chunkname;
-    PP_TRY(description_text(ctx, path, &text, &len, &chunkname));
     lua_State *L;
-    pp_status st = open_state(ctx, &L);
-    if (st != PP_OK) {
-        free(text);
-        return st;
-    }
-    st = push_api(ctx, L, "write_bundle");
-    if (st == PP_OK) {
-        lua_pushlstring(L, text, len);
-        lua_pushstring(L, chunkname);
-        if (out_dir)
-            lua_pushstring(L, out_dir);
-        else
-            lua_pushnil(L);
-        st = call_api(ctx, L, 3);
-    }
-    free(text);
-    if (st == PP_OK && files_written) *files_written = (int)lua_tointeger(L, -1);
+    PP_TRY(call_with_description(ctx, path, "write_bundle", 1, out_dir, &L));
+    if (files_written) *files_written = (int)lua_tointeger(L, -1);
     lua_close(L);
-    return st;
+    return PP_OK;
 }
 
 void gen_layer_free(gen_layer *layer)

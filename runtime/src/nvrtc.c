@@ -151,23 +151,11 @@ pp_status nvrtc_cache_key(pp_context *ctx, const char *source, const char *sourc
     return key_for(ctx, source, source_name, target, opts, count, key);
 }
 
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 /* Splits a cached payload into out->cubin and out->log; 0 if it does not decode. */
 static int decode_payload(const unsigned char *p, size_t len, pp_nvrtc_output *out)
 {
     if (len < 24 || memcmp(p, payload_magic, 8) != 0) return 0;
-    uint64_t cubin_size = get_u64(p + 8), log_size = get_u64(p + 16);
+    uint64_t cubin_size = cache_load_u64(p + 8), log_size = cache_load_u64(p + 16);
     if (cubin_size == 0 || cubin_size > len || log_size > len || 24 + cubin_size + log_size != len) return 0;
     out->cubin = malloc(cubin_size);
     out->log = malloc(log_size + 1);
@@ -231,8 +219,8 @@ static void store_in_cache(pp_context *ctx, const pp_hash_value *key, const pp_n
     unsigned char *p = malloc(len);
     if (!p) return; /* not caching is not an error */
     memcpy(p, payload_magic, 8);
-    put_u64(p + 8, out->cubin_size);
-    put_u64(p + 16, log_size);
+    cache_store_u64(p + 8, out->cubin_size);
+    cache_store_u64(p + 16, log_size);
     memcpy(p + 24, out->cubin, out->cubin_size);
     memcpy(p + 24 + out->cubin_size, out->log, log_size);
     char saved[sizeof ctx->error];
