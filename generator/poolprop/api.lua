@@ -47,6 +47,15 @@ function M.write_bundle(text, chunkname, dir)
   end)
 end
 
+-- One kernel of ops.lua; params_text is a Lua table constructor, e.g. "{ N = 2, C = 3 }".
+function M.op_kernel(op, params_text)
+  return protect("shape", function()
+    local chunk, err = load("return " .. params_text, "=op parameters", "t", {})
+    if not chunk then errors.raise(nil, "op parameters: %s", err) end
+    return require("poolprop.ops").kernel(op, chunk())
+  end)
+end
+
 function M.variant_count(op)
   local n = variants.count(op)
   if not n then return nil, "unknown kernel op '" .. tostring(op) .. "'", "shape" end

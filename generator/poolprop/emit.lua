@@ -22,6 +22,11 @@ function Buffer:add(text)
 end
 function Buffer:text() return table.concat(self.parts) end
 
+-- A C float literal that rounds to the same float32 as x.
+local function float_literal(x)
+  return string.format("%.9ef", x)
+end
+
 local function ensure_newline(text)
   if text:sub(-1) ~= "\n" then return text .. "\n" end
   return text
@@ -30,7 +35,8 @@ end
 -- spec: { kernel = name, op = "conv_fwd", template = "templates/conv_fwd.cu",
 --         parts = { "templates/gemm_tile.cuh", ... },  -- emitted before the template, in
 --                                                      -- the namespace (they see the constants)
---         constants = { {name, value}, ... }, header = { "line", ... } }
+--         constants = { {name, value}, ... },  -- integer -> constexpr int, float -> constexpr float
+--         header = { "line", ... } }
 function M.kernel_source(spec)
   local template = files.read(spec.template)
   local missing = {}
@@ -55,7 +61,11 @@ function M.kernel_source(spec)
   b:add(string.format('#line %d "%s"\n', b.lines + 2, file_name))
   b:add("namespace pp_" .. spec.kernel .. " {\n")
   for _, c in ipairs(spec.constants) do
-    b:add(string.format("constexpr int %s = %d;\n", c[1], c[2]))
+    if math.type(c[2]) == "float" then
+      b:add(string.format("constexpr float %s = %s;\n", c[1], float_literal(c[2])))
+    else
+      b:add(string.format("constexpr int %s = %d;\n", c[1], c[2]))
+    end
   end
   for _, part in ipairs(spec.parts or {}) do
     b:add(string.format('#line 1 "%s"\n', part))

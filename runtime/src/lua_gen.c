@@ -135,6 +135,36 @@ static void get_dim3(lua_State *L, int table, const char *key, unsigned out[3])
     lua_pop(L, 1);
 }
 
+/* Converts one kernel table at stack index t; 0 on out of memory. */
+static int read_kernel(lua_State *L, int t, gen_kernel *k)
+{
+    t = lua_absindex(L, t);
+    k->name = get_string(L, t, "name");
+    k->op = get_string(L, t, "op");
+    k->source = get_string(L, t, "source");
+    k->variant = get_int(L, t, "variant");
+    get_dim3(L, t, "grid", k->grid);
+    get_dim3(L, t, "block", k->block);
+    lua_getfield(L, t, "args");
+    k->arg_count = (int)luaL_len(L, -1);
+    if (k->arg_count > GEN_MAX_ARGS) k->arg_count = GEN_MAX_ARGS;
+    for (int a = 0; a < k->arg_count; a++) {
+        lua_rawgeti(L, -1, a + 1);
+        snprintf(k->args[a], sizeof k->args[a], "%s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return k->name && k->op && k->source;
+}
+
+void gen_kernel_free(gen_kernel *k)
+{
+    free(k->name);
+    free(k->op);
+    free(k->source);
+    memset(k, 0, sizeof *k);
+}
+
 /* Converts the layer.generate() result at stack index idx. */
 static pp_status read_layer(pp_context *ctx, lua_State *L, int idx, gen_layer *out)
 {
@@ -171,25 +201,10 @@ static pp_status read_layer(pp_context *ctx, lua_State *L, int idx, gen_layer *o
     out->kernel_count = (int)luaL_len(L, kt);
     out->kernels = calloc((size_t)out->kernel_count, sizeof *out->kernels);
     for (int i = 0; out->kernels && i < out->kernel_count; i++) {
-        gen_kernel *k = &out->kernels[i];
         lua_rawgeti(L, kt, i + 1);
-        int t = lua_gettop(L);
-        k->name = get_string(L, t, "name");
-        k->op = get_string(L, t, "op");
-        k->source = get_string(L, t, "source");
-        k->variant = get_int(L, t, "variant");
-        get_dim3(L, t, "grid", k->grid);
-        get_dim3(L, t, "block", k->block);
-        lua_getfield(L, t, "args");
-        k->arg_count = (int)luaL_len(L, -1);
-        if (k->arg_count > GEN_MAX_ARGS) k->arg_count = GEN_MAX_ARGS;
-        for (int a = 0; a < k->arg_count; a++) {
-            lua_rawgeti(L, -1, a + 1);
-            snprintf(k->args[a], sizeof k->args[a], "%s", lua_tostring(L, -1));
-            lua_pop(L, 1);
-        }
-        lua_pop(L, 2);
-        if (!k->name || !k->op || !k->source) {
+        int ok = read_kernel(L, -1, &out->kernels[i]);
+        lua_pop(L, 1);
+        if (!ok) {
             lua_pop(L, 1);
             gen_layer_free(out);
             return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "generator result: out of memory");
@@ -240,6 +255,25 @@ pp_status gen_layer_from_desc(pp_context *ctx, const pp_layer_desc *desc, gen_la
         st = call_api(ctx, L, 1);
     }
     if (st == PP_OK) st = read_layer(ctx, L, -1, out);
+    lua_close(L);
+    return st;
+}
+
+pp_status gen_op_kernel(pp_context *ctx, const char *op, const char *params_lua, gen_kernel *out)
+{
+    memset(out, 0, sizeof *out);
+    lua_State *L;
+    PP_TRY(open_state(ctx, &L));
+    pp_status st = push_api(ctx, L, "op_kernel");
+    if (st == PP_OK) {
+        lua_pushstring(L, op);
+        lua_pushstring(L, params_lua);
+        st = call_api(ctx, L, 2);
+    }
+    if (st == PP_OK && !read_kernel(L, -1, out)) {
+        gen_kernel_free(out);
+        st = ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "generator result: out of memory");
+    }
     lua_close(L);
     return st;
 }
@@ -362,11 +396,7 @@ pp_status gen_write_bundle(pp_context *ctx, const char *path, const char *out_di
 void gen_layer_free(gen_layer *layer)
 {
     if (!layer) return;
-    for (int i = 0; layer->kernels && i < layer->kernel_count; i++) {
-        free(layer->kernels[i].name);
-        free(layer->kernels[i].op);
-        free(layer->kernels[i].source);
-    }
+    for (int i = 0; layer->kernels && i < layer->kernel_count; i++) gen_kernel_free(&layer->kernels[i]);
     free(layer->kernels);
     free(layer->buffers);
     memset(layer, 0, sizeof *layer);

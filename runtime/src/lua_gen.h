@@ -6,7 +6,7 @@
 #include "cache.h"
 #include "context.h"
 
-#define GEN_MAX_ARGS 8
+#define GEN_MAX_ARGS 12
 #define GEN_DEFAULT_LAYERS "models/layers_default.lua"
 
 typedef struct gen_kernel {
@@ -14,7 +14,7 @@ typedef struct gen_kernel {
     int variant;
     unsigned grid[3], block[3];
     int arg_count;
-    char args[GEN_MAX_ARGS][32]; /* buffer names, "null" for an unused pointer */
+    char args[GEN_MAX_ARGS][64]; /* parameter names in order, "null" for an unused pointer */
 } gen_kernel;
 
 typedef struct gen_buffer {
@@ -33,6 +33,10 @@ typedef struct gen_layer {
 
 pp_status gen_layer_from_desc(pp_context *ctx, const pp_layer_desc *desc, gen_layer *out);
 void gen_layer_free(gen_layer *layer);
+/* One kernel from generator/poolprop/ops.lua; params_lua is a Lua table constructor
+ * such as "{ N = 2, C = 3, HW = 16 }". Release with gen_kernel_free. */
+pp_status gen_op_kernel(pp_context *ctx, const char *op, const char *params_lua, gen_kernel *out);
+void gen_kernel_free(gen_kernel *k);
 pp_status gen_variant_count(pp_context *ctx, const char *op, int *out);
 /* path NULL: the embedded default layer set. Names are malloc'ed (pp_layer_descs_free). */
 pp_status gen_load_descs(pp_context *ctx, const char *path, pp_layer_desc **descs, int *count);
