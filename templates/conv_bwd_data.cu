@@ -6,7 +6,8 @@
 //   divisions are exact and in range (0 otherwise), B[g][c] = wt[k,c,r,t].
 // Tiling as conv_fwd: a block computes BM x BN of (m,c); thread (tm,tn) owns rows
 // tm + i*(BM/TM) and columns tn + j*(BN/TN); consecutive threads write consecutive m.
-// Generator constants: N C H W K R S STRIDE PAD P Q MX GX BM BN BK TM TN THREADS
+// ACCUMULATE: dx += the result instead of dx = (x feeds two layers; the second adds its share).
+// Generator constants: N C H W K R S STRIDE PAD P Q MX GX ACCUMULATE BM BN BK TM TN THREADS
 // __launch_bounds__ names a minimum of 1 block per SM: with the thread count alone, NVRTC's
 // ptxas capped a 512-thread variant at 40 registers and spilled (nvcc's did not).
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
@@ -62,7 +63,9 @@ ${KERNEL}(const float *__restrict__ dy, const float *__restrict__ wt, float *__r
 #pragma unroll
         for (int j = 0; j < TN; ++j) {
             const int c = c0 + tn + j * (BN / TN);
-            if (c < C) dx[(n * C + c) * (H * W) + hw] = acc[i][j];
+            if (c >= C) continue;
+            const int at = (n * C + c) * (H * W) + hw;
+            dx[at] = ACCUMULATE ? dx[at] + acc[i][j] : acc[i][j];
         }
     }
 }

@@ -91,90 +91,101 @@ local function header_lines(d, op, index, cfg)
   }
 end
 
+-- The forward kernel: y, plus xp = pool(x) when save_pool and d.pool > 1.
+function M.kernel_fwd(d, s, save_pool)
+  local pool = save_pool and d.pool or 1
+  local M_, G = d.N * s.P * s.Q, d.C * d.R * d.S
+  local cfg, index = config_for(d, "conv_fwd")
+  local sig = M.signature(d)
+  if pool ~= d.pool then sig = sig .. "_nosave" end
+  local name = string.format("conv_fwd_%s_v%d", sig, index)
+  local grid_m = ceil_div(M_, cfg.BM)
+  local consts = push_all(shape_constants(d, s), {
+    { "M", M_ }, { "G", G }, { "HP", s.HP }, { "WP", s.WP }, { "POOL_F", pool },
+    { "POOL_MAX", d.pool_mode == "max" and 1 or 0 },
+    { "POOL_PER_BLOCK", ceil_div(d.N * s.HP * s.WP, grid_m) } })
+  push_all(consts, gemm_constants(cfg))
+  local grid = { grid_m, ceil_div(d.K, cfg.BN), 1 }
+  check_grid(d, name, grid)
+  return {
+    name = name, op = "conv_fwd", config = cfg, variant = index,
+    grid = grid, block = { variants.threads(cfg), 1, 1 },
+    args = { "x", "w", "y", pool > 1 and "xp" or "null" },
+    source = emit.kernel_source { kernel = name, op = "conv_fwd", template = "templates/conv_fwd.cu",
+      parts = gemm_parts, constants = consts, header = header_lines(d, "conv_fwd", index, cfg) },
+  }
+end
+
+-- The input gradient; with accumulate, dx += the result (a second consumer's share).
+function M.kernel_bwd_data(d, s, accumulate)
+  local cfg, index = config_for(d, "conv_bwd_data")
+  local name = string.format("conv_bwd_data_%s%s_v%d", M.signature(d), accumulate and "_acc" or "", index)
+  local MX = d.N * d.H * d.W
+  local consts = push_all(shape_constants(d, s), { { "MX", MX }, { "GX", d.K * d.R * d.S },
+    { "ACCUMULATE", accumulate and 1 or 0 } })
+  push_all(consts, gemm_constants(cfg))
+  local grid = { ceil_div(MX, cfg.BM), ceil_div(d.C, cfg.BN), 1 }
+  check_grid(d, name, grid)
+  return {
+    name = name, op = "conv_bwd_data", config = cfg, variant = index,
+    grid = grid, block = { variants.threads(cfg), 1, 1 },
+    args = { "dy", "w", "dx" },
+    source = emit.kernel_source { kernel = name, op = "conv_bwd_data",
+      template = "templates/conv_bwd_data.cu", parts = gemm_parts, constants = consts,
+      header = header_lines(d, "conv_bwd_data", index, cfg) },
+  }
+end
+
+-- The weight gradient from the saved input (xp, or x when d.pool == 1); returns the
+-- kernels (conv_bwd_weight, then splitk_reduce when the reduction is split) and the
+-- element count of the partial-sum workspace (0 when not split).
+function M.kernels_bwd_weight(d, s)
+  local M_, G = d.N * s.P * s.Q, d.C * d.R * d.S
+  local cfg, index = config_for(d, "conv_bwd_weight")
+  local name = string.format("conv_bwd_weight_%s_v%d", M.signature(d), index)
+  local tiles = ceil_div(d.K, cfg.BM) * ceil_div(G, cfg.BN)
+  local steps = ceil_div(M_, cfg.BK)
+  local splits = math.max(1, math.min(cfg.MAX_SPLITS, ceil_div(M.split_target_blocks, tiles), steps))
+  local m_per_split = ceil_div(steps, splits) * cfg.BK
+  splits = ceil_div(M_, m_per_split) -- no empty split
+  local consts = push_all(shape_constants(d, s), {
+    { "M", M_ }, { "G", G }, { "HP", s.HP }, { "WP", s.WP }, { "POOL_F", d.pool },
+    { "SPLITS", splits }, { "M_PER_SPLIT", m_per_split } })
+  push_all(consts, gemm_constants(cfg))
+  local grid = { ceil_div(d.K, cfg.BM), ceil_div(G, cfg.BN), splits }
+  check_grid(d, name, grid)
+  local kernels = { {
+    name = name, op = "conv_bwd_weight", config = cfg, variant = index,
+    grid = grid, block = { variants.threads(cfg), 1, 1 },
+    args = { "dy", d.pool > 1 and "xp" or "x", splits > 1 and "dw_partial" or "dw" },
+    source = emit.kernel_source { kernel = name, op = "conv_bwd_weight",
+      template = "templates/conv_bwd_weight.cu", parts = gemm_parts, constants = consts,
+      header = header_lines(d, "conv_bwd_weight", index, cfg) },
+  } }
+  if splits > 1 then
+    local count = d.K * G
+    local threads = 256
+    local rname = string.format("splitk_reduce_n%dx%d", splits, count)
+    kernels[2] = {
+      name = rname, op = "splitk_reduce", config = {}, variant = 0,
+      grid = { ceil_div(count, threads), 1, 1 }, block = { threads, 1, 1 },
+      args = { "dw_partial", "dw" },
+      source = emit.kernel_source { kernel = rname, op = "splitk_reduce",
+        template = "templates/splitk_reduce.cu",
+        constants = { { "SPLITS", splits }, { "COUNT", count }, { "THREADS", threads } },
+        header = { string.format("layer:     %s: sums %d partial weight gradients of %d elements",
+          d.name or "(unnamed)", splits, count) } },
+    }
+  end
+  return kernels, splits > 1 and splits * d.K * G or 0
+end
+
 function M.generate(d)
   local s = M.shape(d)
+  local kernels = { M.kernel_fwd(d, s, true), M.kernel_bwd_data(d, s, false) }
+  local wkernels, partial = M.kernels_bwd_weight(d, s)
+  for _, k in ipairs(wkernels) do kernels[#kernels + 1] = k end
   local sig = M.signature(d)
-  local kernels = {}
-  local M_ = d.N * s.P * s.Q
-  local G = d.C * d.R * d.S
-
-  do -- conv_fwd
-    local cfg, index = config_for(d, "conv_fwd")
-    local name = string.format("conv_fwd_%s_v%d", sig, index)
-    local grid_m = ceil_div(M_, cfg.BM)
-    local consts = push_all(shape_constants(d, s), {
-      { "M", M_ }, { "G", G }, { "HP", s.HP }, { "WP", s.WP }, { "POOL_F", d.pool },
-      { "POOL_MAX", d.pool_mode == "max" and 1 or 0 },
-      { "POOL_PER_BLOCK", ceil_div(d.N * s.HP * s.WP, grid_m) } })
-    push_all(consts, gemm_constants(cfg))
-    local grid = { grid_m, ceil_div(d.K, cfg.BN), 1 }
-    check_grid(d, name, grid)
-    kernels[#kernels + 1] = {
-      name = name, op = "conv_fwd", config = cfg, variant = index,
-      grid = grid, block = { variants.threads(cfg), 1, 1 },
-      args = { "x", "w", "y", d.pool > 1 and "xp" or "null" },
-      source = emit.kernel_source { kernel = name, op = "conv_fwd", template = "templates/conv_fwd.cu", parts = gemm_parts,
-        constants = consts, header = header_lines(d, "conv_fwd", index, cfg) },
-    }
-  end
-
-  do -- conv_bwd_data
-    local cfg, index = config_for(d, "conv_bwd_data")
-    local name = string.format("conv_bwd_data_%s_v%d", sig, index)
-    local MX = d.N * d.H * d.W
-    local consts = push_all(shape_constants(d, s), { { "MX", MX }, { "GX", d.K * d.R * d.S } })
-    push_all(consts, gemm_constants(cfg))
-    local grid = { ceil_div(MX, cfg.BM), ceil_div(d.C, cfg.BN), 1 }
-    check_grid(d, name, grid)
-    kernels[#kernels + 1] = {
-      name = name, op = "conv_bwd_data", config = cfg, variant = index,
-      grid = grid, block = { variants.threads(cfg), 1, 1 },
-      args = { "dy", "w", "dx" },
-      source = emit.kernel_source { kernel = name, op = "conv_bwd_data",
-        template = "templates/conv_bwd_data.cu", parts = gemm_parts, constants = consts,
-        header = header_lines(d, "conv_bwd_data", index, cfg) },
-    }
-  end
-
-  local splits
-  do -- conv_bwd_weight
-    local cfg, index = config_for(d, "conv_bwd_weight")
-    local name = string.format("conv_bwd_weight_%s_v%d", sig, index)
-    local tiles = ceil_div(d.K, cfg.BM) * ceil_div(G, cfg.BN)
-    local steps = ceil_div(M_, cfg.BK)
-    splits = math.max(1, math.min(cfg.MAX_SPLITS, ceil_div(M.split_target_blocks, tiles), steps))
-    local m_per_split = ceil_div(steps, splits) * cfg.BK
-    splits = ceil_div(M_, m_per_split) -- no empty split
-    local consts = push_all(shape_constants(d, s), {
-      { "M", M_ }, { "G", G }, { "HP", s.HP }, { "WP", s.WP }, { "POOL_F", d.pool },
-      { "SPLITS", splits }, { "M_PER_SPLIT", m_per_split } })
-    push_all(consts, gemm_constants(cfg))
-    local grid = { ceil_div(d.K, cfg.BM), ceil_div(G, cfg.BN), splits }
-    check_grid(d, name, grid)
-    kernels[#kernels + 1] = {
-      name = name, op = "conv_bwd_weight", config = cfg, variant = index,
-      grid = grid, block = { variants.threads(cfg), 1, 1 },
-      args = { "dy", d.pool > 1 and "xp" or "x", splits > 1 and "dw_partial" or "dw" },
-      source = emit.kernel_source { kernel = name, op = "conv_bwd_weight",
-        template = "templates/conv_bwd_weight.cu", parts = gemm_parts, constants = consts,
-        header = header_lines(d, "conv_bwd_weight", index, cfg) },
-    }
-    if splits > 1 then
-      local count = d.K * G
-      local threads = 256
-      local rname = string.format("splitk_reduce_n%dx%d", splits, count)
-      kernels[#kernels + 1] = {
-        name = rname, op = "splitk_reduce", config = {}, variant = 0,
-        grid = { ceil_div(count, threads), 1, 1 }, block = { threads, 1, 1 },
-        args = { "dw_partial", "dw" },
-        source = emit.kernel_source { kernel = rname, op = "splitk_reduce",
-          template = "templates/splitk_reduce.cu",
-          constants = { { "SPLITS", splits }, { "COUNT", count }, { "THREADS", threads } },
-          header = { string.format("layer:     %s: sums %d partial weight gradients of %d elements",
-            d.name or "(unnamed)", splits, count) } },
-      }
-    end
-  end
 
   local buffers = {
     { name = "x", elems = s.x_elems }, { name = "w", elems = s.w_elems },
@@ -182,7 +193,7 @@ function M.generate(d)
     { name = "dx", elems = s.x_elems }, { name = "dw", elems = s.w_elems },
   }
   if d.pool > 1 then buffers[#buffers + 1] = { name = "xp", elems = s.xp_elems } end
-  if splits > 1 then buffers[#buffers + 1] = { name = "dw_partial", elems = splits * s.w_elems } end
+  if partial > 0 then buffers[#buffers + 1] = { name = "dw_partial", elems = partial } end
 
   return { desc = d, shape = s, signature = sig, kernels = kernels, buffers = buffers }
 end

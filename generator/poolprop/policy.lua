@@ -1,0 +1,120 @@
+-- policy.lua: pooling policies, and what each layer saves for backward under one.
+-- Forms (text, as on the command line):
+--   "2"                                  every conv input pooled by 2 (f in 1, 2, 4, 8)
+--   "stem=1,stage1=4,stage2=2,default=2" per stage; unnamed stages take default (1)
+--   "layer1.0.conv1=4,default=2"         per named conv layer
+--   options in the same list: mode=avg|max, bn=fp32|bf16, relu=mask|full
+--   "baseline"                           what a framework stores: f = 1, full-precision
+--                                        BN input and ReLU output (for comparison)
+-- A policy file (path ending in .lua) is Lua returning the same keys as a table:
+--   return { default = 2, stages = { stem = 1 }, layers = { ["layer1.0.conv1"] = 4 },
+--            mode = "avg", bn = "bf16" }
+-- resolve() checks every name against the graph: a policy naming a stage or layer that
+-- does not exist is an error, never a silent no-op.
+local errors = require("poolprop.errors")
+local describe = require("poolprop.describe")
+
+local M = {}
+
+local option_values = { mode = { avg = true, max = true }, bn = { fp32 = true, bf16 = true },
+  relu = { mask = true, full = true } }
+
+local function factor(value, what, where)
+  local f = math.tointeger(tonumber(value))
+  if not f or not describe.pool_factors[f] then
+    errors.raise(where, "%s: pool factor must be 1, 2, 4 or 8, got '%s'", what, tostring(value))
+  end
+  return f
+end
+
+-- Parses policy text into { default, stages = {}, layers = {}, mode, bn, relu, baseline }.
+function M.parse(text, where)
+  local p = { default = 1, stages = {}, layers = {}, mode = "avg", bn = "fp32", relu = "mask", text = text }
+  if text == nil or text == "" then return p end
+  if text == "baseline" then
+    p.baseline, p.bn, p.relu = true, "fp32", "full"
+    return p
+  end
+  if text:match("^%s*[1248]%s*$") or text:match("^%s*%d+%s*$") then
+    p.default = factor(text:match("%d+"), "policy", where)
+    return p
+  end
+  for item in text:gmatch("[^,]+") do
+    local key, value = item:match("^%s*([%w_%.]+)%s*=%s*([%w_]+)%s*$")
+    if not key then errors.raise(where, "policy: expected name=value, got '%s'", item) end
+    if option_values[key] then
+      if not option_values[key][value] then
+        errors.raise(where, "policy: %s must be one of %s, got '%s'", key,
+          key == "mode" and "avg, max" or key == "bn" and "fp32, bf16" or "mask, full", value)
+      end
+      p[key] = value
+    elseif key == "default" or key == "f" then
+      p.default = factor(value, "policy " .. key, where)
+    elseif key == "stem" or key:match("^stage%d+$") or key == "head" then
+      p.stages[key] = factor(value, "policy " .. key, where)
+    else
+      p.layers[key] = factor(value, "policy " .. key, where)
+    end
+  end
+  return p
+end
+
+function M.load_file(text, chunkname)
+  local chunk, err = load(text, "@" .. chunkname, "t", {})
+  if not chunk then
+    local file, line, msg = tostring(err):match("^(.-):(%d+): (.*)$")
+    errors.raise({ file = file or chunkname, line = tonumber(line) or 0 }, "%s", msg or tostring(err))
+  end
+  local ok, t = pcall(chunk)
+  if not ok or type(t) ~= "table" then
+    errors.raise({ file = chunkname, line = 0 }, "a policy file must return a table: %s", tostring(t))
+  end
+  local where = { file = chunkname, line = 0 }
+  local allowed = { default = true, stages = true, layers = true, mode = true, bn = true, relu = true }
+  for k in pairs(t) do
+    if not allowed[k] then errors.raise(where, "policy: unknown key '%s'", tostring(k)) end
+  end
+  local p = { default = 1, stages = {}, layers = {}, mode = t.mode or "avg", bn = t.bn or "fp32",
+    relu = t.relu or "mask", text = chunkname }
+  for key, set in pairs(option_values) do
+    if not set[p[key]] then errors.raise(where, "policy: bad %s '%s'", key, tostring(p[key])) end
+  end
+  if t.default ~= nil then p.default = factor(t.default, "policy default", where) end
+  for k, v in pairs(t.stages or {}) do p.stages[k] = factor(v, "policy stage " .. k, where) end
+  for k, v in pairs(t.layers or {}) do p.layers[k] = factor(v, "policy layer " .. k, where) end
+  return p
+end
+
+-- Checks names against the graph and sets conv.pool / conv.pool_mode on each conv layer.
+function M.resolve(p, graph, where)
+  local convs = {}
+  for _, l in ipairs(graph.layers) do
+    if l.op == "conv" then convs[l.name] = l end
+  end
+  for stage in pairs(p.stages) do
+    if not graph.stages[stage] then
+      local names = {}
+      for _, s in ipairs(graph.stages) do names[#names + 1] = s end
+      errors.raise(where, "policy names stage '%s', which %s does not have (stages: %s)", stage,
+        graph.name, table.concat(names, ", "))
+    end
+  end
+  local names = {}
+  for name in pairs(p.layers) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    if not convs[name] then
+      errors.raise(where, "policy names layer '%s', which is not a convolution of %s", name, graph.name)
+    end
+  end
+  for _, l in ipairs(graph.layers) do
+    if l.op == "conv" then
+      l.pool = p.layers[l.name] or p.stages[l.stage] or p.default
+      if p.baseline then l.pool = 1 end
+      l.pool_mode = p.mode
+    end
+  end
+  return p
+end
+
+return M

@@ -1,0 +1,4 @@
+-- cifar_resnet44.lua: the CIFAR ResNet-44 of He et al. (2016): 3x3 stem with 16 channels, three
+-- stages of 7 basic blocks with 16, 32 and 64 channels, 1x1 projection shortcuts where the
+-- shape changes, global average pool, fully connected.
+return cifar_resnet { depth = 44 }
