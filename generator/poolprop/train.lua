@@ -1,0 +1,326 @@
+-- train.lua: the plan of one training step (and of inference) for a network graph under a
+-- pooling policy: the kernel launches in order and every buffer they touch, with its
+-- size and lifetime, from which the runtime places the arena and reports memory.
+--
+-- plan.steps: { phase = "forward"|"backward"|"update", layer, op, kernel, refs } in order,
+--   kernel = { name, source, grid, block, args } (sources only with opts.sources),
+--   refs[i] = what kernel argument i is bound to:
+--     "buf:<name>"  an arena buffer        "param:<key>" / "grad:<key>" a parameter or its
+--     "state:<key>" a BN running statistic               gradient in the flat arrays
+--     "params" "grads" "momentum"  the whole flat arrays  "scalar:lr|momentum|weight_decay"
+--     "null"        no buffer
+-- plan.buffers: { name, bytes, kind, stage, first, last } with first/last the indices of
+--   the first and last step that use it ("io" buffers live through the whole step). A
+--   buffer is "saved" when it is written in the forward phase and read in the backward.
+-- plan.infer_steps / plan.infer_buffers: the same for inference (BN with running stats).
+--
+-- What each layer saves for backward (DESIGN.md section 1):
+--   conv     its input pooled by f (xp), or the input itself when f = 1
+--   bn       its input (the conv output) in fp32, or a bf16 copy (policy bn=bf16), and
+--            the batch mean and 1/std per channel
+--   relu     a 1-bit mask (the baseline policy keeps the full fp32 output instead)
+--   maxpool  the index of the max in each window, 1 byte (baseline: 8, as PyTorch's int64)
+--   fc       its input; softmax_ce computes dlogits in the forward pass
+local errors = require("poolprop.errors")
+local layer = require("poolprop.layer")
+
+local M = {}
+
+local function elems(shape)
+  local n = 1
+  for _, d in ipairs(shape) do n = n * d end
+  return n
+end
+
+local function mask_bytes(count) return ((count + 31) // 32) * 4 end
+
+-- A conv layer of the graph as a layer.lua description.
+local function conv_desc(l)
+  return { name = l.name, N = l.N, C = l.C, H = l.H, W = l.W, K = l.K, R = l.R, S = l.S,
+    stride = l.stride, pad = l.pad, pool = l.pool, pool_mode = l.pool_mode, variant = {},
+    where = { file = l.name, line = 0 } }
+end
+
+local Plan = {}
+Plan.__index = Plan
+
+local function new_plan(graph, policy, opts)
+  return setmetatable({ graph = graph, policy = policy, opts = opts, steps = {}, buffers = {},
+    by_name = {}, phase = "forward" }, Plan)
+end
+
+function Plan:buffer(name, bytes, kind, stage)
+  local b = self.by_name[name]
+  if b then return name end
+  b = { name = name, bytes = bytes, kind = kind, stage = stage }
+  self.by_name[name] = b
+  self.buffers[#self.buffers + 1] = b
+  return name
+end
+
+function Plan:tensor_buffer(tensor, stage)
+  return self:buffer(tensor, elems(self.graph.tensors[tensor]) * 4, "activation", stage)
+end
+
+-- Adds a launch. kernel: a built kernel, or nil with (op, params) built later; bind maps
+-- the kernel's argument names to refs.
+function Plan:launch(layer_name, op, params, kernel, bind)
+  local s = { phase = self.phase, layer = layer_name, op = op, params = params, kernel = kernel, bind = bind }
+  self.steps[#self.steps + 1] = s
+  local index = #self.steps
+  for _, ref in pairs(bind) do
+    local name = ref:match("^buf:(.*)$")
+    if name then
+      local b = self.by_name[name]
+      if not b then errors.raise(nil, "plan: step %d (%s) uses unknown buffer %s", index, op, name) end
+      b.first = b.first or index
+      b.last = index
+    end
+  end
+end
+
+local function buf(name) return "buf:" .. name end
+
+function Plan:conv_forward(l)
+  local g, baseline = self.graph, self.policy.baseline
+  local d = conv_desc(l)
+  local s = layer.shape(d)
+  local xp_name = nil
+  local save = false
+  if l.pool > 1 then
+    xp_name = string.format("xp:%s:f%d%s", l.input, l.pool, l.pool_mode)
+    save = not self.by_name[xp_name] -- convs sharing an input and f share one saved copy
+    self:buffer(xp_name, s.xp_elems * 4, "saved", l.stage)
+  end
+  l.saved_input = xp_name or l.input
+  local k = layer.kernel_fwd(d, s, save)
+  self:tensor_buffer(l.output, l.stage)
+  self:launch(l.name, "conv_fwd", nil, k, { x = buf(l.input), w = "param:" .. l.weight, y = buf(l.output),
+    xp = save and buf(xp_name) or "null", null = "null" })
+  local _ = g, baseline
+end
+
+function Plan:bn_forward(l, train)
+  local p = self.policy
+  local out = self:tensor_buffer(l.output, l.stage)
+  local params = { N = l.N, C = l.C, HW = l.HW, RELU = l.relu and 1 or 0, ADD = l.residual and 1 or 0,
+    SAVE_BF16 = (train and p.bn == "bf16") and 1 or 0, EVAL = train and 0 or 1 }
+  local mean, invstd = "null", "null"
+  if train then
+    mean = buf(self:buffer("mean:" .. l.name, l.C * 4, "saved", l.stage))
+    invstd = buf(self:buffer("invstd:" .. l.name, l.C * 4, "saved", l.stage))
+    self:launch(l.name, "bn_stats", { N = l.N, C = l.C, HW = l.HW }, nil, { y = buf(l.input), mean = mean,
+      invstd = invstd, running_mean = "state:" .. l.running_mean, running_var = "state:" .. l.running_var })
+  end
+  local mask, y_bf16 = "null", "null"
+  if train and l.relu and p.relu == "mask" then
+    mask = buf(self:buffer("mask:" .. l.output, mask_bytes(l.N * l.C * l.HW), "saved", l.stage))
+  end
+  if params.SAVE_BF16 == 1 then
+    y_bf16 = buf(self:buffer("bf16:" .. l.input, l.N * l.C * l.HW * 2, "saved", l.stage))
+  end
+  self:launch(l.name, "bn_apply", params, nil, { y = buf(l.input), mean = mean, invstd = invstd,
+    gamma = "param:" .. l.weight, beta = "param:" .. l.bias,
+    residual = l.residual and buf(l.residual) or "null", out = buf(out), mask = mask, y_bf16 = y_bf16,
+    running_mean = train and "null" or ("state:" .. l.running_mean),
+    running_var = train and "null" or ("state:" .. l.running_var) })
+end
+
+function Plan:forward_layers(train)
+  local g = self.graph
+  for _, l in ipairs(g.layers) do
+    if l.op == "conv" then
+      if train then
+        self:conv_forward(l)
+      else
+        local d = conv_desc(l)
+        local k = layer.kernel_fwd(d, layer.shape(d), false)
+        self:tensor_buffer(l.output, l.stage)
+        self:launch(l.name, "conv_fwd", nil, k, { x = buf(l.input), w = "param:" .. l.weight,
+          y = buf(l.output), null = "null" })
+      end
+    elseif l.op == "bn" then
+      self:bn_forward(l, train)
+    elseif l.op == "maxpool" then
+      self:tensor_buffer(l.output, l.stage)
+      local bytes_per = self.policy.baseline and 8 or 1
+      local argmax = self:buffer("argmax:" .. l.output, l.N * l.C * l.P * l.Q * bytes_per,
+        train and "saved" or "workspace", l.stage)
+      self:launch(l.name, "maxpool_fwd", { N = l.N, C = l.C, H = l.H, W = l.W, R = l.R, STRIDE = l.stride,
+        PAD = l.pad }, nil, { x = buf(l.input), y = buf(l.output), argmax = buf(argmax) })
+    elseif l.op == "avgpool" then
+      self:tensor_buffer(l.output, l.stage)
+      self:launch(l.name, "avgpool_fwd", { N = l.N, C = l.C, HW = l.H * l.W }, nil,
+        { x = buf(l.input), y = buf(l.output) })
+    elseif l.op == "fc" then
+      self:tensor_buffer(l.output, l.stage)
+      self:launch(l.name, "fc_fwd", { N = l.N, IN = l.IN, OUT = l.OUT }, nil, { x = buf(l.input),
+        w = "param:" .. l.weight, b = "param:" .. l.bias, y = buf(l.output) })
+    elseif l.op == "softmax_ce" and train then
+      self:buffer("d:" .. l.input, elems(g.tensors[l.input]) * 4, "gradient", l.stage)
+      self:launch(l.name, "softmax_ce", { N = l.N, CLASSES = l.CLASSES }, nil, { logits = buf(l.input),
+        labels = buf("labels"), loss = buf("loss"), dlogits = buf("d:" .. l.input) })
+    end
+  end
+end
+
+-- The gradient buffer of a tensor, and whether a kernel writing it must accumulate.
+function Plan:grad_target(tensor, stage)
+  local name = "d:" .. tensor
+  local exists = self.by_name[name] ~= nil and self.initialized[name]
+  self:buffer(name, elems(self.graph.tensors[tensor]) * 4, "gradient", stage)
+  self.initialized[name] = true
+  return buf(name), exists
+end
+
+function Plan:backward_layers()
+  local g, p = self.graph, self.policy
+  self.initialized = { ["d:" .. g.logits] = true }
+  for i = #g.layers, 1, -1 do
+    local l = g.layers[i]
+    if l.op == "fc" then
+      self:launch(l.name, "fc_bwd_weight", { N = l.N, IN = l.IN, OUT = l.OUT }, nil, { dy = buf("d:" .. l.output),
+        x = buf(l.input), dw = "grad:" .. l.weight, db = "grad:" .. l.bias })
+      local dx = self:grad_target(l.input, l.stage)
+      self:launch(l.name, "fc_bwd_data", { N = l.N, IN = l.IN, OUT = l.OUT }, nil, { dy = buf("d:" .. l.output),
+        w = "param:" .. l.weight, dx = dx })
+    elseif l.op == "avgpool" then
+      local dx = self:grad_target(l.input, l.stage)
+      self:launch(l.name, "avgpool_bwd", { N = l.N, C = l.C, HW = l.H * l.W }, nil,
+        { dy = buf("d:" .. l.output), dx = dx })
+    elseif l.op == "maxpool" then
+      local dx = self:grad_target(l.input, l.stage)
+      self:launch(l.name, "maxpool_bwd", { N = l.N, C = l.C, H = l.H, W = l.W, R = l.R, STRIDE = l.stride,
+        PAD = l.pad }, nil, { dy = buf("d:" .. l.output), argmax = buf("argmax:" .. l.output), dx = dx })
+    elseif l.op == "bn" then
+      local dy = self:grad_target(l.input, l.stage)
+      local dres = "null"
+      if l.residual then
+        local accumulate
+        dres, accumulate = self:grad_target(l.residual, l.stage)
+        if accumulate then errors.raise(nil, "plan: %s: residual gradient written twice", l.name) end
+      end
+      local mask = "null"
+      if l.relu then mask = p.relu == "mask" and buf("mask:" .. l.output) or buf(l.output) end
+      local bf16 = p.bn == "bf16"
+      self:launch(l.name, "bn_backward", { N = l.N, C = l.C, HW = l.HW, MASK = l.relu and 1 or 0,
+        BF16 = bf16 and 1 or 0, RES = l.residual and 1 or 0 }, nil, {
+        dout = buf("d:" .. l.output), mask = mask, y = bf16 and buf("bf16:" .. l.input) or buf(l.input),
+        mean = buf("mean:" .. l.name), invstd = buf("invstd:" .. l.name), gamma = "param:" .. l.weight,
+        dgamma = "grad:" .. l.weight, dbeta = "grad:" .. l.bias, dy = dy, dres = dres })
+    elseif l.op == "conv" then
+      local d = conv_desc(l)
+      local s = layer.shape(d)
+      local kernels, partial = layer.kernels_bwd_weight(d, s)
+      local dy = buf("d:" .. l.output)
+      local ws = "null"
+      if partial > 0 then ws = buf(self:buffer("partial:" .. l.name, partial * 4, "workspace", l.stage)) end
+      self:launch(l.name, "conv_bwd_weight", nil, kernels[1], { dy = dy, x = buf(l.saved_input),
+        xp = buf(l.saved_input), dw = "grad:" .. l.weight, dw_partial = ws })
+      if kernels[2] then
+        self:launch(l.name, "splitk_reduce", nil, kernels[2], { dw_partial = ws, dw = "grad:" .. l.weight })
+      end
+      if l.input ~= g.input then
+        local dx, accumulate = self:grad_target(l.input, l.stage)
+        self:launch(l.name, "conv_bwd_data", nil, layer.kernel_bwd_data(d, s, accumulate),
+          { dy = dy, w = "param:" .. l.weight, dx = dx })
+      end
+    end
+  end
+end
+
+-- Builds kernels for the steps that have none yet, and the argument refs of every step.
+local function finish(plan, steps, sources)
+  local ops = sources and require("poolprop.ops")
+  for _, s in ipairs(steps) do
+    if sources and not s.kernel then s.kernel = ops.kernel(s.op, s.params) end
+    if s.kernel then
+      s.refs = {}
+      for i, arg in ipairs(s.kernel.args) do
+        local ref = s.bind[arg]
+        if not ref then errors.raise(nil, "plan: kernel %s has argument '%s' that step %s does not bind", s.kernel.name, arg, s.op) end
+        s.refs[i] = ref
+      end
+    end
+  end
+  local _ = plan
+end
+
+-- The io buffers live through the whole step: uploaded before it, read after it.
+local function pin_io(buffers, last)
+  for _, b in ipairs(buffers) do
+    if b.kind == "io" then b.first, b.last = 1, last end
+  end
+end
+
+local function remove_unused(plan)
+  local kept = {}
+  for _, b in ipairs(plan.buffers) do
+    if b.first then kept[#kept + 1] = b end
+  end
+  plan.buffers = kept
+end
+
+-- opts: { sources = bool }. Returns the training plan with its inference plan.
+function M.build(graph, policy, opts)
+  opts = opts or {}
+  local plan = new_plan(graph, policy, opts)
+  local N = graph.batch
+  plan:buffer("x", elems(graph.tensors.x) * 4, "io", "input")
+  plan:buffer("labels", N * 4, "io", "input")
+  plan:buffer("loss", 4, "io", "head")
+  plan:forward_layers(true)
+  plan.forward_end = #plan.steps
+  plan.phase = "backward"
+  plan:backward_layers()
+  plan.phase = "update"
+  plan:launch("sgd", "sgd", { COUNT = graph.param_count }, nil, { params = "params", grads = "grads",
+    momentum_buf = "momentum", lr = "scalar:lr", momentum = "scalar:momentum",
+    weight_decay = "scalar:weight_decay" })
+  pin_io(plan.buffers, #plan.steps)
+  remove_unused(plan)
+  finish(plan, plan.steps, opts.sources)
+
+  local infer = new_plan(graph, policy, opts)
+  infer:buffer("x", elems(graph.tensors.x) * 4, "io", "input")
+  infer:forward_layers(false)
+  infer.by_name[graph.logits].kind = "io"
+  pin_io(infer.buffers, #infer.steps)
+  remove_unused(infer)
+  finish(infer, infer.steps, opts.sources)
+  plan.infer_steps, plan.infer_buffers = infer.steps, infer.buffers
+  plan.by_name, plan.initialized = nil, nil
+
+  M.report(plan)
+  return plan
+end
+
+-- Memory figures that do not depend on buffer placement: bytes saved for backward per
+-- stage (live across the forward/backward boundary), and the largest working set of the
+-- other buffers at any step.
+function M.report(plan)
+  local g = plan.graph
+  local r = { weights = g.param_count * 4, gradients = g.param_count * 4, optimizer = g.param_count * 4,
+    state = g.state_count * 4, saved_by_stage = {}, saved = 0, largest_transient = 0, live_peak = 0 }
+  for _, b in ipairs(plan.buffers) do
+    if b.kind ~= "io" and b.first <= plan.forward_end and b.last > plan.forward_end then
+      b.saved = true
+      r.saved = r.saved + b.bytes
+      r.saved_by_stage[b.stage] = (r.saved_by_stage[b.stage] or 0) + b.bytes
+    end
+  end
+  for i = 1, #plan.steps do
+    local transient, live = 0, 0
+    for _, b in ipairs(plan.buffers) do
+      if b.first <= i and i <= b.last then
+        live = live + b.bytes
+        if not b.saved and b.kind ~= "io" then transient = transient + b.bytes end
+      end
+    end
+    if transient > r.largest_transient then r.largest_transient = transient end
+    if live > r.live_peak then r.live_peak = live end
+  end
+  plan.report = r
+end
+
+return M
