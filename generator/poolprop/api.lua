@@ -56,6 +56,29 @@ function M.op_kernel(op, params_text)
   end)
 end
 
+-- The training plan of a model. model_text/model_name: the model file; o: { batch,
+-- height, width, classes, sources }; policy: { text = "2" } or { file_text, file_name }.
+function M.train_plan(model_text, model_name, o, policy)
+  return protect("parse", function()
+    local network = require("poolprop.network")
+    local policies = require("poolprop.policy")
+    local spec = network.load_string(model_text, model_name)
+    local cifar = spec.kind == "cifar_resnet"
+    local graph = network.instantiate(spec, {
+      batch = o.batch, classes = (o.classes and o.classes > 0) and o.classes or (cifar and 10 or 1000),
+      height = (o.height and o.height > 0) and o.height or (cifar and 32 or 224),
+      width = (o.width and o.width > 0) and o.width or (cifar and 32 or 224) })
+    local p
+    if policy.file_text then
+      p = policies.load_file(policy.file_text, policy.file_name)
+    else
+      p = policies.parse(policy.text, { file = "policy", line = 0 })
+    end
+    policies.resolve(p, graph, { file = "policy", line = 0 })
+    return require("poolprop.train").build(graph, p, { sources = o.sources })
+  end)
+end
+
 function M.variant_count(op)
   local n = variants.count(op)
   if not n then return nil, "unknown kernel op '" .. tostring(op) .. "'", "shape" end

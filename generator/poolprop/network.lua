@@ -22,10 +22,17 @@ local describe = require("poolprop.describe")
 
 local M = {}
 
-local function where_of_caller(level)
-  local info = debug.getinfo(level, "Sl")
-  local file = info.source:sub(1, 1) == "@" and info.source:sub(2) or info.short_src
-  return { file = file, line = info.currentline }
+-- The model file being loaded, for error positions: `return resnet {...}` is a tail call,
+-- which leaves no frame of the model file on the stack to take the line from.
+local loading = nil
+
+local function where_of_caller()
+  for level = 3, 8 do
+    local info = debug.getinfo(level, "Sl")
+    if not info then break end
+    if loading and info.source == "@" .. loading then return { file = loading, line = info.currentline } end
+  end
+  return { file = loading or "model", line = 0 }
 end
 
 local function check_fields(raw, allowed, where, builder)
@@ -39,7 +46,7 @@ end
 local builders = {}
 
 function builders.resnet(raw)
-  local where = where_of_caller(3)
+  local where = where_of_caller()
   check_fields(raw, { block = true, layers = true, name = true }, where, "resnet")
   if raw.block ~= "basic" and raw.block ~= "bottleneck" then
     errors.raise(where, "resnet: block must be \"basic\" or \"bottleneck\", got %s", tostring(raw.block))
@@ -56,7 +63,7 @@ function builders.resnet(raw)
 end
 
 function builders.cifar_resnet(raw)
-  local where = where_of_caller(3)
+  local where = where_of_caller()
   check_fields(raw, { depth = true, name = true }, where, "cifar_resnet")
   local d = raw.depth
   if math.type(d) ~= "integer" or d < 8 or (d - 2) % 6 ~= 0 then
@@ -77,7 +84,9 @@ function M.load_string(text, chunkname)
     errors.raise({ file = chunkname, line = 0 }, "%s", tostring(e))
   end
   if not chunk then reraise(err) end
+  loading = chunkname
   local ok, spec = pcall(chunk)
+  loading = nil
   if not ok then reraise(spec) end
   if type(spec) ~= "table" or not spec.kind then
     errors.raise({ file = chunkname, line = 0 },
@@ -125,8 +134,12 @@ function Builder:conv_bn(prefix, conv_key, bn_key, input, K, R, stride, pad, rel
   local shape = self.tensors[input]
   local N, C, H, W = shape[1], shape[2], shape[3], shape[4]
   if R > H + 2 * pad or R > W + 2 * pad then
-    errors.raise(self.where, "input %dx%d is too small for the network: %s%s (%dx%d kernel) would see %dx%d",
-      self.height, self.width, prefix, conv_key, R, R, H + 2 * pad, W + 2 * pad)
+    errors.raise(nil, "image %dx%d is too small for %s: %s%s (%dx%d kernel) would see %dx%d",
+      self.height, self.width, self.name, prefix, conv_key, R, R, H + 2 * pad, W + 2 * pad)
+  end
+  if stride > 1 and (H < stride or W < stride) then
+    errors.raise(nil, "image %dx%d is too small for %s: %s%s (stride %d) would see a %dx%d input",
+      self.height, self.width, self.name, prefix, conv_key, stride, H, W)
   end
   local P, Q = out_size(H, R, stride, pad), out_size(W, R, stride, pad)
   local conv_out = self:tensor({ N, K, P, Q })
@@ -189,7 +202,6 @@ end
 
 -- options: { batch, height, width, classes, channels = 3 }
 function M.instantiate(spec, o)
-  local where = spec.where
   for _, key in ipairs { "batch", "height", "width", "classes" } do
     if math.type(o[key]) ~= "integer" or o[key] < 1 then
       errors.raise(nil, "%s must be an integer >= 1, got %s", key, tostring(o[key]))
@@ -203,7 +215,10 @@ function M.instantiate(spec, o)
   if spec.kind == "resnet" then
     local h = g:conv_bn("", "conv1", "bn1", "x", 64, 7, 2, 3, true)
     local s = g.tensors[h]
-    if 3 > s[3] + 2 or 3 > s[4] + 2 then errors.raise(where, "input is too small for the network") end
+    if s[3] < 2 or s[4] < 2 then
+      errors.raise(nil, "image %dx%d is too small for %s: the max pool (stride 2) would see a %dx%d input",
+        o.height, o.width, g.name, s[3], s[4])
+    end
     local P, Q = out_size(s[3], 3, 2, 1), out_size(s[4], 3, 2, 1)
     local pooled = g:tensor({ s[1], s[2], P, Q })
     g.layers[#g.layers + 1] = { op = "maxpool", name = "maxpool", stage = "stem", input = h, output = pooled,

@@ -1,6 +1,7 @@
 -- policy.lua: pooling policies, and what each layer saves for backward under one.
 -- Forms (text, as on the command line):
 --   "2"                                  every conv input pooled by 2 (f in 1, 2, 4, 8)
+--   "2,bn=bf16"                          the same, with options
 --   "stem=1,stage1=4,stage2=2,default=2" per stage; unnamed stages take default (1)
 --   "layer1.0.conv1=4,default=2"         per named conv layer
 --   options in the same list: mode=avg|max, bn=fp32|bf16, relu=mask|full
@@ -41,6 +42,7 @@ function M.parse(text, where)
   end
   for item in text:gmatch("[^,]+") do
     local key, value = item:match("^%s*([%w_%.]+)%s*=%s*([%w_]+)%s*$")
+    if not key and item:match("^%s*%d+%s*$") then key, value = "default", item end
     if not key then errors.raise(where, "policy: expected name=value, got '%s'", item) end
     if option_values[key] then
       if not option_values[key][value] then

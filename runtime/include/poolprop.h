@@ -157,6 +157,86 @@ void pp_layer_descs_free(pp_layer_desc *descs, int count);
  * nothing is written. */
 pp_status pp_bundle_write(pp_context *ctx, const char *path, const char *out_dir);
 
+/* ---- Whole networks: models, pooling policies, memory plans, training steps ---- */
+
+typedef struct pp_model_options {
+    /* A built-in model ("resnet18" .. "resnet152", "cifar_resnet8" .. "cifar_resnet110")
+     * or the path of a model file (Lua: `return resnet { block = ..., layers = {...} }`). */
+    const char *model;
+    /* Pooling policy: "2" (every conv input pooled by 2), "stem=1,stage1=4,default=2",
+     * "layer1.0.conv1=4", options "mode=max", "bn=bf16", "relu=full"; "baseline" (what a
+     * framework saves, for comparison); or the path of a policy file ending in .lua.
+     * NULL: "1" (no pooling, ReLU saved as a 1-bit mask). */
+    const char *policy;
+    int batch;
+    int height, width; /* 0: the model's default (224 for ImageNet ResNets, 32 for CIFAR) */
+    int classes;       /* 0: 1000 for ImageNet ResNets, 10 for CIFAR */
+} pp_model_options;
+
+void pp_model_options_init(pp_model_options *options);
+
+#define PP_MAX_STAGES 16
+
+/* Bytes of everything a training step keeps on the device. */
+typedef struct pp_memory_report {
+    int batch, height, width, classes; /* as planned (defaults resolved) */
+    size_t weights, gradients, optimizer, bn_statistics;
+    size_t saved;             /* kept from the forward for the backward pass (at its peak) */
+    int stage_count;
+    char stage_names[PP_MAX_STAGES][16];
+    size_t saved_by_stage[PP_MAX_STAGES];
+    size_t largest_transient; /* the largest working set of the other buffers at one step */
+    size_t arena;             /* activations, saved tensors, their gradients, workspaces, placed */
+    size_t peak;              /* weights + gradients + optimizer + bn_statistics + arena */
+} pp_memory_report;
+
+/* Plans the memory of a training step without compiling or allocating anything (any
+ * context, including PP_BACKEND_NONE). Errors name the model or policy problem. */
+pp_status pp_plan_memory(pp_context *ctx, const pp_model_options *options, pp_memory_report *out);
+
+typedef struct pp_model pp_model;
+
+typedef struct pp_param_info {
+    const char *key;  /* torchvision state_dict key: "conv1.weight", "layer1.0.bn1.running_mean" */
+    int rank;
+    size_t shape[4];
+    size_t count;
+    int is_statistic; /* a BN running statistic rather than a trainable parameter */
+} pp_param_info;
+
+typedef struct pp_sgd_options {
+    float lr, momentum, weight_decay;
+} pp_sgd_options;
+
+/* Generates, compiles and allocates everything a training step needs. The device memory
+ * it allocates equals the planned peak (pp_model_memory_report). Parameters start zero:
+ * initialise them with pp_model_init_params or pp_model_param_write. */
+pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_model **out);
+pp_status pp_model_memory_report(const pp_model *model, pp_memory_report *out);
+/* Parameters and BN statistics, in state_dict order: index 0 .. count-1. */
+pp_status pp_model_param_count(const pp_model *model, int *out);
+pp_status pp_model_param_info(const pp_model *model, int index, pp_param_info *out);
+pp_status pp_model_param_read(pp_model *model, const char *key, float *out, size_t count);
+pp_status pp_model_param_write(pp_model *model, const char *key, const float *values, size_t count);
+/* The gradient of a trainable parameter from the last training step. */
+pp_status pp_model_grad_read(pp_model *model, const char *key, float *out, size_t count);
+/* torchvision's initialisation (Kaiming-normal fan-out convolutions, BN 1/0, PyTorch's
+ * Linear default), deterministic from seed; also resets BN statistics and momentum. */
+pp_status pp_model_init_params(pp_model *model, uint64_t seed);
+/* x: (batch, 3, height, width) float32; labels: batch class indices in [0, classes). */
+pp_status pp_model_set_batch(pp_model *model, const float *x, const int32_t *labels);
+/* Forward (BN in training mode, running statistics updated), loss (batch mean of the
+ * softmax cross-entropy), backward, and, unless sgd is NULL, the SGD update (PyTorch's:
+ * momentum buffer, weight decay added to the gradient). */
+pp_status pp_model_train_step(pp_model *model, const pp_sgd_options *sgd, float *loss);
+/* Inference with BN running statistics; logits: (batch, classes). Overwrites the batch
+ * set by pp_model_set_batch (set it again before the next training step). */
+pp_status pp_model_infer(pp_model *model, const float *x, float *logits);
+void pp_model_destroy(pp_model *model);
+
+/* Device bytes allocated through the context now and at most so far. */
+pp_status pp_context_memory_stats(const pp_context *ctx, size_t *in_use, size_t *peak);
+
 #ifdef __cplusplus
 }
 #endif

@@ -156,3 +156,26 @@ pp_status pp_context_cache_stats(const pp_context *ctx, pp_cache_stats *out)
     *out = ctx->cache_stats;
     return PP_OK;
 }
+
+pp_status device_alloc(pp_context *ctx, size_t bytes, pp_devptr *out)
+{
+    PP_TRY(ctx->ops->alloc(ctx, bytes, out));
+    ctx->device_in_use += bytes;
+    if (ctx->device_in_use > ctx->device_peak) ctx->device_peak = ctx->device_in_use;
+    return PP_OK;
+}
+
+void device_free(pp_context *ctx, pp_devptr ptr, size_t bytes)
+{
+    if (!ptr) return;
+    ctx->ops->free(ctx, ptr);
+    ctx->device_in_use -= bytes;
+}
+
+pp_status pp_context_memory_stats(const pp_context *ctx, size_t *in_use, size_t *peak)
+{
+    if (!ctx || !in_use || !peak) return PP_ERR_INVALID_ARGUMENT;
+    *in_use = ctx->device_in_use;
+    *peak = ctx->device_peak;
+    return PP_OK;
+}

@@ -59,8 +59,13 @@ struct pp_context {
     const pp_backend_ops *ops;
     void *backend;                /* backend state */
     pp_cache_stats cache_stats;
+    size_t device_in_use, device_peak; /* bytes through device_alloc/device_free */
     char error[16384];
 };
+
+/* Backend allocation with the context's accounting (pp_context_memory_stats). */
+pp_status device_alloc(pp_context *ctx, size_t bytes, pp_devptr *out);
+void device_free(pp_context *ctx, pp_devptr ptr, size_t bytes);
 
 /* Records a formatted error in ctx (may be NULL) and returns status. */
 pp_status ctx_fail(pp_context *ctx, pp_status status, const char *fmt, ...)

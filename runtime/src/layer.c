@@ -173,7 +173,7 @@ pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, const fl
     if (!dev) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     pp_status st = PP_OK;
     for (int i = 0; i < g->buffer_count && st == PP_OK; i++)
-        st = ctx->ops->alloc(ctx, g->buffers[i].elems * sizeof(float), &dev[i]);
+        st = device_alloc(ctx, g->buffers[i].elems * sizeof(float), &dev[i]);
     const struct { const char *name; const float *data; } inputs[] = {{"x", x}, {"w", w}, {"dy", dy}};
     for (size_t i = 0; i < 3 && st == PP_OK; i++) {
         int b = buffer_index(g, inputs[i].name);
@@ -203,7 +203,7 @@ pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, const fl
         st = ctx->ops->download(ctx, outputs[i].data, dev[b], g->buffers[b].elems * sizeof(float));
     }
     for (int i = 0; i < g->buffer_count; i++)
-        if (dev[i]) ctx->ops->free(ctx, dev[i]);
+        device_free(ctx, dev[i], g->buffers[i].elems * sizeof(float));
     free(dev);
     return st;
 }

@@ -2,6 +2,7 @@
  * library's embedded files, and conversion of the generator's results (kernel sources,
  * launch geometry, buffers) into C structures. One Lua state per call; nothing persists. */
 #include "lua_gen.h"
+#include "plan.h"
 
 #include "embedded.h"
 
@@ -400,4 +401,346 @@ void gen_layer_free(gen_layer *layer)
     free(layer->kernels);
     free(layer->buffers);
     memset(layer, 0, sizeof *layer);
+}
+
+/* ---- training plans (generator/poolprop/train.lua) ---- */
+
+static void copy_field(lua_State *L, int t, const char *key, char *dst, size_t len)
+{
+    lua_getfield(L, t, key);
+    const char *s = lua_tostring(L, -1);
+    snprintf(dst, len, "%s", s ? s : "");
+    lua_pop(L, 1);
+}
+
+static size_t get_size(lua_State *L, int t, const char *key)
+{
+    lua_getfield(L, t, key);
+    size_t v = (size_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static pp_status read_tensor_infos(pp_context *ctx, lua_State *L, int t, plan_tensor_info **out, int *count)
+{
+    int n = (int)luaL_len(L, t);
+    plan_tensor_info *list = calloc((size_t)(n ? n : 1), sizeof *list);
+    if (!list) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "plan: out of memory");
+    for (int i = 0; i < n; i++) {
+        lua_rawgeti(L, t, i + 1);
+        int e = lua_gettop(L);
+        copy_field(L, e, "key", list[i].key, sizeof list[i].key);
+        copy_field(L, e, "init", list[i].init, sizeof list[i].init);
+        list[i].offset = get_size(L, e, "offset");
+        list[i].count = get_size(L, e, "count");
+        lua_getfield(L, e, "shape");
+        list[i].rank = (int)luaL_len(L, -1);
+        for (int d = 0; d < list[i].rank && d < 4; d++) {
+            lua_rawgeti(L, -1, d + 1);
+            list[i].shape[d] = (size_t)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 2);
+    }
+    *out = list;
+    *count = n;
+    return PP_OK;
+}
+
+static const plan_tensor_info *find_info(const plan_tensor_info *list, int n, const char *key)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(list[i].key, key) == 0) return &list[i];
+    return NULL;
+}
+
+static int find_buffer(const plan_steps *s, const char *name)
+{
+    for (int i = 0; i < s->buffer_count; i++)
+        if (strcmp(s->buffers[i].name, name) == 0) return i;
+    return -1;
+}
+
+static pp_status parse_ref(pp_context *ctx, const gen_plan *plan, const plan_steps *s, const char *text,
+                           plan_ref *ref)
+{
+    static const char *const scalars[] = {"lr", "momentum", "weight_decay"};
+    const plan_tensor_info *info;
+    ref->index = 0;
+    if (strcmp(text, "null") == 0) {
+        ref->kind = REF_NULL;
+    } else if (strncmp(text, "buf:", 4) == 0) {
+        int b = find_buffer(s, text + 4);
+        if (b < 0) return ctx_fail(ctx, PP_ERR_INTERNAL, "plan: unknown buffer '%s'", text + 4);
+        ref->kind = REF_BUFFER;
+        ref->index = (size_t)b;
+    } else if (strncmp(text, "param:", 6) == 0 || strncmp(text, "grad:", 5) == 0) {
+        int is_param = text[0] == 'p';
+        const char *key = text + (is_param ? 6 : 5);
+        if (!(info = find_info(plan->params, plan->param_count_keys, key)))
+            return ctx_fail(ctx, PP_ERR_INTERNAL, "plan: unknown parameter '%s'", key);
+        ref->kind = is_param ? REF_PARAM : REF_GRAD;
+        ref->index = info->offset;
+    } else if (strncmp(text, "state:", 6) == 0) {
+        if (!(info = find_info(plan->state, plan->state_count_keys, text + 6)))
+            return ctx_fail(ctx, PP_ERR_INTERNAL, "plan: unknown statistic '%s'", text + 6);
+        ref->kind = REF_STATE;
+        ref->index = info->offset;
+    } else if (strcmp(text, "params") == 0) {
+        ref->kind = REF_PARAMS;
+    } else if (strcmp(text, "grads") == 0) {
+        ref->kind = REF_GRADS;
+    } else if (strcmp(text, "momentum") == 0) {
+        ref->kind = REF_MOMENTUM;
+    } else if (strncmp(text, "scalar:", 7) == 0) {
+        ref->kind = REF_SCALAR;
+        for (size_t i = 0; i < 3; i++)
+            if (strcmp(text + 7, scalars[i]) == 0) ref->index = i + 1;
+        if (!ref->index) return ctx_fail(ctx, PP_ERR_INTERNAL, "plan: unknown scalar '%s'", text + 7);
+        ref->index--;
+    } else {
+        return ctx_fail(ctx, PP_ERR_INTERNAL, "plan: unknown argument binding '%s'", text);
+    }
+    return PP_OK;
+}
+
+/* Index of the kernel named like the table at stack index t, adding it if new. */
+static pp_status intern_kernel(pp_context *ctx, lua_State *L, int t, gen_plan *plan, int *index)
+{
+    lua_getfield(L, t, "name");
+    const char *name = lua_tostring(L, -1);
+    for (int i = 0; name && i < plan->kernel_count; i++)
+        if (strcmp(plan->kernels[i].name, name) == 0) {
+            lua_pop(L, 1);
+            *index = i;
+            return PP_OK;
+        }
+    lua_pop(L, 1);
+    gen_kernel *grown = realloc(plan->kernels, sizeof *grown * (size_t)(plan->kernel_count + 1));
+    if (!grown) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "plan: out of memory");
+    plan->kernels = grown;
+    gen_kernel *k = &plan->kernels[plan->kernel_count];
+    memset(k, 0, sizeof *k);
+    if (!read_kernel(L, t, k)) {
+        gen_kernel_free(k);
+        return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "plan: out of memory");
+    }
+    *index = plan->kernel_count++;
+    return PP_OK;
+}
+
+/* Reads steps and buffers from the tables at stack indices st (steps) and bt (buffers). */
+static pp_status read_steps(pp_context *ctx, lua_State *L, int st, int bt, gen_plan *plan, plan_steps *out)
+{
+    memset(out, 0, sizeof *out);
+    out->buffer_count = (int)luaL_len(L, bt);
+    out->buffers = calloc((size_t)(out->buffer_count ? out->buffer_count : 1), sizeof *out->buffers);
+    out->step_count = (int)luaL_len(L, st);
+    out->steps = calloc((size_t)(out->step_count ? out->step_count : 1), sizeof *out->steps);
+    if (!out->buffers || !out->steps) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "plan: out of memory");
+    for (int i = 0; i < out->buffer_count; i++) {
+        plan_buffer *b = &out->buffers[i];
+        lua_rawgeti(L, bt, i + 1);
+        int t = lua_gettop(L);
+        copy_field(L, t, "name", b->name, sizeof b->name);
+        copy_field(L, t, "kind", b->kind, sizeof b->kind);
+        copy_field(L, t, "stage", b->stage, sizeof b->stage);
+        b->bytes = get_size(L, t, "bytes");
+        b->first = get_int(L, t, "first") - 1;
+        b->last = get_int(L, t, "last") - 1;
+        lua_getfield(L, t, "saved");
+        b->saved = lua_toboolean(L, -1);
+        lua_pop(L, 2);
+    }
+    for (int i = 0; i < out->step_count; i++) {
+        plan_step *s = &out->steps[i];
+        lua_rawgeti(L, st, i + 1);
+        int t = lua_gettop(L);
+        copy_field(L, t, "phase", s->phase, sizeof s->phase);
+        copy_field(L, t, "layer", s->layer, sizeof s->layer);
+        s->kernel = -1;
+        lua_getfield(L, t, "refs");
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, t, "kernel");
+            pp_status rc = intern_kernel(ctx, L, lua_gettop(L), plan, &s->kernel);
+            lua_pop(L, 1);
+            if (rc != PP_OK) return rc;
+            s->ref_count = (int)luaL_len(L, -1);
+            if (s->ref_count > GEN_MAX_ARGS) return ctx_fail(ctx, PP_ERR_INTERNAL, "plan: too many kernel arguments");
+            for (int a = 0; a < s->ref_count; a++) {
+                lua_rawgeti(L, -1, a + 1);
+                pp_status rs = parse_ref(ctx, plan, out, lua_tostring(L, -1), &s->refs[a]);
+                lua_pop(L, 1);
+                if (rs != PP_OK) return rs;
+            }
+        }
+        lua_pop(L, 2);
+    }
+    return PP_OK;
+}
+
+static pp_status model_text(pp_context *ctx, const char *model, char **text, size_t *len, char *name, size_t name_len)
+{
+    size_t n = strlen(model);
+    if (strchr(model, '/') || (n > 4 && strcmp(model + n - 4, ".lua") == 0)) {
+        snprintf(name, name_len, "%s", model);
+        return file_read_all(ctx, model, text, len);
+    }
+    char path[256];
+    snprintf(path, sizeof path, "models/%s.lua", model);
+    const pp_embedded_file *f = embedded_find(path);
+    if (!f)
+        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT,
+                        "unknown model '%s': not a file, and not a built-in model (resnet18, resnet34, resnet50, "
+                        "resnet101, resnet152, cifar_resnet8, cifar_resnet20, cifar_resnet32, cifar_resnet44, "
+                        "cifar_resnet56, cifar_resnet110)",
+                        model);
+    *text = malloc(f->size + 1);
+    if (!*text) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    memcpy(*text, f->data, f->size + 1);
+    *len = f->size;
+    snprintf(name, name_len, "%s", path);
+    return PP_OK;
+}
+
+static pp_status read_plan(pp_context *ctx, lua_State *L, gen_plan *plan)
+{
+    int p = lua_gettop(L);
+    lua_getfield(L, p, "graph");
+    int g = lua_gettop(L);
+    copy_field(L, g, "name", plan->model, sizeof plan->model);
+    plan->batch = get_int(L, g, "batch");
+    plan->height = get_int(L, g, "height");
+    plan->width = get_int(L, g, "width");
+    plan->classes = get_int(L, g, "classes");
+    plan->param_count = get_size(L, g, "param_count");
+    plan->state_count = get_size(L, g, "state_count");
+    lua_getfield(L, g, "tensors");
+    lua_getfield(L, -1, "x");
+    lua_rawgeti(L, -1, 2);
+    plan->channels = (int)lua_tointeger(L, -1);
+    lua_pop(L, 3);
+    lua_getfield(L, g, "params");
+    pp_status st = read_tensor_infos(ctx, L, lua_gettop(L), &plan->params, &plan->param_count_keys);
+    lua_pop(L, 1);
+    if (st != PP_OK) return st;
+    lua_getfield(L, g, "state");
+    st = read_tensor_infos(ctx, L, lua_gettop(L), &plan->state, &plan->state_count_keys);
+    lua_pop(L, 1);
+    if (st != PP_OK) return st;
+    char logits[96];
+    copy_field(L, g, "logits", logits, sizeof logits);
+    lua_pop(L, 1);
+
+    plan->forward_end = get_int(L, p, "forward_end");
+    lua_getfield(L, p, "steps");
+    lua_getfield(L, p, "buffers");
+    st = read_steps(ctx, L, lua_gettop(L) - 1, lua_gettop(L), plan, &plan->train);
+    lua_pop(L, 2);
+    if (st != PP_OK) return st;
+    lua_getfield(L, p, "infer_steps");
+    lua_getfield(L, p, "infer_buffers");
+    st = read_steps(ctx, L, lua_gettop(L) - 1, lua_gettop(L), plan, &plan->infer);
+    lua_pop(L, 2);
+    if (st != PP_OK) return st;
+    plan->x_buffer = find_buffer(&plan->train, "x");
+    plan->labels_buffer = find_buffer(&plan->train, "labels");
+    plan->loss_buffer = find_buffer(&plan->train, "loss");
+    plan->logits_buffer = find_buffer(&plan->infer, logits);
+
+    lua_getfield(L, p, "report");
+    int r = lua_gettop(L);
+    plan->weights = get_size(L, r, "weights");
+    plan->gradients = get_size(L, r, "gradients");
+    plan->optimizer = get_size(L, r, "optimizer");
+    plan->state_bytes = get_size(L, r, "state");
+    plan->saved = get_size(L, r, "saved");
+    plan->largest_transient = get_size(L, r, "largest_transient");
+    plan->live_peak = get_size(L, r, "live_peak");
+    lua_getfield(L, r, "saved_by_stage");
+    int by_stage = lua_gettop(L);
+    lua_getfield(L, p, "graph");
+    lua_getfield(L, -1, "stages");
+    int stages = lua_gettop(L);
+    int n = (int)luaL_len(L, stages);
+    for (int i = 0; i < n && plan->stage_count < PLAN_MAX_STAGES; i++) {
+        lua_rawgeti(L, stages, i + 1);
+        const char *name = lua_tostring(L, -1);
+        int k = plan->stage_count++;
+        snprintf(plan->stage_names[k], sizeof plan->stage_names[k], "%s", name ? name : "");
+        lua_getfield(L, by_stage, plan->stage_names[k]);
+        plan->saved_by_stage[k] = (size_t)lua_tointeger(L, -1);
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 4);
+    return PP_OK;
+}
+
+pp_status gen_train_plan(pp_context *ctx, const gen_plan_request *req, gen_plan *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!req->model) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "no model given");
+    if (req->batch < 1) return ctx_fail(ctx, PP_ERR_SHAPE, "batch must be >= 1, got %d", req->batch);
+    char *text = NULL, *policy_text = NULL;
+    size_t len = 0, policy_len = 0;
+    char name[4200];
+    PP_TRY(model_text(ctx, req->model, &text, &len, name, sizeof name));
+    const char *policy = req->policy ? req->policy : "1";
+    size_t plen = strlen(policy);
+    int policy_file = plen > 4 && strcmp(policy + plen - 4, ".lua") == 0;
+    pp_status st = PP_OK;
+    if (policy_file) st = file_read_all(ctx, policy, &policy_text, &policy_len);
+    lua_State *L = NULL;
+    if (st == PP_OK) st = open_state(ctx, &L);
+    if (st == PP_OK) st = push_api(ctx, L, "train_plan");
+    if (st == PP_OK) {
+        lua_pushlstring(L, text, len);
+        lua_pushstring(L, name);
+        lua_createtable(L, 0, 5);
+        const struct { const char *key; int value; } fields[] = {
+            {"batch", req->batch}, {"height", req->height}, {"width", req->width}, {"classes", req->classes}};
+        for (size_t i = 0; i < 4; i++) {
+            lua_pushinteger(L, fields[i].value);
+            lua_setfield(L, -2, fields[i].key);
+        }
+        lua_pushboolean(L, req->sources);
+        lua_setfield(L, -2, "sources");
+        lua_createtable(L, 0, 2);
+        if (policy_file) {
+            lua_pushlstring(L, policy_text, policy_len);
+            lua_setfield(L, -2, "file_text");
+            lua_pushstring(L, policy);
+            lua_setfield(L, -2, "file_name");
+        } else {
+            lua_pushstring(L, policy);
+            lua_setfield(L, -2, "text");
+        }
+        st = call_api(ctx, L, 4);
+    }
+    if (st == PP_OK) st = read_plan(ctx, L, out);
+    if (st == PP_OK) st = planner_place(ctx, &out->train);
+    if (st == PP_OK) st = planner_place(ctx, &out->infer);
+    if (L) lua_close(L);
+    free(text);
+    free(policy_text);
+    if (st != PP_OK) gen_plan_free(out);
+    return st;
+}
+
+static void steps_free(plan_steps *s)
+{
+    free(s->steps);
+    free(s->buffers);
+}
+
+void gen_plan_free(gen_plan *plan)
+{
+    if (!plan) return;
+    steps_free(&plan->train);
+    steps_free(&plan->infer);
+    for (int i = 0; i < plan->kernel_count; i++) gen_kernel_free(&plan->kernels[i]);
+    free(plan->kernels);
+    free(plan->params);
+    free(plan->state);
+    memset(plan, 0, sizeof *plan);
 }

@@ -1,0 +1,381 @@
+/* model.c - whole networks: the training plan from the generator, its kernels compiled and
+ * loaded, its memory allocated as planned, and the executor that runs a training step or
+ * inference by launching the plan's steps in order.
+ * Invariant: the device memory a model holds is exactly the planned peak: the flat
+ * parameter, gradient, momentum and BN-statistics arrays plus one arena (the larger of the
+ * training and the inference arenas), in which every buffer lives at its planned offset. */
+#include "plan.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pp_model {
+    pp_context *ctx;
+    gen_plan plan;
+    pp_module **modules;     /* one per plan kernel */
+    pp_function **functions; /* one per plan kernel */
+    pp_devptr params, grads, momentum, state, arena;
+    size_t arena_bytes;
+    int batch_set;           /* the arena holds a batch for the next training step */
+};
+
+void pp_model_options_init(pp_model_options *o)
+{
+    if (!o) return;
+    memset(o, 0, sizeof *o);
+    o->batch = 1;
+}
+
+static void request_from(const pp_model_options *o, int sources, gen_plan_request *req)
+{
+    req->model = o->model;
+    req->policy = o->policy;
+    req->batch = o->batch;
+    req->height = o->height;
+    req->width = o->width;
+    req->classes = o->classes;
+    req->sources = sources;
+}
+
+static void report_from(const gen_plan *p, pp_memory_report *r)
+{
+    memset(r, 0, sizeof *r);
+    r->batch = p->batch;
+    r->height = p->height;
+    r->width = p->width;
+    r->classes = p->classes;
+    r->weights = p->weights;
+    r->gradients = p->gradients;
+    r->optimizer = p->optimizer;
+    r->bn_statistics = p->state_bytes;
+    r->saved = p->saved;
+    r->stage_count = p->stage_count;
+    for (int i = 0; i < p->stage_count; i++) {
+        memcpy(r->stage_names[i], p->stage_names[i], sizeof r->stage_names[i]);
+        r->saved_by_stage[i] = p->saved_by_stage[i];
+    }
+    r->largest_transient = p->largest_transient;
+    r->arena = p->train.arena_bytes > p->infer.arena_bytes ? p->train.arena_bytes : p->infer.arena_bytes;
+    r->peak = r->weights + r->gradients + r->optimizer + r->bn_statistics + r->arena;
+}
+
+pp_status pp_plan_memory(pp_context *ctx, const pp_model_options *options, pp_memory_report *out)
+{
+    if (!ctx || !options || !out) return PP_ERR_INVALID_ARGUMENT;
+    ctx_clear_error(ctx);
+    gen_plan_request req;
+    request_from(options, 0, &req);
+    gen_plan plan;
+    PP_TRY(gen_train_plan(ctx, &req, &plan));
+    report_from(&plan, out);
+    gen_plan_free(&plan);
+    return PP_OK;
+}
+
+pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_model **out)
+{
+    if (!ctx || !options || !out) return PP_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    ctx_clear_error(ctx);
+    if (!ctx->ops)
+        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "pp_model_create: the context has no backend to run on");
+    pp_model *m = calloc(1, sizeof *m);
+    if (!m) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    m->ctx = ctx;
+    gen_plan_request req;
+    request_from(options, 1, &req);
+    pp_status st = gen_train_plan(ctx, &req, &m->plan);
+    if (st != PP_OK) {
+        free(m);
+        return st;
+    }
+    gen_plan *p = &m->plan;
+    m->modules = calloc((size_t)p->kernel_count + 1, sizeof *m->modules);
+    m->functions = calloc((size_t)p->kernel_count + 1, sizeof *m->functions);
+    if (!m->modules || !m->functions) st = ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < p->kernel_count && st == PP_OK; i++) {
+        const gen_kernel *k = &p->kernels[i];
+        char source_name[300];
+        snprintf(source_name, sizeof source_name, "%s.cu", k->name);
+        const char *names[1] = {k->name};
+        pp_compile_request creq = {k->source, source_name, names, 1};
+        pp_compile_result res;
+        st = ctx->ops->compile(ctx, &creq, &m->modules[i], &res);
+        if (st == PP_OK) st = ctx->ops->get_function(ctx, m->modules[i], k->name, &m->functions[i]);
+        if (st != PP_OK) ctx_wrap(ctx, st, "model %s, kernel %s", p->model, k->name);
+    }
+    pp_memory_report r;
+    report_from(p, &r);
+    m->arena_bytes = r.arena;
+    if (st == PP_OK) st = device_alloc(ctx, p->param_count * 4, &m->params);
+    if (st == PP_OK) st = device_alloc(ctx, p->param_count * 4, &m->grads);
+    if (st == PP_OK) st = device_alloc(ctx, p->param_count * 4, &m->momentum);
+    if (st == PP_OK) st = device_alloc(ctx, p->state_count * 4, &m->state);
+    if (st == PP_OK) st = device_alloc(ctx, m->arena_bytes, &m->arena);
+    if (st == PP_OK) st = ctx->ops->memset_zero(ctx, m->params, p->param_count * 4);
+    if (st == PP_OK) st = ctx->ops->memset_zero(ctx, m->grads, p->param_count * 4);
+    if (st == PP_OK) st = ctx->ops->memset_zero(ctx, m->momentum, p->param_count * 4);
+    if (st == PP_OK) st = ctx->ops->memset_zero(ctx, m->state, p->state_count * 4);
+    if (st == PP_ERR_OUT_OF_MEMORY)
+        ctx_wrap(ctx, st, "model %s needs %zu bytes of device memory (planned peak)", p->model, r.peak);
+    if (st != PP_OK) {
+        pp_model_destroy(m);
+        return st;
+    }
+    *out = m;
+    return PP_OK;
+}
+
+pp_status pp_model_memory_report(const pp_model *m, pp_memory_report *out)
+{
+    if (!m || !out) return PP_ERR_INVALID_ARGUMENT;
+    report_from(&m->plan, out);
+    return PP_OK;
+}
+
+pp_status pp_model_param_count(const pp_model *m, int *out)
+{
+    if (!m || !out) return PP_ERR_INVALID_ARGUMENT;
+    *out = m->plan.param_count_keys + m->plan.state_count_keys;
+    return PP_OK;
+}
+
+/* The i-th entry in state_dict order: parameters, then each BN layer's statistics right
+ * after its bias, as torchvision orders them. */
+static const plan_tensor_info *entry(const gen_plan *p, int index, int *is_state)
+{
+    int seen = 0;
+    for (int i = 0; i < p->param_count_keys; i++) {
+        if (seen++ == index) {
+            *is_state = 0;
+            return &p->params[i];
+        }
+        const char *key = p->params[i].key;
+        size_t n = strlen(key);
+        if (n > 5 && strcmp(key + n - 5, ".bias") == 0) {
+            for (int j = 0; j < p->state_count_keys; j++) {
+                if (strncmp(p->state[j].key, key, n - 4) != 0) continue;
+                if (seen++ == index) {
+                    *is_state = 1;
+                    return &p->state[j];
+                }
+            }
+        }
+    }
+    return NULL;
+}
+
+pp_status pp_model_param_info(const pp_model *m, int index, pp_param_info *out)
+{
+    if (!m || !out) return PP_ERR_INVALID_ARGUMENT;
+    int is_state;
+    const plan_tensor_info *e = entry(&m->plan, index, &is_state);
+    if (!e) return ctx_fail(m->ctx, PP_ERR_INVALID_ARGUMENT, "parameter index %d out of range", index);
+    out->key = e->key;
+    out->rank = e->rank;
+    memcpy(out->shape, e->shape, sizeof out->shape);
+    out->count = e->count;
+    out->is_statistic = is_state;
+    return PP_OK;
+}
+
+/* Finds key among parameters (base = params array) or statistics (base = state array). */
+static pp_status locate(pp_model *m, const char *key, size_t count, int allow_state, pp_devptr *at)
+{
+    const gen_plan *p = &m->plan;
+    if (!key) return ctx_fail(m->ctx, PP_ERR_INVALID_ARGUMENT, "NULL parameter key");
+    for (int pass = 0; pass < 2; pass++) {
+        const plan_tensor_info *list = pass ? p->state : p->params;
+        int n = pass ? p->state_count_keys : p->param_count_keys;
+        if (pass && !allow_state) break;
+        for (int i = 0; i < n; i++) {
+            if (strcmp(list[i].key, key) != 0) continue;
+            if (count != list[i].count)
+                return ctx_fail(m->ctx, PP_ERR_SHAPE, "%s has %zu elements, got %zu", key, list[i].count, count);
+            *at = (pass ? m->state : m->params) + list[i].offset * 4;
+            return PP_OK;
+        }
+    }
+    return ctx_fail(m->ctx, PP_ERR_INVALID_ARGUMENT, "%s has no %s '%s'", p->model,
+                    allow_state ? "parameter or statistic" : "trainable parameter", key);
+}
+
+pp_status pp_model_param_read(pp_model *m, const char *key, float *out, size_t count)
+{
+    if (!m || !out) return PP_ERR_INVALID_ARGUMENT;
+    pp_devptr at;
+    PP_TRY(locate(m, key, count, 1, &at));
+    return m->ctx->ops->download(m->ctx, out, at, count * 4);
+}
+
+pp_status pp_model_param_write(pp_model *m, const char *key, const float *values, size_t count)
+{
+    if (!m || !values) return PP_ERR_INVALID_ARGUMENT;
+    pp_devptr at;
+    PP_TRY(locate(m, key, count, 1, &at));
+    return m->ctx->ops->upload(m->ctx, at, values, count * 4);
+}
+
+pp_status pp_model_grad_read(pp_model *m, const char *key, float *out, size_t count)
+{
+    if (!m || !out) return PP_ERR_INVALID_ARGUMENT;
+    pp_devptr at;
+    PP_TRY(locate(m, key, count, 0, &at));
+    return m->ctx->ops->download(m->ctx, out, m->grads + (at - m->params), count * 4);
+}
+
+/* splitmix64: a small, well-mixed deterministic generator for initialisation. */
+static uint64_t next_u64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static double uniform01(uint64_t *s) { return ((next_u64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+
+pp_status pp_model_init_params(pp_model *m, uint64_t seed)
+{
+    if (!m) return PP_ERR_INVALID_ARGUMENT;
+    const gen_plan *p = &m->plan;
+    float *host = malloc((p->param_count + p->state_count + 1) * sizeof *host);
+    if (!host) return ctx_fail(m->ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    uint64_t s = seed ^ 0x5eed5eed5eedULL;
+    for (int i = 0; i < p->param_count_keys; i++) {
+        const plan_tensor_info *t = &p->params[i];
+        float *dst = host + t->offset;
+        if (strcmp(t->init, "kaiming_normal_fan_out") == 0) {
+            /* std = sqrt(2 / fan_out), fan_out = K*R*S (mode='fan_out', nonlinearity='relu') */
+            double std = sqrt(2.0 / (double)(t->shape[0] * t->shape[2] * t->shape[3]));
+            for (size_t j = 0; j < t->count; j++) {
+                double u1 = uniform01(&s), u2 = uniform01(&s);
+                dst[j] = (float)(std * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+            }
+        } else if (strcmp(t->init, "linear_weight") == 0 || strcmp(t->init, "linear_bias") == 0) {
+            /* nn.Linear: kaiming_uniform(a=sqrt(5)) and bias: both U(-1/sqrt(fan_in), +). */
+            size_t fan_in = strcmp(t->init, "linear_weight") == 0 ? t->shape[1] : p->params[i - 1].shape[1];
+            double bound = 1.0 / sqrt((double)fan_in);
+            for (size_t j = 0; j < t->count; j++) dst[j] = (float)((2.0 * uniform01(&s) - 1.0) * bound);
+        } else {
+            float v = strcmp(t->init, "ones") == 0 ? 1.0f : 0.0f;
+            for (size_t j = 0; j < t->count; j++) dst[j] = v;
+        }
+    }
+    float *state = host + p->param_count;
+    for (int i = 0; i < p->state_count_keys; i++) {
+        const plan_tensor_info *t = &p->state[i];
+        float v = strcmp(t->init, "ones") == 0 ? 1.0f : 0.0f;
+        for (size_t j = 0; j < t->count; j++) state[t->offset + j] = v;
+    }
+    pp_context *ctx = m->ctx;
+    pp_status st = ctx->ops->upload(ctx, m->params, host, p->param_count * 4);
+    if (st == PP_OK) st = ctx->ops->upload(ctx, m->state, state, p->state_count * 4);
+    if (st == PP_OK) st = ctx->ops->memset_zero(ctx, m->momentum, p->param_count * 4);
+    free(host);
+    return st;
+}
+
+pp_status pp_model_set_batch(pp_model *m, const float *x, const int32_t *labels)
+{
+    if (!m || !x || !labels) return PP_ERR_INVALID_ARGUMENT;
+    const gen_plan *p = &m->plan;
+    for (int i = 0; i < p->batch; i++)
+        if (labels[i] < 0 || labels[i] >= p->classes)
+            return ctx_fail(m->ctx, PP_ERR_INVALID_ARGUMENT, "label %d of the batch is %d, outside [0, %d)", i,
+                            (int)labels[i], p->classes);
+    const plan_buffer *xb = &p->train.buffers[p->x_buffer], *lb = &p->train.buffers[p->labels_buffer];
+    pp_context *ctx = m->ctx;
+    PP_TRY(ctx->ops->upload(ctx, m->arena + xb->offset, x, xb->bytes));
+    PP_TRY(ctx->ops->upload(ctx, m->arena + lb->offset, labels, lb->bytes));
+    m->batch_set = 1;
+    return PP_OK;
+}
+
+/* Launches steps[from, to) of s. */
+static pp_status run_steps(pp_model *m, const plan_steps *s, int from, int to, const float scalars[3])
+{
+    pp_context *ctx = m->ctx;
+    for (int i = from; i < to; i++) {
+        const plan_step *step = &s->steps[i];
+        const gen_kernel *k = &m->plan.kernels[step->kernel];
+        pp_devptr values[GEN_MAX_ARGS];
+        void *args[GEN_MAX_ARGS];
+        for (int a = 0; a < step->ref_count; a++) {
+            const plan_ref *r = &step->refs[a];
+            values[a] = 0;
+            args[a] = &values[a];
+            switch (r->kind) {
+            case REF_NULL: break;
+            case REF_BUFFER: values[a] = m->arena + s->buffers[r->index].offset; break;
+            case REF_PARAM: values[a] = m->params + r->index * 4; break;
+            case REF_GRAD: values[a] = m->grads + r->index * 4; break;
+            case REF_STATE: values[a] = m->state + r->index * 4; break;
+            case REF_PARAMS: values[a] = m->params; break;
+            case REF_GRADS: values[a] = m->grads; break;
+            case REF_MOMENTUM: values[a] = m->momentum; break;
+            case REF_SCALAR: args[a] = (void *)&scalars[r->index]; break;
+            }
+        }
+        pp_status st = ctx->ops->launch(ctx, m->functions[step->kernel], k->grid, k->block, args);
+        if (st != PP_OK) return ctx_wrap(ctx, st, "%s step %d (%s, %s)", step->phase, i, step->layer, k->name);
+    }
+    return ctx->ops->synchronize(ctx);
+}
+
+pp_status pp_model_train_step(pp_model *m, const pp_sgd_options *sgd, float *loss)
+{
+    if (!m) return PP_ERR_INVALID_ARGUMENT;
+    pp_context *ctx = m->ctx;
+    ctx_clear_error(ctx);
+    if (!m->batch_set) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "no batch: call pp_model_set_batch first");
+    const plan_steps *s = &m->plan.train;
+    int end = s->step_count;
+    if (!sgd)
+        while (end > 0 && strcmp(s->steps[end - 1].phase, "update") == 0) end--;
+    float scalars[3] = {sgd ? sgd->lr : 0, sgd ? sgd->momentum : 0, sgd ? sgd->weight_decay : 0};
+    PP_TRY(run_steps(m, s, 0, end, scalars));
+    if (loss) {
+        const plan_buffer *lb = &s->buffers[m->plan.loss_buffer];
+        PP_TRY(ctx->ops->download(ctx, loss, m->arena + lb->offset, sizeof *loss));
+    }
+    return PP_OK;
+}
+
+pp_status pp_model_infer(pp_model *m, const float *x, float *logits)
+{
+    if (!m || !x || !logits) return PP_ERR_INVALID_ARGUMENT;
+    pp_context *ctx = m->ctx;
+    ctx_clear_error(ctx);
+    const plan_steps *s = &m->plan.infer;
+    int xi = -1;
+    for (int i = 0; i < s->buffer_count; i++)
+        if (strcmp(s->buffers[i].name, "x") == 0) xi = i;
+    if (xi < 0 || m->plan.logits_buffer < 0) return ctx_fail(ctx, PP_ERR_INTERNAL, "inference plan lacks x or logits");
+    m->batch_set = 0;
+    PP_TRY(ctx->ops->upload(ctx, m->arena + s->buffers[xi].offset, x, s->buffers[xi].bytes));
+    const float none[3] = {0, 0, 0};
+    PP_TRY(run_steps(m, s, 0, s->step_count, none));
+    const plan_buffer *lb = &s->buffers[m->plan.logits_buffer];
+    return ctx->ops->download(ctx, logits, m->arena + lb->offset, lb->bytes);
+}
+
+void pp_model_destroy(pp_model *m)
+{
+    if (!m) return;
+    pp_context *ctx = m->ctx;
+    const gen_plan *p = &m->plan;
+    device_free(ctx, m->params, p->param_count * 4);
+    device_free(ctx, m->grads, p->param_count * 4);
+    device_free(ctx, m->momentum, p->param_count * 4);
+    device_free(ctx, m->state, p->state_count * 4);
+    device_free(ctx, m->arena, m->arena_bytes);
+    for (int i = 0; m->modules && i < p->kernel_count; i++)
+        if (m->modules[i]) ctx->ops->module_destroy(ctx, m->modules[i]);
+    free(m->modules);
+    free(m->functions);
+    gen_plan_free(&m->plan);
+    free(m);
+}

@@ -1,0 +1,95 @@
+/* plan.h - a training plan in C: what the generator's train.lua produced (launches in
+ * order with their kernels and argument bindings, buffers with sizes and lifetimes,
+ * parameters), and the arena placement the runtime computes from it (planner.c). */
+#ifndef PP_PLAN_H
+#define PP_PLAN_H
+
+#include "context.h"
+#include "lua_gen.h"
+
+#define PLAN_MAX_STAGES 16
+
+typedef enum plan_ref_kind {
+    REF_NULL = 0,
+    REF_BUFFER,   /* index into the plan's buffers */
+    REF_PARAM,    /* float offset into the flat parameter array */
+    REF_GRAD,     /* float offset into the flat gradient array */
+    REF_STATE,    /* float offset into the flat BN-statistics array */
+    REF_PARAMS,   /* the whole flat arrays */
+    REF_GRADS,
+    REF_MOMENTUM,
+    REF_SCALAR    /* index: 0 lr, 1 momentum, 2 weight_decay */
+} plan_ref_kind;
+
+typedef struct plan_ref {
+    plan_ref_kind kind;
+    size_t index;
+} plan_ref;
+
+typedef struct plan_buffer {
+    char name[96];
+    char kind[16];  /* io, activation, saved, gradient, workspace */
+    char stage[16];
+    size_t bytes;
+    int first, last; /* step indices, 0-based, inclusive */
+    int saved;       /* live across the forward/backward boundary */
+    size_t offset;   /* in the arena (planner.c) */
+} plan_buffer;
+
+typedef struct plan_step {
+    char phase[12];
+    char layer[64];
+    int kernel;      /* index into the plan's kernels, -1 when built without sources */
+    int ref_count;
+    plan_ref refs[GEN_MAX_ARGS];
+} plan_step;
+
+typedef struct plan_tensor_info {
+    char key[96];
+    int rank;
+    size_t shape[4];
+    size_t offset, count; /* in floats */
+    char init[32];
+} plan_tensor_info;
+
+typedef struct plan_steps {
+    plan_step *steps;
+    int step_count;
+    plan_buffer *buffers;
+    int buffer_count;
+    size_t arena_bytes; /* planner.c */
+} plan_steps;
+
+typedef struct gen_plan {
+    char model[64];
+    int batch, height, width, classes, channels;
+    plan_steps train, infer;
+    int forward_end;         /* steps [0, forward_end) of train are the forward pass */
+    gen_kernel *kernels;     /* distinct kernels, by name */
+    int kernel_count;
+    plan_tensor_info *params, *state;
+    int param_count_keys, state_count_keys;
+    size_t param_count, state_count; /* floats */
+    int x_buffer, labels_buffer, loss_buffer, logits_buffer; /* in train (logits: infer) */
+    /* Placement-independent memory figures (bytes). */
+    size_t weights, gradients, optimizer, state_bytes, saved, largest_transient, live_peak;
+    int stage_count;
+    char stage_names[PLAN_MAX_STAGES][16];
+    size_t saved_by_stage[PLAN_MAX_STAGES];
+} gen_plan;
+
+typedef struct gen_plan_request {
+    const char *model;        /* built-in name or a model file path */
+    const char *policy;       /* policy text, or a path ending in .lua; NULL: "1" */
+    int batch, height, width, classes; /* 0: the model's defaults */
+    int sources;              /* build kernel sources (needed to run; not to plan) */
+} gen_plan_request;
+
+pp_status gen_train_plan(pp_context *ctx, const gen_plan_request *req, gen_plan *out);
+void gen_plan_free(gen_plan *plan);
+
+/* Places the buffers of steps in one arena: buffers whose lifetimes overlap never share
+ * bytes; offsets aligned to 256 bytes. Sets each offset and steps->arena_bytes. */
+pp_status planner_place(pp_context *ctx, plan_steps *steps);
+
+#endif

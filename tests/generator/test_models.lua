@@ -1,0 +1,177 @@
+-- test_models.lua: model descriptions, pooling policies and training plans: parameter
+-- counts equal torchvision's, state_dict naming, policy parsing and its errors, and the
+-- plan's buffers (lifetimes, what is saved under each policy).
+-- Run: lua5.4 tests/generator/test_models.lua <repo root>
+local root = arg[1]
+assert(root, "usage: test_models.lua ROOT")
+package.path = root .. "/generator/?.lua;" .. package.path
+require("poolprop.files").root = root
+
+local network = require("poolprop.network")
+local policy = require("poolprop.policy")
+local train = require("poolprop.train")
+
+local passed, failed = 0, 0
+local function test(name, fn)
+  local ok, err = pcall(fn)
+  if ok then
+    passed = passed + 1
+    print("ok    " .. name)
+  else
+    failed = failed + 1
+    print("FAIL  " .. name .. ": " .. tostring(require("poolprop.errors").format(err)))
+  end
+end
+local function eq(got, want, what)
+  if got ~= want then error(string.format("%s: got %s, want %s", what, tostring(got), tostring(want)), 2) end
+end
+local function has(text, pattern, what)
+  if not tostring(text):find(pattern) then error(string.format("%s: %q not in %q", what, pattern, tostring(text)), 2) end
+end
+
+local function load_model(name)
+  local f = assert(io.open(root .. "/models/" .. name .. ".lua"))
+  local text = f:read("a")
+  f:close()
+  return network.load_string(text, "models/" .. name .. ".lua")
+end
+
+local function graph(name, batch, size, classes)
+  local cifar = name:find("cifar")
+  return network.instantiate(load_model(name), { batch = batch or 2, height = size or (cifar and 32 or 224),
+    width = size or (cifar and 32 or 224), classes = classes or (cifar and 10 or 1000) })
+end
+
+local function raises(fn, pattern, what)
+  local ok, err = pcall(fn)
+  eq(ok, false, what .. " must fail")
+  has(require("poolprop.errors").format(err), pattern, what)
+end
+
+test("parameter counts equal torchvision's (1000 classes)", function()
+  -- sum(p.numel() for p in torchvision.models.resnetXX().parameters())
+  local want = { resnet18 = 11689512, resnet34 = 21797672, resnet50 = 25557032, resnet101 = 44549160,
+    resnet152 = 60192808 }
+  for name, count in pairs(want) do eq(graph(name).param_count, count, name) end
+end)
+
+test("CIFAR ResNet-20 parameter count: He et al.'s 269,722 plus the two projection shortcuts", function()
+  -- The paper's option A shortcuts have no parameters; the 1x1 projections (16->32, 32->64)
+  -- and their BN add 16*32 + 32*64 + 2*(32+64) = 2,752.
+  eq(graph("cifar_resnet20").param_count, 269722 + 2752, "cifar_resnet20")
+  for depth, blocks in pairs { [8] = 1, [32] = 5, [44] = 7, [56] = 9, [110] = 18 } do
+    local g = graph("cifar_resnet" .. depth)
+    local convs = 0
+    for _, l in ipairs(g.layers) do if l.op == "conv" then convs = convs + 1 end end
+    eq(convs, 1 + 3 * blocks * 2 + 2, "convolutions of cifar_resnet" .. depth)
+  end
+end)
+
+test("state_dict keys in torchvision order and naming", function()
+  local g = graph("resnet50")
+  local keys = {}
+  for i = 1, 8 do keys[i] = g.params[i].key end
+  eq(table.concat(keys, " "), "conv1.weight bn1.weight bn1.bias layer1.0.conv1.weight layer1.0.bn1.weight " ..
+    "layer1.0.bn1.bias layer1.0.conv2.weight layer1.0.bn2.weight", "first keys")
+  local last = {}
+  for i = #g.params - 1, #g.params do last[#last + 1] = g.params[i].key end
+  eq(table.concat(last, " "), "fc.weight fc.bias", "last keys")
+  local found = false
+  for _, p in ipairs(g.params) do found = found or p.key == "layer1.0.downsample.0.weight" end
+  assert(found, "ResNet-50 has layer1.0.downsample.0.weight")
+  eq(g.state[1].key, "bn1.running_mean", "first statistic")
+  eq(table.concat(g.params[1].shape, ","), "64,3,7,7", "conv1.weight shape")
+  eq(table.concat(g.params[#g.params - 1].shape, ","), "1000,2048", "fc.weight shape")
+end)
+
+test("classes and image size are parameters", function()
+  local g = graph("resnet18", 4, 64, 37)
+  eq(table.concat(g.params[#g.params - 1].shape, ","), "37,512", "fc.weight for 37 classes")
+  eq(table.concat(g.tensors[g.logits], ","), "4,37", "logits shape")
+end)
+
+test("bad model files and sizes are clear errors", function()
+  raises(function() network.load_string("return resnet { block = 'basic', layers = { 2, 2 } }", "m.lua") end,
+    "m%.lua: error: resnet: layers must list 4 block counts", "three stages")
+  raises(function() network.load_string("return cifar_resnet { depth = 21 }", "m.lua") end,
+    "depth must be 6n%+2", "depth 21")
+  raises(function() network.load_string("return resnet { block = 'wide', layers = { 1, 1, 1, 1 } }", "m.lua") end,
+    "block must be", "block kind")
+  raises(function() network.load_string("x = = 1", "m.lua") end, "^m%.lua:1: error:", "syntax")
+  raises(function() network.load_string("return 1", "m.lua") end, "must return a model", "no model")
+  raises(function() graph("resnet50", 2, 16) end, "image 16x16 is too small for resnet50", "tiny image")
+  raises(function() graph("resnet18", 0) end, "batch must be an integer >= 1", "batch 0")
+end)
+
+test("policies: forms, options and errors", function()
+  local p = policy.parse("stem=1,stage1=4,stage2=2,default=2,mode=max,bn=bf16")
+  eq(p.stages.stage1, 4, "stage1"); eq(p.default, 2, "default"); eq(p.mode, "max", "mode"); eq(p.bn, "bf16", "bn")
+  eq(policy.parse("4").default, 4, "uniform")
+  eq(policy.parse(nil).default, 1, "none")
+  raises(function() policy.parse("3") end, "pool factor must be 1, 2, 4 or 8", "factor 3")
+  raises(function() policy.parse("stage1=two") end, "pool factor", "non-number")
+  raises(function() policy.parse("mode=median") end, "mode must be one of avg, max", "mode")
+  raises(function() policy.parse("stage1") end, "expected name=value", "no value")
+  local g = graph("resnet18")
+  raises(function() policy.resolve(policy.parse("stage5=2"), g) end, "policy names stage 'stage5'", "stage5")
+  raises(function() policy.resolve(policy.parse("layer1.0.conv9=2"), g) end,
+    "policy names layer 'layer1.0.conv9', which is not a convolution", "missing layer")
+  policy.resolve(policy.parse("stem=1,stage1=4,layer1.0.conv1=8,default=2"), g)
+  local f = {}
+  for _, l in ipairs(g.layers) do if l.op == "conv" then f[l.name] = l.pool end end
+  eq(f["conv1"], 1, "stem"); eq(f["layer1.0.conv1"], 8, "named layer wins"); eq(f["layer1.0.conv2"], 4, "stage")
+  eq(f["layer3.0.conv1"], 2, "default")
+  local file = policy.load_file("return { default = 2, stages = { stem = 1 }, layers = { ['fc'] = 2 } }", "p.lua")
+  raises(function() policy.resolve(file, g) end, "'fc', which is not a convolution", "policy file layer")
+  raises(function() policy.load_file("return { defualt = 2 }", "p.lua") end, "p%.lua: error: policy: unknown key 'defualt'",
+    "policy file typo")
+end)
+
+local function plan_of(name, text, batch, size)
+  local g = graph(name, batch, size)
+  return train.build(g, policy.resolve(policy.parse(text), g), {})
+end
+
+test("plan: every buffer has a lifetime inside the step, saved ones cross the boundary", function()
+  local pl = plan_of("cifar_resnet8", "2", 2, 16)
+  for _, b in ipairs(pl.buffers) do
+    assert(b.first and b.last and b.first <= b.last, b.name .. " lifetime")
+    assert(b.last <= #pl.steps, b.name .. " ends inside the step")
+    if b.saved then assert(b.first <= pl.forward_end and b.last > pl.forward_end, b.name .. " saved") end
+  end
+  eq(pl.steps[#pl.steps].op, "sgd", "the update is last")
+  for i, s in ipairs(pl.steps) do
+    eq(s.phase, i <= pl.forward_end and "forward" or (s.op == "sgd" and "update" or "backward"), "phase of step " .. i)
+  end
+end)
+
+test("plan: what each policy saves", function()
+  local function saved_names(pl)
+    local out = {}
+    for _, b in ipairs(pl.buffers) do if b.saved then out[b.name] = b end end
+    return out
+  end
+  local f2 = saved_names(plan_of("cifar_resnet8", "2", 2, 16))
+  local f1 = saved_names(plan_of("cifar_resnet8", "1", 2, 16))
+  local base = saved_names(plan_of("cifar_resnet8", "baseline", 2, 16))
+  local count = { xp = 0, mask = 0 }
+  for name, b in pairs(f2) do
+    local kind = name:match("^(%a+):")
+    if kind == "xp" then
+      count.xp = count.xp + 1
+      local tensor = name:match("^xp:([^:]+):")
+      assert(not f2[tensor], "with f=2 the full conv input " .. tensor .. " is not saved")
+    end
+    if kind == "mask" then count.mask = count.mask + 1 end
+  end
+  eq(count.xp, 7, "pooled inputs (9 convs; the projections share their block's pooled input)")
+  eq(count.mask, 7, "ReLU masks (every BN but the two projection shortcuts')")
+  for name in pairs(base) do assert(not name:find("^mask:"), "the baseline saves no masks") end
+  local function total(set) local t = 0 for _, b in pairs(set) do t = t + b.bytes end return t end
+  assert(total(f2) < total(f1) and total(f1) <= total(base), "saved bytes: f=2 < f=1 <= baseline")
+  local bf16 = saved_names(plan_of("cifar_resnet8", "2,bn=bf16", 2, 16))
+  assert(total(bf16) < total(f2), "bf16 BN inputs save more")
+end)
+
+print(string.format("%d passed, %d failed", passed, failed))
+os.exit(failed == 0 and 0 or 1)
