@@ -20,6 +20,13 @@
 extern "C" {
 #endif
 
+/* Symbols of the shared library; everything else in it is hidden. */
+#if defined(__GNUC__)
+#define PP_API __attribute__((visibility("default")))
+#else
+#define PP_API
+#endif
+
 #define PP_VERSION_MAJOR 0
 #define PP_VERSION_MINOR 1
 #define PP_VERSION_PATCH 0
@@ -40,7 +47,7 @@ typedef enum pp_status {
     PP_ERR_INTERNAL
 } pp_status;
 
-const char *pp_status_string(pp_status status);
+PP_API const char *pp_status_string(pp_status status);
 
 typedef enum pp_backend {
     PP_BACKEND_NONE = 0, /* generation and planning only: nothing is compiled or run */
@@ -75,17 +82,17 @@ typedef struct pp_context_options {
 
 typedef struct pp_context pp_context;
 
-void pp_context_options_init(pp_context_options *options);
+PP_API void pp_context_options_init(pp_context_options *options);
 /* On failure *out is still set (unless memory ran out) so that pp_last_error(*out) can be
  * read; such a context has no backend, every other call on it fails, and it must be
  * released with pp_context_destroy(). */
-pp_status pp_context_create(const pp_context_options *options, pp_context **out);
-void pp_context_destroy(pp_context *ctx);
+PP_API pp_status pp_context_create(const pp_context_options *options, pp_context **out);
+PP_API void pp_context_destroy(pp_context *ctx);
 /* The message of the last failed call on ctx ("" if none). Valid until the next call. */
-const char *pp_last_error(const pp_context *ctx);
-pp_backend pp_context_backend(const pp_context *ctx);
+PP_API const char *pp_last_error(const pp_context *ctx);
+PP_API pp_backend pp_context_backend(const pp_context *ctx);
 /* A one-line description of the device ("host emulation, 2 threads", "NVIDIA H200 sm_90"). */
-const char *pp_context_device_name(const pp_context *ctx);
+PP_API const char *pp_context_device_name(const pp_context *ctx);
 
 /* Counters of the on-disk kernel cache since the context was created. */
 typedef struct pp_cache_stats {
@@ -94,7 +101,7 @@ typedef struct pp_cache_stats {
     int corrupt; /* entries found damaged, reported, and rebuilt */
     int writes;
 } pp_cache_stats;
-pp_status pp_context_cache_stats(const pp_context *ctx, pp_cache_stats *out);
+PP_API pp_status pp_context_cache_stats(const pp_context *ctx, pp_cache_stats *out);
 
 /* ---- One convolution layer: fused forward + pool-save, input gradient, weight gradient ---- */
 
@@ -132,30 +139,30 @@ typedef struct pp_kernel_info {
     double nvrtc_ms;         /* NVRTC time of the static check on the host backend (0 when cached) */
 } pp_kernel_info;
 
-void pp_layer_desc_init(pp_layer_desc *desc);
+PP_API void pp_layer_desc_init(pp_layer_desc *desc);
 /* Number of declared tile variants for an op ("conv_fwd", ...); variant indices are 1..count. */
-pp_status pp_layer_variant_count(pp_context *ctx, const char *op, int *out);
+PP_API pp_status pp_layer_variant_count(pp_context *ctx, const char *op, int *out);
 /* Generates, compiles and loads the layer's kernels. */
-pp_status pp_layer_create(pp_context *ctx, const pp_layer_desc *desc, pp_layer **out);
-pp_status pp_layer_shape_get(const pp_layer *layer, pp_layer_shape *out);
-pp_status pp_layer_kernel_count(const pp_layer *layer, int *out);
-pp_status pp_layer_kernel_info_get(const pp_layer *layer, int index, pp_kernel_info *out);
+PP_API pp_status pp_layer_create(pp_context *ctx, const pp_layer_desc *desc, pp_layer **out);
+PP_API pp_status pp_layer_shape_get(const pp_layer *layer, pp_layer_shape *out);
+PP_API pp_status pp_layer_kernel_count(const pp_layer *layer, int *out);
+PP_API pp_status pp_layer_kernel_info_get(const pp_layer *layer, int index, pp_kernel_info *out);
 /* Runs the three kernels on host arrays (copied to and from the device).
  * xp receives the pooled input (for pool == 1: a copy of x, which is what is saved). */
-pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, const float *dy,
+PP_API pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, const float *dy,
                        float *y, float *xp, float *dx, float *dw);
-void pp_layer_destroy(pp_layer *layer);
+PP_API void pp_layer_destroy(pp_layer *layer);
 
 /* Reads a layer description file: Lua with one layer{N=..., C=..., ...} call per layer
  * (fields as pp_layer_desc, plus pool_mode = "avg"|"max" and variant = {conv_fwd = i}).
  * path NULL reads the embedded default layer set. Errors read "file:line: error: ...".
  * Release the list with pp_layer_descs_free. */
-pp_status pp_layer_file_load(pp_context *ctx, const char *path, pp_layer_desc **descs, int *count);
-void pp_layer_descs_free(pp_layer_desc *descs, int count);
+PP_API pp_status pp_layer_file_load(pp_context *ctx, const char *path, pp_layer_desc **descs, int *count);
+PP_API void pp_layer_descs_free(pp_layer_desc *descs, int count);
 /* Generates the kernels of every layer of a description file (NULL: the default set) and
  * writes the bundle: out_dir/kernels/<kernel>.cu and out_dir/plan.lua. On any error
  * nothing is written. */
-pp_status pp_bundle_write(pp_context *ctx, const char *path, const char *out_dir);
+PP_API pp_status pp_bundle_write(pp_context *ctx, const char *path, const char *out_dir);
 
 /* ---- Whole networks: models, pooling policies, memory plans, training steps ---- */
 
@@ -173,7 +180,7 @@ typedef struct pp_model_options {
     int classes;       /* 0: 1000 for ImageNet ResNets, 10 for CIFAR */
 } pp_model_options;
 
-void pp_model_options_init(pp_model_options *options);
+PP_API void pp_model_options_init(pp_model_options *options);
 
 #define PP_MAX_STAGES 16
 
@@ -192,7 +199,7 @@ typedef struct pp_memory_report {
 
 /* Plans the memory of a training step without compiling or allocating anything (any
  * context, including PP_BACKEND_NONE). Errors name the model or policy problem. */
-pp_status pp_plan_memory(pp_context *ctx, const pp_model_options *options, pp_memory_report *out);
+PP_API pp_status pp_plan_memory(pp_context *ctx, const pp_model_options *options, pp_memory_report *out);
 
 typedef struct pp_model pp_model;
 
@@ -211,31 +218,31 @@ typedef struct pp_sgd_options {
 /* Generates, compiles and allocates everything a training step needs. The device memory
  * it allocates equals the planned peak (pp_model_memory_report). Parameters start zero:
  * initialise them with pp_model_init_params or pp_model_param_write. */
-pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_model **out);
-pp_status pp_model_memory_report(const pp_model *model, pp_memory_report *out);
+PP_API pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_model **out);
+PP_API pp_status pp_model_memory_report(const pp_model *model, pp_memory_report *out);
 /* Parameters and BN statistics, in state_dict order: index 0 .. count-1. */
-pp_status pp_model_param_count(const pp_model *model, int *out);
-pp_status pp_model_param_info(const pp_model *model, int index, pp_param_info *out);
-pp_status pp_model_param_read(pp_model *model, const char *key, float *out, size_t count);
-pp_status pp_model_param_write(pp_model *model, const char *key, const float *values, size_t count);
+PP_API pp_status pp_model_param_count(const pp_model *model, int *out);
+PP_API pp_status pp_model_param_info(const pp_model *model, int index, pp_param_info *out);
+PP_API pp_status pp_model_param_read(pp_model *model, const char *key, float *out, size_t count);
+PP_API pp_status pp_model_param_write(pp_model *model, const char *key, const float *values, size_t count);
 /* The gradient of a trainable parameter from the last training step. */
-pp_status pp_model_grad_read(pp_model *model, const char *key, float *out, size_t count);
+PP_API pp_status pp_model_grad_read(pp_model *model, const char *key, float *out, size_t count);
 /* torchvision's initialisation (Kaiming-normal fan-out convolutions, BN 1/0, PyTorch's
  * Linear default), deterministic from seed; also resets BN statistics and momentum. */
-pp_status pp_model_init_params(pp_model *model, uint64_t seed);
+PP_API pp_status pp_model_init_params(pp_model *model, uint64_t seed);
 /* x: (batch, 3, height, width) float32; labels: batch class indices in [0, classes). */
-pp_status pp_model_set_batch(pp_model *model, const float *x, const int32_t *labels);
+PP_API pp_status pp_model_set_batch(pp_model *model, const float *x, const int32_t *labels);
 /* Forward (BN in training mode, running statistics updated), loss (batch mean of the
  * softmax cross-entropy), backward, and, unless sgd is NULL, the SGD update (PyTorch's:
  * momentum buffer, weight decay added to the gradient). */
-pp_status pp_model_train_step(pp_model *model, const pp_sgd_options *sgd, float *loss);
+PP_API pp_status pp_model_train_step(pp_model *model, const pp_sgd_options *sgd, float *loss);
 /* Inference with BN running statistics; logits: (batch, classes). Overwrites the batch
  * set by pp_model_set_batch (set it again before the next training step). */
-pp_status pp_model_infer(pp_model *model, const float *x, float *logits);
-void pp_model_destroy(pp_model *model);
+PP_API pp_status pp_model_infer(pp_model *model, const float *x, float *logits);
+PP_API void pp_model_destroy(pp_model *model);
 
 /* Device bytes allocated through the context now and at most so far. */
-pp_status pp_context_memory_stats(const pp_context *ctx, size_t *in_use, size_t *peak);
+PP_API pp_status pp_context_memory_stats(const pp_context *ctx, size_t *in_use, size_t *peak);
 
 #ifdef __cplusplus
 }
