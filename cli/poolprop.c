@@ -35,6 +35,12 @@ static const char usage_text[] =
     "  plan MODEL --batch B [--image HxW] [--classes N] [--policy P] [--budget BYTES] [--json]\n"
     "      Plan the memory of a training step for the policy and for the uncompressed\n"
     "      baseline; with --budget, the largest batch that fits.\n"
+    "  init MODEL [--classes N] [--seed S] --out DIR\n"
+    "      Write freshly initialised parameters (torchvision's initialisation), one .npy\n"
+    "      per state_dict key (conv1.weight.npy, bn1.running_mean.npy, ...).\n"
+    "  step MODEL --params DIR --x X.npy --labels L.npy [--policy P] [--backend host|cuda] --out DIR\n"
+    "      One training step without the update: writes loss.npy, grad/<key>.npy and the\n"
+    "      updated BN statistics running/<key>.npy. Labels: int64 or int32 class indices.\n"
     "  version\n"
     "\n"
     "environment: POOLPROP_CACHE_DIR (kernel cache), POOLPROP_HOST_CXX (host compiler)\n";
@@ -537,6 +543,174 @@ static int cmd_plan(int argc, char **argv)
     return 0;
 }
 
+/* ---- init and step: parameters as one .npy file per state_dict key ---- */
+
+static int write_param(pp_context *ctx, const char *dir, const pp_param_info *info, const float *data)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/%s.npy", dir, info->key);
+    pp_status st = npy_write_f32(ctx, path, info->rank, info->shape, data);
+    return st == PP_OK ? 0 : fail_ctx(ctx, st);
+}
+
+static int cmd_init(int argc, char **argv)
+{
+    option opts[] = {{"classes", 0, 0, 0}, {"seed", 0, 0, 0}, {"out", 0, 0, 0}};
+    int nopts = sizeof opts / sizeof opts[0];
+    const char *model = NULL;
+    if (parse_options(argc, argv, opts, nopts, &model)) return 1;
+    if (!model) return fail("init: which model? e.g. poolprop init resnet18 --out params/");
+    const char *out_dir = opt(opts, nopts, "out");
+    if (!out_dir) return fail("missing --out DIR");
+    pp_model_options mo;
+    pp_model_options_init(&mo);
+    mo.model = model;
+    if (opt(opts, nopts, "classes") && parse_int("classes", opt(opts, nopts, "classes"), 1, 1 << 24, &mo.classes))
+        return 1;
+    int seed = 0;
+    if (opt(opts, nopts, "seed") && parse_int("seed", opt(opts, nopts, "seed"), 0, INT_MAX, &seed)) return 1;
+    pp_context_options co;
+    pp_context_options_init(&co);
+    co.backend = PP_BACKEND_NONE;
+    co.disable_cache = 1;
+    pp_context *ctx = create_context(&co);
+    if (!ctx) return 1;
+    pp_params *ps = NULL;
+    pp_status st = pp_params_init(ctx, &mo, (uint64_t)seed, &ps);
+    int rc = st == PP_OK ? make_dir(out_dir) : fail_ctx(ctx, st);
+    int n = 0;
+    if (!rc) pp_params_count(ps, &n);
+    for (int i = 0; i < n && !rc; i++) {
+        pp_param_info info;
+        const float *data;
+        pp_params_get(ps, i, &info, &data);
+        rc = write_param(ctx, out_dir, &info, data);
+    }
+    if (!rc) printf("poolprop init: wrote %d arrays (parameters and BN statistics) of %s to %s/\n", n, model, out_dir);
+    pp_params_destroy(ps);
+    pp_context_destroy(ctx);
+    return rc;
+}
+
+static int cmd_step(int argc, char **argv)
+{
+    option opts[] = {{"params", 0, 0, 0}, {"x", 0, 0, 0},       {"labels", 0, 0, 0}, {"policy", 0, 0, 0},
+                     {"backend", 0, 0, 0}, {"out", 0, 0, 0}, {"schedule", 0, 0, 0}};
+    int nopts = sizeof opts / sizeof opts[0];
+    const char *model = NULL;
+    if (parse_options(argc, argv, opts, nopts, &model)) return 1;
+    if (!model) return fail("step: which model? e.g. poolprop step cifar_resnet20 --params p/ --x x.npy ...");
+    const char *params_dir = opt(opts, nopts, "params"), *out_dir = opt(opts, nopts, "out");
+    if (!params_dir) return fail("missing --params DIR");
+    if (!out_dir) return fail("missing --out DIR");
+    if (!opt(opts, nopts, "labels")) return fail("missing --labels L.npy");
+    pp_context_options co;
+    pp_context_options_init(&co);
+    co.log = log_to_stderr;
+    const char *backend = opt(opts, nopts, "backend");
+    if (!backend || strcmp(backend, "host") == 0) co.backend = PP_BACKEND_HOST;
+    else if (strcmp(backend, "cuda") == 0) co.backend = PP_BACKEND_CUDA;
+    else return fail("--backend: expected host or cuda, got '%s'", backend);
+    if (parse_schedule(opt(opts, nopts, "schedule"), &co.host_schedule)) return 1;
+    pp_context *ctx = create_context(&co);
+    if (!ctx) return 1;
+
+    pp_npy_array x = {0}, fc = {0};
+    pp_npy_labels labels = {0};
+    int32_t *labels32 = NULL;
+    pp_model *m = NULL;
+    char path[4300];
+    int rc = read_npy(ctx, "x", opt(opts, nopts, "x"), &x);
+    pp_status st = PP_OK;
+    if (!rc) {
+        st = npy_read_labels(ctx, opt(opts, nopts, "labels"), &labels);
+        if (st != PP_OK) rc = fail("--labels: %s", pp_last_error(ctx));
+    }
+    if (!rc && labels.count != x.shape[0])
+        rc = fail("--labels: %zu labels for a batch of %zu images", labels.count, x.shape[0]);
+    if (!rc) {
+        /* The class count comes from the classifier's weight (classes, features). */
+        snprintf(path, sizeof path, "%s/fc.weight.npy", params_dir);
+        st = npy_read_f32(ctx, path, 2, &fc);
+        if (st != PP_OK) rc = fail("--params: %s", pp_last_error(ctx));
+    }
+    if (!rc) {
+        pp_model_options mo;
+        pp_model_options_init(&mo);
+        mo.model = model;
+        mo.policy = opt(opts, nopts, "policy");
+        mo.batch = (int)x.shape[0];
+        mo.height = (int)x.shape[2];
+        mo.width = (int)x.shape[3];
+        mo.classes = (int)fc.shape[0];
+        st = pp_model_create(ctx, &mo, &m);
+        if (st != PP_OK) rc = fail_ctx(ctx, st);
+    }
+    int n = 0;
+    if (!rc) pp_model_param_count(m, &n);
+    for (int i = 0; i < n && !rc; i++) {
+        pp_param_info info;
+        pp_model_param_info(m, i, &info);
+        pp_npy_array a = {0};
+        snprintf(path, sizeof path, "%s/%s.npy", params_dir, info.key);
+        st = npy_read_f32(ctx, path, info.rank, &a);
+        if (st != PP_OK) rc = fail("--params: %s", pp_last_error(ctx));
+        for (int d = 0; d < info.rank && !rc; d++)
+            if (a.shape[d] != info.shape[d])
+                rc = fail("--params: %s: dimension %d is %zu, the model needs %zu", path, d, a.shape[d], info.shape[d]);
+        if (!rc) {
+            st = pp_model_param_write(m, info.key, a.data, a.count);
+            if (st != PP_OK) rc = fail_ctx(ctx, st);
+        }
+        npy_array_free(&a);
+    }
+    if (!rc) {
+        labels32 = malloc(labels.count * sizeof *labels32 + 1);
+        for (size_t i = 0; labels32 && i < labels.count; i++)
+            labels32[i] = labels.data[i] < INT32_MIN || labels.data[i] > INT32_MAX ? -1 : (int32_t)labels.data[i];
+        st = labels32 ? pp_model_set_batch(m, x.data, labels32) : PP_ERR_OUT_OF_MEMORY;
+        if (st != PP_OK) rc = fail("--labels: %s", pp_last_error(ctx));
+    }
+    float loss = 0;
+    if (!rc) {
+        st = pp_model_train_step(m, NULL, &loss);
+        if (st != PP_OK) rc = fail_ctx(ctx, st);
+    }
+    if (!rc) {
+        char grad_dir[4200], stat_dir[4200];
+        snprintf(grad_dir, sizeof grad_dir, "%s/grad", out_dir);
+        snprintf(stat_dir, sizeof stat_dir, "%s/running", out_dir);
+        rc = make_dir(out_dir) || make_dir(grad_dir) || make_dir(stat_dir);
+        snprintf(path, sizeof path, "%s/loss.npy", out_dir);
+        if (!rc && (st = npy_write_f32(ctx, path, 0, NULL, &loss)) != PP_OK) rc = fail_ctx(ctx, st);
+        for (int i = 0; i < n && !rc; i++) {
+            pp_param_info info;
+            pp_model_param_info(m, i, &info);
+            float *buf = malloc(info.count * sizeof *buf + 1);
+            if (!buf) {
+                rc = fail("out of memory");
+                break;
+            }
+            st = info.is_statistic ? pp_model_param_read(m, info.key, buf, info.count)
+                                   : pp_model_grad_read(m, info.key, buf, info.count);
+            if (st != PP_OK) rc = fail_ctx(ctx, st);
+            if (!rc) rc = write_param(ctx, info.is_statistic ? stat_dir : grad_dir, &info, buf);
+            free(buf);
+        }
+        if (!rc)
+            printf("poolprop step: %s, batch %zu, loss %.6f; wrote %s/loss.npy, %s/grad/<key>.npy and the updated BN "
+                   "statistics in %s/running/\n",
+                   model, x.shape[0], loss, out_dir, out_dir, out_dir);
+    }
+    free(labels32);
+    npy_labels_free(&labels);
+    npy_array_free(&x);
+    npy_array_free(&fc);
+    pp_model_destroy(m);
+    pp_context_destroy(ctx);
+    return rc;
+}
+
 /* ---- gen ---- */
 
 static int cmd_gen(int argc, char **argv)
@@ -574,6 +748,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "layer") == 0) return cmd_layer(argc - 2, argv + 2);
     if (strcmp(cmd, "gen") == 0) return cmd_gen(argc - 2, argv + 2);
     if (strcmp(cmd, "plan") == 0) return cmd_plan(argc - 2, argv + 2);
+    if (strcmp(cmd, "init") == 0) return cmd_init(argc - 2, argv + 2);
+    if (strcmp(cmd, "step") == 0) return cmd_step(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("poolprop %s\n", PP_VERSION_STRING);
         return 0;

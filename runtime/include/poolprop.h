@@ -241,6 +241,15 @@ PP_API pp_status pp_model_train_step(pp_model *model, const pp_sgd_options *sgd,
 PP_API pp_status pp_model_infer(pp_model *model, const float *x, float *logits);
 PP_API void pp_model_destroy(pp_model *model);
 
+/* A model's parameters and BN statistics in host memory, initialised as torchvision does
+ * (see pp_model_init_params), without compiling or allocating anything on a device. */
+typedef struct pp_params pp_params;
+PP_API pp_status pp_params_init(pp_context *ctx, const pp_model_options *options, uint64_t seed, pp_params **out);
+PP_API pp_status pp_params_count(const pp_params *params, int *out);
+/* The index-th entry in state_dict order; data stays valid until pp_params_destroy. */
+PP_API pp_status pp_params_get(const pp_params *params, int index, pp_param_info *info, const float **data);
+PP_API void pp_params_destroy(pp_params *params);
+
 /* Device bytes allocated through the context now and at most so far. */
 PP_API pp_status pp_context_memory_stats(const pp_context *ctx, size_t *in_use, size_t *peak);
 

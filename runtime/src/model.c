@@ -237,16 +237,14 @@ static uint64_t next_u64(uint64_t *s)
 
 static double uniform01(uint64_t *s) { return ((next_u64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
 
-pp_status pp_model_init_params(pp_model *m, uint64_t seed)
+/* Fills params (param_count floats) and state (state_count floats) as torchvision
+ * initialises them, deterministically from seed. */
+static void init_host(const gen_plan *p, uint64_t seed, float *params, float *state)
 {
-    if (!m) return PP_ERR_INVALID_ARGUMENT;
-    const gen_plan *p = &m->plan;
-    float *host = malloc((p->param_count + p->state_count + 1) * sizeof *host);
-    if (!host) return ctx_fail(m->ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     uint64_t s = seed ^ 0x5eed5eed5eedULL;
     for (int i = 0; i < p->param_count_keys; i++) {
         const plan_tensor_info *t = &p->params[i];
-        float *dst = host + t->offset;
+        float *dst = params + t->offset;
         if (strcmp(t->init, "kaiming_normal_fan_out") == 0) {
             /* std = sqrt(2 / fan_out), fan_out = K*R*S (mode='fan_out', nonlinearity='relu') */
             double std = sqrt(2.0 / (double)(t->shape[0] * t->shape[2] * t->shape[3]));
@@ -264,18 +262,86 @@ pp_status pp_model_init_params(pp_model *m, uint64_t seed)
             for (size_t j = 0; j < t->count; j++) dst[j] = v;
         }
     }
-    float *state = host + p->param_count;
     for (int i = 0; i < p->state_count_keys; i++) {
         const plan_tensor_info *t = &p->state[i];
         float v = strcmp(t->init, "ones") == 0 ? 1.0f : 0.0f;
         for (size_t j = 0; j < t->count; j++) state[t->offset + j] = v;
     }
+}
+
+pp_status pp_model_init_params(pp_model *m, uint64_t seed)
+{
+    if (!m) return PP_ERR_INVALID_ARGUMENT;
+    const gen_plan *p = &m->plan;
+    float *host = malloc((p->param_count + p->state_count + 1) * sizeof *host);
+    if (!host) return ctx_fail(m->ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    float *state = host + p->param_count;
+    init_host(p, seed, host, state);
     pp_context *ctx = m->ctx;
     pp_status st = ctx->ops->upload(ctx, m->params, host, p->param_count * 4);
     if (st == PP_OK) st = ctx->ops->upload(ctx, m->state, state, p->state_count * 4);
     if (st == PP_OK) st = ctx->ops->memset_zero(ctx, m->momentum, p->param_count * 4);
     free(host);
     return st;
+}
+
+struct pp_params {
+    gen_plan plan;
+    float *values; /* parameters, then statistics */
+};
+
+pp_status pp_params_init(pp_context *ctx, const pp_model_options *options, uint64_t seed, pp_params **out)
+{
+    if (!ctx || !options || !out) return PP_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    ctx_clear_error(ctx);
+    pp_params *ps = calloc(1, sizeof *ps);
+    if (!ps) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    gen_plan_request req;
+    request_from(options, 0, &req);
+    pp_status st = gen_train_plan(ctx, &req, &ps->plan);
+    if (st != PP_OK) {
+        free(ps);
+        return st;
+    }
+    ps->values = malloc((ps->plan.param_count + ps->plan.state_count + 1) * sizeof *ps->values);
+    if (!ps->values) {
+        pp_params_destroy(ps);
+        return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    init_host(&ps->plan, seed, ps->values, ps->values + ps->plan.param_count);
+    *out = ps;
+    return PP_OK;
+}
+
+pp_status pp_params_count(const pp_params *ps, int *out)
+{
+    if (!ps || !out) return PP_ERR_INVALID_ARGUMENT;
+    *out = ps->plan.param_count_keys + ps->plan.state_count_keys;
+    return PP_OK;
+}
+
+pp_status pp_params_get(const pp_params *ps, int index, pp_param_info *info, const float **data)
+{
+    if (!ps || !info || !data) return PP_ERR_INVALID_ARGUMENT;
+    int is_state;
+    const plan_tensor_info *e = entry(&ps->plan, index, &is_state);
+    if (!e) return PP_ERR_INVALID_ARGUMENT;
+    info->key = e->key;
+    info->rank = e->rank;
+    memcpy(info->shape, e->shape, sizeof info->shape);
+    info->count = e->count;
+    info->is_statistic = is_state;
+    *data = ps->values + (is_state ? ps->plan.param_count : 0) + e->offset;
+    return PP_OK;
+}
+
+void pp_params_destroy(pp_params *ps)
+{
+    if (!ps) return;
+    gen_plan_free(&ps->plan);
+    free(ps->values);
+    free(ps);
 }
 
 pp_status pp_model_set_batch(pp_model *m, const float *x, const int32_t *labels)
