@@ -603,6 +603,88 @@ static pp_status model_text(pp_context *ctx, const char *model, char **text, siz
     return PP_OK;
 }
 
+/* Tensor id of a tensor name, adding it (with its element count from graph.tensors at
+ * stack index tensors) when new. */
+static int tensor_id(lua_State *L, int tensors, const char *name, gen_plan *plan, char (*names)[96])
+{
+    for (int i = 0; i < plan->tensor_count; i++)
+        if (strcmp(names[i], name) == 0) return i;
+    int id = plan->tensor_count++;
+    snprintf(names[id], 96, "%s", name);
+    lua_getfield(L, tensors, name);
+    size_t n = 1;
+    int rank = (int)luaL_len(L, -1);
+    for (int d = 0; d < rank; d++) {
+        lua_rawgeti(L, -1, d + 1);
+        n *= (size_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    plan->tensor_elems[id] = n;
+    return id;
+}
+
+static size_t info_offset(const plan_tensor_info *list, int n, lua_State *L, int t, const char *field)
+{
+    lua_getfield(L, t, field);
+    const char *key = lua_tostring(L, -1);
+    const plan_tensor_info *info = key ? find_info(list, n, key) : NULL;
+    lua_pop(L, 1);
+    return info ? info->offset : 0;
+}
+
+/* graph.layers (graph at stack index g) into plan->layers. */
+static pp_status read_layers(pp_context *ctx, lua_State *L, int g, gen_plan *plan)
+{
+    lua_getfield(L, g, "layers");
+    int lt = lua_gettop(L);
+    lua_getfield(L, g, "tensors");
+    int tensors = lua_gettop(L);
+    int n = (int)luaL_len(L, lt);
+    plan->layers = calloc((size_t)n + 1, sizeof *plan->layers);
+    plan->tensor_elems = calloc((size_t)(2 * n + 2), sizeof *plan->tensor_elems);
+    char(*names)[96] = calloc((size_t)(2 * n + 2), sizeof *names);
+    if (!plan->layers || !plan->tensor_elems || !names) {
+        free(names);
+        lua_pop(L, 2);
+        return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "plan: out of memory");
+    }
+    tensor_id(L, tensors, "x", plan, names);
+    for (int i = 0; i < n; i++) {
+        plan_layer *l = &plan->layers[i];
+        lua_rawgeti(L, lt, i + 1);
+        int t = lua_gettop(L);
+        copy_field(L, t, "op", l->op, sizeof l->op);
+        copy_field(L, t, "name", l->name, sizeof l->name);
+        char buf[96];
+        copy_field(L, t, "input", buf, sizeof buf);
+        l->input = tensor_id(L, tensors, buf, plan, names);
+        copy_field(L, t, "output", buf, sizeof buf);
+        l->output = buf[0] ? tensor_id(L, tensors, buf, plan, names) : -1;
+        copy_field(L, t, "residual", buf, sizeof buf);
+        l->residual = buf[0] ? tensor_id(L, tensors, buf, plan, names) : -1;
+        int *ints[] = {&l->n, &l->c, &l->h, &l->w, &l->k, &l->r, &l->s, &l->stride, &l->pad, &l->p, &l->q,
+                       &l->in, &l->out, &l->classes, &l->pool};
+        const char *keys[] = {"N", "C", "H", "W", "K", "R", "S", "stride", "pad", "P", "Q", "IN", "OUT", "CLASSES", "pool"};
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) *ints[k] = get_int(L, t, keys[k]);
+        if (strcmp(l->op, "bn") == 0) l->h = get_int(L, t, "HW"), l->w = 1;
+        lua_getfield(L, t, "relu");
+        l->relu = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        copy_field(L, t, "pool_mode", buf, sizeof buf);
+        l->pool_max = strcmp(buf, "max") == 0;
+        l->weight = info_offset(plan->params, plan->param_count_keys, L, t, "weight");
+        l->bias = info_offset(plan->params, plan->param_count_keys, L, t, "bias");
+        l->running_mean = info_offset(plan->state, plan->state_count_keys, L, t, "running_mean");
+        l->running_var = info_offset(plan->state, plan->state_count_keys, L, t, "running_var");
+        lua_pop(L, 1);
+    }
+    plan->layer_count = n;
+    free(names);
+    lua_pop(L, 2);
+    return PP_OK;
+}
+
 static pp_status read_plan(pp_context *ctx, lua_State *L, gen_plan *plan)
 {
     int p = lua_gettop(L);
@@ -630,7 +712,9 @@ static pp_status read_plan(pp_context *ctx, lua_State *L, gen_plan *plan)
     if (st != PP_OK) return st;
     char logits[96];
     copy_field(L, g, "logits", logits, sizeof logits);
+    st = read_layers(ctx, L, g, plan);
     lua_pop(L, 1);
+    if (st != PP_OK) return st;
 
     plan->forward_end = get_int(L, p, "forward_end");
     lua_getfield(L, p, "steps");
@@ -742,5 +826,7 @@ void gen_plan_free(gen_plan *plan)
     free(plan->kernels);
     free(plan->params);
     free(plan->state);
+    free(plan->layers);
+    free(plan->tensor_elems);
     memset(plan, 0, sizeof *plan);
 }

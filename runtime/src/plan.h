@@ -60,6 +60,17 @@ typedef struct plan_steps {
     size_t arena_bytes; /* planner.c */
 } plan_steps;
 
+/* One layer of the network graph (network.lua), for references and reports. */
+typedef struct plan_layer {
+    char op[16];     /* conv, bn, maxpool, avgpool, fc, softmax_ce */
+    char name[64];
+    int input, output, residual; /* tensor ids; 0 is the input x; residual -1 if none */
+    int n, c, h, w, k, r, s, stride, pad, p, q; /* as the graph has them (bn: hw in h) */
+    int in, out, classes;                       /* fc, softmax_ce */
+    int relu, pool, pool_max;
+    size_t weight, bias, running_mean, running_var; /* float offsets into params / state */
+} plan_layer;
+
 typedef struct gen_plan {
     char model[64];
     int batch, height, width, classes, channels;
@@ -71,6 +82,10 @@ typedef struct gen_plan {
     int param_count_keys, state_count_keys;
     size_t param_count, state_count; /* floats */
     int x_buffer, labels_buffer, loss_buffer, logits_buffer; /* in train (logits: infer) */
+    plan_layer *layers;
+    int layer_count;
+    size_t *tensor_elems; /* per tensor id */
+    int tensor_count;
     /* Placement-independent memory figures (bytes). */
     size_t weights, gradients, optimizer, state_bytes, saved, largest_transient, live_peak;
     int stage_count;
