@@ -226,6 +226,30 @@ int main(int argc, char **argv)
     snprintf(args, sizeof args, "verify --layers %s/nonexistent.lua", dir);
     expect_failure(args, "nonexistent.lua");
 
+    /* poolprop plan: the table, JSON with the figures a script reads, and bad input */
+    CHECK(run("plan resnet50 --batch 64 --image 224x224 --policy 2") == 0, "plan failed:\n%s", output);
+    CHECK(strstr(output, "saving:") && strstr(output, "saved: stage1") && strstr(output, "largest transient"),
+          "plan table incomplete:\n%s", output);
+    printf("poolprop plan resnet50 --batch 64 --policy 2:\n%s", output);
+    CHECK(run("plan resnet18 --batch 8 --policy 4 --json") == 0, "plan --json failed:\n%s", output);
+    CHECK(strstr(output, "\"peak_bytes\": ") && strstr(output, "\"baseline_peak_bytes\": "), "JSON lacks peaks:\n%s",
+          output);
+    size_t peak = 0, base = 0;
+    CHECK(sscanf(strstr(output, "\"peak_bytes\": "), "\"peak_bytes\": %zu", &peak) == 1 &&
+              sscanf(strstr(output, "\"baseline_peak_bytes\": "), "\"baseline_peak_bytes\": %zu", &base) == 1,
+          "JSON peaks unreadable");
+    CHECK(peak > 0 && peak < base, "f = 4 must plan less than the baseline: %zu vs %zu", peak, base);
+    CHECK(run("plan resnet50 --batch 64 --policy 2 --budget 8GiB") == 0, "plan --budget failed:\n%s", output);
+    CHECK(strstr(output, "largest batch within"), "budget line missing:\n%s", output);
+    expect_failure("plan resnet18 --batch 0", "at least one image");
+    expect_failure("plan resnet19 --batch 2", "unknown model 'resnet19'");
+    snprintf(args, sizeof args, "plan %s/no_such_model.lua --batch 2", dir);
+    expect_failure(args, "no_such_model.lua");
+    expect_failure("plan resnet18 --batch 2 --policy stage5=2", "policy names stage 'stage5'");
+    expect_failure("plan resnet18 --batch 2 --policy layer1.0.conv7=2", "policy names layer 'layer1.0.conv7'");
+    expect_failure("plan resnet50 --batch 2 --image 16x16", "too small for resnet50");
+    expect_failure("plan resnet50 --batch 2 --budget lots", "--budget");
+
     snprintf(args, sizeof args, "rm -rf %s", dir);
     CHECK(system(args) == 0, "cleanup");
     printf("command-line tests passed\n");
