@@ -41,6 +41,9 @@ static const char usage_text[] =
     "  step MODEL --params DIR --x X.npy --labels L.npy [--policy P] [--backend host|cuda] --out DIR\n"
     "      One training step without the update: writes loss.npy, grad/<key>.npy and the\n"
     "      updated BN statistics running/<key>.npy. Labels: int64 or int32 class indices.\n"
+    "  demo [--model M] [--policy P] [--batch B] [--image HxW] [--steps S] [--backend host|cuda]\n"
+    "      Memory report and a few SGD steps of a CIFAR ResNet (default cifar_resnet20,\n"
+    "      policy 2, batch 8, 16x16) on synthetic data.\n"
     "  version\n"
     "\n"
     "environment: POOLPROP_CACHE_DIR (kernel cache), POOLPROP_HOST_CXX (host compiler)\n";
@@ -711,6 +714,94 @@ static int cmd_step(int argc, char **argv)
     return rc;
 }
 
+/* ---- demo: a few training steps of a CIFAR ResNet on synthetic data ---- */
+
+static int cmd_demo(int argc, char **argv)
+{
+    option opts[] = {{"model", 0, 0, 0}, {"policy", 0, 0, 0},  {"batch", 0, 0, 0}, {"image", 0, 0, 0},
+                     {"steps", 0, 0, 0}, {"backend", 0, 0, 0}, {"lr", 0, 0, 0}};
+    int nopts = sizeof opts / sizeof opts[0];
+    if (parse_options(argc, argv, opts, nopts, NULL)) return 1;
+    pp_model_options mo;
+    pp_model_options_init(&mo);
+    mo.model = opt(opts, nopts, "model") ? opt(opts, nopts, "model") : "cifar_resnet20";
+    mo.policy = opt(opts, nopts, "policy") ? opt(opts, nopts, "policy") : "2";
+    mo.batch = 8;
+    int steps = 5;
+    if (opt(opts, nopts, "batch") && parse_int("batch", opt(opts, nopts, "batch"), 1, 1 << 16, &mo.batch)) return 1;
+    if (opt(opts, nopts, "steps") && parse_int("steps", opt(opts, nopts, "steps"), 1, 1 << 20, &steps)) return 1;
+    if (parse_image(opt(opts, nopts, "image") ? opt(opts, nopts, "image") : "16", &mo.height, &mo.width)) return 1;
+    pp_sgd_options sgd = {0.05f, 0.9f, 5e-4f};
+    if (opt(opts, nopts, "lr")) {
+        char *end;
+        sgd.lr = strtof(opt(opts, nopts, "lr"), &end);
+        if (*end || !(sgd.lr > 0)) return fail("--lr: expected a positive number, got '%s'", opt(opts, nopts, "lr"));
+    }
+    pp_context_options co;
+    pp_context_options_init(&co);
+    co.log = log_to_stderr;
+    const char *backend = opt(opts, nopts, "backend");
+    if (!backend || strcmp(backend, "host") == 0) co.backend = PP_BACKEND_HOST;
+    else if (strcmp(backend, "cuda") == 0) co.backend = PP_BACKEND_CUDA;
+    else return fail("--backend: expected host or cuda, got '%s'", backend);
+    pp_context *ctx = create_context(&co);
+    if (!ctx) return 1;
+
+    pp_memory_report r, b;
+    pp_model_options base = mo;
+    base.policy = "baseline";
+    pp_model *m = NULL;
+    pp_status st = pp_plan_memory(ctx, &mo, &r);
+    if (st == PP_OK) st = pp_plan_memory(ctx, &base, &b);
+    double t0 = now_ms();
+    if (st == PP_OK) st = pp_model_create(ctx, &mo, &m);
+    if (st == PP_OK) st = pp_model_init_params(m, 1);
+    if (st != PP_OK) {
+        int rc = fail_ctx(ctx, st);
+        pp_model_destroy(m);
+        pp_context_destroy(ctx);
+        return rc;
+    }
+    printf("poolprop demo: %s, batch %d, %dx%d synthetic images, %d classes, policy %s, on %s\n", mo.model, r.batch,
+           r.height, r.width, r.classes, mo.policy, pp_context_device_name(ctx));
+    printf("built and compiled in %.0f ms\n", now_ms() - t0);
+    printf("memory (bytes)            %12s %12s\n", "policy", "baseline");
+    printf("  weights+grads+momentum  %12zu %12zu\n", r.weights + r.gradients + r.optimizer,
+           b.weights + b.gradients + b.optimizer);
+    printf("  saved for backward      %12zu %12zu\n", r.saved, b.saved);
+    printf("  largest transient       %12zu %12zu\n", r.largest_transient, b.largest_transient);
+    printf("  peak                    %12zu %12zu  (%.1f%% less)\n", r.peak, b.peak,
+           100.0 * (1.0 - (double)r.peak / (double)b.peak));
+    /* Synthetic, learnable data: each class is a brightness ramp in its own direction. */
+    size_t pixels = (size_t)r.height * r.width;
+    float *x = malloc((size_t)r.batch * 3 * pixels * sizeof *x);
+    int32_t *labels = malloc((size_t)r.batch * sizeof *labels);
+    int rc = x && labels ? 0 : fail("out of memory");
+    for (int n = 0; n < r.batch && !rc; n++) {
+        labels[n] = n % r.classes;
+        double angle = 6.283185307179586 * labels[n] / r.classes;
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < r.height; i++)
+                for (int j = 0; j < r.width; j++)
+                    x[((size_t)n * 3 + c) * pixels + (size_t)i * r.width + j] =
+                        (float)(cos(angle) * (i - r.height / 2.0) / r.height + sin(angle) * (j - r.width / 2.0) / r.width +
+                                0.1 * c);
+    }
+    for (int step = 0; step < steps && !rc; step++) {
+        float loss;
+        double t = now_ms();
+        st = pp_model_set_batch(m, x, labels);
+        if (st == PP_OK) st = pp_model_train_step(m, &sgd, &loss);
+        if (st != PP_OK) rc = fail_ctx(ctx, st);
+        else printf("step %d: loss %.4f (%.0f ms)\n", step + 1, loss, now_ms() - t);
+    }
+    free(x);
+    free(labels);
+    pp_model_destroy(m);
+    pp_context_destroy(ctx);
+    return rc;
+}
+
 /* ---- gen ---- */
 
 static int cmd_gen(int argc, char **argv)
@@ -749,6 +840,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "gen") == 0) return cmd_gen(argc - 2, argv + 2);
     if (strcmp(cmd, "plan") == 0) return cmd_plan(argc - 2, argv + 2);
     if (strcmp(cmd, "init") == 0) return cmd_init(argc - 2, argv + 2);
+    if (strcmp(cmd, "demo") == 0) return cmd_demo(argc - 2, argv + 2);
     if (strcmp(cmd, "step") == 0) return cmd_step(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("poolprop %s\n", PP_VERSION_STRING);
