@@ -153,6 +153,18 @@ static int parse_arch(const char *text, int *out)
     return parse_int("arch", digits, 50, 200, out);
 }
 
+/* Context options for commands that run kernels: --backend host|cuda, --schedule. */
+static int run_options(const option *opts, int nopts, pp_context_options *o)
+{
+    pp_context_options_init(o);
+    o->log = log_to_stderr;
+    const char *backend = opt(opts, nopts, "backend");
+    if (!backend || strcmp(backend, "host") == 0) o->backend = PP_BACKEND_HOST;
+    else if (strcmp(backend, "cuda") == 0) o->backend = PP_BACKEND_CUDA;
+    else return fail("--backend: expected host or cuda, got '%s'", backend);
+    return parse_schedule(opt(opts, nopts, "schedule"), &o->host_schedule);
+}
+
 static double now_ms(void)
 {
     struct timespec ts;
@@ -296,13 +308,7 @@ static int cmd_layer(int argc, char **argv)
     if (!out_dir) return fail("missing --out DIR");
 
     pp_context_options o;
-    pp_context_options_init(&o);
-    o.log = log_to_stderr;
-    const char *backend = opt(opts, nopts, "backend");
-    if (!backend || strcmp(backend, "host") == 0) o.backend = PP_BACKEND_HOST;
-    else if (strcmp(backend, "cuda") == 0) o.backend = PP_BACKEND_CUDA;
-    else return fail("--backend: expected host or cuda, got '%s'", backend);
-    if (parse_schedule(opt(opts, nopts, "schedule"), &o.host_schedule)) return 1;
+    if (run_options(opts, nopts, &o)) return 1;
 
     pp_context *ctx = create_context(&o);
     if (!ctx) return 1;
@@ -608,13 +614,7 @@ static int cmd_step(int argc, char **argv)
     if (!out_dir) return fail("missing --out DIR");
     if (!opt(opts, nopts, "labels")) return fail("missing --labels L.npy");
     pp_context_options co;
-    pp_context_options_init(&co);
-    co.log = log_to_stderr;
-    const char *backend = opt(opts, nopts, "backend");
-    if (!backend || strcmp(backend, "host") == 0) co.backend = PP_BACKEND_HOST;
-    else if (strcmp(backend, "cuda") == 0) co.backend = PP_BACKEND_CUDA;
-    else return fail("--backend: expected host or cuda, got '%s'", backend);
-    if (parse_schedule(opt(opts, nopts, "schedule"), &co.host_schedule)) return 1;
+    if (run_options(opts, nopts, &co)) return 1;
     pp_context *ctx = create_context(&co);
     if (!ctx) return 1;
 
@@ -738,12 +738,7 @@ static int cmd_demo(int argc, char **argv)
         if (*end || !(sgd.lr > 0)) return fail("--lr: expected a positive number, got '%s'", opt(opts, nopts, "lr"));
     }
     pp_context_options co;
-    pp_context_options_init(&co);
-    co.log = log_to_stderr;
-    const char *backend = opt(opts, nopts, "backend");
-    if (!backend || strcmp(backend, "host") == 0) co.backend = PP_BACKEND_HOST;
-    else if (strcmp(backend, "cuda") == 0) co.backend = PP_BACKEND_CUDA;
-    else return fail("--backend: expected host or cuda, got '%s'", backend);
+    if (run_options(opts, nopts, &co)) return 1;
     pp_context *ctx = create_context(&co);
     if (!ctx) return 1;
 

@@ -3,7 +3,7 @@
 -- with file:line. Run: lua5.4 tests/generator/test_generator.lua <repo root> <scratch dir>
 local root, scratch = arg[1], arg[2]
 assert(root and scratch, "usage: test_generator.lua ROOT SCRATCH_DIR")
-package.path = root .. "/generator/?.lua;" .. package.path
+package.path = root .. "/generator/?.lua;" .. root .. "/tests/generator/?.lua;" .. package.path
 require("poolprop.files").root = root
 
 local api = require("poolprop.api")
@@ -11,23 +11,8 @@ local describe = require("poolprop.describe")
 local layer = require("poolprop.layer")
 local variants = require("poolprop.variants")
 
-local passed, failed = 0, 0
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then
-    passed = passed + 1
-    print("ok    " .. name)
-  else
-    failed = failed + 1
-    print("FAIL  " .. name .. ": " .. tostring(err))
-  end
-end
-local function eq(got, want, what)
-  if got ~= want then error(string.format("%s: got %s, want %s", what, tostring(got), tostring(want)), 2) end
-end
-local function has(text, pattern, what)
-  if not text:find(pattern) then error(string.format("%s: %q not found in:\n%s", what, pattern, text), 2) end
-end
+local H = require("harness")
+local test, eq, has, raises = H.test, H.eq, H.has, H.raises
 
 local base = { N = 2, C = 3, H = 9, W = 7, K = 5, R = 3, S = 3, stride = 2, pad = 1, pool = 2 }
 local function with(changes)
@@ -252,5 +237,4 @@ test("bundle: written on success, nothing written on error", function()
   eq(tonumber(listing), 0, "files written for a bad description")
 end)
 
-print(string.format("%d passed, %d failed", passed, failed))
-os.exit(failed == 0 and 0 or 1)
+H.finish()

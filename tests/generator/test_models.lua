@@ -4,30 +4,15 @@
 -- Run: lua5.4 tests/generator/test_models.lua <repo root>
 local root = arg[1]
 assert(root, "usage: test_models.lua ROOT")
-package.path = root .. "/generator/?.lua;" .. package.path
+package.path = root .. "/generator/?.lua;" .. root .. "/tests/generator/?.lua;" .. package.path
 require("poolprop.files").root = root
 
 local network = require("poolprop.network")
 local policy = require("poolprop.policy")
 local train = require("poolprop.train")
 
-local passed, failed = 0, 0
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then
-    passed = passed + 1
-    print("ok    " .. name)
-  else
-    failed = failed + 1
-    print("FAIL  " .. name .. ": " .. tostring(require("poolprop.errors").format(err)))
-  end
-end
-local function eq(got, want, what)
-  if got ~= want then error(string.format("%s: got %s, want %s", what, tostring(got), tostring(want)), 2) end
-end
-local function has(text, pattern, what)
-  if not tostring(text):find(pattern) then error(string.format("%s: %q not in %q", what, pattern, tostring(text)), 2) end
-end
+local H = require("harness")
+local test, eq, has, raises = H.test, H.eq, H.has, H.raises
 
 local function load_model(name)
   local f = assert(io.open(root .. "/models/" .. name .. ".lua"))
@@ -42,11 +27,6 @@ local function graph(name, batch, size, classes)
     width = size or (cifar and 32 or 224), classes = classes or (cifar and 10 or 1000) })
 end
 
-local function raises(fn, pattern, what)
-  local ok, err = pcall(fn)
-  eq(ok, false, what .. " must fail")
-  has(require("poolprop.errors").format(err), pattern, what)
-end
 
 test("parameter counts equal torchvision's (1000 classes)", function()
   -- sum(p.numel() for p in torchvision.models.resnetXX().parameters())
@@ -173,5 +153,4 @@ test("plan: what each policy saves", function()
   assert(total(bf16) < total(f2), "bf16 BN inputs save more")
 end)
 
-print(string.format("%d passed, %d failed", passed, failed))
-os.exit(failed == 0 and 0 or 1)
+H.finish()
