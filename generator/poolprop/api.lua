@@ -51,7 +51,7 @@ end
 function M.op_kernel(op, params_text)
   return protect("shape", function()
     local chunk, err = load("return " .. params_text, "=op parameters", "t", {})
-    if not chunk then errors.raise(nil, "op parameters: %s", err) end
+    if not chunk then errors.raise(nil, "%s", err) end
     return require("poolprop.ops").kernel(op, chunk())
   end)
 end

@@ -4,9 +4,392 @@
 -- returns one kernel: { name, op, source, grid = {x,y,z}, block = {x,y,z}, args = {...} }
 -- with args naming the kernel's parameters in order. Names are <op>_<signature>_v0 and
 -- are identical for identical parameters, so kernels deduplicate by name.
+--
+-- Tensors are NCHW float32; masks are bit-packed uint32 words (element i is bit i%32 of
+-- word i/32, ceil(count/32) words); bf16 tensors are uint16 bit patterns. Shapes are
+-- baked into the source. Each template's opening comment is the kernel's full contract.
+--
+-- op            parameters (default)                        args, in order
+-- bn_stats      N C HW, MOMENTUM (0.1), EPS (1e-5)          y mean invstd running_mean running_var
+-- bn_apply      N C HW, RELU ADD SAVE_BF16 EVAL (0|1, 0),   y mean invstd gamma beta residual out
+--               EPS (1e-5)                                  mask y_bf16 running_mean running_var
+-- bn_backward   N C HW, MASK (0 none | 1 bit mask |         dout mask y mean invstd gamma dgamma
+--               2 fp32 ReLU output, 0), BF16 RES (0|1, 0)   dbeta dy dres
+-- maxpool_fwd   N C H W, R (3) STRIDE (2) PAD (1)           x y argmax
+-- maxpool_bwd   N C H W, R (3) STRIDE (2) PAD (1)           dy argmax dx
+-- avgpool_fwd   N C HW                                      x y
+-- avgpool_bwd   N C HW                                      dy dx
+-- fc_fwd        N IN OUT                                    x w b y
+-- fc_bwd_data   N IN OUT                                    dy w dx
+-- fc_bwd_weight N IN OUT                                    dy x dw db
+-- softmax_ce    N CLASSES                                   logits labels loss dlogits
+-- sgd           COUNT                                       params grads momentum_buf lr momentum
+--                                                           weight_decay (the last three: float
+--                                                           scalars passed by value)
+-- Shape parameters are positive integers; an element count must fit an int (< 2^31);
+-- bn_stats needs N*HW >= 2 (the unbiased running variance divides by N*HW - 1); maxpool
+-- needs PAD <= R/2 (every window holds an element of x), R*R <= 256 (argmax is a byte)
+-- and at least one output; softmax_ce keeps N row losses in shared memory: N <= 8192.
+-- Unknown, missing or out-of-range parameters are errors ("error: <op>: ...").
+local emit = require("poolprop.emit")
 local errors = require("poolprop.errors")
 
 local M = { builders = {} }
+
+local INT_LIMIT = 2147483647
+
+local function ceil_div(a, b) return (a + b - 1) // b end
+
+-- The float32 value x rounds to (the kernels see float constants).
+local function f32(x) return (string.unpack("<f", string.pack("<f", x))) end
+
+-- A float as a name fragment: the shortest decimal that reads back as the same float32,
+-- '.' -> 'p', '-' -> 'm', '+' dropped (0.2 -> 0p2, 1e-05 -> 1em05). Equal float32 values
+-- give equal fragments.
+local function float_tag(x)
+  local v, text = f32(x), nil
+  for digits = 1, 9 do
+    text = string.format("%." .. digits .. "g", v)
+    if f32(tonumber(text)) == v then break end
+  end
+  return (text:gsub("%.", "p"):gsub("%-", "m"):gsub("%+", ""))
+end
+
+-- Validates params against spec = { {name, kind, default, extra}, ... } and returns a table
+-- of checked values. Kinds: "shape" (positive integer), "natural" (non-negative
+-- integer), "flag" (0|1, or a boolean),
+-- "choice" (an integer listed in extra), "float" (a finite number; extra = {min, max,
+-- min_exclusive}).
+local function check(op, params, spec)
+  if type(params) ~= "table" then errors.raise(nil, "%s: parameters must be a table", op) end
+  local known, names = {}, {}
+  for i, s in ipairs(spec) do
+    known[s[1]] = true
+    names[i] = s[1]
+  end
+  for k in pairs(params) do
+    if not known[k] then
+      errors.raise(nil, "%s: unknown parameter '%s' (parameters: %s)", op, tostring(k), table.concat(names, " "))
+    end
+  end
+  local p = {}
+  for _, s in ipairs(spec) do
+    local name, kind, default, extra = s[1], s[2], s[3], s[4]
+    local v = params[name]
+    if v == nil then
+      if default == nil then errors.raise(nil, "%s: missing parameter %s", op, name) end
+      v = default
+    end
+    if kind == "shape" then
+      local i = math.type(v) and math.tointeger(v)
+      if not i or i <= 0 then
+        errors.raise(nil, "%s: parameter %s must be a positive integer, got %s", op, name, tostring(v))
+      end
+      v = i
+    elseif kind == "natural" then
+      local i = math.type(v) and math.tointeger(v)
+      if not i or i < 0 then
+        errors.raise(nil, "%s: parameter %s must be a non-negative integer, got %s", op, name, tostring(v))
+      end
+      v = i
+    elseif kind == "flag" then
+      if v == true then v = 1 elseif v == false then v = 0 end
+      local i = math.type(v) and math.tointeger(v)
+      if i ~= 0 and i ~= 1 then errors.raise(nil, "%s: parameter %s must be 0 or 1, got %s", op, name, tostring(v)) end
+      v = i
+    elseif kind == "choice" then
+      local i = math.type(v) and math.tointeger(v)
+      local ok = false
+      for _, allowed in ipairs(extra) do ok = ok or i == allowed end
+      if not ok then
+        local list = {}
+        for j, allowed in ipairs(extra) do list[j] = tostring(allowed) end
+        errors.raise(nil, "%s: parameter %s must be one of %s, got %s", op, name, table.concat(list, ", "), tostring(v))
+      end
+      v = i
+    elseif kind == "float" then
+      if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge then
+        errors.raise(nil, "%s: parameter %s must be a finite number, got %s", op, name, tostring(v))
+      end
+      v = v + 0.0
+      local lo, hi, lo_open = extra[1], extra[2], extra[3]
+      if v < lo or v > hi or (lo_open and v == lo) then
+        errors.raise(nil, "%s: parameter %s must be in %s%g, %g], got %g", op, name, lo_open and "(" or "[", lo, hi, v)
+      end
+    end
+    p[name] = v
+  end
+  return p
+end
+
+-- Raises unless the product of the listed parameters (an element count) fits an int.
+local function check_count(op, what, count)
+  if count > INT_LIMIT then
+    errors.raise(nil, "%s: %s = %d elements, beyond the %d an int indexes", op, what, count, INT_LIMIT)
+  end
+  return count
+end
+
+local function check_grid(op, name, grid)
+  if grid[1] > INT_LIMIT or grid[2] > 65535 or grid[3] > 65535 then
+    errors.raise(nil, "%s: kernel %s needs a grid of %dx%dx%d blocks, beyond CUDA's limits", op, name, grid[1],
+      grid[2], grid[3])
+  end
+end
+
+-- Header line of the generated file: the op and all its parameters, in spec order.
+local function describe_params(op, p, spec)
+  local parts = {}
+  for i, s in ipairs(spec) do
+    local v = p[s[1]]
+    parts[i] = s[1] .. "=" .. (math.type(v) == "float" and string.format("%.9g", v) or tostring(v))
+  end
+  return string.format("op:        %s %s", op, table.concat(parts, " "))
+end
+
+-- One kernel. k: { op, sig, template, parts, constants, grid, threads, args, params, spec }
+local function kernel(k)
+  local name = string.format("%s_%s_v0", k.op, k.sig)
+  local grid = { k.grid[1], k.grid[2] or 1, k.grid[3] or 1 }
+  check_grid(k.op, name, grid)
+  local parts = { "templates/ops_common.cuh" }
+  for _, part in ipairs(k.parts or {}) do parts[#parts + 1] = part end
+  local constants = {}
+  for _, c in ipairs(k.constants) do constants[#constants + 1] = c end
+  constants[#constants + 1] = { "THREADS", k.threads }
+  return {
+    name = name, op = k.op, variant = 0, config = {},
+    grid = grid, block = { k.threads, 1, 1 }, args = k.args,
+    source = emit.kernel_source { kernel = name, op = k.op, template = "templates/" .. k.op .. ".cu",
+      parts = parts, constants = constants, header = { describe_params(k.op, k.params, k.spec) } },
+  }
+end
+
+-- Threads for the one-block-per-channel reductions over m values: enough warps to keep
+-- many loads in flight on large channels, fewer on small ones.
+local function channel_threads(m)
+  if m >= 8192 then return 512 end
+  if m >= 1024 then return 256 end
+  return 128
+end
+
+local ELEMENTWISE_THREADS = 256
+
+-- ---- batch norm ----
+
+local bn_stats_spec = {
+  { "N", "shape" }, { "C", "shape" }, { "HW", "shape" },
+  { "MOMENTUM", "float", 0.1, { 0.0, 1.0 } }, { "EPS", "float", 1e-5, { 0.0, 1.0, true } },
+}
+
+local function bn_sig(p) return string.format("n%dc%dhw%d", p.N, p.C, p.HW) end
+
+-- Name fragments for float parameters that differ from their defaults.
+local function float_sig(p, spec)
+  local s = ""
+  for _, e in ipairs(spec) do
+    if e[2] == "float" and f32(p[e[1]]) ~= f32(e[3]) then s = s .. "_" .. e[1]:lower() .. float_tag(p[e[1]]) end
+  end
+  return s
+end
+
+M.builders.bn_stats = function(params)
+  local op, spec = "bn_stats", bn_stats_spec
+  local p = check(op, params, spec)
+  check_count(op, "N*C*HW", p.N * p.C * p.HW)
+  local m = p.N * p.HW
+  if m < 2 then
+    errors.raise(nil, "%s: N*HW = %d: batch statistics need at least 2 values per channel", op, m)
+  end
+  return kernel { op = op, sig = bn_sig(p) .. float_sig(p, spec), params = p, spec = spec,
+    constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "M", m }, { "MOMENTUM", f32(p.MOMENTUM) },
+      { "EPS", f32(p.EPS) } },
+    grid = { p.C }, threads = channel_threads(m),
+    args = { "y", "mean", "invstd", "running_mean", "running_var" } }
+end
+
+local bn_apply_spec = {
+  { "N", "shape" }, { "C", "shape" }, { "HW", "shape" }, { "RELU", "flag", 0 }, { "ADD", "flag", 0 },
+  { "SAVE_BF16", "flag", 0 }, { "EVAL", "flag", 0 }, { "EPS", "float", 1e-5, { 0.0, 1.0, true } },
+}
+
+M.builders.bn_apply = function(params)
+  local op, spec = "bn_apply", bn_apply_spec
+  local p = check(op, params, spec)
+  local count = check_count(op, "N*C*HW", p.N * p.C * p.HW)
+  local sig = bn_sig(p)
+  for _, f in ipairs { { "RELU", "relu" }, { "ADD", "add" }, { "SAVE_BF16", "bf16" }, { "EVAL", "eval" } } do
+    if p[f[1]] == 1 then sig = sig .. "_" .. f[2] end
+  end
+  return kernel { op = op, sig = sig .. float_sig(p, spec), params = p, spec = spec,
+    constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "COUNT", count }, { "RELU", p.RELU },
+      { "ADD", p.ADD }, { "SAVE_BF16", p.SAVE_BF16 }, { "EVAL", p.EVAL }, { "EPS", f32(p.EPS) } },
+    grid = { ceil_div(count, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS,
+    args = { "y", "mean", "invstd", "gamma", "beta", "residual", "out", "mask", "y_bf16", "running_mean",
+      "running_var" } }
+end
+
+local bn_backward_spec = {
+  { "N", "shape" }, { "C", "shape" }, { "HW", "shape" }, { "MASK", "choice", 0, { 0, 1, 2 } },
+  { "BF16", "flag", 0 }, { "RES", "flag", 0 },
+}
+
+M.builders.bn_backward = function(params)
+  local op, spec = "bn_backward", bn_backward_spec
+  local p = check(op, params, spec)
+  check_count(op, "N*C*HW", p.N * p.C * p.HW)
+  local m = p.N * p.HW
+  local sig = bn_sig(p) .. ({ "", "_mask", "_maskf32" })[p.MASK + 1]
+  if p.BF16 == 1 then sig = sig .. "_bf16" end
+  if p.RES == 1 then sig = sig .. "_res" end
+  return kernel { op = op, sig = sig, params = p, spec = spec,
+    constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "M", m }, { "MASK", p.MASK },
+      { "BF16", p.BF16 }, { "RES", p.RES } },
+    grid = { p.C }, threads = channel_threads(m),
+    args = { "dout", "mask", "y", "mean", "invstd", "gamma", "dgamma", "dbeta", "dy", "dres" } }
+end
+
+-- ---- pooling ----
+
+local maxpool_spec = {
+  { "N", "shape" }, { "C", "shape" }, { "H", "shape" }, { "W", "shape" }, { "R", "shape", 3 },
+  { "STRIDE", "shape", 2 }, { "PAD", "natural", 1 },
+}
+
+local function maxpool_shape(op, params)
+  local p = check(op, params, maxpool_spec)
+  if p.PAD > p.R // 2 then
+    errors.raise(nil, "%s: PAD = %d exceeds R/2 = %d: a window could lie in the padding alone", op, p.PAD, p.R // 2)
+  end
+  if p.R * p.R > 256 then errors.raise(nil, "%s: R = %d: the argmax byte holds window positions up to 255", op, p.R) end
+  if p.H + 2 * p.PAD < p.R or p.W + 2 * p.PAD < p.R then
+    errors.raise(nil, "%s: the %dx%d window does not fit the padded %dx%d input", op, p.R, p.R, p.H + 2 * p.PAD,
+      p.W + 2 * p.PAD)
+  end
+  p.P = (p.H + 2 * p.PAD - p.R) // p.STRIDE + 1
+  p.Q = (p.W + 2 * p.PAD - p.R) // p.STRIDE + 1
+  check_count(op, "N*C*H*W", p.N * p.C * p.H * p.W)
+  check_count(op, "N*C*P*Q", p.N * p.C * p.P * p.Q)
+  local sig = string.format("n%dc%dh%dw%d_r%ds%dp%d", p.N, p.C, p.H, p.W, p.R, p.STRIDE, p.PAD)
+  return p, sig
+end
+
+local function maxpool_constants(p, count)
+  return { { "N", p.N }, { "C", p.C }, { "H", p.H }, { "W", p.W }, { "R", p.R }, { "STRIDE", p.STRIDE },
+    { "PAD", p.PAD }, { "P", p.P }, { "Q", p.Q }, { "COUNT", count } }
+end
+
+M.builders.maxpool_fwd = function(params)
+  local op = "maxpool_fwd"
+  local p, sig = maxpool_shape(op, params)
+  local count = p.N * p.C * p.P * p.Q
+  return kernel { op = op, sig = sig, params = p, spec = maxpool_spec, constants = maxpool_constants(p, count),
+    grid = { ceil_div(count, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS, args = { "x", "y", "argmax" } }
+end
+
+M.builders.maxpool_bwd = function(params)
+  local op = "maxpool_bwd"
+  local p, sig = maxpool_shape(op, params)
+  local count = p.N * p.C * p.H * p.W
+  return kernel { op = op, sig = sig, params = p, spec = maxpool_spec, constants = maxpool_constants(p, count),
+    grid = { ceil_div(count, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS, args = { "dy", "argmax", "dx" } }
+end
+
+local avgpool_spec = { { "N", "shape" }, { "C", "shape" }, { "HW", "shape" } }
+
+M.builders.avgpool_fwd = function(params)
+  local op = "avgpool_fwd"
+  local p = check(op, params, avgpool_spec)
+  check_count(op, "N*C*HW", p.N * p.C * p.HW)
+  local rows, threads = p.N * p.C, ELEMENTWISE_THREADS
+  return kernel { op = op, sig = bn_sig(p), params = p, spec = avgpool_spec,
+    constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "ROWS", rows } },
+    grid = { ceil_div(rows, threads // 32) }, threads = threads, args = { "x", "y" } }
+end
+
+M.builders.avgpool_bwd = function(params)
+  local op = "avgpool_bwd"
+  local p = check(op, params, avgpool_spec)
+  local count = check_count(op, "N*C*HW", p.N * p.C * p.HW)
+  return kernel { op = op, sig = bn_sig(p), params = p, spec = avgpool_spec,
+    constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "COUNT", count } },
+    grid = { ceil_div(count, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS, args = { "dy", "dx" } }
+end
+
+-- ---- fully connected ----
+
+local fc_spec = { { "N", "shape" }, { "IN", "shape" }, { "OUT", "shape" } }
+
+-- The GEMM tile: BN = 64 columns, BK = 16; BM (and TM) follow the row count so that a
+-- small batch does not leave most of a tile empty. THREADS = (BM/TM)*(BN/TN) = 256.
+local function fc_tile(gm)
+  if gm <= 16 then return { BM = 16, TM = 1 } end
+  if gm <= 32 then return { BM = 32, TM = 2 } end
+  return { BM = 64, TM = 4 }
+end
+
+-- g: { GM, GN, GK, A_SM, A_SK, B_SK, B_SN }
+local function fc_kernel(op, params, g, args)
+  local p = check(op, params, fc_spec)
+  check_count(op, "N*IN", p.N * p.IN)
+  check_count(op, "N*OUT", p.N * p.OUT)
+  check_count(op, "OUT*IN", p.OUT * p.IN)
+  g = g(p)
+  local t = fc_tile(g.GM)
+  local BN, BK, TN = 64, 16, 4
+  local threads = (t.BM // t.TM) * (BN // TN)
+  return kernel { op = op, sig = string.format("n%din%dout%d", p.N, p.IN, p.OUT), params = p, spec = fc_spec,
+    parts = { "templates/fc_gemm.cuh" },
+    constants = { { "N", p.N }, { "IN", p.IN }, { "OUT", p.OUT }, { "GM", g.GM }, { "GN", g.GN }, { "GK", g.GK },
+      { "A_SM", g.A_SM }, { "A_SK", g.A_SK }, { "B_SK", g.B_SK }, { "B_SN", g.B_SN }, { "BM", t.BM },
+      { "BN", BN }, { "BK", BK }, { "TM", t.TM }, { "TN", TN } },
+    grid = { ceil_div(g.GM, t.BM), ceil_div(g.GN, BN) }, threads = threads, args = args }
+end
+
+M.builders.fc_fwd = function(params)
+  return fc_kernel("fc_fwd", params, function(p)
+    return { GM = p.N, GN = p.OUT, GK = p.IN, A_SM = p.IN, A_SK = 1, B_SK = 1, B_SN = p.IN }
+  end, { "x", "w", "b", "y" })
+end
+
+M.builders.fc_bwd_data = function(params)
+  return fc_kernel("fc_bwd_data", params, function(p)
+    return { GM = p.N, GN = p.IN, GK = p.OUT, A_SM = p.OUT, A_SK = 1, B_SK = p.IN, B_SN = 1 }
+  end, { "dy", "w", "dx" })
+end
+
+M.builders.fc_bwd_weight = function(params)
+  return fc_kernel("fc_bwd_weight", params, function(p)
+    return { GM = p.OUT, GN = p.IN, GK = p.N, A_SM = 1, A_SK = p.OUT, B_SK = p.IN, B_SN = 1 }
+  end, { "dy", "x", "dw", "db" })
+end
+
+-- ---- loss and optimizer ----
+
+local softmax_spec = { { "N", "shape" }, { "CLASSES", "shape" } }
+
+M.builders.softmax_ce = function(params)
+  local op = "softmax_ce"
+  local p = check(op, params, softmax_spec)
+  check_count(op, "N*CLASSES", p.N * p.CLASSES)
+  if p.N > 8192 then
+    errors.raise(nil, "%s: N = %d: the single block keeps one loss per row in shared memory, at most 8192", op, p.N)
+  end
+  return kernel { op = op, sig = string.format("n%dk%d", p.N, p.CLASSES), params = p, spec = softmax_spec,
+    constants = { { "N", p.N }, { "CLASSES", p.CLASSES } },
+    grid = { 1 }, threads = 512, args = { "logits", "labels", "loss", "dlogits" } }
+end
+
+local sgd_spec = { { "COUNT", "shape" } }
+
+M.builders.sgd = function(params)
+  local op = "sgd"
+  local p = check(op, params, sgd_spec)
+  return kernel { op = op, sig = string.format("count%d", p.COUNT), params = p, spec = sgd_spec,
+    constants = { { "COUNT", p.COUNT } },
+    grid = { ceil_div(p.COUNT, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS,
+    args = { "params", "grads", "momentum_buf", "lr", "momentum", "weight_decay" } }
+end
 
 function M.kernel(op, params)
   local build = M.builders[op]

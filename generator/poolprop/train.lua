@@ -203,7 +203,9 @@ function Plan:backward_layers()
       local mask = "null"
       if l.relu then mask = p.relu == "mask" and buf("mask:" .. l.output) or buf(l.output) end
       local bf16 = p.bn == "bf16"
-      self:launch(l.name, "bn_backward", { N = l.N, C = l.C, HW = l.HW, MASK = l.relu and 1 or 0,
+      -- MASK 1: the 1-bit mask; 2: the fp32 ReLU output itself (relu=full, the baseline).
+    self:launch(l.name, "bn_backward", { N = l.N, C = l.C, HW = l.HW,
+      MASK = l.relu and (p.relu == "mask" and 1 or 2) or 0,
         BF16 = bf16 and 1 or 0, RES = l.residual and 1 or 0 }, nil, {
         dout = buf("d:" .. l.output), mask = mask, y = bf16 and buf("bf16:" .. l.input) or buf(l.input),
         mean = buf("mean:" .. l.name), invstd = buf("invstd:" .. l.name), gamma = "param:" .. l.weight,

@@ -6,6 +6,7 @@
  *   - f = 2 avg, f = 4 max: they match the reference network that pools and un-pools each
  *     conv input for its weight gradient;
  *   - BN inputs saved as bf16: within the bf16 rounding of the saved input;
+ *   - the baseline policy (ReLU output saved in full, read by the BN backward) too;
  *   - the device memory the runtime allocates equals the planned peak;
  *   - ten SGD steps on a fixed batch lower the loss.
  * Tolerances are stated where they are checked; each check prints its largest error.
@@ -123,6 +124,10 @@ static double worst_key_error(const gen_plan *p, const float *a, const double *b
     return worst;
 }
 
+/* The f = 1 gradient of one conv weight, to show that pooling policies change it. */
+static const char probe_key[] = "layer2.0.conv1.weight";
+static float probe_exact[16 * 32 * 9];
+
 /* One training step without update on the host backend vs the reference; returns the
  * largest gradient error. */
 static double check_policy(pp_context *none, pp_context *host, const char *policy, double tolerance, int finite_differences)
@@ -146,6 +151,21 @@ static double check_policy(pp_context *none, pp_context *host, const char *polic
     for (int i = 0; i < r.plan.param_count_keys; i++)
         CHECK_OK(host, pp_model_grad_read(m, r.plan.params[i].key, grads + r.plan.params[i].offset, r.plan.params[i].count));
     double ref_loss = ref_net_step(&r.net, r.params, r.state, r.x, r.labels, r.grads);
+    float probe[sizeof probe_exact / sizeof probe_exact[0]];
+    CHECK_OK(host, pp_model_grad_read(m, probe_key, probe, sizeof probe / sizeof probe[0]));
+    if (strcmp(policy, "1") == 0) {
+        memcpy(probe_exact, probe, sizeof probe);
+    } else {
+        /* Pooled inputs must change conv weight gradients (else nothing was pooled). */
+        double diff = 0, scale = 0;
+        for (size_t i = 0; i < sizeof probe / sizeof probe[0]; i++)
+            diff = fmax(diff, fabs(probe[i] - probe_exact[i])), scale = fmax(scale, fabs(probe_exact[i]));
+        printf("  %s gradient differs from f = 1 by %.1f%% of its magnitude\n", probe_key, 100 * diff / scale);
+        if (strcmp(policy, "baseline") == 0) /* f = 1, ReLU output saved in full: the same gradient */
+            CHECK(diff / scale < 1e-6, "baseline changed %s's gradient by %.2e", probe_key, diff / scale);
+        else
+            CHECK(diff / scale > 1e-2, "policy %s left %s's gradient as with f = 1", policy, probe_key);
+    }
     const char *key = "";
     double err = worst_key_error(&r.plan, grads, r.grads, &key);
     double loss_err = fabs(loss - ref_loss) / fabs(ref_loss);
@@ -265,6 +285,7 @@ int main(int argc, char **argv)
         /* bf16 keeps 8 significant bits: the saved BN input is off by up to 2^-9 relative,
          * which moves the gradients by that order through x-hat: 2e-2. */
         check_policy(none, host, "2,bn=bf16", 2e-2, 0);
+        check_policy(none, host, "baseline", 1e-3, 0);
     }
     check_training_lowers_loss(host);
     pp_context_destroy(host);

@@ -1,0 +1,52 @@
+// bn_apply.cu - batch-norm normalisation and affine transform, fused with the residual
+// add, the ReLU, the ReLU's 1-bit mask and the bf16 copy of the BN input, elementwise
+// over y (N,C,HW).
+//   y, residual, out: (N,C,HW)  mean, invstd, gamma, beta, running_mean, running_var: (C)
+//   mask: (ceil(COUNT/32)) words  y_bf16: (N,C,HW) bf16 bits
+// With s = invstd (training) or 1/sqrt(running_var + EPS) (EVAL) and m = mean (training)
+// or running_mean (EVAL):
+//   out = gamma[c]*(y - m[c])*s[c] + beta[c]  (+ residual if ADD),  then ReLU if RELU (NaN stays NaN)
+//   mask bit i = (out_i > 0) after the add, written if RELU, not EVAL and mask != null
+//     (element i is bit i%32 of word i/32; bits past COUNT in the last word are 0)
+//   y_bf16[i] = y[i] rounded to bf16 (nearest even), if SAVE_BF16
+// Pointers an option does not use may be null and are not touched: mean/invstd under
+// EVAL, running_mean/running_var without EVAL, residual without ADD, y_bf16 without
+// SAVE_BF16; mask is tested at run time, so a plan that keeps the ReLU output instead of
+// the mask (baseline policy) passes null.
+// Indexing: one element per thread, flat index i = blockIdx.x*THREADS + threadIdx.x, so a
+// warp owns the 32 consecutive elements of one mask word and writes it whole with one
+// __ballot_sync (lanes past COUNT vote 0; every lane takes part in the vote).
+// Generator constants: N C HW COUNT (= N*C*HW) RELU ADD SAVE_BF16 EVAL EPS THREADS
+// Launch: grid (ceil(COUNT/THREADS)), block (THREADS).
+extern "C" __global__ void __launch_bounds__(THREADS)
+${KERNEL}(const float *__restrict__ y, const float *__restrict__ mean, const float *__restrict__ invstd,
+          const float *__restrict__ gamma, const float *__restrict__ beta, const float *__restrict__ residual,
+          float *__restrict__ out, unsigned *__restrict__ mask, unsigned short *__restrict__ y_bf16,
+          const float *__restrict__ running_mean, const float *__restrict__ running_var)
+{
+    const int i = blockIdx.x * THREADS + threadIdx.x;
+    const bool active = i < COUNT;
+    float v = 0.0f;
+    if (active) {
+        const int c = (i / HW) % C;
+        const float x = y[i];
+        float m, s;
+        if (EVAL) {
+            m = running_mean[c];
+            s = 1.0f / sqrtf(running_var[c] + EPS);
+        } else {
+            m = mean[c];
+            s = invstd[c];
+        }
+        v = gamma[c] * ((x - m) * s) + beta[c];
+        if (ADD) v += residual[i];
+        if (RELU) v = v < 0.0f ? 0.0f : v; // a NaN stays NaN, as torch.relu
+        out[i] = v;
+        if (SAVE_BF16) y_bf16[i] = bf16_round(x);
+    }
+    if (RELU && !EVAL && mask != nullptr) {
+        const unsigned word = __ballot_sync(0xffffffffu, active && v > 0.0f);
+        if (threadIdx.x % 32 == 0 && i < COUNT) mask[i / 32] = word;
+    }
+}
+PP_KERNEL_EXPORT(${KERNEL})

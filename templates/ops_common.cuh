@@ -1,0 +1,115 @@
+// ops_common.cuh - helpers the non-convolution kernels (generator/poolprop/ops.lua) share:
+// bf16 rounding, deterministic warp and block reductions, and Welford/Chan merges. The
+// generator emits it inside each kernel's namespace, after that kernel's constants; the
+// block helpers use the kernel's THREADS (a multiple of 32, at most 1024).
+// Determinism: every reduction combines values in a fixed tree (shfl_down within a warp,
+// then warp 0 over the warps' results in warp order), whatever order threads run in.
+// Types: unsigned / unsigned short / unsigned char stand for uint32/uint16/uint8, which
+// NVRTC does not declare without headers.
+
+constexpr int WARPS = THREADS / 32;
+static_assert(THREADS % 32 == 0 && THREADS >= 32 && THREADS <= 1024, "THREADS: whole warps, at most 1024");
+
+// float -> bf16 bits, round to nearest even on the float's bits; NaN stays a (quiet) NaN
+// with its sign; overflow rounds to infinity as IEEE round-to-nearest does.
+__device__ __forceinline__ unsigned short bf16_round(float x)
+{
+    const unsigned bits = __float_as_uint(x);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((bits >> 16) | 0x0040u);
+    return (unsigned short)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+__device__ __forceinline__ float bf16_to_float(unsigned short b) { return __uint_as_float((unsigned)b << 16); }
+
+// Sum of v over the warp; the full sum lands in lane 0 (other lanes hold partial sums).
+__device__ __forceinline__ float warp_sum(float v)
+{
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+    return v;
+}
+
+// Sums of a and b over the block, returned to every thread. scratch: __shared__ float[2*WARPS].
+// Contains barriers: every thread of the block must call it.
+__device__ __forceinline__ void block_sum2(float &a, float &b, float *scratch)
+{
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    a = warp_sum(a);
+    b = warp_sum(b);
+    if (lane == 0) {
+        scratch[warp] = a;
+        scratch[WARPS + warp] = b;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        a = lane < WARPS ? scratch[lane] : 0.0f;
+        b = lane < WARPS ? scratch[WARPS + lane] : 0.0f;
+        a = warp_sum(a);
+        b = warp_sum(b);
+        if (lane == 0) {
+            scratch[0] = a;
+            scratch[WARPS] = b;
+        }
+    }
+    __syncthreads();
+    a = scratch[0];
+    b = scratch[WARPS];
+    __syncthreads(); // scratch may be reused right after
+}
+
+// Running statistics of a set of values: count, mean, sum of squared deviations (M2).
+struct welford {
+    float n, mean, m2;
+};
+
+// Welford's update with one value.
+__device__ __forceinline__ void welford_add(welford &w, float x)
+{
+    w.n += 1.0f;
+    const float d = x - w.mean;
+    w.mean += d / w.n;
+    w.m2 += d * (x - w.mean);
+}
+
+// Chan et al.'s merge of two sets; either may be empty.
+__device__ __forceinline__ welford welford_merge(welford a, welford b)
+{
+    if (b.n == 0.0f) return a;
+    if (a.n == 0.0f) return b;
+    welford r;
+    r.n = a.n + b.n;
+    const float d = b.mean - a.mean, fb = b.n / r.n;
+    r.mean = a.mean + d * fb;
+    r.m2 = a.m2 + b.m2 + d * d * a.n * fb;
+    return r;
+}
+
+// Merge over the warp; the result lands in lane 0.
+__device__ __forceinline__ welford warp_welford(welford w)
+{
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+        welford o;
+        o.n = __shfl_down_sync(0xffffffffu, w.n, off);
+        o.mean = __shfl_down_sync(0xffffffffu, w.mean, off);
+        o.m2 = __shfl_down_sync(0xffffffffu, w.m2, off);
+        w = welford_merge(w, o);
+    }
+    return w;
+}
+
+// Merge over the block; the result is valid in thread 0. scratch: __shared__ welford[WARPS].
+// Contains a barrier: every thread of the block must call it.
+__device__ __forceinline__ welford block_welford(welford w, welford *scratch)
+{
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    w = warp_welford(w);
+    if (lane == 0) scratch[warp] = w;
+    __syncthreads();
+    if (warp == 0) {
+        welford v = { 0.0f, 0.0f, 0.0f };
+        if (lane < WARPS) v = scratch[lane];
+        w = warp_welford(v);
+    }
+    return w;
+}

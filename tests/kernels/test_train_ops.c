@@ -1,0 +1,1048 @@
+/* test_train_ops.c - the training step's non-convolution kernels (generator/poolprop/ops.lua)
+ * against the plain C reference (reference/ops_ref.c), on the host emulation backend
+ * under two thread schedules (forward, reverse), plus the static check that every kernel
+ * compiles with NVRTC for sm_80 and sm_90 without spills, and the builders' parameter
+ * errors.
+ *
+ * Shapes: N 1..3, channel counts not multiples of 32, HW not multiples of 32 (mask words
+ * straddle channels, the last word is partial), channels with fewer values than threads
+ * and with more than 8192, maxpool on odd sizes with overlapping and disjoint windows,
+ * softmax with 10 and 1000 classes, fc with odd sizes and each GEMM tile height. Every
+ * option combination of bn_apply (16) and bn_backward (12) runs on three BN shapes.
+ *
+ * Errors: u = 2^-24 (fp32 unit roundoff). Each comparison is |kernel - reference| over the
+ * largest magnitude named next to it (the reference's own, or that of the terms that
+ * make it up where a result can cancel), against a tolerance derived from the number of
+ * fp32 roundings on the kernel's path: a sequential sum of k terms errs by at most
+ * ~k*u*sum|terms|, a tree of depth d adds d*u. Copies and selections (maxpool values and
+ * argmax, masks, bf16 bits, ReLU zeros) must match exactly. NaN where the reference has a
+ * number (or the reverse) is an infinite error. Besides, the two schedules must give
+ * bit-identical outputs (the reductions are deterministic), kernels must not write past
+ * their buffers (guard bytes) nor into their inputs.
+ * Prints the largest error of each op and registers/spills per kernel for sm_90.
+ * Usage: test_train_ops [cuda] - cuda runs the same checks on the GPU (the two contexts are
+ * two runs that must agree bit for bit); it exits 77 (skip) where there is no GPU. */
+#define _GNU_SOURCE
+#include "context.h"
+#include "lua_gen.h"
+#include "nvrtc_compile.h"
+#include "ops_ref.h"
+#include "test_util.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#define U (1.0 / 16777216.0) /* fp32 unit roundoff */
+
+static pp_context *host[2]; /* host backend: forward and reverse schedules (argument "cuda": two GPU contexts) */
+static pp_context *static_ctx; /* no backend: NVRTC only */
+static const char *schedule_names[2] = {"forward", "reverse"};
+
+/* ---- random data (xorshift64) ---- */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint32_t rand_u32(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 32);
+}
+static float uniform(float lo, float hi) { return lo + (hi - lo) * (float)(rand_u32() >> 8) * (1.0f / 16777216.0f); }
+static void *xmalloc(size_t bytes)
+{
+    void *p = calloc(1, bytes ? bytes : 1);
+    CHECK(p != NULL, "out of memory (%zu bytes)", bytes);
+    return p;
+}
+static float *rand_floats(size_t n, float lo, float hi)
+{
+    float *p = xmalloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = uniform(lo, hi);
+    return p;
+}
+
+/* ---- per-op summary ---- */
+typedef struct op_summary {
+    char op[32];
+    double worst;       /* largest error (relative, as each check defines it) */
+    double worst_ratio; /* largest error / tolerance */
+    int checks;
+} op_summary;
+static op_summary summaries[32];
+static int summary_count;
+
+/* Records one comparison and fails the test if err > tol. */
+static void expect(const char *op, const char *what, const char *where, double err, double tol)
+{
+    op_summary *s = NULL;
+    for (int i = 0; i < summary_count; i++)
+        if (strcmp(summaries[i].op, op) == 0) s = &summaries[i];
+    if (!s) {
+        s = &summaries[summary_count++];
+        snprintf(s->op, sizeof s->op, "%s", op);
+    }
+    s->checks++;
+    if (err > s->worst) s->worst = err;
+    if (tol > 0 && err / tol > s->worst_ratio) s->worst_ratio = err / tol;
+    CHECK(err <= tol, "%s: %s %s: error %.3e > tolerance %.3e", op, what, where, err, tol);
+}
+
+/* |k - r| with NaN on one side only as infinity (and both NaN as 0). */
+static double diff(double k, double r)
+{
+    if (isnan(k) || isnan(r)) return isnan(k) && isnan(r) ? 0.0 : INFINITY;
+    if (k == r) return 0.0; /* equal infinities */
+    return fabs(k - r);
+}
+static double max_diff(const float *k, const double *r, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = diff(k[i], r[i]);
+        if (d > m) m = d;
+    }
+    return m;
+}
+static double max_abs(const double *r, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(r[i]) > m) m = fabs(r[i]);
+    return m;
+}
+static double max_absf(const float *r, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(r[i]) > m) m = fabs(r[i]);
+    return m;
+}
+static double scale_of(double m) { return m > 0 ? m : 1.0; }
+static double log2i(int t)
+{
+    double d = 0;
+    while ((1 << (int)d) < t) d++;
+    return d;
+}
+
+/* ---- kernel sets: generated together, compiled as one translation unit ---- */
+#define MAX_SET 48
+typedef struct kernel_set {
+    char label[96];
+    gen_kernel k[MAX_SET];
+    int count;
+    pp_module *mod[2];
+} kernel_set;
+
+/* Registers and spills per distinct kernel, from the NVRTC report. */
+typedef struct reg_row {
+    char name[128];
+    int regs[2], spill[2], smem90;
+} reg_row;
+static reg_row reg_rows[512];
+static int reg_row_count, static_compiles;
+
+static void set_init(kernel_set *s, const char *fmt, ...)
+{
+    memset(s, 0, sizeof *s);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->label, sizeof s->label, fmt, ap);
+    va_end(ap);
+}
+
+static int set_add(kernel_set *s, const char *op, const char *fmt, ...)
+{
+    char params[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(params, sizeof params, fmt, ap);
+    va_end(ap);
+    gen_kernel k;
+    CHECK_OK(static_ctx, gen_op_kernel(static_ctx, op, params, &k));
+    for (int i = 0; i < s->count; i++)
+        if (strcmp(s->k[i].name, k.name) == 0) {
+            CHECK(strcmp(s->k[i].source, k.source) == 0, "%s: same name, different source", k.name);
+            gen_kernel_free(&k);
+            return i;
+        }
+    CHECK(s->count < MAX_SET, "kernel set %s is full", s->label);
+    CHECK(strcmp(k.op, op) == 0, "%s: op '%s', asked for '%s'", k.name, k.op, op);
+    CHECK(k.block[0] % 32 == 0 && k.block[1] == 1 && k.block[2] == 1, "%s: block (%u,%u,%u)", k.name, k.block[0],
+          k.block[1], k.block[2]);
+    s->k[s->count] = k;
+    return s->count++;
+}
+
+static char *set_source(const kernel_set *s)
+{
+    size_t len = 1;
+    for (int i = 0; i < s->count; i++) len += strlen(s->k[i].source);
+    char *src = xmalloc(len);
+    src[0] = '\0';
+    for (int i = 0; i < s->count; i++) strcat(src, s->k[i].source);
+    return src;
+}
+
+/* NVRTC for sm_80 and sm_90 (zero spills), then the host backend for both schedules. */
+static void set_compile(kernel_set *s, int run_on_host)
+{
+    char *src = set_source(s);
+    char name[160];
+    snprintf(name, sizeof name, "%s.cu", s->label);
+    const int archs[2] = {80, 90};
+    for (int a = 0; a < 2; a++) {
+        pp_nvrtc_output out;
+        CHECK_OK(static_ctx, nvrtc_compile(static_ctx, src, name, archs[a], &out));
+        CHECK(out.arch == archs[a], "compiled for sm_%d, asked for sm_%d", out.arch, archs[a]);
+        for (int i = 0; i < s->count; i++) {
+            const pp_ptxas_info *info = NULL;
+            for (int j = 0; j < out.kernel_count; j++)
+                if (strcmp(out.kernels[j].name, s->k[i].name) == 0) info = &out.kernels[j].info;
+            CHECK(info != NULL, "ptxas report has no entry for %s", s->k[i].name);
+            CHECK(info->registers > 0 && info->registers <= 255, "%s: %d registers", s->k[i].name, info->registers);
+            CHECK(info->spill_store_bytes == 0 && info->spill_load_bytes == 0, "%s for sm_%d spills %d/%d bytes",
+                  s->k[i].name, archs[a], info->spill_store_bytes, info->spill_load_bytes);
+            CHECK(info->stack_bytes == 0, "%s for sm_%d uses %d stack bytes", s->k[i].name, archs[a], info->stack_bytes);
+            reg_row *row = NULL;
+            for (int r = 0; r < reg_row_count; r++)
+                if (strcmp(reg_rows[r].name, s->k[i].name) == 0) row = &reg_rows[r];
+            if (!row && reg_row_count < 512) {
+                row = &reg_rows[reg_row_count++];
+                snprintf(row->name, sizeof row->name, "%s", s->k[i].name);
+            }
+            if (row) {
+                row->regs[a] = info->registers;
+                row->spill[a] = info->spill_store_bytes + info->spill_load_bytes;
+                if (a == 1) row->smem90 = info->shared_bytes;
+            }
+            static_compiles++;
+        }
+        nvrtc_output_free(&out);
+    }
+    if (run_on_host) {
+        const char *names[MAX_SET];
+        for (int i = 0; i < s->count; i++) names[i] = s->k[i].name;
+        for (int si = 0; si < 2; si++) {
+            pp_compile_request req = {src, name, names, s->count};
+            pp_compile_result r;
+            CHECK_OK(host[si], host[si]->ops->compile(host[si], &req, &s->mod[si], &r));
+        }
+    }
+    free(src);
+}
+
+static void set_free(kernel_set *s)
+{
+    for (int si = 0; si < 2; si++)
+        if (s->mod[si]) host[si]->ops->module_destroy(host[si], s->mod[si]);
+    for (int i = 0; i < s->count; i++) gen_kernel_free(&s->k[i]);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- launching with arguments bound by name ---- */
+typedef struct bind {
+    const char *name;
+    const void *in;      /* uploaded before the launch; NULL: left as allocated (0xFF bytes) */
+    void *out;           /* downloaded after the launch; NULL: not */
+    size_t bytes;        /* 0 (with in == out == NULL): a null pointer */
+    const float *scalar; /* a float parameter passed by value */
+} bind;
+
+#define GUARD 256
+static const unsigned char guard_byte = 0xA5;
+
+/* Runs kernel ki of s on schedule si; returns a hash of every output's bytes. */
+static uint64_t launch(int si, kernel_set *s, int ki, const bind *b, int nb)
+{
+    pp_context *ctx = host[si];
+    const gen_kernel *k = &s->k[ki];
+    pp_function *fn;
+    CHECK_OK(ctx, ctx->ops->get_function(ctx, s->mod[si], k->name, &fn));
+    pp_devptr ptr[GEN_MAX_ARGS];
+    void *args[GEN_MAX_ARGS];
+    const bind *which[GEN_MAX_ARGS];
+    unsigned char guard[GUARD];
+    memset(guard, guard_byte, sizeof guard);
+    for (int a = 0; a < k->arg_count; a++) {
+        which[a] = NULL;
+        for (int j = 0; j < nb; j++)
+            if (strcmp(b[j].name, k->args[a]) == 0) which[a] = &b[j];
+        CHECK(which[a] != NULL, "%s: argument '%s' is not bound by the test", k->name, k->args[a]);
+        ptr[a] = 0;
+        args[a] = &ptr[a];
+        if (which[a]->scalar) {
+            args[a] = (void *)which[a]->scalar;
+        } else if (which[a]->bytes) {
+            CHECK_OK(ctx, ctx->ops->alloc(ctx, which[a]->bytes + GUARD, &ptr[a]));
+            if (which[a]->in) CHECK_OK(ctx, ctx->ops->upload(ctx, ptr[a], which[a]->in, which[a]->bytes));
+            CHECK_OK(ctx, ctx->ops->upload(ctx, ptr[a] + which[a]->bytes, guard, GUARD));
+        }
+    }
+    pp_status st = ctx->ops->launch(ctx, fn, k->grid, k->block, args);
+    CHECK_OK(ctx, st);
+    CHECK_OK(ctx, ctx->ops->synchronize(ctx));
+    uint64_t hash = 1469598103934665603ull;
+    for (int a = 0; a < k->arg_count; a++) {
+        const bind *w = which[a];
+        if (w->scalar || !w->bytes) continue;
+        unsigned char after[GUARD];
+        CHECK_OK(ctx, ctx->ops->download(ctx, after, ptr[a] + w->bytes, GUARD));
+        CHECK(memcmp(after, guard, GUARD) == 0, "%s wrote past the end of '%s' (%zu bytes)", k->name, w->name, w->bytes);
+        if (w->out) {
+            CHECK_OK(ctx, ctx->ops->download(ctx, w->out, ptr[a], w->bytes));
+            for (size_t i = 0; i < w->bytes; i++) hash = (hash ^ ((const unsigned char *)w->out)[i]) * 1099511628211ull;
+        } else if (w->in) {
+            unsigned char *copy = xmalloc(w->bytes);
+            CHECK_OK(ctx, ctx->ops->download(ctx, copy, ptr[a], w->bytes));
+            CHECK(memcmp(copy, w->in, w->bytes) == 0, "%s modified its input '%s'", k->name, w->name);
+            free(copy);
+        }
+        ctx->ops->free(ctx, ptr[a]);
+    }
+    return hash;
+}
+
+/* Checks the two schedules gave bit-identical outputs. */
+static void same_outputs(const char *kernel, const uint64_t hash[2])
+{
+    CHECK(hash[0] == hash[1], "%s: the forward and reverse schedules give different outputs", kernel);
+}
+
+#define IN(n, p, b) {n, p, NULL, b, NULL}
+#define OUT(n, p, b) {n, NULL, p, b, NULL}
+#define INOUT(n, i, o, b) {n, i, o, b, NULL}
+#define NUL(n) {n, NULL, NULL, 0, NULL}
+
+/* ================= batch norm ================= */
+
+static uint32_t *random_mask(size_t count)
+{
+    size_t words = (count + 31) / 32;
+    uint32_t *m = xmalloc(words * 4);
+    for (size_t i = 0; i < words; i++) m[i] = rand_u32();
+    if (count % 32) m[words - 1] &= (1u << (count % 32)) - 1u;
+    return m;
+}
+
+/* bn_apply option combination index: bit 0 RELU, 1 ADD, 2 SAVE_BF16, 3 EVAL. */
+static void test_bn(int n, int c, int hw, float offset, int all_combos)
+{
+    kernel_set s;
+    set_init(&s, "train_ops_bn_n%dc%dhw%d", n, c, hw);
+    const int ks = set_add(&s, "bn_stats", "{ N = %d, C = %d, HW = %d }", n, c, hw);
+    int ka[16], kb[12];
+    for (int combo = 0; combo < 16; combo++) {
+        /* Without all_combos: the combinations a training plan uses (RELU/ADD with the mask,
+         * bf16 or not) and plain inference. */
+        int relu = combo & 1, add = (combo >> 1) & 1, bf16 = (combo >> 2) & 1, eval = (combo >> 3) & 1;
+        ka[combo] = -1;
+        if (all_combos || (!eval && relu) || (eval && !bf16 && !add))
+            ka[combo] = set_add(&s, "bn_apply", "{ N = %d, C = %d, HW = %d, RELU = %d, ADD = %d, SAVE_BF16 = %d, EVAL = %d }",
+                                n, c, hw, relu, add, bf16, eval);
+    }
+    for (int combo = 0; combo < 12; combo++) {
+        int mask = combo % 3, bf16 = (combo / 3) % 2, res = combo / 6;
+        kb[combo] = -1;
+        if (all_combos || mask == 1 || combo == 0)
+            kb[combo] = set_add(&s, "bn_backward", "{ N = %d, C = %d, HW = %d, MASK = %d, BF16 = %d, RES = %d }", n, c,
+                                hw, mask, bf16, res);
+    }
+    set_compile(&s, 1);
+
+    const size_t count = (size_t)n * c * hw, words = (count + 31) / 32, m = (size_t)n * hw;
+    const int threads = (int)s.k[ks].block[0];
+    char where[160];
+    snprintf(where, sizeof where, "N%d C%d HW%d (M %zu, %d threads, offset %g)", n, c, hw, m, threads, offset);
+
+    /* Channel ch: values offset*(1 + ch%3) + spread*(ch%4 + 1)*uniform(-1, 1). */
+    float *y = xmalloc(count * 4);
+    for (int b = 0; b < n; b++)
+        for (int ch = 0; ch < c; ch++)
+            for (int i = 0; i < hw; i++)
+                y[((size_t)b * c + ch) * hw + i] = offset * (1 + ch % 3) + (float)(ch % 4 + 1) * uniform(-1, 1);
+    float *rm_in = rand_floats(c, -1, 1), *rv_in = rand_floats(c, 0.5f, 2);
+    float *gamma = rand_floats(c, 0.5f, 1.5f), *beta = rand_floats(c, -0.5f, 0.5f);
+    float *residual = rand_floats(count, -2, 2), *dout = rand_floats(count, -1, 1);
+
+    /* ---- bn_stats ---- */
+    double *mean_r = xmalloc(c * 8), *invstd_r = xmalloc(c * 8), *rm_r = xmalloc(c * 8), *rv_r = xmalloc(c * 8);
+    bn_stats_ref(n, c, hw, 0.1, 1e-5, y, rm_in, rv_in, mean_r, invstd_r, rm_r, rv_r);
+    /* Scales: the data's magnitude for the mean; for the variance kappa = 1 + |mean - K|/std,
+     * the condition of the data the kernel's Welford pass sees (shifted by the channel's
+     * first value K; Welford's error grows with kappa, the sum-of-squares formula's with
+     * kappa^2). The offset cases have |mean| up to 5000 std: unshifted, kappa would be that. */
+    double kappa = 1, ymax = max_absf(y, count);
+    for (int ch = 0; ch < c; ch++) {
+        double sd = sqrt(1.0 / (invstd_r[ch] * invstd_r[ch]) - 1e-5);
+        double k = 1 + fabs(mean_r[ch] - y[(size_t)ch * hw]) / sd;
+        if (k > kappa) kappa = k;
+    }
+    /* Each thread's Welford pass: ceil(M/T) updates, each erring by a few u of the data's
+     * magnitude; the Chan merge tree adds log2(T) levels. */
+    const double steps = ceil((double)m / threads) + log2i(threads);
+    const double tol_mean = (steps + 4) * U;                  /* relative to max|y| */
+    const double tol_invstd = (steps + 8) * U * kappa;        /* relative, per channel */
+    float *mean = xmalloc(c * 4), *invstd = xmalloc(c * 4), *rm = xmalloc(c * 4), *rv = xmalloc(c * 4);
+    uint64_t hash[2];
+    for (int si = 0; si < 2; si++) {
+        bind b[] = {IN("y", y, count * 4), OUT("mean", mean, c * 4), OUT("invstd", invstd, c * 4),
+                    INOUT("running_mean", rm_in, rm, c * 4), INOUT("running_var", rv_in, rv, c * 4)};
+        hash[si] = launch(si, &s, ks, b, 5);
+        double e_invstd = 0, e_rv = 0;
+        for (int ch = 0; ch < c; ch++) {
+            double e = diff(invstd[ch], invstd_r[ch]) / invstd_r[ch];
+            if (e > e_invstd) e_invstd = e;
+            e = diff(rv[ch], rv_r[ch]) / rv_r[ch];
+            if (e > e_rv) e_rv = e;
+        }
+        char w2[200];
+        snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
+        expect("bn_stats", "mean (rel. to max|y|)", w2, max_diff(mean, mean_r, c) / scale_of(ymax), tol_mean);
+        expect("bn_stats", "invstd (relative)", w2, e_invstd, tol_invstd);
+        /* running_mean: 0.9*rm + 0.1*mean, three more roundings. */
+        expect("bn_stats", "running_mean (rel. to max|y|)", w2, max_diff(rm, rm_r, c) / scale_of(ymax + 1), tol_mean + 4 * U);
+        /* running_var: twice invstd's relative error (var vs 1/sqrt(var)) plus the update's roundings. */
+        expect("bn_stats", "running_var (relative)", w2, e_rv, 2 * tol_invstd + 8 * U);
+    }
+    same_outputs(s.k[ks].name, hash);
+
+    /* ---- bn_apply, every selected combination; mean/invstd from the kernel above ---- */
+    double *out_r = xmalloc(count * 8), *terms = xmalloc(count * 8);
+    float *out = xmalloc(count * 4), *out2 = xmalloc(count * 4);
+    uint32_t *mask = xmalloc(words * 4);
+    uint16_t *ybf = xmalloc(count * 2);
+    for (int combo = 0; combo < 16; combo++) {
+        if (ka[combo] < 0) continue;
+        int relu = combo & 1, add = (combo >> 1) & 1, bf16 = (combo >> 2) & 1, eval = (combo >> 3) & 1;
+        const gen_kernel *k = &s.k[ka[combo]];
+        bn_apply_ref(n, c, hw, relu, eval, 1e-5, y, mean, invstd, gamma, beta, add ? residual : NULL, rm_in, rv_in, out_r);
+        /* Scale: the largest |gamma*(y-m)*s| + |beta| + |residual| (the terms the kernel adds,
+         * which may cancel); 5 roundings (y-m, *s, *gamma, +beta, +residual) and under
+         * EVAL 2 more (sqrt, 1/x) -> 8u. */
+        double scale = 0;
+        for (size_t i = 0; i < count; i++) {
+            int ch = (int)((i / hw) % c);
+            double s_ = eval ? 1.0 / sqrt(rv_in[ch] + 1e-5) : invstd[ch], m_ = eval ? rm_in[ch] : mean[ch];
+            terms[i] = fabs(gamma[ch] * (y[i] - m_) * s_) + fabs(beta[ch]) + (add ? fabs(residual[i]) : 0);
+            if (terms[i] > scale) scale = terms[i];
+        }
+        const double tol = 8 * U;
+        const int want_mask = relu && !eval;
+        for (int si = 0; si < 2; si++) {
+            bind b[] = {IN("y", y, count * 4),
+                        eval ? (bind)NUL("mean") : (bind)IN("mean", mean, c * 4),
+                        eval ? (bind)NUL("invstd") : (bind)IN("invstd", invstd, c * 4),
+                        IN("gamma", gamma, c * 4), IN("beta", beta, c * 4),
+                        add ? (bind)IN("residual", residual, count * 4) : (bind)NUL("residual"),
+                        OUT("out", out, count * 4),
+                        want_mask ? (bind)OUT("mask", mask, words * 4) : (bind)NUL("mask"),
+                        bf16 ? (bind)OUT("y_bf16", ybf, count * 2) : (bind)NUL("y_bf16"),
+                        eval ? (bind)IN("running_mean", rm_in, c * 4) : (bind)NUL("running_mean"),
+                        eval ? (bind)IN("running_var", rv_in, c * 4) : (bind)NUL("running_var")};
+            hash[si] = launch(si, &s, ka[combo], b, 11);
+            char w2[240];
+            snprintf(w2, sizeof w2, "%s %s %s", k->name, where, schedule_names[si]);
+            expect("bn_apply", "out (rel. to the largest term)", w2, max_diff(out, out_r, count) / scale_of(scale), tol);
+            for (size_t i = 0; i < count; i++) {
+                /* The ReLU is a select: where the reference is clearly negative the output
+                 * is exactly 0, and never negative. */
+                if (relu) CHECK(!(out[i] < 0), "%s: out[%zu] = %g < 0 after the ReLU", w2, i, out[i]);
+                if (relu && out_r[i] < -tol * terms[i] - 1e-30)
+                    CHECK(out[i] == 0, "%s: out[%zu] = %g, reference %g: ReLU must give 0", w2, i, out[i], out_r[i]);
+                if (want_mask) {
+                    int bit = (mask[i / 32] >> (i % 32)) & 1u;
+                    CHECK(bit == (out[i] > 0), "%s: mask bit %zu is %d, out is %g", w2, i, bit, out[i]);
+                }
+                if (bf16) {
+                    uint16_t want = bf16_round_ref(y[i]);
+                    CHECK(ybf[i] == want, "%s: y_bf16[%zu] = 0x%04x, y %a rounds to 0x%04x", w2, i, ybf[i], y[i], want);
+                }
+            }
+            if (want_mask && count % 32)
+                CHECK((mask[words - 1] >> (count % 32)) == 0, "%s: mask bits past the last element are set", w2);
+            if (want_mask) expect("bn_apply", "mask bits (exact)", w2, 0, 0);
+            if (bf16) expect("bn_apply", "y_bf16 (exact)", w2, 0, 0);
+        }
+        same_outputs(k->name, hash);
+        if (want_mask) {
+            /* The baseline policy keeps the ReLU output and passes a null mask. */
+            bind b[] = {IN("y", y, count * 4), IN("mean", mean, c * 4), IN("invstd", invstd, c * 4),
+                        IN("gamma", gamma, c * 4), IN("beta", beta, c * 4),
+                        add ? (bind)IN("residual", residual, count * 4) : (bind)NUL("residual"),
+                        OUT("out", out2, count * 4), NUL("mask"),
+                        bf16 ? (bind)OUT("y_bf16", ybf, count * 2) : (bind)NUL("y_bf16"), NUL("running_mean"),
+                        NUL("running_var")};
+            launch(0, &s, ka[combo], b, 11);
+            CHECK(memcmp(out, out2, count * 4) == 0, "%s: out differs with a null mask", k->name);
+        }
+    }
+
+    /* ---- bn_backward, every selected combination ---- */
+    uint32_t *mask_in = random_mask(count);
+    float *relu_out = rand_floats(count, -1, 1);
+    for (size_t i = 0; i < count; i += 7) relu_out[i] = 0.0f; /* exactly 0: inactive */
+    uint16_t *y16 = xmalloc(count * 2);
+    float *y16f = xmalloc(count * 4);
+    for (size_t i = 0; i < count; i++) {
+        y16[i] = bf16_round_ref(y[i]);
+        y16f[i] = bf16_to_float_ref(y16[i]);
+    }
+    double *dg_r = xmalloc(c * 8), *db_r = xmalloc(c * 8), *dy_r = xmalloc(count * 8), *dres_r = xmalloc(count * 8);
+    double *abs_db = xmalloc(c * 8), *abs_dg = xmalloc(c * 8), *dummy = xmalloc(count * 8);
+    float *dg = xmalloc(c * 4), *db = xmalloc(c * 4), *dy = xmalloc(count * 4), *dres = xmalloc(count * 4);
+    float *absdout = xmalloc(count * 4);
+    for (size_t i = 0; i < count; i++) absdout[i] = fabsf(dout[i]);
+    for (int combo = 0; combo < 12; combo++) {
+        if (kb[combo] < 0) continue;
+        int maskm = combo % 3, bf16 = (combo / 3) % 2, res = combo / 6;
+        const gen_kernel *k = &s.k[kb[combo]];
+        const float *yk = bf16 ? y16f : y;
+        bn_backward_ref(n, c, hw, maskm, dout, mask_in, relu_out, yk, mean, invstd, gamma, dg_r, db_r, dy_r,
+                        res ? dres_r : NULL);
+        /* Magnitudes of the sums' terms: the reference run on |dout| and |xhat| (dgamma of
+         * |dout| with y mirrored to |y - mean| + mean gives sum |dz*xhat|). */
+        float *ymirror = xmalloc(count * 4);
+        for (size_t i = 0; i < count; i++) {
+            int ch = (int)((i / hw) % c);
+            ymirror[i] = mean[ch] + fabsf(yk[i] - mean[ch]);
+        }
+        bn_backward_ref(n, c, hw, maskm, absdout, mask_in, relu_out, ymirror, mean, invstd, gamma, abs_dg, abs_db,
+                        dummy, NULL);
+        free(ymirror);
+        /* dbeta/dgamma: sequential per-thread sums of ceil(M/T) terms plus a log2(T)-deep
+         * tree, relative to max_c sum|terms|; dgamma's terms carry 3 more roundings (xhat). */
+        const double tol_db = (steps + 2) * U, tol_dg = (steps + 6) * U;
+        /* dy = g*s*(dz - sum_dz/M - xhat*sum_dzxhat/M): the sums' errors (above) enter through
+         * sum|terms|/M, and ~8 roundings of the elementwise part; relative to the largest
+         * g*s*(|dz| + sum|dz|/M + |xhat|*sum|dz*xhat|/M). */
+        double scale_dy = 0;
+        for (size_t i = 0; i < count; i++) {
+            int ch = (int)((i / hw) % c);
+            double xh = fabs((yk[i] - mean[ch]) * (double)invstd[ch]);
+            double t = fabs(gamma[ch] * (double)invstd[ch]) * (fabs(dout[i]) + abs_db[ch] / m + xh * abs_dg[ch] / m);
+            if (t > scale_dy) scale_dy = t;
+        }
+        const double tol_dy = tol_dg + 8 * U;
+        for (int si = 0; si < 2; si++) {
+            bind b[] = {IN("dout", dout, count * 4),
+                        maskm == 1   ? (bind)IN("mask", mask_in, words * 4)
+                        : maskm == 2 ? (bind)IN("mask", relu_out, count * 4)
+                                     : (bind)NUL("mask"),
+                        bf16 ? (bind)IN("y", y16, count * 2) : (bind)IN("y", y, count * 4),
+                        IN("mean", mean, c * 4), IN("invstd", invstd, c * 4), IN("gamma", gamma, c * 4),
+                        OUT("dgamma", dg, c * 4), OUT("dbeta", db, c * 4), OUT("dy", dy, count * 4),
+                        res ? (bind)OUT("dres", dres, count * 4) : (bind)NUL("dres")};
+            hash[si] = launch(si, &s, kb[combo], b, 10);
+            char w2[240];
+            snprintf(w2, sizeof w2, "%s %s %s", k->name, where, schedule_names[si]);
+            expect("bn_backward", "dbeta (rel. to sum|dz|)", w2, max_diff(db, db_r, c) / scale_of(max_abs(abs_db, c)), tol_db);
+            expect("bn_backward", "dgamma (rel. to sum|dz*xhat|)", w2, max_diff(dg, dg_r, c) / scale_of(max_abs(abs_dg, c)),
+                   tol_dg);
+            expect("bn_backward", "dy (rel. to its terms)", w2, max_diff(dy, dy_r, count) / scale_of(scale_dy), tol_dy);
+            if (res) expect("bn_backward", "dres (exact: dout or 0)", w2, max_diff(dres, dres_r, count), 0);
+        }
+        same_outputs(k->name, hash);
+    }
+
+    int na = 0, nb = 0;
+    for (int i = 0; i < 16; i++) na += ka[i] >= 0;
+    for (int i = 0; i < 12; i++) nb += kb[i] >= 0;
+    printf("%s: bn_stats, %d bn_apply and %d bn_backward variants match\n", where, na, nb);
+    free(y), free(rm_in), free(rv_in), free(gamma), free(beta), free(residual), free(dout);
+    free(mean_r), free(invstd_r), free(rm_r), free(rv_r), free(mean), free(invstd), free(rm), free(rv);
+    free(out_r), free(terms), free(out), free(out2), free(mask), free(ybf);
+    free(mask_in), free(relu_out), free(y16), free(y16f), free(dg_r), free(db_r), free(dy_r), free(dres_r);
+    free(abs_db), free(abs_dg), free(dummy), free(dg), free(db), free(dy), free(dres), free(absdout);
+    set_free(&s);
+}
+
+/* bf16 rounding of every kind of float: random bit patterns (NaN, infinities, subnormals,
+ * all exponents) and the edge cases (exact ties of both parities, one ulp either side of
+ * a tie, the largest float and the values that round up to infinity, signed zeros). */
+static void test_bf16_rounding(void)
+{
+    const int n = 1, c = 3, hw = 349;
+    const size_t count = (size_t)n * c * hw;
+    kernel_set s;
+    set_init(&s, "train_ops_bf16");
+    int k = set_add(&s, "bn_apply", "{ N = %d, C = %d, HW = %d, SAVE_BF16 = 1 }", n, c, hw);
+    set_compile(&s, 1);
+    const uint32_t edges[] = {0x3f808000u, 0x3f818000u, 0x3f807fffu, 0x3f808001u, 0x3f818001u, 0x3f817fffu,
+                              0xbf808000u, 0xbf818000u, 0x7f7fffffu, 0x7f7f8000u, 0x7f7f7fffu, 0x7f7effffu,
+                              0x7f7e8000u, 0xff7f8000u, 0xff7fffffu, 0x00000000u, 0x80000000u, 0x00000001u,
+                              0x00008000u, 0x00018000u, 0x007fffffu, 0x80018000u, 0x7f800000u, 0xff800000u,
+                              0x7fc00000u, 0x7f800001u, 0xffbfffffu, 0x7fffffffu, 0x00800000u, 0x3f7fffffu};
+    const size_t nedges = sizeof edges / sizeof edges[0];
+    float *y = xmalloc(count * 4);
+    for (size_t i = 0; i < count; i++) {
+        uint32_t bits = i < nedges ? edges[i] : rand_u32();
+        memcpy(&y[i], &bits, 4);
+    }
+    float *ones = xmalloc(c * 4), *zeros = xmalloc(c * 4), *out = xmalloc(count * 4);
+    for (int i = 0; i < c; i++) ones[i] = 1, zeros[i] = 0;
+    uint16_t *ybf = xmalloc(count * 2);
+    uint64_t hash[2];
+    for (int si = 0; si < 2; si++) {
+        bind b[] = {IN("y", y, count * 4), IN("mean", zeros, c * 4), IN("invstd", ones, c * 4),
+                    IN("gamma", ones, c * 4), IN("beta", zeros, c * 4), NUL("residual"), OUT("out", out, count * 4),
+                    NUL("mask"), OUT("y_bf16", ybf, count * 2), NUL("running_mean"), NUL("running_var")};
+        hash[si] = launch(si, &s, k, b, 11);
+        for (size_t i = 0; i < count; i++) {
+            uint32_t bits;
+            memcpy(&bits, &y[i], 4);
+            CHECK(ybf[i] == bf16_round_ref(y[i]), "bf16 of 0x%08x: kernel 0x%04x, reference 0x%04x", bits, ybf[i],
+                  bf16_round_ref(y[i]));
+        }
+        expect("bn_apply", "y_bf16 of every kind of float (exact)", schedule_names[si], 0, 0);
+    }
+    same_outputs(s.k[k].name, hash);
+    printf("bf16 rounding of %zu floats (random bit patterns and %zu edge cases) matches exactly\n", count, nedges);
+    /* The reference rounding itself, on values whose rounding is known. */
+    const struct { uint32_t in; uint16_t want; } known[] = {
+        {0x3f808000u, 0x3f80}, {0x3f818000u, 0x3f82}, {0x3f808001u, 0x3f81}, {0x3f807fffu, 0x3f80},
+        {0x7f7f8000u, 0x7f80}, {0x7f7f7fffu, 0x7f7f}, {0xff7f8000u, 0xff80}, {0x80000000u, 0x8000},
+        {0x7f800000u, 0x7f80}, {0x00008000u, 0x0000}, {0x00018000u, 0x0002}};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+        float f;
+        memcpy(&f, &known[i].in, 4);
+        CHECK(bf16_round_ref(f) == known[i].want, "bf16_round_ref(0x%08x) = 0x%04x, want 0x%04x", known[i].in,
+              bf16_round_ref(f), known[i].want);
+    }
+    free(y), free(ones), free(zeros), free(out), free(ybf);
+    set_free(&s);
+}
+
+/* ================= pooling ================= */
+
+static void test_maxpool(int n, int c, int h, int w, int r, int stride, int pad, int ties)
+{
+    kernel_set s;
+    set_init(&s, "train_ops_maxpool_n%dc%dh%dw%d_r%ds%dp%d", n, c, h, w, r, stride, pad);
+    const char *fmt = "{ N = %d, C = %d, H = %d, W = %d, R = %d, STRIDE = %d, PAD = %d }";
+    int kf = set_add(&s, "maxpool_fwd", fmt, n, c, h, w, r, stride, pad);
+    int kb = set_add(&s, "maxpool_bwd", fmt, n, c, h, w, r, stride, pad);
+    set_compile(&s, 1);
+    int p, q;
+    maxpool_out_size(h, w, r, stride, pad, &p, &q);
+    const size_t in_count = (size_t)n * c * h * w, out_count = (size_t)n * c * p * q;
+    char where[160];
+    snprintf(where, sizeof where, "N%d C%d %dx%d R%d stride %d pad %d -> %dx%d%s", n, c, h, w, r, stride, pad, p, q,
+             ties ? " (ties, a NaN)" : "");
+    /* ties: few distinct values, so windows hold equal maxima (the first must win); one NaN. */
+    float *x = xmalloc(in_count * 4);
+    for (size_t i = 0; i < in_count; i++) x[i] = ties ? (float)(int)uniform(-3, 3) : uniform(-4, 4);
+    if (ties) x[in_count / 2] = NAN;
+    float *y_r = xmalloc(out_count * 4), *y = xmalloc(out_count * 4), *dy = rand_floats(out_count, -1, 1);
+    uint8_t *arg_r = xmalloc(out_count), *arg = xmalloc(out_count);
+    double *dx_r = xmalloc(in_count * 8);
+    float *dx = xmalloc(in_count * 4);
+    maxpool_fwd_ref(n, c, h, w, r, stride, pad, x, y_r, arg_r);
+    maxpool_bwd_ref(n, c, h, w, r, stride, pad, dy, arg_r, dx_r);
+    /* dx: at most K = ceil(R/stride)^2 windows cover an element; their sum in fp32 errs by
+     * at most (K-1)*u*sum|dy| <= K*(K-1)*u*max|dy| (0 when windows do not overlap: exact). */
+    const int kw = (r + stride - 1) / stride, kk = kw * kw;
+    const double tol_dx = kk * (kk - 1) * U;
+    uint64_t hash[2];
+    for (int si = 0; si < 2; si++) {
+        char w2[200];
+        snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
+        bind bf[] = {IN("x", x, in_count * 4), OUT("y", y, out_count * 4), OUT("argmax", arg, out_count)};
+        hash[si] = launch(si, &s, kf, bf, 3);
+        for (size_t i = 0; i < out_count; i++) {
+            CHECK(memcmp(&y[i], &y_r[i], 4) == 0 || (isnan(y[i]) && isnan(y_r[i])), "%s: y[%zu] = %g, reference %g",
+                  w2, i, y[i], y_r[i]);
+            CHECK(arg[i] == arg_r[i], "%s: argmax[%zu] = %d, reference %d", w2, i, arg[i], arg_r[i]);
+        }
+        expect("maxpool_fwd", "y and argmax (exact)", w2, 0, 0);
+        bind bb[] = {IN("dy", dy, out_count * 4), IN("argmax", arg_r, out_count), OUT("dx", dx, in_count * 4)};
+        uint64_t hb = launch(si, &s, kb, bb, 3);
+        hash[si] ^= hb * 31;
+        expect("maxpool_bwd", "dx (rel. to max|dy|)", w2, max_diff(dx, dx_r, in_count) / scale_of(max_absf(dy, out_count)),
+               tol_dx);
+    }
+    same_outputs(s.k[kf].name, hash);
+    printf("maxpool %s: fwd exact, bwd matches\n", where);
+    free(x), free(y_r), free(y), free(dy), free(arg_r), free(arg), free(dx_r), free(dx);
+    set_free(&s);
+}
+
+static void test_avgpool(int n, int c, int hw)
+{
+    kernel_set s;
+    set_init(&s, "train_ops_avgpool_n%dc%dhw%d", n, c, hw);
+    int kf = set_add(&s, "avgpool_fwd", "{ N = %d, C = %d, HW = %d }", n, c, hw);
+    int kb = set_add(&s, "avgpool_bwd", "{ N = %d, C = %d, HW = %d }", n, c, hw);
+    set_compile(&s, 1);
+    const size_t rows = (size_t)n * c, count = rows * hw;
+    char where[120];
+    snprintf(where, sizeof where, "N%d C%d HW%d", n, c, hw);
+    float *x = rand_floats(count, -2, 2), *dy = rand_floats(rows, -1, 1), *y = xmalloc(rows * 4), *dx = xmalloc(count * 4);
+    float *absx = xmalloc(count * 4);
+    for (size_t i = 0; i < count; i++) absx[i] = fabsf(x[i]);
+    double *y_r = xmalloc(rows * 8), *ya_r = xmalloc(rows * 8), *dx_r = xmalloc(count * 8);
+    avgpool_fwd_ref(n, c, hw, x, y_r);
+    avgpool_fwd_ref(n, c, hw, absx, ya_r);
+    avgpool_bwd_ref(n, c, hw, dy, dx_r);
+    /* y: each lane sums ceil(HW/32) values in order, a 5-level warp tree, one division:
+     * relative to max(sum|x|/HW). */
+    const double tol_y = (ceil(hw / 32.0) + 5 + 1) * U;
+    uint64_t hash[2];
+    for (int si = 0; si < 2; si++) {
+        char w2[160];
+        snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
+        bind bf[] = {IN("x", x, count * 4), OUT("y", y, rows * 4)};
+        hash[si] = launch(si, &s, kf, bf, 2);
+        expect("avgpool_fwd", "y (rel. to max mean|x|)", w2, max_diff(y, y_r, rows) / scale_of(max_abs(ya_r, rows)), tol_y);
+        bind bb[] = {IN("dy", dy, rows * 4), OUT("dx", dx, count * 4)};
+        hash[si] ^= launch(si, &s, kb, bb, 2) * 31;
+        /* dx = dy/HW: one correctly rounded division: within u of each element. */
+        double e = 0;
+        for (size_t i = 0; i < count; i++) {
+            double d = diff(dx[i], dx_r[i]) / scale_of(fabs(dx_r[i]));
+            if (d > e) e = d;
+        }
+        expect("avgpool_bwd", "dx (relative, per element)", w2, e, U);
+    }
+    same_outputs(s.k[kf].name, hash);
+    printf("avgpool %s: fwd and bwd match\n", where);
+    free(x), free(dy), free(y), free(dx), free(absx), free(y_r), free(ya_r), free(dx_r);
+    set_free(&s);
+}
+
+/* ================= fully connected ================= */
+
+static void test_fc(int n, int in, int out)
+{
+    kernel_set s;
+    set_init(&s, "train_ops_fc_n%din%dout%d", n, in, out);
+    const char *fmt = "{ N = %d, IN = %d, OUT = %d }";
+    int kf = set_add(&s, "fc_fwd", fmt, n, in, out);
+    int kd = set_add(&s, "fc_bwd_data", fmt, n, in, out);
+    int kw = set_add(&s, "fc_bwd_weight", fmt, n, in, out);
+    set_compile(&s, 1);
+    char where[120];
+    snprintf(where, sizeof where, "N%d IN%d OUT%d", n, in, out);
+    const size_t nx = (size_t)n * in, nw = (size_t)out * in, ny = (size_t)n * out;
+    float *x = rand_floats(nx, -1, 1), *w = rand_floats(nw, -0.5f, 0.5f), *b = rand_floats(out, -1, 1);
+    float *dy = rand_floats(ny, -1, 1);
+    float *ax = xmalloc(nx * 4), *aw = xmalloc(nw * 4), *ab = xmalloc(out * 4), *ady = xmalloc(ny * 4);
+    for (size_t i = 0; i < nx; i++) ax[i] = fabsf(x[i]);
+    for (size_t i = 0; i < nw; i++) aw[i] = fabsf(w[i]);
+    for (int i = 0; i < out; i++) ab[i] = fabsf(b[i]);
+    for (size_t i = 0; i < ny; i++) ady[i] = fabsf(dy[i]);
+    double *y_r = xmalloc(ny * 8), *dx_r = xmalloc(nx * 8), *dw_r = xmalloc(nw * 8), *db_r = xmalloc(out * 8);
+    double *ya = xmalloc(ny * 8), *dxa = xmalloc(nx * 8), *dwa = xmalloc(nw * 8), *dba = xmalloc(out * 8);
+    fc_fwd_ref(n, in, out, x, w, b, y_r);
+    fc_bwd_data_ref(n, in, out, dy, w, dx_r);
+    fc_bwd_weight_ref(n, in, out, dy, x, dw_r, db_r);
+    /* The same on absolute values: sum|terms| of every output, the scale of its error. */
+    fc_fwd_ref(n, in, out, ax, aw, ab, ya);
+    fc_bwd_data_ref(n, in, out, ady, aw, dxa);
+    fc_bwd_weight_ref(n, in, out, ady, ax, dwa, dba);
+    float *y = xmalloc(ny * 4), *dx = xmalloc(nx * 4), *dw = xmalloc(nw * 4), *db = xmalloc(out * 4);
+    uint64_t hash[2];
+    for (int si = 0; si < 2; si++) {
+        char w2[160];
+        snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
+        bind bf[] = {IN("x", x, nx * 4), IN("w", w, nw * 4), IN("b", b, out * 4), OUT("y", y, ny * 4)};
+        hash[si] = launch(si, &s, kf, bf, 4);
+        bind bd[] = {IN("dy", dy, ny * 4), IN("w", w, nw * 4), OUT("dx", dx, nx * 4)};
+        hash[si] ^= launch(si, &s, kd, bd, 3) * 31;
+        bind bw[] = {IN("dy", dy, ny * 4), IN("x", x, nx * 4), OUT("dw", dw, nw * 4), OUT("db", db, out * 4)};
+        hash[si] ^= launch(si, &s, kw, bw, 4) * 961;
+        /* Dot products accumulated in order with fmaf: a length-K sum errs by at most
+         * (K+1)*u*sum|terms| (one more for the bias). */
+        expect("fc_fwd", "y (rel. to sum|terms|)", w2, max_diff(y, y_r, ny) / scale_of(max_abs(ya, ny)), (in + 2) * U);
+        expect("fc_bwd_data", "dx (rel. to sum|terms|)", w2, max_diff(dx, dx_r, nx) / scale_of(max_abs(dxa, nx)),
+               (out + 1) * U);
+        expect("fc_bwd_weight", "dw (rel. to sum|terms|)", w2, max_diff(dw, dw_r, nw) / scale_of(max_abs(dwa, nw)),
+               (n + 1) * U);
+        expect("fc_bwd_weight", "db (rel. to sum|dy|)", w2, max_diff(db, db_r, out) / scale_of(max_abs(dba, out)),
+               (n + 1) * U);
+    }
+    same_outputs(s.k[kf].name, hash);
+    printf("fc %s (fc_fwd grid %ux%u): fwd, bwd_data, bwd_weight match\n", where, s.k[kf].grid[0], s.k[kf].grid[1]);
+    free(x), free(w), free(b), free(dy), free(ax), free(aw), free(ab), free(ady);
+    free(y_r), free(dx_r), free(dw_r), free(db_r), free(ya), free(dxa), free(dwa), free(dba);
+    free(y), free(dx), free(dw), free(db);
+    set_free(&s);
+}
+
+/* ================= loss ================= */
+
+/* bad_label 1: the last label is -1; 2: it is CLASSES. */
+static void test_softmax(int n, int classes, int bad_label)
+{
+    kernel_set s;
+    set_init(&s, "train_ops_softmax_n%dk%d", n, classes);
+    int k = set_add(&s, "softmax_ce", "{ N = %d, CLASSES = %d }", n, classes);
+    set_compile(&s, 1);
+    char where[120];
+    snprintf(where, sizeof where, "N%d CLASSES %d%s", n, classes, bad_label ? " (a label out of range)" : "");
+    const size_t count = (size_t)n * classes;
+    /* Logits in [-8, 8]; row 0 shifted by +100, where exp without the max would overflow. */
+    float *z = rand_floats(count, -8, 8);
+    for (int j = 0; j < classes; j++) z[j] += 100.0f;
+    int32_t *labels = xmalloc(n * 4);
+    for (int i = 0; i < n; i++) labels[i] = (int32_t)(rand_u32() % (uint32_t)classes);
+    if (bad_label) labels[n - 1] = bad_label == 1 ? -1 : classes;
+    double *d_r = xmalloc(count * 8);
+    float *d = xmalloc(count * 4), loss = 0;
+    const double loss_r = softmax_ce_ref(n, classes, z, labels, d_r);
+    /* The loss of a row: log(sum) + max - z[label], the sum of CLASSES positive terms
+     * (ceil(CLASSES/32) per lane, a 5-level tree); then a mean over the rows (a tree of
+     * depth log2(512)). Relative to the largest |log sum| + |max| + |z[label]|. */
+    double loss_scale = 0;
+    for (int i = 0; i < n; i++) {
+        const float *row = z + (size_t)i * classes;
+        double top = row[0], sum = 0;
+        for (int j = 1; j < classes; j++) top = row[j] > top ? row[j] : top;
+        for (int j = 0; j < classes; j++) sum += exp(row[j] - top);
+        int l = labels[i] < 0 ? 0 : labels[i] >= classes ? classes - 1 : labels[i];
+        double t = fabs(log(sum)) + fabs(top) + fabs(row[l]);
+        if (t > loss_scale) loss_scale = t;
+    }
+    const double tol_loss = (ceil(classes / 32.0) + 5 + 9 + 8) * U;
+    /* dlogits = (p - onehot)/N with p = exp(z - max)/sum: the sum's error plus ~4 roundings
+     * (expf is within 2 ulp), relative to 1/N, the largest |dlogits| can be. */
+    const double tol_d = (ceil(classes / 32.0) + 5 + 8) * U;
+    uint64_t hash[2];
+    for (int si = 0; si < 2; si++) {
+        char w2[200];
+        snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
+        bind b[] = {IN("logits", z, count * 4), IN("labels", labels, n * 4), OUT("loss", &loss, 4),
+                    OUT("dlogits", d, count * 4)};
+        hash[si] = launch(si, &s, k, b, 4);
+        if (bad_label) {
+            CHECK(isnan(loss), "%s: loss %g, want NaN for a label out of range", w2, loss);
+            CHECK(isnan(loss_r), "reference loss %g, want NaN", loss_r);
+        } else {
+            expect("softmax_ce", "loss (rel. to the row terms)", w2, diff(loss, loss_r) / scale_of(loss_scale), tol_loss);
+        }
+        expect("softmax_ce", "dlogits (rel. to 1/N)", w2, max_diff(d, d_r, count) * n, tol_d);
+    }
+    same_outputs(s.k[k].name, hash);
+    printf("softmax_ce %s: loss %.7g (reference %.7g) and dlogits match\n", where, loss, loss_r);
+    free(z), free(labels), free(d_r), free(d);
+    set_free(&s);
+}
+
+/* ================= optimizer ================= */
+
+static void test_sgd(int count, int first_step)
+{
+    kernel_set s;
+    set_init(&s, "train_ops_sgd_count%d", count);
+    int k = set_add(&s, "sgd", "{ COUNT = %d }", count);
+    set_compile(&s, 1);
+    char where[120];
+    snprintf(where, sizeof where, "COUNT %d%s", count, first_step ? " (first step: buf = 0)" : "");
+    float *p = rand_floats(count, -1, 1), *g = rand_floats(count, -0.1f, 0.1f), *buf = rand_floats(count, -0.2f, 0.2f);
+    if (first_step) memset(buf, 0, (size_t)count * 4);
+    const float lr = 0.1f, momentum = 0.9f, wd = 5e-4f;
+    double *p_r = xmalloc((size_t)count * 8), *buf_r = xmalloc((size_t)count * 8);
+    sgd_ref((size_t)count, p, g, buf, lr, momentum, wd, p_r, buf_r);
+    /* buf = m*buf + (g + wd*p): 4 roundings, relative to the largest |m*buf| + |g| + |wd*p|;
+     * p - lr*buf: 2 more, relative to the largest |p| + |lr*buf|. */
+    double sb = 0, sp = 0;
+    for (int i = 0; i < count; i++) {
+        double t = fabs(momentum * buf[i]) + fabs(g[i]) + fabs(wd * p[i]);
+        if (t > sb) sb = t;
+        if (fabs(p[i]) + lr * t > sp) sp = fabs(p[i]) + lr * t;
+    }
+    float *p_k = xmalloc((size_t)count * 4), *buf_k = xmalloc((size_t)count * 4);
+    uint64_t hash[2];
+    for (int si = 0; si < 2; si++) {
+        char w2[160];
+        snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
+        bind b[] = {INOUT("params", p, p_k, (size_t)count * 4), IN("grads", g, (size_t)count * 4),
+                    INOUT("momentum_buf", buf, buf_k, (size_t)count * 4), {"lr", NULL, NULL, 0, &lr},
+                    {"momentum", NULL, NULL, 0, &momentum}, {"weight_decay", NULL, NULL, 0, &wd}};
+        hash[si] = launch(si, &s, k, b, 6);
+        expect("sgd", "momentum_buf", w2, max_diff(buf_k, buf_r, count) / scale_of(sb), 6 * U);
+        expect("sgd", "params", w2, max_diff(p_k, p_r, count) / scale_of(sp), 8 * U);
+    }
+    same_outputs(s.k[k].name, hash);
+    printf("sgd %s: params and momentum match\n", where);
+    free(p), free(g), free(buf), free(p_r), free(buf_r), free(p_k), free(buf_k);
+    set_free(&s);
+}
+
+/* ================= parameter errors ================= */
+
+static void expect_error(const char *op, const char *params, const char *fragment)
+{
+    gen_kernel k;
+    pp_status st = gen_op_kernel(static_ctx, op, params, &k);
+    CHECK(st != PP_OK, "%s %s must fail", op, params);
+    CHECK(strstr(pp_last_error(static_ctx), fragment) != NULL, "%s %s: message '%s' lacks '%s'", op, params,
+          pp_last_error(static_ctx), fragment);
+    printf("  %s %s -> %s: %s\n", op, params, pp_status_string(st), pp_last_error(static_ctx));
+}
+
+static void test_errors(void)
+{
+    printf("parameter errors:\n");
+    expect_error("bn_stats", "{ N = 2, C = 3 }", "missing parameter HW");
+    expect_error("bn_apply", "{ N = 2, C = 0, HW = 4 }", "parameter C must be a positive integer, got 0");
+    expect_error("bn_backward", "{ N = -1, C = 3, HW = 4 }", "parameter N must be a positive integer, got -1");
+    expect_error("bn_backward", "{ N = 1, C = 3, HW = 4, MASK = 3 }", "MASK must be one of 0, 1, 2");
+    expect_error("bn_apply", "{ N = 1, C = 3, HW = 4, RELU = 2 }", "RELU must be 0 or 1");
+    expect_error("bn_stats", "{ N = 1, C = 3, HW = 1 }", "at least 2 values per channel");
+    expect_error("bn_stats", "{ N = 1, C = 3, HW = 4, EPS = 0 }", "EPS must be in (0");
+    expect_error("maxpool_fwd", "{ N = 1, C = 3, H = 5 }", "missing parameter W");
+    expect_error("maxpool_fwd", "{ N = 1, C = 3, H = 5, W = 5, PAD = 2 }", "PAD = 2 exceeds R/2");
+    expect_error("maxpool_bwd", "{ N = 1, C = 3, H = 1, W = 5, R = 5, PAD = 1 }", "does not fit");
+    expect_error("avgpool_fwd", "{ N = 1, C = 2.5, HW = 4 }", "parameter C must be a positive integer, got 2.5");
+    expect_error("fc_fwd", "{ N = 4, IN = 3, OUT = 0 }", "parameter OUT must be a positive integer");
+    expect_error("fc_bwd_weight", "{ N = 4, IN = 3 }", "missing parameter OUT");
+    expect_error("softmax_ce", "{ N = 4, CLASSES = 'ten' }", "CLASSES must be a positive integer");
+    expect_error("softmax_ce", "{ N = 9000, CLASSES = 10 }", "at most 8192");
+    expect_error("sgd", "{ COUNT = 0 }", "COUNT must be a positive integer");
+    expect_error("sgd", "{ COUNT = 10, LR = 0.1 }", "unknown parameter 'LR'");
+    expect_error("bn_apply", "{ N = 65536, C = 2048, HW = 64 }", "beyond the 2147483647 an int indexes");
+    expect_error("no_such_op", "{ N = 1 }", "unknown op 'no_such_op'");
+    expect_error("sgd", "{ COUNT = ", "op parameters");
+    /* Names: identical parameters, identical names; every parameter that changes the
+     * source changes the name. */
+    gen_kernel a, b;
+    CHECK_OK(static_ctx, gen_op_kernel(static_ctx, "bn_stats", "{ N = 2, C = 16, HW = 64 }", &a));
+    CHECK_OK(static_ctx, gen_op_kernel(static_ctx, "bn_stats", "{ HW = 64, C = 16, N = 2, MOMENTUM = 0.1 }", &b));
+    CHECK(strcmp(a.name, "bn_stats_n2c16hw64_v0") == 0, "name %s", a.name);
+    CHECK(strcmp(a.name, b.name) == 0 && strcmp(a.source, b.source) == 0, "%s vs %s", a.name, b.name);
+    gen_kernel_free(&b);
+    CHECK_OK(static_ctx, gen_op_kernel(static_ctx, "bn_stats", "{ N = 2, C = 16, HW = 64, MOMENTUM = 0.01 }", &b));
+    CHECK(strcmp(a.name, b.name) != 0 && strcmp(a.source, b.source) != 0, "MOMENTUM must change name and source");
+    printf("  names: %s, %s\n", a.name, b.name);
+    gen_kernel_free(&a);
+    gen_kernel_free(&b);
+}
+
+/* Shapes of a ResNet-50 step at batch 256 (and a CIFAR one): compiled with NVRTC only. */
+static void test_large_compile(void)
+{
+    kernel_set s;
+    set_init(&s, "train_ops_resnet50_b256");
+    set_add(&s, "bn_stats", "{ N = 256, C = 64, HW = 12544 }");
+    set_add(&s, "bn_apply", "{ N = 256, C = 64, HW = 12544, RELU = 1, SAVE_BF16 = 1 }");
+    set_add(&s, "bn_apply", "{ N = 256, C = 2048, HW = 49, RELU = 1, ADD = 1 }");
+    set_add(&s, "bn_apply", "{ N = 256, C = 2048, HW = 49, EVAL = 1, RELU = 1, ADD = 1 }");
+    set_add(&s, "bn_backward", "{ N = 256, C = 64, HW = 12544, MASK = 1, BF16 = 1 }");
+    set_add(&s, "bn_backward", "{ N = 256, C = 2048, HW = 49, MASK = 1, RES = 1 }");
+    set_add(&s, "bn_backward", "{ N = 256, C = 256, HW = 3136, MASK = 2 }");
+    set_add(&s, "maxpool_fwd", "{ N = 256, C = 64, H = 112, W = 112 }");
+    set_add(&s, "maxpool_bwd", "{ N = 256, C = 64, H = 112, W = 112 }");
+    set_add(&s, "avgpool_fwd", "{ N = 256, C = 2048, HW = 49 }");
+    set_add(&s, "avgpool_bwd", "{ N = 256, C = 2048, HW = 49 }");
+    set_add(&s, "fc_fwd", "{ N = 256, IN = 2048, OUT = 1000 }");
+    set_add(&s, "fc_bwd_data", "{ N = 256, IN = 2048, OUT = 1000 }");
+    set_add(&s, "fc_bwd_weight", "{ N = 256, IN = 2048, OUT = 1000 }");
+    set_add(&s, "softmax_ce", "{ N = 256, CLASSES = 1000 }");
+    set_add(&s, "sgd", "{ COUNT = 25557032 }");
+    set_add(&s, "fc_fwd", "{ N = 1, IN = 64, OUT = 10 }");
+    set_add(&s, "softmax_ce", "{ N = 128, CLASSES = 10 }");
+    set_compile(&s, 0);
+    set_free(&s);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv)
+{
+    const double t0 = now_s();
+    const int cuda = argc > 1 && strcmp(argv[1], "cuda") == 0;
+    const pp_schedule schedules[2] = {PP_SCHEDULE_FORWARD, PP_SCHEDULE_REVERSE};
+    for (int i = 0; i < 2; i++) {
+        pp_context_options o;
+        pp_context_options_init(&o);
+        o.backend = cuda ? PP_BACKEND_CUDA : PP_BACKEND_HOST;
+        o.host_schedule = schedules[i];
+        o.host_threads = 2;
+        pp_status st = pp_context_create(&o, &host[i]);
+        if (cuda && st == PP_ERR_NO_DEVICE) {
+            printf("no GPU: %s: skipped\n", host[i] ? pp_last_error(host[i]) : "");
+            return PP_TEST_SKIP;
+        }
+        CHECK_OK(host[i], st);
+    }
+    if (cuda) {
+        schedule_names[0] = "gpu run 1";
+        schedule_names[1] = "gpu run 2";
+        printf("device: %s\n", pp_context_device_name(host[0]));
+    }
+    pp_context_options o;
+    pp_context_options_init(&o);
+    o.backend = PP_BACKEND_NONE;
+    CHECK_OK(static_ctx, pp_context_create(&o, &static_ctx));
+
+    test_errors();
+
+    /* Batch norm: tiny channels (M below the thread count, one partial mask word), mask
+     * words straddling channels with a partial last word, offsets that defeat the
+     * sum-of-squares variance, and channels of 1024+ and 8192+ values (256/512 threads). */
+    test_bn(1, 3, 5, 0.0f, 1);
+    test_bn(2, 5, 49, 3.0f, 1);
+    test_bn(3, 7, 99, 0.5f, 1);
+    test_bn(2, 33, 13, 1000.0f, 0);
+    test_bn(2, 4, 600, 10.0f, 0);
+    test_bn(3, 2, 3001, 2.0f, 0);
+    test_bf16_rounding();
+    printf("batch norm done (%.1f s)\n", now_s() - t0);
+
+    test_maxpool(1, 3, 7, 7, 3, 2, 1, 0);
+    test_maxpool(2, 5, 9, 11, 3, 2, 1, 1);
+    test_maxpool(3, 2, 10, 13, 2, 2, 0, 0);
+    test_maxpool(1, 4, 8, 9, 3, 1, 1, 1);
+    test_maxpool(2, 3, 15, 17, 5, 2, 2, 0);
+    test_maxpool(1, 2, 1, 1, 3, 2, 1, 0);
+    test_avgpool(1, 3, 49);
+    test_avgpool(2, 5, 7);
+    test_avgpool(3, 7, 64);
+    test_avgpool(2, 33, 100);
+    printf("pooling done (%.1f s)\n", now_s() - t0);
+
+    test_fc(1, 7, 5);
+    test_fc(2, 33, 10);
+    test_fc(3, 100, 37);
+    test_fc(20, 70, 45);
+    test_fc(3, 67, 130);
+    test_fc(40, 19, 66);
+    test_softmax(1, 10, 0);
+    test_softmax(3, 10, 0);
+    test_softmax(3, 10, 1);
+    test_softmax(2, 1000, 0);
+    test_softmax(3, 1000, 2);
+    test_sgd(1, 1);
+    test_sgd(1000, 0);
+    test_sgd(4099, 1);
+    printf("fc, loss, sgd done (%.1f s)\n", now_s() - t0);
+
+    test_large_compile();
+
+    printf("\nregisters, spills and shared memory per kernel (sm_90; sm_80 spills too):\n");
+    int worst_regs = 0;
+    for (int i = 0; i < reg_row_count; i++) {
+        printf("  %-62s regs %3d spill %d (sm_80: regs %3d spill %d) smem %d\n", reg_rows[i].name, reg_rows[i].regs[1],
+               reg_rows[i].spill[1], reg_rows[i].regs[0], reg_rows[i].spill[0], reg_rows[i].smem90);
+        if (reg_rows[i].regs[1] > worst_regs) worst_regs = reg_rows[i].regs[1];
+    }
+    printf("%d NVRTC compiles (sm_80, sm_90) of %d kernels with zero spill bytes; most registers (sm_90): %d\n",
+           static_compiles, reg_row_count, worst_regs);
+    printf("\nlargest error per op (relative, as each check defines it; ratio = error/tolerance):\n");
+    for (int i = 0; i < summary_count; i++)
+        printf("  %-14s %4d checks  largest error %.3e  largest ratio %.3f\n", summaries[i].op, summaries[i].checks,
+               summaries[i].worst, summaries[i].worst_ratio);
+    printf("all ops match the reference under both schedules, bit-identically between them (%.1f s)\n", now_s() - t0);
+    for (int i = 0; i < 2; i++) pp_context_destroy(host[i]);
+    pp_context_destroy(static_ctx);
+    return 0;
+}
