@@ -629,6 +629,8 @@ static int cmd_step(int argc, char **argv)
         st = npy_read_labels(ctx, opt(opts, nopts, "labels"), &labels);
         if (st != PP_OK) rc = fail("--labels: %s", pp_last_error(ctx));
     }
+    if (!rc && x.shape[1] != 3)
+        rc = fail("--x: expected images of shape (N, 3, H, W), got %zu channels", x.shape[1]);
     if (!rc && labels.count != x.shape[0])
         rc = fail("--labels: %zu labels for a batch of %zu images", labels.count, x.shape[0]);
     if (!rc) {

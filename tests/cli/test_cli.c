@@ -7,6 +7,7 @@
 #include "npy.h"
 #include "test_util.h"
 
+#include <math.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -249,6 +250,58 @@ int main(int argc, char **argv)
     expect_failure("plan resnet18 --batch 2 --policy layer1.0.conv7=2", "policy names layer 'layer1.0.conv7'");
     expect_failure("plan resnet50 --batch 2 --image 16x16", "too small for resnet50");
     expect_failure("plan resnet50 --batch 2 --budget lots", "--budget");
+
+    /* poolprop init + step: parameters and gradients as .npy files per state_dict key */
+    snprintf(args, sizeof args, "init cifar_resnet8 --classes 10 --seed 3 --out %s/params", dir);
+    CHECK(run(args) == 0, "init failed:\n%s", output);
+    size_t xs8[4] = {2, 3, 8, 8};
+    float x8[2 * 3 * 8 * 8];
+    fill(x8, sizeof x8 / sizeof x8[0], 9);
+    write_array("x8.npy", 4, xs8, x8);
+    /* int64 labels, as torch.save(...).numpy() gives them: a hand-written v1.0 header */
+    char labels[128 + 16];
+    memset(labels, ' ', 128);
+    const char lh[] = "\x93NUMPY\x01\x00\x76\x00{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }";
+    memcpy(labels, lh, sizeof lh - 1);
+    labels[127] = '\n';
+    int64_t lv[2] = {3, 7};
+    memcpy(labels + 128, lv, sizeof lv);
+    write_bytes("labels.npy", labels, sizeof labels);
+    snprintf(args, sizeof args,
+             "step cifar_resnet8 --params %s/params --x %s/x8.npy --labels %s/labels.npy --policy 2 --out %s/step", dir,
+             dir, dir, dir);
+    CHECK(run(args) == 0, "step failed:\n%s", output);
+    printf("%s", output);
+    pp_npy_array loss, g;
+    snprintf(path, sizeof path, "%s/step/loss.npy", dir);
+    CHECK_OK(NULL, npy_read_f32(NULL, path, 0, &loss));
+    CHECK(loss.count == 1 && loss.data[0] > 0 && loss.data[0] < 20, "loss %f", loss.data[0]);
+    snprintf(path, sizeof path, "%s/step/grad/layer2.0.conv1.weight.npy", dir);
+    CHECK_OK(NULL, npy_read_f32(NULL, path, 4, &g));
+    CHECK(g.shape[0] == 32 && g.shape[1] == 16 && g.shape[2] == 3, "gradient shape");
+    double norm = 0;
+    for (size_t i = 0; i < g.count; i++) norm += g.data[i] * g.data[i];
+    CHECK(norm > 0 && isfinite(norm), "gradient norm %g", norm);
+    snprintf(path, sizeof path, "%s/step/running/bn1.running_var.npy", dir);
+    CHECK(access(path, F_OK) == 0, "updated running statistics written");
+    npy_array_free(&loss), npy_array_free(&g);
+    snprintf(args, sizeof args,
+             "step cifar_resnet8 --params %s/params --x %s/x.npy --labels %s/labels.npy --out %s/step2", dir, dir, dir,
+             dir);
+    expect_failure(args, "expected images of shape (N, 3, H, W), got 4 channels");
+    size_t xs3[4] = {3, 3, 8, 8};
+    float x3[3 * 3 * 8 * 8] = {0};
+    write_array("x3.npy", 4, xs3, x3);
+    snprintf(args, sizeof args,
+             "step cifar_resnet8 --params %s/params --x %s/x3.npy --labels %s/labels.npy --out %s/step2", dir, dir, dir,
+             dir);
+    expect_failure(args, "2 labels for a batch of 3 images");
+    snprintf(path, sizeof path, "%s/params/layer1.0.bn1.weight.npy", dir);
+    unlink(path);
+    snprintf(args, sizeof args,
+             "step cifar_resnet8 --params %s/params --x %s/x8.npy --labels %s/labels.npy --out %s/step3", dir, dir, dir,
+             dir);
+    expect_failure(args, "layer1.0.bn1.weight.npy");
 
     snprintf(args, sizeof args, "rm -rf %s", dir);
     CHECK(system(args) == 0, "cleanup");
