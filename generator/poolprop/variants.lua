@@ -18,12 +18,12 @@ local gemm_space = {
 
 -- conv_bwd_weight also bounds how far the reduction over N*P*Q is split across blocks.
 local spaces = {
-  conv_fwd = { space = gemm_space, default = { BM = 64, BN = 32, BK = 8, TM = 4, TN = 2 } },
-  conv_bwd_data = { space = gemm_space, default = { BM = 64, BN = 32, BK = 8, TM = 4, TN = 2 } },
+  conv_fwd = { space = gemm_space, default = { BM = 64, BN = 32, BK = 16, TM = 8, TN = 4 } },
+  conv_bwd_data = { space = gemm_space, default = { BM = 64, BN = 32, BK = 16, TM = 8, TN = 4 } },
   conv_bwd_weight = {
     space = { BM = { 16, 32, 64 }, BN = { 32, 64, 128 }, BK = { 8, 16 }, TM = { 2, 4 },
       TN = { 4 }, MAX_SPLITS = { 1, 64 } },
-    default = { BM = 32, BN = 64, BK = 16, TM = 2, TN = 4, MAX_SPLITS = 64 },
+    default = { BM = 32, BN = 64, BK = 16, TM = 4, TN = 4, MAX_SPLITS = 64 },
   },
 }
 M.ops = { "conv_fwd", "conv_bwd_data", "conv_bwd_weight" }

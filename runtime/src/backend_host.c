@@ -56,7 +56,15 @@ static const char *const cxx_flags[] = {"-std=c++17",          "-O2",          "
 enum { n_cxx_flags = sizeof cxx_flags / sizeof cxx_flags[0] };
 static const char cache_format_tag[] = "poolprop host module 1";
 
+/* Instruction-set flags for CPUs that have them: with -mfma, the kernels' fmaf() is one
+ * instruction instead of a libm call (the same fused result either way; -ffp-contract=off
+ * keeps the compiler from fusing anything else). They are part of the cache key, so a
+ * cache shared with a CPU without them never serves these modules there. */
+static const char *const isa_flags[] = {"-mavx2", "-mfma"};
+enum { n_isa_flags = sizeof isa_flags / sizeof isa_flags[0] };
+
 typedef struct host_state {
+    int use_isa_flags;
     char cxx[1024];
     char cxx_version[2048]; /* whole --version output; empty if the compiler did not run */
     char cxx_problem[1024]; /* why it did not */
@@ -66,13 +74,26 @@ typedef struct host_state {
 struct pp_function {
     struct pp_function *next;
     emu_entry_fn entry;
+    int plain; /* see emu_launch_desc.plain */
     char name[];
 };
 
 struct pp_module {
     void *handle;
     struct pp_function *functions;
+    int plain; /* the source names no barrier or warp operation */
 };
+
+/* Whether a kernel source can reach a barrier or a warp operation: every way to do so
+ * spells one of these names in the source (a macro alias would too), so a source without
+ * them is safe to run as plain calls; a mention in a comment only costs speed. */
+static int source_may_synchronize(const char *source)
+{
+    static const char *const names[] = {"__syncthreads", "__syncwarp", "__shfl", "_sync(", "__activemask"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strstr(source, names[i])) return 1;
+    return 0;
+}
 
 static double now_ms(void)
 {
@@ -186,10 +207,17 @@ static struct pp_function *find_or_add_function(pp_module *mod, const char *name
     struct pp_function *f = malloc(sizeof *f + len + 1);
     if (!f) return NULL;
     memcpy(f->name, name, len + 1);
+    f->plain = mod->plain;
     *(void **)&f->entry = entry; /* POSIX: dlsym results convert to function pointers */
     f->next = mod->functions;
     mod->functions = f;
     return f;
+}
+
+static void set_plain(pp_module *mod, const char *source)
+{
+    mod->plain = !source_may_synchronize(source);
+    for (struct pp_function *f = mod->functions; f; f = f->next) f->plain = mod->plain;
 }
 
 /* Writes the module bytes to a temporary file, dlopens and unlinks it, binds it.
@@ -300,10 +328,11 @@ static pp_status run_compiler(pp_context *ctx, host_state *hs, const char *tu, s
         remove_dir_files(dir, files, 2);
         return st;
     }
-    char *argv[n_cxx_flags + 5];
+    char *argv[n_cxx_flags + n_isa_flags + 5];
     int argc = 0;
     argv[argc++] = hs->cxx;
     for (int i = 0; i < n_cxx_flags; i++) argv[argc++] = (char *)cxx_flags[i];
+    for (int i = 0; hs->use_isa_flags && i < n_isa_flags; i++) argv[argc++] = (char *)isa_flags[i];
     argv[argc++] = src_path;
     argv[argc++] = "-o";
     argv[argc++] = so_path;
@@ -354,6 +383,7 @@ static pp_hash_value module_key(const host_state *hs, const char *tu, size_t tu_
     hash_str(&h, hs->cxx_version);
     hash_u64(&h, n_cxx_flags);
     for (int i = 0; i < n_cxx_flags; i++) hash_str(&h, cxx_flags[i]);
+    for (int i = 0; hs->use_isa_flags && i < n_isa_flags; i++) hash_str(&h, isa_flags[i]);
     hash_u64(&h, tu_len);
     hash_bytes(&h, tu, tu_len);
     return hash_final(&h);
@@ -389,6 +419,7 @@ static pp_status host_compile(pp_context *ctx, const pp_compile_request *req, pp
         st = load_module(ctx, cached, cached_len, &named, out, &bad_object);
         free(cached);
         if (st == PP_OK) {
+            set_plain(*out, req->source);
             free(tu);
             res.cache_hit = 1;
             res.compile_ms = 0;
@@ -417,6 +448,7 @@ static pp_status host_compile(pp_context *ctx, const pp_compile_request *req, pp
     st = load_module(ctx, so, so_len, &named, out, &bad_object);
     free(so);
     if (st != PP_OK) return st;
+    set_plain(*out, req->source);
     res.compile_ms = now_ms() - t0;
     if (result) *result = res;
     return PP_OK;
@@ -504,6 +536,7 @@ static pp_status host_launch(pp_context *ctx, pp_function *fn, const unsigned gr
     d.seed = ctx->options.host_seed;
     d.threads = ctx->options.host_threads;
     d.pool = hs->pool;
+    d.plain = fn->plain;
     return emu_launch(ctx, &d);
 }
 
@@ -548,6 +581,10 @@ pp_status backend_host_init(pp_context *ctx)
         return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "host backend: compiler path is too long");
     }
     strcpy(hs->cxx, cxx);
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    hs->use_isa_flags = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
     hs->pool = emu_stack_pool_create();
     if (!hs->pool) {
         free(hs);

@@ -25,6 +25,7 @@
 #include "fiber.h"
 
 #include <pthread.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -86,6 +87,9 @@ typedef struct worker {
     /* stacks this worker holds, all free between blocks */
     fiber_stack **free_stacks;
     int nfree;
+    /* plain mode: where a failing thread returns to (no fiber to abandon) */
+    int plain;
+    jmp_buf plain_exit;
 } worker;
 
 static _Thread_local worker *current;
@@ -215,16 +219,26 @@ static pp_emu_thread_state *abi_self(void)
     return &current->threads[current->cur].state;
 }
 
-/* Ends the running fiber after a failure was recorded; never returns. */
+/* Ends the running fiber (or, in plain mode, the running call) after a failure was
+ * recorded; never returns. */
 static void abandon(worker *w) __attribute__((noreturn));
 static void abandon(worker *w)
 {
+    if (w->plain) longjmp(w->plain_exit, 1);
     fiber_exit(&w->threads[w->cur].fib, &w->sched);
+}
+
+static void refuse_in_plain_mode(worker *w, const char *what, int line)
+{
+    if (!w->plain) return;
+    block_fail(w, PP_ERR_KERNEL, w->cur, "line %d: %s in a kernel run as a plain loop (its source names no barrier or warp operation)", line, what);
+    abandon(w);
 }
 
 static void abi_syncthreads(int line)
 {
     worker *w = current;
+    refuse_in_plain_mode(w, "__syncthreads", line);
     int i = w->cur;
     emu_thread *t = &w->threads[i];
     if (w->bar_waiting == 0) {
@@ -248,6 +262,7 @@ static void abi_syncthreads(int line)
 
 static void abi_warp_exchange(unsigned long long value, unsigned long long all_values[32], int line)
 {
+    refuse_in_plain_mode(current, "a warp operation", line);
     worker *w = current;
     int i = w->cur;
     emu_thread *t = &w->threads[i];
@@ -411,6 +426,15 @@ static int run_block(worker *w, uint64_t b)
     w->failed = 0;
 
     const pp_schedule sched = d->schedule;
+    if (w->plain) {
+        if (sched == PP_SCHEDULE_SHUFFLED) shuffle_order(w, b, 0);
+        for (int k = 0; k < n && !w->failed; k++) {
+            int i = sched == PP_SCHEDULE_FORWARD ? k : sched == PP_SCHEDULE_REVERSE ? n - 1 - k : (int)w->order[k];
+            w->cur = i;
+            if (setjmp(w->plain_exit) == 0) d->entry(d->args);
+        }
+        return !w->failed;
+    }
     for (uint64_t pass = 0; w->nready > 0 && !w->failed; pass++) {
         if (sched == PP_SCHEDULE_SHUFFLED) shuffle_order(w, b, pass);
         for (int k = 0; k < n && !w->failed; k++) {
@@ -466,6 +490,7 @@ static void worker_release(worker *w)
 static int worker_setup(worker *w, launch_state *L, int nthreads)
 {
     w->launch = L;
+    w->plain = L->d->plain;
     w->nthreads = nthreads;
     w->nwarps = (nthreads + WARP - 1) / WARP;
     w->threads = calloc((size_t)nthreads, sizeof *w->threads);

@@ -34,6 +34,10 @@ typedef struct emu_launch_desc {
     uint32_t seed;             /* for PP_SCHEDULE_SHUFFLED */
     int threads;               /* OS threads; 0 = number of online CPUs */
     emu_stack_pool *pool;      /* NULL: stacks are unmapped at the end of the launch */
+    /* The kernel has no barrier or warp operation: run each block's threads one after
+     * another as plain calls on the worker's stack, in the schedule's order, with no
+     * fibers. A barrier or warp operation reached anyway fails the launch. */
+    int plain;
 } emu_launch_desc;
 
 /* The callbacks every host kernel module is bound to (pp_emu_bind). */
