@@ -196,16 +196,19 @@ void fc_bwd_weight_ref(int n, int in, int out, const float *dy, const float *x, 
     }
 }
 
-double softmax_ce_ref(int n, int classes, const float *logits, const int32_t *labels, double *dlogits)
+double softmax_ce_ref(int n, int classes, const float *logits, const int32_t *labels, double *dlogits, int *correct)
 {
     double loss = 0;
+    if (correct) *correct = 0;
     for (int s = 0; s < n; s++) {
         const float *z = logits + (size_t)s * classes;
         const int bad = labels[s] < 0 || labels[s] >= classes;
         const int label = labels[s] < 0 ? 0 : labels[s] >= classes ? classes - 1 : labels[s];
         double top = z[0], sum = 0;
+        int first = 0;
         for (int j = 1; j < classes; j++)
-            if (z[j] > top) top = z[j];
+            if (z[j] > top) top = z[j], first = j;
+        if (correct && !bad && first == labels[s]) ++*correct;
         for (int j = 0; j < classes; j++) sum += exp(z[j] - top);
         loss += bad ? NAN : log(sum) + top - z[label];
         for (int j = 0; j < classes; j++)

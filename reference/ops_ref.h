@@ -56,7 +56,8 @@ void fc_bwd_weight_ref(int n, int in, int out, const float *dy, const float *x, 
 
 /* Returns the batch-mean cross-entropy loss (NaN if a label is outside [0, classes));
  * dlogits = (softmax - onehot(clamped label)) / n. */
-double softmax_ce_ref(int n, int classes, const float *logits, const int32_t *labels, double *dlogits);
+/* Returns the mean loss; *correct (if not NULL) counts the rows whose first maximum is the label. */
+double softmax_ce_ref(int n, int classes, const float *logits, const int32_t *labels, double *dlogits, int *correct);
 
 /* PyTorch SGD: d = grad + wd*param; buf = momentum*buf + d; param -= lr*buf. */
 void sgd_ref(size_t count, const float *params, const float *grads, const float *momentum_buf, double lr,

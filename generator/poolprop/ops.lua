@@ -22,14 +22,15 @@
 -- fc_fwd        N IN OUT                                    x w b y
 -- fc_bwd_data   N IN OUT                                    dy w dx
 -- fc_bwd_weight N IN OUT                                    dy x dw db
--- softmax_ce    N CLASSES                                   logits labels loss dlogits
+-- softmax_ce    N CLASSES                                   logits labels loss (2 floats: mean loss,
+--                                                           correct predictions) dlogits
 -- sgd           COUNT                                       params grads momentum_buf lr momentum
 --                                                           weight_decay (the last three: float
 --                                                           scalars passed by value)
 -- Shape parameters are positive integers; an element count must fit an int (< 2^31);
 -- bn_stats needs N*HW >= 2 (the unbiased running variance divides by N*HW - 1); maxpool
 -- needs PAD <= R/2 (every window holds an element of x), R*R <= 256 (argmax is a byte)
--- and at least one output; softmax_ce keeps N row losses in shared memory: N <= 8192.
+-- and at least one output; softmax_ce keeps 2N floats in shared memory: N <= 4096.
 -- Unknown, missing or out-of-range parameters are errors ("error: <op>: ...").
 local emit = require("poolprop.emit")
 local errors = require("poolprop.errors")
@@ -372,8 +373,9 @@ M.builders.softmax_ce = function(params)
   local op = "softmax_ce"
   local p = check(op, params, softmax_spec)
   check_count(op, "N*CLASSES", p.N * p.CLASSES)
-  if p.N > 8192 then
-    errors.raise(nil, "%s: N = %d: the single block keeps one loss per row in shared memory, at most 8192", op, p.N)
+  if p.N > 4096 then
+    errors.raise(nil, "%s: N = %d: the single block keeps a loss and a hit per row in shared memory, at most 4096",
+      op, p.N)
   end
   return kernel { op = op, sig = string.format("n%dk%d", p.N, p.CLASSES), params = p, spec = softmax_spec,
     constants = { { "N", p.N }, { "CLASSES", p.CLASSES } },

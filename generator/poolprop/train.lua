@@ -270,7 +270,7 @@ function M.build(graph, policy, opts)
   local N = graph.batch
   plan:buffer("x", elems(graph.tensors.x) * 4, "io", "input")
   plan:buffer("labels", N * 4, "io", "input")
-  plan:buffer("loss", 4, "io", "head")
+  plan:buffer("loss", 8, "io", "head") -- mean loss, count of correct predictions
   plan:forward_layers(true)
   plan.forward_end = #plan.steps
   plan.phase = "backward"

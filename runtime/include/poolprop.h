@@ -236,6 +236,9 @@ PP_API pp_status pp_model_set_batch(pp_model *model, const float *x, const int32
  * softmax cross-entropy), backward, and, unless sgd is NULL, the SGD update (PyTorch's:
  * momentum buffer, weight decay added to the gradient). */
 PP_API pp_status pp_model_train_step(pp_model *model, const pp_sgd_options *sgd, float *loss);
+/* How many images of the last training step's batch were predicted right (the first
+ * largest logit is the label), before that step's update. */
+PP_API pp_status pp_model_last_correct(const pp_model *model, int *out);
 /* Inference with BN running statistics; logits: (batch, classes). Overwrites the batch
  * set by pp_model_set_batch (set it again before the next training step). */
 PP_API pp_status pp_model_infer(pp_model *model, const float *x, float *logits);

@@ -19,6 +19,7 @@ struct pp_model {
     pp_devptr params, grads, momentum, state, arena;
     size_t arena_bytes;
     int batch_set;           /* the arena holds a batch for the next training step */
+    int last_correct;        /* correct predictions of the last training step */
 };
 
 void pp_model_options_init(pp_model_options *o)
@@ -403,10 +404,18 @@ pp_status pp_model_train_step(pp_model *m, const pp_sgd_options *sgd, float *los
         while (end > 0 && strcmp(s->steps[end - 1].phase, "update") == 0) end--;
     float scalars[3] = {sgd ? sgd->lr : 0, sgd ? sgd->momentum : 0, sgd ? sgd->weight_decay : 0};
     PP_TRY(run_steps(m, s, 0, end, scalars));
-    if (loss) {
-        const plan_buffer *lb = &s->buffers[m->plan.loss_buffer];
-        PP_TRY(ctx->ops->download(ctx, loss, m->arena + lb->offset, sizeof *loss));
-    }
+    const plan_buffer *lb = &s->buffers[m->plan.loss_buffer];
+    float result[2];
+    PP_TRY(ctx->ops->download(ctx, result, m->arena + lb->offset, sizeof result));
+    if (loss) *loss = result[0];
+    m->last_correct = (int)result[1];
+    return PP_OK;
+}
+
+pp_status pp_model_last_correct(const pp_model *m, int *out)
+{
+    if (!m || !out) return PP_ERR_INVALID_ARGUMENT;
+    *out = m->last_correct;
     return PP_OK;
 }
 

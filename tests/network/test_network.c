@@ -251,8 +251,12 @@ static void check_training_lowers_loss(pp_context *host)
         CHECK_OK(host, pp_model_train_step(m, &sgd, &loss));
         if (step == 0) first = loss;
     }
-    printf("ten SGD steps on a fixed batch (f = 2): loss %.4f -> %.4f\n", first, loss);
+    int correct = -1;
+    CHECK_OK(host, pp_model_last_correct(m, &correct));
+    printf("ten SGD steps on a fixed batch (f = 2): loss %.4f -> %.4f, %d of %d predicted right\n", first, loss,
+           correct, batch);
     CHECK(loss < 0.5 * first, "the loss did not halve: %.4f -> %.4f", first, loss);
+    CHECK(correct == batch, "a fitted batch is predicted right: %d of %d", correct, batch);
     float logits[batch * 10];
     CHECK_OK(host, pp_model_infer(m, x, logits));
     for (size_t i = 0; i < sizeof logits / sizeof logits[0]; i++) CHECK(isfinite(logits[i]), "logit %zu", i);
