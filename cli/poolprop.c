@@ -4,6 +4,7 @@
  *   poolprop gen [FILE] --out DIR          write the generated kernels and plan (a bundle)
  * Every failure prints one clear message (file:line for descriptions) and exits non-zero. */
 #include "layer_check.h"
+#include "options.h"
 #include "npy.h"
 #include "poolprop.h"
 
@@ -48,164 +49,42 @@ static const char usage_text[] =
     "\n"
     "environment: POOLPROP_CACHE_DIR (kernel cache), POOLPROP_HOST_CXX (host compiler)\n";
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "poolprop: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    return 1;
-}
-
-static int fail_ctx(pp_context *ctx, pp_status st)
-{
-    fprintf(stderr, "poolprop: %s\n", ctx ? pp_last_error(ctx) : pp_status_string(st));
-    return 1;
-}
-
-static void log_to_stderr(void *user, pp_log_level level, const char *message)
-{
-    (void)user;
-    fprintf(stderr, "poolprop: %s: %s\n", level == PP_LOG_WARNING ? "warning" : "note", message);
-}
-
-/* Creates a context or prints why not (NULL). */
-static pp_context *create_context(const pp_context_options *o)
-{
-    pp_context *ctx = NULL;
-    pp_status st = pp_context_create(o, &ctx);
-    if (st == PP_OK) return ctx;
-    fail_ctx(ctx, st);
-    pp_context_destroy(ctx);
-    return NULL;
-}
-
-/* ---- option parsing: --name value pairs, each option at most once ---- */
-
-typedef struct option {
-    const char *name;
-    const char *value;
-    int is_flag; /* takes no value */
-    int seen;
-} option;
-
-static int parse_options(int argc, char **argv, option *opts, int nopts, const char **positional)
-{
-    if (positional) *positional = NULL;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strncmp(a, "--", 2) != 0) {
-            if (positional && !*positional) {
-                *positional = a;
-                continue;
-            }
-            return fail("unexpected argument '%s' (see poolprop --help)", a);
-        }
-        option *o = NULL;
-        for (int j = 0; j < nopts; j++)
-            if (strcmp(a + 2, opts[j].name) == 0) o = &opts[j];
-        if (!o) return fail("unknown option '%s' (see poolprop --help)", a);
-        if (o->seen) return fail("option '%s' given twice", a);
-        o->seen = 1;
-        if (o->is_flag) continue;
-        if (i + 1 >= argc) return fail("option '%s' needs a value", a);
-        o->value = argv[++i];
-    }
-    return 0;
-}
-
-static const char *opt(const option *opts, int nopts, const char *name)
-{
-    for (int j = 0; j < nopts; j++)
-        if (strcmp(opts[j].name, name) == 0) return opts[j].is_flag ? (opts[j].seen ? "1" : NULL) : opts[j].value;
-    return NULL;
-}
-
-static int parse_int(const char *name, const char *text, int min, int max, int *out)
-{
-    if (!text) return fail("missing --%s", name);
-    char *end;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno || end == text || *end || v < min || v > max)
-        return fail("--%s: expected an integer in %d..%d, got '%s'", name, min, max, text);
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_schedule(const char *text, pp_schedule *out)
-{
-    if (!text || strcmp(text, "forward") == 0) *out = PP_SCHEDULE_FORWARD;
-    else if (strcmp(text, "reverse") == 0) *out = PP_SCHEDULE_REVERSE;
-    else if (strcmp(text, "shuffled") == 0) *out = PP_SCHEDULE_SHUFFLED;
-    else return fail("--schedule: expected forward, reverse or shuffled, got '%s'", text);
-    return 0;
-}
+/* ---- verify ---- */
 
 static int parse_arch(const char *text, int *out)
 {
     *out = 0;
     if (!text) return 0;
     const char *digits = strncmp(text, "sm_", 3) == 0 ? text + 3 : text;
-    return parse_int("arch", digits, 50, 200, out);
+    return cli_parse_int("arch", digits, 50, 200, out);
 }
-
-/* Context options for commands that run kernels: --backend host|cuda, --schedule. */
-static int run_options(const option *opts, int nopts, pp_context_options *o)
-{
-    pp_context_options_init(o);
-    o->log = log_to_stderr;
-    const char *backend = opt(opts, nopts, "backend");
-    if (!backend || strcmp(backend, "host") == 0) o->backend = PP_BACKEND_HOST;
-    else if (strcmp(backend, "cuda") == 0) o->backend = PP_BACKEND_CUDA;
-    else return fail("--backend: expected host or cuda, got '%s'", backend);
-    return parse_schedule(opt(opts, nopts, "schedule"), &o->host_schedule);
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int make_dir(const char *path)
-{
-    if (mkdir(path, 0755) != 0 && errno != EEXIST) return fail("cannot create %s: %s", path, strerror(errno));
-    return 0;
-}
-
-/* ---- verify ---- */
 
 static int cmd_verify(int argc, char **argv)
 {
-    option opts[] = {{"layers", 0, 0, 0}, {"arch", 0, 0, 0}, {"schedule", 0, 0, 0},
+    cli_option opts[] = {{"layers", 0, 0, 0}, {"arch", 0, 0, 0}, {"schedule", 0, 0, 0},
                      {"threads", 0, 0, 0}, {"no-cache", 0, 1, 0}};
     int nopts = sizeof opts / sizeof opts[0];
-    if (parse_options(argc, argv, opts, nopts, NULL)) return 1;
+    if (cli_parse_options(argc, argv, opts, nopts, NULL)) return 1;
     pp_context_options o;
     pp_context_options_init(&o);
     o.backend = PP_BACKEND_HOST;
-    o.log = log_to_stderr;
-    o.disable_cache = opt(opts, nopts, "no-cache") != NULL;
-    if (parse_arch(opt(opts, nopts, "arch"), &o.arch)) return 1;
+    o.log = cli_log_to_stderr;
+    o.disable_cache = cli_opt(opts, nopts, "no-cache") != NULL;
+    if (parse_arch(cli_opt(opts, nopts, "arch"), &o.arch)) return 1;
     if (!o.arch) o.arch = 90;
-    if (parse_schedule(opt(opts, nopts, "schedule"), &o.host_schedule)) return 1;
-    if (opt(opts, nopts, "threads") && parse_int("threads", opt(opts, nopts, "threads"), 1, 1024, &o.host_threads))
+    if (cli_parse_schedule(cli_opt(opts, nopts, "schedule"), &o.host_schedule)) return 1;
+    if (cli_opt(opts, nopts, "threads") && cli_parse_int("threads", cli_opt(opts, nopts, "threads"), 1, 1024, &o.host_threads))
         return 1;
 
-    double t0 = now_ms();
-    pp_context *ctx = create_context(&o);
+    double t0 = cli_now_ms();
+    pp_context *ctx = cli_context(&o);
     if (!ctx) return 1;
-    const char *path = opt(opts, nopts, "layers");
+    const char *path = cli_opt(opts, nopts, "layers");
     pp_layer_desc *descs = NULL;
     int count = 0;
     pp_status st = pp_layer_file_load(ctx, path, &descs, &count);
     if (st != PP_OK) {
-        int rc = fail_ctx(ctx, st);
+        int rc = cli_fail_ctx(ctx, st);
         pp_context_destroy(ctx);
         return rc;
     }
@@ -270,7 +149,7 @@ static int cmd_verify(int argc, char **argv)
     pp_cache_stats cs;
     pp_context_cache_stats(ctx, &cs);
     printf("%d kernels in %.0f ms (NVRTC %.0f ms, host compiler %.0f ms; cache: %d hits, %d misses, %d corrupt)\n",
-           kernels, now_ms() - t0, nvrtc_ms, host_ms, cs.hits, cs.misses, cs.corrupt);
+           kernels, cli_now_ms() - t0, nvrtc_ms, host_ms, cs.hits, cs.misses, cs.corrupt);
     printf("%s\n", failures ? "verify: FAILED" : "verify: all kernels match the reference, no spills");
     pp_layer_descs_free(descs, count);
     pp_context_destroy(ctx);
@@ -281,47 +160,47 @@ static int cmd_verify(int argc, char **argv)
 
 static int read_npy(pp_context *ctx, const char *role, const char *path, pp_npy_array *out)
 {
-    if (!path) return fail("missing --%s", role);
+    if (!path) return cli_fail("missing --%s", role);
     pp_status st = npy_read_f32(ctx, path, 4, out);
-    if (st != PP_OK) return fail("--%s: %s", role, pp_last_error(ctx));
+    if (st != PP_OK) return cli_fail("--%s: %s", role, pp_last_error(ctx));
     return 0;
 }
 
 static int cmd_layer(int argc, char **argv)
 {
-    option opts[] = {{"x", 0, 0, 0},      {"w", 0, 0, 0},         {"dy", 0, 0, 0},
+    cli_option opts[] = {{"x", 0, 0, 0},      {"w", 0, 0, 0},         {"dy", 0, 0, 0},
                      {"stride", 0, 0, 0}, {"pad", 0, 0, 0},       {"pool", 0, 0, 0},
                      {"pool-mode", 0, 0, 0}, {"backend", 0, 0, 0}, {"out", 0, 0, 0},
                      {"schedule", 0, 0, 0}};
     int nopts = sizeof opts / sizeof opts[0];
-    if (parse_options(argc, argv, opts, nopts, NULL)) return 1;
+    if (cli_parse_options(argc, argv, opts, nopts, NULL)) return 1;
     pp_layer_desc d;
     pp_layer_desc_init(&d);
-    if (parse_int("stride", opt(opts, nopts, "stride"), 1, 1 << 20, &d.stride)) return 1;
-    if (parse_int("pad", opt(opts, nopts, "pad"), 0, 1 << 20, &d.pad)) return 1;
-    if (parse_int("pool", opt(opts, nopts, "pool"), 1, 8, &d.pool)) return 1;
-    const char *mode = opt(opts, nopts, "pool-mode");
+    if (cli_parse_int("stride", cli_opt(opts, nopts, "stride"), 1, 1 << 20, &d.stride)) return 1;
+    if (cli_parse_int("pad", cli_opt(opts, nopts, "pad"), 0, 1 << 20, &d.pad)) return 1;
+    if (cli_parse_int("pool", cli_opt(opts, nopts, "pool"), 1, 8, &d.pool)) return 1;
+    const char *mode = cli_opt(opts, nopts, "pool-mode");
     if (!mode || strcmp(mode, "avg") == 0) d.pool_mode = PP_POOL_AVG;
     else if (strcmp(mode, "max") == 0) d.pool_mode = PP_POOL_MAX;
-    else return fail("--pool-mode: expected avg or max, got '%s'", mode);
-    const char *out_dir = opt(opts, nopts, "out");
-    if (!out_dir) return fail("missing --out DIR");
+    else return cli_fail("--pool-mode: expected avg or max, got '%s'", mode);
+    const char *out_dir = cli_opt(opts, nopts, "out");
+    if (!out_dir) return cli_fail("missing --out DIR");
 
     pp_context_options o;
-    if (run_options(opts, nopts, &o)) return 1;
+    if (cli_run_options(opts, nopts, &o)) return 1;
 
-    pp_context *ctx = create_context(&o);
+    pp_context *ctx = cli_context(&o);
     if (!ctx) return 1;
     pp_status st = PP_OK;
     pp_npy_array x = {0}, w = {0}, dy = {0};
-    int rc = read_npy(ctx, "x", opt(opts, nopts, "x"), &x) || read_npy(ctx, "w", opt(opts, nopts, "w"), &w) ||
-             read_npy(ctx, "dy", opt(opts, nopts, "dy"), &dy);
+    int rc = read_npy(ctx, "x", cli_opt(opts, nopts, "x"), &x) || read_npy(ctx, "w", cli_opt(opts, nopts, "w"), &w) ||
+             read_npy(ctx, "dy", cli_opt(opts, nopts, "dy"), &dy);
     if (!rc) {
         if (x.shape[1] != w.shape[1])
-            rc = fail("--w: W has %zu input channels but X has %zu (W is (K,C,R,S), X is (N,C,H,W))", w.shape[1],
+            rc = cli_fail("--w: W has %zu input channels but X has %zu (W is (K,C,R,S), X is (N,C,H,W))", w.shape[1],
                       x.shape[1]);
         for (int i = 0; i < 4 && !rc; i++)
-            if (x.shape[i] > INT_MAX || w.shape[i] > INT_MAX) rc = fail("--x/--w: a dimension exceeds 2^31-1");
+            if (x.shape[i] > INT_MAX || w.shape[i] > INT_MAX) rc = cli_fail("--x/--w: a dimension exceeds 2^31-1");
     }
     pp_layer *layer = NULL;
     if (!rc) {
@@ -333,25 +212,25 @@ static int cmd_layer(int argc, char **argv)
         d.r = (int)w.shape[2];
         d.s = (int)w.shape[3];
         st = pp_layer_create(ctx, &d, &layer);
-        if (st != PP_OK) rc = fail_ctx(ctx, st);
+        if (st != PP_OK) rc = cli_fail_ctx(ctx, st);
     }
     pp_layer_shape s;
     if (!rc) {
         pp_layer_shape_get(layer, &s);
         if (dy.shape[0] != x.shape[0] || dy.shape[1] != w.shape[0] || dy.shape[2] != (size_t)s.p ||
             dy.shape[3] != (size_t)s.q)
-            rc = fail("--dy: expected shape (%d, %d, %d, %d) = (N, K, P, Q) for this convolution, got (%zu, %zu, %zu, %zu)",
+            rc = cli_fail("--dy: expected shape (%d, %d, %d, %d) = (N, K, P, Q) for this convolution, got (%zu, %zu, %zu, %zu)",
                       d.n, d.k, s.p, s.q, dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]);
     }
     if (!rc) {
         float *y = malloc(s.y_elems * sizeof(float)), *xp = malloc(s.xp_elems * sizeof(float));
         float *dx = malloc(s.x_elems * sizeof(float)), *dw = malloc(s.w_elems * sizeof(float));
-        if (!y || !xp || !dx || !dw) rc = fail("out of memory");
+        if (!y || !xp || !dx || !dw) rc = cli_fail("out of memory");
         if (!rc) {
             st = pp_layer_run(layer, x.data, w.data, dy.data, y, xp, dx, dw);
-            if (st != PP_OK) rc = fail_ctx(ctx, st);
+            if (st != PP_OK) rc = cli_fail_ctx(ctx, st);
         }
-        if (!rc) rc = make_dir(out_dir);
+        if (!rc) rc = cli_make_dir(out_dir);
         if (!rc) {
             char path[4200];
             const size_t y_shape[4] = {(size_t)d.n, (size_t)d.k, (size_t)s.p, (size_t)s.q};
@@ -362,7 +241,7 @@ static int cmd_layer(int argc, char **argv)
                 snprintf(path, sizeof path, "%s/%s", out_dir, outs[i].name);
                 const size_t *shape = i == 1 ? xp_shape : outs[i].shape;
                 st = npy_write_f32(ctx, path, 4, shape, i == 1 ? xp : outs[i].data);
-                if (st != PP_OK) rc = fail_ctx(ctx, st);
+                if (st != PP_OK) rc = cli_fail_ctx(ctx, st);
             }
             if (!rc)
                 printf("poolprop layer: N=%d C=%d H=%d W=%d K=%d R=%d S=%d stride=%d pad=%d pool=%d %s on %s\n"
@@ -386,20 +265,6 @@ static int cmd_layer(int argc, char **argv)
 
 /* ---- plan ---- */
 
-static int parse_image(const char *text, int *h, int *w)
-{
-    *h = *w = 0;
-    if (!text) return 0;
-    char *end;
-    long a = strtol(text, &end, 10), b = a;
-    if (end != text && (*end == 'x' || *end == 'X')) b = strtol(end + 1, &end, 10);
-    if (*end || a < 1 || b < 1 || a > 65536 || b > 65536)
-        return fail("--image: expected HxW or a size, e.g. 224x224 or 32, got '%s'", text);
-    *h = (int)a;
-    *w = (int)b;
-    return 0;
-}
-
 /* "123", "10GB" (10^9), "16GiB" (2^30), K/M/G/T with or without B/iB. */
 static int parse_bytes(const char *text, double *out)
 {
@@ -408,7 +273,7 @@ static int parse_bytes(const char *text, double *out)
     double v = strtod(text, &end);
     double scale = 1;
     const char *units[] = {"", "K", "M", "G", "T"};
-    if (errno || end == text || v <= 0) return fail("--budget: expected a byte count such as 16GiB, got '%s'", text);
+    if (errno || end == text || v <= 0) return cli_fail("--budget: expected a byte count such as 16GiB, got '%s'", text);
     if (*end) {
         int found = 0;
         for (int i = 1; i < 5 && !found; i++) {
@@ -419,7 +284,7 @@ static int parse_bytes(const char *text, double *out)
             if (strcmp(end, c) == 0) scale = ldexp(1.0, 10 * i), found = 1;
             else if (strcmp(end, a) == 0 || strcmp(end, b) == 0) scale = pow(1000.0, i), found = 1;
         }
-        if (!found && strcmp(end, "B") != 0) return fail("--budget: unknown unit in '%s'", text);
+        if (!found && strcmp(end, "B") != 0) return cli_fail("--budget: unknown unit in '%s'", text);
     }
     *out = v * scale;
     return 0;
@@ -465,31 +330,31 @@ static int largest_batch(pp_context *ctx, pp_model_options o, double budget, int
 
 static int cmd_plan(int argc, char **argv)
 {
-    option opts[] = {{"batch", 0, 0, 0},  {"image", 0, 0, 0},  {"classes", 0, 0, 0},
+    cli_option opts[] = {{"batch", 0, 0, 0},  {"image", 0, 0, 0},  {"classes", 0, 0, 0},
                      {"policy", 0, 0, 0}, {"budget", 0, 0, 0}, {"json", 0, 1, 0}};
     int nopts = sizeof opts / sizeof opts[0];
     const char *model = NULL;
-    if (parse_options(argc, argv, opts, nopts, &model)) return 1;
-    if (!model) return fail("plan: which model? e.g. poolprop plan resnet50 --batch 64");
+    if (cli_parse_options(argc, argv, opts, nopts, &model)) return 1;
+    if (!model) return cli_fail("plan: which model? e.g. poolprop plan resnet50 --batch 64");
     pp_model_options mo;
     pp_model_options_init(&mo);
     mo.model = model;
-    mo.policy = opt(opts, nopts, "policy");
-    if (parse_int("batch", opt(opts, nopts, "batch") ? opt(opts, nopts, "batch") : "1", 0, 1 << 20, &mo.batch))
+    mo.policy = cli_opt(opts, nopts, "policy");
+    if (cli_parse_int("batch", cli_opt(opts, nopts, "batch") ? cli_opt(opts, nopts, "batch") : "1", 0, 1 << 20, &mo.batch))
         return 1;
-    if (mo.batch < 1) return fail("--batch: a batch must hold at least one image, got %d", mo.batch);
-    if (parse_image(opt(opts, nopts, "image"), &mo.height, &mo.width)) return 1;
-    if (opt(opts, nopts, "classes") && parse_int("classes", opt(opts, nopts, "classes"), 1, 1 << 24, &mo.classes))
+    if (mo.batch < 1) return cli_fail("--batch: a batch must hold at least one image, got %d", mo.batch);
+    if (cli_parse_image(cli_opt(opts, nopts, "image"), &mo.height, &mo.width)) return 1;
+    if (cli_opt(opts, nopts, "classes") && cli_parse_int("classes", cli_opt(opts, nopts, "classes"), 1, 1 << 24, &mo.classes))
         return 1;
     double budget = 0;
-    if (opt(opts, nopts, "budget") && parse_bytes(opt(opts, nopts, "budget"), &budget)) return 1;
-    int json = opt(opts, nopts, "json") != NULL;
+    if (cli_opt(opts, nopts, "budget") && parse_bytes(cli_opt(opts, nopts, "budget"), &budget)) return 1;
+    int json = cli_opt(opts, nopts, "json") != NULL;
 
     pp_context_options co;
     pp_context_options_init(&co);
     co.backend = PP_BACKEND_NONE;
     co.disable_cache = 1;
-    pp_context *ctx = create_context(&co);
+    pp_context *ctx = cli_context(&co);
     if (!ctx) return 1;
     pp_memory_report r, b;
     pp_model_options base = mo;
@@ -497,7 +362,7 @@ static int cmd_plan(int argc, char **argv)
     pp_status st = pp_plan_memory(ctx, &mo, &r);
     if (st == PP_OK) st = pp_plan_memory(ctx, &base, &b);
     if (st != PP_OK) {
-        int rc = fail_ctx(ctx, st);
+        int rc = cli_fail_ctx(ctx, st);
         pp_context_destroy(ctx);
         return rc;
     }
@@ -507,7 +372,7 @@ static int cmd_plan(int argc, char **argv)
         max_batch = largest_batch(ctx, mo, budget, &failed);
         if (!failed) max_batch_base = largest_batch(ctx, base, budget, &failed);
         if (failed) {
-            int rc = fail_ctx(ctx, PP_ERR_GENERATOR);
+            int rc = cli_fail_ctx(ctx, PP_ERR_GENERATOR);
             pp_context_destroy(ctx);
             return rc;
         }
@@ -559,34 +424,34 @@ static int write_param(pp_context *ctx, const char *dir, const pp_param_info *in
     char path[4300];
     snprintf(path, sizeof path, "%s/%s.npy", dir, info->key);
     pp_status st = npy_write_f32(ctx, path, info->rank, info->shape, data);
-    return st == PP_OK ? 0 : fail_ctx(ctx, st);
+    return st == PP_OK ? 0 : cli_fail_ctx(ctx, st);
 }
 
 static int cmd_init(int argc, char **argv)
 {
-    option opts[] = {{"classes", 0, 0, 0}, {"seed", 0, 0, 0}, {"out", 0, 0, 0}};
+    cli_option opts[] = {{"classes", 0, 0, 0}, {"seed", 0, 0, 0}, {"out", 0, 0, 0}};
     int nopts = sizeof opts / sizeof opts[0];
     const char *model = NULL;
-    if (parse_options(argc, argv, opts, nopts, &model)) return 1;
-    if (!model) return fail("init: which model? e.g. poolprop init resnet18 --out params/");
-    const char *out_dir = opt(opts, nopts, "out");
-    if (!out_dir) return fail("missing --out DIR");
+    if (cli_parse_options(argc, argv, opts, nopts, &model)) return 1;
+    if (!model) return cli_fail("init: which model? e.g. poolprop init resnet18 --out params/");
+    const char *out_dir = cli_opt(opts, nopts, "out");
+    if (!out_dir) return cli_fail("missing --out DIR");
     pp_model_options mo;
     pp_model_options_init(&mo);
     mo.model = model;
-    if (opt(opts, nopts, "classes") && parse_int("classes", opt(opts, nopts, "classes"), 1, 1 << 24, &mo.classes))
+    if (cli_opt(opts, nopts, "classes") && cli_parse_int("classes", cli_opt(opts, nopts, "classes"), 1, 1 << 24, &mo.classes))
         return 1;
     int seed = 0;
-    if (opt(opts, nopts, "seed") && parse_int("seed", opt(opts, nopts, "seed"), 0, INT_MAX, &seed)) return 1;
+    if (cli_opt(opts, nopts, "seed") && cli_parse_int("seed", cli_opt(opts, nopts, "seed"), 0, INT_MAX, &seed)) return 1;
     pp_context_options co;
     pp_context_options_init(&co);
     co.backend = PP_BACKEND_NONE;
     co.disable_cache = 1;
-    pp_context *ctx = create_context(&co);
+    pp_context *ctx = cli_context(&co);
     if (!ctx) return 1;
     pp_params *ps = NULL;
     pp_status st = pp_params_init(ctx, &mo, (uint64_t)seed, &ps);
-    int rc = st == PP_OK ? make_dir(out_dir) : fail_ctx(ctx, st);
+    int rc = st == PP_OK ? cli_make_dir(out_dir) : cli_fail_ctx(ctx, st);
     int n = 0;
     if (!rc) pp_params_count(ps, &n);
     for (int i = 0; i < n && !rc; i++) {
@@ -603,19 +468,19 @@ static int cmd_init(int argc, char **argv)
 
 static int cmd_step(int argc, char **argv)
 {
-    option opts[] = {{"params", 0, 0, 0}, {"x", 0, 0, 0},       {"labels", 0, 0, 0}, {"policy", 0, 0, 0},
+    cli_option opts[] = {{"params", 0, 0, 0}, {"x", 0, 0, 0},       {"labels", 0, 0, 0}, {"policy", 0, 0, 0},
                      {"backend", 0, 0, 0}, {"out", 0, 0, 0}, {"schedule", 0, 0, 0}};
     int nopts = sizeof opts / sizeof opts[0];
     const char *model = NULL;
-    if (parse_options(argc, argv, opts, nopts, &model)) return 1;
-    if (!model) return fail("step: which model? e.g. poolprop step cifar_resnet20 --params p/ --x x.npy ...");
-    const char *params_dir = opt(opts, nopts, "params"), *out_dir = opt(opts, nopts, "out");
-    if (!params_dir) return fail("missing --params DIR");
-    if (!out_dir) return fail("missing --out DIR");
-    if (!opt(opts, nopts, "labels")) return fail("missing --labels L.npy");
+    if (cli_parse_options(argc, argv, opts, nopts, &model)) return 1;
+    if (!model) return cli_fail("step: which model? e.g. poolprop step cifar_resnet20 --params p/ --x x.npy ...");
+    const char *params_dir = cli_opt(opts, nopts, "params"), *out_dir = cli_opt(opts, nopts, "out");
+    if (!params_dir) return cli_fail("missing --params DIR");
+    if (!out_dir) return cli_fail("missing --out DIR");
+    if (!cli_opt(opts, nopts, "labels")) return cli_fail("missing --labels L.npy");
     pp_context_options co;
-    if (run_options(opts, nopts, &co)) return 1;
-    pp_context *ctx = create_context(&co);
+    if (cli_run_options(opts, nopts, &co)) return 1;
+    pp_context *ctx = cli_context(&co);
     if (!ctx) return 1;
 
     pp_npy_array x = {0}, fc = {0};
@@ -623,33 +488,33 @@ static int cmd_step(int argc, char **argv)
     int32_t *labels32 = NULL;
     pp_model *m = NULL;
     char path[4300];
-    int rc = read_npy(ctx, "x", opt(opts, nopts, "x"), &x);
+    int rc = read_npy(ctx, "x", cli_opt(opts, nopts, "x"), &x);
     pp_status st = PP_OK;
     if (!rc) {
-        st = npy_read_labels(ctx, opt(opts, nopts, "labels"), &labels);
-        if (st != PP_OK) rc = fail("--labels: %s", pp_last_error(ctx));
+        st = npy_read_labels(ctx, cli_opt(opts, nopts, "labels"), &labels);
+        if (st != PP_OK) rc = cli_fail("--labels: %s", pp_last_error(ctx));
     }
     if (!rc && x.shape[1] != 3)
-        rc = fail("--x: expected images of shape (N, 3, H, W), got %zu channels", x.shape[1]);
+        rc = cli_fail("--x: expected images of shape (N, 3, H, W), got %zu channels", x.shape[1]);
     if (!rc && labels.count != x.shape[0])
-        rc = fail("--labels: %zu labels for a batch of %zu images", labels.count, x.shape[0]);
+        rc = cli_fail("--labels: %zu labels for a batch of %zu images", labels.count, x.shape[0]);
     if (!rc) {
         /* The class count comes from the classifier's weight (classes, features). */
         snprintf(path, sizeof path, "%s/fc.weight.npy", params_dir);
         st = npy_read_f32(ctx, path, 2, &fc);
-        if (st != PP_OK) rc = fail("--params: %s", pp_last_error(ctx));
+        if (st != PP_OK) rc = cli_fail("--params: %s", pp_last_error(ctx));
     }
     if (!rc) {
         pp_model_options mo;
         pp_model_options_init(&mo);
         mo.model = model;
-        mo.policy = opt(opts, nopts, "policy");
+        mo.policy = cli_opt(opts, nopts, "policy");
         mo.batch = (int)x.shape[0];
         mo.height = (int)x.shape[2];
         mo.width = (int)x.shape[3];
         mo.classes = (int)fc.shape[0];
         st = pp_model_create(ctx, &mo, &m);
-        if (st != PP_OK) rc = fail_ctx(ctx, st);
+        if (st != PP_OK) rc = cli_fail_ctx(ctx, st);
     }
     int n = 0;
     if (!rc) pp_model_param_count(m, &n);
@@ -659,13 +524,13 @@ static int cmd_step(int argc, char **argv)
         pp_npy_array a = {0};
         snprintf(path, sizeof path, "%s/%s.npy", params_dir, info.key);
         st = npy_read_f32(ctx, path, info.rank, &a);
-        if (st != PP_OK) rc = fail("--params: %s", pp_last_error(ctx));
+        if (st != PP_OK) rc = cli_fail("--params: %s", pp_last_error(ctx));
         for (int d = 0; d < info.rank && !rc; d++)
             if (a.shape[d] != info.shape[d])
-                rc = fail("--params: %s: dimension %d is %zu, the model needs %zu", path, d, a.shape[d], info.shape[d]);
+                rc = cli_fail("--params: %s: dimension %d is %zu, the model needs %zu", path, d, a.shape[d], info.shape[d]);
         if (!rc) {
             st = pp_model_param_write(m, info.key, a.data, a.count);
-            if (st != PP_OK) rc = fail_ctx(ctx, st);
+            if (st != PP_OK) rc = cli_fail_ctx(ctx, st);
         }
         npy_array_free(&a);
     }
@@ -674,31 +539,31 @@ static int cmd_step(int argc, char **argv)
         for (size_t i = 0; labels32 && i < labels.count; i++)
             labels32[i] = labels.data[i] < INT32_MIN || labels.data[i] > INT32_MAX ? -1 : (int32_t)labels.data[i];
         st = labels32 ? pp_model_set_batch(m, x.data, labels32) : PP_ERR_OUT_OF_MEMORY;
-        if (st != PP_OK) rc = fail("--labels: %s", pp_last_error(ctx));
+        if (st != PP_OK) rc = cli_fail("--labels: %s", pp_last_error(ctx));
     }
     float loss = 0;
     if (!rc) {
         st = pp_model_train_step(m, NULL, &loss);
-        if (st != PP_OK) rc = fail_ctx(ctx, st);
+        if (st != PP_OK) rc = cli_fail_ctx(ctx, st);
     }
     if (!rc) {
         char grad_dir[4200], stat_dir[4200];
         snprintf(grad_dir, sizeof grad_dir, "%s/grad", out_dir);
         snprintf(stat_dir, sizeof stat_dir, "%s/running", out_dir);
-        rc = make_dir(out_dir) || make_dir(grad_dir) || make_dir(stat_dir);
+        rc = cli_make_dir(out_dir) || cli_make_dir(grad_dir) || cli_make_dir(stat_dir);
         snprintf(path, sizeof path, "%s/loss.npy", out_dir);
-        if (!rc && (st = npy_write_f32(ctx, path, 0, NULL, &loss)) != PP_OK) rc = fail_ctx(ctx, st);
+        if (!rc && (st = npy_write_f32(ctx, path, 0, NULL, &loss)) != PP_OK) rc = cli_fail_ctx(ctx, st);
         for (int i = 0; i < n && !rc; i++) {
             pp_param_info info;
             pp_model_param_info(m, i, &info);
             float *buf = malloc(info.count * sizeof *buf + 1);
             if (!buf) {
-                rc = fail("out of memory");
+                rc = cli_fail("out of memory");
                 break;
             }
             st = info.is_statistic ? pp_model_param_read(m, info.key, buf, info.count)
                                    : pp_model_grad_read(m, info.key, buf, info.count);
-            if (st != PP_OK) rc = fail_ctx(ctx, st);
+            if (st != PP_OK) rc = cli_fail_ctx(ctx, st);
             if (!rc) rc = write_param(ctx, info.is_statistic ? stat_dir : grad_dir, &info, buf);
             free(buf);
         }
@@ -720,28 +585,28 @@ static int cmd_step(int argc, char **argv)
 
 static int cmd_demo(int argc, char **argv)
 {
-    option opts[] = {{"model", 0, 0, 0}, {"policy", 0, 0, 0},  {"batch", 0, 0, 0}, {"image", 0, 0, 0},
+    cli_option opts[] = {{"model", 0, 0, 0}, {"policy", 0, 0, 0},  {"batch", 0, 0, 0}, {"image", 0, 0, 0},
                      {"steps", 0, 0, 0}, {"backend", 0, 0, 0}, {"lr", 0, 0, 0}};
     int nopts = sizeof opts / sizeof opts[0];
-    if (parse_options(argc, argv, opts, nopts, NULL)) return 1;
+    if (cli_parse_options(argc, argv, opts, nopts, NULL)) return 1;
     pp_model_options mo;
     pp_model_options_init(&mo);
-    mo.model = opt(opts, nopts, "model") ? opt(opts, nopts, "model") : "cifar_resnet20";
-    mo.policy = opt(opts, nopts, "policy") ? opt(opts, nopts, "policy") : "2";
+    mo.model = cli_opt(opts, nopts, "model") ? cli_opt(opts, nopts, "model") : "cifar_resnet20";
+    mo.policy = cli_opt(opts, nopts, "policy") ? cli_opt(opts, nopts, "policy") : "2";
     mo.batch = 8;
     int steps = 5;
-    if (opt(opts, nopts, "batch") && parse_int("batch", opt(opts, nopts, "batch"), 1, 1 << 16, &mo.batch)) return 1;
-    if (opt(opts, nopts, "steps") && parse_int("steps", opt(opts, nopts, "steps"), 1, 1 << 20, &steps)) return 1;
-    if (parse_image(opt(opts, nopts, "image") ? opt(opts, nopts, "image") : "16", &mo.height, &mo.width)) return 1;
+    if (cli_opt(opts, nopts, "batch") && cli_parse_int("batch", cli_opt(opts, nopts, "batch"), 1, 1 << 16, &mo.batch)) return 1;
+    if (cli_opt(opts, nopts, "steps") && cli_parse_int("steps", cli_opt(opts, nopts, "steps"), 1, 1 << 20, &steps)) return 1;
+    if (cli_parse_image(cli_opt(opts, nopts, "image") ? cli_opt(opts, nopts, "image") : "16", &mo.height, &mo.width)) return 1;
     pp_sgd_options sgd = {0.05f, 0.9f, 5e-4f};
-    if (opt(opts, nopts, "lr")) {
+    if (cli_opt(opts, nopts, "lr")) {
         char *end;
-        sgd.lr = strtof(opt(opts, nopts, "lr"), &end);
-        if (*end || !(sgd.lr > 0)) return fail("--lr: expected a positive number, got '%s'", opt(opts, nopts, "lr"));
+        sgd.lr = strtof(cli_opt(opts, nopts, "lr"), &end);
+        if (*end || !(sgd.lr > 0)) return cli_fail("--lr: expected a positive number, got '%s'", cli_opt(opts, nopts, "lr"));
     }
     pp_context_options co;
-    if (run_options(opts, nopts, &co)) return 1;
-    pp_context *ctx = create_context(&co);
+    if (cli_run_options(opts, nopts, &co)) return 1;
+    pp_context *ctx = cli_context(&co);
     if (!ctx) return 1;
 
     pp_memory_report r, b;
@@ -750,18 +615,18 @@ static int cmd_demo(int argc, char **argv)
     pp_model *m = NULL;
     pp_status st = pp_plan_memory(ctx, &mo, &r);
     if (st == PP_OK) st = pp_plan_memory(ctx, &base, &b);
-    double t0 = now_ms();
+    double t0 = cli_now_ms();
     if (st == PP_OK) st = pp_model_create(ctx, &mo, &m);
     if (st == PP_OK) st = pp_model_init_params(m, 1);
     if (st != PP_OK) {
-        int rc = fail_ctx(ctx, st);
+        int rc = cli_fail_ctx(ctx, st);
         pp_model_destroy(m);
         pp_context_destroy(ctx);
         return rc;
     }
     printf("poolprop demo: %s, batch %d, %dx%d synthetic images, %d classes, policy %s, on %s\n", mo.model, r.batch,
            r.height, r.width, r.classes, mo.policy, pp_context_device_name(ctx));
-    printf("built and compiled in %.0f ms\n", now_ms() - t0);
+    printf("built and compiled in %.0f ms\n", cli_now_ms() - t0);
     printf("memory (bytes)            %12s %12s\n", "policy", "baseline");
     printf("  weights+grads+momentum  %12zu %12zu\n", r.weights + r.gradients + r.optimizer,
            b.weights + b.gradients + b.optimizer);
@@ -773,7 +638,7 @@ static int cmd_demo(int argc, char **argv)
     size_t pixels = (size_t)r.height * r.width;
     float *x = malloc((size_t)r.batch * 3 * pixels * sizeof *x);
     int32_t *labels = malloc((size_t)r.batch * sizeof *labels);
-    int rc = x && labels ? 0 : fail("out of memory");
+    int rc = x && labels ? 0 : cli_fail("out of memory");
     for (int n = 0; n < r.batch && !rc; n++) {
         labels[n] = n % r.classes;
         double angle = 6.283185307179586 * labels[n] / r.classes;
@@ -786,11 +651,11 @@ static int cmd_demo(int argc, char **argv)
     }
     for (int step = 0; step < steps && !rc; step++) {
         float loss;
-        double t = now_ms();
+        double t = cli_now_ms();
         st = pp_model_set_batch(m, x, labels);
         if (st == PP_OK) st = pp_model_train_step(m, &sgd, &loss);
-        if (st != PP_OK) rc = fail_ctx(ctx, st);
-        else printf("step %d: loss %.4f (%.0f ms)\n", step + 1, loss, now_ms() - t);
+        if (st != PP_OK) rc = cli_fail_ctx(ctx, st);
+        else printf("step %d: loss %.4f (%.0f ms)\n", step + 1, loss, cli_now_ms() - t);
     }
     free(x);
     free(labels);
@@ -803,11 +668,11 @@ static int cmd_demo(int argc, char **argv)
 
 static int cmd_gen(int argc, char **argv)
 {
-    option opts[] = {{"out", 0, 0, 0}};
+    cli_option opts[] = {{"out", 0, 0, 0}};
     const char *path = NULL;
-    if (parse_options(argc, argv, opts, 1, &path)) return 1;
-    const char *out_dir = opt(opts, 1, "out");
-    if (!out_dir) return fail("missing --out DIR");
+    if (cli_parse_options(argc, argv, opts, 1, &path)) return 1;
+    const char *out_dir = cli_opt(opts, 1, "out");
+    if (!out_dir) return cli_fail("missing --out DIR");
     pp_context_options o;
     pp_context_options_init(&o);
     o.backend = PP_BACKEND_NONE;
@@ -817,7 +682,7 @@ static int cmd_gen(int argc, char **argv)
     if (st == PP_OK) st = pp_bundle_write(ctx, path, out_dir);
     int rc = 0;
     if (st != PP_OK)
-        rc = fail_ctx(ctx, st);
+        rc = cli_fail_ctx(ctx, st);
     else
         printf("poolprop gen: wrote %s/plan.lua and %s/kernels/ from %s\n", out_dir, out_dir,
                path ? path : "the embedded default layer set");
@@ -843,5 +708,5 @@ int main(int argc, char **argv)
         printf("poolprop %s\n", PP_VERSION_STRING);
         return 0;
     }
-    return fail("unknown command '%s' (see poolprop --help)", cmd);
+    return cli_fail("unknown command '%s' (see poolprop --help)", cmd);
 }

@@ -227,6 +227,11 @@ PP_API pp_status pp_model_param_read(pp_model *model, const char *key, float *ou
 PP_API pp_status pp_model_param_write(pp_model *model, const char *key, const float *values, size_t count);
 /* The gradient of a trainable parameter from the last training step. */
 PP_API pp_status pp_model_grad_read(pp_model *model, const char *key, float *out, size_t count);
+/* The SGD momentum buffer, one float per trainable parameter element, in state_dict order
+ * (for checkpoints); count must be the model's trainable element count. */
+PP_API pp_status pp_model_optimizer_size(const pp_model *model, size_t *count);
+PP_API pp_status pp_model_optimizer_read(pp_model *model, float *out, size_t count);
+PP_API pp_status pp_model_optimizer_write(pp_model *model, const float *values, size_t count);
 /* torchvision's initialisation (Kaiming-normal fan-out convolutions, BN 1/0, PyTorch's
  * Linear default), deterministic from seed; also resets BN statistics and momentum. */
 PP_API pp_status pp_model_init_params(pp_model *model, uint64_t seed);

@@ -227,6 +227,29 @@ pp_status pp_model_grad_read(pp_model *m, const char *key, float *out, size_t co
     return m->ctx->ops->download(m->ctx, out, m->grads + (at - m->params), count * 4);
 }
 
+pp_status pp_model_optimizer_size(const pp_model *m, size_t *count)
+{
+    if (!m || !count) return PP_ERR_INVALID_ARGUMENT;
+    *count = m->plan.param_count;
+    return PP_OK;
+}
+
+pp_status pp_model_optimizer_read(pp_model *m, float *out, size_t count)
+{
+    if (!m || !out) return PP_ERR_INVALID_ARGUMENT;
+    if (count != m->plan.param_count)
+        return ctx_fail(m->ctx, PP_ERR_SHAPE, "optimizer state has %zu elements, got %zu", m->plan.param_count, count);
+    return m->ctx->ops->download(m->ctx, out, m->momentum, count * 4);
+}
+
+pp_status pp_model_optimizer_write(pp_model *m, const float *values, size_t count)
+{
+    if (!m || !values) return PP_ERR_INVALID_ARGUMENT;
+    if (count != m->plan.param_count)
+        return ctx_fail(m->ctx, PP_ERR_SHAPE, "optimizer state has %zu elements, got %zu", m->plan.param_count, count);
+    return m->ctx->ops->upload(m->ctx, m->momentum, values, count * 4);
+}
+
 /* splitmix64: a small, well-mixed deterministic generator for initialisation. */
 static uint64_t next_u64(uint64_t *s)
 {
