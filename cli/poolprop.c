@@ -7,6 +7,7 @@
 #include "options.h"
 #include "npy.h"
 #include "poolprop.h"
+#include "report.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -45,6 +46,8 @@ static const char usage_text[] =
     "  demo [--model M] [--policy P] [--batch B] [--image HxW] [--steps S] [--backend host|cuda]\n"
     "      Memory report and a few SGD steps of a CIFAR ResNet (default cifar_resnet20,\n"
     "      policy 2, batch 8, 16x16) on synthetic data.\n"
+    "  report RUN.csv [RUN.csv ...] -o CHART.svg\n"
+    "      Draw the loss and accuracy curves of several runs on one SVG chart.\n"
     "  version\n"
     "\n"
     "environment: POOLPROP_CACHE_DIR (kernel cache), POOLPROP_HOST_CXX (host compiler)\n";
@@ -704,6 +707,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "init") == 0) return cmd_init(argc - 2, argv + 2);
     if (strcmp(cmd, "demo") == 0) return cmd_demo(argc - 2, argv + 2);
     if (strcmp(cmd, "step") == 0) return cmd_step(argc - 2, argv + 2);
+    if (strcmp(cmd, "report") == 0) return report_main(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("poolprop %s\n", PP_VERSION_STRING);
         return 0;
