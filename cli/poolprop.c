@@ -8,6 +8,7 @@
 #include "npy.h"
 #include "poolprop.h"
 #include "report.h"
+#include "train.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -48,6 +49,12 @@ static const char usage_text[] =
     "      policy 2, batch 8, 16x16) on synthetic data.\n"
     "  report RUN.csv [RUN.csv ...] -o CHART.svg\n"
     "      Draw the loss and accuracy curves of several runs on one SVG chart.\n"
+    "  train MODEL [--data synthetic|cifar10:DIR] [--policy P] [--epochs E] [--batch B] [--lr LR]\n"
+    "        [--momentum M] [--weight-decay WD] [--schedule cosine|step] [--warmup EPOCHS]\n"
+    "        [--backend host|cuda] [--seed S] [--log RUN.csv] [--checkpoint DIR] [--resume DIR]\n"
+    "        [--image HxW] [--steps N] [--train-size N] [--val-size N]\n"
+    "      Train with SGD; progress on the terminal, one CSV row per epoch, checkpoints that\n"
+    "      resume exactly; Ctrl-C stops after writing a checkpoint.\n"
     "  version\n"
     "\n"
     "environment: POOLPROP_CACHE_DIR (kernel cache), POOLPROP_HOST_CXX (host compiler)\n";
@@ -705,6 +712,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "gen") == 0) return cmd_gen(argc - 2, argv + 2);
     if (strcmp(cmd, "plan") == 0) return cmd_plan(argc - 2, argv + 2);
     if (strcmp(cmd, "init") == 0) return cmd_init(argc - 2, argv + 2);
+    if (strcmp(cmd, "train") == 0) return train_main(argc - 2, argv + 2);
     if (strcmp(cmd, "demo") == 0) return cmd_demo(argc - 2, argv + 2);
     if (strcmp(cmd, "step") == 0) return cmd_step(argc - 2, argv + 2);
     if (strcmp(cmd, "report") == 0) return report_main(argc - 2, argv + 2);

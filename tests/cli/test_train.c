@@ -1,0 +1,140 @@
+/* test_train.c - `poolprop train` as a user runs it, on the host backend with the synthetic
+ * data set: a short run (a few dozen steps) lowers the loss clearly and writes its CSV log
+ * and checkpoints; a run stopped by Ctrl-C (the test raises SIGINT after 20 steps through
+ * POOLPROP_TEST_INTERRUPT_AFTER_STEPS) writes a checkpoint, exits 130, and resumed it
+ * produces exactly the numbers of the uninterrupted run; bad data specs, bad options and
+ * a checkpoint of other settings are clear errors.
+ * Usage: test_train /path/to/poolprop */
+#include "test_util.h"
+
+#include <math.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *tool;
+static char dir[64];
+static char output[1 << 16];
+
+static int run(const char *env, const char *args)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s '%s' %s 2>&1", env ? env : "", tool, args);
+    FILE *p = popen(cmd, "r");
+    CHECK(p != NULL, "popen");
+    size_t n = fread(output, 1, sizeof output - 1, p);
+    output[n] = '\0';
+    int status = pclose(p);
+    CHECK(WIFEXITED(status), "poolprop %s died by a signal:\n%s", args, output);
+    return WEXITSTATUS(status);
+}
+
+typedef struct row {
+    int epoch;
+    double train_loss, train_acc, val_loss, val_acc;
+} row;
+
+/* Reads the rows of a CSV log; the last row of an epoch wins. Returns the epoch count. */
+static int read_log(const char *path, row rows[8])
+{
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL, "no log %s", path);
+    char line[512];
+    int header = 0, max_epoch = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#') continue;
+        if (!header) {
+            CHECK(strncmp(line, "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,peak_bytes", 72) == 0,
+                  "%s: header %s", path, line);
+            header = 1;
+            continue;
+        }
+        row r;
+        CHECK(sscanf(line, "%d,%lf,%lf,%lf,%lf", &r.epoch, &r.train_loss, &r.train_acc, &r.val_loss, &r.val_acc) == 5,
+              "%s: row %s", path, line);
+        CHECK(r.epoch >= 1 && r.epoch <= 8, "epoch %d", r.epoch);
+        rows[r.epoch - 1] = r;
+        if (r.epoch > max_epoch) max_epoch = r.epoch;
+    }
+    fclose(f);
+    return max_epoch;
+}
+
+int main(int argc, char **argv)
+{
+    CHECK(argc == 2, "usage: test_train /path/to/poolprop");
+    tool = argv[1];
+    strcpy(dir, "/tmp/pp_test_train_XXXXXX");
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    const char *common = "cifar_resnet8 --data synthetic --image 16 --batch 16 --epochs 3 --train-size 256 "
+                         "--val-size 64 --lr 0.05 --policy 2 --seed 7";
+    char args[2048];
+
+    snprintf(args, sizeof args, "train %s --log %s/a.csv --checkpoint %s/ck_a", common, dir, dir);
+    int rc = run(NULL, args);
+    CHECK(rc == 0, "training failed (%d):\n%s", rc, output);
+    printf("%s", output);
+    row a[8];
+    char path[256];
+    snprintf(path, sizeof path, "%s/a.csv", dir);
+    CHECK(read_log(path, a) == 3, "three epochs logged");
+    printf("uninterrupted: train loss %.4f -> %.4f, val accuracy %.3f -> %.3f\n", a[0].train_loss, a[2].train_loss,
+           a[0].val_acc, a[2].val_acc);
+    /* 48 steps on a learnable set: the epoch-3 loss must be clearly below epoch 1's. */
+    CHECK(a[2].train_loss < 0.8 * a[0].train_loss, "loss did not drop: %.4f -> %.4f", a[0].train_loss, a[2].train_loss);
+    snprintf(path, sizeof path, "%s/ck_a/checkpoint.ppc", dir);
+    CHECK(access(path, F_OK) == 0, "checkpoint written at the end of the epochs");
+
+    /* The same run, stopped after 20 steps (epoch 2, batch 4) and resumed. */
+    snprintf(args, sizeof args, "train %s --log %s/b.csv --checkpoint %s/ck_b", common, dir, dir);
+    rc = run("POOLPROP_TEST_INTERRUPT_AFTER_STEPS=20", args);
+    CHECK(rc == 130, "an interrupted run exits 130, got %d:\n%s", rc, output);
+    CHECK(strstr(output, "checkpoint written"), "interruption message:\n%s", output);
+    snprintf(args, sizeof args, "train %s --log %s/b.csv --checkpoint %s/ck_b --resume %s/ck_b", common, dir, dir, dir);
+    rc = run(NULL, args);
+    CHECK(rc == 0, "resume failed (%d):\n%s", rc, output);
+    CHECK(strstr(output, "resuming from"), "resume message:\n%s", output);
+    row b[8];
+    snprintf(path, sizeof path, "%s/b.csv", dir);
+    CHECK(read_log(path, b) == 3, "three epochs logged across the interruption");
+    for (int e = 0; e < 3; e++) {
+        printf("epoch %d: uninterrupted %.6f %.6f %.6f %.6f | resumed %.6f %.6f %.6f %.6f\n", e + 1, a[e].train_loss,
+               a[e].train_acc, a[e].val_loss, a[e].val_acc, b[e].train_loss, b[e].train_acc, b[e].val_loss,
+               b[e].val_acc);
+        CHECK(a[e].train_loss == b[e].train_loss && a[e].train_acc == b[e].train_acc &&
+                  a[e].val_loss == b[e].val_loss && a[e].val_acc == b[e].val_acc,
+              "epoch %d differs after resume", e + 1);
+    }
+
+    /* A checkpoint made with other settings is refused. */
+    snprintf(args, sizeof args, "train %s --momentum 0.8 --resume %s/ck_a", common, dir);
+    CHECK(run(NULL, args) != 0 && strstr(output, "the checkpoint was made with"), "mismatched resume:\n%s", output);
+    printf("rejected as expected: %s", output);
+    snprintf(args, sizeof args, "train %s --resume %s/nothing_here", common, dir);
+    CHECK(run(NULL, args) != 0 && strstr(output, "checkpoint.ppc"), "missing checkpoint:\n%s", output);
+    printf("rejected as expected: %s", output);
+    snprintf(path, sizeof path, "%s/ck_a/checkpoint.ppc", dir);
+    FILE *f = fopen(path, "r+b");
+    fseek(f, 200, SEEK_SET);
+    fputc(0x55, f);
+    fclose(f);
+    snprintf(args, sizeof args, "train %s --resume %s/ck_a", common, dir);
+    CHECK(run(NULL, args) != 0 && strstr(output, "checksum"), "damaged checkpoint:\n%s", output);
+    printf("rejected as expected: %s", output);
+
+    /* Bad data and options. */
+    CHECK(run(NULL, "train cifar_resnet8 --data cifar10:/nonexistent/cifar") != 0 && strstr(output, "/nonexistent/cifar"),
+          "missing CIFAR directory:\n%s", output);
+    printf("rejected as expected: %s", output);
+    CHECK(run(NULL, "train cifar_resnet8 --data imagenet") != 0 && strstr(output, "imagenet"), "unknown data:\n%s",
+          output);
+    printf("rejected as expected: %s", output);
+    CHECK(run(NULL, "train cifar_resnet8 --schedule linear") != 0 && strstr(output, "--schedule"), "schedule:\n%s",
+          output);
+    CHECK(run(NULL, "train cifar_resnet8 --lr -1") != 0 && strstr(output, "--lr"), "negative lr:\n%s", output);
+
+    snprintf(args, sizeof args, "rm -rf %s", dir);
+    CHECK(system(args) == 0, "cleanup");
+    printf("train tests passed\n");
+    return 0;
+}
