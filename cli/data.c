@@ -30,7 +30,9 @@ enum { KIND_SYNTHETIC, KIND_CIFAR10 };
 #define SYNTH_MAX_SIDE 4096
 
 /* Domain-separation tags of the hashes. */
-enum { TAG_ORDER = 0x6f72646572, TAG_AUGMENT = 0x61756720, TAG_IMAGE = 0x696d616765 };
+#define TAG_ORDER 0x6f72646572ULL
+#define TAG_AUGMENT 0x61756720ULL
+#define TAG_IMAGE 0x696d616765ULL
 
 static const float cifar_mean[3] = {0.4914f, 0.4822f, 0.4465f};
 static const float cifar_std[3] = {0.2470f, 0.2435f, 0.2616f};
