@@ -10,7 +10,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 tool=${POOLPROP:-$here/build/poolprop}
 out=${1:-compare-policies}
-epochs=${EPOCHS:-4}
+epochs=${EPOCHS:-3}
 backend=host
 if [ -e /dev/nvidiactl ] || command -v nvidia-smi >/dev/null 2>&1; then backend=cuda; fi
 mkdir -p "$out"
