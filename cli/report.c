@@ -15,6 +15,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "report.h"
 
+#include "options.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -83,18 +85,6 @@ typedef struct {
     int decimals; /* digits after the point in tick labels; -1: %g */
 } axis;
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "poolprop: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    return 1;
-}
-
 static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *format(const char *fmt, ...)
 {
@@ -140,7 +130,7 @@ static int parse_meta(run *r, char *text)
     char **slot = strcmp(key, "model") == 0 ? &r->model : strcmp(key, "policy") == 0 ? &r->policy : NULL;
     if (!slot || !*value) return 0;
     char *copy = strdup(value);
-    if (!copy) return fail("out of memory");
+    if (!copy) return cli_fail("out of memory");
     free(*slot);
     *slot = copy;
     return 0;
@@ -164,19 +154,19 @@ static int parse_row(run *r, char *s, long line)
     int n = 1;
     for (const char *p = s; *p; p++) n += *p == ',';
     if (n != NCOLS)
-        return fail("%s:%ld: expected %d fields (%s), got %d", r->path, line, NCOLS, header_line, n);
+        return cli_fail("%s:%ld: expected %d fields (%s), got %d", r->path, line, NCOLS, header_line, n);
     row w;
     char *field = s;
     for (int c = 0; c < NCOLS; c++) {
         char *comma = strchr(field, ',');
         if (comma) *comma = '\0';
         if (parse_number(field, &w.v[c]))
-            return fail("%s:%ld: field %d (%s): '%.40s' is not a number", r->path, line, c + 1, col_names[c],
+            return cli_fail("%s:%ld: field %d (%s): '%.40s' is not a number", r->path, line, c + 1, col_names[c],
                         trim(field));
         if (c == COL_EPOCH && !(w.v[c] >= 0 && w.v[c] <= 1e9 && w.v[c] == floor(w.v[c])))
-            return fail("%s:%ld: field 1 (epoch): '%.40s' is not a whole number >= 0", r->path, line, trim(field));
+            return cli_fail("%s:%ld: field 1 (epoch): '%.40s' is not a whole number >= 0", r->path, line, trim(field));
         if ((c == COL_TRAIN_ACC || c == COL_VAL_ACC) && isfinite(w.v[c]) && (w.v[c] < 0 || w.v[c] > 1))
-            return fail("%s:%ld: field %d (%s): %g is outside [0, 1] (accuracy is a fraction, not a percentage)",
+            return cli_fail("%s:%ld: field %d (%s): %g is outside [0, 1] (accuracy is a fraction, not a percentage)",
                         r->path, line, c + 1, col_names[c], w.v[c]);
         field = comma ? comma + 1 : field;
     }
@@ -188,7 +178,7 @@ static int parse_row(run *r, char *s, long line)
     if (r->count == r->cap) {
         size_t cap = r->cap ? 2 * r->cap : 64;
         row *rows = realloc(r->rows, cap * sizeof *rows);
-        if (!rows) return fail("out of memory");
+        if (!rows) return cli_fail("out of memory");
         r->rows = rows, r->cap = cap;
     }
     r->rows[r->count++] = w;
@@ -205,7 +195,7 @@ static int by_epoch(const void *a, const void *b)
 static int read_run(run *r)
 {
     FILE *f = fopen(r->path, "r");
-    if (!f) return fail("cannot open %s: %s", r->path, strerror(errno));
+    if (!f) return cli_fail("cannot open %s: %s", r->path, strerror(errno));
     char *buf = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -215,7 +205,7 @@ static int read_run(run *r)
     while (!rc && (len = getline(&buf, &cap, f)) != -1) {
         line++;
         if (memchr(buf, '\0', (size_t)len)) {
-            rc = fail("%s:%ld: contains a NUL byte (not a text file)", r->path, line);
+            rc = cli_fail("%s:%ld: contains a NUL byte (not a text file)", r->path, line);
             break;
         }
         char *s = buf;
@@ -227,16 +217,16 @@ static int read_run(run *r)
         else if (strcmp(s, header_line) == 0)
             have_header = 1; /* again after rows (a resumed run's log): harmless */
         else if (!have_header)
-            rc = fail("%s:%ld: expected the header line '%s', got '%.60s'", r->path, line, header_line, s);
+            rc = cli_fail("%s:%ld: expected the header line '%s', got '%.60s'", r->path, line, header_line, s);
         else
             rc = parse_row(r, s, line);
     }
-    if (!rc && ferror(f)) rc = fail("cannot read %s: %s", r->path, strerror(errno ? errno : EIO));
+    if (!rc && ferror(f)) rc = cli_fail("cannot read %s: %s", r->path, strerror(errno ? errno : EIO));
     free(buf);
     fclose(f);
     if (!rc && !have_header)
-        rc = fail("%s: no header line '%s' (is this a log written by poolprop train?)", r->path, header_line);
-    if (!rc && r->count == 0) rc = fail("%s: no rows after the header line (no epoch was logged)", r->path);
+        rc = cli_fail("%s: no header line '%s' (is this a log written by poolprop train?)", r->path, header_line);
+    if (!rc && r->count == 0) rc = cli_fail("%s: no rows after the header line (no epoch was logged)", r->path);
     if (!rc) qsort(r->rows, r->count, sizeof *r->rows, by_epoch);
     return rc;
 }
@@ -267,13 +257,13 @@ static char *make_label(const run *r, int level, int index)
 static int label_runs(run *runs, int n)
 {
     int *level = calloc((size_t)n, sizeof *level), *bump = calloc((size_t)n, sizeof *bump);
-    int rc = level && bump ? 0 : fail("out of memory");
+    int rc = level && bump ? 0 : cli_fail("out of memory");
     for (int i = 0; !rc && i < n; i++) level[i] = runs[i].model && runs[i].policy ? 0 : 1;
     for (int pass = 0; !rc && pass < 4; pass++) {
         for (int i = 0; !rc && i < n; i++) {
             free(runs[i].label);
             runs[i].label = make_label(&runs[i], level[i], i);
-            if (!runs[i].label) rc = fail("out of memory");
+            if (!runs[i].label) rc = cli_fail("out of memory");
         }
         int changed = 0;
         for (int i = 0; !rc && i < n; i++) {
@@ -561,12 +551,12 @@ static void write_svg(FILE *f, const run *runs, int n, const char *title)
 static int write_chart(const char *out, const run *runs, int n, const char *title)
 {
     char *tmp = format("%s.tmpXXXXXX", out);
-    if (!tmp) return fail("out of memory");
+    if (!tmp) return cli_fail("out of memory");
     int fd = mkstemp(tmp);
     if (fd < 0) {
         int e = errno;
         free(tmp);
-        return fail("cannot write %s: %s", out, strerror(e));
+        return cli_fail("cannot write %s: %s", out, strerror(e));
     }
     mode_t mask = umask(0); /* mkstemp makes 0600; a chart is as readable as any new file */
     umask(mask);
@@ -584,7 +574,7 @@ static int write_chart(const char *out, const run *runs, int n, const char *titl
     if (!rc && rename(tmp, out) != 0) rc = 1, e = errno;
     if (rc) {
         unlink(tmp);
-        fail("cannot write %s: %s", out, strerror(e ? e : EIO));
+        cli_fail("cannot write %s: %s", out, strerror(e ? e : EIO));
     }
     free(tmp);
     return rc;
@@ -607,7 +597,7 @@ int report_main(int argc, char **argv)
 {
     const char *out = NULL, *title = NULL;
     char **files = calloc((size_t)argc + 1, sizeof *files);
-    if (!files) return fail("out of memory");
+    if (!files) return cli_fail("out of memory");
     int n = 0, rc = 0, only_files = 0;
     for (int i = 0; !rc && i < argc; i++) {
         const char *a = argv[i];
@@ -621,23 +611,23 @@ int report_main(int argc, char **argv)
         } else if (!only_files && (strcmp(a, "-o") == 0 || strcmp(a, "--out") == 0 || strcmp(a, "--title") == 0)) {
             const char **slot = a[2] == 't' ? &title : &out;
             if (*slot)
-                rc = fail("option '%s' given twice", a);
+                rc = cli_fail("option '%s' given twice", a);
             else if (i + 1 >= argc)
-                rc = fail("option '%s' needs a value", a);
+                rc = cli_fail("option '%s' needs a value", a);
             else if (!*argv[i + 1] && slot == &out)
-                rc = fail("option '%s': empty output path", a);
+                rc = cli_fail("option '%s': empty output path", a);
             else
                 *slot = argv[++i];
         } else if (!only_files && a[0] == '-' && a[1]) {
-            rc = fail("unknown option '%s' (see poolprop report --help)", a);
+            rc = cli_fail("unknown option '%s' (see poolprop report --help)", a);
         } else {
             files[n++] = argv[i];
         }
     }
-    if (!rc && n == 0) rc = fail("no input files (usage: poolprop report RUN.csv [RUN.csv ...] -o CHART.svg)");
-    if (!rc && !out) rc = fail("missing -o CHART.svg (where to write the chart)");
+    if (!rc && n == 0) rc = cli_fail("no input files (usage: poolprop report RUN.csv [RUN.csv ...] -o CHART.svg)");
+    if (!rc && !out) rc = cli_fail("missing -o CHART.svg (where to write the chart)");
     run *runs = rc ? NULL : calloc((size_t)n, sizeof *runs);
-    if (!rc && !runs) rc = fail("out of memory");
+    if (!rc && !runs) rc = cli_fail("out of memory");
     for (int k = 0; !rc && k < n; k++) {
         runs[k].path = files[k];
         rc = read_run(&runs[k]);
@@ -645,7 +635,7 @@ int report_main(int argc, char **argv)
     struct stat so, si;
     for (int k = 0; !rc && k < n; k++)
         if (stat(out, &so) == 0 && stat(files[k], &si) == 0 && so.st_dev == si.st_dev && so.st_ino == si.st_ino)
-            rc = fail("-o %s is one of the input logs; refusing to overwrite it", out);
+            rc = cli_fail("-o %s is one of the input logs; refusing to overwrite it", out);
     if (!rc) rc = label_runs(runs, n);
     if (!rc) rc = write_chart(out, runs, n, title ? title : "poolprop training runs");
     for (int k = 0; !rc && k < n; k++) {

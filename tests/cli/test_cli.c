@@ -5,38 +5,22 @@
  * Usage: test_cli /path/to/poolprop */
 #include "conv_ref.h"
 #include "npy.h"
-#include "test_util.h"
+#include "tool_run.h"
 
 #include <math.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *tool;
 static char dir[64];
-static char output[65536];
-
-/* Runs the tool with args (a shell fragment); captures stdout+stderr; returns exit code. */
-static int run(const char *args)
-{
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", tool, args);
-    FILE *p = popen(cmd, "r");
-    CHECK(p != NULL, "popen");
-    size_t n = fread(output, 1, sizeof output - 1, p);
-    output[n] = '\0';
-    int status = pclose(p);
-    CHECK(WIFEXITED(status), "poolprop %s did not exit normally (signal): %s", args, output);
-    return WEXITSTATUS(status);
-}
 
 static void expect_failure(const char *args, const char *message_part)
 {
-    int rc = run(args);
-    CHECK(rc != 0, "poolprop %s should fail; output:\n%s", args, output);
-    CHECK(strstr(output, message_part) != NULL, "poolprop %s: message lacks \"%s\":\n%s", args, message_part,
-          output);
-    printf("rejected as expected: poolprop %s\n    -> %s", args, output);
+    int rc = tool_run(args);
+    CHECK(rc != 0, "poolprop %s should fail; output:\n%s", args, tool_output);
+    CHECK(strstr(tool_output, message_part) != NULL, "poolprop %s: message lacks \"%s\":\n%s", args, message_part,
+          tool_output);
+    printf("rejected as expected: poolprop %s\n    -> %s", args, tool_output);
 }
 
 static void write_array(const char *name, int rank, const size_t *shape, const float *data)
@@ -76,7 +60,7 @@ static void fill(float *a, size_t n, unsigned seed)
     }
 }
 
-/* Runs poolprop layer on one shape and compares every output with the reference. */
+/* Runs poolprop layer on one shape and compares every tool_output with the reference. */
 static void check_layer(int n, int c, int h, int w, int k, int r, int s, int stride, int pad, int pool, int max)
 {
     conv_ref_shape sh = {n, c, h, w, k, r, s, stride, pad, pool, max, 0, 0, 0, 0};
@@ -98,8 +82,8 @@ static void check_layer(int n, int c, int h, int w, int k, int r, int s, int str
              "layer --x %s/x.npy --w %s/w.npy --dy %s/dy.npy --stride %d --pad %d --pool %d --pool-mode %s "
              "--backend host --out %s/out",
              dir, dir, dir, stride, pad, pool, max ? "max" : "avg", dir);
-    int rc = run(args);
-    CHECK(rc == 0, "poolprop %s failed:\n%s", args, output);
+    int rc = tool_run(args);
+    CHECK(rc == 0, "poolprop %s failed:\n%s", args, tool_output);
     conv_fwd_ref(&sh, x, wt, ry);
     pool_ref(&sh, x, rxp);
     unpool_ref(&sh, rxp, rxu);
@@ -111,7 +95,7 @@ static void check_layer(int n, int c, int h, int w, int k, int r, int s, int str
     double ex = max_rel_error(dx, rdx, nx), ew = max_rel_error(dw, rdw, nw);
     printf("poolprop layer N%d C%d %dx%d K%d %dx%d s%d p%d f%d %s vs reference: y %.2e xp %.2e dx %.2e dw %.2e\n",
            n, c, h, w, k, r, s, stride, pad, pool, max ? "max" : "avg", ey, ep, ex, ew);
-    /* Tolerance 1e-4 relative to the output's magnitude: fp32 sums of at most a few
+    /* Tolerance 1e-4 relative to the tool_output's magnitude: fp32 sums of at most a few
      * thousand terms (layer_check.c derives the tighter per-shape bound used elsewhere). */
     CHECK(ey < 1e-4 && ep < 1e-6 && ex < 1e-4 && ew < 1e-4, "errors above tolerance");
     free(x), free(wt), free(dy), free(ry), free(rxp), free(rdx), free(rxu), free(rdw);
@@ -121,7 +105,7 @@ static void check_layer(int n, int c, int h, int w, int k, int r, int s, int str
 int main(int argc, char **argv)
 {
     CHECK(argc == 2, "usage: test_cli /path/to/poolprop");
-    tool = argv[1];
+    tool_path = argv[1];
     strcpy(dir, "/tmp/pp_test_cli_XXXXXX");
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
 
@@ -203,12 +187,12 @@ int main(int argc, char **argv)
     /* a cuda backend where no GPU exists is an error, never a silent fall-back */
     snprintf(args, sizeof args, "layer --x %s/x.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --backend cuda --out %s/o",
              dir, dir, dir, dir);
-    int rc = run(args);
+    int rc = tool_run(args);
     if (rc == 0) {
         printf("a GPU is present: --backend cuda ran\n");
     } else {
-        CHECK(strstr(output, "cuda") || strstr(output, "CUDA"), "cuda failure message: %s", output);
-        printf("rejected as expected (no GPU): --backend cuda -> %s", output);
+        CHECK(strstr(tool_output, "cuda") || strstr(tool_output, "CUDA"), "cuda failure message: %s", tool_output);
+        printf("rejected as expected (no GPU): --backend cuda -> %s", tool_output);
     }
 
     /* description files: file:line errors, nothing written */
@@ -228,20 +212,20 @@ int main(int argc, char **argv)
     expect_failure(args, "nonexistent.lua");
 
     /* poolprop plan: the table, JSON with the figures a script reads, and bad input */
-    CHECK(run("plan resnet50 --batch 64 --image 224x224 --policy 2") == 0, "plan failed:\n%s", output);
-    CHECK(strstr(output, "saving:") && strstr(output, "saved: stage1") && strstr(output, "largest transient"),
-          "plan table incomplete:\n%s", output);
-    printf("poolprop plan resnet50 --batch 64 --policy 2:\n%s", output);
-    CHECK(run("plan resnet18 --batch 8 --policy 4 --json") == 0, "plan --json failed:\n%s", output);
-    CHECK(strstr(output, "\"peak_bytes\": ") && strstr(output, "\"baseline_peak_bytes\": "), "JSON lacks peaks:\n%s",
-          output);
+    CHECK(tool_run("plan resnet50 --batch 64 --image 224x224 --policy 2") == 0, "plan failed:\n%s", tool_output);
+    CHECK(strstr(tool_output, "saving:") && strstr(tool_output, "saved: stage1") && strstr(tool_output, "largest transient"),
+          "plan table incomplete:\n%s", tool_output);
+    printf("poolprop plan resnet50 --batch 64 --policy 2:\n%s", tool_output);
+    CHECK(tool_run("plan resnet18 --batch 8 --policy 4 --json") == 0, "plan --json failed:\n%s", tool_output);
+    CHECK(strstr(tool_output, "\"peak_bytes\": ") && strstr(tool_output, "\"baseline_peak_bytes\": "), "JSON lacks peaks:\n%s",
+          tool_output);
     size_t peak = 0, base = 0;
-    CHECK(sscanf(strstr(output, "\"peak_bytes\": "), "\"peak_bytes\": %zu", &peak) == 1 &&
-              sscanf(strstr(output, "\"baseline_peak_bytes\": "), "\"baseline_peak_bytes\": %zu", &base) == 1,
+    CHECK(sscanf(strstr(tool_output, "\"peak_bytes\": "), "\"peak_bytes\": %zu", &peak) == 1 &&
+              sscanf(strstr(tool_output, "\"baseline_peak_bytes\": "), "\"baseline_peak_bytes\": %zu", &base) == 1,
           "JSON peaks unreadable");
     CHECK(peak > 0 && peak < base, "f = 4 must plan less than the baseline: %zu vs %zu", peak, base);
-    CHECK(run("plan resnet50 --batch 64 --policy 2 --budget 8GiB") == 0, "plan --budget failed:\n%s", output);
-    CHECK(strstr(output, "largest batch within"), "budget line missing:\n%s", output);
+    CHECK(tool_run("plan resnet50 --batch 64 --policy 2 --budget 8GiB") == 0, "plan --budget failed:\n%s", tool_output);
+    CHECK(strstr(tool_output, "largest batch within"), "budget line missing:\n%s", tool_output);
     expect_failure("plan resnet18 --batch 0", "at least one image");
     expect_failure("plan resnet19 --batch 2", "unknown model 'resnet19'");
     snprintf(args, sizeof args, "plan %s/no_such_model.lua --batch 2", dir);
@@ -253,7 +237,7 @@ int main(int argc, char **argv)
 
     /* poolprop init + step: parameters and gradients as .npy files per state_dict key */
     snprintf(args, sizeof args, "init cifar_resnet8 --classes 10 --seed 3 --out %s/params", dir);
-    CHECK(run(args) == 0, "init failed:\n%s", output);
+    CHECK(tool_run(args) == 0, "init failed:\n%s", tool_output);
     size_t xs8[4] = {2, 3, 8, 8};
     float x8[2 * 3 * 8 * 8];
     fill(x8, sizeof x8 / sizeof x8[0], 9);
@@ -270,8 +254,8 @@ int main(int argc, char **argv)
     snprintf(args, sizeof args,
              "step cifar_resnet8 --params %s/params --x %s/x8.npy --labels %s/labels.npy --policy 2 --out %s/step", dir,
              dir, dir, dir);
-    CHECK(run(args) == 0, "step failed:\n%s", output);
-    printf("%s", output);
+    CHECK(tool_run(args) == 0, "step failed:\n%s", tool_output);
+    printf("%s", tool_output);
     pp_npy_array loss, g;
     snprintf(path, sizeof path, "%s/step/loss.npy", dir);
     CHECK_OK(NULL, npy_read_f32(NULL, path, 0, &loss));

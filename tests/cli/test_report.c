@@ -3,9 +3,9 @@
  * has one polyline per curve, names every run in the legend, escapes text for XML, keeps
  * the last row of a repeated epoch, skips nan validation values, draws a single epoch as
  * markers; and that every kind of bad input gives a message naming the problem, a non-zero
- * exit and no output file (an existing chart is left as it was).
+ * exit and no tool_output file (an existing chart is left as it was).
  * Usage: test_report /path/to/poolprop */
-#include "test_util.h"
+#include "tool_run.h"
 
 #include <dirent.h>
 #include <string.h>
@@ -13,24 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *tool;
 static char dir[64];
-static char output[65536];
 static char svg[1 << 20];
-
-/* Runs the tool with args (a shell fragment); captures stdout+stderr; returns exit code. */
-static int run(const char *args)
-{
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", tool, args);
-    FILE *p = popen(cmd, "r");
-    CHECK(p != NULL, "popen");
-    size_t n = fread(output, 1, sizeof output - 1, p);
-    output[n] = '\0';
-    int status = pclose(p);
-    CHECK(WIFEXITED(status), "poolprop %s did not exit normally (signal): %s", args, output);
-    return WEXITSTATUS(status);
-}
 
 static void write_file(const char *name, const char *text)
 {
@@ -82,17 +66,17 @@ static void expect_failure(const char *args_fmt, const char *message_part, const
 {
     char args[2048];
     snprintf(args, sizeof args, args_fmt, dir, dir, dir, dir);
-    int rc = run(args);
-    CHECK(rc != 0, "poolprop %s should fail; output:\n%s", args, output);
-    CHECK(strncmp(output, "poolprop: ", 10) == 0, "message should start with 'poolprop: ':\n%s", output);
-    CHECK(strstr(output, message_part) != NULL, "poolprop %s: message lacks \"%s\":\n%s", args, message_part, output);
-    CHECK(!message_part2 || strstr(output, message_part2) != NULL, "poolprop %s: message lacks \"%s\":\n%s", args,
-          message_part2, output);
+    int rc = tool_run(args);
+    CHECK(rc != 0, "poolprop %s should fail; output:\n%s", args, tool_output);
+    CHECK(strncmp(tool_output, "poolprop: ", 10) == 0, "message should start with 'poolprop: ':\n%s", tool_output);
+    CHECK(strstr(tool_output, message_part) != NULL, "poolprop %s: message lacks \"%s\":\n%s", args, message_part, tool_output);
+    CHECK(!message_part2 || strstr(tool_output, message_part2) != NULL, "poolprop %s: message lacks \"%s\":\n%s", args,
+          message_part2, tool_output);
     CHECK(read_file("x.svg") < 0, "poolprop %s failed but wrote x.svg", args);
     expect_no_temporaries();
     printf("rejected as expected (exit %d; message has \"%s\"%s%s%s): poolprop report %s\n    -> %s", rc,
            message_part, message_part2 ? " and \"" : "", message_part2 ? message_part2 : "",
-           message_part2 ? "\"" : "", args + 7, output);
+           message_part2 ? "\"" : "", args + 7, tool_output);
 }
 
 #define HEADER "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,peak_bytes\n"
@@ -100,7 +84,7 @@ static void expect_failure(const char *args_fmt, const char *message_part, const
 int main(int argc, char **argv)
 {
     CHECK(argc == 2, "usage: test_report /path/to/poolprop");
-    tool = argv[1];
+    tool_path = argv[1];
     snprintf(dir, sizeof dir, "/tmp/pp_report_XXXXXX");
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
 
@@ -129,14 +113,14 @@ int main(int argc, char **argv)
     char args[2048];
     snprintf(args, sizeof args, "report %s/a.csv %s/b.csv %s/c.csv %s/d.csv -o %s/chart.svg "
              "--title \"Runs & \\\"tests\\\" <1> it's\"", dir, dir, dir, dir, dir);
-    int rc = run(args);
-    printf("poolprop %s\n%s", args, output);
+    int rc = tool_run(args);
+    printf("poolprop %s\n%s", args, tool_output);
     CHECK(rc == 0, "exit %d", rc);
-    expect_in("output", output, "cifar_resnet8, policy 2 (a.csv): 4 epochs, final train accuracy 0.5575, val accuracy 0.5100");
-    expect_in("output", output, "cifar_resnet8, policy 2 (c.csv): 3 epochs, final train accuracy 0.6500, val accuracy 0.5500");
-    expect_in("output", output, "cifar_resnet8, policy stem=1,stage1=<4>: 3 epochs, final train accuracy 0.4000, val accuracy n/a, 1 nan/inf value not drawn");
-    expect_in("output", output, "d.csv: 1 epoch, final train accuracy 0.1000, val accuracy 0.1000");
-    expect_in("output", output, "chart.svg (4 runs)");
+    expect_in("output", tool_output, "cifar_resnet8, policy 2 (a.csv): 4 epochs, final train accuracy 0.5575, val accuracy 0.5100");
+    expect_in("output", tool_output, "cifar_resnet8, policy 2 (c.csv): 3 epochs, final train accuracy 0.6500, val accuracy 0.5500");
+    expect_in("output", tool_output, "cifar_resnet8, policy stem=1,stage1=<4>: 3 epochs, final train accuracy 0.4000, val accuracy n/a, 1 nan/inf value not drawn");
+    expect_in("output", tool_output, "d.csv: 1 epoch, final train accuracy 0.1000, val accuracy 0.1000");
+    expect_in("output", tool_output, "chart.svg (4 runs)");
 
     long len = read_file("chart.svg");
     CHECK(len > 0, "chart.svg written");
@@ -175,7 +159,7 @@ int main(int argc, char **argv)
 
     /* a single single-epoch run, default title: axes without division by zero */
     snprintf(args, sizeof args, "report %s/d.csv -o %s/single.svg", dir, dir);
-    CHECK(run(args) == 0, "single epoch: %s", output);
+    CHECK(tool_run(args) == 0, "single epoch: %s", tool_output);
     CHECK(read_file("single.svg") > 0, "single.svg written");
     expect_in("single.svg", svg, ">poolprop training runs</text>");
     CHECK(count(svg, "<polyline") == 0 && count(svg, "<circle") == 4, "single epoch: markers only");

@@ -5,29 +5,14 @@
  * produces exactly the numbers of the uninterrupted run; bad data specs, bad options and
  * a checkpoint of other settings are clear errors.
  * Usage: test_train /path/to/poolprop */
-#include "test_util.h"
+#include "tool_run.h"
 
 #include <math.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *tool;
 static char dir[64];
-static char output[1 << 16];
-
-static int run(const char *env, const char *args)
-{
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s '%s' %s 2>&1", env ? env : "", tool, args);
-    FILE *p = popen(cmd, "r");
-    CHECK(p != NULL, "popen");
-    size_t n = fread(output, 1, sizeof output - 1, p);
-    output[n] = '\0';
-    int status = pclose(p);
-    CHECK(WIFEXITED(status), "poolprop %s died by a signal:\n%s", args, output);
-    return WEXITSTATUS(status);
-}
 
 typedef struct row {
     int epoch;
@@ -63,7 +48,7 @@ static int read_log(const char *path, row rows[8])
 int main(int argc, char **argv)
 {
     CHECK(argc == 2, "usage: test_train /path/to/poolprop");
-    tool = argv[1];
+    tool_path = argv[1];
     strcpy(dir, "/tmp/pp_test_train_XXXXXX");
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
     const char *common = "cifar_resnet8 --data synthetic --image 16 --batch 16 --epochs 3 --train-size 256 "
@@ -71,9 +56,9 @@ int main(int argc, char **argv)
     char args[2048];
 
     snprintf(args, sizeof args, "train %s --log %s/a.csv --checkpoint %s/ck_a", common, dir, dir);
-    int rc = run(NULL, args);
-    CHECK(rc == 0, "training failed (%d):\n%s", rc, output);
-    printf("%s", output);
+    int rc = tool_run(args);
+    CHECK(rc == 0, "training failed (%d):\n%s", rc, tool_output);
+    printf("%s", tool_output);
     row a[8];
     char path[256];
     snprintf(path, sizeof path, "%s/a.csv", dir);
@@ -87,13 +72,13 @@ int main(int argc, char **argv)
 
     /* The same run, stopped after 20 steps (epoch 2, batch 4) and resumed. */
     snprintf(args, sizeof args, "train %s --log %s/b.csv --checkpoint %s/ck_b", common, dir, dir);
-    rc = run("POOLPROP_TEST_INTERRUPT_AFTER_STEPS=20", args);
-    CHECK(rc == 130, "an interrupted run exits 130, got %d:\n%s", rc, output);
-    CHECK(strstr(output, "checkpoint written"), "interruption message:\n%s", output);
+    rc = tool_run_env("POOLPROP_TEST_INTERRUPT_AFTER_STEPS=20", args);
+    CHECK(rc == 130, "an interrupted run exits 130, got %d:\n%s", rc, tool_output);
+    CHECK(strstr(tool_output, "checkpoint written"), "interruption message:\n%s", tool_output);
     snprintf(args, sizeof args, "train %s --log %s/b.csv --checkpoint %s/ck_b --resume %s/ck_b", common, dir, dir, dir);
-    rc = run(NULL, args);
-    CHECK(rc == 0, "resume failed (%d):\n%s", rc, output);
-    CHECK(strstr(output, "resuming from"), "resume message:\n%s", output);
+    rc = tool_run(args);
+    CHECK(rc == 0, "resume failed (%d):\n%s", rc, tool_output);
+    CHECK(strstr(tool_output, "resuming from"), "resume message:\n%s", tool_output);
     row b[8];
     snprintf(path, sizeof path, "%s/b.csv", dir);
     CHECK(read_log(path, b) == 3, "three epochs logged across the interruption");
@@ -108,30 +93,30 @@ int main(int argc, char **argv)
 
     /* A checkpoint made with other settings is refused. */
     snprintf(args, sizeof args, "train %s --momentum 0.8 --resume %s/ck_a", common, dir);
-    CHECK(run(NULL, args) != 0 && strstr(output, "the checkpoint was made with"), "mismatched resume:\n%s", output);
-    printf("rejected as expected: %s", output);
+    CHECK(tool_run(args) != 0 && strstr(tool_output, "the checkpoint was made with"), "mismatched resume:\n%s", tool_output);
+    printf("rejected as expected: %s", tool_output);
     snprintf(args, sizeof args, "train %s --resume %s/nothing_here", common, dir);
-    CHECK(run(NULL, args) != 0 && strstr(output, "checkpoint.ppc"), "missing checkpoint:\n%s", output);
-    printf("rejected as expected: %s", output);
+    CHECK(tool_run(args) != 0 && strstr(tool_output, "checkpoint.ppc"), "missing checkpoint:\n%s", tool_output);
+    printf("rejected as expected: %s", tool_output);
     snprintf(path, sizeof path, "%s/ck_a/checkpoint.ppc", dir);
     FILE *f = fopen(path, "r+b");
     fseek(f, 200, SEEK_SET);
     fputc(0x55, f);
     fclose(f);
     snprintf(args, sizeof args, "train %s --resume %s/ck_a", common, dir);
-    CHECK(run(NULL, args) != 0 && strstr(output, "checksum"), "damaged checkpoint:\n%s", output);
-    printf("rejected as expected: %s", output);
+    CHECK(tool_run(args) != 0 && strstr(tool_output, "checksum"), "damaged checkpoint:\n%s", tool_output);
+    printf("rejected as expected: %s", tool_output);
 
     /* Bad data and options. */
-    CHECK(run(NULL, "train cifar_resnet8 --data cifar10:/nonexistent/cifar") != 0 && strstr(output, "/nonexistent/cifar"),
-          "missing CIFAR directory:\n%s", output);
-    printf("rejected as expected: %s", output);
-    CHECK(run(NULL, "train cifar_resnet8 --data imagenet") != 0 && strstr(output, "imagenet"), "unknown data:\n%s",
-          output);
-    printf("rejected as expected: %s", output);
-    CHECK(run(NULL, "train cifar_resnet8 --schedule linear") != 0 && strstr(output, "--schedule"), "schedule:\n%s",
-          output);
-    CHECK(run(NULL, "train cifar_resnet8 --lr -1") != 0 && strstr(output, "--lr"), "negative lr:\n%s", output);
+    CHECK(tool_run("train cifar_resnet8 --data cifar10:/nonexistent/cifar") != 0 && strstr(tool_output, "/nonexistent/cifar"),
+          "missing CIFAR directory:\n%s", tool_output);
+    printf("rejected as expected: %s", tool_output);
+    CHECK(tool_run("train cifar_resnet8 --data imagenet") != 0 && strstr(tool_output, "imagenet"), "unknown data:\n%s",
+          tool_output);
+    printf("rejected as expected: %s", tool_output);
+    CHECK(tool_run("train cifar_resnet8 --schedule linear") != 0 && strstr(tool_output, "--schedule"), "schedule:\n%s",
+          tool_output);
+    CHECK(tool_run("train cifar_resnet8 --lr -1") != 0 && strstr(tool_output, "--lr"), "negative lr:\n%s", tool_output);
 
     snprintf(args, sizeof args, "rm -rf %s", dir);
     CHECK(system(args) == 0, "cleanup");
