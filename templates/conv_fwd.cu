@@ -9,8 +9,9 @@
 // write consecutive m, which are consecutive addresses of y.
 // Pool-save: the blocks of grid column blockIdx.y == 0 also write xp for their share
 // [POOL_PER_BLOCK*blockIdx.x, +POOL_PER_BLOCK) of the N*HP*WP pooled pixels, all
-// channels. The share follows the block's own rows of m, so the x it pools is the x its
-// GEMM tile has just read (L2-resident). Windows are f x f at stride f, cut at the border;
+// channels. Shares are proportional to the blocks' rows of m, so a block pools roughly the
+// region of x its GEMM tile has just read (likely still in L2; not exactly the same
+// elements, since windows and receptive fields do not align). Windows are f x f at stride f, cut at the border;
 // avg divides by the number of elements that exist. POOL_F == 1 saves x itself: no xp.
 // Generator constants: N C H W K R S STRIDE PAD P Q M G HP WP POOL_F POOL_MAX
 //   BM BN BK TM TN THREADS POOL_PER_BLOCK
