@@ -8,6 +8,7 @@
 #include "npy.h"
 #include "poolprop.h"
 #include "report.h"
+#include "bench.h"
 #include "train.h"
 
 #include <errno.h>
@@ -55,6 +56,10 @@ static const char usage_text[] =
     "        [--image HxW] [--steps N] [--train-size N] [--val-size N]\n"
     "      Train with SGD; progress on the terminal, one CSV row per epoch, checkpoints that\n"
     "      resume exactly; Ctrl-C stops after writing a checkpoint.\n"
+    "  bench [MODEL] [--batch B] [--image HxW] [--policy P] [--backend host|cuda] [--repeats N]\n"
+    "        [--steps N] [--layers-only|--step-only] [--json OUT.json]\n"
+    "      Time every distinct conv shape (forward+pool, input and weight gradients) and a\n"
+    "      training step (images/s, peak memory). Default: resnet50, batch 64, policy 2.\n"
     "  version\n"
     "\n"
     "environment: POOLPROP_CACHE_DIR (kernel cache), POOLPROP_HOST_CXX (host compiler)\n";
@@ -713,6 +718,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "plan") == 0) return cmd_plan(argc - 2, argv + 2);
     if (strcmp(cmd, "init") == 0) return cmd_init(argc - 2, argv + 2);
     if (strcmp(cmd, "train") == 0) return train_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "bench") == 0) return bench_main(argc - 2, argv + 2);
     if (strcmp(cmd, "demo") == 0) return cmd_demo(argc - 2, argv + 2);
     if (strcmp(cmd, "step") == 0) return cmd_step(argc - 2, argv + 2);
     if (strcmp(cmd, "report") == 0) return report_main(argc - 2, argv + 2);

@@ -153,6 +153,12 @@ PP_API pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, c
                        float *y, float *xp, float *dx, float *dw);
 PP_API void pp_layer_destroy(pp_layer *layer);
 
+/* Times the layer's kernels on device-resident random data: warmup runs, then the median
+ * of `repeats` runs of each kernel, synchronised after every launch (wall clock; on the
+ * cuda backend this includes the launch latency, a few microseconds). ms[i] is kernel i's
+ * time in launch order (pp_layer_kernel_count entries; at most 8). */
+PP_API pp_status pp_layer_benchmark(pp_layer *layer, int warmup, int repeats, double *ms);
+
 /* Reads a layer description file: Lua with one layer{N=..., C=..., ...} call per layer
  * (fields as pp_layer_desc, plus pool_mode = "avg"|"max" and variant = {conv_fwd = i}).
  * path NULL reads the embedded default layer set. Errors read "file:line: error: ...".

@@ -250,3 +250,59 @@ pp_status pp_bundle_write(pp_context *ctx, const char *path, const char *out_dir
     int files = 0;
     return gen_write_bundle(ctx, path, out_dir, &files);
 }
+
+static double wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+pp_status pp_layer_benchmark(pp_layer *layer, int warmup, int repeats, double *ms)
+{
+    if (!layer || !ms || warmup < 0 || repeats < 1) return PP_ERR_INVALID_ARGUMENT;
+    pp_context *ctx = layer->ctx;
+    PP_TRY(usable(ctx));
+    const gen_layer *g = &layer->gen;
+    if (g->kernel_count > 8) return ctx_fail(ctx, PP_ERR_INTERNAL, "layer has %d kernels", g->kernel_count);
+    pp_devptr *dev = calloc((size_t)g->buffer_count, sizeof *dev);
+    double *times = calloc((size_t)repeats, sizeof *times);
+    if (!dev || !times) {
+        free(dev), free(times);
+        return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    pp_status st = PP_OK;
+    for (int i = 0; i < g->buffer_count && st == PP_OK; i++) {
+        size_t bytes = g->buffers[i].elems * sizeof(float);
+        st = device_alloc(ctx, bytes, &dev[i]);
+        /* Inputs: any finite values time the same; zero is the cheapest to produce. */
+        if (st == PP_OK) st = ctx->ops->memset_zero(ctx, dev[i], bytes);
+    }
+    for (int k = 0; k < g->kernel_count && st == PP_OK; k++) {
+        const gen_kernel *kern = &g->kernels[k];
+        pp_devptr values[GEN_MAX_ARGS] = {0};
+        void *args[GEN_MAX_ARGS];
+        for (int a = 0; a < kern->arg_count; a++) {
+            int b = buffer_index(g, kern->args[a]);
+            values[a] = b < 0 ? 0 : dev[b];
+            args[a] = &values[a];
+        }
+        for (int r = 0; r < warmup + repeats && st == PP_OK; r++) {
+            double t0 = wall_ms();
+            st = ctx->ops->launch(ctx, layer->functions[k], kern->grid, kern->block, args);
+            if (st == PP_OK) st = ctx->ops->synchronize(ctx);
+            if (r >= warmup) times[r - warmup] = wall_ms() - t0;
+        }
+        qsort(times, (size_t)repeats, sizeof *times, by_value);
+        ms[k] = times[repeats / 2];
+    }
+    for (int i = 0; i < g->buffer_count; i++) device_free(ctx, dev[i], g->buffers[i].elems * sizeof(float));
+    free(dev), free(times);
+    return st;
+}

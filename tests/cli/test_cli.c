@@ -287,6 +287,25 @@ int main(int argc, char **argv)
              dir);
     expect_failure(args, "layer1.0.bn1.weight.npy");
 
+    /* poolprop bench: the mechanism on the host (its figures only mean something on a GPU) */
+    snprintf(args, sizeof args, "bench cifar_resnet8 --batch 2 --image 8 --repeats 2 --steps 1 --json %s/bench.json", dir);
+    CHECK(tool_run(args) == 0, "bench failed:\n%s", tool_output);
+    printf("%s", tool_output);
+    size_t planned = 0, allocated = 0;
+    const char *line = strstr(tool_output, "peak ");
+    CHECK(line && sscanf(line, "peak %zu bytes planned, %zu allocated", &planned, &allocated) == 2,
+          "bench peak line:\n%s", tool_output);
+    CHECK(planned > 0 && planned == allocated, "bench: planned %zu, allocated %zu", planned, allocated);
+    snprintf(path, sizeof path, "%s/bench.json", dir);
+    FILE *bj = fopen(path, "r");
+    CHECK(bj != NULL, "bench JSON written");
+    char json[8192];
+    size_t jn = fread(json, 1, sizeof json - 1, bj);
+    json[jn] = '\0';
+    fclose(bj);
+    CHECK(strstr(json, "\"fwd_ms\": ") && strstr(json, "\"images_per_s\": "), "bench JSON fields:\n%s", json);
+    expect_failure("bench resnet19", "unknown model 'resnet19'");
+
     snprintf(args, sizeof args, "rm -rf %s", dir);
     CHECK(system(args) == 0, "cleanup");
     printf("command-line tests passed\n");
