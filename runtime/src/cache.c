@@ -62,20 +62,20 @@ void hash_hex(const pp_hash_value *v, char out[33])
     out[32] = '\0';
 }
 
-static pp_status make_dirs(pp_context *ctx, const char *path)
+pp_status cache_make_dirs(pp_context *ctx, const char *path)
 {
     char buf[4096];
-    if (strlen(path) >= sizeof buf) return ctx_fail(ctx, PP_ERR_IO, "cache directory path is too long");
+    if (strlen(path) >= sizeof buf) return ctx_fail(ctx, PP_ERR_IO, "directory path is too long: %.200s", path);
     strcpy(buf, path);
     for (char *p = buf + 1; *p; p++) {
         if (*p != '/') continue;
         *p = '\0';
         if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return ctx_fail(ctx, PP_ERR_IO, "cannot create cache directory %s: %s", buf, strerror(errno));
+            return ctx_fail(ctx, PP_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
         *p = '/';
     }
     if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return ctx_fail(ctx, PP_ERR_IO, "cannot create cache directory %s: %s", buf, strerror(errno));
+        return ctx_fail(ctx, PP_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
     return PP_OK;
 }
 
@@ -97,7 +97,7 @@ pp_status cache_open(pp_context *ctx)
         if (n < 0 || (size_t)n >= sizeof ctx->cache_dir)
             return ctx_fail(ctx, PP_ERR_IO, "cache directory path is too long");
     }
-    return make_dirs(ctx, ctx->cache_dir);
+    return cache_make_dirs(ctx, ctx->cache_dir);
 }
 
 static void entry_path(const pp_context *ctx, const pp_hash_value *key, char *out, size_t len)

@@ -35,6 +35,8 @@ void hash_hex(const pp_hash_value *v, char out[33]);
 void cache_store_u64(unsigned char *p, uint64_t v);
 uint64_t cache_load_u64(const unsigned char *p);
 
+/* Creates path and its missing parents (mode 0755); existing directories are fine. */
+pp_status cache_make_dirs(pp_context *ctx, const char *path);
 /* Resolves ctx->cache_dir from the options and the environment; creates it. */
 pp_status cache_open(pp_context *ctx);
 /* On a hit, *data is malloc'ed (caller frees) and *len set; on a miss *data is NULL.
