@@ -1,14 +1,17 @@
 /* bench.c - `poolprop bench`: times, on the chosen backend, every distinct convolution
  * shape of a model (fused forward with pool-save, input gradient, weight gradient with
  * un-pool) and a whole training step (images/s, planned and allocated peak memory).
- * Prints a table and, with --json, writes the same figures as JSON. Figures are wall-clock
- * medians with a synchronisation after every launch; they mean something on the cuda
- * backend, and on the host backend only show that the mechanism works. */
+ * Prints a table and, with --json, writes the same figures as JSON. Kernels use the
+ * variants a model build would (the device's tuning database, else the policy's math
+ * mode's defaults). Kernel figures are medians of CUDA-event timings (host: wall clock of
+ * the emulated launch); the step is wall clock. They mean something on the cuda backend,
+ * and on the host backend only show that the mechanism works. */
 #include "bench.h"
 
 #include "options.h"
 #include "plan.h"
 #include "poolprop.h"
+#include "tuner.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,10 +59,18 @@ int bench_main(int argc, char **argv)
     pp_context *ctx = cli_context(&co);
     if (!ctx) return 1;
 
-    /* The distinct conv shapes, from the plan's graph. */
+    /* The distinct conv shapes, from the plan's graph, with the variants a model build
+     * uses: the tuning database's, else the policy's defaults. */
     gen_plan plan;
-    gen_plan_request req = {mo.model, mo.policy, mo.batch, mo.height, mo.width, mo.classes, 0};
-    if (gen_train_plan(ctx, &req, &plan) != PP_OK) {
+    gen_plan_request req = {.model = mo.model, .policy = mo.policy, .batch = mo.batch, .height = mo.height,
+                            .width = mo.width, .classes = mo.classes};
+    char **tuned_keys = NULL;
+    int *tuned_variants = NULL, tuned_count = 0;
+    pp_status pst = tune_lookup(ctx, &tuned_keys, &tuned_variants, &tuned_count);
+    req.tuned_keys = (const char *const *)tuned_keys, req.tuned_variants = tuned_variants, req.tuned_count = tuned_count;
+    if (pst == PP_OK) pst = gen_train_plan(ctx, &req, &plan);
+    tune_lookup_free(tuned_keys, tuned_variants, tuned_count);
+    if (pst != PP_OK) {
         int rc = cli_fail_ctx(ctx, PP_ERR_GENERATOR);
         pp_context_destroy(ctx);
         return rc;
@@ -73,6 +84,8 @@ int bench_main(int argc, char **argv)
         pp_layer_desc_init(&d);
         d.n = l->n, d.c = l->c, d.h = l->h, d.w = l->w, d.k = l->k, d.r = l->r, d.s = l->s;
         d.stride = l->stride, d.pad = l->pad, d.pool = l->pool, d.pool_mode = l->pool_max ? PP_POOL_MAX : PP_POOL_AVG;
+        d.variant_fwd = l->variant_fwd, d.variant_bwd_data = l->variant_bwd_data;
+        d.variant_bwd_weight = l->variant_bwd_weight;
         int j = 0;
         while (j < nrows && !same_shape(&rows[j].d, &d)) j++;
         if (j == nrows) {
@@ -83,11 +96,12 @@ int bench_main(int argc, char **argv)
         }
         rows[j].count++;
     }
-    printf("poolprop bench: %s, batch %d, %dx%d, policy %s, on %s (wall-clock medians of %d runs)\n", model,
-           plan.batch, plan.height, plan.width, mo.policy, pp_context_device_name(ctx), repeats);
+    printf("poolprop bench: %s, batch %d, %dx%d, policy %s (math %s), on %s (medians of %d runs; tuning database: %d entries)\n",
+           model, plan.batch, plan.height, plan.width, mo.policy, plan.math, pp_context_device_name(ctx), repeats,
+           tuned_count);
     if (do_layers && !rc) {
-        printf("%-28s %5s %-30s %10s %10s %10s %9s\n", "first layer", "count", "shape (NCHW -> K RxS /s p) f",
-               "fwd+pool", "input grad", "wgt grad", "fwd GF/s");
+        printf("%-28s %5s %-30s %10s %10s %10s %9s  %s\n", "first layer", "count", "shape (NCHW -> K RxS /s p) f",
+               "fwd+pool", "input grad", "wgt grad", "fwd GF/s", "variants");
         for (int j = 0; j < nrows && !rc; j++) {
             pp_layer *layer = NULL;
             double ms[8] = {0};
@@ -102,8 +116,9 @@ int bench_main(int argc, char **argv)
                 char shape[64];
                 snprintf(shape, sizeof shape, "%dx%dx%dx%d->%d %dx%d/%d p%d f%d", d->n, d->c, d->h, d->w, d->k, d->r,
                          d->s, d->stride, d->pad, d->pool);
-                printf("%-28.28s %5d %-30s %8.3fms %8.3fms %8.3fms %9.1f\n", rows[j].name, rows[j].count, shape,
-                       rows[j].fwd, rows[j].data, rows[j].weight, rows[j].gflop / (rows[j].fwd / 1000.0));
+                printf("%-28.28s %5d %-30s %8.3fms %8.3fms %8.3fms %9.1f  v%d/v%d/v%d\n", rows[j].name, rows[j].count,
+                       shape, rows[j].fwd, rows[j].data, rows[j].weight, rows[j].gflop / (rows[j].fwd / 1000.0),
+                       d->variant_fwd, d->variant_bwd_data, d->variant_bwd_weight);
             }
             pp_layer_destroy(layer);
         }
@@ -147,8 +162,10 @@ int bench_main(int argc, char **argv)
         if (!f) {
             rc = cli_fail("--json: cannot write %s", json);
         } else {
-            fprintf(f, "{\n  \"model\": \"%s\", \"batch\": %d, \"image\": [%d, %d], \"policy\": \"%s\",\n", model,
-                    plan.batch, plan.height, plan.width, mo.policy);
+            fprintf(f,
+                    "{\n  \"model\": \"%s\", \"batch\": %d, \"image\": [%d, %d], \"policy\": \"%s\", \"math\": \"%s\", "
+                    "\"tuning_entries\": %d,\n",
+                    model, plan.batch, plan.height, plan.width, mo.policy, plan.math, tuned_count);
             fprintf(f, "  \"device\": \"%s\", \"repeats\": %d,\n  \"layers\": [", pp_context_device_name(ctx), repeats);
             for (int j = 0; do_layers && j < nrows; j++) {
                 const pp_layer_desc *d = &rows[j].d;

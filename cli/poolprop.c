@@ -9,6 +9,7 @@
 #include "poolprop.h"
 #include "report.h"
 #include "bench.h"
+#include "tune.h"
 #include "train.h"
 
 #include <errno.h>
@@ -60,9 +61,16 @@ static const char usage_text[] =
     "        [--steps N] [--layers-only|--step-only] [--json OUT.json]\n"
     "      Time every distinct conv shape (forward+pool, input and weight gradients) and a\n"
     "      training step (images/s, peak memory). Default: resnet50, batch 64, policy 2.\n"
+    "  tune MODEL [--policy P] [--batch B] [--image HxW] [--budget-seconds T] [--max-variants N]\n"
+    "       [--warmup N] [--repeats N] [--backend host|cuda] [--tuning-dir DIR] [--quiet]\n"
+    "      For every distinct conv kernel of the model: compile the variants the policy's\n"
+    "      math mode allows (math=fp32|tf32|bf16), check each against the fp32 reference,\n"
+    "      time the ones that pass, and keep the fastest in the device's tuning database,\n"
+    "      which later model builds on that device use.\n"
     "  version\n"
     "\n"
-    "environment: POOLPROP_CACHE_DIR (kernel cache), POOLPROP_HOST_CXX (host compiler)\n";
+    "environment: POOLPROP_CACHE_DIR (kernel cache), POOLPROP_TUNING_DIR (tuning databases),\n"
+    "             POOLPROP_HOST_CXX (host compiler)\n";
 
 /* ---- verify ---- */
 
@@ -719,6 +727,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "init") == 0) return cmd_init(argc - 2, argv + 2);
     if (strcmp(cmd, "train") == 0) return train_main(argc - 2, argv + 2);
     if (strcmp(cmd, "bench") == 0) return bench_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "tune") == 0) return tune_main(argc - 2, argv + 2);
     if (strcmp(cmd, "demo") == 0) return cmd_demo(argc - 2, argv + 2);
     if (strcmp(cmd, "step") == 0) return cmd_step(argc - 2, argv + 2);
     if (strcmp(cmd, "report") == 0) return report_main(argc - 2, argv + 2);

@@ -1,28 +1,131 @@
 #!/usr/bin/env python3
-"""bench_pytorch.py - the same work as `poolprop bench`, done by PyTorch with cuDNN on the same
-GPU, and the poolprop/PyTorch ratios.
+"""bench_pytorch.py - poolprop against PyTorch/cuDNN on the same GPU, in one invocation.
 
-Per conv shape of the poolprop JSON: cuDNN's forward plus a separate average-pooling pass
-(what poolprop's fused forward replaces), cuDNN's input gradient, and cuDNN's weight gradient
-on the uncompressed input (what poolprop's un-pooling weight gradient replaces). Then a
-whole training step of the same torchvision model: images/s and peak memory.
-TF32 on and cudnn.benchmark on, as a PyTorch user runs. Times are CUDA-event medians.
-PyTorch is not a dependency of poolprop: this script runs where it is installed.
+Runs `poolprop bench MODEL --backend cuda --json ...` (or reads a JSON it wrote before),
+then the same work through PyTorch with cuDNN, TF32 on and cudnn.benchmark on, as a
+PyTorch user runs it:
+  per conv shape: cuDNN's forward plus a separate average-pooling pass (what poolprop's
+  fused forward replaces), cuDNN's input gradient, and cuDNN's weight gradient on the
+  uncompressed input (what poolprop's un-pooling weight gradient replaces);
+  a whole training step of the same network (torchvision's ResNets; the CIFAR ResNets of
+  He et al. with 1x1-conv shortcuts, as poolprop builds them): images/s and peak memory.
+Prints every figure, the poolprop/PyTorch ratios and where each target of issue 5 stands.
+Times are CUDA-event medians. PyTorch is not a dependency of poolprop: this script runs
+where it is installed (the comparison functions below need only the standard library).
 
-Usage: bench_pytorch.py POOLPROP.json [--steps N] [--repeats N]
+Usage:
+  bench_pytorch.py MODEL [--batch B] [--image HxW] [--policy P] [--poolprop PATH]
+  bench_pytorch.py --json POOLPROP.json
 """
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
+
+# Targets (issue 5): poolprop time / PyTorch time at most these, and the training step's
+# speed and peak-memory ratios.
+TARGET_KERNEL_RATIO = 1.0
+TARGET_STEP_SPEED = 0.8
+TARGET_STEP_MEMORY = 0.70
+
+
+def kernel_comparison(pp, pt_layers):
+    """Per-layer and total ratios. pp: poolprop's JSON; pt_layers: one [fwd+pool, input grad,
+    weight grad] in ms per entry of pp["layers"]. Returns (rows, totals) where totals holds,
+    per kernel kind, poolprop ms, PyTorch ms (weighted by the layer counts) and the ratio."""
+    rows = []
+    sums = [[0.0, 0.0] for _ in range(3)]
+    for layer, pt in zip(pp["layers"], pt_layers):
+        ours = [layer["fwd_ms"], layer["bwd_data_ms"], layer["bwd_weight_ms"]]
+        ratios = [o / p if p > 0 else float("inf") for o, p in zip(ours, pt)]
+        rows.append({"name": layer["name"], "count": layer["count"], "poolprop": ours, "pytorch": pt,
+                     "ratio": ratios})
+        for i in range(3):
+            sums[i][0] += ours[i] * layer["count"]
+            sums[i][1] += pt[i] * layer["count"]
+    totals = []
+    for ours, theirs in sums:
+        totals.append({"poolprop_ms": ours, "pytorch_ms": theirs,
+                       "ratio": ours / theirs if theirs > 0 else float("inf")})
+    return rows, totals
+
+
+def step_comparison(pp_step, pt_images_per_s, pt_peak_bytes):
+    speed = pp_step["images_per_s"] / pt_images_per_s if pt_images_per_s > 0 else 0.0
+    memory = pp_step["peak_bytes"] / pt_peak_bytes if pt_peak_bytes > 0 else float("inf")
+    return {"speed_ratio": speed, "memory_ratio": memory,
+            "speed_met": speed >= TARGET_STEP_SPEED, "memory_met": memory <= TARGET_STEP_MEMORY}
+
+
+def verdict(met):
+    return "met" if met else "NOT met"
+
+
+def run_poolprop(args):
+    """Runs poolprop bench on the cuda backend; returns its JSON."""
+    out = tempfile.NamedTemporaryFile(prefix="poolprop-bench-", suffix=".json", delete=False)
+    out.close()
+    cmd = [args.poolprop, "bench", args.model, "--backend", "cuda", "--batch", str(args.batch),
+           "--policy", args.policy, "--repeats", str(args.repeats), "--steps", str(args.steps), "--json", out.name]
+    if args.image:
+        cmd += ["--image", args.image]
+    print("running:", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    with open(out.name) as f:
+        pp = json.load(f)
+    os.unlink(out.name)
+    return pp
+
+
+def cifar_resnet(torch, depth, classes):
+    """The CIFAR ResNet poolprop builds (generator/poolprop/network.lua): 3x3 stem of 16
+    channels, three stages of (depth-2)/6 basic blocks with 16/32/64 channels, 1x1-conv
+    shortcuts where the shape changes, global average pooling, a linear classifier."""
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.downsample = None
+            if stride != 1 or cin != cout:
+                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            out = torch.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            return torch.relu(out + (self.downsample(x) if self.downsample is not None else x))
+
+    n = (depth - 2) // 6
+    layers = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+    cin = 16
+    for stage, planes in enumerate([16, 32, 64]):
+        for b in range(n):
+            layers.append(Block(cin, planes, 2 if (b == 0 and stage > 0) else 1))
+            cin = planes
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, classes)]
+    return nn.Sequential(*layers)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("poolprop_json", help="output of: poolprop bench MODEL --backend cuda --json FILE")
+    ap.add_argument("model", nargs="?", help="poolprop model name (resnet50, cifar_resnet56, ...)")
+    ap.add_argument("--json", help="read this poolprop bench JSON instead of running poolprop")
+    ap.add_argument("--poolprop", default=os.path.join(os.path.dirname(__file__), "..", "build", "poolprop"))
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--image", help="HxW (default: the model's)")
+    ap.add_argument("--policy", default="2,math=tf32")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=20)
     args = ap.parse_args()
+    if not args.json and not args.model:
+        ap.error("give a MODEL to run poolprop on, or --json FILE")
     try:
         import torch
         import torch.nn.functional as F
@@ -30,8 +133,11 @@ def main():
         sys.exit("bench_pytorch.py: PyTorch is not installed here")
     if not torch.cuda.is_available():
         sys.exit("bench_pytorch.py: no CUDA device visible to PyTorch")
-    with open(args.poolprop_json) as f:
-        pp = json.load(f)
+    if args.json:
+        with open(args.json) as f:
+            pp = json.load(f)
+    else:
+        pp = run_poolprop(args)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
@@ -50,9 +156,9 @@ def main():
             times.append(start.elapsed_time(end))
         return statistics.median(times)
 
-    print(f"PyTorch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name()}")
-    print(f"{'layer':28} {'fwd+pool':>10} {'ratio':>6} {'in grad':>10} {'ratio':>6} {'wgt grad':>10} {'ratio':>6}")
-    totals = {"pp": [0.0, 0.0, 0.0], "pt": [0.0, 0.0, 0.0]}
+    print(f"PyTorch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name()}; "
+          f"poolprop on {pp['device']}, policy {pp['policy']} (math {pp.get('math', 'fp32')})")
+    pt_layers = []
     for layer in pp["layers"]:
         n, c, h, w, k = layer["n"], layer["c"], layer["h"], layer["w"], layer["k"]
         r, s, stride, pad, f = layer["r"], layer["s"], layer["stride"], layer["pad"], layer["pool"]
@@ -70,32 +176,40 @@ def main():
             return lambda: torch.ops.aten.convolution_backward(
                 dy, x, wt, None, [stride, stride], [pad, pad], [1, 1], False, [0, 0], 1, mask)
 
-        pt = [time_ms(fwd), time_ms(bwd([True, False, False])), time_ms(bwd([False, True, False]))]
-        ours = [layer["fwd_ms"], layer["bwd_data_ms"], layer["bwd_weight_ms"]]
-        for i in range(3):
-            totals["pp"][i] += ours[i] * layer["count"]
-            totals["pt"][i] += pt[i] * layer["count"]
-        print(f"{layer['name'][:28]:28} {pt[0]:9.3f}m {ours[0] / pt[0]:6.2f} {pt[1]:9.3f}m {ours[1] / pt[1]:6.2f}"
-              f" {pt[2]:9.3f}m {ours[2] / pt[2]:6.2f}")
-    names = ["forward (+pool)", "input gradient", "weight gradient"]
-    for i in range(3):
-        print(f"all layers, {names[i]}: poolprop {totals['pp'][i]:.2f} ms, PyTorch {totals['pt'][i]:.2f} ms,"
-              f" ratio {totals['pp'][i] / totals['pt'][i]:.2f} (below 1: poolprop faster)")
+        pt_layers.append([time_ms(fwd), time_ms(bwd([True, False, False])), time_ms(bwd([False, True, False]))])
+        del x, wt, y, dy
+    rows, totals = kernel_comparison(pp, pt_layers)
+    print(f"{'layer':28} {'n':>3} | {'poolprop ms: fwd+pool':>21} {'in grad':>8} {'wgt grad':>8} | "
+          f"{'PyTorch ms: fwd+pool':>20} {'in grad':>8} {'wgt grad':>8} | ratios")
+    for row in rows:
+        o, p, q = row["poolprop"], row["pytorch"], row["ratio"]
+        print(f"{row['name'][:28]:28} {row['count']:3d} | {o[0]:21.3f} {o[1]:8.3f} {o[2]:8.3f} | "
+              f"{p[0]:20.3f} {p[1]:8.3f} {p[2]:8.3f} | {q[0]:.2f} {q[1]:.2f} {q[2]:.2f}")
+    names = ["fused forward + pool-save vs cuDNN forward + avg_pool2d",
+             "input gradient vs cuDNN",
+             "weight gradient with un-pool vs cuDNN on the uncompressed input"]
+    for name, t in zip(names, totals):
+        target = "" if name.startswith("input") else \
+            f" (target <= {TARGET_KERNEL_RATIO:.2f}: {verdict(t['ratio'] <= TARGET_KERNEL_RATIO)})"
+        print(f"all layers, {name}: poolprop {t['poolprop_ms']:.2f} ms, PyTorch {t['pytorch_ms']:.2f} ms, "
+              f"ratio {t['ratio']:.2f}{target}")
 
-    try:
-        import torchvision
-    except ImportError:
-        print("torchvision is not installed: no training-step comparison")
-        return
-    model_name = pp["model"]
-    if not hasattr(torchvision.models, model_name):
-        print(f"torchvision has no {model_name}: no training-step comparison")
-        return
-    model = getattr(torchvision.models, model_name)(num_classes=1000).to(dev)
+    model_name, classes = pp["model"], 1000
+    if model_name.startswith("cifar_resnet"):
+        model = cifar_resnet(torch, int(model_name[len("cifar_resnet"):]), 10)
+        classes = 10
+    else:
+        try:
+            import torchvision
+        except ImportError:
+            print("torchvision is not installed: no training-step comparison")
+            return
+        model = getattr(torchvision.models, model_name)(num_classes=1000)
+    model = model.to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     batch, (height, width) = pp["batch"], pp["image"]
     xb = torch.randn(batch, 3, height, width, device=dev)
-    labels = torch.randint(0, 1000, (batch,), device=dev)
+    labels = torch.randint(0, classes, (batch,), device=dev)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -115,10 +229,12 @@ def main():
     images_per_s = args.steps * batch / (start.elapsed_time(end) / 1000)
     peak = torch.cuda.max_memory_allocated()
     ours = pp["step"]
-    print(f"training step {model_name}, batch {batch}, {height}x{width}: PyTorch {images_per_s:.1f} images/s,"
-          f" peak {peak} bytes; poolprop {ours['images_per_s']:.1f} images/s, peak {ours['peak_bytes']} bytes")
-    print(f"ratios poolprop/PyTorch: speed {ours['images_per_s'] / images_per_s:.2f}"
-          f" (target >= 0.8), peak memory {ours['peak_bytes'] / peak:.2f} (target <= 0.70)")
+    cmp = step_comparison(ours, images_per_s, peak)
+    print(f"training step {model_name}, batch {batch}, {height}x{width}: PyTorch {images_per_s:.1f} images/s, "
+          f"peak {peak} bytes; poolprop {ours['images_per_s']:.1f} images/s, peak {ours['peak_bytes']} bytes")
+    print(f"ratios poolprop/PyTorch: speed {cmp['speed_ratio']:.2f} (target >= {TARGET_STEP_SPEED}: "
+          f"{verdict(cmp['speed_met'])}), peak memory {cmp['memory_ratio']:.2f} (target <= {TARGET_STEP_MEMORY}: "
+          f"{verdict(cmp['memory_met'])})")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
-// conv_fwd.cu - convolution forward as an implicit GEMM in fp32 (FFMA), fused with the
+// conv_fwd.cu - convolution forward as an implicit GEMM (fp32 FFMA, or TF32/BF16 tensor
+// cores with f32 accumulation, per variant), fused with the
 // pool-save of its input (DESIGN.md section 1).
 //   x: (N,C,H,W)  wt: (K,C,R,S)  y: (N,K,P,Q)  xp: (N,C,HP,WP)
 // GEMM view: y[n,k,oy,ox] = sum_g A[m][g] * B[g][k] with m = (n,oy,ox) in [0,M) and
 //   g = (c,r,t) in [0,G): A[m][g] = x[n,c,STRIDE*oy+r-PAD,STRIDE*ox+t-PAD] (0 outside),
 //   B[g][k] = wt[k,c,r,t] = wt[k*G+g].
-// A block computes a BM x BN tile of (m,k) with THREADS = (BM/TM)*(BN/TN) threads; thread
-// (tm,tn) owns rows tm + i*(BM/TM) and columns tn + j*(BN/TN), so consecutive threads
-// write consecutive m, which are consecutive addresses of y.
+// A block computes a BM x BN tile of (m,k); thread `tid` owns the tile rows tile_row(i)
+// and columns tile_col(j) (gemm_tile.cuh with ROW_FASTEST: consecutive threads write
+// consecutive m, which are consecutive addresses of y; or gemm_mma.cuh's fragments).
 // Pool-save: the blocks of grid column blockIdx.y == 0 also write xp for their share
 // [POOL_PER_BLOCK*blockIdx.x, +POOL_PER_BLOCK) of the N*HP*WP pooled pixels, all
 // channels. Shares are proportional to the blocks' rows of m, so a block pools roughly the
@@ -14,56 +15,75 @@
 // elements, since windows and receptive fields do not align). Windows are f x f at stride f, cut at the border;
 // avg divides by the number of elements that exist. POOL_F == 1 saves x itself: no xp.
 // Generator constants: N C H W K R S STRIDE PAD P Q M G HP WP POOL_F POOL_MAX
-//   BM BN BK TM TN THREADS POOL_PER_BLOCK
+//   POOL_PER_BLOCK, and the tile's (gemm_tile.cuh or gemm_mma.cuh, gemm_pipeline.cuh):
+//   BM BN BK TM TN THREADS TILE_PAD STAGES
 // __launch_bounds__ names a minimum of 1 block per SM: with the thread count alone, NVRTC's
 // ptxas capped a 512-thread variant at 40 registers and spilled (nvcc's did not).
+
+// Fills stage tiles with k-step `step`: a (BK, BM) of x gathered through the im2col view,
+// b (BK, BN) of wt. Rows of a are consecutive m, so consecutive threads read along ox.
+__device__ __forceinline__ void load_tiles(float (&a_tile)[BK][BM + TILE_PAD], float (&b_tile)[BK][BN + TILE_PAD],
+                                           int step, const float *__restrict__ x, const float *__restrict__ wt)
+{
+    const int m0 = blockIdx.x * BM, k0 = blockIdx.y * BN, g0 = step * BK;
+    for (int e = threadIdx.x; e < BK * BM; e += THREADS) {
+        const int gi = e / BM, mi = e % BM;
+        const int m = m0 + mi, g = g0 + gi;
+        bool valid = false;
+        const float *src = x;
+        if (m < M && g < G) {
+            const int n = m / (P * Q), oyx = m % (P * Q);
+            const int c = g / (R * S), rt = g % (R * S);
+            const int ih = (oyx / Q) * STRIDE + rt / S - PAD;
+            const int iw = (oyx % Q) * STRIDE + rt % S - PAD;
+            valid = ih >= 0 && ih < H && iw >= 0 && iw < W;
+            if (valid) src = x + ((n * C + c) * H + ih) * W + iw;
+        }
+        tile_load(&a_tile[gi][mi], src, valid);
+    }
+    for (int e = threadIdx.x; e < BK * BN; e += THREADS) {
+        const int gi = e % BK, ki = e / BK;
+        const int g = g0 + gi, k = k0 + ki;
+        const bool valid = g < G && k < K;
+        tile_load(&b_tile[gi][ki], valid ? wt + k * G + g : wt, valid);
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
 ${KERNEL}(const float *__restrict__ x, const float *__restrict__ wt, float *__restrict__ y,
           float *__restrict__ xp)
 {
-    __shared__ float a_tile[BK][BM];
-    __shared__ float b_tile[BK][BN];
+    __shared__ float a_tile[STAGES][BK][BM + TILE_PAD];
+    __shared__ float b_tile[STAGES][BK][BN + TILE_PAD];
     const int tid = threadIdx.x;
-    const int tm = tid % (BM / TM);
-    const int tn = tid / (BM / TM);
     const int m0 = blockIdx.x * BM;
     const int k0 = blockIdx.y * BN;
+    constexpr int steps = (G + BK - 1) / BK;
 
     float acc[TM][TN];
     tile_zero(acc);
 
-    for (int g0 = 0; g0 < G; g0 += BK) {
-        for (int e = tid; e < BK * BM; e += THREADS) {
-            const int gi = e / BM, mi = e % BM;
-            const int m = m0 + mi, g = g0 + gi;
-            float v = 0.0f;
-            if (m < M && g < G) {
-                const int n = m / (P * Q), oyx = m % (P * Q);
-                const int c = g / (R * S), rt = g % (R * S);
-                const int ih = (oyx / Q) * STRIDE + rt / S - PAD;
-                const int iw = (oyx % Q) * STRIDE + rt % S - PAD;
-                if (ih >= 0 && ih < H && iw >= 0 && iw < W) v = x[((n * C + c) * H + ih) * W + iw];
-            }
-            a_tile[gi][mi] = v;
-        }
-        for (int e = tid; e < BK * BN; e += THREADS) {
-            const int gi = e % BK, ki = e / BK;
-            const int g = g0 + gi, k = k0 + ki;
-            b_tile[gi][ki] = (g < G && k < K) ? wt[k * G + g] : 0.0f;
-        }
+    if (STAGES > 1) {
+        load_tiles(a_tile[0], b_tile[0], 0, x, wt);
+        pp_cp_async_commit();
+    }
+    for (int step = 0; step < steps; ++step) {
+        if (STAGES == 1) load_tiles(a_tile[0], b_tile[0], step, x, wt);
+        else if (step + 1 < steps) load_tiles(a_tile[(step + 1) % STAGES], b_tile[(step + 1) % STAGES], step + 1, x, wt);
+        tile_pipeline_wait();
         __syncthreads();
-        tile_multiply_accumulate(a_tile, b_tile, tm, tn, acc);
+        tile_multiply_accumulate(a_tile[step % STAGES], b_tile[step % STAGES], acc);
         __syncthreads();
     }
 
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
-        const int m = m0 + tm + i * (BM / TM);
+        const int m = m0 + tile_row(i);
         if (m >= M) continue;
         const int n = m / (P * Q), oyx = m % (P * Q);
 #pragma unroll
         for (int j = 0; j < TN; ++j) {
-            const int k = k0 + tn + j * (BN / TN);
+            const int k = k0 + tile_col(j);
             if (k < K) y[(n * K + k) * (P * Q) + oyx] = acc[i][j];
         }
     }

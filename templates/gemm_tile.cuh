@@ -1,9 +1,23 @@
-// gemm_tile.cuh - the register-tile product the implicit-GEMM kernels share. The generator
-// emits it inside each kernel's namespace, after that kernel's constants, so BM BN BK TM
-// TN are the kernel's own.
-//   a_tile: (BK, BM)  b_tile: (BK, BN)  acc: (TM, TN) in registers
-// The thread at (row, col) of the (BM/TM) x (BN/TN) thread grid owns the tile rows
-// row + i*(BM/TM) and columns col + j*(BN/TN).
+// gemm_tile.cuh - the fp32 (FFMA) register-tile product the implicit-GEMM kernels share.
+// The generator emits it inside each kernel's namespace, after that kernel's constants,
+// so BM BN BK TM TN THREADS TILE_PAD ROW_FASTEST are the kernel's own.
+//   a_tile: (BK, BM + TILE_PAD)  b_tile: (BK, BN + TILE_PAD)  acc: (TM, TN) in registers
+// The (BM/TM) x (BN/TN) thread grid runs rows fastest when ROW_FASTEST (consecutive
+// threads then own consecutive tile rows), else columns; the thread at (row, col) owns
+// tile rows row + i*(BM/TM) and columns col + j*(BN/TN). gemm_mma.cuh provides the same
+// functions for tensor cores, so a kernel's loop and epilogue do not depend on the math.
+__device__ __forceinline__ int tile_row(int i)
+{
+    const int row = ROW_FASTEST ? (int)threadIdx.x % (BM / TM) : (int)threadIdx.x / (BN / TN);
+    return row + i * (BM / TM);
+}
+
+__device__ __forceinline__ int tile_col(int j)
+{
+    const int col = ROW_FASTEST ? (int)threadIdx.x / (BM / TM) : (int)threadIdx.x % (BN / TN);
+    return col + j * (BN / TN);
+}
+
 __device__ __forceinline__ void tile_zero(float (&acc)[TM][TN])
 {
 #pragma unroll
@@ -12,10 +26,11 @@ __device__ __forceinline__ void tile_zero(float (&acc)[TM][TN])
         for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
 }
 
-__device__ __forceinline__ void tile_multiply_accumulate(const float (&a_tile)[BK][BM],
-                                                         const float (&b_tile)[BK][BN], int row,
-                                                         int col, float (&acc)[TM][TN])
+__device__ __forceinline__ void tile_multiply_accumulate(const float (&a_tile)[BK][BM + TILE_PAD],
+                                                         const float (&b_tile)[BK][BN + TILE_PAD],
+                                                         float (&acc)[TM][TN])
 {
+    const int row = tile_row(0), col = tile_col(0);
 #pragma unroll
     for (int kk = 0; kk < BK; ++kk) {
         float a[TM], b[TN];

@@ -56,27 +56,88 @@ function M.op_kernel(op, params_text)
   end)
 end
 
+-- The graph of a model with the policy resolved (see train_plan for the arguments).
+local function resolved_graph(model_text, model_name, o, policy)
+  local network = require("poolprop.network")
+  local policies = require("poolprop.policy")
+  local spec = network.load_string(model_text, model_name)
+  local cifar = spec.kind == "cifar_resnet"
+  local graph = network.instantiate(spec, {
+    batch = o.batch, classes = (o.classes and o.classes > 0) and o.classes or (cifar and 10 or 1000),
+    height = (o.height and o.height > 0) and o.height or (cifar and 32 or 224),
+    width = (o.width and o.width > 0) and o.width or (cifar and 32 or 224) })
+  local p
+  if policy.file_text then
+    p = policies.load_file(policy.file_text, policy.file_name)
+  else
+    p = policies.parse(policy.text, { file = "policy", line = 0 })
+  end
+  policies.resolve(p, graph, { file = "policy", line = 0 })
+  return graph, p
+end
+
 -- The training plan of a model. model_text/model_name: the model file; o: { batch,
--- height, width, classes, sources }; policy: { text = "2" } or { file_text, file_name }.
+-- height, width, classes, sources, tuned = { [tuning key] = variant } }; policy: { text = "2" } or { file_text, file_name }.
 function M.train_plan(model_text, model_name, o, policy)
   return protect("parse", function()
-    local network = require("poolprop.network")
-    local policies = require("poolprop.policy")
-    local spec = network.load_string(model_text, model_name)
-    local cifar = spec.kind == "cifar_resnet"
-    local graph = network.instantiate(spec, {
-      batch = o.batch, classes = (o.classes and o.classes > 0) and o.classes or (cifar and 10 or 1000),
-      height = (o.height and o.height > 0) and o.height or (cifar and 32 or 224),
-      width = (o.width and o.width > 0) and o.width or (cifar and 32 or 224) })
-    local p
-    if policy.file_text then
-      p = policies.load_file(policy.file_text, policy.file_name)
-    else
-      p = policies.parse(policy.text, { file = "policy", line = 0 })
-    end
-    policies.resolve(p, graph, { file = "policy", line = 0 })
-    return require("poolprop.train").build(graph, p, { sources = o.sources })
+    local graph, p = resolved_graph(model_text, model_name, o, policy)
+    return require("poolprop.train").build(graph, p, { sources = o.sources, tuned = o.tuned })
   end)
+end
+
+-- What the tuner measures for a model (arguments as train_plan): one target per distinct
+-- (conv op, layer shape), { key, op, layer = {N..pool_mode}, name, count, candidates },
+-- with the candidates the policy's math mode allows: the mode's default first, then the
+-- fp32 reference 0, then the rest of the space in order. Also the math mode and the
+-- version string that makes a tuning database stale when the generator's spaces change.
+function M.tuning_targets(model_text, model_name, o, policy)
+  return protect("parse", function()
+    local graph, p = resolved_graph(model_text, model_name, o, policy)
+    local math_mode = p.math or "fp32"
+    local targets, by_key = {}, {}
+    for _, l in ipairs(graph.layers) do
+      if l.op == "conv" then
+        local d = { N = l.N, C = l.C, H = l.H, W = l.W, K = l.K, R = l.R, S = l.S, stride = l.stride,
+          pad = l.pad, pool = l.pool, pool_mode = l.pool_mode }
+        for _, op in ipairs(variants.ops) do
+          local key = layer.tuning_key(op, d, math_mode)
+          if by_key[key] then
+            by_key[key].count = by_key[key].count + 1
+          else
+            local first = variants.default_index(op, math_mode)
+            local candidates = { first }
+            if first ~= 0 then candidates[2] = 0 end
+            for i, cfg in ipairs(variants.list(op)) do
+              if i ~= first and variants.allowed(cfg, math_mode) then candidates[#candidates + 1] = i end
+            end
+            local t = { key = key, op = op, layer = d, name = l.name, count = 1, candidates = candidates }
+            by_key[key] = t
+            targets[#targets + 1] = t
+          end
+        end
+      end
+    end
+    return { targets = targets, math = math_mode, version = M.tuning_version() }
+  end)
+end
+
+-- Names the generator and its variant spaces; tuning results of another version are stale.
+function M.tuning_version()
+  return require("poolprop.emit").generator_version:gsub("^poolprop%-generator ", "generator-") .. "/" ..
+    variants.space_version()
+end
+
+-- One variant's configuration: { threads, stages, math, shared, config = "BK=16 BM=64 ..." }.
+function M.variant_info(op, index)
+  local cfg, msg = variants.get(op, index)
+  if not cfg then return nil, msg, "shape" end
+  local keys = {}
+  for k in pairs(cfg) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local kv = {}
+  for i, k in ipairs(keys) do kv[i] = k .. "=" .. cfg[k] end
+  return { threads = variants.threads(cfg), stages = cfg.STAGES, math = variants.math_name(cfg),
+    shared = variants.shared_bytes(cfg), config = table.concat(kv, " ") }
 end
 
 function M.variant_count(op)

@@ -35,6 +35,13 @@ function M.signature(d)
     d.S, d.stride, d.pad, d.pool, d.pool_mode)
 end
 
+-- The tuning database's key for op's kernel of this layer under a policy's math mode:
+-- "conv_fwd_n2c3h32w32_k16r3s3_s1p1_f2avg:tf32". The tuned variant serves every kernel of
+-- op on that layer (also the forms without pool-save or with accumulation).
+function M.tuning_key(op, d, math_mode)
+  return op .. "_" .. M.signature(d) .. ":" .. math_mode
+end
+
 -- Target number of blocks the split of the weight-gradient reduction aims for: enough to
 -- fill the largest current GPUs (132 SMs) twice.
 M.split_target_blocks = 264
@@ -51,14 +58,30 @@ local function push_all(list, items)
   return list
 end
 
--- Template parts every implicit-GEMM kernel includes inside its namespace.
-local gemm_parts = { "templates/gemm_tile.cuh" }
+-- Template parts an implicit-GEMM kernel includes inside its namespace, by math mode: the
+-- cp.async wrappers and the pipelined loader, then the tile product (FFMA or mma).
+local function gemm_parts(cfg)
+  if cfg.MATH > 0 then
+    return { "templates/ptx_async_copy.cuh", "templates/gemm_pipeline.cuh", "templates/ptx_mma.cuh",
+      "templates/gemm_mma.cuh" }
+  end
+  return { "templates/ptx_async_copy.cuh", "templates/gemm_pipeline.cuh", "templates/gemm_tile.cuh" }
+end
 
-local function gemm_constants(cfg)
-  return {
-    { "BM", cfg.BM }, { "BN", cfg.BN }, { "BK", cfg.BK }, { "TM", cfg.TM }, { "TN", cfg.TN },
-    { "THREADS", variants.threads(cfg) },
+-- row_fastest: whether FFMA tiles give consecutive threads consecutive rows (see
+-- gemm_tile.cuh); tensor-core tiles have the fragment layout instead.
+local function gemm_constants(cfg, row_fastest)
+  local tm, tn = variants.per_thread(cfg)
+  local c = {
+    { "BM", cfg.BM }, { "BN", cfg.BN }, { "BK", cfg.BK }, { "TM", tm }, { "TN", tn },
+    { "THREADS", variants.threads(cfg) }, { "TILE_PAD", variants.tile_pad(cfg) },
+    { "STAGES", cfg.STAGES }, { "MATH", cfg.MATH }, { "ROW_FASTEST", row_fastest and 1 or 0 },
   }
+  if cfg.MATH > 0 then
+    c[#c + 1] = { "WARPS_M", cfg.WARPS_M }
+    c[#c + 1] = { "WARPS_N", cfg.WARPS_N }
+  end
+  return c
 end
 
 local function shape_constants(d, s)
@@ -104,15 +127,15 @@ function M.kernel_fwd(d, s, save_pool)
     { "M", M_ }, { "G", G }, { "HP", s.HP }, { "WP", s.WP }, { "POOL_F", pool },
     { "POOL_MAX", d.pool_mode == "max" and 1 or 0 },
     { "POOL_PER_BLOCK", ceil_div(d.N * s.HP * s.WP, grid_m) } })
-  push_all(consts, gemm_constants(cfg))
+  push_all(consts, gemm_constants(cfg, true))
   local grid = { grid_m, ceil_div(d.K, cfg.BN), 1 }
   check_grid(d, name, grid)
   return {
-    name = name, op = "conv_fwd", config = cfg, variant = index,
+    name = name, op = "conv_fwd", config = cfg, variant = index, math = variants.math_name(cfg),
     grid = grid, block = { variants.threads(cfg), 1, 1 },
     args = { "x", "w", "y", pool > 1 and "xp" or "null" },
     source = emit.kernel_source { kernel = name, op = "conv_fwd", template = "templates/conv_fwd.cu",
-      parts = gemm_parts, constants = consts, header = header_lines(d, "conv_fwd", index, cfg) },
+      parts = gemm_parts(cfg), constants = consts, header = header_lines(d, "conv_fwd", index, cfg) },
   }
 end
 
@@ -123,15 +146,15 @@ function M.kernel_bwd_data(d, s, accumulate)
   local MX = d.N * d.H * d.W
   local consts = push_all(shape_constants(d, s), { { "MX", MX }, { "GX", d.K * d.R * d.S },
     { "ACCUMULATE", accumulate and 1 or 0 } })
-  push_all(consts, gemm_constants(cfg))
+  push_all(consts, gemm_constants(cfg, true))
   local grid = { ceil_div(MX, cfg.BM), ceil_div(d.C, cfg.BN), 1 }
   check_grid(d, name, grid)
   return {
-    name = name, op = "conv_bwd_data", config = cfg, variant = index,
+    name = name, op = "conv_bwd_data", config = cfg, variant = index, math = variants.math_name(cfg),
     grid = grid, block = { variants.threads(cfg), 1, 1 },
     args = { "dy", "w", "dx" },
     source = emit.kernel_source { kernel = name, op = "conv_bwd_data",
-      template = "templates/conv_bwd_data.cu", parts = gemm_parts, constants = consts,
+      template = "templates/conv_bwd_data.cu", parts = gemm_parts(cfg), constants = consts,
       header = header_lines(d, "conv_bwd_data", index, cfg) },
   }
 end
@@ -151,15 +174,15 @@ function M.kernels_bwd_weight(d, s)
   local consts = push_all(shape_constants(d, s), {
     { "M", M_ }, { "G", G }, { "HP", s.HP }, { "WP", s.WP }, { "POOL_F", d.pool },
     { "SPLITS", splits }, { "M_PER_SPLIT", m_per_split } })
-  push_all(consts, gemm_constants(cfg))
+  push_all(consts, gemm_constants(cfg, false))
   local grid = { ceil_div(d.K, cfg.BM), ceil_div(G, cfg.BN), splits }
   check_grid(d, name, grid)
   local kernels = { {
-    name = name, op = "conv_bwd_weight", config = cfg, variant = index,
+    name = name, op = "conv_bwd_weight", config = cfg, variant = index, math = variants.math_name(cfg),
     grid = grid, block = { variants.threads(cfg), 1, 1 },
     args = { "dy", d.pool > 1 and "xp" or "x", splits > 1 and "dw_partial" or "dw" },
     source = emit.kernel_source { kernel = name, op = "conv_bwd_weight",
-      template = "templates/conv_bwd_weight.cu", parts = gemm_parts, constants = consts,
+      template = "templates/conv_bwd_weight.cu", parts = gemm_parts(cfg), constants = consts,
       header = header_lines(d, "conv_bwd_weight", index, cfg) },
   } }
   if splits > 1 then
@@ -167,7 +190,7 @@ function M.kernels_bwd_weight(d, s)
     local threads = 256
     local rname = string.format("splitk_reduce_n%dx%d", splits, count)
     kernels[2] = {
-      name = rname, op = "splitk_reduce", config = {}, variant = 0,
+      name = rname, op = "splitk_reduce", config = {}, variant = 0, math = "fp32",
       grid = { ceil_div(count, threads), 1, 1 }, block = { threads, 1, 1 },
       args = { "dw_partial", "dw" },
       source = emit.kernel_source { kernel = rname, op = "splitk_reduce",

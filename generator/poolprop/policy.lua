@@ -4,9 +4,12 @@
 --   "2,bn=bf16"                          the same, with options
 --   "stem=1,stage1=4,stage2=2,default=2" per stage; unnamed stages take default (1)
 --   "layer1.0.conv1=4,default=2"         per named conv layer
---   options in the same list: mode=avg|max, bn=fp32|bf16, relu=mask|full
+--   options in the same list: mode=avg|max, bn=fp32|bf16, relu=mask|full, and
+--   math=fp32|tf32|bf16: the least precise convolution arithmetic allowed (fp32 FFMA is
+--   the reference; tf32 and bf16 allow tensor-core variants with f32 accumulation)
 --   "baseline"                           what a framework stores: f = 1, full-precision
---                                        BN input and ReLU output (for comparison)
+--                                        BN input and ReLU output (for comparison); may be
+--                                        followed by options: "baseline,math=tf32"
 -- A policy file (path ending in .lua) is Lua returning the same keys as a table:
 --   return { default = 2, stages = { stem = 1 }, layers = { ["layer1.0.conv1"] = 4 },
 --            mode = "avg", bn = "bf16" }
@@ -18,7 +21,8 @@ local describe = require("poolprop.describe")
 local M = {}
 
 local option_values = { mode = { avg = true, max = true }, bn = { fp32 = true, bf16 = true },
-  relu = { mask = true, full = true } }
+  relu = { mask = true, full = true }, math = { fp32 = true, tf32 = true, bf16 = true } }
+local option_choices = { mode = "avg, max", bn = "fp32, bf16", relu = "mask, full", math = "fp32, tf32, bf16" }
 
 local function factor(value, what, where)
   local f = math.tointeger(tonumber(value))
@@ -28,36 +32,46 @@ local function factor(value, what, where)
   return f
 end
 
--- Parses policy text into { default, stages = {}, layers = {}, mode, bn, relu, baseline }.
-function M.parse(text, where)
-  local p = { default = 1, stages = {}, layers = {}, mode = "avg", bn = "fp32", relu = "mask", text = text }
-  if text == nil or text == "" then return p end
-  if text == "baseline" then
-    p.baseline, p.bn, p.relu = true, "fp32", "full"
-    return p
+-- One "name=value" (or bare factor) item of a policy text, applied to p.
+local function apply_item(p, item, where)
+  local key, value = item:match("^%s*([%w_%.]+)%s*=%s*([%w_]+)%s*$")
+  if not key and item:match("^%s*%d+%s*$") then key, value = "default", item end
+  if not key then errors.raise(where, "policy: expected name=value, got '%s'", item) end
+  if p.baseline and not option_values[key] then
+    errors.raise(where, "policy: after 'baseline' only options (mode, bn, relu, math) may follow, got '%s'", item)
   end
+  if option_values[key] then
+    if not option_values[key][value] then
+      errors.raise(where, "policy: %s must be one of %s, got '%s'", key, option_choices[key], value)
+    end
+    p[key] = value
+  elseif key == "default" or key == "f" then
+    p.default = factor(value, "policy " .. key, where)
+  elseif key == "stem" or key:match("^stage%d+$") or key == "head" then
+    p.stages[key] = factor(value, "policy " .. key, where)
+  else
+    p.layers[key] = factor(value, "policy " .. key, where)
+  end
+end
+
+-- Parses policy text into { default, stages = {}, layers = {}, mode, bn, relu, math, baseline }.
+function M.parse(text, where)
+  local p = { default = 1, stages = {}, layers = {}, mode = "avg", bn = "fp32", relu = "mask", math = "fp32",
+    text = text }
+  if text == nil or text == "" then return p end
   if text:match("^%s*[1248]%s*$") or text:match("^%s*%d+%s*$") then
     p.default = factor(text:match("%d+"), "policy", where)
     return p
   end
   for item in text:gmatch("[^,]+") do
-    local key, value = item:match("^%s*([%w_%.]+)%s*=%s*([%w_]+)%s*$")
-    if not key and item:match("^%s*%d+%s*$") then key, value = "default", item end
-    if not key then errors.raise(where, "policy: expected name=value, got '%s'", item) end
-    if option_values[key] then
-      if not option_values[key][value] then
-        errors.raise(where, "policy: %s must be one of %s, got '%s'", key,
-          key == "mode" and "avg, max" or key == "bn" and "fp32, bf16" or "mask, full", value)
-      end
-      p[key] = value
-    elseif key == "default" or key == "f" then
-      p.default = factor(value, "policy " .. key, where)
-    elseif key == "stem" or key:match("^stage%d+$") or key == "head" then
-      p.stages[key] = factor(value, "policy " .. key, where)
+    if not p.baseline and p.text:match("^%s*baseline%s*,?") and item:match("^%s*baseline%s*$") then
+      p.baseline = true
     else
-      p.layers[key] = factor(value, "policy " .. key, where)
+      apply_item(p, item, where)
     end
   end
+  -- The baseline stores what a framework stores, whatever options follow it.
+  if p.baseline then p.bn, p.relu = "fp32", "full" end
   return p
 end
 
@@ -72,12 +86,13 @@ function M.load_file(text, chunkname)
     errors.raise({ file = chunkname, line = 0 }, "a policy file must return a table: %s", tostring(t))
   end
   local where = { file = chunkname, line = 0 }
-  local allowed = { default = true, stages = true, layers = true, mode = true, bn = true, relu = true }
+  local allowed = { default = true, stages = true, layers = true, mode = true, bn = true, relu = true,
+    math = true }
   for k in pairs(t) do
     if not allowed[k] then errors.raise(where, "policy: unknown key '%s'", tostring(k)) end
   end
   local p = { default = 1, stages = {}, layers = {}, mode = t.mode or "avg", bn = t.bn or "fp32",
-    relu = t.relu or "mask", text = chunkname }
+    relu = t.relu or "mask", math = t.math or "fp32", text = chunkname }
   for key, set in pairs(option_values) do
     if not set[p[key]] then errors.raise(where, "policy: bad %s '%s'", key, tostring(p[key])) end
   end

@@ -23,6 +23,7 @@
 --   fc       its input; softmax_ce computes dlogits in the forward pass
 local errors = require("poolprop.errors")
 local layer = require("poolprop.layer")
+local variants = require("poolprop.variants")
 
 local M = {}
 
@@ -34,11 +35,20 @@ end
 
 local function mask_bytes(count) return ((count + 31) // 32) * 4 end
 
--- A conv layer of the graph as a layer.lua description.
-local function conv_desc(l)
-  return { name = l.name, N = l.N, C = l.C, H = l.H, W = l.W, K = l.K, R = l.R, S = l.S,
+-- A conv layer of the graph as a layer.lua description, with the variant of each kernel:
+-- the tuning database's (opts.tuned: key -> index) or the policy's math mode's default.
+local function conv_desc(l, policy, opts)
+  local d = { name = l.name, N = l.N, C = l.C, H = l.H, W = l.W, K = l.K, R = l.R, S = l.S,
     stride = l.stride, pad = l.pad, pool = l.pool, pool_mode = l.pool_mode, variant = {},
     where = { file = l.name, line = 0 } }
+  local math_mode = policy.math or "fp32"
+  for _, op in ipairs(variants.ops) do
+    local tuned = opts.tuned and opts.tuned[layer.tuning_key(op, d, math_mode)]
+    if tuned and not variants.get(op, tuned) then tuned = nil end
+    d.variant[op] = tuned or variants.default_index(op, math_mode)
+  end
+  l.variant = d.variant -- for reports (bench): the variants the plan runs
+  return d
 end
 
 local Plan = {}
@@ -83,7 +93,7 @@ local function buf(name) return "buf:" .. name end
 
 function Plan:conv_forward(l)
   local g, baseline = self.graph, self.policy.baseline
-  local d = conv_desc(l)
+  local d = conv_desc(l, self.policy, self.opts)
   local s = layer.shape(d)
   local xp_name = nil
   local save = false
@@ -133,7 +143,7 @@ function Plan:forward_layers(train)
       if train then
         self:conv_forward(l)
       else
-        local d = conv_desc(l)
+        local d = conv_desc(l, self.policy, self.opts)
         local k = layer.kernel_fwd(d, layer.shape(d), false)
         self:tensor_buffer(l.output, l.stage)
         self:launch(l.name, "conv_fwd", nil, k, { x = buf(l.input), w = "param:" .. l.weight,
@@ -211,7 +221,7 @@ function Plan:backward_layers()
         mean = buf("mean:" .. l.name), invstd = buf("invstd:" .. l.name), gamma = "param:" .. l.weight,
         dgamma = "grad:" .. l.weight, dbeta = "grad:" .. l.bias, dy = dy, dres = dres })
     elseif l.op == "conv" then
-      local d = conv_desc(l)
+      local d = conv_desc(l, self.policy, self.opts)
       local s = layer.shape(d)
       local kernels, partial = layer.kernels_bwd_weight(d, s)
       local dy = buf("d:" .. l.output)
@@ -273,6 +283,7 @@ function M.build(graph, policy, opts)
   plan:buffer("loss", 8, "io", "head") -- mean loss, count of correct predictions
   plan:forward_layers(true)
   plan.forward_end = #plan.steps
+  plan.math = policy.math or "fp32"
   plan.phase = "backward"
   plan:backward_layers()
   plan.phase = "update"

@@ -1,4 +1,5 @@
--- variants.lua: the declared tile search space of each kernel template. Variant 0 is
+-- variants.lua: the declared search space of each kernel template: tile sizes, threads,
+-- pipeline stages and math mode. Variant 0 is
 -- the default configuration; variants 1..n enumerate the space in a fixed order, so an
 -- index names the same configuration on every machine (the tuner records indices).
 -- Every configuration in a space must give correct results; the tests run several.
@@ -8,64 +9,180 @@ local M = {}
 M.max_threads = 512
 M.max_static_shared_bytes = 48 * 1024
 
-local gemm_space = {
+-- Math modes: 0 = fp32 FFMA (the reference), 1 = TF32 tensor cores (mma m16n8k8),
+-- 2 = BF16 tensor cores (mma m16n8k16); both with f32 accumulation. A policy allows a
+-- mode and every more precise one.
+M.math_names = { [0] = "fp32", [1] = "tf32", [2] = "bf16" }
+M.math_levels = { fp32 = 0, tf32 = 1, bf16 = 2 }
+
+-- fp32 tiles: TM x TN outputs per thread; STAGES 2 = cp.async double buffering.
+local ffma_space = {
   BM = { 32, 64, 128 },
   BN = { 32, 64 },
   BK = { 8, 16 },
   TM = { 4, 8 },
   TN = { 2, 4 },
+  STAGES = { 1, 2 },
+  MATH = { 0 },
+}
+-- Tensor-core tiles: WARPS_M x WARPS_N warps, each a (BM/WARPS_M) x (BN/WARPS_N) sub-tile
+-- of 16x8 mma tiles, 4 to 16 warps; always pipelined (they need sm_80, which has
+-- cp.async).
+local mma_space = {
+  BM = { 64, 128 },
+  BN = { 32, 64, 128 },
+  BK = { 16, 32 },
+  WARPS_M = { 2, 4 },
+  WARPS_N = { 1, 2, 4 },
+  STAGES = { 2 },
+  MATH = { 1, 2 },
 }
 
--- conv_bwd_weight also bounds how far the reduction over N*P*Q is split across blocks.
+local function with(space, extra)
+  local out = {}
+  for k, v in pairs(space) do out[k] = v end
+  for k, v in pairs(extra) do out[k] = v end
+  return out
+end
+
+-- Each op's spaces are enumerated in the order listed; conv_bwd_weight also bounds how far
+-- the reduction over N*P*Q is split across blocks.
 local spaces = {
-  conv_fwd = { space = gemm_space, default = { BM = 64, BN = 32, BK = 16, TM = 8, TN = 4 } },
-  conv_bwd_data = { space = gemm_space, default = { BM = 64, BN = 32, BK = 16, TM = 8, TN = 4 } },
+  conv_fwd = { spaces = { ffma_space, mma_space },
+    default = { BM = 64, BN = 32, BK = 16, TM = 8, TN = 4, STAGES = 1, MATH = 0 } },
+  conv_bwd_data = { spaces = { ffma_space, mma_space },
+    default = { BM = 64, BN = 32, BK = 16, TM = 8, TN = 4, STAGES = 1, MATH = 0 } },
   conv_bwd_weight = {
-    space = { BM = { 16, 32, 64 }, BN = { 32, 64, 128 }, BK = { 8, 16 }, TM = { 2, 4 },
-      TN = { 4 }, MAX_SPLITS = { 1, 64 } },
-    default = { BM = 32, BN = 64, BK = 16, TM = 4, TN = 4, MAX_SPLITS = 64 },
+    spaces = {
+      with(ffma_space, { BM = { 16, 32, 64 }, BN = { 32, 64, 128 }, TM = { 2, 4 }, TN = { 4 },
+        MAX_SPLITS = { 1, 64 } }),
+      with(mma_space, { MAX_SPLITS = { 64 } }),
+    },
+    default = { BM = 32, BN = 64, BK = 16, TM = 4, TN = 4, STAGES = 1, MATH = 0, MAX_SPLITS = 64 },
   },
 }
 M.ops = { "conv_fwd", "conv_bwd_data", "conv_bwd_weight" }
 
-function M.threads(cfg) return (cfg.BM // cfg.TM) * (cfg.BN // cfg.TN) end
+-- Shared-memory row padding of the tiles: tensor-core fragment loads read 8 rows x 4
+-- k-columns, which a pad of 8 floats spreads over 32 banks.
+function M.tile_pad(cfg) return cfg.MATH > 0 and 8 or 0 end
+
+-- Tensor-core configurations derive their per-thread tile from the warp layout.
+function M.per_thread(cfg)
+  if cfg.MATH == 0 then return cfg.TM, cfg.TN end
+  return 2 * (cfg.BM // cfg.WARPS_M // 16), 2 * (cfg.BN // cfg.WARPS_N // 8)
+end
+
+function M.threads(cfg)
+  if cfg.MATH > 0 then return 32 * cfg.WARPS_M * cfg.WARPS_N end
+  return (cfg.BM // cfg.TM) * (cfg.BN // cfg.TN)
+end
+
+function M.shared_bytes(cfg)
+  return cfg.STAGES * cfg.BK * (cfg.BM + cfg.BN + 2 * M.tile_pad(cfg)) * 4
+end
+
+-- Accumulators per thread: more than 64 would not leave registers for the fragments.
+M.max_accumulators = 64
 
 function M.valid(cfg)
-  if cfg.BM % cfg.TM ~= 0 or cfg.BN % cfg.TN ~= 0 then return false end
   local t = M.threads(cfg)
+  if cfg.MATH > 0 then
+    if cfg.BM % (16 * cfg.WARPS_M) ~= 0 or cfg.BN % (8 * cfg.WARPS_N) ~= 0 then return false end
+    if cfg.BK % (cfg.MATH == 2 and 16 or 8) ~= 0 then return false end
+    local tm, tn = M.per_thread(cfg)
+    if tm * tn > M.max_accumulators or t < 128 then return false end
+  elseif cfg.BM % cfg.TM ~= 0 or cfg.BN % cfg.TN ~= 0 then
+    return false
+  end
   if t < 32 or t > M.max_threads or t % 32 ~= 0 then return false end
-  return cfg.BK * (cfg.BM + cfg.BN) * 4 <= M.max_static_shared_bytes
+  return M.shared_bytes(cfg) <= M.max_static_shared_bytes
+end
+
+-- The precision a configuration computes in, by name.
+function M.math_name(cfg) return M.math_names[cfg.MATH] end
+
+-- Whether a policy's math mode ("fp32", "tf32", "bf16") allows the configuration.
+function M.allowed(cfg, math_mode)
+  return cfg.MATH <= (M.math_levels[math_mode or "fp32"] or 0)
 end
 
 local enumerated = {}
 
--- All valid configurations of op's space, in a fixed order (keys sorted, values as listed).
+-- All valid configurations of op's spaces, in a fixed order (spaces as listed, keys
+-- sorted, values as listed).
 function M.list(op)
   if enumerated[op] then return enumerated[op] end
   local spec = spaces[op]
   if not spec then return nil end
-  local keys = {}
-  for k in pairs(spec.space) do keys[#keys + 1] = k end
-  table.sort(keys)
   local out = {}
-  local function walk(i, cfg)
-    if i > #keys then
-      if M.valid(cfg) then
-        local copy = {}
-        for k, v in pairs(cfg) do copy[k] = v end
-        out[#out + 1] = copy
+  for _, space in ipairs(spec.spaces) do
+    local keys = {}
+    for k in pairs(space) do keys[#keys + 1] = k end
+    table.sort(keys)
+    local function walk(i, cfg)
+      if i > #keys then
+        if M.valid(cfg) then
+          local copy = {}
+          for k, v in pairs(cfg) do copy[k] = v end
+          out[#out + 1] = copy
+        end
+        return
       end
-      return
+      for _, v in ipairs(space[keys[i]]) do
+        cfg[keys[i]] = v
+        walk(i + 1, cfg)
+      end
+      cfg[keys[i]] = nil
     end
-    for _, v in ipairs(spec.space[keys[i]]) do
-      cfg[keys[i]] = v
-      walk(i + 1, cfg)
-    end
-    cfg[keys[i]] = nil
+    walk(1, {})
   end
-  walk(1, {})
   enumerated[op] = out
   return out
+end
+
+-- A stable fingerprint of every op's enumerated space: tuning results name variants by
+-- index, so a database made with a different space is stale.
+function M.space_version()
+  local parts = {}
+  for _, op in ipairs(M.ops) do
+    for i, cfg in ipairs(M.list(op)) do
+      local keys = {}
+      for k in pairs(cfg) do keys[#keys + 1] = k end
+      table.sort(keys)
+      local kv = {}
+      for j, k in ipairs(keys) do kv[j] = k .. "=" .. cfg[k] end
+      parts[#parts + 1] = op .. "#" .. i .. ":" .. table.concat(kv, ",")
+    end
+  end
+  -- 32-bit FNV-1a, twice with different offsets, printed as 16 hex digits.
+  local text = table.concat(parts, ";")
+  local function fnv(offset)
+    local h = offset
+    for i = 1, #text do h = ((h ~ text:byte(i)) * 16777619) & 0xffffffff end
+    return h
+  end
+  return string.format("%08x%08x", fnv(2166136261), fnv(0x811c9dc5 ~ 0x5bd1e995))
+end
+
+-- The configuration a model uses for op when a policy allows math and the tuning database
+-- has no entry: variant 0 for fp32, else this tensor-core tile of the space.
+local math_defaults = {
+  tf32 = { BM = 128, BN = 64, BK = 16, WARPS_M = 2, WARPS_N = 2, STAGES = 2, MATH = 1 },
+  bf16 = { BM = 128, BN = 64, BK = 16, WARPS_M = 2, WARPS_N = 2, STAGES = 2, MATH = 2 },
+}
+
+function M.default_index(op, math_mode)
+  local want = math_defaults[math_mode]
+  if not want then return 0 end
+  for i, cfg in ipairs(M.list(op)) do
+    local same = true
+    for k, v in pairs(want) do
+      if cfg[k] ~= v then same = false end
+    end
+    if same and (cfg.MAX_SPLITS or 64) == 64 then return i end
+  end
+  error("variants.lua: the " .. math_mode .. " default of " .. op .. " is not in its space")
 end
 
 -- The configuration for a variant index, or nil and a message.

@@ -78,6 +78,11 @@ typedef struct pp_context_options {
     int host_threads;         /* OS threads running emulated blocks; 0 = number of CPUs */
     pp_log_fn log;            /* optional: warnings (a corrupt cache entry rebuilt, ...) */
     void *log_user;
+    /* Where tuning databases live (one file per device): NULL: $POOLPROP_TUNING_DIR, else
+     * <cache dir>/tuning. Models use the database of the context's device when it has an
+     * entry for a kernel, the default variant otherwise. */
+    const char *tuning_dir;
+    int ignore_tuning;        /* non-zero: models use the default variants only */
 } pp_context_options;
 
 typedef struct pp_context pp_context;
@@ -137,11 +142,22 @@ typedef struct pp_kernel_info {
     double compile_ms;       /* backend compile time (0 when served from the cache) */
     int cache_hit;
     double nvrtc_ms;         /* NVRTC time of the static check on the host backend (0 when cached) */
+    const char *math;        /* precision of the products: "fp32" (FFMA), "tf32" or "bf16" (tensor cores) */
 } pp_kernel_info;
 
 PP_API void pp_layer_desc_init(pp_layer_desc *desc);
 /* Number of declared tile variants for an op ("conv_fwd", ...); variant indices are 1..count. */
 PP_API pp_status pp_layer_variant_count(pp_context *ctx, const char *op, int *out);
+/* What a variant of an op is: its threads per block, pipeline stages (2 = cp.async double
+ * buffering), the precision of its products ("fp32" FFMA, "tf32" or "bf16" tensor cores,
+ * which need sm_80), the static shared memory of its tiles, and its whole configuration
+ * as text ("BK=16 BM=64 BN=32 MATH=0 STAGES=1 TM=8 TN=4"). index 0 is the default. */
+typedef struct pp_variant_info {
+    int threads, stages, shared_bytes;
+    const char *math;
+    char config[160];
+} pp_variant_info;
+PP_API pp_status pp_layer_variant_info(pp_context *ctx, const char *op, int index, pp_variant_info *out);
 /* Generates, compiles and loads the layer's kernels. */
 PP_API pp_status pp_layer_create(pp_context *ctx, const pp_layer_desc *desc, pp_layer **out);
 PP_API pp_status pp_layer_shape_get(const pp_layer *layer, pp_layer_shape *out);
@@ -153,10 +169,10 @@ PP_API pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, c
                        float *y, float *xp, float *dx, float *dw);
 PP_API void pp_layer_destroy(pp_layer *layer);
 
-/* Times the layer's kernels on device-resident random data: warmup runs, then the median
- * of `repeats` runs of each kernel, synchronised after every launch (wall clock; on the
- * cuda backend this includes the launch latency, a few microseconds). ms[i] is kernel i's
- * time in launch order (pp_layer_kernel_count entries; at most 8). */
+/* Times the layer's kernels on device-resident data: warmup runs, then the median of
+ * `repeats` runs of each kernel (cuda: CUDA events around each launch, so the device's time
+ * without the launch overhead; host: wall clock of the emulated launch). ms[i] is kernel
+ * i's time in launch order (pp_layer_kernel_count entries; at most 8). */
 PP_API pp_status pp_layer_benchmark(pp_layer *layer, int warmup, int repeats, double *ms);
 
 /* Reads a layer description file: Lua with one layer{N=..., C=..., ...} call per layer
@@ -226,6 +242,10 @@ typedef struct pp_sgd_options {
  * initialise them with pp_model_init_params or pp_model_param_write. */
 PP_API pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_model **out);
 PP_API pp_status pp_model_memory_report(const pp_model *model, pp_memory_report *out);
+/* The model's distinct kernels (names end in _v<variant>: the tuned or default variant).
+ * pp_kernel_info's ptxas and compile fields are -1 / 0 here. */
+PP_API pp_status pp_model_kernel_count(const pp_model *model, int *out);
+PP_API pp_status pp_model_kernel_info_get(const pp_model *model, int index, pp_kernel_info *out);
 /* Parameters and BN statistics, in state_dict order: index 0 .. count-1. */
 PP_API pp_status pp_model_param_count(const pp_model *model, int *out);
 PP_API pp_status pp_model_param_info(const pp_model *model, int index, pp_param_info *out);
@@ -263,6 +283,54 @@ PP_API pp_status pp_params_count(const pp_params *params, int *out);
 /* The index-th entry in state_dict order; data stays valid until pp_params_destroy. */
 PP_API pp_status pp_params_get(const pp_params *params, int index, pp_param_info *info, const float **data);
 PP_API void pp_params_destroy(pp_params *params);
+
+/* ---- Tuning: the fastest verified variant of every convolution kernel of a model ---- */
+
+typedef struct pp_tune_options {
+    pp_model_options model;  /* model, policy (its math= option bounds the variants), batch, image */
+    double budget_seconds;   /* 0: no limit; once spent, the variants left are recorded as skipped */
+    int max_variants;        /* per kernel, counting the default; 0: every variant the policy allows */
+    int warmup, repeats;     /* timing: warmup launches, then the median of repeats (0: 2 and 7) */
+    uint32_t seed;           /* inputs of the verification runs (0: 1) */
+} pp_tune_options;
+
+/* Reported after every variant tried (variant >= 0) and when a kernel is done (-1). */
+typedef struct pp_tune_event {
+    int kernel, kernel_count;   /* 0-based index of the kernel being tuned, of how many */
+    const char *key;            /* its tuning-database key: "conv_fwd_n64c64h56w56_k64r3s3_s1p1_f2avg:tf32" */
+    const char *layer;          /* the first layer of the model with that shape */
+    int variant;                /* the variant just tried, -1 when the kernel is done */
+    int tried, candidates;      /* variants tried so far of this kernel, of how many allowed */
+    const char *status;         /* "ok", "wrong", "compile_failed", "launch_failed", "skipped" */
+    double ms;                  /* its median time, -1 when not timed */
+    double error;               /* its largest error as a fraction of the tolerance, -1 when not checked */
+    const char *note;           /* why it failed, "" otherwise */
+    int best_variant;           /* so far; -1 if none */
+    double best_ms, default_ms; /* default_ms: the variant a model uses without tuning */
+} pp_tune_event;
+typedef void (*pp_tune_progress_fn)(void *user, const pp_tune_event *event);
+
+typedef struct pp_tune_report {
+    int kernels;                 /* distinct kernels of the model */
+    int tried, ok, wrong, unusable, skipped; /* variants, over all kernels */
+    int improved;                /* kernels whose best variant beats the default */
+    double seconds;
+    double default_ms, best_ms;  /* sums over the kernels (each once) that were measured */
+    char database[4096];         /* the file written */
+} pp_tune_report;
+
+PP_API void pp_tune_options_init(pp_tune_options *options);
+/* For each distinct convolution kernel of the model (forward with pool-save, input
+ * gradient, weight gradient with un-pool, per layer shape): compiles the variants the
+ * policy's math mode allows, runs each on random inputs and checks it against the fp32
+ * reference variant (0), times the ones that pass (warmup, then the median of repeats),
+ * and records every result and the fastest in the device's tuning database, which is
+ * written (atomically) after each kernel. A variant that does not compile or launch is
+ * recorded as unusable, not fatal. progress may be NULL. */
+PP_API pp_status pp_tune(pp_context *ctx, const pp_tune_options *options, pp_tune_progress_fn progress,
+                         void *user, pp_tune_report *report);
+/* The tuning database file of the context's device (it may not exist yet). */
+PP_API pp_status pp_context_tuning_database(pp_context *ctx, char *path, size_t size);
 
 /* Device bytes allocated through the context now and at most so far. */
 PP_API pp_status pp_context_memory_stats(const pp_context *ctx, size_t *in_use, size_t *peak);

@@ -43,6 +43,11 @@ typedef struct driver {
     CUresult (*fn_cuMemGetInfo)(size_t *free_bytes, size_t *total_bytes);
     CUresult (*fn_cuLaunchKernel)(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                                   unsigned bz, unsigned shared_bytes, CUstream stream, void **params, void **extra);
+    CUresult (*fn_cuEventCreate)(CUevent *event, unsigned int flags);
+    CUresult (*fn_cuEventRecord)(CUevent event, CUstream stream);
+    CUresult (*fn_cuEventSynchronize)(CUevent event);
+    CUresult (*fn_cuEventElapsedTime)(float *ms, CUevent start, CUevent end);
+    CUresult (*fn_cuEventDestroy)(CUevent event);
     CUresult (*fn_cuGetErrorName)(CUresult error, const char **name);
     CUresult (*fn_cuGetErrorString)(CUresult error, const char **text);
 } driver;
@@ -151,11 +156,13 @@ static const char no_gpu_hint[] = "use the host backend (--backend host) on mach
 
 static pp_status load_driver(pp_context *ctx, cuda_state *s)
 {
+    /* fallback: the older name of an entry point, for drivers that predate the newer. */
     static const struct {
         const char *symbol;
         size_t offset;
+        const char *fallback;
     } table[] = {
-#define ENTRY(field, symbol) {symbol, offsetof(driver, fn_##field)}
+#define ENTRY(field, symbol) {symbol, offsetof(driver, fn_##field), NULL}
         ENTRY(cuInit, "cuInit"),
         ENTRY(cuDriverGetVersion, "cuDriverGetVersion"),
         ENTRY(cuDeviceGetCount, "cuDeviceGetCount"),
@@ -177,6 +184,11 @@ static pp_status load_driver(pp_context *ctx, cuda_state *s)
         ENTRY(cuMemsetD8, "cuMemsetD8_v2"),
         ENTRY(cuMemGetInfo, "cuMemGetInfo_v2"),
         ENTRY(cuLaunchKernel, "cuLaunchKernel"),
+        ENTRY(cuEventCreate, "cuEventCreate"),
+        ENTRY(cuEventRecord, "cuEventRecord"),
+        ENTRY(cuEventSynchronize, "cuEventSynchronize"),
+        {"cuEventElapsedTime_v2", offsetof(driver, fn_cuEventElapsedTime), "cuEventElapsedTime"},
+        ENTRY(cuEventDestroy, "cuEventDestroy_v2"),
         ENTRY(cuGetErrorName, "cuGetErrorName"),
         ENTRY(cuGetErrorString, "cuGetErrorString"),
 #undef ENTRY
@@ -192,6 +204,7 @@ static pp_status load_driver(pp_context *ctx, cuda_state *s)
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         dlerror();
         void *sym = dlsym(s->drv.lib, table[i].symbol);
+        if (!sym && table[i].fallback) sym = dlsym(s->drv.lib, table[i].fallback);
         if (!sym)
             return ctx_fail(ctx, PP_ERR_NO_DEVICE,
                             "cuda backend: the CUDA driver libcuda.so.1 has no entry point %s (dlsym: %s); the driver "
@@ -409,6 +422,29 @@ static pp_status synchronize(pp_context *ctx)
     return st == PP_OK ? PP_OK : ctx_wrap(ctx, st, "cuda backend: waiting for the device");
 }
 
+/* One launch timed with CUDA events around it on the default stream: the device's time
+ * for the kernel, without the host's launch overhead. */
+static pp_status time_launch(pp_context *ctx, pp_function *fn, const unsigned grid[3], const unsigned block[3],
+                             void **args, double *ms)
+{
+    cuda_state *s = ctx->backend;
+    PP_TRY(bind(ctx, s));
+    CUevent start = NULL, end = NULL;
+    pp_status st = CU(ctx, s, cuEventCreate, (&start, 0));
+    if (st == PP_OK) st = CU(ctx, s, cuEventCreate, (&end, 0));
+    if (st == PP_OK) st = CU(ctx, s, cuEventRecord, (start, NULL));
+    if (st == PP_OK) st = launch(ctx, fn, grid, block, args);
+    if (st == PP_OK) st = CU(ctx, s, cuEventRecord, (end, NULL));
+    if (st == PP_OK) st = CU(ctx, s, cuEventSynchronize, (end));
+    float elapsed = 0;
+    if (st == PP_OK) st = CU(ctx, s, cuEventElapsedTime, (&elapsed, start, end));
+    if (start) s->drv.fn_cuEventDestroy(start);
+    if (end) s->drv.fn_cuEventDestroy(end);
+    if (st != PP_OK) return ctx_wrap(ctx, st, "cuda backend: timing %s", fn->name);
+    *ms = elapsed;
+    return PP_OK;
+}
+
 static void shutdown_state(cuda_state *s)
 {
     if (!s) return;
@@ -435,6 +471,7 @@ static const pp_backend_ops cuda_ops = {
     .memset_zero = memset_zero,
     .launch = launch,
     .synchronize = synchronize,
+    .time_launch = time_launch,
     .destroy = destroy,
 };
 
@@ -485,6 +522,9 @@ static pp_status init_device(pp_context *ctx, cuda_state *s)
     PP_TRY(bind(ctx, s));
     snprintf(ctx->device_name, sizeof ctx->device_name, "%s (sm_%d, %d SMs, driver %d.%d)", s->name, s->cc, s->sm_count,
              dv_major, dv_minor);
+    snprintf(ctx->device_model, sizeof ctx->device_model, "%s", s->name);
+    ctx->device_cc = s->cc;
+    ctx->device_units = s->sm_count;
     return PP_OK;
 }
 

@@ -555,6 +555,18 @@ static void host_destroy(pp_context *ctx)
     ctx->backend = NULL;
 }
 
+/* The emulated launch runs to completion before it returns: wall clock around it. */
+static pp_status host_time_launch(pp_context *ctx, pp_function *fn, const unsigned grid[3], const unsigned block[3],
+                                  void **args, double *ms)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    PP_TRY(host_launch(ctx, fn, grid, block, args));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    *ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    return PP_OK;
+}
+
 static const pp_backend_ops host_ops = {
     .name = "host",
     .compile = host_compile,
@@ -567,6 +579,7 @@ static const pp_backend_ops host_ops = {
     .memset_zero = host_memset_zero,
     .launch = host_launch,
     .synchronize = host_synchronize,
+    .time_launch = host_time_launch,
     .destroy = host_destroy,
 };
 
@@ -614,6 +627,11 @@ pp_status backend_host_init(pp_context *ctx)
         snprintf(seed, sizeof seed, " (seed %u)", (unsigned)ctx->options.host_seed);
     snprintf(ctx->device_name, sizeof ctx->device_name, "host emulation (%s), %ld thread%s, schedule %s%s", label,
              threads, threads == 1 ? "" : "s", schedules[ctx->options.host_schedule], seed);
+    snprintf(ctx->device_model, sizeof ctx->device_model, "host emulation %s", label);
+    /* The arch of the NVRTC static check that accompanies every host compile. */
+    ctx->arch = ctx->options.arch ? ctx->options.arch : 90;
+    ctx->device_cc = ctx->arch;
+    ctx->device_units = (int)threads;
     ctx->backend = hs;
     ctx->ops = &host_ops;
     return PP_OK;

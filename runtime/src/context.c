@@ -109,6 +109,15 @@ pp_status pp_context_create(const pp_context_options *options, pp_context **out)
         if (st == PP_OK) st = cache_open(ctx);
     }
     if (st == PP_OK) {
+        const char *tuning = options && options->tuning_dir ? options->tuning_dir : getenv("POOLPROP_TUNING_DIR");
+        int n = 0;
+        if (tuning && tuning[0]) n = snprintf(ctx->tuning_dir, sizeof ctx->tuning_dir, "%s", tuning);
+        else if (ctx->cache_dir[0]) n = snprintf(ctx->tuning_dir, sizeof ctx->tuning_dir, "%s/tuning", ctx->cache_dir);
+        if (n < 0 || (size_t)n >= sizeof ctx->tuning_dir)
+            st = ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "the tuning directory's path is too long");
+        ctx->options.tuning_dir = NULL; /* the caller's string need not outlive the call */
+    }
+    if (st == PP_OK) {
         switch (ctx->options.backend) {
         case PP_BACKEND_NONE: snprintf(ctx->device_name, sizeof ctx->device_name, "none (generation only)"); break;
         case PP_BACKEND_HOST: st = backend_host_init(ctx); break;

@@ -48,14 +48,24 @@ typedef struct pp_backend_ops {
     pp_status (*launch)(pp_context *ctx, pp_function *fn, const unsigned grid[3],
                         const unsigned block[3], void **args);
     pp_status (*synchronize)(pp_context *ctx);
+    /* Launches once and measures the kernel's run time in ms: CUDA events on the device,
+     * wall clock around the (synchronous) emulated launch on the host. */
+    pp_status (*time_launch)(pp_context *ctx, pp_function *fn, const unsigned grid[3], const unsigned block[3],
+                             void **args, double *ms);
     void (*destroy)(pp_context *ctx);
 } pp_backend_ops;
 
 struct pp_context {
     pp_context_options options;
     char cache_dir[4096];
+    char tuning_dir[4096];        /* "" when there is none (cache disabled, no directory given) */
     char device_name[256];
     int arch;                     /* sm_XY as XY: compile target */
+    /* What the tuning database is keyed by: the device's model name ("NVIDIA H200", "host
+     * emulation g++ 12.2.0"), compute capability (the compile target on the host) and
+     * parallel units (SMs, or the host's emulation threads). */
+    char device_model[200];
+    int device_cc, device_units;
     const pp_backend_ops *ops;
     void *backend;                /* backend state */
     pp_cache_stats cache_stats;

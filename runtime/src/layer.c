@@ -2,6 +2,7 @@
  * them on the context's backend, read their static resource use from NVRTC's ptxas
  * report, and run forward + pool-save, input gradient and weight gradient on host arrays.
  * Invariant: a pp_layer holds one loaded function per generated kernel, in launch order. */
+#include "layer.h"
 #include "lua_gen.h"
 #include "nvrtc_compile.h"
 
@@ -45,6 +46,13 @@ pp_status pp_layer_variant_count(pp_context *ctx, const char *op, int *out)
     PP_TRY(usable(ctx));
     if (!op || !out) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "pp_layer_variant_count: NULL argument");
     return gen_variant_count(ctx, op, out);
+}
+
+pp_status pp_layer_variant_info(pp_context *ctx, const char *op, int index, pp_variant_info *out)
+{
+    if (!ctx) return PP_ERR_INVALID_ARGUMENT;
+    if (!op || !out) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "pp_layer_variant_info: NULL argument");
+    return gen_variant_info(ctx, op, index, out);
 }
 
 /* Compiles one kernel with NVRTC for the static check (registers, spills, shared memory)
@@ -96,6 +104,7 @@ pp_status pp_layer_create(pp_context *ctx, const pp_layer_desc *desc, pp_layer *
         pp_kernel_info *info = &layer->info[i];
         info->name = k->name;
         info->op = k->op;
+        info->math = k->math;
         memcpy(info->grid, k->grid, sizeof info->grid);
         memcpy(info->block, k->block, sizeof info->block);
         info->registers = info->spill_store_bytes = info->spill_load_bytes = -1;
@@ -251,20 +260,20 @@ pp_status pp_bundle_write(pp_context *ctx, const char *path, const char *out_dir
     return gen_write_bundle(ctx, path, out_dir, &files);
 }
 
-static double wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static int by_value(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
-pp_status pp_layer_benchmark(pp_layer *layer, int warmup, int repeats, double *ms)
+/* Whether kernel k belongs to op (conv_bwd_weight includes its split-K reduction). */
+static int kernel_of_op(const gen_layer *g, int k, const char *op)
+{
+    if (!op || strcmp(g->kernels[k].op, op) == 0) return 1;
+    return strcmp(op, "conv_bwd_weight") == 0 && strcmp(g->kernels[k].op, "splitk_reduce") == 0;
+}
+
+pp_status layer_benchmark_kernels(pp_layer *layer, const char *op, int warmup, int repeats, double *ms)
 {
     if (!layer || !ms || warmup < 0 || repeats < 1) return PP_ERR_INVALID_ARGUMENT;
     pp_context *ctx = layer->ctx;
@@ -285,6 +294,8 @@ pp_status pp_layer_benchmark(pp_layer *layer, int warmup, int repeats, double *m
         if (st == PP_OK) st = ctx->ops->memset_zero(ctx, dev[i], bytes);
     }
     for (int k = 0; k < g->kernel_count && st == PP_OK; k++) {
+        ms[k] = 0;
+        if (!kernel_of_op(g, k, op)) continue;
         const gen_kernel *kern = &g->kernels[k];
         pp_devptr values[GEN_MAX_ARGS] = {0};
         void *args[GEN_MAX_ARGS];
@@ -294,10 +305,9 @@ pp_status pp_layer_benchmark(pp_layer *layer, int warmup, int repeats, double *m
             args[a] = &values[a];
         }
         for (int r = 0; r < warmup + repeats && st == PP_OK; r++) {
-            double t0 = wall_ms();
-            st = ctx->ops->launch(ctx, layer->functions[k], kern->grid, kern->block, args);
-            if (st == PP_OK) st = ctx->ops->synchronize(ctx);
-            if (r >= warmup) times[r - warmup] = wall_ms() - t0;
+            double t = 0;
+            st = ctx->ops->time_launch(ctx, layer->functions[k], kern->grid, kern->block, args, &t);
+            if (r >= warmup) times[r - warmup] = t;
         }
         qsort(times, (size_t)repeats, sizeof *times, by_value);
         ms[k] = times[repeats / 2];
@@ -305,4 +315,9 @@ pp_status pp_layer_benchmark(pp_layer *layer, int warmup, int repeats, double *m
     for (int i = 0; i < g->buffer_count; i++) device_free(ctx, dev[i], g->buffers[i].elems * sizeof(float));
     free(dev), free(times);
     return st;
+}
+
+pp_status pp_layer_benchmark(pp_layer *layer, int warmup, int repeats, double *ms)
+{
+    return layer_benchmark_kernels(layer, NULL, warmup, repeats, ms);
 }

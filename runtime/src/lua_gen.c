@@ -144,6 +144,9 @@ static int read_kernel(lua_State *L, int t, gen_kernel *k)
     k->op = get_string(L, t, "op");
     k->source = get_string(L, t, "source");
     k->variant = get_int(L, t, "variant");
+    lua_getfield(L, t, "math");
+    snprintf(k->math, sizeof k->math, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "fp32");
+    lua_pop(L, 1);
     get_dim3(L, t, "grid", k->grid);
     get_dim3(L, t, "block", k->block);
     lua_getfield(L, t, "args");
@@ -293,6 +296,51 @@ pp_status gen_variant_count(pp_context *ctx, const char *op, int *out)
     return st;
 }
 
+static void copy_field(lua_State *L, int t, const char *key, char *dst, size_t len)
+{
+    lua_getfield(L, t, key);
+    const char *s = lua_tostring(L, -1);
+    snprintf(dst, len, "%s", s ? s : "");
+    lua_pop(L, 1);
+}
+
+pp_status gen_tuning_version(pp_context *ctx, char *out, size_t size)
+{
+    lua_State *L;
+    PP_TRY(open_state(ctx, &L));
+    pp_status st = push_api(ctx, L, "tuning_version");
+    if (st == PP_OK) st = call_api(ctx, L, 0);
+    if (st == PP_OK) snprintf(out, size, "%s", lua_tostring(L, -1));
+    lua_close(L);
+    return st;
+}
+
+pp_status gen_variant_info(pp_context *ctx, const char *op, int index, pp_variant_info *out)
+{
+    lua_State *L;
+    PP_TRY(open_state(ctx, &L));
+    pp_status st = push_api(ctx, L, "variant_info");
+    if (st == PP_OK) {
+        lua_pushstring(L, op);
+        lua_pushinteger(L, index);
+        st = call_api(ctx, L, 2);
+    }
+    if (st == PP_OK) {
+        int t = lua_gettop(L);
+        memset(out, 0, sizeof *out);
+        out->threads = get_int(L, t, "threads");
+        out->stages = get_int(L, t, "stages");
+        out->shared_bytes = get_int(L, t, "shared");
+        lua_getfield(L, t, "math");
+        const char *math = lua_tostring(L, -1);
+        out->math = math && strcmp(math, "tf32") == 0 ? "tf32" : math && strcmp(math, "bf16") == 0 ? "bf16" : "fp32";
+        lua_pop(L, 1);
+        copy_field(L, t, "config", out->config, sizeof out->config);
+    }
+    lua_close(L);
+    return st;
+}
+
 /* Reads a description file, or the embedded default when path is NULL. */
 static pp_status description_text(pp_context *ctx, const char *path, char **text, size_t *len,
                                   const char **chunkname)
@@ -405,13 +453,6 @@ void gen_layer_free(gen_layer *layer)
 
 /* ---- training plans (generator/poolprop/train.lua) ---- */
 
-static void copy_field(lua_State *L, int t, const char *key, char *dst, size_t len)
-{
-    lua_getfield(L, t, key);
-    const char *s = lua_tostring(L, -1);
-    snprintf(dst, len, "%s", s ? s : "");
-    lua_pop(L, 1);
-}
 
 static size_t get_size(lua_State *L, int t, const char *key)
 {
@@ -673,6 +714,14 @@ static pp_status read_layers(pp_context *ctx, lua_State *L, int g, gen_plan *pla
         lua_pop(L, 1);
         copy_field(L, t, "pool_mode", buf, sizeof buf);
         l->pool_max = strcmp(buf, "max") == 0;
+        lua_getfield(L, t, "variant");
+        if (lua_istable(L, -1)) {
+            int vt = lua_gettop(L);
+            l->variant_fwd = get_int(L, vt, "conv_fwd");
+            l->variant_bwd_data = get_int(L, vt, "conv_bwd_data");
+            l->variant_bwd_weight = get_int(L, vt, "conv_bwd_weight");
+        }
+        lua_pop(L, 1);
         l->weight = info_offset(plan->params, plan->param_count_keys, L, t, "weight");
         l->bias = info_offset(plan->params, plan->param_count_keys, L, t, "bias");
         l->running_mean = info_offset(plan->state, plan->state_count_keys, L, t, "running_mean");
@@ -717,6 +766,7 @@ static pp_status read_plan(pp_context *ctx, lua_State *L, gen_plan *plan)
     if (st != PP_OK) return st;
 
     plan->forward_end = get_int(L, p, "forward_end");
+    copy_field(L, p, "math", plan->math, sizeof plan->math);
     lua_getfield(L, p, "steps");
     lua_getfield(L, p, "buffers");
     st = read_steps(ctx, L, lua_gettop(L) - 1, lua_gettop(L), plan, &plan->train);
@@ -760,9 +810,11 @@ static pp_status read_plan(pp_context *ctx, lua_State *L, gen_plan *plan)
     return PP_OK;
 }
 
-pp_status gen_train_plan(pp_context *ctx, const gen_plan_request *req, gen_plan *out)
+/* Calls api.<function>(model_text, model_name, options, policy) for req, leaving the
+ * result on the stack of the returned state (closed by the caller). */
+static pp_status call_model_api(pp_context *ctx, const gen_plan_request *req, const char *function, lua_State **out)
 {
-    memset(out, 0, sizeof *out);
+    *out = NULL;
     if (!req->model) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "no model given");
     if (req->batch < 1) return ctx_fail(ctx, PP_ERR_SHAPE, "batch must be >= 1, got %d", req->batch);
     char *text = NULL, *policy_text = NULL;
@@ -776,11 +828,11 @@ pp_status gen_train_plan(pp_context *ctx, const gen_plan_request *req, gen_plan 
     if (policy_file) st = file_read_all(ctx, policy, &policy_text, &policy_len);
     lua_State *L = NULL;
     if (st == PP_OK) st = open_state(ctx, &L);
-    if (st == PP_OK) st = push_api(ctx, L, "train_plan");
+    if (st == PP_OK) st = push_api(ctx, L, function);
     if (st == PP_OK) {
         lua_pushlstring(L, text, len);
         lua_pushstring(L, name);
-        lua_createtable(L, 0, 5);
+        lua_createtable(L, 0, 6);
         const struct { const char *key; int value; } fields[] = {
             {"batch", req->batch}, {"height", req->height}, {"width", req->width}, {"classes", req->classes}};
         for (size_t i = 0; i < 4; i++) {
@@ -789,6 +841,12 @@ pp_status gen_train_plan(pp_context *ctx, const gen_plan_request *req, gen_plan 
         }
         lua_pushboolean(L, req->sources);
         lua_setfield(L, -2, "sources");
+        lua_createtable(L, 0, req->tuned_count);
+        for (int i = 0; i < req->tuned_count; i++) {
+            lua_pushinteger(L, req->tuned_variants[i]);
+            lua_setfield(L, -2, req->tuned_keys[i]);
+        }
+        lua_setfield(L, -2, "tuned");
         lua_createtable(L, 0, 2);
         if (policy_file) {
             lua_pushlstring(L, policy_text, policy_len);
@@ -801,14 +859,88 @@ pp_status gen_train_plan(pp_context *ctx, const gen_plan_request *req, gen_plan 
         }
         st = call_api(ctx, L, 4);
     }
+    free(text);
+    free(policy_text);
+    if (st != PP_OK) {
+        if (L) lua_close(L);
+        return st;
+    }
+    *out = L;
+    return PP_OK;
+}
+
+pp_status gen_train_plan(pp_context *ctx, const gen_plan_request *req, gen_plan *out)
+{
+    memset(out, 0, sizeof *out);
+    lua_State *L = NULL;
+    pp_status st = call_model_api(ctx, req, "train_plan", &L);
     if (st == PP_OK) st = read_plan(ctx, L, out);
     if (st == PP_OK) st = planner_place(ctx, &out->train);
     if (st == PP_OK) st = planner_place(ctx, &out->infer);
     if (L) lua_close(L);
-    free(text);
-    free(policy_text);
     if (st != PP_OK) gen_plan_free(out);
     return st;
+}
+
+pp_status gen_tuning_targets(pp_context *ctx, const gen_plan_request *req, gen_tuning *out)
+{
+    memset(out, 0, sizeof *out);
+    lua_State *L = NULL;
+    PP_TRY(call_model_api(ctx, req, "tuning_targets", &L));
+    int r = lua_gettop(L);
+    copy_field(L, r, "math", out->math, sizeof out->math);
+    copy_field(L, r, "version", out->version, sizeof out->version);
+    lua_getfield(L, r, "targets");
+    int list = lua_gettop(L);
+    int n = (int)luaL_len(L, list);
+    pp_status st = PP_OK;
+    out->targets = calloc((size_t)n + 1, sizeof *out->targets);
+    if (!out->targets) st = ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < n && st == PP_OK; i++) {
+        gen_tuning_target *t = &out->targets[i];
+        lua_rawgeti(L, list, i + 1);
+        int e = lua_gettop(L);
+        copy_field(L, e, "key", t->key, sizeof t->key);
+        copy_field(L, e, "op", t->op, sizeof t->op);
+        copy_field(L, e, "name", t->name, sizeof t->name);
+        t->count = get_int(L, e, "count");
+        lua_getfield(L, e, "layer");
+        int d = lua_gettop(L);
+        pp_layer_desc_init(&t->desc);
+        t->desc.n = get_int(L, d, "N"), t->desc.c = get_int(L, d, "C"), t->desc.h = get_int(L, d, "H");
+        t->desc.w = get_int(L, d, "W"), t->desc.k = get_int(L, d, "K"), t->desc.r = get_int(L, d, "R");
+        t->desc.s = get_int(L, d, "S"), t->desc.stride = get_int(L, d, "stride"), t->desc.pad = get_int(L, d, "pad");
+        t->desc.pool = get_int(L, d, "pool");
+        char mode[8];
+        copy_field(L, d, "pool_mode", mode, sizeof mode);
+        t->desc.pool_mode = strcmp(mode, "max") == 0 ? PP_POOL_MAX : PP_POOL_AVG;
+        lua_pop(L, 1);
+        lua_getfield(L, e, "candidates");
+        t->candidate_count = (int)luaL_len(L, -1);
+        t->candidates = malloc(sizeof(int) * ((size_t)t->candidate_count + 1));
+        if (!t->candidates) {
+            st = ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+        } else {
+            for (int c = 0; c < t->candidate_count; c++) {
+                lua_rawgeti(L, -1, c + 1);
+                t->candidates[c] = (int)lua_tointeger(L, -1);
+                lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 2);
+        out->count = i + 1;
+    }
+    lua_close(L);
+    if (st != PP_OK) gen_tuning_free(out);
+    return st;
+}
+
+void gen_tuning_free(gen_tuning *t)
+{
+    if (!t) return;
+    for (int i = 0; i < t->count; i++) free(t->targets[i].candidates);
+    free(t->targets);
+    memset(t, 0, sizeof *t);
 }
 
 static void steps_free(plan_steps *s)

@@ -12,6 +12,7 @@
 typedef struct gen_kernel {
     char *name, *op, *source;
     int variant;
+    char math[8]; /* "fp32", "tf32" or "bf16": the precision of the kernel's products */
     unsigned grid[3], block[3];
     int arg_count;
     char args[GEN_MAX_ARGS][64]; /* parameter names in order, "null" for an unused pointer */
@@ -38,6 +39,9 @@ void gen_layer_free(gen_layer *layer);
 pp_status gen_op_kernel(pp_context *ctx, const char *op, const char *params_lua, gen_kernel *out);
 void gen_kernel_free(gen_kernel *k);
 pp_status gen_variant_count(pp_context *ctx, const char *op, int *out);
+/* The generator and variant-space version tuning databases are keyed by. */
+pp_status gen_tuning_version(pp_context *ctx, char *out, size_t size);
+pp_status gen_variant_info(pp_context *ctx, const char *op, int index, pp_variant_info *out);
 /* path NULL: the embedded default layer set. Names are malloc'ed (pp_layer_descs_free). */
 pp_status gen_load_descs(pp_context *ctx, const char *path, pp_layer_desc **descs, int *count);
 /* out_dir NULL: generate everything, write nothing (a dry run). */

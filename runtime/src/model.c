@@ -5,6 +5,7 @@
  * parameter, gradient, momentum and BN-statistics arrays plus one arena (the larger of the
  * training and the inference arenas), in which every buffer lives at its planned offset. */
 #include "plan.h"
+#include "tuner.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@ void pp_model_options_init(pp_model_options *o)
 
 static void request_from(const pp_model_options *o, int sources, gen_plan_request *req)
 {
+    memset(req, 0, sizeof *req);
     req->model = o->model;
     req->policy = o->policy;
     req->batch = o->batch;
@@ -87,7 +89,14 @@ pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_m
     m->ctx = ctx;
     gen_plan_request req;
     request_from(options, 1, &req);
-    pp_status st = gen_train_plan(ctx, &req, &m->plan);
+    char **tuned_keys = NULL;
+    int *tuned_variants = NULL, tuned_count = 0;
+    pp_status st = tune_lookup(ctx, &tuned_keys, &tuned_variants, &tuned_count);
+    req.tuned_keys = (const char *const *)tuned_keys;
+    req.tuned_variants = tuned_variants;
+    req.tuned_count = tuned_count;
+    if (st == PP_OK) st = gen_train_plan(ctx, &req, &m->plan);
+    tune_lookup_free(tuned_keys, tuned_variants, tuned_count);
     if (st != PP_OK) {
         free(m);
         return st;
@@ -126,6 +135,30 @@ pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_m
         return st;
     }
     *out = m;
+    return PP_OK;
+}
+
+pp_status pp_model_kernel_count(const pp_model *m, int *out)
+{
+    if (!m || !out) return PP_ERR_INVALID_ARGUMENT;
+    *out = m->plan.kernel_count;
+    return PP_OK;
+}
+
+pp_status pp_model_kernel_info_get(const pp_model *m, int index, pp_kernel_info *out)
+{
+    if (!m || !out) return PP_ERR_INVALID_ARGUMENT;
+    if (index < 0 || index >= m->plan.kernel_count)
+        return ctx_fail(m->ctx, PP_ERR_INVALID_ARGUMENT, "kernel index %d out of range 0..%d", index,
+                        m->plan.kernel_count - 1);
+    const gen_kernel *k = &m->plan.kernels[index];
+    memset(out, 0, sizeof *out);
+    out->name = k->name;
+    out->op = k->op;
+    out->math = k->math;
+    memcpy(out->grid, k->grid, sizeof out->grid);
+    memcpy(out->block, k->block, sizeof out->block);
+    out->registers = out->spill_store_bytes = out->spill_load_bytes = out->shared_bytes = out->stack_bytes = -1;
     return PP_OK;
 }
 
@@ -206,7 +239,7 @@ static pp_status locate(pp_model *m, const char *key, size_t count, int allow_st
 pp_status pp_model_param_read(pp_model *m, const char *key, float *out, size_t count)
 {
     if (!m || !out) return PP_ERR_INVALID_ARGUMENT;
-    pp_devptr at;
+    pp_devptr at = 0;
     PP_TRY(locate(m, key, count, 1, &at));
     return m->ctx->ops->download(m->ctx, out, at, count * 4);
 }
@@ -214,7 +247,7 @@ pp_status pp_model_param_read(pp_model *m, const char *key, float *out, size_t c
 pp_status pp_model_param_write(pp_model *m, const char *key, const float *values, size_t count)
 {
     if (!m || !values) return PP_ERR_INVALID_ARGUMENT;
-    pp_devptr at;
+    pp_devptr at = 0;
     PP_TRY(locate(m, key, count, 1, &at));
     return m->ctx->ops->upload(m->ctx, at, values, count * 4);
 }
@@ -222,7 +255,7 @@ pp_status pp_model_param_write(pp_model *m, const char *key, const float *values
 pp_status pp_model_grad_read(pp_model *m, const char *key, float *out, size_t count)
 {
     if (!m || !out) return PP_ERR_INVALID_ARGUMENT;
-    pp_devptr at;
+    pp_devptr at = 0;
     PP_TRY(locate(m, key, count, 0, &at));
     return m->ctx->ops->download(m->ctx, out, m->grads + (at - m->params), count * 4);
 }

@@ -68,6 +68,7 @@ typedef struct plan_layer {
     int n, c, h, w, k, r, s, stride, pad, p, q; /* as the graph has them (bn: hw in h) */
     int in, out, classes;                       /* fc, softmax_ce */
     int relu, pool, pool_max;
+    int variant_fwd, variant_bwd_data, variant_bwd_weight; /* conv: as built (tuned or default) */
     size_t weight, bias, running_mean, running_var; /* float offsets into params / state */
 } plan_layer;
 
@@ -91,6 +92,7 @@ typedef struct gen_plan {
     int stage_count;
     char stage_names[PLAN_MAX_STAGES][16];
     size_t saved_by_stage[PLAN_MAX_STAGES];
+    char math[8]; /* the policy's math mode: "fp32", "tf32" or "bf16" */
 } gen_plan;
 
 typedef struct gen_plan_request {
@@ -98,10 +100,35 @@ typedef struct gen_plan_request {
     const char *policy;       /* policy text, or a path ending in .lua; NULL: "1" */
     int batch, height, width, classes; /* 0: the model's defaults */
     int sources;              /* build kernel sources (needed to run; not to plan) */
+    /* Tuned variants (layer.lua tuning_key -> variant index); others use the defaults. */
+    const char *const *tuned_keys;
+    const int *tuned_variants;
+    int tuned_count;
 } gen_plan_request;
 
 pp_status gen_train_plan(pp_context *ctx, const gen_plan_request *req, gen_plan *out);
 void gen_plan_free(gen_plan *plan);
+
+/* One kernel the tuner measures: a conv op on one layer shape of the model. */
+typedef struct gen_tuning_target {
+    char key[256];     /* tuning-database key (layer.lua tuning_key) */
+    char op[24];       /* conv_fwd, conv_bwd_data, conv_bwd_weight */
+    char name[64];     /* the first layer of the model with this shape */
+    int count;         /* layers of the model with this shape */
+    pp_layer_desc desc; /* variants 0 */
+    int *candidates;   /* variant indices the policy's math mode allows, the mode's default first */
+    int candidate_count;
+} gen_tuning_target;
+
+typedef struct gen_tuning {
+    char math[8];      /* the policy's math mode */
+    char version[64];  /* generator and variant-space version (api.lua tuning_version) */
+    gen_tuning_target *targets;
+    int count;
+} gen_tuning;
+
+pp_status gen_tuning_targets(pp_context *ctx, const gen_plan_request *req, gen_tuning *out);
+void gen_tuning_free(gen_tuning *t);
 
 /* Places the buffers of steps in one arena: buffers whose lifetimes overlap never share
  * bytes; offsets aligned to 256 bytes. Sets each offset and steps->arena_bytes. */

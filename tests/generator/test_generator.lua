@@ -49,6 +49,79 @@ test("variant spaces: default valid, several entries, all valid, fixed order", f
   end
 end)
 
+test("math modes: spaces hold fp32, TF32 and BF16 variants; the policy bounds them", function()
+  for _, op in ipairs(variants.ops) do
+    local seen = { [0] = 0, [1] = 0, [2] = 0 }
+    for _, cfg in ipairs(variants.list(op)) do
+      seen[cfg.MATH] = seen[cfg.MATH] + 1
+      if cfg.MATH > 0 then
+        eq(cfg.STAGES, 2, op .. " tensor-core variants are pipelined")
+        eq(cfg.BK % (cfg.MATH == 2 and 16 or 8), 0, op .. " BK is a multiple of the mma k")
+        local tm, tn = variants.per_thread(cfg)
+        eq(tm * tn <= variants.max_accumulators, true, op .. " accumulators per thread")
+      end
+      eq(variants.allowed(cfg, "fp32"), cfg.MATH == 0, op .. " fp32 policy allows only FFMA")
+      eq(variants.allowed(cfg, "bf16"), true, op .. " bf16 policy allows every mode")
+    end
+    for m = 0, 2 do eq(seen[m] > 0, true, op .. " has math mode " .. m) end
+    eq(variants.default_index(op, "fp32"), 0, op .. " fp32 default")
+    local tf = variants.get(op, variants.default_index(op, "tf32"))
+    eq(tf.MATH, 1, op .. " tf32 default is a TF32 variant")
+    eq(variants.get(op, variants.default_index(op, "bf16")).MATH, 2, op .. " bf16 default")
+  end
+  has(variants.space_version(), "^%x+$", "space version")
+  eq(#variants.space_version(), 16, "space version length")
+end)
+
+test("tensor-core variants emit the mma and cp.async parts; fp32 ones do not use mma", function()
+  local tf = variants.default_index("conv_fwd", "tf32")
+  local r = layer.from_table(with { variant = { conv_fwd = tf } })
+  local src = r.kernels[1].source
+  has(src, "templates/ptx_mma.cuh", "mma part")
+  has(src, "templates/gemm_mma.cuh", "mma tile")
+  has(src, "constexpr int MATH = 1;", "math constant")
+  has(src, "constexpr int STAGES = 2;", "stages constant")
+  eq(r.kernels[1].math, "tf32", "kernel math")
+  local plain = layer.from_table(with {}).kernels[1].source
+  eq(plain:find("templates/ptx_mma.cuh", 1, true), nil, "no mma in the fp32 default")
+  has(plain, "constexpr int STAGES = 1;", "default stages")
+end)
+
+test("tuning: keys, targets in candidate order, tuned variants reach the plan", function()
+  local d = describe.validate(with {}, { file = "t", line = 1 })
+  eq(layer.tuning_key("conv_fwd", d, "tf32"), "conv_fwd_n2c3h9w7_k5r3s3_s2p1_f2avg:tf32", "key")
+  local f = io.open(root .. "/models/cifar_resnet8.lua")
+  local text = f:read("a")
+  f:close()
+  local o = { batch = 1, height = 8, width = 8 }
+  local t = assert(api.tuning_targets(text, "cifar_resnet8.lua", o, { text = "2,math=tf32" }))
+  eq(t.math, "tf32", "math mode")
+  eq(#t.targets, 24, "distinct conv kernels of cifar_resnet8")
+  local first = t.targets[1]
+  eq(first.candidates[1], variants.default_index(first.op, "tf32"), "the mode's default first")
+  eq(first.candidates[2], 0, "then the fp32 reference")
+  local bf = 0
+  for _, c in ipairs(first.candidates) do
+    if c > 0 and variants.get(first.op, c).MATH == 2 then bf = bf + 1 end
+  end
+  eq(bf, 0, "a tf32 policy offers no BF16 variant")
+  local tuned = { [first.key] = 5 }
+  local plan = assert(api.train_plan(text, "cifar_resnet8.lua", { batch = 1, height = 8, width = 8,
+    sources = false, tuned = tuned }, { text = "2,math=tf32" }))
+  eq(plan.math, "tf32", "plan math")
+  local seen = false
+  for _, l in ipairs(plan.graph.layers) do
+    if l.name == first.name then
+      eq(l.variant.conv_fwd, 5, "tuned variant on the layer")
+      eq(l.variant.conv_bwd_data, variants.default_index("conv_bwd_data", "tf32"), "untuned: the default")
+      seen = true
+    end
+  end
+  eq(seen, true, "the first target's layer is in the plan")
+  local bad = api.tuning_targets(text, "cifar_resnet8.lua", o, { text = "2,math=fp16" })
+  eq(bad, nil, "bad math mode rejected")
+end)
+
 test("kernels: names, launch order, arguments, grid covers the problem", function()
   local r = layer.from_table(with {})
   eq(#r.kernels >= 3, true, "at least three kernels")

@@ -2,10 +2,12 @@
  * backend, against the plain C reference (reference/conv_ref.c), over a matrix of shapes:
  * 1x1/3x3/7x7 kernels, stride 1 and 2, padding 0..3, H and W not divisible by the pool
  * factor or the tile sizes, channel counts that are not multiples of 32, N = 1..3,
- * f in {1,2,4,8} with avg and max pooling, under three tile configurations and two thread
+ * f in {1,2,4,8} with avg and max pooling, under five variant configurations (fp32 FFMA
+ * with and without cp.async pipelining, TF32 and BF16 tensor cores) and two thread
  * schedules (forward and reverse). Tolerances: reference/layer_check.c states them
  * (16*u*sqrt(n) relative to the output's magnitude for fp32 dot products of length n,
- * 1e-6 for average pooling, exact for max pooling and f = 1).
+ * 1e-6 for average pooling, exact for max pooling and f = 1; for TF32 and BF16 the
+ * rigorous element-wise bound (2.01u + n*2^-23)*sum|a||b|).
  * Usage: test_conv_kernels [quick] - quick runs the first tile configuration only. */
 #include "layer_check.h"
 #include "test_util.h"
@@ -47,17 +49,37 @@ int main(int argc, char **argv)
         pp_status st = pp_context_create(&o, &ctx[i]);
         CHECK_OK(ctx[i], st);
     }
-    /* Tile configurations: (fwd, bwd_data, bwd_weight) variant indices. Index 0 is the
-     * default; 1 is the first entry of each declared space (for conv_bwd_weight: no
-     * split of the reduction); "last" the last entry (the largest tiles). */
-    int count_fwd, count_data, count_weight;
-    CHECK_OK(ctx[0], pp_layer_variant_count(ctx[0], "conv_fwd", &count_fwd));
-    CHECK_OK(ctx[0], pp_layer_variant_count(ctx[0], "conv_bwd_data", &count_data));
-    CHECK_OK(ctx[0], pp_layer_variant_count(ctx[0], "conv_bwd_weight", &count_weight));
-    const int configs[3][3] = {{0, 0, 0}, {1, count_data, 1}, {count_fwd, 1, count_weight}};
-    int nconfigs = quick ? 1 : 3;
+    /* Tile configurations: (fwd, bwd_data, bwd_weight) variant indices, found by what they
+     * are: the default (0); the first fp32 entry of each space (for conv_bwd_weight: no
+     * split of the reduction) and the last (the largest tiles, cp.async pipelined); the
+     * first and last TF32 tensor-core entries; the first and last BF16 ones. */
+    const int n_ops = 3;
+    const char *ops[3] = {"conv_fwd", "conv_bwd_data", "conv_bwd_weight"};
+    int first[3][3], last[3][3]; /* [op][math: fp32, tf32, bf16] */
+    for (int o = 0; o < n_ops; o++) {
+        int count;
+        CHECK_OK(ctx[0], pp_layer_variant_count(ctx[0], ops[o], &count));
+        for (int m = 0; m < 3; m++) first[o][m] = last[o][m] = -1;
+        for (int v = 1; v <= count; v++) {
+            pp_variant_info vi;
+            CHECK_OK(ctx[0], pp_layer_variant_info(ctx[0], ops[o], v, &vi));
+            int m = strcmp(vi.math, "tf32") == 0 ? 1 : strcmp(vi.math, "bf16") == 0 ? 2 : 0;
+            if (first[o][m] < 0) first[o][m] = v;
+            last[o][m] = v;
+        }
+        for (int m = 0; m < 3; m++) CHECK(first[o][m] > 0, "%s declares no variant of math mode %d", ops[o], m);
+        pp_variant_info vi;
+        CHECK_OK(ctx[0], pp_layer_variant_info(ctx[0], ops[o], last[o][0], &vi));
+        CHECK(vi.stages == 2, "the last fp32 variant of %s is not pipelined: %s", ops[o], vi.config);
+    }
+    const int configs[5][3] = {{0, 0, 0},
+                               {first[0][0], last[1][0], first[2][0]},
+                               {last[0][0], first[1][0], last[2][0]},
+                               {first[0][1], last[1][1], first[2][1]},
+                               {last[0][2], first[1][2], last[2][2]}};
+    int nconfigs = quick ? 1 : 5;
 
-    double worst[4] = {0, 0, 0, 0};
+    double worst[3][4] = {{0}};
     int runs = 0;
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const shape_case *c = &cases[ci];
@@ -80,26 +102,34 @@ int main(int argc, char **argv)
                     pp_layer_kernel_info_get(layer, k, &info);
                     blocks[k] = info.block[0];
                 }
-                printf("N%d C%-2d %2dx%-2d K%-2d %dx%d s%d p%d f%d %s tiles v(%d,%d,%d) threads(%u,%u,%u) %s: "
-                       "y %.1e xp %.1e dx %.1e dw %.1e\n",
+                printf("N%d C%-2d %2dx%-2d K%-2d %dx%d s%d p%d f%d %s v(%d,%d,%d) %s/%s/%s threads(%u,%u,%u) %s: "
+                       "y %.1e xp %.1e dx %.1e dw %.1e (of allowed: %.2f %.2f %.2f %.2f)\n",
                        c->n, c->c, c->h, c->w, c->k, c->r, c->s, c->stride, c->pad, c->pool,
                        c->mode == PP_POOL_MAX ? "max" : "avg", d.variant_fwd, d.variant_bwd_data,
-                       d.variant_bwd_weight, blocks[0], blocks[1], blocks[2], schedule_names[si], r.err_y,
-                       r.err_xp, r.err_dx, r.err_dw);
-                CHECK(r.err_y <= r.tol_y, "y error %.3e > tolerance %.3e", r.err_y, r.tol_y);
-                CHECK(r.err_xp <= r.tol_xp, "xp error %.3e > tolerance %.3e", r.err_xp, r.tol_xp);
-                CHECK(r.err_dx <= r.tol_dx, "dx error %.3e > tolerance %.3e", r.err_dx, r.tol_dx);
-                CHECK(r.err_dw <= r.tol_dw, "dw error %.3e > tolerance %.3e", r.err_dw, r.tol_dw);
+                       d.variant_bwd_weight, r.math_y, r.math_dx, r.math_dw, blocks[0], blocks[1], blocks[2],
+                       schedule_names[si], r.err_y, r.err_xp, r.err_dx, r.err_dw, r.excess_y, r.excess_xp,
+                       r.excess_dx, r.excess_dw);
+                CHECK(r.excess_y <= 1, "y (%s) error %.3e is %.2f of what is allowed", r.math_y, r.err_y, r.excess_y);
+                CHECK(r.excess_xp <= 1, "xp error %.3e > tolerance %.3e", r.err_xp, r.tol_xp);
+                CHECK(r.excess_dx <= 1, "dx (%s) error %.3e is %.2f of what is allowed", r.math_dx, r.err_dx, r.excess_dx);
+                CHECK(r.excess_dw <= 1, "dw (%s) error %.3e is %.2f of what is allowed", r.math_dw, r.err_dw, r.excess_dw);
+                /* Largest errors per precision: [math][output]. */
                 double e[4] = {r.err_y, r.err_xp, r.err_dx, r.err_dw};
-                for (int i = 0; i < 4; i++)
-                    if (e[i] > worst[i]) worst[i] = e[i];
+                const char *m4[4] = {r.math_y, "fp32", r.math_dx, r.math_dw};
+                for (int i = 0; i < 4; i++) {
+                    int m = strcmp(m4[i], "tf32") == 0 ? 1 : strcmp(m4[i], "bf16") == 0 ? 2 : 0;
+                    if (e[i] > worst[m][i]) worst[m][i] = e[i];
+                }
                 pp_layer_destroy(layer);
                 runs++;
             }
         }
     }
-    printf("%d layer runs match the reference; largest relative errors: y %.2e, xp %.2e, dx %.2e, dw %.2e\n",
-           runs, worst[0], worst[1], worst[2], worst[3]);
+    printf("%d layer runs match the reference; largest errors relative to the output's magnitude:\n", runs);
+    const char *math_names[3] = {"fp32", "tf32", "bf16"};
+    for (int m = 0; m < 3; m++)
+        printf("  %s: y %.2e, xp %.2e, dx %.2e, dw %.2e\n", math_names[m], worst[m][0], worst[m][1], worst[m][2],
+               worst[m][3]);
     for (int i = 0; i < 2; i++) pp_context_destroy(ctx[i]);
     return 0;
 }

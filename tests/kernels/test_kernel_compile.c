@@ -1,7 +1,8 @@
 /* test_kernel_compile.c - the static check of DESIGN.md section 5, tier 2: every kernel
  * the generator emits compiles with NVRTC for sm_80 and sm_90 with zero spill bytes and
  * within the register file (255 per thread). Covers every layer of the embedded default
- * set, every declared tile variant of each op on a representative 3x3 layer, and every
+ * set, every declared variant of each op on a representative 3x3 layer (fp32, TF32 and
+ * BF16 tensor cores, with and without cp.async pipelining; printed one per line), and every
  * kernel of a whole training step (CIFAR ResNet-8 under several policies, and a
  * ResNet-18 with 64x64 images). Prints registers, spills and
  * shared memory per kernel. */
@@ -14,6 +15,9 @@
 
 static int kernels_checked, worst_registers;
 
+/* The ptxas report of the last kernel compiled for each arch (index 0: sm_80, 1: sm_90). */
+static pp_ptxas_info last_info[2];
+
 static void compile_kernels(pp_context *ctx, const gen_kernel *kernels, int count, int verbose);
 
 static void compile_all(pp_context *ctx, const pp_layer_desc *d, int verbose)
@@ -24,10 +28,20 @@ static void compile_all(pp_context *ctx, const pp_layer_desc *d, int verbose)
     gen_layer_free(&g);
 }
 
+/* Compiles only the layer's kernel of op (the others do not change with its variant). */
+static void compile_op(pp_context *ctx, const pp_layer_desc *d, const char *op)
+{
+    gen_layer g;
+    CHECK_OK(ctx, gen_layer_from_desc(ctx, d, &g));
+    for (int i = 0; i < g.kernel_count; i++)
+        if (strcmp(g.kernels[i].op, op) == 0) compile_kernels(ctx, &g.kernels[i], 1, 0);
+    gen_layer_free(&g);
+}
+
 static void compile_network(pp_context *ctx, const char *model, const char *policy, int batch, int image)
 {
     gen_plan p;
-    gen_plan_request req = {model, policy, batch, image, image, 0, 1};
+    gen_plan_request req = {.model = model, .policy = policy, .batch = batch, .height = image, .width = image, .sources = 1};
     CHECK_OK(ctx, gen_train_plan(ctx, &req, &p));
     int before = kernels_checked;
     compile_kernels(ctx, p.kernels, p.kernel_count, 0);
@@ -60,6 +74,7 @@ static void compile_kernels(pp_context *ctx, const gen_kernel *kernels, int coun
             CHECK(info->spill_store_bytes == 0 && info->spill_load_bytes == 0, "%s for sm_%d spills %d/%d bytes",
                   g.kernels[i].name, archs[a], info->spill_store_bytes, info->spill_load_bytes);
             if (info->registers > worst_registers) worst_registers = info->registers;
+            last_info[a] = *info;
             kernels_checked++;
             nvrtc_output_free(&out);
         }
@@ -81,10 +96,13 @@ int main(void)
     pp_layer_descs_free(descs, count);
     int default_kernels = kernels_checked;
 
+    /* Every declared variant of each op, with its registers, spills and shared memory per
+     * arch, and a summary per math mode. */
     const char *ops[3] = {"conv_fwd", "conv_bwd_data", "conv_bwd_weight"};
     for (int op = 0; op < 3; op++) {
         int variants;
         CHECK_OK(ctx, gen_variant_count(ctx, ops[op], &variants));
+        int lo[3] = {999, 999, 999}, hi[3] = {0, 0, 0}, smem[3] = {0, 0, 0}, n[3] = {0, 0, 0};
         for (int v = 1; v <= variants; v++) {
             pp_layer_desc d;
             pp_layer_desc_init(&d);
@@ -92,9 +110,31 @@ int main(void)
             if (op == 0) d.variant_fwd = v;
             if (op == 1) d.variant_bwd_data = v;
             if (op == 2) d.variant_bwd_weight = v;
-            compile_all(ctx, &d, 0);
+            compile_op(ctx, &d, ops[op]);
+            pp_variant_info vi;
+            CHECK_OK(ctx, gen_variant_info(ctx, ops[op], v, &vi));
+            printf("%-15s v%-3d %-4s %-56s threads %3d | sm_80 regs %3d spill %d smem %5d | sm_90 regs %3d spill %d "
+                   "smem %5d\n",
+                   ops[op], v, vi.math, vi.config, vi.threads, last_info[0].registers,
+                   last_info[0].spill_store_bytes + last_info[0].spill_load_bytes, last_info[0].shared_bytes,
+                   last_info[1].registers, last_info[1].spill_store_bytes + last_info[1].spill_load_bytes,
+                   last_info[1].shared_bytes);
+            CHECK(last_info[1].shared_bytes >= vi.shared_bytes, "v%d: ptxas reports %d bytes of shared memory, the "
+                  "generator declared %d", v, last_info[1].shared_bytes, vi.shared_bytes);
+            int m = strcmp(vi.math, "tf32") == 0 ? 1 : strcmp(vi.math, "bf16") == 0 ? 2 : 0;
+            for (int a = 0; a < 2; a++) {
+                if (last_info[a].registers < lo[m]) lo[m] = last_info[a].registers;
+                if (last_info[a].registers > hi[m]) hi[m] = last_info[a].registers;
+                if (last_info[a].shared_bytes > smem[m]) smem[m] = last_info[a].shared_bytes;
+            }
+            n[m]++;
         }
         printf("%s: all %d declared variants compile for sm_80 and sm_90 without spills\n", ops[op], variants);
+        const char *maths[3] = {"fp32", "tf32", "bf16"};
+        for (int m = 0; m < 3; m++)
+            if (n[m])
+                printf("  %s: %d variants, registers %d..%d, shared memory up to %d bytes\n", maths[m], n[m], lo[m],
+                       hi[m], smem[m]);
     }
     compile_network(ctx, "cifar_resnet8", "2", 2, 16);
     compile_network(ctx, "cifar_resnet8", "4,mode=max,bn=bf16", 3, 12);

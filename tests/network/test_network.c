@@ -70,7 +70,7 @@ typedef struct run {
 static void run_setup(pp_context *none, const char *policy, run *r)
 {
     memset(r, 0, sizeof *r);
-    gen_plan_request req = {"cifar_resnet8", policy, batch, image, image, 10, 0};
+    gen_plan_request req = {.model = "cifar_resnet8", .policy = policy, .batch = batch, .height = image, .width = image, .classes = 10};
     CHECK_OK(none, gen_train_plan(none, &req, &r->plan));
     r->layers = reference_layers(&r->plan);
     r->net = (ref_net){r->layers, r->plan.layer_count, r->plan.tensor_elems, r->plan.tensor_count, r->plan.param_count};

@@ -144,6 +144,12 @@ static void run_gpu_tests(pp_context *ctx)
            "(memset); max error 0\n",
            n, grid[0], block[0], cap - n);
 
+    /* ---- a launch timed with CUDA events (the mock's events report 0.25 ms) ---- */
+    double ms = -1;
+    CHECK_OK(ctx, ops->time_launch(ctx, fn, grid, block, args, &ms));
+    printf("time_launch: %.4f ms by CUDA events%s\n", ms, mock_counts ? " (mock driver: 0.25 expected)" : "");
+    CHECK(ms >= 0 && (!mock_counts || ms == 0.25), "event timing");
+
     /* ---- the second compile comes from the cache ---- */
     pp_module *mod2;
     CHECK_OK(ctx, ops->compile(ctx, &req, &mod2, &res));

@@ -6,7 +6,8 @@
 //
 // What it provides: the CUDA qualifiers, threadIdx/blockIdx/blockDim/gridDim, dim3 and
 // the vector types, __syncthreads (and _count/_and/_or), warp shuffles/votes/__syncwarp,
-// atomics, __ldg, the fast-math intrinsics, assert/__trap, and PP_KERNEL_EXPORT(name),
+// atomics, __ldg, the fast-math intrinsics, assert/__trap, the deferred copies behind
+// cp.async (templates/ptx_async_copy.cuh), and PP_KERNEL_EXPORT(name),
 // which emits extern "C" pp_emu_entry_<name>(void **args): args[i] points at the i-th
 // parameter (pointers as 8-byte values), unpacked into the kernel's own parameter types.
 //
@@ -48,6 +49,7 @@
 #include <cstddef>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #ifndef PP_EMU_ABI_H
 #include "emu_abi.h"
@@ -392,6 +394,54 @@ static inline R max(A a, B b)
     else return (R)a > (R)b ? (R)a : (R)b;
 }
 
+// ---- cp.async: copies deferred to the issuing thread's wait (PTX ISA semantics) ----
+// Each CUDA thread of the block running on this OS thread has its own queue of pending
+// copies, grouped by commit; async_wait(n) performs every group but the newest n. Copies
+// not yet committed belong to the next group. Queues are emptied when a thread starts.
+namespace pp_emu {
+struct async_copy_item {
+    float *dst;
+    const float *src;
+};
+struct async_queue {
+    std::vector<async_copy_item> items; /* in issue order */
+    std::vector<size_t> group_ends;     /* items[0, group_ends[i]) are groups 0..i */
+};
+static thread_local std::vector<async_queue> async_queues;
+static inline async_queue &my_async_queue()
+{
+    const unsigned tid = linear_tid();
+    if (async_queues.size() <= tid) async_queues.resize(tid + 1);
+    return async_queues[tid];
+}
+static inline void async_copy_f32(float *dst, const float *src, bool valid)
+{
+    my_async_queue().items.push_back(async_copy_item{dst, valid ? src : nullptr});
+}
+static inline void async_commit()
+{
+    async_queue &q = my_async_queue();
+    q.group_ends.push_back(q.items.size());
+}
+static inline void async_wait(size_t pending_groups)
+{
+    async_queue &q = my_async_queue();
+    if (q.group_ends.size() <= pending_groups) return;
+    const size_t done_groups = q.group_ends.size() - pending_groups;
+    const size_t done_items = q.group_ends[done_groups - 1];
+    for (size_t i = 0; i < done_items; i++) *q.items[i].dst = q.items[i].src ? *q.items[i].src : 0.0f;
+    q.items.erase(q.items.begin(), q.items.begin() + (std::ptrdiff_t)done_items);
+    q.group_ends.erase(q.group_ends.begin(), q.group_ends.begin() + (std::ptrdiff_t)done_groups);
+    for (size_t &end : q.group_ends) end -= done_items;
+}
+static inline void async_reset()
+{
+    async_queue &q = my_async_queue();
+    q.items.clear();
+    q.group_ends.clear();
+}
+} // namespace pp_emu
+
 // ---- assert and trap: reported through the scheduler with the source line ----
 namespace pp_emu {
 [[noreturn]] static inline void assert_fail(const char *expr, const char *file, int line)
@@ -436,6 +486,7 @@ static inline void invoke(void (*fn)(A...), void **args, std::index_sequence<I..
 template <class... A> static inline void run_kernel(void (*fn)(A...), void **args)
 {
     refresh();
+    async_reset();
     invoke(fn, args, std::index_sequence_for<A...>{});
 }
 } // namespace pp_emu

@@ -1,0 +1,210 @@
+/* test_tensor_core.c - the tensor-core and cp.async wrappers (templates/ptx_mma.cuh,
+ * templates/ptx_async_copy.cuh) through the test kernels of tests/kernels/emu_mma.cu:
+ * - mma m16n8k8 TF32 and m16n8k16 BF16 on small-integer matrices, whose products and sums
+ *   are exact in every format, so D = A*B + C must hold exactly: any slip in a fragment
+ *   layout (the host implementation's or the kernel's) shows as a wrong element;
+ * - the f32 -> TF32 (to nearest, ties away) and f32 -> BF16 (to nearest even) conversions
+ *   on ties, NaN and infinity, against bit patterns worked out by hand;
+ * - cp.async: data present after the waits, zero-fill for invalid sources, and on the host
+ *   that copies land at the wait, not before (so a missing wait shows up there).
+ * Usage: test_tensor_core [host|cuda]; cuda exits 77 (skipped) where no GPU exists. */
+#include "context.h"
+#include "test_util.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+static char *read_text(const char *rel)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", PP_SOURCE_DIR, rel);
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    CHECK(s && fread(s, 1, (size_t)n, f) == (size_t)n, "cannot read %s", path);
+    s[n] = '\0';
+    fclose(f);
+    return s;
+}
+
+static pp_context *ctx;
+
+static pp_devptr upload(const void *data, size_t bytes)
+{
+    pp_devptr p;
+    CHECK_OK(ctx, device_alloc(ctx, bytes, &p));
+    if (data) CHECK_OK(ctx, ctx->ops->upload(ctx, p, data, bytes));
+    else CHECK_OK(ctx, ctx->ops->memset_zero(ctx, p, bytes));
+    return p;
+}
+
+static void run(pp_function *f, unsigned blocks, unsigned threads, void **args)
+{
+    const unsigned grid[3] = {blocks, 1, 1}, block[3] = {threads, 1, 1};
+    CHECK_OK(ctx, ctx->ops->launch(ctx, f, grid, block, args));
+    CHECK_OK(ctx, ctx->ops->synchronize(ctx));
+}
+
+/* Small integers in [-4, 4], exact in TF32 and BF16. */
+static void fill_ints(float *a, int n, uint32_t seed)
+{
+    for (int i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        a[i] = (float)((int)(seed >> 24) % 9 - 4);
+    }
+}
+
+static void test_mma(pp_function *f, const char *name, int kdim)
+{
+    float a[16 * 16], b[16 * 8], c[16 * 8], d[16 * 8];
+    fill_ints(a, 16 * kdim, 11u + (uint32_t)kdim);
+    fill_ints(b, kdim * 8, 23u + (uint32_t)kdim);
+    fill_ints(c, 16 * 8, 37u);
+    pp_devptr da = upload(a, sizeof(float) * 16 * (size_t)kdim), db = upload(b, sizeof(float) * (size_t)kdim * 8),
+              dc = upload(c, sizeof c), dd = upload(NULL, sizeof d);
+    void *args[4] = {&da, &db, &dc, &dd};
+    run(f, 1, 32, args);
+    CHECK_OK(ctx, ctx->ops->download(ctx, d, dd, sizeof d));
+    int wrong = 0;
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 8; j++) {
+            float expect = c[i * 8 + j];
+            for (int k = 0; k < kdim; k++) expect += a[i * kdim + k] * b[k * 8 + j];
+            if (d[i * 8 + j] != expect) {
+                if (wrong++ < 4) printf("  %s: d[%d][%d] = %g, expected %g\n", name, i, j, d[i * 8 + j], expect);
+            }
+        }
+    printf("%s: 16x8x%d product of small integers: %d of 128 elements differ from A*B + C (must be 0)\n", name,
+           kdim, wrong);
+    CHECK(wrong == 0, "%s gives a wrong product", name);
+    device_free(ctx, da, 0), device_free(ctx, db, 0), device_free(ctx, dc, 0), device_free(ctx, dd, 0);
+}
+
+static float from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void test_rounding(pp_function *f)
+{
+    /* input, expected tf32 bits, expected bf16 bits (of the value; the high half holds -x) */
+    struct {
+        float in;
+        uint32_t tf32;
+        uint16_t bf16;
+    } cases[] = {
+        {1.0f, 0x3f800000u, 0x3f80},
+        {from_bits(0x3f801000u), 0x3f802000u, 0x3f80}, /* 1 + 2^-11: TF32 tie, away from zero */
+        {from_bits(0x3f800fffu), 0x3f800000u, 0x3f80}, /* just below the tie: down */
+        {from_bits(0xbf801000u), 0xbf802000u, 0xbf80}, /* negative tie: away from zero */
+        {from_bits(0x3f808000u), 0x3f808000u, 0x3f80}, /* 1 + 2^-8: BF16 tie, to even (down) */
+        {from_bits(0x3f818000u), 0x3f818000u, 0x3f82}, /* 1 + 3*2^-8: BF16 tie, to even (up) */
+        {from_bits(0x3f808001u), 0x3f808000u, 0x3f81}, /* just above the BF16 tie: up */
+        {INFINITY, 0x7f800000u, 0x7f80},
+        {from_bits(0x7f7fffffu), 0x7f800000u, 0x7f80}, /* FLT_MAX rounds up to infinity in both */
+        {NAN, 0u, 0x7fff},                             /* NaN: tf32 checked as NaN below */
+    };
+    const int n = (int)(sizeof cases / sizeof cases[0]);
+    float in[16];
+    uint32_t out[32];
+    for (int i = 0; i < n; i++) in[i] = cases[i].in;
+    int count = n;
+    pp_devptr din = upload(in, sizeof(float) * (size_t)n), dout = upload(NULL, sizeof(uint32_t) * 2 * (size_t)n);
+    void *args[3] = {&din, &dout, &count};
+    run(f, 1, 32, args);
+    CHECK_OK(ctx, ctx->ops->download(ctx, out, dout, sizeof(uint32_t) * 2 * (size_t)n));
+    for (int i = 0; i < n; i++) {
+        uint32_t in_bits;
+        memcpy(&in_bits, &cases[i].in, 4);
+        uint32_t tf = out[2 * i], lo = out[2 * i + 1] & 0xffffu, hi = out[2 * i + 1] >> 16;
+        printf("rounding %08x: tf32 %08x (expected %08x), bf16 %04x (expected %04x), bf16(-x) %04x\n", in_bits, tf,
+               cases[i].tf32, lo, cases[i].bf16, hi);
+        if (isnan(cases[i].in)) {
+            CHECK((tf & 0x7f800000u) == 0x7f800000u && (tf & 0x007fffffu) != 0, "tf32 of NaN is not a NaN");
+            CHECK((lo & 0x7f80u) == 0x7f80u && (lo & 0x7fu) != 0, "bf16 of NaN is not a NaN");
+            continue;
+        }
+        CHECK(tf == cases[i].tf32, "tf32 rounding of %08x", in_bits);
+        CHECK(lo == cases[i].bf16, "bf16 rounding of %08x", in_bits);
+        CHECK(hi == (cases[i].bf16 ^ 0x8000u), "bf16 rounding of -%08x (high half)", in_bits);
+    }
+}
+
+static void test_async_copy(pp_function *f, int host)
+{
+    float in[64], out[160];
+    for (int i = 0; i < 64; i++) in[i] = (float)(i + 1);
+    pp_devptr din = upload(in, sizeof in), dout = upload(NULL, sizeof out);
+    void *args[2] = {&din, &dout};
+    run(f, 1, 32, args);
+    CHECK_OK(ctx, ctx->ops->download(ctx, out, dout, sizeof out));
+    int wrong_first = 0, wrong_final = 0, early = 0;
+    for (int t = 0; t < 32; t++) {
+        if (out[t] != in[t]) wrong_first++;                                /* older group: landed */
+        if (out[64 + t] != in[t]) wrong_final++;
+        float expect_hi = t % 2 == 0 ? in[t + 32] : 0.0f;                  /* odd lanes: zero-fill */
+        if (out[64 + 32 + t] != expect_hi) wrong_final++;
+        uint32_t bits;
+        memcpy(&bits, &out[128 + t], 4);
+        if (bits != 0xdeadu) early++;
+    }
+    printf("cp.async: older group after wait_group 1: %d wrong; both groups after wait_group 0: %d wrong "
+           "(zero-fill on odd lanes); newer group visible before its wait: %d of 32 lanes%s\n",
+           wrong_first, wrong_final, early, host ? " (must be 0 on the host)" : " (not checked on a GPU)");
+    CHECK(wrong_first == 0 && wrong_final == 0, "cp.async results");
+    if (host) CHECK(early == 0, "the host emulation let a copy land before its wait");
+}
+
+int main(int argc, char **argv)
+{
+    int cuda = argc > 1 && strcmp(argv[1], "cuda") == 0;
+    pp_context_options o;
+    pp_context_options_init(&o);
+    o.backend = cuda ? PP_BACKEND_CUDA : PP_BACKEND_HOST;
+    o.disable_cache = 1;
+    pp_status st = pp_context_create(&o, &ctx);
+    if (cuda && st == PP_ERR_NO_DEVICE) {
+        printf("skipped: %s\n", pp_last_error(ctx));
+        pp_context_destroy(ctx);
+        return PP_TEST_SKIP;
+    }
+    CHECK_OK(ctx, st);
+    if (cuda && ctx->arch < 80) {
+        printf("skipped: tensor-core instructions need sm_80, the device is sm_%d\n", ctx->arch);
+        pp_context_destroy(ctx);
+        return PP_TEST_SKIP;
+    }
+    printf("backend: %s\n", pp_context_device_name(ctx));
+    char *parts[3] = {read_text("templates/ptx_async_copy.cuh"), read_text("templates/ptx_mma.cuh"),
+                      read_text("tests/kernels/emu_mma.cu")};
+    size_t len = 64;
+    for (int i = 0; i < 3; i++) len += strlen(parts[i]) + 64;
+    char *src = malloc(len);
+    CHECK(src != NULL, "out of memory");
+    snprintf(src, len, "#line 1 \"templates/ptx_async_copy.cuh\"\n%s\n#line 1 \"templates/ptx_mma.cuh\"\n%s\n"
+                       "#line 1 \"tests/kernels/emu_mma.cu\"\n%s",
+             parts[0], parts[1], parts[2]);
+    const char *names[] = {"mma_tf32", "mma_bf16", "rounding", "async_copy"};
+    pp_compile_request req = {src, "emu_mma.cu", names, 4};
+    pp_compile_result res;
+    pp_module *mod;
+    CHECK_OK(ctx, ctx->ops->compile(ctx, &req, &mod, &res));
+    pp_function *fns[4];
+    for (int i = 0; i < 4; i++) CHECK_OK(ctx, ctx->ops->get_function(ctx, mod, names[i], &fns[i]));
+    test_mma(fns[0], "mma.m16n8k8 tf32", 8);
+    test_mma(fns[1], "mma.m16n8k16 bf16", 16);
+    test_rounding(fns[2]);
+    test_async_copy(fns[3], !cuda);
+    ctx->ops->module_destroy(ctx, mod);
+    for (int i = 0; i < 3; i++) free(parts[i]);
+    free(src);
+    pp_context_destroy(ctx);
+    printf("tensor-core and cp.async wrappers: all checks passed\n");
+    return 0;
+}
