@@ -138,11 +138,6 @@ static void fill_uniform(float *a, size_t n, uint32_t *state)
     }
 }
 
-/* The four outputs of a layer run; one allocation. */
-typedef struct outputs {
-    float *y, *xp, *dx, *dw;
-} outputs;
-
 static int outputs_alloc(outputs *o, const pp_layer_shape *s)
 {
     o->y = malloc(sizeof(float) * (s->y_elems + s->xp_elems + s->x_elems + s->w_elems));
@@ -195,8 +190,7 @@ static double pooled_excess(const float *a, const float *ref, size_t n, int max_
     return worst / scale / 1e-6;
 }
 
-/* The largest excess of op's outputs in got over what its math mode allows. */
-static double op_excess(const char *op, const char *math, const pp_layer_desc *d, const pp_layer_shape *s,
+double tuner_op_excess(const char *op, const char *math, const pp_layer_desc *d, const pp_layer_shape *s,
                         const outputs *got, const outputs *ref, const outputs *abs_ref)
 {
     double u = strcmp(math, "tf32") == 0 ? ldexp(1.0, -11) : strcmp(math, "bf16") == 0 ? ldexp(1.0, -8) : 0.0;
@@ -284,7 +278,7 @@ static pp_status try_variant(tuner *tu, const gen_tuning_target *t, int v, const
         trial->status = TUNEDB_LAUNCH_FAILED;
         first_line(pp_last_error(ctx), trial->note, sizeof trial->note);
     } else {
-        trial->max_error = op_excess(t->op, vi.math, &t->desc, &s, &got, ref, abs_ref);
+        trial->max_error = tuner_op_excess(t->op, vi.math, &t->desc, &s, &got, ref, abs_ref);
         if (!(trial->max_error <= 1.0)) {
             trial->status = TUNEDB_WRONG;
             snprintf(trial->note, sizeof trial->note, "%s output is %.3g times what %s allows", t->op,

@@ -9,6 +9,7 @@
 #include "nvrtc_compile.h"
 #include "plan.h"
 #include "test_util.h"
+#include "tuner.h"
 #include "tunedb.h"
 
 #include <math.h>
@@ -121,6 +122,70 @@ static void kernel_prefix(const char *key, char *out, size_t size)
     snprintf(out, size, "%.*s", (int)strcspn(key, ":"), key);
 }
 
+/* The tuner's acceptance check can fail: outputs of the fp32 reference itself pass with
+ * excess 0; one element moved by 0.1% of the output's range fails the fp32 bound, by 5%
+ * the BF16 bound; a NaN fails every bound; a wrong pooled input fails the forward. */
+static void test_acceptance(pp_context *ctx)
+{
+    pp_layer_desc d;
+    pp_layer_desc_init(&d);
+    d.n = 2, d.c = 8, d.h = 9, d.w = 9, d.k = 12, d.r = 3, d.s = 3, d.stride = 1, d.pad = 1, d.pool = 2;
+    pp_layer *layer;
+    CHECK_OK(ctx, pp_layer_create(ctx, &d, &layer));
+    pp_layer_shape s;
+    CHECK_OK(ctx, pp_layer_shape_get(layer, &s));
+    size_t total = s.y_elems + s.xp_elems + s.x_elems + s.w_elems;
+    float *in = malloc(sizeof(float) * (2 * (s.x_elems + s.w_elems + s.y_elems)));
+    float *buf = malloc(sizeof(float) * 3 * total);
+    CHECK(in && buf, "out of memory");
+    float *x = in, *w = x + s.x_elems, *dy = w + s.w_elems;
+    float *ax = dy + s.y_elems, *aw = ax + s.x_elems, *ady = aw + s.w_elems;
+    uint32_t st = 7;
+    for (size_t i = 0; i < s.x_elems + s.w_elems + s.y_elems; i++) {
+        st = st * 1664525u + 1013904223u;
+        in[i] = (float)((st >> 8) / 16777216.0 * 2.0 - 1.0);
+        ax[i] = fabsf(in[i]);
+    }
+    outputs o[3];
+    for (int k = 0; k < 3; k++) {
+        o[k].y = buf + k * total;
+        o[k].xp = o[k].y + s.y_elems;
+        o[k].dx = o[k].xp + s.xp_elems;
+        o[k].dw = o[k].dx + s.x_elems;
+    }
+    CHECK_OK(ctx, pp_layer_run(layer, x, w, dy, o[0].y, o[0].xp, o[0].dx, o[0].dw));
+    CHECK_OK(ctx, pp_layer_run(layer, ax, aw, ady, o[2].y, o[2].xp, o[2].dx, o[2].dw));
+    memcpy(o[1].y, o[0].y, sizeof(float) * total);
+    const char *ops[3] = {"conv_fwd", "conv_bwd_data", "conv_bwd_weight"};
+    float *first[3] = {o[1].y, o[1].dx, o[1].dw};
+    const float *ref_first[3] = {o[0].y, o[0].dx, o[0].dw};
+    size_t counts[3] = {s.y_elems, s.x_elems, s.w_elems};
+    for (int k = 0; k < 3; k++) {
+        double same = tuner_op_excess(ops[k], "fp32", &d, &s, &o[1], &o[0], &o[2]);
+        float range = 0;
+        for (size_t i = 0; i < counts[k]; i++) range = fmaxf(range, fabsf(ref_first[k][i]));
+        size_t at = counts[k] / 2;
+        first[k][at] = ref_first[k][at] + 1e-3f * range;
+        double fp32 = tuner_op_excess(ops[k], "fp32", &d, &s, &o[1], &o[0], &o[2]);
+        first[k][at] = ref_first[k][at] + 5e-2f * range;
+        double bf16 = tuner_op_excess(ops[k], "bf16", &d, &s, &o[1], &o[0], &o[2]);
+        first[k][at] = NAN;
+        double nan_excess = tuner_op_excess(ops[k], "tf32", &d, &s, &o[1], &o[0], &o[2]);
+        first[k][at] = ref_first[k][at];
+        printf("acceptance %s: itself %.3f, +0.1%% of range under fp32 %.1f, +5%% under bf16 %.2f, NaN %g "
+               "(of allowed)\n",
+               ops[k], same, fp32, bf16, nan_excess);
+        CHECK(same == 0 && fp32 > 1 && bf16 > 1 && isinf(nan_excess), "%s: the check fails wrong outputs", ops[k]);
+    }
+    /* A wrong pooled input fails conv_fwd even when y is right. */
+    o[1].xp[0] += 1e-3f;
+    double xp_excess = tuner_op_excess("conv_fwd", "tf32", &d, &s, &o[1], &o[0], &o[2]);
+    printf("acceptance conv_fwd with xp[0] off by 1e-3: %.1f of allowed\n", xp_excess);
+    CHECK(xp_excess > 1, "a wrong xp fails");
+    free(in), free(buf);
+    pp_layer_destroy(layer);
+}
+
 int main(void)
 {
     snprintf(tuning_dir, sizeof tuning_dir, "/tmp/pp-tune-XXXXXX");
@@ -129,9 +194,11 @@ int main(void)
 
     /* 1. Tune: every target, the first two candidates (the TF32 default and fp32 0). */
     pp_context *ctx = make_ctx(0, 0);
+    test_acceptance(ctx);
     gen_tuning targets = targets_of(ctx, policy);
     int expect_tried = 0;
-    for (int i = 0; i < targets.count; i++) expect_tried += targets.targets[i].candidate_count < 2 ? targets.targets[i].candidate_count : 2;
+    for (int i = 0; i < targets.count; i++)
+        expect_tried += targets.targets[i].candidate_count < 2 ? targets.targets[i].candidate_count : 2;
     pp_tune_options to;
     tune_options(&to, policy, 2);
     pp_tune_report r;
