@@ -326,6 +326,14 @@ static pp_status compile(pp_context *ctx, const pp_compile_request *req, pp_modu
     return PP_OK;
 }
 
+static pp_status prepare(pp_context *ctx, const pp_compile_request *req)
+{
+    pp_nvrtc_output o;
+    PP_TRY(nvrtc_compile(ctx, req->source, req->source_name ? req->source_name : "kernel.cu", ctx->arch, &o));
+    nvrtc_output_free(&o);
+    return PP_OK;
+}
+
 static pp_status alloc(pp_context *ctx, size_t bytes, pp_devptr *out)
 {
     cuda_state *s = ctx->backend;
@@ -462,6 +470,7 @@ static void destroy(pp_context *ctx)
 static const pp_backend_ops cuda_ops = {
     .name = "cuda",
     .compile = compile,
+    .prepare = prepare,
     .get_function = get_function,
     .module_destroy = module_destroy,
     .alloc = alloc,

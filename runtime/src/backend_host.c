@@ -454,6 +454,30 @@ static pp_status host_compile(pp_context *ctx, const pp_compile_request *req, pp
     return PP_OK;
 }
 
+static pp_status host_prepare(pp_context *ctx, const pp_compile_request *req)
+{
+    host_state *hs = ctx->backend; /* only read: run_compiler takes it non-const */
+    char *tu = NULL;
+    size_t tu_len = 0;
+    PP_TRY(build_tu(ctx, req, &tu, &tu_len));
+    pp_hash_value key = module_key(hs, tu, tu_len);
+    void *cached = NULL;
+    size_t cached_len = 0;
+    pp_status st = cache_get(ctx, &key, &cached, &cached_len);
+    if (st == PP_OK && !cached) {
+        char *so;
+        size_t so_len;
+        st = run_compiler(ctx, hs, tu, tu_len, req->source_name ? req->source_name : "kernel.cu", &so, &so_len);
+        if (st == PP_OK) {
+            st = cache_put(ctx, &key, so, so_len);
+            free(so);
+        }
+    }
+    free(cached);
+    free(tu);
+    return st;
+}
+
 static pp_status host_get_function(pp_context *ctx, pp_module *mod, const char *name, pp_function **out)
 {
     if (!mod || !name || !out) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "host get_function: NULL argument");
@@ -570,6 +594,7 @@ static pp_status host_time_launch(pp_context *ctx, pp_function *fn, const unsign
 static const pp_backend_ops host_ops = {
     .name = "host",
     .compile = host_compile,
+    .prepare = host_prepare,
     .get_function = host_get_function,
     .module_destroy = host_module_destroy,
     .alloc = host_alloc,

@@ -189,10 +189,20 @@ pp_status cache_get(pp_context *ctx, const pp_hash_value *key, void **data, size
 
 pp_status file_write_atomic(pp_context *ctx, const char *path, const void *data, size_t len)
 {
+    /* A temporary name of its own (mkstemp), so that threads and processes writing the
+     * same entry at once each rename a whole file. */
     char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return ctx_fail(ctx, PP_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "wb");
+    if (!f) {
+        int e = errno;
+        if (fd >= 0) close(fd), unlink(tmp);
+        return ctx_fail(ctx, PP_ERR_IO, "cannot write %s: %s", tmp, strerror(e));
+    }
+    /* mkstemp creates 0600; cache entries and databases may be shared read-only. (umask
+     * cannot be read without setting it, which would race with other threads.) */
+    fchmod(fd, 0644);
     size_t wrote = len ? fwrite(data, 1, len, f) : 0;
     int flush_failed = fflush(f) != 0;
     int close_failed = fclose(f) != 0;

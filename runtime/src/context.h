@@ -37,6 +37,10 @@ typedef struct pp_backend_ops {
     const char *name;
     pp_status (*compile)(pp_context *ctx, const pp_compile_request *req, pp_module **out,
                          pp_compile_result *result);
+    /* Compiles req into the on-disk cache without loading it, so that a later compile is
+     * a cache hit. Runs concurrently on several threads (compile_prefetch), each with its
+     * own copy of the context: it may only read the backend state. */
+    pp_status (*prepare)(pp_context *ctx, const pp_compile_request *req);
     pp_status (*get_function)(pp_context *ctx, pp_module *mod, const char *name, pp_function **out);
     void (*module_destroy)(pp_context *ctx, pp_module *mod);
     pp_status (*alloc)(pp_context *ctx, size_t bytes, pp_devptr *out);
@@ -94,6 +98,14 @@ void ctx_clear_error(pp_context *ctx);
         pp_status pp_try_status_ = (expr);                                                     \
         if (pp_try_status_ != PP_OK) return pp_try_status_;                                    \
     } while (0)
+
+/* Fills the on-disk cache with the compiled form of n requests on several threads (at most
+ * one per CPU), so that the compiles that follow load from the cache: DESIGN.md section
+ * 8, compile independent kernels in parallel. static_check_arch > 0 also runs the NVRTC
+ * static check for that arch (what the host backend's layers do). Failures are not
+ * reported here: the sequential compile that follows meets them again and reports them.
+ * Nothing happens without a cache. */
+void compile_prefetch(pp_context *ctx, const pp_compile_request *reqs, int n, int static_check_arch);
 
 pp_status backend_host_init(pp_context *ctx);
 pp_status backend_cuda_init(pp_context *ctx);

@@ -105,6 +105,17 @@ pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_m
     m->modules = calloc((size_t)p->kernel_count + 1, sizeof *m->modules);
     m->functions = calloc((size_t)p->kernel_count + 1, sizeof *m->functions);
     if (!m->modules || !m->functions) st = ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    /* Compile on every CPU into the cache first; the loop below then loads. */
+    pp_compile_request *reqs = calloc((size_t)p->kernel_count + 1, sizeof *reqs);
+    char (*req_names)[300] = calloc((size_t)p->kernel_count + 1, sizeof *req_names);
+    if (st == PP_OK && reqs && req_names) {
+        for (int i = 0; i < p->kernel_count; i++) {
+            snprintf(req_names[i], sizeof req_names[i], "%s.cu", p->kernels[i].name);
+            reqs[i] = (pp_compile_request){p->kernels[i].source, req_names[i], NULL, 0};
+        }
+        compile_prefetch(ctx, reqs, p->kernel_count, 0);
+    }
+    free(reqs), free(req_names);
     for (int i = 0; i < p->kernel_count && st == PP_OK; i++) {
         const gen_kernel *k = &p->kernels[i];
         char source_name[300];

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now_s(void)
 {
@@ -246,6 +247,15 @@ static void first_line(const char *text, char *out, size_t size)
     out[n] = '\0';
 }
 
+static pp_layer_desc with_variant(const gen_tuning_target *t, int v)
+{
+    pp_layer_desc d = t->desc;
+    if (strcmp(t->op, "conv_fwd") == 0) d.variant_fwd = v;
+    else if (strcmp(t->op, "conv_bwd_data") == 0) d.variant_bwd_data = v;
+    else d.variant_bwd_weight = v;
+    return d;
+}
+
 /* Compiles, runs, checks and times variant v of target t; fills trial. */
 static pp_status try_variant(tuner *tu, const gen_tuning_target *t, int v, const float *x, const float *w,
                              const float *dy, const outputs *ref, const outputs *abs_ref, tunedb_trial *trial)
@@ -255,10 +265,7 @@ static pp_status try_variant(tuner *tu, const gen_tuning_target *t, int v, const
     trial->variant = v;
     trial->median_ms = -1;
     trial->max_error = -1;
-    pp_layer_desc d = t->desc;
-    if (strcmp(t->op, "conv_fwd") == 0) d.variant_fwd = v;
-    else if (strcmp(t->op, "conv_bwd_data") == 0) d.variant_bwd_data = v;
-    else d.variant_bwd_weight = v;
+    pp_layer_desc d = with_variant(t, v);
     pp_variant_info vi;
     PP_TRY(pp_layer_variant_info(ctx, t->op, v, &vi));
     pp_layer *layer = NULL;
@@ -320,6 +327,37 @@ static void emit(tuner *tu, int index, int count, const gen_tuning_target *t, co
     tu->progress(tu->user, &ev);
 }
 
+/* Compiles the kernels of candidates [first, last) of t into the cache on every CPU
+ * (compile_prefetch), so that trying them one by one loads instead of compiling. */
+static void prefetch_candidates(pp_context *ctx, const gen_tuning_target *t, int first, int last)
+{
+    int n = last - first;
+    gen_layer *layers = calloc((size_t)n, sizeof *layers);
+    pp_compile_request *reqs = calloc((size_t)n * 2, sizeof *reqs);
+    char (*names)[300] = calloc((size_t)n * 2, sizeof *names);
+    int count = 0, made = 0;
+    for (int c = 0; layers && reqs && names && c < n; c++) {
+        pp_layer_desc d = with_variant(t, t->candidates[first + c]);
+        if (gen_layer_from_desc(ctx, &d, &layers[c]) != PP_OK) break; /* met again, and reported, when tried */
+        made++;
+        for (int k = 0; k < layers[c].kernel_count && count < 2 * n; k++) {
+            const gen_kernel *kern = &layers[c].kernels[k];
+            int mine = strcmp(kern->op, t->op) == 0 ||
+                       (strcmp(t->op, "conv_bwd_weight") == 0 && strcmp(kern->op, "splitk_reduce") == 0);
+            if (!mine) continue;
+            snprintf(names[count], sizeof names[count], "%s.cu", kern->name);
+            reqs[count] = (pp_compile_request){kern->source, names[count], NULL, 0};
+            count++;
+        }
+    }
+    ctx_clear_error(ctx);
+    /* The host backend's layers also run the NVRTC static check at the context's arch. */
+    int static_arch = strcmp(ctx->ops->name, "host") == 0 ? ctx->arch : 0;
+    compile_prefetch(ctx, reqs, count, static_arch);
+    for (int c = 0; c < made; c++) gen_layer_free(&layers[c]);
+    free(layers), free(reqs), free(names);
+}
+
 /* Reference outputs of the reference layer (variant 0) on the inputs and on their
  * absolute values. */
 static pp_status reference_outputs(pp_context *ctx, pp_layer *layer, const float *x, const float *w,
@@ -364,9 +402,18 @@ static pp_status tune_target(tuner *tu, tunedb *db, const gen_tuning_target *t, 
     if (st == PP_OK && !e) st = PP_ERR_OUT_OF_MEMORY;
     int limit = t->candidate_count;
     if (tu->o->max_variants > 0 && tu->o->max_variants < limit) limit = tu->o->max_variants;
+    /* Candidates are compiled ahead in chunks of a few per CPU: chunks bound the compile
+     * work a time budget can waste. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int chunk = (int)(cpus > 1 ? 2 * cpus : 2), prefetched = 0;
     for (int c = 0; c < limit && st == PP_OK; c++) {
         tunedb_trial trial;
-        if (tu->deadline > 0 && now_s() > tu->deadline) {
+        int out_of_time = tu->deadline > 0 && now_s() > tu->deadline;
+        if (!out_of_time && c >= prefetched) {
+            prefetched = c + chunk < limit ? c + chunk : limit;
+            prefetch_candidates(ctx, t, c, prefetched);
+        }
+        if (out_of_time) {
             memset(&trial, 0, sizeof trial);
             trial.variant = t->candidates[c];
             trial.status = TUNEDB_SKIPPED;

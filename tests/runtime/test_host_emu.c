@@ -4,7 +4,7 @@
  * schedules, divergent/deadlocked barriers and asserts reported as kernel errors, warp
  * shuffles and votes on full and partial warps, the other intrinsics, atomics across
  * OS threads, compile errors with file:line, the module cache (hit, corrupt entry
- * rebuilt), and the fiber switch rate (printed only). Each check prints what it compared. */
+ * rebuilt), parallel prefetch into the cache, and the fiber switch rate (printed only). Each check prints what it compared. */
 #define _GNU_SOURCE
 #include "cache.h"
 #include "context.h"
@@ -591,6 +591,60 @@ static void test_switch_rate(void)
     fiber_stack_free(&stack);
 }
 
+/* compile_prefetch: four distinct modules (one listed twice, one that does not compile)
+ * compiled on several threads; the compiles that follow load the good ones from the cache,
+ * the entries are whole, and the bad one still reports its error. */
+static void test_prefetch(void)
+{
+    printf("parallel prefetch into the cache:\n");
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/prefetch", cache_dir);
+    pp_context *ctx = make_ctx(PP_SCHEDULE_FORWARD, 1, 2, dir);
+    char *base = read_kernel("emu_atomic.cu");
+    enum { good = 4 };
+    char *src[good + 2];
+    char names[good + 2][32];
+    pp_compile_request reqs[good + 2];
+    for (int i = 0; i < good; i++) {
+        size_t n = strlen(base) + 64;
+        src[i] = malloc(n);
+        snprintf(src[i], n, "%s\n// variant %d\n", base, i); /* distinct sources, distinct entries */
+        snprintf(names[i], sizeof names[i], "emu_atomic_%d.cu", i);
+        reqs[i] = (pp_compile_request){src[i], names[i], NULL, 0};
+    }
+    reqs[good] = reqs[0]; /* the same entry written by two threads */
+    src[good + 1] = strdup("extern \"C\" __global__ void broken() { this does not compile; }\n");
+    snprintf(names[good + 1], sizeof names[good + 1], "broken.cu");
+    reqs[good + 1] = (pp_compile_request){src[good + 1], names[good + 1], NULL, 0};
+    double t0 = now_s();
+    compile_prefetch(ctx, reqs, good + 2, 0);
+    double t1 = now_s();
+    pp_cache_stats s0, s1;
+    CHECK_OK(ctx, pp_context_cache_stats(ctx, &s0));
+    const char *kernel[] = {"emu_atomic_sum"};
+    for (int i = 0; i < good; i++) {
+        pp_module *mod;
+        pp_compile_result r;
+        pp_compile_request req = {src[i], names[i], kernel, 1};
+        CHECK_OK(ctx, ctx->ops->compile(ctx, &req, &mod, &r));
+        CHECK(r.cache_hit, "%s was prefetched", names[i]);
+        if (i == 0) run_atomic(ctx, mod, "module prefetched by two threads at once");
+        ctx->ops->module_destroy(ctx, mod);
+    }
+    CHECK_OK(ctx, pp_context_cache_stats(ctx, &s1));
+    pp_module *bad = NULL;
+    pp_status st = ctx->ops->compile(ctx, &reqs[good + 1], &bad, NULL);
+    printf("  %d modules prefetched in %.1f s on several threads; then %d cache hits, %d misses, %d corrupt; the "
+           "broken source: %s\n",
+           good, t1 - t0, s1.hits - s0.hits, s1.misses - s0.misses, s1.corrupt - s0.corrupt, pp_status_string(st));
+    CHECK(s1.hits - s0.hits == good && s1.misses == s0.misses && s1.corrupt == 0, "all loads from the cache");
+    CHECK(st == PP_ERR_COMPILE && strstr(pp_last_error(ctx), "broken.cu"), "the broken source's error is reported");
+    for (int i = 0; i < good; i++) free(src[i]);
+    free(src[good + 1]);
+    free(base);
+    pp_context_destroy(ctx);
+}
+
 int main(void)
 {
     snprintf(cache_dir, sizeof cache_dir, "/tmp/pp_test_host_emu_XXXXXX");
@@ -605,6 +659,7 @@ int main(void)
     test_atomic();
     test_compile_error();
     test_cache();
+    test_prefetch();
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache_dir);
     if (system(cmd) != 0) printf("note: could not remove %s\n", cache_dir);
