@@ -4,7 +4,8 @@
  * schedules, divergent/deadlocked barriers and asserts reported as kernel errors, warp
  * shuffles and votes on full and partial warps, the other intrinsics, atomics across
  * OS threads, compile errors with file:line, the module cache (hit, corrupt entry
- * rebuilt), parallel prefetch into the cache, and the fiber switch rate (printed only). Each check prints what it compared. */
+ * rebuilt), parallel prefetch into the cache, and the fiber switch rate (printed only).
+ * Each check prints what it compared. */
 #define _GNU_SOURCE
 #include "cache.h"
 #include "context.h"
