@@ -219,7 +219,9 @@ typedef struct tuner {
     pp_tune_progress_fn progress;
     void *user;
     pp_tune_report *report;
-    double start, deadline; /* deadline 0: none */
+    double start;
+    double end;      /* of the whole budget; 0: no budget */
+    double deadline; /* of the current kernel's share of the budget; 0: none */
     int warmup, repeats;
 } tuner;
 
@@ -375,9 +377,49 @@ static pp_status reference_outputs(pp_context *ctx, pp_layer *layer, const float
     return st;
 }
 
+static int budget_spent(const tuner *tu) { return tu->end > 0 && now_s() >= tu->end; }
+
+static void count_trial(pp_tune_report *r, const tunedb_trial *trial)
+{
+    if (trial->status == TUNEDB_SKIPPED) r->skipped++;
+    else r->tried++;
+    if (trial->status == TUNEDB_OK) r->ok++;
+    if (trial->status == TUNEDB_WRONG) r->wrong++;
+    if (trial->status == TUNEDB_COMPILE_FAILED || trial->status == TUNEDB_LAUNCH_FAILED) r->unusable++;
+}
+
+static void skipped_trial(int variant, tunedb_trial *trial)
+{
+    memset(trial, 0, sizeof *trial);
+    trial->variant = variant;
+    trial->status = TUNEDB_SKIPPED;
+    trial->median_ms = trial->max_error = -1;
+    snprintf(trial->note, sizeof trial->note, "time budget spent");
+}
+
+/* The whole budget is spent before t starts: its candidates are recorded as skipped
+ * without compiling or running anything. */
+static pp_status skip_target(tuner *tu, tunedb *db, const gen_tuning_target *t, int index, int count, int limit)
+{
+    tunedb_entry *e = tunedb_put(tu->ctx, db, t->key);
+    if (!e) return PP_ERR_OUT_OF_MEMORY;
+    for (int c = 0; c < limit; c++) {
+        tunedb_trial trial;
+        skipped_trial(t->candidates[c], &trial);
+        PP_TRY(tunedb_add_trial(tu->ctx, e, &trial));
+        count_trial(tu->report, &trial);
+        emit(tu, index, count, t, e, &trial, c + 1);
+    }
+    emit(tu, index, count, t, e, NULL, limit);
+    return PP_OK;
+}
+
 static pp_status tune_target(tuner *tu, tunedb *db, const gen_tuning_target *t, int index, int count)
 {
     pp_context *ctx = tu->ctx;
+    int limit = t->candidate_count;
+    if (tu->o->max_variants > 0 && tu->o->max_variants < limit) limit = tu->o->max_variants;
+    if (budget_spent(tu)) return skip_target(tu, db, t, index, count, limit);
     pp_layer *reference = NULL;
     pp_status st = pp_layer_create(ctx, &t->desc, &reference);
     if (st != PP_OK) return ctx_wrap(ctx, st, "tuning %s: the reference variant 0", t->key);
@@ -400,36 +442,26 @@ static pp_status tune_target(tuner *tu, tunedb *db, const gen_tuning_target *t, 
     pp_layer_destroy(reference);
     tunedb_entry *e = st == PP_OK ? tunedb_put(ctx, db, t->key) : NULL;
     if (st == PP_OK && !e) st = PP_ERR_OUT_OF_MEMORY;
-    int limit = t->candidate_count;
-    if (tu->o->max_variants > 0 && tu->o->max_variants < limit) limit = tu->o->max_variants;
-    /* Candidates are compiled ahead in chunks of a few per CPU: chunks bound the compile
+    /* Candidates are compiled ahead in chunks of one per CPU: chunks bound the compile
      * work a time budget can waste. */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    int chunk = (int)(cpus > 1 ? 2 * cpus : 2), prefetched = 0;
+    int chunk = (int)(cpus > 1 ? cpus : 2), prefetched = 0;
     for (int c = 0; c < limit && st == PP_OK; c++) {
         tunedb_trial trial;
-        int out_of_time = tu->deadline > 0 && now_s() > tu->deadline;
+        /* The default (first) candidate runs while any of the whole budget is left. */
+        int out_of_time = budget_spent(tu) || (c > 0 && tu->deadline > 0 && now_s() > tu->deadline);
         if (!out_of_time && c >= prefetched) {
             prefetched = c + chunk < limit ? c + chunk : limit;
             prefetch_candidates(ctx, t, c, prefetched);
         }
         if (out_of_time) {
-            memset(&trial, 0, sizeof trial);
-            trial.variant = t->candidates[c];
-            trial.status = TUNEDB_SKIPPED;
-            trial.median_ms = trial.max_error = -1;
-            snprintf(trial.note, sizeof trial.note, "time budget spent");
+            skipped_trial(t->candidates[c], &trial);
         } else {
             st = try_variant(tu, t, t->candidates[c], x, w, dy, &ref, &abs_ref, &trial);
             if (st != PP_OK) break;
         }
         st = tunedb_add_trial(ctx, e, &trial);
-        pp_tune_report *r = tu->report;
-        if (trial.status == TUNEDB_SKIPPED) r->skipped++;
-        else r->tried++;
-        if (trial.status == TUNEDB_OK) r->ok++;
-        if (trial.status == TUNEDB_WRONG) r->wrong++;
-        if (trial.status == TUNEDB_COMPILE_FAILED || trial.status == TUNEDB_LAUNCH_FAILED) r->unusable++;
+        count_trial(tu->report, &trial);
         if (trial.status == TUNEDB_OK) {
             if (c == 0) e->default_ms = trial.median_ms;
             if (e->best_variant < 0 || trial.median_ms < e->best_ms)
@@ -471,10 +503,18 @@ pp_status pp_tune(pp_context *ctx, const pp_tune_options *o, pp_tune_progress_fn
         gen_tuning_free(&targets);
         return st;
     }
-    tuner tu = {ctx, o, progress, user, report, now_s(), 0, o->warmup ? o->warmup : 2, o->repeats ? o->repeats : 7};
-    if (o->budget_seconds > 0) tu.deadline = tu.start + o->budget_seconds;
+    tuner tu = {ctx, o, progress, user, report, now_s(), 0, 0, o->warmup ? o->warmup : 2, o->repeats ? o->repeats : 7};
+    const double end = tu.start + o->budget_seconds;
+    if (o->budget_seconds > 0) tu.end = end;
     report->kernels = targets.count;
     for (int i = 0; i < targets.count && st == PP_OK; i++) {
+        /* Each kernel gets an equal share of what is left of the budget, so that a budget
+         * too small for everything still tunes every kernel a little (what one kernel
+         * leaves unused goes to the rest). */
+        if (o->budget_seconds > 0) {
+            double now = now_s();
+            tu.deadline = now < end ? now + (end - now) / (targets.count - i) : end;
+        }
         st = tune_target(&tu, &db, &targets.targets[i], i, targets.count);
         /* Saved after every kernel: an interrupted run keeps what it measured. */
         if (st == PP_OK) st = tunedb_save(ctx, report->database, &db);
