@@ -25,14 +25,6 @@ __device__ __forceinline__ int tile_col(int j)
     return (warp / WARPS_M) * WN + (j / 2) * 8 + 2 * (lane % 4) + (j % 2);
 }
 
-__device__ __forceinline__ void tile_zero(float (&acc)[TM][TN])
-{
-#pragma unroll
-    for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
-}
-
 __device__ __forceinline__ void tile_multiply_accumulate(const float (&a_tile)[BK][BM + TILE_PAD],
                                                          const float (&b_tile)[BK][BN + TILE_PAD],
                                                          float (&acc)[TM][TN])

@@ -5,7 +5,8 @@
 // The (BM/TM) x (BN/TN) thread grid runs rows fastest when ROW_FASTEST (consecutive
 // threads then own consecutive tile rows), else columns; the thread at (row, col) owns
 // tile rows row + i*(BM/TM) and columns col + j*(BN/TN). gemm_mma.cuh provides the same
-// functions for tensor cores, so a kernel's loop and epilogue do not depend on the math.
+// functions for tensor cores, so a kernel's loop and epilogue do not depend on the math
+// (tile_zero is gemm_pipeline.cuh's, emitted before either).
 __device__ __forceinline__ int tile_row(int i)
 {
     const int row = ROW_FASTEST ? (int)threadIdx.x % (BM / TM) : (int)threadIdx.x / (BN / TN);
@@ -16,14 +17,6 @@ __device__ __forceinline__ int tile_col(int j)
 {
     const int col = ROW_FASTEST ? (int)threadIdx.x / (BM / TM) : (int)threadIdx.x % (BN / TN);
     return col + j * (BN / TN);
-}
-
-__device__ __forceinline__ void tile_zero(float (&acc)[TM][TN])
-{
-#pragma unroll
-    for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
 }
 
 __device__ __forceinline__ void tile_multiply_accumulate(const float (&a_tile)[BK][BM + TILE_PAD],

@@ -56,8 +56,12 @@ __device__ __forceinline__ unsigned pp_pack_bf16x2(float lo, float hi)
 }
 
 #if defined(PP_HOST_EMULATION)
-// All lanes' pairs of fragment registers: out[lane][0..1] = that lane's (lo, hi).
-__device__ __forceinline__ void pp_mma_gather(unsigned lo, unsigned hi, unsigned (&out)[32][2])
+// The gathered fragments of a warp: a01[lane] = that lane's (a0, a1), a23 = (a2, a3),
+// b01 = (b0, b1); one warp exchange each.
+struct pp_mma_fragments {
+    unsigned a01[32][2], a23[32][2], b01[32][2];
+};
+__device__ __forceinline__ void pp_mma_gather_pair(unsigned lo, unsigned hi, unsigned (&out)[32][2])
 {
     unsigned long long all[32];
     ::pp_emu::exchange((unsigned long long)lo | ((unsigned long long)hi << 32), all, __LINE__);
@@ -71,31 +75,39 @@ __device__ __forceinline__ float pp_bf16_value(unsigned r, int high)
 {
     return __uint_as_float(high ? (r & 0xffff0000u) : (r << 16));
 }
+// d += A*B for this lane's four D elements (layout above), with A(row, k) and B(k, col)
+// read from the gathered fragments f by the functions a_at and b_at.
+template <class AAt, class BAt>
+__device__ __forceinline__ void pp_mma_host(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2], int kdim,
+                                            AAt a_at, BAt b_at)
+{
+    pp_mma_fragments f;
+    pp_mma_gather_pair(a[0], a[1], f.a01);
+    pp_mma_gather_pair(a[2], a[3], f.a23);
+    pp_mma_gather_pair(b[0], b[1], f.b01);
+    const int lane = (int)::pp_emu::lane_id();
+    const int g = lane / 4, t = lane % 4;
+    for (int e = 0; e < 4; ++e) {
+        const int row = g + (e >= 2 ? 8 : 0), col = 2 * t + (e & 1);
+        float sum = d[e];
+        for (int k = 0; k < kdim; ++k) sum += a_at(f, row, k) * b_at(f, k, col);
+        d[e] = sum;
+    }
+}
 #endif
 
 // d += A*B for one 16x8x8 TF32 tile; a, b from pp_f32_to_tf32.
 __device__ __forceinline__ void pp_mma_tf32_16x8x8(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2])
 {
 #if defined(PP_HOST_EMULATION)
-    unsigned a01[32][2], a23[32][2], b01[32][2];
-    pp_mma_gather(a[0], a[1], a01);
-    pp_mma_gather(a[2], a[3], a23);
-    pp_mma_gather(b[0], b[1], b01);
-    const int lane = (int)::pp_emu::lane_id();
-    const int g = lane / 4, t = lane % 4;
-    for (int e = 0; e < 4; ++e) {
-        const int row = g + (e >= 2 ? 8 : 0), col = 2 * t + (e & 1);
-        float sum = d[e];
-        for (int k = 0; k < 8; ++k) {
-            // A(row, k) lives in lane 4*(row%8) + k%4, register a0/a1 (k < 4) or a2/a3.
-            const unsigned (&apair)[32][2] = k < 4 ? a01 : a23;
-            const float av = pp_tf32_value(apair[4 * (row % 8) + k % 4][row / 8]);
-            // B(k, col) lives in lane 4*col + k%4, register b0 (k < 4) or b1.
-            const float bv = pp_tf32_value(b01[4 * col + k % 4][k / 4]);
-            sum += av * bv;
-        }
-        d[e] = sum;
-    }
+    pp_mma_host(
+        d, a, b, 8,
+        // A(row, k): lane 4*(row%8) + k%4, register a0/a1 (k < 4) or a2/a3 by row/8.
+        [](const pp_mma_fragments &f, int row, int k) {
+            return pp_tf32_value((k < 4 ? f.a01 : f.a23)[4 * (row % 8) + k % 4][row / 8]);
+        },
+        // B(k, col): lane 4*col + k%4, register b0 (k < 4) or b1.
+        [](const pp_mma_fragments &f, int k, int col) { return pp_tf32_value(f.b01[4 * col + k % 4][k / 4]); });
 #else
     asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
                  "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
@@ -108,25 +120,16 @@ __device__ __forceinline__ void pp_mma_tf32_16x8x8(float (&d)[4], const unsigned
 __device__ __forceinline__ void pp_mma_bf16_16x8x16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2])
 {
 #if defined(PP_HOST_EMULATION)
-    unsigned a01[32][2], a23[32][2], b01[32][2];
-    pp_mma_gather(a[0], a[1], a01);
-    pp_mma_gather(a[2], a[3], a23);
-    pp_mma_gather(b[0], b[1], b01);
-    const int lane = (int)::pp_emu::lane_id();
-    const int g = lane / 4, t = lane % 4;
-    for (int e = 0; e < 4; ++e) {
-        const int row = g + (e >= 2 ? 8 : 0), col = 2 * t + (e & 1);
-        float sum = d[e];
-        for (int k = 0; k < 16; ++k) {
-            // A(row, k): lane 4*(row%8) + (k%8)/2, register a0/a1 (k < 8) or a2/a3, half k%2.
-            const unsigned (&apair)[32][2] = k < 8 ? a01 : a23;
-            const float av = pp_bf16_value(apair[4 * (row % 8) + (k % 8) / 2][row / 8], k % 2);
-            // B(k, col): lane 4*col + (k%8)/2, register b0 (k < 8) or b1, half k%2.
-            const float bv = pp_bf16_value(b01[4 * col + (k % 8) / 2][k / 8], k % 2);
-            sum += av * bv;
-        }
-        d[e] = sum;
-    }
+    pp_mma_host(
+        d, a, b, 16,
+        // A(row, k): lane 4*(row%8) + (k%8)/2, register a0/a1 (k < 8) or a2/a3 by row/8, half k%2.
+        [](const pp_mma_fragments &f, int row, int k) {
+            return pp_bf16_value((k < 8 ? f.a01 : f.a23)[4 * (row % 8) + (k % 8) / 2][row / 8], k % 2);
+        },
+        // B(k, col): lane 4*col + (k%8)/2, register b0 (k < 8) or b1, half k%2.
+        [](const pp_mma_fragments &f, int k, int col) {
+            return pp_bf16_value(f.b01[4 * col + (k % 8) / 2][k / 8], k % 2);
+        });
 #else
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
                  "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"

@@ -31,4 +31,24 @@
         }                                                                                      \
     } while (0)
 
+/* The whole file at PP_SOURCE_DIR/rel (NUL-terminated, malloc'ed); a test fails if it
+ * cannot be read. */
+#ifdef PP_SOURCE_DIR
+static inline char *test_read_source(const char *rel)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", PP_SOURCE_DIR, rel);
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = (char *)malloc((size_t)n + 1);
+    CHECK(s && fread(s, 1, (size_t)n, f) == (size_t)n, "cannot read %s", path);
+    s[n] = '\0';
+    fclose(f);
+    return s;
+}
+#endif
+
 #endif

@@ -15,18 +15,28 @@
 #define PP_KERNEL_EXPORT(name)
 #endif
 
+// This lane's elements of a 16x8 row-major C or D: (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
+__device__ void c_fragment(const float *c, float (&acc)[4])
+{
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    for (int e = 0; e < 4; ++e) acc[e] = c[(g + (e / 2) * 8) * 8 + 2 * t + e % 2];
+}
+__device__ void d_store(const float (&acc)[4], float *d)
+{
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    for (int e = 0; e < 4; ++e) d[(g + (e / 2) * 8) * 8 + 2 * t + e % 2] = acc[e];
+}
+
 extern "C" __global__ void mma_tf32(const float *a, const float *b, const float *c, float *d)
 {
     const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const unsigned af[4] = { pp_f32_to_tf32(a[g * 8 + t]), pp_f32_to_tf32(a[(g + 8) * 8 + t]),
                              pp_f32_to_tf32(a[g * 8 + t + 4]), pp_f32_to_tf32(a[(g + 8) * 8 + t + 4]) };
     const unsigned bf[2] = { pp_f32_to_tf32(b[t * 8 + g]), pp_f32_to_tf32(b[(t + 4) * 8 + g]) };
-    float acc[4] = { c[g * 8 + 2 * t], c[g * 8 + 2 * t + 1], c[(g + 8) * 8 + 2 * t], c[(g + 8) * 8 + 2 * t + 1] };
+    float acc[4];
+    c_fragment(c, acc);
     pp_mma_tf32_16x8x8(acc, af, bf);
-    d[g * 8 + 2 * t] = acc[0];
-    d[g * 8 + 2 * t + 1] = acc[1];
-    d[(g + 8) * 8 + 2 * t] = acc[2];
-    d[(g + 8) * 8 + 2 * t + 1] = acc[3];
+    d_store(acc, d);
 }
 PP_KERNEL_EXPORT(mma_tf32)
 
@@ -42,12 +52,10 @@ extern "C" __global__ void mma_bf16(const float *a, const float *b, const float 
         const int row = 2 * t + r * 8;
         bf[r] = pp_pack_bf16x2(b[row * 8 + g], b[(row + 1) * 8 + g]);
     }
-    float acc[4] = { c[g * 8 + 2 * t], c[g * 8 + 2 * t + 1], c[(g + 8) * 8 + 2 * t], c[(g + 8) * 8 + 2 * t + 1] };
+    float acc[4];
+    c_fragment(c, acc);
     pp_mma_bf16_16x8x16(acc, af, bf);
-    d[g * 8 + 2 * t] = acc[0];
-    d[g * 8 + 2 * t + 1] = acc[1];
-    d[(g + 8) * 8 + 2 * t] = acc[2];
-    d[(g + 8) * 8 + 2 * t + 1] = acc[3];
+    d_store(acc, d);
 }
 PP_KERNEL_EXPORT(mma_bf16)
 

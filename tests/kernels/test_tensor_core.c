@@ -15,22 +15,6 @@
 #include <stdint.h>
 #include <string.h>
 
-static char *read_text(const char *rel)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", PP_SOURCE_DIR, rel);
-    FILE *f = fopen(path, "rb");
-    CHECK(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    CHECK(s && fread(s, 1, (size_t)n, f) == (size_t)n, "cannot read %s", path);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
 static pp_context *ctx;
 
 static pp_devptr upload(const void *data, size_t bytes)
@@ -181,8 +165,8 @@ int main(int argc, char **argv)
         return PP_TEST_SKIP;
     }
     printf("backend: %s\n", pp_context_device_name(ctx));
-    char *parts[3] = {read_text("templates/ptx_async_copy.cuh"), read_text("templates/ptx_mma.cuh"),
-                      read_text("tests/kernels/emu_mma.cu")};
+    char *parts[3] = {test_read_source("templates/ptx_async_copy.cuh"), test_read_source("templates/ptx_mma.cuh"),
+                      test_read_source("tests/kernels/emu_mma.cu")};
     size_t len = 64;
     for (int i = 0; i < 3; i++) len += strlen(parts[i]) + 64;
     char *src = malloc(len);

@@ -32,18 +32,9 @@ static double now_s(void)
 
 static char *read_kernel(const char *file)
 {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/tests/kernels/%s", PP_SOURCE_DIR, file);
-    FILE *f = fopen(path, "rb");
-    CHECK(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    CHECK(s && fread(s, 1, (size_t)n, f) == (size_t)n, "cannot read %s", path);
-    s[n] = '\0';
-    fclose(f);
-    return s;
+    char rel[512];
+    snprintf(rel, sizeof rel, "tests/kernels/%s", file);
+    return test_read_source(rel);
 }
 
 /* 1-based line of the first line containing marker. */
