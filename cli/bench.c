@@ -36,7 +36,7 @@ int bench_main(int argc, char **argv)
 {
     cli_option opts[] = {{"batch", 0, 0, 0},   {"image", 0, 0, 0}, {"policy", 0, 0, 0}, {"backend", 0, 0, 0},
                          {"repeats", 0, 0, 0}, {"steps", 0, 0, 0}, {"json", 0, 0, 0},   {"layers-only", 0, 1, 0},
-                         {"step-only", 0, 1, 0}, {"classes", 0, 0, 0}};
+                         {"step-only", 0, 1, 0}, {"classes", 0, 0, 0}, {"tuning-dir", 0, 0, 0}};
     int nopts = sizeof opts / sizeof opts[0];
     const char *model = NULL;
     if (cli_parse_options(argc, argv, opts, nopts, &model)) return 1;
@@ -56,6 +56,7 @@ int bench_main(int argc, char **argv)
     int do_layers = !cli_opt(opts, nopts, "step-only"), do_step = !cli_opt(opts, nopts, "layers-only");
     pp_context_options co;
     if (cli_run_options(opts, nopts, &co)) return 1;
+    co.tuning_dir = cli_opt(opts, nopts, "tuning-dir");
     pp_context *ctx = cli_context(&co);
     if (!ctx) return 1;
 

@@ -58,7 +58,7 @@ static const char usage_text[] =
     "      Train with SGD; progress on the terminal, one CSV row per epoch, checkpoints that\n"
     "      resume exactly; Ctrl-C stops after writing a checkpoint.\n"
     "  bench [MODEL] [--batch B] [--image HxW] [--policy P] [--backend host|cuda] [--repeats N]\n"
-    "        [--steps N] [--layers-only|--step-only] [--json OUT.json]\n"
+    "        [--steps N] [--layers-only|--step-only] [--tuning-dir DIR] [--json OUT.json]\n"
     "      Time every distinct conv shape (forward+pool, input and weight gradients) and a\n"
     "      training step (images/s, peak memory). Default: resnet50, batch 64, policy 2.\n"
     "  tune MODEL [--policy P] [--batch B] [--image HxW] [--budget-seconds T] [--max-variants N]\n"
