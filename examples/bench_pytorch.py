@@ -73,7 +73,12 @@ def run_poolprop(args):
     if args.image:
         cmd += ["--image", args.image]
     print("running:", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    try:
+        subprocess.run(cmd, check=True)
+    except FileNotFoundError:
+        sys.exit(f"bench_pytorch.py: cannot run {args.poolprop} (build poolprop first, or pass --poolprop PATH)")
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"bench_pytorch.py: poolprop bench failed with exit status {e.returncode}")
     with open(out.name) as f:
         pp = json.load(f)
     os.unlink(out.name)
@@ -126,6 +131,12 @@ def main():
     args = ap.parse_args()
     if not args.json and not args.model:
         ap.error("give a MODEL to run poolprop on, or --json FILE")
+    # poolprop first: its table is printed even where PyTorch turns out to be missing.
+    if args.json:
+        with open(args.json) as f:
+            pp = json.load(f)
+    else:
+        pp = run_poolprop(args)
     try:
         import torch
         import torch.nn.functional as F
@@ -133,11 +144,6 @@ def main():
         sys.exit("bench_pytorch.py: PyTorch is not installed here")
     if not torch.cuda.is_available():
         sys.exit("bench_pytorch.py: no CUDA device visible to PyTorch")
-    if args.json:
-        with open(args.json) as f:
-            pp = json.load(f)
-    else:
-        pp = run_poolprop(args)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True

@@ -48,8 +48,17 @@ try:
     have_torch = True
 except ImportError:
     have_torch = False
+r = subprocess.run([sys.executable, SCRIPT, "resnet50", "--poolprop", "/nonexistent/poolprop"], capture_output=True,
+                   text=True, env=env)
+check(r.returncode != 0 and "cannot run /nonexistent/poolprop" in r.stderr and "Traceback" not in r.stderr,
+      f"poolprop missing: exit {r.returncode}, '{r.stderr.strip()[-80:]}'")
 if not have_torch:
-    r = subprocess.run([sys.executable, SCRIPT, "resnet50"], capture_output=True, text=True, env=env)
+    import json
+    import tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump({"layers": [], "model": "resnet50"}, f)
+    r = subprocess.run([sys.executable, SCRIPT, "--json", f.name], capture_output=True, text=True, env=env)
+    os.unlink(f.name)
     check(r.returncode != 0 and "PyTorch is not installed" in r.stderr,
           f"without PyTorch: exit {r.returncode}, '{r.stderr.strip()}'")
 print(f"{failures} failure(s)")
