@@ -5,15 +5,84 @@
  * BF16 tensor cores, with and without cp.async pipelining; printed one per line), and every
  * kernel of a whole training step (CIFAR ResNet-8 under several policies, and a
  * ResNet-18 with 64x64 images). Prints registers, spills and
- * shared memory per kernel. */
+ * shared memory per kernel.
+ * Two passes: the first only collects every (source, arch) and compiles them into the
+ * kernel cache on every CPU at once; the second makes every check, reading NVRTC's output
+ * (CUBIN and ptxas report) back from the cache. */
 #include "lua_gen.h"
 #include "nvrtc_compile.h"
 #include "plan.h"
 #include "test_util.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static int kernels_checked, worst_registers;
+
+/* Pass 1: the compiles to make, gathered instead of made. */
+static int collecting;
+typedef struct compile_job {
+    char *source;
+    char name[300];
+    int arch;
+} compile_job;
+static compile_job *jobs;
+static int job_count, job_capacity;
+static atomic_int next_job;
+static const pp_context *shared_ctx;
+
+static void add_job(const gen_kernel *k, int arch)
+{
+    if (job_count == job_capacity) {
+        job_capacity = job_capacity ? 2 * job_capacity : 256;
+        jobs = realloc(jobs, sizeof *jobs * (size_t)job_capacity);
+        CHECK(jobs != NULL, "out of memory");
+    }
+    compile_job *j = &jobs[job_count++];
+    j->source = strdup(k->source);
+    CHECK(j->source != NULL, "out of memory");
+    snprintf(j->name, sizeof j->name, "%s.cu", k->name);
+    j->arch = arch;
+}
+
+/* Each worker compiles with its own copy of the context (errors, counters); failures
+ * are met again, and reported, by the checking pass. */
+static void *compile_worker(void *arg)
+{
+    (void)arg;
+    pp_context *own = malloc(sizeof *own);
+    if (!own) return NULL;
+    memcpy(own, shared_ctx, sizeof *own);
+    for (int i; (i = atomic_fetch_add(&next_job, 1)) < job_count;) {
+        pp_nvrtc_output out;
+        if (nvrtc_compile(own, jobs[i].source, jobs[i].name, jobs[i].arch, &out) == PP_OK) nvrtc_output_free(&out);
+    }
+    free(own);
+    return NULL;
+}
+
+static void compile_collected(pp_context *ctx)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = (int)(cpus < 1 ? 1 : cpus > 32 ? 32 : cpus);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    shared_ctx = ctx;
+    pthread_t tids[32];
+    int started = 0;
+    for (int t = 0; t < threads; t++)
+        if (pthread_create(&tids[started], NULL, compile_worker, NULL) == 0) started++;
+    if (started == 0) compile_worker(NULL);
+    for (int t = 0; t < started; t++) pthread_join(tids[t], NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    printf("pass 1: %d NVRTC compiles (or cache reads) on %d threads in %.1f s\n", job_count, started ? started : 1,
+           (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    for (int i = 0; i < job_count; i++) free(jobs[i].source);
+    free(jobs);
+}
 
 /* The ptxas report of the last kernel compiled for each arch (index 0: sm_80, 1: sm_90). */
 static pp_ptxas_info last_info[2];
@@ -45,7 +114,8 @@ static void compile_network(pp_context *ctx, const char *model, const char *poli
     CHECK_OK(ctx, gen_train_plan(ctx, &req, &p));
     int before = kernels_checked;
     compile_kernels(ctx, p.kernels, p.kernel_count, 0);
-    printf("%s, batch %d, %dx%d, policy %s: %d distinct kernels compile for sm_80 and sm_90 without spills\n", model,
+    if (!collecting)
+        printf("%s, batch %d, %dx%d, policy %s: %d distinct kernels compile for sm_80 and sm_90 without spills\n", model,
            batch, image, image, policy, (kernels_checked - before) / 2);
     gen_plan_free(&p);
 }
@@ -56,6 +126,10 @@ static void compile_kernels(pp_context *ctx, const gen_kernel *kernels, int coun
     gen_layer g = {.kernels = (gen_kernel *)kernels, .kernel_count = count};
     for (int i = 0; i < g.kernel_count; i++) {
         for (int a = 0; a < 2; a++) {
+            if (collecting) {
+                add_job(&g.kernels[i], archs[a]);
+                continue;
+            }
             pp_nvrtc_output out;
             char source_name[300];
             snprintf(source_name, sizeof source_name, "%s.cu", g.kernels[i].name);
@@ -81,14 +155,9 @@ static void compile_kernels(pp_context *ctx, const gen_kernel *kernels, int coun
     }
 }
 
-int main(void)
+static void check_everything(pp_context *ctx)
 {
-    pp_context_options o;
-    pp_context_options_init(&o);
-    o.backend = PP_BACKEND_NONE;
-    pp_context *ctx;
-    CHECK_OK(ctx, pp_context_create(&o, &ctx));
-
+    kernels_checked = worst_registers = 0;
     pp_layer_desc *descs;
     int count;
     CHECK_OK(ctx, pp_layer_file_load(ctx, NULL, &descs, &count));
@@ -111,6 +180,7 @@ int main(void)
             if (op == 1) d.variant_bwd_data = v;
             if (op == 2) d.variant_bwd_weight = v;
             compile_op(ctx, &d, ops[op]);
+            if (collecting) continue;
             pp_variant_info vi;
             CHECK_OK(ctx, gen_variant_info(ctx, ops[op], v, &vi));
             printf("%-15s v%-3d %-4s %-56s threads %3d | sm_80 regs %3d spill %d smem %5d | sm_90 regs %3d spill %d "
@@ -129,6 +199,7 @@ int main(void)
             }
             n[m]++;
         }
+        if (collecting) continue;
         printf("%s: all %d declared variants compile for sm_80 and sm_90 without spills\n", ops[op], variants);
         const char *maths[3] = {"fp32", "tf32", "bf16"};
         for (int m = 0; m < 3; m++)
@@ -139,8 +210,23 @@ int main(void)
     compile_network(ctx, "cifar_resnet8", "2", 2, 16);
     compile_network(ctx, "cifar_resnet8", "4,mode=max,bn=bf16", 3, 12);
     compile_network(ctx, "resnet18", "2", 2, 64);
-    printf("%d compiles (%d from the default layer set) with zero spill bytes; most registers: %d\n",
-           kernels_checked, default_kernels, worst_registers);
+    if (!collecting)
+        printf("%d compiles (%d from the default layer set) with zero spill bytes; most registers: %d\n",
+               kernels_checked, default_kernels, worst_registers);
+}
+
+int main(void)
+{
+    pp_context_options o;
+    pp_context_options_init(&o);
+    o.backend = PP_BACKEND_NONE;
+    pp_context *ctx;
+    CHECK_OK(ctx, pp_context_create(&o, &ctx));
+    collecting = 1;
+    check_everything(ctx);
+    compile_collected(ctx);
+    collecting = 0;
+    check_everything(ctx);
     pp_context_destroy(ctx);
     return 0;
 }
