@@ -143,11 +143,14 @@ end
 function M.kernel_bwd_data(d, s, accumulate)
   local cfg, index = config_for(d, "conv_bwd_data")
   local name = string.format("conv_bwd_data_%s%s_v%d", M.signature(d), accumulate and "_acc" or "", index)
-  local MX = d.N * d.H * d.W
-  local consts = push_all(shape_constants(d, s), { { "MX", MX }, { "GX", d.K * d.R * d.S },
-    { "ACCUMULATE", accumulate and 1 or 0 } })
+  -- One GEMM per stride phase (see the template): rows and taps per phase, at most.
+  local HS, WS = ceil_div(d.H, d.stride), ceil_div(d.W, d.stride)
+  local RA, SA = ceil_div(d.R, d.stride), ceil_div(d.S, d.stride)
+  local MX = d.N * HS * WS
+  local consts = push_all(shape_constants(d, s), { { "HS", HS }, { "WS", WS }, { "RA", RA }, { "SA", SA },
+    { "MX", MX }, { "GX", d.K * RA * SA }, { "ACCUMULATE", accumulate and 1 or 0 } })
   push_all(consts, gemm_constants(cfg, true))
-  local grid = { ceil_div(MX, cfg.BM), ceil_div(d.C, cfg.BN), 1 }
+  local grid = { ceil_div(MX, cfg.BM), ceil_div(d.C, cfg.BN), d.stride * d.stride }
   check_grid(d, name, grid)
   return {
     name = name, op = "conv_bwd_data", config = cfg, variant = index, math = variants.math_name(cfg),
