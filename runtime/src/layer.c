@@ -169,26 +169,38 @@ static int buffer_index(const gen_layer *g, const char *name)
     return -1;
 }
 
-pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, const float *dy, float *y,
-                       float *xp, float *dx, float *dw)
+/* Whether kernel k belongs to op (conv_bwd_weight includes its split-K reduction). */
+static int kernel_of_op(const gen_layer *g, int k, const char *op)
 {
-    if (!layer) return PP_ERR_INVALID_ARGUMENT;
+    if (!op || strcmp(g->kernels[k].op, op) == 0) return 1;
+    return strcmp(op, "conv_bwd_weight") == 0 && strcmp(g->kernels[k].op, "splitk_reduce") == 0;
+}
+
+/* Runs the kernels of op (NULL: all, in launch order) on host arrays: uploads the named
+ * inputs that are non-NULL and exist in the layer, downloads the named outputs that are
+ * non-NULL. */
+typedef struct named_array {
+    const char *name;
+    float *data;
+} named_array;
+
+static pp_status run_kernels(pp_layer *layer, const char *op, const named_array *inputs, int n_inputs,
+                             const named_array *outputs, int n_outputs)
+{
     pp_context *ctx = layer->ctx;
-    PP_TRY(usable(ctx));
-    if (!x || !w || !dy || !y || !xp || !dx || !dw)
-        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "pp_layer_run: NULL array");
     const gen_layer *g = &layer->gen;
     pp_devptr *dev = calloc((size_t)g->buffer_count, sizeof *dev);
     if (!dev) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     pp_status st = PP_OK;
     for (int i = 0; i < g->buffer_count && st == PP_OK; i++)
         st = device_alloc(ctx, g->buffers[i].elems * sizeof(float), &dev[i]);
-    const struct { const char *name; const float *data; } inputs[] = {{"x", x}, {"w", w}, {"dy", dy}};
-    for (size_t i = 0; i < 3 && st == PP_OK; i++) {
+    for (int i = 0; i < n_inputs && st == PP_OK; i++) {
         int b = buffer_index(g, inputs[i].name);
-        st = ctx->ops->upload(ctx, dev[b], inputs[i].data, g->buffers[b].elems * sizeof(float));
+        if (b >= 0 && inputs[i].data)
+            st = ctx->ops->upload(ctx, dev[b], inputs[i].data, g->buffers[b].elems * sizeof(float));
     }
     for (int i = 0; i < g->kernel_count && st == PP_OK; i++) {
+        if (!kernel_of_op(g, i, op)) continue;
         const gen_kernel *k = &g->kernels[i];
         pp_devptr values[GEN_MAX_ARGS] = {0};
         void *args[GEN_MAX_ARGS];
@@ -205,16 +217,52 @@ pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, const fl
         if (st != PP_OK) ctx_wrap(ctx, st, "kernel %s", k->name);
     }
     if (st == PP_OK) st = ctx->ops->synchronize(ctx);
-    const struct { const char *name; float *data; } outputs[] = {
-        {"y", y}, {"dx", dx}, {"dw", dw}, {layer->desc.pool > 1 ? "xp" : "x", xp}};
-    for (size_t i = 0; i < 4 && st == PP_OK; i++) {
+    for (int i = 0; i < n_outputs && st == PP_OK; i++) {
         int b = buffer_index(g, outputs[i].name);
-        st = ctx->ops->download(ctx, outputs[i].data, dev[b], g->buffers[b].elems * sizeof(float));
+        if (b >= 0 && outputs[i].data)
+            st = ctx->ops->download(ctx, outputs[i].data, dev[b], g->buffers[b].elems * sizeof(float));
     }
     for (int i = 0; i < g->buffer_count; i++)
         device_free(ctx, dev[i], g->buffers[i].elems * sizeof(float));
     free(dev);
     return st;
+}
+
+pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, const float *dy, float *y,
+                       float *xp, float *dx, float *dw)
+{
+    if (!layer) return PP_ERR_INVALID_ARGUMENT;
+    pp_context *ctx = layer->ctx;
+    PP_TRY(usable(ctx));
+    if (!x || !w || !dy || !y || !xp || !dx || !dw)
+        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "pp_layer_run: NULL array");
+    const named_array inputs[] = {{"x", (float *)x}, {"w", (float *)w}, {"dy", (float *)dy}};
+    const named_array outputs[] = {{"y", y}, {"dx", dx}, {"dw", dw}, {layer->desc.pool > 1 ? "xp" : "x", xp}};
+    return run_kernels(layer, NULL, inputs, 3, outputs, 4);
+}
+
+pp_status layer_run_op(pp_layer *layer, const char *op, const float *x, const float *w, const float *dy,
+                       const float *saved, float *y, float *xp, float *dx, float *dw)
+{
+    if (!layer || !op) return PP_ERR_INVALID_ARGUMENT;
+    pp_context *ctx = layer->ctx;
+    PP_TRY(usable(ctx));
+    const int pooled = layer->desc.pool > 1;
+    const named_array inputs[] = {{"x", (float *)x}, {"w", (float *)w}, {"dy", (float *)dy},
+                                  {"xp", pooled ? (float *)saved : NULL}};
+    if (strcmp(op, "conv_fwd") == 0) {
+        const named_array outputs[] = {{"y", y}, {pooled ? "xp" : "x", xp}};
+        return run_kernels(layer, op, inputs, 2, outputs, 2);
+    }
+    if (strcmp(op, "conv_bwd_data") == 0) {
+        const named_array outputs[] = {{"dx", dx}};
+        return run_kernels(layer, op, inputs, 3, outputs, 1);
+    }
+    if (strcmp(op, "conv_bwd_weight") == 0) {
+        const named_array outputs[] = {{"dw", dw}};
+        return run_kernels(layer, op, inputs, 4, outputs, 1);
+    }
+    return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "layer_run_op: unknown op '%s'", op);
 }
 
 void pp_layer_destroy(pp_layer *layer)
@@ -264,13 +312,6 @@ static int by_value(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
-}
-
-/* Whether kernel k belongs to op (conv_bwd_weight includes its split-K reduction). */
-static int kernel_of_op(const gen_layer *g, int k, const char *op)
-{
-    if (!op || strcmp(g->kernels[k].op, op) == 0) return 1;
-    return strcmp(op, "conv_bwd_weight") == 0 && strcmp(g->kernels[k].op, "splitk_reduce") == 0;
 }
 
 pp_status layer_benchmark_kernels(pp_layer *layer, const char *op, int warmup, int repeats, double *ms)

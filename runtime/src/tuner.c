@@ -283,7 +283,9 @@ static pp_status try_variant(tuner *tu, const gen_tuning_target *t, int v, const
         pp_layer_destroy(layer);
         return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     }
-    if (pp_layer_run(layer, x, w, dy, got.y, got.xp, got.dx, got.dw) != PP_OK) {
+    /* Only the candidate's kernels run; the weight gradient reads the reference's pooled
+     * input, as the reference's own weight gradient did. */
+    if (layer_run_op(layer, t->op, x, w, dy, ref->xp, got.y, got.xp, got.dx, got.dw) != PP_OK) {
         trial->status = TUNEDB_LAUNCH_FAILED;
         first_line(pp_last_error(ctx), trial->note, sizeof trial->note);
     } else {
