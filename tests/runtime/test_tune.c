@@ -2,7 +2,10 @@
  * fp32 reference, time, select, persist in the device's tuning database, and reload it
  * when a model is built; and what happens to a corrupt or stale database, an exhausted
  * time budget, variants that cannot compile for the target (tensor cores on sm_75) and bad
- * requests. Each check prints what it compared. */
+ * requests. Each check prints what it compared.
+ * Usage: test_tune [cuda]. With cuda (exit 77 without a GPU of sm_80 or later) it tunes on
+ * the GPU instead: every TF32 and BF16 candidate tried there must pass its check against the
+ * fp32 reference, which tests the tensor cores' real fragment layouts. */
 #define _GNU_SOURCE
 #include "context.h"
 #include "lua_gen.h"
@@ -32,13 +35,14 @@ static void on_log(void *user, pp_log_level level, const char *message)
 }
 
 static char tuning_dir[256];
+static pp_backend backend = PP_BACKEND_HOST;
 static const char *model_name = "cifar_resnet8";
 
 static pp_context *make_ctx(int arch, int ignore_tuning)
 {
     pp_context_options o;
     pp_context_options_init(&o);
-    o.backend = PP_BACKEND_HOST;
+    o.backend = backend;
     o.host_threads = 2;
     o.arch = arch;
     o.tuning_dir = tuning_dir;
@@ -79,7 +83,7 @@ static tunedb_identity identity_of(pp_context *ctx)
     id.sm_count = ctx->device_units;
     CHECK_OK(ctx, nvrtc_version_string(ctx, id.toolkit, sizeof id.toolkit));
     CHECK_OK(ctx, gen_tuning_version(ctx, id.generator, sizeof id.generator));
-    snprintf(id.backend, sizeof id.backend, "host");
+    snprintf(id.backend, sizeof id.backend, "%s", backend == PP_BACKEND_CUDA ? "cuda" : "host");
     return id;
 }
 
@@ -186,10 +190,60 @@ static void test_acceptance(pp_context *ctx)
     pp_layer_destroy(layer);
 }
 
-int main(void)
+/* On the GPU: TF32 and BF16 candidates verified against the fp32 reference and timed
+ * with CUDA events, and the database written and read back. */
+static int tune_on_gpu(void)
+{
+    pp_context_options o;
+    pp_context_options_init(&o);
+    o.backend = PP_BACKEND_CUDA;
+    pp_context *probe = NULL;
+    pp_status st = pp_context_create(&o, &probe);
+    if (st == PP_ERR_NO_DEVICE || (st == PP_OK && probe->device_cc < 80)) {
+        printf("skipped: %s\n", st == PP_OK ? "tensor cores need sm_80 or later" : pp_last_error(probe));
+        pp_context_destroy(probe);
+        return PP_TEST_SKIP;
+    }
+    CHECK_OK(probe, st);
+    pp_context_destroy(probe);
+    backend = PP_BACKEND_CUDA;
+    pp_context *ctx = make_ctx(0, 0);
+    printf("device: %s\n", pp_context_device_name(ctx));
+    test_acceptance(ctx);
+    const char *policies[2] = {"2,math=tf32", "2,math=bf16"};
+    for (int p = 0; p < 2; p++) {
+        pp_tune_options to;
+        tune_options(&to, policies[p], 4);
+        to.model.batch = 4;
+        to.model.height = to.model.width = 32;
+        pp_tune_report r;
+        CHECK_OK(ctx, pp_tune(ctx, &to, NULL, NULL, &r));
+        printf("GPU tune %s: %d kernels, %d tried, %d ok, %d wrong, %d unusable; kernel time sum %.4f ms -> %.4f ms\n",
+               policies[p], r.kernels, r.tried, r.ok, r.wrong, r.unusable, r.default_ms, r.best_ms);
+        CHECK(r.wrong == 0 && r.unusable == 0 && r.ok == r.tried && r.tried > 0, "every candidate verifies on the GPU");
+        tunedb_identity id = identity_of(ctx);
+        tunedb db;
+        tunedb_load_outcome outcome;
+        CHECK_OK(ctx, tunedb_load(ctx, r.database, &id, &db, &outcome));
+        CHECK(outcome == TUNEDB_LOADED && db.count >= r.kernels, "database read back");
+        tunedb_free(&db);
+    }
+    pp_context_destroy(ctx);
+    printf("GPU tuning checks passed\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
 {
     snprintf(tuning_dir, sizeof tuning_dir, "/tmp/pp-tune-XXXXXX");
     CHECK(mkdtemp(tuning_dir) != NULL, "mkdtemp");
+    if (argc > 1 && strcmp(argv[1], "cuda") == 0) {
+        int rc = tune_on_gpu();
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tuning_dir);
+        if (system(cmd) != 0) printf("note: could not remove %s\n", tuning_dir);
+        return rc;
+    }
     const char *policy = "2,math=tf32";
 
     /* 1. Tune: every target, the first two candidates (the TF32 default and fp32 0). */
