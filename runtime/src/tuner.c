@@ -26,6 +26,7 @@
 #include "tuner.h"
 #include "tunedb.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -494,6 +495,11 @@ pp_status pp_tune(pp_context *ctx, const pp_tune_options *o, pp_tune_progress_fn
                         "pp_tune: budget_seconds, max_variants, warmup and repeats must not be negative");
     tunedb_identity id;
     PP_TRY(database_of(ctx, &id, report->database, sizeof report->database));
+    /* Fail before the work, not after it, when the database cannot be written. */
+    PP_TRY(cache_make_dirs(ctx, ctx->tuning_dir));
+    if (access(ctx->tuning_dir, W_OK) != 0)
+        return ctx_fail(ctx, PP_ERR_IO, "the tuning directory %s is not writable: %s", ctx->tuning_dir,
+                        strerror(errno));
     gen_plan_request req = {.model = o->model.model, .policy = o->model.policy, .batch = o->model.batch,
                             .height = o->model.height, .width = o->model.width, .classes = o->model.classes};
     gen_tuning targets;
