@@ -104,12 +104,7 @@ function M.tuning_targets(model_text, model_name, o, policy)
           if by_key[key] then
             by_key[key].count = by_key[key].count + 1
           else
-            local first = variants.default_index(op, math_mode)
-            local candidates = { first }
-            if first ~= 0 then candidates[2] = 0 end
-            for i, cfg in ipairs(variants.list(op)) do
-              if i ~= first and variants.allowed(cfg, math_mode) then candidates[#candidates + 1] = i end
-            end
+            local candidates = M.candidate_order(op, d, math_mode)
             local t = { key = key, op = op, layer = d, name = l.name, count = 1, candidates = candidates }
             by_key[key] = t
             targets[#targets + 1] = t
@@ -119,6 +114,56 @@ function M.tuning_targets(model_text, model_name, o, policy)
     end
     return { targets = targets, math = math_mode, version = M.tuning_version() }
   end)
+end
+
+-- The order in which the tuner tries op's variants on layer d, so that a small
+-- --max-variants or time budget is spent where a GPU most likely gains: the math mode's
+-- default first, then the fp32 reference 0, then the other variants the mode allows,
+-- the mode's own precision first, then by an estimate of how well the tile suits the
+-- problem: (share of the tiles' work that is not padding) x (blocks to fill a large GPU,
+-- 264 = 2 x 132 SMs, capped at 1) x (operand reuse BM*BN/(BM+BN)), pipelined before not,
+-- then in space order. An estimate to spend a budget well, not a prediction: the tuner
+-- measures.
+function M.candidate_order(op, d, math_mode)
+  local first = variants.default_index(op, math_mode)
+  local own = variants.math_levels[math_mode] or 0
+  local s = layer.shape(d)
+  -- GEMM rows and columns per op (conv_bwd_data: one GEMM per stride phase).
+  local rows, cols
+  if op == "conv_fwd" then
+    rows, cols = d.N * s.P * s.Q, d.K
+  elseif op == "conv_bwd_data" then
+    rows = d.N * ((d.H + d.stride - 1) // d.stride) * ((d.W + d.stride - 1) // d.stride) * d.stride * d.stride
+    cols = d.C
+  else
+    rows, cols = d.K, d.C * d.R * d.S
+  end
+  local target = layer.split_target_blocks
+  local scored = {}
+  for i, cfg in ipairs(variants.list(op)) do
+    if i ~= first and variants.allowed(cfg, math_mode) then
+      local tiles = ((rows + cfg.BM - 1) // cfg.BM) * ((cols + cfg.BN - 1) // cfg.BN)
+      local useful = rows * cols / (tiles * cfg.BM * cfg.BN)
+      local blocks = tiles
+      if op == "conv_bwd_weight" then blocks = tiles * (cfg.MAX_SPLITS or 1) end -- split-K adds blocks
+      local parallel = math.min(1.0, blocks / target)
+      local reuse = cfg.BM * cfg.BN / (cfg.BM + cfg.BN)
+      scored[#scored + 1] = { index = i, own = cfg.MATH == own and 1 or 0, value = useful * parallel * reuse,
+        stages = cfg.STAGES }
+    end
+  end
+  table.sort(scored, function(a, b)
+    if a.own ~= b.own then return a.own > b.own end
+    if a.value ~= b.value then return a.value > b.value end
+    if a.stages ~= b.stages then return a.stages > b.stages end
+    return a.index < b.index
+  end)
+  local order = { first }
+  if first ~= 0 then order[2] = 0 end
+  for _, c in ipairs(scored) do
+    if c.index ~= 0 then order[#order + 1] = c.index end
+  end
+  return order
 end
 
 -- Names the generator and its variant spaces; tuning results of another version are stale.

@@ -105,6 +105,16 @@ test("tuning: keys, targets in candidate order, tuned variants reach the plan", 
     if c > 0 and variants.get(first.op, c).MATH == 2 then bf = bf + 1 end
   end
   eq(bf, 0, "a tf32 policy offers no BF16 variant")
+  -- After the two defaults, the policy's own precision comes first, and on a large layer
+  -- a large tile before a small one.
+  eq(variants.get(first.op, first.candidates[3]).MATH, 1, "third candidate is TF32")
+  local big = { N = 64, C = 64, H = 56, W = 56, K = 64, R = 3, S = 3, stride = 1, pad = 1, pool = 2, pool_mode = "avg" }
+  local order = api.candidate_order("conv_fwd", big, "tf32")
+  local c3 = variants.get("conv_fwd", order[3])
+  eq(c3.BM * c3.BN >= 64 * 64, true, "a large layer tries large tiles early")
+  local tiny = { N = 1, C = 3, H = 8, W = 8, K = 16, R = 3, S = 3, stride = 1, pad = 1, pool = 2, pool_mode = "avg" }
+  local t3 = variants.get("conv_fwd", api.candidate_order("conv_fwd", tiny, "fp32")[2])
+  eq(t3.BM * t3.BN <= 32 * 64, true, "a tiny layer tries small tiles early")
   local tuned = { [first.key] = 5 }
   local plan = assert(api.train_plan(text, "cifar_resnet8.lua", { batch = 1, height = 8, width = 8,
     sources = false, tuned = tuned }, { text = "2,math=tf32" }))
