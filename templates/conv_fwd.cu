@@ -14,7 +14,9 @@
 // region of x its GEMM tile has just read (likely still in L2; not exactly the same
 // elements, since windows and receptive fields do not align). Windows are f x f at stride f, cut at the border;
 // avg divides by the number of elements that exist. POOL_F == 1 saves x itself: no xp.
-// Generator constants: N C H W K R S STRIDE PAD P Q M G HP WP POOL_F POOL_MAX
+// STATS: also write BN partial statistics of y per block (see the epilogue):
+//   stats: (gridDim.x*STAT_PARTS, K, 3) = (count, mean, M2), merged by bn_stats_merge.cu.
+// Generator constants: N C H W K R S STRIDE PAD P Q M G HP WP POOL_F POOL_MAX STATS
 //   POOL_PER_BLOCK, and the tile's (gemm_tile.cuh or gemm_mma.cuh, gemm_pipeline.cuh):
 //   BM BN BK TM TN THREADS TILE_PAD STAGES
 // __launch_bounds__ names a minimum of 1 block per SM: with the thread count alone, NVRTC's
@@ -49,9 +51,12 @@ __device__ __forceinline__ void load_tiles(float (&a_tile)[BK][BM + TILE_PAD], f
     }
 }
 
+static_assert(!STATS || MATH > 0 || (ROW_FASTEST && BM / TM <= 32),
+              "BN partials need the column segments of gemm_tile.cuh or gemm_mma.cuh");
+
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
 ${KERNEL}(const float *__restrict__ x, const float *__restrict__ wt, float *__restrict__ y,
-          float *__restrict__ xp)
+          float *__restrict__ xp, float *__restrict__ stats)
 {
     __shared__ float a_tile[STAGES][BK][BM + TILE_PAD];
     __shared__ float b_tile[STAGES][BK][BN + TILE_PAD];
@@ -85,6 +90,38 @@ ${KERNEL}(const float *__restrict__ x, const float *__restrict__ wt, float *__re
         for (int j = 0; j < TN; ++j) {
             const int k = k0 + tile_col(j);
             if (k < K) y[(n * K + k) * (P * Q) + oyx] = acc[i][j];
+        }
+    }
+
+    // BN partials: (count, mean, M2) of each output channel over this block's valid rows of
+    // m, per STAT_PARTS part (tile header), centred on their own mean (two passes over the
+    // registers), so bn_stats_merge needs no second read of y. Every thread takes part in
+    // the warp sums, whatever its rows and columns.
+    if (STATS) {
+        float count = 0.0f;
+#pragma unroll
+        for (int i = 0; i < TM; ++i) count += (m0 + tile_row(i) < M) ? 1.0f : 0.0f;
+        count = tile_column_sum(count);
+#pragma unroll
+        for (int j = 0; j < TN; ++j) {
+            float sum = 0.0f;
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+                if (m0 + tile_row(i) < M) sum += acc[i][j];
+            sum = tile_column_sum(sum);
+            const float mean = count > 0.0f ? sum / count : 0.0f;
+            float m2 = 0.0f;
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+                if (m0 + tile_row(i) < M) m2 += (acc[i][j] - mean) * (acc[i][j] - mean);
+            m2 = tile_column_sum(m2);
+            const int k = k0 + tile_col(j);
+            if (tile_stat_writer() && k < K) {
+                float *part = stats + ((blockIdx.x * STAT_PARTS + tile_stat_part()) * K + k) * 3;
+                part[0] = count;
+                part[1] = mean;
+                part[2] = m2;
+            }
         }
     }
 

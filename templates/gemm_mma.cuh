@@ -25,6 +25,20 @@ __device__ __forceinline__ int tile_col(int j)
     return (warp / WARPS_M) * WN + (j / 2) * 8 + 2 * (lane % 4) + (j % 2);
 }
 
+// Column statistics (conv_fwd's BN partials): a column of a warp's sub-tile is held by the
+// 8 lanes 4g+t of one t, so a butterfly over lane bits 2..4 sums over the warp's rows; the
+// WARPS_M warps of a column of warps give one partial each.
+constexpr int STAT_PARTS = WARPS_M;
+__device__ __forceinline__ float tile_column_sum(float v)
+{
+    v += __shfl_xor_sync(0xffffffffu, v, 4);
+    v += __shfl_xor_sync(0xffffffffu, v, 8);
+    v += __shfl_xor_sync(0xffffffffu, v, 16);
+    return v;
+}
+__device__ __forceinline__ int tile_stat_part() { return ((int)threadIdx.x / 32) % WARPS_M; }
+__device__ __forceinline__ bool tile_stat_writer() { return (int)threadIdx.x % 32 < 4; }
+
 __device__ __forceinline__ void tile_multiply_accumulate(const float (&a_tile)[BK][BM + TILE_PAD],
                                                          const float (&b_tile)[BK][BN + TILE_PAD],
                                                          float (&acc)[TM][TN])

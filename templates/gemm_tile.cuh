@@ -19,6 +19,19 @@ __device__ __forceinline__ int tile_col(int j)
     return col + j * (BN / TN);
 }
 
+// Column statistics (conv_fwd's BN partials): with ROW_FASTEST, the threads that own one
+// column are one aligned segment of BM/TM (a power of 2, at most 32) consecutive lanes, so
+// a butterfly over the segment sums over every row of the block: one partial per block.
+constexpr int STAT_PARTS = 1;
+__device__ __forceinline__ float tile_column_sum(float v)
+{
+#pragma unroll
+    for (int o = 1; o < BM / TM; o *= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ int tile_stat_part() { return 0; }
+__device__ __forceinline__ bool tile_stat_writer() { return (int)threadIdx.x % (BM / TM) == 0; }
+
 __device__ __forceinline__ void tile_multiply_accumulate(const float (&a_tile)[BK][BM + TILE_PAD],
                                                          const float (&b_tile)[BK][BN + TILE_PAD],
                                                          float (&acc)[TM][TN])

@@ -114,26 +114,30 @@ local function header_lines(d, op, index, cfg)
   }
 end
 
--- The forward kernel: y, plus xp = pool(x) when save_pool and d.pool > 1.
-function M.kernel_fwd(d, s, save_pool)
+-- The forward kernel: y, plus xp = pool(x) when save_pool and d.pool > 1, plus, with
+-- stats, BN partial statistics of y (kernel.stat_parts partials per channel; see the
+-- template).
+function M.kernel_fwd(d, s, save_pool, stats)
   local pool = save_pool and d.pool or 1
   local M_, G = d.N * s.P * s.Q, d.C * d.R * d.S
   local cfg, index = config_for(d, "conv_fwd")
   local sig = M.signature(d)
   if pool ~= d.pool then sig = sig .. "_nosave" end
+  if stats then sig = sig .. "_bnstats" end
   local name = string.format("conv_fwd_%s_v%d", sig, index)
   local grid_m = ceil_div(M_, cfg.BM)
   local consts = push_all(shape_constants(d, s), {
     { "M", M_ }, { "G", G }, { "HP", s.HP }, { "WP", s.WP }, { "POOL_F", pool },
     { "POOL_MAX", d.pool_mode == "max" and 1 or 0 },
-    { "POOL_PER_BLOCK", ceil_div(d.N * s.HP * s.WP, grid_m) } })
+    { "POOL_PER_BLOCK", ceil_div(d.N * s.HP * s.WP, grid_m) }, { "STATS", stats and 1 or 0 } })
   push_all(consts, gemm_constants(cfg, true))
   local grid = { grid_m, ceil_div(d.K, cfg.BN), 1 }
   check_grid(d, name, grid)
   return {
     name = name, op = "conv_fwd", config = cfg, variant = index, math = variants.math_name(cfg),
     grid = grid, block = { variants.threads(cfg), 1, 1 },
-    args = { "x", "w", "y", pool > 1 and "xp" or "null" },
+    stat_parts = stats and grid_m * (cfg.MATH > 0 and cfg.WARPS_M or 1) or 0,
+    args = { "x", "w", "y", pool > 1 and "xp" or "null", stats and "bn_partials" or "null" },
     source = emit.kernel_source { kernel = name, op = "conv_fwd", template = "templates/conv_fwd.cu",
       parts = gemm_parts(cfg), constants = consts, header = header_lines(d, "conv_fwd", index, cfg) },
   }

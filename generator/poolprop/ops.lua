@@ -11,6 +11,8 @@
 --
 -- op            parameters (default)                        args, in order
 -- bn_stats      N C HW, MOMENTUM (0.1), EPS (1e-5)          y mean invstd running_mean running_var
+-- bn_stats_merge C PARTS M, MOMENTUM (0.1), EPS (1e-5)      partials mean invstd running_mean
+--                                                           running_var (partials from conv_fwd)
 -- bn_apply      N C HW, RELU ADD SAVE_BF16 EVAL (0|1, 0),   y mean invstd gamma beta residual out
 --               EPS (1e-5)                                  mask y_bf16 running_mean running_var
 -- bn_backward   N C HW, MASK (0 none | 1 bit mask |         dout mask y mean invstd gamma dgamma
@@ -207,6 +209,28 @@ M.builders.bn_stats = function(params)
       { "EPS", f32(p.EPS) } },
     grid = { p.C }, threads = channel_threads(m),
     args = { "y", "mean", "invstd", "running_mean", "running_var" } }
+end
+
+-- The statistics of BN inputs that are convolution outputs: conv_fwd (with stats) leaves
+-- PARTS partial (count, mean, M2) per channel; this merges them. M = N*HW.
+local bn_stats_merge_spec = {
+  { "C", "shape" }, { "PARTS", "shape" }, { "M", "shape" },
+  { "MOMENTUM", "float", 0.1, { 0.0, 1.0 } }, { "EPS", "float", 1e-5, { 0.0, 1.0, true } },
+}
+
+M.builders.bn_stats_merge = function(params)
+  local op, spec = "bn_stats_merge", bn_stats_merge_spec
+  local p = check(op, params, spec)
+  check_count(op, "PARTS*C*3", p.PARTS * p.C * 3)
+  if p.M < 2 then
+    errors.raise(nil, "%s: M = %d: batch statistics need at least 2 values per channel", op, p.M)
+  end
+  return kernel { op = op, sig = string.format("c%dparts%dm%d", p.C, p.PARTS, p.M) .. float_sig(p, spec),
+    params = p, spec = spec,
+    constants = { { "C", p.C }, { "PARTS", p.PARTS }, { "M", p.M }, { "MOMENTUM", f32(p.MOMENTUM) },
+      { "EPS", f32(p.EPS) } },
+    grid = { p.C }, threads = channel_threads(p.PARTS * 8),
+    args = { "partials", "mean", "invstd", "running_mean", "running_var" } }
 end
 
 local bn_apply_spec = {

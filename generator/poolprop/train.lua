@@ -56,7 +56,7 @@ Plan.__index = Plan
 
 local function new_plan(graph, policy, opts)
   return setmetatable({ graph = graph, policy = policy, opts = opts, steps = {}, buffers = {},
-    by_name = {}, phase = "forward" }, Plan)
+    by_name = {}, phase = "forward", bn_partials = {} }, Plan)
 end
 
 function Plan:buffer(name, bytes, kind, stage)
@@ -103,11 +103,30 @@ function Plan:conv_forward(l)
     self:buffer(xp_name, s.xp_elems * 4, "saved", l.stage)
   end
   l.saved_input = xp_name or l.input
-  local k = layer.kernel_fwd(d, s, save)
+  -- A BN that normalises this output takes its statistics from the convolution's
+  -- epilogue (partials merged by bn_stats_merge) instead of reading the output again.
+  local bn = self:bn_reading(l.output)
+  local k = layer.kernel_fwd(d, s, save, bn ~= nil)
   self:tensor_buffer(l.output, l.stage)
+  local partials = "null"
+  if bn then
+    partials = buf(self:buffer("bnpart:" .. l.output, k.stat_parts * d.K * 3 * 4, "workspace", l.stage))
+    self.bn_partials[l.output] = { ref = partials, parts = k.stat_parts }
+  end
   self:launch(l.name, "conv_fwd", nil, k, { x = buf(l.input), w = "param:" .. l.weight, y = buf(l.output),
-    xp = save and buf(xp_name) or "null", null = "null" })
+    xp = save and buf(xp_name) or "null", bn_partials = partials, null = "null" })
   local _ = g, baseline
+end
+
+-- The BN layer whose input is tensor, if any.
+function Plan:bn_reading(tensor)
+  if not self.bn_inputs then
+    self.bn_inputs = {}
+    for _, l in ipairs(self.graph.layers) do
+      if l.op == "bn" then self.bn_inputs[l.input] = l end
+    end
+  end
+  return self.bn_inputs[tensor]
 end
 
 function Plan:bn_forward(l, train)
@@ -119,8 +138,15 @@ function Plan:bn_forward(l, train)
   if train then
     mean = buf(self:buffer("mean:" .. l.name, l.C * 4, "saved", l.stage))
     invstd = buf(self:buffer("invstd:" .. l.name, l.C * 4, "saved", l.stage))
-    self:launch(l.name, "bn_stats", { N = l.N, C = l.C, HW = l.HW }, nil, { y = buf(l.input), mean = mean,
-      invstd = invstd, running_mean = "state:" .. l.running_mean, running_var = "state:" .. l.running_var })
+    local part = self.bn_partials[l.input]
+    if part then
+      self:launch(l.name, "bn_stats_merge", { C = l.C, PARTS = part.parts, M = l.N * l.HW }, nil,
+        { partials = part.ref, mean = mean, invstd = invstd, running_mean = "state:" .. l.running_mean,
+          running_var = "state:" .. l.running_var })
+    else
+      self:launch(l.name, "bn_stats", { N = l.N, C = l.C, HW = l.HW }, nil, { y = buf(l.input), mean = mean,
+        invstd = invstd, running_mean = "state:" .. l.running_mean, running_var = "state:" .. l.running_var })
+    end
   end
   local mask, y_bf16 = "null", "null"
   if train and l.relu and p.relu == "mask" then
@@ -302,7 +328,7 @@ function M.build(graph, policy, opts)
   remove_unused(infer)
   finish(infer, infer.steps, opts.sources)
   plan.infer_steps, plan.infer_buffers = infer.steps, infer.buffers
-  plan.by_name, plan.initialized = nil, nil
+  plan.by_name, plan.initialized, plan.bn_partials, plan.bn_inputs = nil, nil, nil, nil
 
   M.report(plan)
   return plan

@@ -139,7 +139,7 @@ test("kernels: names, launch order, arguments, grid covers the problem", functio
   eq(r.kernels[2].op, "conv_bwd_data", "second kernel")
   eq(r.kernels[3].op, "conv_bwd_weight", "third kernel")
   has(r.kernels[1].name, "^conv_fwd_n2c3h9w7_k5r3s3_s2p1_f2avg_v0$", "fwd name")
-  eq(table.concat(r.kernels[1].args, ","), "x,w,y,xp", "fwd args")
+  eq(table.concat(r.kernels[1].args, ","), "x,w,y,xp,null", "fwd args (no BN partials in a single layer)")
   eq(table.concat(r.kernels[2].args, ","), "dy,w,dx", "bwd data args")
   eq(r.kernels[3].args[2], "xp", "weight gradient reads the pooled input")
   local f1 = layer.from_table(with { pool = 1 })

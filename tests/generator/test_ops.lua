@@ -33,6 +33,8 @@ local cases = {
   fc_bwd_weight = { { N = 256, IN = 2048, OUT = 1000 }, "fc_bwd_weight_n256in2048out1000_v0", { 16, 32, 1 }, 256,
     "dy x dw db" },
   softmax_ce = { { N = 256, CLASSES = 1000 }, "softmax_ce_n256k1000_v0", { 1, 1, 1 }, 512, "logits labels loss dlogits" },
+  bn_stats_merge = { { C = 64, PARTS = 100, M = 3136 }, "bn_stats_merge_c64parts100m3136_v0", { 64, 1, 1 }, 128,
+    "partials mean invstd running_mean running_var" },
   sgd = { { COUNT = 1000 }, "sgd_count1000_v0", { 4, 1, 1 }, 256,
     "params grads momentum_buf lr momentum weight_decay" },
 }
@@ -130,7 +132,9 @@ test("training plans build every op kernel, with every argument bound", function
           eq(#s.refs, #s.kernel.args, s.kernel.name .. " refs")
           seen[s.op] = true
         end
-        for _, op in ipairs { "bn_stats", "bn_apply", "bn_backward", "maxpool_fwd", "maxpool_bwd", "avgpool_fwd",
+        -- Every BN input here is a conv output: its statistics come from the conv's epilogue.
+        eq(seen.bn_stats, nil, case[1] .. ": no separate pass over conv outputs for BN statistics")
+        for _, op in ipairs { "bn_stats_merge", "bn_apply", "bn_backward", "maxpool_fwd", "maxpool_bwd", "avgpool_fwd",
           "avgpool_bwd", "fc_fwd", "fc_bwd_data", "fc_bwd_weight", "softmax_ce", "sgd" } do
           if not (cifar and op:find("maxpool")) then assert(seen[op], case[1] .. ": plan lacks " .. op) end
         end

@@ -3,7 +3,8 @@
  * within the register file (255 per thread). Covers every layer of the embedded default
  * set, every declared variant of each op on a representative 3x3 layer (fp32, TF32 and
  * BF16 tensor cores, with and without cp.async pipelining; printed one per line), and every
- * kernel of a whole training step (CIFAR ResNet-8 under several policies, and a
+ * kernel of a whole training step (CIFAR ResNet-8 under several policies, TF32 and BF16
+ * included, with their BN partial statistics in the conv epilogues, and a
  * ResNet-18 with 64x64 images). Prints registers, spills and
  * shared memory per kernel.
  * Two passes: the first only collects every (source, arch) and compiles them into the
@@ -209,6 +210,8 @@ static void check_everything(pp_context *ctx)
     }
     compile_network(ctx, "cifar_resnet8", "2", 2, 16);
     compile_network(ctx, "cifar_resnet8", "4,mode=max,bn=bf16", 3, 12);
+    compile_network(ctx, "cifar_resnet8", "2,math=tf32", 2, 16);
+    compile_network(ctx, "cifar_resnet8", "2,math=bf16", 2, 16);
     compile_network(ctx, "resnet18", "2", 2, 64);
     if (!collecting)
         printf("%d compiles (%d from the default layer set) with zero spill bytes; most registers: %d\n",

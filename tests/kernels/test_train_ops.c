@@ -334,6 +334,10 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
     kernel_set s;
     set_init(&s, "train_ops_bn_n%dc%dhw%d", n, c, hw);
     const int ks = set_add(&s, "bn_stats", "{ N = %d, C = %d, HW = %d }", n, c, hw);
+    /* The partials a conv epilogue leaves: the M = N*HW values of a channel cut into PARTS
+     * runs of the (n, hw) order, the last ones possibly empty. */
+    const int parts = 7;
+    const int km = set_add(&s, "bn_stats_merge", "{ C = %d, PARTS = %d, M = %d }", c, parts, n * hw);
     int ka[16], kb[12];
     for (int combo = 0; combo < 16; combo++) {
         /* Without all_combos: the combinations a training plan uses (RELU/ADD with the mask,
@@ -409,6 +413,62 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
         expect("bn_stats", "running_var (relative)", w2, e_rv, 2 * tol_invstd + 8 * U);
     }
     same_outputs(s.k[ks].name, hash);
+
+    /* ---- bn_stats_merge: the same statistics from (count, mean, M2) partials ---- */
+    {
+        float *partials = xmalloc((size_t)parts * c * 3 * 4);
+        const size_t per = (m + parts - 2) / (parts - 1); /* the last part is short or empty */
+        double spread = 1;                               /* max |part mean - mean| / std */
+        double offset_ratio = 0;                         /* max |mean| / std */
+        for (int ch = 0; ch < c; ch++) {
+            double sd = sqrt(1.0 / (invstd_r[ch] * invstd_r[ch]) - 1e-5);
+            for (int p = 0; p < parts; p++) {
+                size_t first = p * per, last = first + per < m ? first + per : m;
+                double sum = 0, m2 = 0;
+                for (size_t j = first; j < last; j++) sum += y[((j / hw) * c + ch) * hw + j % hw];
+                double cnt = last > first ? (double)(last - first) : 0, mu = cnt > 0 ? sum / cnt : 0;
+                for (size_t j = first; j < last; j++) {
+                    double d = y[((j / hw) * c + ch) * hw + j % hw] - mu;
+                    m2 += d * d;
+                }
+                float *q = partials + ((size_t)p * c + ch) * 3;
+                q[0] = (float)cnt, q[1] = (float)mu, q[2] = (float)m2;
+                if (cnt > 0 && 1 + fabs(mu - mean_r[ch]) / sd > spread) spread = 1 + fabs(mu - mean_r[ch]) / sd;
+            }
+            if (fabs(mean_r[ch]) / sd > offset_ratio) offset_ratio = fabs(mean_r[ch]) / sd;
+        }
+        /* Each thread merges ceil(PARTS/T) partials, then log2(T) merge levels. Each partial
+         * mean is a float: off by u*|mean|, which moves the merged variance by about
+         * 2u*(|mean|/std)*spread relative: unlike bn_stats' shifted pass, the partials' error
+         * grows with the data's offset against its spread (|mean|/std reaches 5000 in the
+         * offset cases; after a bias-free convolution it is of order 1). */
+        const int mthreads = (int)s.k[km].block[0];
+        const double msteps = ceil((double)parts / mthreads) + log2i(mthreads) + 2;
+        const double mtol_mean = (msteps + 4) * U;
+        const double mtol_invstd = (msteps + 8) * U * spread + 4 * U * offset_ratio * spread;
+        for (int si = 0; si < 2; si++) {
+            bind b[] = {IN("partials", partials, (size_t)parts * c * 3 * 4), OUT("mean", mean, c * 4),
+                        OUT("invstd", invstd, c * 4), INOUT("running_mean", rm_in, rm, c * 4),
+                        INOUT("running_var", rv_in, rv, c * 4)};
+            hash[si] = launch(si, &s, km, b, 5);
+            double e_invstd = 0, e_rv = 0;
+            for (int ch = 0; ch < c; ch++) {
+                double e = diff(invstd[ch], invstd_r[ch]) / invstd_r[ch];
+                if (e > e_invstd) e_invstd = e;
+                e = diff(rv[ch], rv_r[ch]) / rv_r[ch];
+                if (e > e_rv) e_rv = e;
+            }
+            char w2[200];
+            snprintf(w2, sizeof w2, "%s %s, %d partials", where, schedule_names[si], parts);
+            expect("bn_stats_merge", "mean (rel. to max|y|)", w2, max_diff(mean, mean_r, c) / scale_of(ymax), mtol_mean);
+            expect("bn_stats_merge", "invstd (relative)", w2, e_invstd, mtol_invstd);
+            expect("bn_stats_merge", "running_mean (rel. to max|y|)", w2, max_diff(rm, rm_r, c) / scale_of(ymax + 1),
+                   mtol_mean + 4 * U);
+            expect("bn_stats_merge", "running_var (relative)", w2, e_rv, 2 * mtol_invstd + 8 * U);
+        }
+        same_outputs(s.k[km].name, hash);
+        free(partials);
+    }
 
     /* ---- bn_apply, every selected combination; mean/invstd from the kernel above ---- */
     double *out_r = xmalloc(count * 8), *terms = xmalloc(count * 8);

@@ -95,7 +95,8 @@ static void count_events(void *user, const pp_tune_event *ev)
 }
 
 /* The variant the model built with policy uses for the kernel of op on the layer whose
- * kernel names start with prefix (e.g. "conv_fwd_n1c3h8w8_k16r3s3_s1p1_f2avg"). */
+ * kernel names start with prefix (e.g. "conv_fwd_n1c3h8w8_k16r3s3_s1p1_f2avg", which the
+ * model's form "..._bnstats_v7" also starts with). */
 static int model_variant(pp_context *ctx, const char *policy, const char *prefix)
 {
     pp_model_options mo;
@@ -111,9 +112,10 @@ static int model_variant(pp_context *ctx, const char *policy, const char *prefix
     for (int i = 0; i < n; i++) {
         pp_kernel_info info;
         CHECK_OK(ctx, pp_model_kernel_info_get(m, i, &info));
-        if (strncmp(info.name, prefix, strlen(prefix)) == 0 && info.name[strlen(prefix)] == '_' &&
-            info.name[strlen(prefix) + 1] == 'v')
-            variant = atoi(info.name + strlen(prefix) + 2);
+        /* The kernel's forms add to the name before the variant: _bnstats, _nosave, _acc. */
+        const char *v = strrchr(info.name, '_');
+        if (strncmp(info.name, prefix, strlen(prefix)) == 0 && info.name[strlen(prefix)] == '_' && v && v[1] == 'v')
+            variant = atoi(v + 2);
     }
     pp_model_destroy(m);
     CHECK(variant >= 0, "the model has no kernel %s_v<n>", prefix);
