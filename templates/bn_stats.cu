@@ -29,13 +29,8 @@ ${KERNEL}(const float *__restrict__ y, float *__restrict__ mean, float *__restri
         welford_add(w, y[(n * C + c) * HW + i] - shift);
     }
     w = block_welford(w, scratch);
-    if (threadIdx.x == 0) {
-        const float var = w.m2 / (float)M, mu = shift + w.mean;
-        mean[c] = mu;
-        invstd[c] = 1.0f / sqrtf(var + EPS);
-        const float unbiased = var * ((float)M / (float)(M - 1));
-        running_mean[c] = (1.0f - MOMENTUM) * running_mean[c] + MOMENTUM * mu;
-        running_var[c] = (1.0f - MOMENTUM) * running_var[c] + MOMENTUM * unbiased;
-    }
+    if (threadIdx.x == 0)
+        bn_store_stats(c, shift + w.mean, w.m2 / (float)M, (float)M, EPS, MOMENTUM, mean, invstd, running_mean,
+                       running_var);
 }
 PP_KERNEL_EXPORT(${KERNEL})

@@ -25,13 +25,7 @@ ${KERNEL}(const float *__restrict__ partials, float *__restrict__ mean, float *_
         w = welford_merge(w, part);
     }
     w = block_welford(w, scratch);
-    if (threadIdx.x == 0) {
-        const float var = w.m2 / (float)M, mu = w.mean;
-        mean[c] = mu;
-        invstd[c] = 1.0f / sqrtf(var + EPS);
-        const float unbiased = var * ((float)M / (float)(M - 1));
-        running_mean[c] = (1.0f - MOMENTUM) * running_mean[c] + MOMENTUM * mu;
-        running_var[c] = (1.0f - MOMENTUM) * running_var[c] + MOMENTUM * unbiased;
-    }
+    if (threadIdx.x == 0)
+        bn_store_stats(c, w.mean, w.m2 / (float)M, (float)M, EPS, MOMENTUM, mean, invstd, running_mean, running_var);
 }
 PP_KERNEL_EXPORT(${KERNEL})

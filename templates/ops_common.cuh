@@ -1,7 +1,7 @@
 // ops_common.cuh - helpers the non-convolution kernels (generator/poolprop/ops.lua) share:
-// bf16 rounding, deterministic warp and block reductions, and Welford/Chan merges. The
-// generator emits it inside each kernel's namespace, after that kernel's constants; the
-// block helpers use the kernel's THREADS (a multiple of 32, at most 1024).
+// bf16 rounding, deterministic warp and block reductions, Welford/Chan merges and the BN
+// statistics' final store. The generator emits it inside each kernel's namespace, after
+// that kernel's constants; the block helpers use the kernel's THREADS (a multiple of 32, at most 1024).
 // Determinism: every reduction combines values in a fixed tree (shfl_down within a warp,
 // then warp 0 over the warps' results in warp order), whatever order threads run in.
 // Types: unsigned / unsigned short / unsigned char stand for uint32/uint16/uint8, which
@@ -82,6 +82,18 @@ __device__ __forceinline__ welford welford_merge(welford a, welford b)
     r.mean = a.mean + d * fb;
     r.m2 = a.m2 + b.m2 + d * d * a.n * fb;
     return r;
+}
+
+// A channel's batch statistics from its mean and biased variance over m values: invstd,
+// and PyTorch's running averages (the variance's unbiased, m/(m-1)).
+__device__ __forceinline__ void bn_store_stats(int c, float mu, float var, float m, float eps, float momentum,
+                                               float *mean, float *invstd, float *running_mean, float *running_var)
+{
+    mean[c] = mu;
+    invstd[c] = 1.0f / sqrtf(var + eps);
+    const float unbiased = var * (m / (m - 1.0f));
+    running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mu;
+    running_var[c] = (1.0f - momentum) * running_var[c] + momentum * unbiased;
 }
 
 // Merge over the warp; the result lands in lane 0.
