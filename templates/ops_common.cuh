@@ -1,7 +1,8 @@
 // ops_common.cuh - helpers the non-convolution kernels (generator/poolprop/ops.lua) share:
 // bf16 rounding, deterministic warp and block reductions, Welford/Chan merges and the BN
 // statistics' final store. The generator emits it inside each kernel's namespace, after
-// that kernel's constants; the block helpers use the kernel's THREADS (a multiple of 32, at most 1024).
+// that kernel's constants; the block helpers use the kernel's THREADS (a multiple of 32,
+// at most 1024).
 // Determinism: every reduction combines values in a fixed tree (shfl_down within a warp,
 // then warp 0 over the warps' results in warp order), whatever order threads run in.
 // Types: unsigned / unsigned short / unsigned char stand for uint32/uint16/uint8, which
