@@ -63,14 +63,12 @@ int bench_main(int argc, char **argv)
     /* The distinct conv shapes, from the plan's graph, with the variants a model build
      * uses: the tuning database's, else the policy's defaults. */
     gen_plan plan;
-    gen_plan_request req = {.model = mo.model, .policy = mo.policy, .batch = mo.batch, .height = mo.height,
-                            .width = mo.width, .classes = mo.classes};
-    char **tuned_keys = NULL;
-    int *tuned_variants = NULL, tuned_count = 0;
-    pp_status pst = tune_lookup(ctx, &tuned_keys, &tuned_variants, &tuned_count);
-    req.tuned_keys = (const char *const *)tuned_keys, req.tuned_variants = tuned_variants, req.tuned_count = tuned_count;
+    gen_plan_request req;
+    plan_request_for_model(&mo, 0, &req);
+    pp_status pst = tune_lookup(ctx, &req);
+    const int tuned_count = req.tuned_count;
     if (pst == PP_OK) pst = gen_train_plan(ctx, &req, &plan);
-    tune_lookup_free(tuned_keys, tuned_variants, tuned_count);
+    tune_lookup_free(&req);
     if (pst != PP_OK) {
         int rc = cli_fail_ctx(ctx, PP_ERR_GENERATOR);
         pp_context_destroy(ctx);

@@ -86,7 +86,7 @@ function M.train_plan(model_text, model_name, o, policy)
 end
 
 -- What the tuner measures for a model (arguments as train_plan): one target per distinct
--- (conv op, layer shape), { key, op, layer = {N..pool_mode}, name, count, candidates },
+-- (conv op, layer shape) the training step runs, { key, op, layer = {N..pool_mode}, name, count, candidates },
 -- with the candidates the policy's math mode allows: the mode's default first, then the
 -- fp32 reference 0, then the rest of the space in order. Also the math mode and the
 -- version string that makes a tuning database stale when the generator's spaces change.
@@ -101,9 +101,11 @@ function M.tuning_targets(model_text, model_name, o, policy)
           pad = l.pad, pool = l.pool, pool_mode = l.pool_mode }
         for _, op in ipairs(variants.ops) do
           local key = layer.tuning_key(op, d, math_mode)
-          if by_key[key] then
+          -- The plan computes no input gradient for the network's input (the image).
+          local runs = op ~= "conv_bwd_data" or l.input ~= graph.input
+          if runs and by_key[key] then
             by_key[key].count = by_key[key].count + 1
-          else
+          elseif runs then
             local candidates = M.candidate_order(op, d, math_mode)
             local t = { key = key, op = op, layer = d, name = l.name, count = 1, candidates = candidates }
             by_key[key] = t

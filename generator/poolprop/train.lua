@@ -92,7 +92,6 @@ end
 local function buf(name) return "buf:" .. name end
 
 function Plan:conv_forward(l)
-  local g, baseline = self.graph, self.policy.baseline
   local d = conv_desc(l, self.policy, self.opts)
   local s = layer.shape(d)
   local xp_name = nil
@@ -115,7 +114,6 @@ function Plan:conv_forward(l)
   end
   self:launch(l.name, "conv_fwd", nil, k, { x = buf(l.input), w = "param:" .. l.weight, y = buf(l.output),
     xp = save and buf(xp_name) or "null", bn_partials = partials, null = "null" })
-  local _ = g, baseline
 end
 
 -- The BN layer whose input is tensor, if any.

@@ -30,7 +30,7 @@ void pp_model_options_init(pp_model_options *o)
     o->batch = 1;
 }
 
-static void request_from(const pp_model_options *o, int sources, gen_plan_request *req)
+void plan_request_for_model(const pp_model_options *o, int sources, gen_plan_request *req)
 {
     memset(req, 0, sizeof *req);
     req->model = o->model;
@@ -69,7 +69,7 @@ pp_status pp_plan_memory(pp_context *ctx, const pp_model_options *options, pp_me
     if (!ctx || !options || !out) return PP_ERR_INVALID_ARGUMENT;
     ctx_clear_error(ctx);
     gen_plan_request req;
-    request_from(options, 0, &req);
+    plan_request_for_model(options, 0, &req);
     gen_plan plan;
     PP_TRY(gen_train_plan(ctx, &req, &plan));
     report_from(&plan, out);
@@ -88,15 +88,10 @@ pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_m
     if (!m) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     m->ctx = ctx;
     gen_plan_request req;
-    request_from(options, 1, &req);
-    char **tuned_keys = NULL;
-    int *tuned_variants = NULL, tuned_count = 0;
-    pp_status st = tune_lookup(ctx, &tuned_keys, &tuned_variants, &tuned_count);
-    req.tuned_keys = (const char *const *)tuned_keys;
-    req.tuned_variants = tuned_variants;
-    req.tuned_count = tuned_count;
+    plan_request_for_model(options, 1, &req);
+    pp_status st = tune_lookup(ctx, &req);
     if (st == PP_OK) st = gen_train_plan(ctx, &req, &m->plan);
-    tune_lookup_free(tuned_keys, tuned_variants, tuned_count);
+    tune_lookup_free(&req);
     if (st != PP_OK) {
         free(m);
         return st;
@@ -366,7 +361,7 @@ pp_status pp_params_init(pp_context *ctx, const pp_model_options *options, uint6
     pp_params *ps = calloc(1, sizeof *ps);
     if (!ps) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     gen_plan_request req;
-    request_from(options, 0, &req);
+    plan_request_for_model(options, 0, &req);
     pp_status st = gen_train_plan(ctx, &req, &ps->plan);
     if (st != PP_OK) {
         free(ps);

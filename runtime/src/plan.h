@@ -106,6 +106,8 @@ typedef struct gen_plan_request {
     int tuned_count;
 } gen_plan_request;
 
+/* The request for a model's plan (model.c); sources as in gen_plan_request, no tuning. */
+void plan_request_for_model(const pp_model_options *o, int sources, gen_plan_request *req);
 pp_status gen_train_plan(pp_context *ctx, const gen_plan_request *req, gen_plan *out);
 void gen_plan_free(gen_plan *plan);
 

@@ -74,9 +74,9 @@ pp_status pp_context_tuning_database(pp_context *ctx, char *path, size_t size)
     return database_of(ctx, &id, path, size);
 }
 
-pp_status tune_lookup(pp_context *ctx, char ***keys, int **variants, int *count)
+pp_status tune_lookup(pp_context *ctx, gen_plan_request *req)
 {
-    *keys = NULL, *variants = NULL, *count = 0;
+    req->tuned_keys = NULL, req->tuned_variants = NULL, req->tuned_count = 0;
     if (ctx->options.ignore_tuning || !ctx->tuning_dir[0] || !ctx->ops) return PP_OK;
     tunedb_identity id;
     char path[4400];
@@ -84,41 +84,35 @@ pp_status tune_lookup(pp_context *ctx, char ***keys, int **variants, int *count)
     tunedb db;
     tunedb_load_outcome outcome;
     PP_TRY(tunedb_load(ctx, path, &id, &db, &outcome));
+    /* One allocation holds the key pointers, then the variants, then the keys' text;
+     * tune_lookup_free releases it. */
     int n = 0;
     for (int i = 0; i < db.count; i++) n += db.entries[i].best_variant >= 0;
-    if (n > 0) {
-        *keys = calloc((size_t)n, sizeof **keys);
-        *variants = calloc((size_t)n, sizeof **variants);
-        if (!*keys || !*variants) {
-            free(*keys), free(*variants);
-            *keys = NULL, *variants = NULL;
-            tunedb_free(&db);
-            return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
-        }
-        for (int i = 0; i < db.count; i++) {
-            if (db.entries[i].best_variant < 0) continue;
-            (*keys)[*count] = strdup(db.entries[i].signature);
-            (*variants)[*count] = db.entries[i].best_variant;
-            if (!(*keys)[*count]) {
-                tune_lookup_free(*keys, *variants, *count);
-                *keys = NULL, *variants = NULL, *count = 0;
-                tunedb_free(&db);
-                return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
-            }
-            (*count)++;
-        }
+    char **keys = n ? malloc((size_t)n * (sizeof *keys + sizeof(int) + sizeof(char[256]))) : NULL;
+    if (n && !keys) {
+        tunedb_free(&db);
+        return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     }
-    if (outcome == TUNEDB_LOADED)
-        ctx_log(ctx, PP_LOG_INFO, "tuning database %s: %d tuned kernels", path, *count);
+    int *variants = (int *)(keys + n);
+    char (*text)[256] = (char (*)[256])(variants + n);
+    int count = 0;
+    for (int i = 0; i < db.count; i++) {
+        if (db.entries[i].best_variant < 0) continue;
+        memcpy(text[count], db.entries[i].signature, sizeof text[count]);
+        keys[count] = text[count];
+        variants[count] = db.entries[i].best_variant;
+        count++;
+    }
+    if (outcome == TUNEDB_LOADED) ctx_log(ctx, PP_LOG_INFO, "tuning database %s: %d tuned kernels", path, count);
     tunedb_free(&db);
+    req->tuned_keys = (const char *const *)keys, req->tuned_variants = variants, req->tuned_count = count;
     return PP_OK;
 }
 
-void tune_lookup_free(char **keys, int *variants, int count)
+void tune_lookup_free(gen_plan_request *req)
 {
-    for (int i = 0; i < count && keys; i++) free(keys[i]);
-    free(keys);
-    free(variants);
+    free((void *)req->tuned_keys);
+    req->tuned_keys = NULL, req->tuned_variants = NULL, req->tuned_count = 0;
 }
 
 void pp_tune_options_init(pp_tune_options *o)
@@ -364,9 +358,9 @@ static void prefetch_candidates(pp_context *ctx, const gen_tuning_target *t, int
         }
     }
     ctx_clear_error(ctx);
-    /* The host backend's layers also run the NVRTC static check at the context's arch. */
-    int static_arch = strcmp(ctx->ops->name, "host") == 0 ? ctx->arch : 0;
-    compile_prefetch(ctx, reqs, count, static_arch);
+    /* Also the NVRTC static check pp_layer_create makes (layer.c; on the cuda backend the
+     * same compile as the module's, so a cache read). */
+    compile_prefetch(ctx, reqs, count, ctx->arch ? ctx->arch : 90);
     for (int c = 0; c < made; c++) gen_layer_free(&layers[c]);
     free(layers), free(reqs), free(names);
 }
@@ -508,8 +502,8 @@ pp_status pp_tune(pp_context *ctx, const pp_tune_options *o, pp_tune_progress_fn
     if (access(ctx->tuning_dir, W_OK) != 0)
         return ctx_fail(ctx, PP_ERR_IO, "the tuning directory %s is not writable: %s", ctx->tuning_dir,
                         strerror(errno));
-    gen_plan_request req = {.model = o->model.model, .policy = o->model.policy, .batch = o->model.batch,
-                            .height = o->model.height, .width = o->model.width, .classes = o->model.classes};
+    gen_plan_request req;
+    plan_request_for_model(&o->model, 0, &req);
     gen_tuning targets;
     PP_TRY(gen_tuning_targets(ctx, &req, &targets));
     tunedb db;

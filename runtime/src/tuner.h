@@ -3,6 +3,7 @@
 #define PP_TUNER_H
 
 #include "context.h"
+#include "plan.h"
 
 /* The four outputs of a layer run (pp_layer_run). */
 typedef struct outputs {
@@ -15,11 +16,11 @@ typedef struct outputs {
 double tuner_op_excess(const char *op, const char *math, const pp_layer_desc *d, const pp_layer_shape *s,
                        const outputs *got, const outputs *ref, const outputs *abs_ref);
 
-/* The tuned variants of the context's device: keys (tuning-database keys) and variant
- * indices, count entries; none when the context ignores tuning, has no tuning directory or
- * its database is missing. A corrupt or stale database is reported through the log and
- * ignored. Release with tune_lookup_free. */
-pp_status tune_lookup(pp_context *ctx, char ***keys, int **variants, int *count);
-void tune_lookup_free(char **keys, int *variants, int count);
+/* Puts the tuned variants of the context's device into req (tuned_keys, tuned_variants,
+ * tuned_count): none when the context ignores tuning, has no tuning directory or its
+ * database is missing. A corrupt or stale database is reported through the log and
+ * ignored. Release with tune_lookup_free once the plan is built. */
+pp_status tune_lookup(pp_context *ctx, gen_plan_request *req);
+void tune_lookup_free(gen_plan_request *req);
 
 #endif

@@ -96,7 +96,10 @@ test("tuning: keys, targets in candidate order, tuned variants reach the plan", 
   local o = { batch = 1, height = 8, width = 8 }
   local t = assert(api.tuning_targets(text, "cifar_resnet8.lua", o, { text = "2,math=tf32" }))
   eq(t.math, "tf32", "math mode")
-  eq(#t.targets, 24, "distinct conv kernels of cifar_resnet8")
+  eq(#t.targets, 23, "distinct conv kernels of cifar_resnet8's step (conv1 has no input gradient)")
+  for _, target in ipairs(t.targets) do
+    eq(target.op == "conv_bwd_data" and target.name == "conv1", false, "no target for the image's gradient")
+  end
   local first = t.targets[1]
   eq(first.candidates[1], variants.default_index(first.op, "tf32"), "the mode's default first")
   eq(first.candidates[2], 0, "then the fp32 reference")

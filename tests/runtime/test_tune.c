@@ -263,7 +263,8 @@ int main(int argc, char **argv)
            "%d skipped, %d progress events, %.1f s\n",
            model_name, policy, r.kernels, targets.count, r.tried, expect_tried, r.ok, r.wrong, r.unusable, r.skipped,
            events, r.seconds);
-    CHECK(r.kernels == targets.count && targets.count == 24, "kernel count");
+    /* 8 distinct conv shapes x 3 ops, less conv1's input gradient (the image gets none). */
+    CHECK(r.kernels == targets.count && targets.count == 23, "kernel count");
     CHECK(r.tried == expect_tried && r.ok == expect_tried && r.wrong == 0 && r.unusable == 0 && r.skipped == 0,
           "every tried variant verifies on the host");
     CHECK(events == expect_tried, "one progress event per variant");
@@ -311,10 +312,24 @@ int main(int argc, char **argv)
     kernel_prefix(t0->key, prefix, sizeof prefix);
     tunedb_entry *e0 = tunedb_find(&db, t0->key);
     e0->best_variant = 7;
+    /* An index outside the op's space (a database edited by hand, its checksum redone)
+     * must not reach the generator: that kernel keeps its default. */
+    const gen_tuning_target *t1 = NULL; /* an input gradient the plan runs: not conv1's (the image's) */
+    for (int i = 0; i < targets.count && !t1; i++)
+        if (strcmp(targets.targets[i].op, "conv_bwd_data") == 0 && strcmp(targets.targets[i].name, "conv1") != 0)
+            t1 = &targets.targets[i];
+    CHECK(t1 != NULL, "an input-gradient target");
+    tunedb_find(&db, t1->key)->best_variant = 99999;
     CHECK_OK(ctx, tunedb_save(ctx, path, &db));
     int v = model_variant(ctx, policy, prefix);
     printf("model build with the database: %s uses v%d (the database says v7)\n", prefix, v);
     CHECK(v == 7, "tuned variant used");
+    char prefix1[256];
+    kernel_prefix(t1->key, prefix1, sizeof prefix1);
+    v = model_variant(ctx, policy, prefix1);
+    printf("an entry outside the space (v99999): %s uses v%d (the TF32 default is v%d)\n", prefix1, v,
+           t1->candidates[0]);
+    CHECK(v == t1->candidates[0], "out-of-range entry ignored");
     pp_context *ignoring = make_ctx(0, 1);
     v = model_variant(ignoring, policy, prefix);
     printf("model build ignoring tuning: %s uses v%d (the TF32 default is v%d)\n", prefix, v, t0->candidates[0]);
