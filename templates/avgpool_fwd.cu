@@ -1,19 +1,28 @@
-// avgpool_fwd.cu - global average pooling, one warp per (n,c) row.
-//   x: (N,C,HW)  y: (N,C)
-//   y[n,c] = (sum over i of x[n,c,i]) / HW; each lane sums i = lane, lane+32, ... and the
-//   warp adds the lanes' sums in a fixed tree (deterministic).
-// Generator constants: N C HW ROWS (= N*C) THREADS (rows per block = THREADS/32)
-// Launch: grid (ceil(ROWS/(THREADS/32))), block (THREADS).
+// avgpool_fwd.cu - global average pooling, channels-last, one block per (image, group of CT
+// channels).
+//   x: (N,HW,C), element (n,i,c) at (n*HW + i)*C + c  y: (N,C)
+//   y[n,c] = (sum over i of x[n,i,c]) / HW
+// Indexing: block b covers image n = b / CB and channels cb*CT .. cb*CT + CT-1 (cb = b % CB,
+// CB = ceil(C/CT)); thread t takes channel c = cb*CT + t%CT and pixel group g = t/CT of
+// PG = 32, so a warp reads 32/CT pixels of CT consecutive channels (coalesced). Each thread
+// sums its pixels i = g, g+32, ... in order, then the block adds the 32 groups' sums of each
+// channel in a fixed 5-level tree (ops_common.cuh block_sum2_cols: deterministic).
+// Generator constants: N C HW CT (a power of two <= 32) CB (= ceil(C/CT)) PG (= 32)
+//   THREADS (= CT*PG)
+// Launch: grid (N*CB), block (THREADS).
+static_assert(PG == 32 && PG * CT == THREADS, "32 pixel groups of CT channels");
+
 extern "C" __global__ void __launch_bounds__(THREADS)
 ${KERNEL}(const float *__restrict__ x, float *__restrict__ y)
 {
-    const int lane = threadIdx.x % 32;
-    const int row = blockIdx.x * WARPS + threadIdx.x / 32;
-    if (row >= ROWS) return; // whole warps leave together: the shuffles below see full warps
-    const float *src = x + row * HW;
-    float sum = 0.0f;
-    for (int i = lane; i < HW; i += 32) sum += src[i];
-    sum = warp_sum(sum);
-    if (lane == 0) y[row] = sum / (float)HW;
+    __shared__ float scratch[2 * WARPS * CT];
+    const int n = blockIdx.x / CB, g = threadIdx.x / CT, c = (blockIdx.x % CB) * CT + threadIdx.x % CT;
+    float sum = 0.0f, unused = 0.0f;
+    if (c < C) {
+        const float *src = x + n * (HW * C) + c;
+        for (int i = g; i < HW; i += PG) sum += src[i * C];
+    }
+    block_sum2_cols<CT>(sum, unused, scratch);
+    if (g == 0 && c < C) y[n * C + c] = sum / (float)HW;
 }
 PP_KERNEL_EXPORT(${KERNEL})

@@ -1,8 +1,8 @@
 // bn_apply.cu - batch-norm normalisation and affine transform, fused with the residual
 // add, the ReLU, the ReLU's 1-bit mask and the bf16 copy of the BN input, elementwise
-// over y (N,C,HW).
-//   y, residual, out: (N,C,HW)  mean, invstd, gamma, beta, running_mean, running_var: (C)
-//   mask: (ceil(COUNT/32)) words  y_bf16: (N,C,HW) bf16 bits
+// over y (N,HW,C), channels-last: element (n,hw,c) at flat index i = (n*HW + hw)*C + c.
+//   y, residual, out: (N,HW,C)  mean, invstd, gamma, beta, running_mean, running_var: (C)
+//   mask: (ceil(COUNT/32)) words over the flat index i  y_bf16: (N,HW,C) bf16 bits
 // With s = invstd (training) or 1/sqrt(running_var + EPS) (EVAL) and m = mean (training)
 // or running_mean (EVAL):
 //   out = gamma[c]*(y - m[c])*s[c] + beta[c]  (+ residual if ADD),  then ReLU if RELU (NaN stays NaN)
@@ -13,9 +13,10 @@
 // EVAL, running_mean/running_var without EVAL, residual without ADD, y_bf16 without
 // SAVE_BF16; mask is tested at run time, so a plan that keeps the ReLU output instead of
 // the mask (baseline policy) passes null.
-// Indexing: one element per thread, flat index i = blockIdx.x*THREADS + threadIdx.x, so a
-// warp owns the 32 consecutive elements of one mask word and writes it whole with one
-// __ballot_sync (lanes past COUNT vote 0; every lane takes part in the vote).
+// Indexing: one element per thread, flat index i = blockIdx.x*THREADS + threadIdx.x, channel
+// c = i % C (consecutive threads, consecutive channels: coalesced), so a warp owns the 32
+// consecutive elements of one mask word and writes it whole with one __ballot_sync (lanes
+// past COUNT vote 0; every lane takes part in the vote).
 // Generator constants: N C HW COUNT (= N*C*HW) RELU ADD SAVE_BF16 EVAL EPS THREADS
 // Launch: grid (ceil(COUNT/THREADS)), block (THREADS).
 extern "C" __global__ void __launch_bounds__(THREADS)
@@ -28,7 +29,7 @@ ${KERNEL}(const float *__restrict__ y, const float *__restrict__ mean, const flo
     const bool active = i < COUNT;
     float v = 0.0f;
     if (active) {
-        const int c = (i / HW) % C;
+        const int c = i % C;
         const float x = y[i];
         float m, s;
         if (EVAL) {

@@ -1,92 +1,109 @@
 // conv_bwd_weight.cu - the weight gradient of a convolution from the pooled saved input,
 // un-pooled on the fly (DESIGN.md section 1), as an implicit GEMM (fp32 FFMA, or TF32/BF16
 // tensor cores with f32 accumulation, per variant).
-//   dy: (N,K,P,Q)  xs: (N,C,HP,WP) (the saved input: xp, or x itself when POOL_F == 1)
-//   out: (SPLITS,K,C,R,S) partial sums, or dw (K,C,R,S) when SPLITS == 1
-// GEMM view: dw[k][g] = sum_m A[k][m] * B[m][g] with g = (c,r,t) in [0,G) and
-//   m = (n,oy,ox) in [0,M): A[k][m] = dy[n,k,oy,ox], B[m][g] = xu[n,c,h,w] with
-//   h = STRIDE*oy+r-PAD, w = STRIDE*ox+t-PAD, 0 outside [0,H) x [0,W), and the un-pooled
-//   xu[n,c,h,w] = xs[n,c,h/POOL_F,w/POOL_F]. xu is never written to memory.
+//   dy: (N,P,Q,K)  xs: (N,HP,WP,C) (the saved input: xp, or x itself when POOL_F == 1)
+//   out: (SPLITS,K,R,S,C) partial sums, or dw (K,R,S,C) when SPLITS == 1   (channels last)
+// GEMM view (rows g, columns k, so that a layer with K = 64 fills a 64-wide column tile):
+//   dw[k][g] = sum_m A[g][m] * B[m][k] with g = (r,t,c) in [0,G), c fastest, and
+//   m = (n,oy,ox) in [0,M): A[g][m] = xu[n,h,w,c] with h = STRIDE*oy+r-PAD,
+//   w = STRIDE*ox+t-PAD, 0 outside [0,H) x [0,W), and the un-pooled
+//   xu[n,h,w,c] = xs[n,h/POOL_F,w/POOL_F,c]; B[m][k] = dy[n,oy,ox,k]. xu is never written
+//   to memory.
 // The reduction over m is split over blockIdx.z into SPLITS ranges of M_PER_SPLIT (a
 // multiple of BK); each split writes its own partial sums, which splitk_reduce adds in a
 // fixed order, so results are deterministic.
-// A block computes BM x BN of (k,g); the thread owns tile rows tile_row(i) and columns
-// tile_col(j) (FFMA tiles run columns fastest: consecutive threads write consecutive g).
+// A block computes BM x BN of (g,k); the thread owns tile rows tile_row(i) and columns
+// tile_col(j) (FFMA tiles run rows fastest: consecutive threads write consecutive g).
 // Generator constants: N C H W K R S STRIDE PAD P Q M G HP WP POOL_F SPLITS M_PER_SPLIT,
-//   and the tile's (gemm_tile.cuh or gemm_mma.cuh, gemm_pipeline.cuh):
-//   BM BN BK TM TN THREADS TILE_PAD STAGES
+//   A_VEC B_VEC (floats per copy: 4 or 1), and the tile product's and main loop's
+//   (gemm_tile.cuh or gemm_mma.cuh, gemm_mainloop.cuh): BM BN BK TM TN THREADS TILE_PAD
+//   STAGES MATH (A_KMAJOR = B_KMAJOR = 0 for tensor cores)
 // __launch_bounds__ names a minimum of 1 block per SM: with the thread count alone, NVRTC's
 // ptxas capped a 512-thread variant at 40 registers and spilled (nvcc's did not).
 
-// Fills stage tiles with the k-step at mb: a (BK, BM) of dy, b (BK, BN) of xu, which is
-// read from xs through the un-pooling index (never materialised).
-__device__ __forceinline__ void load_tiles(float (&a_tile)[BK][BM + TILE_PAD], float (&b_tile)[BK][BN + TILE_PAD],
-                                           int mb, int m_end, const float *__restrict__ dy,
-                                           const float *__restrict__ xs)
+// Operand iterator over the block's split of m. A (BK x BM: rows m, columns g) is xu,
+// copied in units of A_VEC consecutive g (= channels of one tap, C % A_VEC == 0); B
+// (BK x BN: rows m, columns k) is dy, copied in units of B_VEC. Per thread, unit e = tid +
+// i*THREADS of A is row e / AU, column (e % AU)*A_VEC, whose (r, t, c) is computed once
+// per block; a K-tile costs, per row, the pixel decomposition of m (divisions by
+// constants), a bounds test and an address.
+constexpr int AU = BM / A_VEC, A_UNITS = BK * AU, A_PER = (A_UNITS + THREADS - 1) / THREADS;
+constexpr int BU = BN / B_VEC, B_UNITS = BK * BU, B_PER = (B_UNITS + THREADS - 1) / THREADS;
+static_assert(C % A_VEC == 0 && K % B_VEC == 0, "a copy unit never straddles a tap");
+
+struct operand_iterator {
+    const float *dy, *xs;
+    int mb, m_end;                    // first m of the next K-tile; end of the split
+    int r[A_PER], t[A_PER], c[A_PER]; // per A unit: its tap and channel (r = -2^24: past G)
+};
+
+__device__ __forceinline__ void iterator_init(operand_iterator &it, const float *dy, const float *xs, int m_begin,
+                                              int m_end)
 {
-    const int k0 = blockIdx.x * BM, g_base = blockIdx.y * BN;
-    for (int e = threadIdx.x; e < BK * BM; e += THREADS) {
-        const int mi = e % BK, ki = e / BK;
-        const int m = mb + mi, k = k0 + ki;
-        const bool valid = m < m_end && k < K;
-        const int n = m / (P * Q), oyx = m % (P * Q);
-        tile_load(&a_tile[mi][ki], valid ? dy + (n * K + k) * (P * Q) + oyx : dy, valid);
+    it.dy = dy;
+    it.xs = xs;
+    it.mb = m_begin;
+    it.m_end = m_end;
+#pragma unroll
+    for (int i = 0; i < A_PER; ++i) {
+        const int e = (int)threadIdx.x + i * THREADS;
+        const int g = blockIdx.x * BM + (e % AU) * A_VEC, tap = g / C, r = tap / S;
+        it.r[i] = g < G ? r : -(1 << 24); // never in range when the column is past G
+        it.t[i] = tap - r * S;
+        it.c[i] = g - tap * C;
     }
-    for (int e = threadIdx.x; e < BK * BN; e += THREADS) {
-        const int mi = e % BK, gi = e / BK;
-        const int m = mb + mi, g = g_base + gi;
-        bool valid = false;
-        const float *src = xs;
-        if (m < m_end && g < G) {
-            const int n = m / (P * Q), oyx = m % (P * Q);
-            const int c = g / (R * S), rt = g % (R * S);
-            const int h = (oyx / Q) * STRIDE + rt / S - PAD;
-            const int w = (oyx % Q) * STRIDE + rt % S - PAD;
-            valid = h >= 0 && h < H && w >= 0 && w < W;
-            if (valid) src = xs + ((n * C + c) * HP + h / POOL_F) * WP + w / POOL_F;
-        }
-        tile_load(&b_tile[mi][gi], src, valid);
+}
+
+// Issues the copies of the iterator's next K-tile into one stage and advances.
+__device__ __forceinline__ void load_tiles(operand_iterator &it, float *a, float *b)
+{
+    const int tid = (int)threadIdx.x;
+#pragma unroll
+    for (int i = 0; i < A_PER; ++i) {
+        const int e = tid + i * THREADS;
+        const int mi = e / AU, m = it.mb + mi;
+        const int n = m / (P * Q), oyx = m - n * (P * Q), oy = oyx / Q, ox = oyx - oy * Q;
+        const int h = oy * STRIDE + it.r[i] - PAD, w = ox * STRIDE + it.t[i] - PAD;
+        const bool valid = m < it.m_end && (unsigned)h < (unsigned)H && (unsigned)w < (unsigned)W;
+        const float *src =
+            valid ? it.xs + ((n * HP + (unsigned)h / POOL_F) * WP + (unsigned)w / POOL_F) * C + it.c[i] : it.xs;
+        if (A_UNITS % THREADS == 0 || e < A_UNITS) tile_copy(a + a_offset((e % AU) * A_VEC, mi), src, valid, A_VEC);
     }
+#pragma unroll
+    for (int i = 0; i < B_PER; ++i) {
+        const int e = tid + i * THREADS;
+        const int kc = (THREADS % BU == 0 ? tid % BU : e % BU) * B_VEC;
+        const int mi = e / BU, m = it.mb + mi, k = blockIdx.y * BN + kc;
+        const bool valid = m < it.m_end && k < K;
+        if (B_UNITS % THREADS == 0 || e < B_UNITS)
+            tile_copy(b + b_offset(mi, kc), valid ? it.dy + m * K + k : it.dy, valid, B_VEC);
+    }
+    it.mb += BK;
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
 ${KERNEL}(const float *__restrict__ dy, const float *__restrict__ xs, float *__restrict__ out)
 {
-    __shared__ float a_tile[STAGES][BK][BM + TILE_PAD];
-    __shared__ float b_tile[STAGES][BK][BN + TILE_PAD];
-    const int k0 = blockIdx.x * BM;
-    const int g_base = blockIdx.y * BN;
+    const int g_base = blockIdx.x * BM;
+    const int k0 = blockIdx.y * BN;
     const int m_begin = blockIdx.z * M_PER_SPLIT;
     const int m_end = pp_min(m_begin + M_PER_SPLIT, M);
-    const int steps = (m_end - m_begin + BK - 1) / BK;
 
     float acc[TM][TN];
     tile_zero(acc);
-
-    if (STAGES > 1) {
-        load_tiles(a_tile[0], b_tile[0], m_begin, m_end, dy, xs);
-        pp_cp_async_commit();
-    }
-    for (int step = 0; step < steps; ++step) {
-        const int mb = m_begin + step * BK;
-        if (STAGES == 1) load_tiles(a_tile[0], b_tile[0], mb, m_end, dy, xs);
-        else if (step + 1 < steps)
-            load_tiles(a_tile[(step + 1) % STAGES], b_tile[(step + 1) % STAGES], mb + BK, m_end, dy, xs);
-        tile_pipeline_wait();
-        __syncthreads();
-        tile_multiply_accumulate(a_tile[step % STAGES], b_tile[step % STAGES], acc);
-        __syncthreads();
-    }
+    operand_iterator it;
+    iterator_init(it, dy, xs, m_begin, m_end);
+    gemm_mainloop(it, (m_end - m_begin + BK - 1) / BK, acc);
 
     float *dst = out + blockIdx.z * (K * G);
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
-        const int k = k0 + tile_row(i);
-        if (k >= K) continue;
+        const int g = g_base + tile_row(i);
+        if (g >= G) continue;
 #pragma unroll
         for (int j = 0; j < TN; ++j) {
-            const int g = g_base + tile_col(j);
-            if (g < G) dst[k * G + g] = acc[i][j];
+            const int k = k0 + tile_col(j);
+            if (k < K) dst[k * G + g] = acc[i][j];
         }
     }
 }

@@ -1,18 +1,67 @@
 // gemm_mma.cuh - the tensor-core tile product (TF32 m16n8k8 or BF16 m16n8k16, f32
-// accumulation) the implicit-GEMM kernels share; the same functions as gemm_tile.cuh.
-// Emitted after ptx_mma.cuh inside each kernel's namespace. Constants:
-//   BM BN BK TILE_PAD, WARPS_M x WARPS_N warps, MATH (1 = TF32, 2 = BF16),
+// accumulation) of the implicit-GEMM main loop (gemm_mainloop.cuh): shared-memory layouts,
+// fragment loads, mma. The same functions as gemm_tile.cuh (the fp32 FFMA product), so a
+// kernel's iterator and epilogue do not depend on the math. Emitted after ptx_async_copy.cuh,
+// ptx_ldmatrix.cuh and ptx_mma.cuh inside the kernel's namespace. Constants:
+//   BM BN BK WARPS_M WARPS_N THREADS MATH (1 = TF32, 2 = BF16)
+//   A_KMAJOR, B_KMAJOR: the shared-memory layout of each operand (below)
 //   TM = 2*(BM/WARPS_M/16), TN = 2*(BN/WARPS_N/8)
-//   a_tile: (BK, BM + TILE_PAD)  b_tile: (BK, BN + TILE_PAD)  acc: (TM, TN) in registers
-// Warp w computes the WM x WN = (BM/WARPS_M) x (BN/WARPS_N) sub-tile at rows
-// (w % WARPS_M)*WM, columns (w / WARPS_M)*WN, as (WM/16) x (WN/8) mma tiles. Lane 4g+t
-// holds acc[2*mi + h][2*ni + e] = D of mma tile (mi, ni) at row 16*mi + 8*h + g, column
-// 8*ni + 2t + e (the fragment layout in ptx_mma.cuh). Operands are rounded to TF32 (or
-// BF16) when a fragment is built from the f32 tiles. TILE_PAD = 8 puts the 8 rows x 4
-// k-columns a fragment load touches in 32 different banks (TF32).
+// Operands are fp32 in memory and in shared memory.
+//
+// Shared-memory layouts (fp32, in 16-byte chunks of 4 elements):
+//   K-major (X_KMAJOR = 1): ROWS x BK, element (row, k) at row*BK + k, the chunk index
+//     XOR-swizzled by the row: chunk ^ (row & 7) when a row is 8 chunks (BK = 32),
+//     chunk ^ ((row >> 1) & 3) when it is 4 (BK = 16). The 8 rows one ldmatrix phase reads
+//     at one logical chunk then fall in 8 distinct 16-byte bank groups.
+//   MN-major (X_KMAJOR = 0): BK x COLS (COLS = BM or BN, >= 64), element (k, col) at
+//     k*COLS + col, the chunk index XOR (k & 7) * 2. A fragment's lanes (g, t) read
+//     (k0 + t, col0 + g): the 4 rows' 2-chunk column pairs land in 4 distinct pairs of
+//     bank groups, so the 32 lanes hit 32 banks.
+// Fragments (lane = 4g + t; ptx_mma.cuh has the layouts):
+//   TF32, K-major: one ldmatrix.x4 per 16x8 A tile or per two 8x8 B tiles (32-bit
+//     elements: lane t gets row t/4, column t%4 of each 8x4 matrix).
+//   TF32, MN-major: one 32-bit shared load per register.
+//   TF32 rounding: the mma reads the upper 19 bits of each 32-bit operand (sign, exponent,
+//     10 mantissa bits) and ignores the low 13, so adding half a TF32 ulp (0x1000) to the
+//     raw f32 bits first gives cvt.rna's round-to-nearest-ties-away (one integer add per
+//     register instead of the conversion sequence). Identical to pp_f32_to_tf32 for every
+//     finite input and infinity; a NaN whose payload lies only in the low 13 bits would
+//     become infinity (the runtime's NaNs are never of that kind).
+//   BF16 (operands fp32 in memory): 64-bit or 32-bit shared loads and one cvt.rn.bf16x2
+//     per register. (bf16 storage, which lets BF16 use ldmatrix directly, is not yet here.)
 constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
+constexpr int MT = WM / 16, NT = WN / 8; // mma tiles of a warp
 constexpr int MMA_K = MATH == 2 ? 16 : 8;
+constexpr int A_TILE = BM * BK, B_TILE = BN * BK; // floats per stage
+static_assert(BK == 16 || BK == 32, "BK: 4 or 8 chunks per K-major row");
+static_assert(A_KMAJOR || BM >= 64, "MN-major tiles need at least 16 chunks per row");
+static_assert(B_KMAJOR || BN >= 64, "MN-major tiles need at least 16 chunks per row");
+static_assert(NT % 2 == 0, "B fragments are loaded for pairs of 8-column tiles");
 
+
+// Where the operand iterators store element (row, k) of A and (k, col) of B in a stage.
+__device__ __forceinline__ int kmajor_at(int row, int k);
+__device__ __forceinline__ int mnmajor_at(int k, int col, int cols);
+__device__ __forceinline__ int a_offset(int row, int k) { return A_KMAJOR ? kmajor_at(row, k) : mnmajor_at(k, row, BM); }
+__device__ __forceinline__ int b_offset(int k, int col) { return B_KMAJOR ? kmajor_at(col, k) : mnmajor_at(k, col, BN); }
+
+// Float offset of element (row, k) of a K-major tile.
+__device__ __forceinline__ int kmajor_at(int row, int k)
+{
+    const int swizzle = BK == 32 ? (row & 7) : ((row >> 1) & 3);
+    return row * BK + (((k >> 2) ^ swizzle) << 2) + (k & 3);
+}
+
+// Float offset of element (k, col) of an MN-major tile with `cols` columns.
+__device__ __forceinline__ int mnmajor_at(int k, int col, int cols)
+{
+    return k * cols + ((((col >> 2) ^ ((k & 7) << 1))) << 2) + (col & 3);
+}
+
+// Which tile rows and columns this thread's accumulators hold (as gemm_tile.cuh):
+// acc[2*mi + h][2*ni + e] is D of mma tile (mi, ni) at row 16*mi + 8*h + g, column
+// 8*ni + 2t + e of the warp's sub-tile; warp w's sub-tile is at rows (w % WARPS_M)*WM,
+// columns (w / WARPS_M)*WN.
 __device__ __forceinline__ int tile_row(int i)
 {
     const int warp = (int)threadIdx.x / 32, lane = (int)threadIdx.x % 32;
@@ -39,46 +88,98 @@ __device__ __forceinline__ float tile_column_sum(float v)
 __device__ __forceinline__ int tile_stat_part() { return ((int)threadIdx.x / 32) % WARPS_M; }
 __device__ __forceinline__ bool tile_stat_writer() { return (int)threadIdx.x % 32 < 4; }
 
-__device__ __forceinline__ void tile_multiply_accumulate(const float (&a_tile)[BK][BM + TILE_PAD],
-                                                         const float (&b_tile)[BK][BN + TILE_PAD],
-                                                         float (&acc)[TM][TN])
+__device__ __forceinline__ void tile_zero(float (&acc)[TM][TN])
 {
-    const int warp = (int)threadIdx.x / 32, lane = (int)threadIdx.x % 32;
-    const int g = lane / 4, t = lane % 4;
-    const int row0 = (warp % WARPS_M) * WM + g, col0 = (warp / WARPS_M) * WN + g;
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
+}
+
+__device__ __forceinline__ unsigned tf32_bits(float x) { return __float_as_uint(x) + 0x1000u; }
+
+// The A fragment of the 16-row mma tile at tile row `row0`, k-step kk.
+__device__ __forceinline__ void a_fragment(const float *a, int row0, int kk, unsigned (&f)[4])
+{
+    const int lane = (int)threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    if (MATH == 1) {
+        if (A_KMAJOR) {
+            pp_ldmatrix_x4(f, a + kmajor_at(row0 + (lane & 7) + ((lane >> 3) & 1) * 8, kk + (lane >> 4) * 4));
+#pragma unroll
+            for (int i = 0; i < 4; ++i) f[i] += 0x1000u;
+        } else {
+            f[0] = tf32_bits(a[mnmajor_at(kk + t, row0 + g, BM)]);
+            f[1] = tf32_bits(a[mnmajor_at(kk + t, row0 + g + 8, BM)]);
+            f[2] = tf32_bits(a[mnmajor_at(kk + t + 4, row0 + g, BM)]);
+            f[3] = tf32_bits(a[mnmajor_at(kk + t + 4, row0 + g + 8, BM)]);
+        }
+    } else if (A_KMAJOR) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const float2 v = *(const float2 *)(a + kmajor_at(row0 + g + (i & 1) * 8, kk + 2 * t + (i >> 1) * 8));
+            f[i] = pp_pack_bf16x2(v.x, v.y);
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int k = kk + 2 * t + (i >> 1) * 8, row = row0 + g + (i & 1) * 8;
+            f[i] = pp_pack_bf16x2(a[mnmajor_at(k, row, BM)], a[mnmajor_at(k + 1, row, BM)]);
+        }
+    }
+}
+
+// The B fragments of the two 8-column mma tiles at tile column col0 and col0 + 8.
+__device__ __forceinline__ void b_fragments(const float *b, int col0, int kk, unsigned (&f0)[2], unsigned (&f1)[2])
+{
+    const int lane = (int)threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    if (MATH == 1) {
+        if (B_KMAJOR) {
+            unsigned r[4];
+            pp_ldmatrix_x4(r, b + kmajor_at(col0 + (lane & 7) + (lane >> 4) * 8, kk + ((lane >> 3) & 1) * 4));
+            f0[0] = r[0] + 0x1000u;
+            f0[1] = r[1] + 0x1000u;
+            f1[0] = r[2] + 0x1000u;
+            f1[1] = r[3] + 0x1000u;
+        } else {
+            f0[0] = tf32_bits(b[mnmajor_at(kk + t, col0 + g, BN)]);
+            f0[1] = tf32_bits(b[mnmajor_at(kk + t + 4, col0 + g, BN)]);
+            f1[0] = tf32_bits(b[mnmajor_at(kk + t, col0 + 8 + g, BN)]);
+            f1[1] = tf32_bits(b[mnmajor_at(kk + t + 4, col0 + 8 + g, BN)]);
+        }
+    } else if (B_KMAJOR) {
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            const float2 v0 = *(const float2 *)(b + kmajor_at(col0 + g, kk + 2 * t + 8 * i));
+            const float2 v1 = *(const float2 *)(b + kmajor_at(col0 + 8 + g, kk + 2 * t + 8 * i));
+            f0[i] = pp_pack_bf16x2(v0.x, v0.y);
+            f1[i] = pp_pack_bf16x2(v1.x, v1.y);
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            const int k = kk + 2 * t + 8 * i;
+            f0[i] = pp_pack_bf16x2(b[mnmajor_at(k, col0 + g, BN)], b[mnmajor_at(k + 1, col0 + g, BN)]);
+            f1[i] = pp_pack_bf16x2(b[mnmajor_at(k, col0 + 8 + g, BN)], b[mnmajor_at(k + 1, col0 + 8 + g, BN)]);
+        }
+    }
+}
+
+// acc += the warp's share of A(stage) * B(stage) over one K-tile.
+__device__ __forceinline__ void tile_product(const float *a, const float *b, float (&acc)[TM][TN])
+{
+    const int warp = (int)threadIdx.x / 32;
+    const int row_base = (warp % WARPS_M) * WM, col_base = (warp / WARPS_M) * WN;
 #pragma unroll
     for (int kk = 0; kk < BK; kk += MMA_K) {
-        unsigned af[TM / 2][4], bf[TN / 2][2];
+        unsigned af[MT][4], bf[NT][2];
 #pragma unroll
-        for (int mi = 0; mi < TM / 2; ++mi) {
-            const int r = row0 + 16 * mi;
-            if (MATH == 1) {
-                af[mi][0] = pp_f32_to_tf32(a_tile[kk + t][r]);
-                af[mi][1] = pp_f32_to_tf32(a_tile[kk + t][r + 8]);
-                af[mi][2] = pp_f32_to_tf32(a_tile[kk + t + 4][r]);
-                af[mi][3] = pp_f32_to_tf32(a_tile[kk + t + 4][r + 8]);
-            } else {
-                af[mi][0] = pp_pack_bf16x2(a_tile[kk + 2 * t][r], a_tile[kk + 2 * t + 1][r]);
-                af[mi][1] = pp_pack_bf16x2(a_tile[kk + 2 * t][r + 8], a_tile[kk + 2 * t + 1][r + 8]);
-                af[mi][2] = pp_pack_bf16x2(a_tile[kk + 2 * t + 8][r], a_tile[kk + 2 * t + 9][r]);
-                af[mi][3] = pp_pack_bf16x2(a_tile[kk + 2 * t + 8][r + 8], a_tile[kk + 2 * t + 9][r + 8]);
-            }
-        }
+        for (int mi = 0; mi < MT; ++mi) a_fragment(a, row_base + 16 * mi, kk, af[mi]);
 #pragma unroll
-        for (int ni = 0; ni < TN / 2; ++ni) {
-            const int c = col0 + 8 * ni;
-            if (MATH == 1) {
-                bf[ni][0] = pp_f32_to_tf32(b_tile[kk + t][c]);
-                bf[ni][1] = pp_f32_to_tf32(b_tile[kk + t + 4][c]);
-            } else {
-                bf[ni][0] = pp_pack_bf16x2(b_tile[kk + 2 * t][c], b_tile[kk + 2 * t + 1][c]);
-                bf[ni][1] = pp_pack_bf16x2(b_tile[kk + 2 * t + 8][c], b_tile[kk + 2 * t + 9][c]);
-            }
-        }
+        for (int ni = 0; ni < NT; ni += 2) b_fragments(b, col_base + 8 * ni, kk, bf[ni], bf[ni + 1]);
 #pragma unroll
-        for (int mi = 0; mi < TM / 2; ++mi)
+        for (int mi = 0; mi < MT; ++mi)
 #pragma unroll
-            for (int ni = 0; ni < TN / 2; ++ni) {
+            for (int ni = 0; ni < NT; ++ni) {
                 float d[4] = { acc[2 * mi][2 * ni], acc[2 * mi][2 * ni + 1], acc[2 * mi + 1][2 * ni],
                                acc[2 * mi + 1][2 * ni + 1] };
                 if (MATH == 1) pp_mma_tf32_16x8x8(d, af[mi], bf[ni]);

@@ -1,12 +1,24 @@
-// gemm_tile.cuh - the fp32 (FFMA) register-tile product the implicit-GEMM kernels share.
-// The generator emits it inside each kernel's namespace, after that kernel's constants,
-// so BM BN BK TM TN THREADS TILE_PAD ROW_FASTEST are the kernel's own.
-//   a_tile: (BK, BM + TILE_PAD)  b_tile: (BK, BN + TILE_PAD)  acc: (TM, TN) in registers
+// gemm_tile.cuh - the fp32 (FFMA) register-tile product of the implicit-GEMM main loop
+// (gemm_mainloop.cuh). The generator emits it inside each kernel's namespace, after that
+// kernel's constants, so BM BN BK TM TN THREADS TILE_PAD ROW_FASTEST are the kernel's own.
+//   a stage: (BK, BM + TILE_PAD)  b stage: (BK, BN + TILE_PAD)  acc: (TM, TN) in registers
 // The (BM/TM) x (BN/TN) thread grid runs rows fastest when ROW_FASTEST (consecutive
 // threads then own consecutive tile rows), else columns; the thread at (row, col) owns
 // tile rows row + i*(BM/TM) and columns col + j*(BN/TN). gemm_mma.cuh provides the same
-// functions for tensor cores, so a kernel's loop and epilogue do not depend on the math
-// (tile_zero is gemm_pipeline.cuh's, emitted before either).
+// functions for tensor cores, so a kernel's iterator and epilogue do not depend on the math.
+constexpr int A_TILE = BK * (BM + TILE_PAD), B_TILE = BK * (BN + TILE_PAD); // floats per stage
+
+// Where the operand iterators store element (row, k) of A and (k, col) of B in a stage.
+__device__ __forceinline__ int a_offset(int row, int k) { return k * (BM + TILE_PAD) + row; }
+__device__ __forceinline__ int b_offset(int k, int col) { return k * (BN + TILE_PAD) + col; }
+
+__device__ __forceinline__ void tile_zero(float (&acc)[TM][TN])
+{
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
+}
 __device__ __forceinline__ int tile_row(int i)
 {
     const int row = ROW_FASTEST ? (int)threadIdx.x % (BM / TM) : (int)threadIdx.x / (BN / TN);
@@ -32,18 +44,17 @@ __device__ __forceinline__ float tile_column_sum(float v)
 __device__ __forceinline__ int tile_stat_part() { return 0; }
 __device__ __forceinline__ bool tile_stat_writer() { return (int)threadIdx.x % (BM / TM) == 0; }
 
-__device__ __forceinline__ void tile_multiply_accumulate(const float (&a_tile)[BK][BM + TILE_PAD],
-                                                         const float (&b_tile)[BK][BN + TILE_PAD],
-                                                         float (&acc)[TM][TN])
+// acc += this thread's share of A(stage) * B(stage) over one K-tile.
+__device__ __forceinline__ void tile_product(const float *a_stage, const float *b_stage, float (&acc)[TM][TN])
 {
     const int row = tile_row(0), col = tile_col(0);
 #pragma unroll
     for (int kk = 0; kk < BK; ++kk) {
         float a[TM], b[TN];
 #pragma unroll
-        for (int i = 0; i < TM; ++i) a[i] = a_tile[kk][row + i * (BM / TM)];
+        for (int i = 0; i < TM; ++i) a[i] = a_stage[a_offset(row + i * (BM / TM), kk)];
 #pragma unroll
-        for (int j = 0; j < TN; ++j) b[j] = b_tile[kk][col + j * (BN / TN)];
+        for (int j = 0; j < TN; ++j) b[j] = b_stage[b_offset(kk, col + j * (BN / TN))];
 #pragma unroll
         for (int i = 0; i < TM; ++i)
 #pragma unroll

@@ -4,11 +4,18 @@
 // that kernel's constants; the block helpers use the kernel's THREADS (a multiple of 32,
 // at most 1024).
 // Determinism: every reduction combines values in a fixed tree (shfl_down within a warp,
-// then warp 0 over the warps' results in warp order), whatever order threads run in.
+// then warp 0 over the warps' results in warp order; the column reductions: shfl_down
+// within a warp, then a pairwise tree over the warps in shared memory), whatever order
+// threads run in.
+// Column reductions (NHWC data, threads along the channels): thread t holds channel lane
+// t % CT and pixel group t / CT (CT a power of two <= 32, so a warp holds 32/CT whole
+// groups); they reduce over the THREADS/CT groups of each lane and hand every thread its
+// lane's result.
 // Types: unsigned / unsigned short / unsigned char stand for uint32/uint16/uint8, which
 // NVRTC does not declare without headers.
 
 constexpr int WARPS = THREADS / 32;
+constexpr int WARPS_POW2 = WARPS <= 1 ? 1 : WARPS <= 2 ? 2 : WARPS <= 4 ? 4 : WARPS <= 8 ? 8 : WARPS <= 16 ? 16 : 32;
 static_assert(THREADS % 32 == 0 && THREADS >= 32 && THREADS <= 1024, "THREADS: whole warps, at most 1024");
 
 // float -> bf16 bits, round to nearest even on the float's bits; NaN stays a (quiet) NaN
@@ -124,5 +131,66 @@ __device__ __forceinline__ welford block_welford(welford w, welford *scratch)
         if (lane < WARPS) v = scratch[lane];
         w = warp_welford(v);
     }
+    return w;
+}
+
+// Column (per channel lane) sums of a and b over the block's THREADS/CT pixel groups,
+// returned to every thread (its lane's sums). Tree: shfl_down by 16, 8, ..., CT within the
+// warp (log2(32/CT) levels, partners hold the same lane), then a pairwise tree over the
+// warps (ceil(log2(WARPS)) levels): log2(THREADS/CT) levels in all.
+// scratch: __shared__ float[2*WARPS*CT]. Contains barriers: every thread must call it.
+template <int CT>
+__device__ __forceinline__ void block_sum2_cols(float &a, float &b, float *scratch)
+{
+    static_assert(CT >= 1 && CT <= 32 && (CT & (CT - 1)) == 0, "CT: a power of two, at most 32");
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+#pragma unroll
+    for (int off = 16; off >= CT; off >>= 1) {
+        a += __shfl_down_sync(0xffffffffu, a, off);
+        b += __shfl_down_sync(0xffffffffu, b, off);
+    }
+    float *sa = scratch, *sb = scratch + WARPS * CT;
+    if (lane < CT) {
+        sa[warp * CT + lane] = a;
+        sb[warp * CT + lane] = b;
+    }
+    __syncthreads();
+    for (int half = WARPS_POW2 / 2; half > 0; half >>= 1) {
+        if (lane < CT && warp < half && warp + half < WARPS) {
+            sa[warp * CT + lane] += sa[(warp + half) * CT + lane];
+            sb[warp * CT + lane] += sb[(warp + half) * CT + lane];
+        }
+        __syncthreads();
+    }
+    a = sa[threadIdx.x % CT];
+    b = sb[threadIdx.x % CT];
+    __syncthreads(); // scratch may be reused right after
+}
+
+// Column (per channel lane) Welford merge over the block's THREADS/CT pixel groups, in the
+// same tree as block_sum2_cols; every thread gets its lane's result.
+// scratch: __shared__ welford[WARPS*CT]. Contains barriers: every thread must call it.
+template <int CT>
+__device__ __forceinline__ welford block_welford_cols(welford w, welford *scratch)
+{
+    static_assert(CT >= 1 && CT <= 32 && (CT & (CT - 1)) == 0, "CT: a power of two, at most 32");
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+#pragma unroll
+    for (int off = 16; off >= CT; off >>= 1) {
+        welford o;
+        o.n = __shfl_down_sync(0xffffffffu, w.n, off);
+        o.mean = __shfl_down_sync(0xffffffffu, w.mean, off);
+        o.m2 = __shfl_down_sync(0xffffffffu, w.m2, off);
+        w = welford_merge(w, o);
+    }
+    if (lane < CT) scratch[warp * CT + lane] = w;
+    __syncthreads();
+    for (int half = WARPS_POW2 / 2; half > 0; half >>= 1) {
+        if (lane < CT && warp < half && warp + half < WARPS)
+            scratch[warp * CT + lane] = welford_merge(scratch[warp * CT + lane], scratch[(warp + half) * CT + lane]);
+        __syncthreads();
+    }
+    w = scratch[threadIdx.x % CT];
+    __syncthreads(); // scratch may be reused right after
     return w;
 }

@@ -25,6 +25,23 @@ __device__ __forceinline__ void pp_cp_async_f32(float *dst, const float *src, bo
 #endif
 }
 
+// 16 bytes, asynchronously: the first src_bytes (0 or 16) from src, the rest zero-filled
+// (cp.async.cg: cached in L2 only, as tiles are read once per block). dst and src are
+// 16-byte aligned; src is not read when src_bytes == 0.
+__device__ __forceinline__ void pp_cp_async_16(void *dst, const void *src, int src_bytes)
+{
+#if defined(PP_HOST_EMULATION)
+    ::pp_emu::async_copy(dst, src, 16, (unsigned)src_bytes);
+#elif __CUDA_ARCH__ >= 800
+    const unsigned smem = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(src), "r"(src_bytes)
+                 : "memory");
+#else
+    const float4 zero = {0.0f, 0.0f, 0.0f, 0.0f};
+    *(float4 *)dst = src_bytes ? *(const float4 *)src : zero;
+#endif
+}
+
 __device__ __forceinline__ void pp_cp_async_commit()
 {
 #if defined(PP_HOST_EMULATION)
@@ -41,6 +58,22 @@ __device__ __forceinline__ void pp_cp_async_wait_all_but_newest()
     ::pp_emu::async_wait(1);
 #elif __CUDA_ARCH__ >= 800
     asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+#endif
+}
+
+// Waits until at most `pending` (a compile-time constant, 0..3) of this thread's newest
+// groups are pending.
+__device__ __forceinline__ void pp_cp_async_wait_pending(int pending)
+{
+#if defined(PP_HOST_EMULATION)
+    ::pp_emu::async_wait((size_t)pending);
+#elif __CUDA_ARCH__ >= 800
+    switch (pending) {
+    case 0: asm volatile("cp.async.wait_group 0;\n" ::: "memory"); break;
+    case 1: asm volatile("cp.async.wait_group 1;\n" ::: "memory"); break;
+    case 2: asm volatile("cp.async.wait_group 2;\n" ::: "memory"); break;
+    default: asm volatile("cp.async.wait_group 3;\n" ::: "memory"); break;
+    }
 #endif
 }
 

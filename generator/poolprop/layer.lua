@@ -59,23 +59,32 @@ local function push_all(list, items)
 end
 
 -- Template parts an implicit-GEMM kernel includes inside its namespace, by math mode: the
--- cp.async wrappers and the pipelined loader, then the tile product (FFMA or mma).
+-- PTX wrappers, the tile product (FFMA or mma), then the shared main loop.
 local function gemm_parts(cfg)
   if cfg.MATH > 0 then
-    return { "templates/ptx_async_copy.cuh", "templates/gemm_pipeline.cuh", "templates/ptx_mma.cuh",
-      "templates/gemm_mma.cuh" }
+    return { "templates/ptx_async_copy.cuh", "templates/ptx_ldmatrix.cuh", "templates/ptx_mma.cuh",
+      "templates/gemm_mma.cuh", "templates/gemm_mainloop.cuh" }
   end
-  return { "templates/ptx_async_copy.cuh", "templates/gemm_pipeline.cuh", "templates/gemm_tile.cuh" }
+  return { "templates/ptx_async_copy.cuh", "templates/gemm_tile.cuh", "templates/gemm_mainloop.cuh" }
+end
+
+-- Floats per operand copy: 16 bytes (4 floats) where the tensor-core layouts and the
+-- operand's contiguous extent allow (extent % 4 == 0), else single floats (the 3-channel
+-- stem, odd channel counts). The FFMA tiles store transposed and copy single floats.
+local function copy_vec(cfg, extent)
+  return (cfg.MATH > 0 and extent % 4 == 0) and 4 or 1
 end
 
 -- row_fastest: whether FFMA tiles give consecutive threads consecutive rows (see
--- gemm_tile.cuh); tensor-core tiles have the fragment layout instead.
-local function gemm_constants(cfg, row_fastest)
+-- gemm_tile.cuh); tensor-core tiles have the fragment layout instead. operands: {A_VEC,
+-- B_VEC, A_KMAJOR, B_KMAJOR}: the copy widths and shared-memory layouts (gemm_mma.cuh).
+local function gemm_constants(cfg, row_fastest, operands)
   local tm, tn = variants.per_thread(cfg)
   local c = {
     { "BM", cfg.BM }, { "BN", cfg.BN }, { "BK", cfg.BK }, { "TM", tm }, { "TN", tn },
     { "THREADS", variants.threads(cfg) }, { "TILE_PAD", variants.tile_pad(cfg) },
     { "STAGES", cfg.STAGES }, { "MATH", cfg.MATH }, { "ROW_FASTEST", row_fastest and 1 or 0 },
+    { "A_VEC", operands[1] }, { "B_VEC", operands[2] }, { "A_KMAJOR", operands[3] }, { "B_KMAJOR", operands[4] },
   }
   if cfg.MATH > 0 then
     c[#c + 1] = { "WARPS_M", cfg.WARPS_M }
@@ -130,7 +139,7 @@ function M.kernel_fwd(d, s, save_pool, stats)
     { "M", M_ }, { "G", G }, { "HP", s.HP }, { "WP", s.WP }, { "POOL_F", pool },
     { "POOL_MAX", d.pool_mode == "max" and 1 or 0 },
     { "POOL_PER_BLOCK", ceil_div(d.N * s.HP * s.WP, grid_m) }, { "STATS", stats and 1 or 0 } })
-  push_all(consts, gemm_constants(cfg, true))
+  push_all(consts, gemm_constants(cfg, true, { copy_vec(cfg, d.C), copy_vec(cfg, G), 1, 1 }))
   local grid = { grid_m, ceil_div(d.K, cfg.BN), 1 }
   check_grid(d, name, grid)
   return {
@@ -152,9 +161,11 @@ function M.kernel_bwd_data(d, s, accumulate)
   local RA, SA = ceil_div(d.R, d.stride), ceil_div(d.S, d.stride)
   local MX = d.N * HS * WS
   local consts = push_all(shape_constants(d, s), { { "HS", HS }, { "WS", WS }, { "RA", RA }, { "SA", SA },
-    { "MX", MX }, { "GX", d.K * RA * SA }, { "ACCUMULATE", accumulate and 1 or 0 } })
-  push_all(consts, gemm_constants(cfg, true))
-  local grid = { ceil_div(MX, cfg.BM), ceil_div(d.C, cfg.BN), d.stride * d.stride }
+    { "MX", MX }, { "GX", d.K * RA * SA }, { "ACCUMULATE", accumulate and 1 or 0 },
+    { "PHASES_H", math.min(d.stride, d.R) }, { "PHASES_W", math.min(d.stride, d.S) } })
+  push_all(consts, gemm_constants(cfg, true, { copy_vec(cfg, d.K), copy_vec(cfg, d.C), 1, 0 }))
+  -- Stride phases with taps only (the template zeroes the others).
+  local grid = { ceil_div(MX, cfg.BM), ceil_div(d.C, cfg.BN), math.min(d.stride, d.R) * math.min(d.stride, d.S) }
   check_grid(d, name, grid)
   return {
     name = name, op = "conv_bwd_data", config = cfg, variant = index, math = variants.math_name(cfg),
@@ -173,7 +184,8 @@ function M.kernels_bwd_weight(d, s)
   local M_, G = d.N * s.P * s.Q, d.C * d.R * d.S
   local cfg, index = config_for(d, "conv_bwd_weight")
   local name = string.format("conv_bwd_weight_%s_v%d", M.signature(d), index)
-  local tiles = ceil_div(d.K, cfg.BM) * ceil_div(G, cfg.BN)
+  -- GEMM rows are g = (r,t,c), columns k: a layer with K = 64 fills a 64-wide column tile.
+  local tiles = ceil_div(G, cfg.BM) * ceil_div(d.K, cfg.BN)
   local steps = ceil_div(M_, cfg.BK)
   local splits = math.max(1, math.min(cfg.MAX_SPLITS, ceil_div(M.split_target_blocks, tiles), steps))
   local m_per_split = ceil_div(steps, splits) * cfg.BK
@@ -181,8 +193,8 @@ function M.kernels_bwd_weight(d, s)
   local consts = push_all(shape_constants(d, s), {
     { "M", M_ }, { "G", G }, { "HP", s.HP }, { "WP", s.WP }, { "POOL_F", d.pool },
     { "SPLITS", splits }, { "M_PER_SPLIT", m_per_split } })
-  push_all(consts, gemm_constants(cfg, false))
-  local grid = { ceil_div(d.K, cfg.BM), ceil_div(G, cfg.BN), splits }
+  push_all(consts, gemm_constants(cfg, true, { copy_vec(cfg, d.C), copy_vec(cfg, d.K), 0, 0 }))
+  local grid = { ceil_div(G, cfg.BM), ceil_div(d.K, cfg.BN), splits }
   check_grid(d, name, grid)
   local kernels = { {
     name = name, op = "conv_bwd_weight", config = cfg, variant = index, math = variants.math_name(cfg),

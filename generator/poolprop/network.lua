@@ -251,6 +251,9 @@ function M.instantiate(spec, o)
     local n = 1
     for _, d in ipairs(p.shape) do n = n * d end
     p.count = n
+    -- Convolution weights start on a 16-byte boundary: the kernels copy them 16 bytes at
+    -- a time (torchvision's ResNets need no padding: their counts are multiples of 4).
+    if #p.shape == 4 then g.param_count = (g.param_count + 3) // 4 * 4 end
     p.offset = g.param_count
     g.param_count = g.param_count + n
   end

@@ -5,9 +5,13 @@
 -- with args naming the kernel's parameters in order. Names are <op>_<signature>_v0 and
 -- are identical for identical parameters, so kernels deduplicate by name.
 --
--- Tensors are NCHW float32; masks are bit-packed uint32 words (element i is bit i%32 of
--- word i/32, ceil(count/32) words); bf16 tensors are uint16 bit patterns. Shapes are
--- baked into the source. Each template's opening comment is the kernel's full contract.
+-- Activation tensors are channels-last (NHWC) float32: element (n,hw,c) of an (N,HW,C)
+-- tensor is at (n*HW + hw)*C + c, element (n,h,w,c) of an (N,H,W,C) one at
+-- ((n*H + h)*W + w)*C + c (the parameters still read N C HW / N C H W); per-channel vectors
+-- are (C), the classifier's tensors (N,C) / (N,IN) / (OUT,IN). Masks are bit-packed uint32
+-- words over a tensor's flat index (element i is bit i%32 of word i/32, ceil(count/32)
+-- words); bf16 tensors are uint16 bit patterns. Shapes are baked into the source. Each
+-- template's opening comment is the kernel's full contract.
 --
 -- op            parameters (default)                        args, in order
 -- bn_stats      N C HW, MOMENTUM (0.1), EPS (1e-5)          y mean invstd running_mean running_var
@@ -168,12 +172,23 @@ local function kernel(k)
   }
 end
 
--- Threads for the one-block-per-channel reductions over m values: enough warps to keep
--- many loads in flight on large channels, fewer on small ones.
+-- Threads for the one-block-per-channel(-group) reductions over m values per channel:
+-- enough warps to keep many loads in flight on large channels, fewer on small ones.
 local function channel_threads(m)
   if m >= 8192 then return 512 end
   if m >= 1024 then return 256 end
   return 128
+end
+
+-- Channels per block of the reductions over channels-last data (bn_stats, bn_backward,
+-- avgpool_fwd): threads run along the channels, CT per pixel row, so a warp reads 32/CT
+-- rows of CT consecutive channels. CT = 8 floats is one 32-byte sector per row: every
+-- fetched sector is fully used, while a wider tile would leave fewer blocks (C/CT) to
+-- spread over the GPU. Fewer channels: the next power of two >= C.
+local function channel_tile(c)
+  local ct = 1
+  while ct < c and ct < 8 do ct = ct * 2 end
+  return ct
 end
 
 local ELEMENTWISE_THREADS = 256
@@ -204,10 +219,11 @@ M.builders.bn_stats = function(params)
   if m < 2 then
     errors.raise(nil, "%s: N*HW = %d: batch statistics need at least 2 values per channel", op, m)
   end
+  local threads, ct = channel_threads(m), channel_tile(p.C)
   return kernel { op = op, sig = bn_sig(p) .. float_sig(p, spec), params = p, spec = spec,
-    constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "M", m }, { "MOMENTUM", f32(p.MOMENTUM) },
-      { "EPS", f32(p.EPS) } },
-    grid = { p.C }, threads = channel_threads(m),
+    constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "M", m }, { "CT", ct }, { "PG", threads // ct },
+      { "MOMENTUM", f32(p.MOMENTUM) }, { "EPS", f32(p.EPS) } },
+    grid = { ceil_div(p.C, ct) }, threads = threads,
     args = { "y", "mean", "invstd", "running_mean", "running_var" } }
 end
 
@@ -267,10 +283,11 @@ M.builders.bn_backward = function(params)
   local sig = bn_sig(p) .. ({ "", "_mask", "_maskf32" })[p.MASK + 1]
   if p.BF16 == 1 then sig = sig .. "_bf16" end
   if p.RES == 1 then sig = sig .. "_res" end
+  local threads, ct = channel_threads(m), channel_tile(p.C)
   return kernel { op = op, sig = sig, params = p, spec = spec,
     constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "M", m }, { "MASK", p.MASK },
-      { "BF16", p.BF16 }, { "RES", p.RES } },
-    grid = { p.C }, threads = channel_threads(m),
+      { "BF16", p.BF16 }, { "RES", p.RES }, { "CT", ct }, { "PG", threads // ct } },
+    grid = { ceil_div(p.C, ct) }, threads = threads,
     args = { "dout", "mask", "y", "mean", "invstd", "gamma", "dgamma", "dbeta", "dy", "dres" } }
 end
 
@@ -326,10 +343,12 @@ M.builders.avgpool_fwd = function(params)
   local op = "avgpool_fwd"
   local p = check(op, params, avgpool_spec)
   check_count(op, "N*C*HW", p.N * p.C * p.HW)
-  local rows, threads = p.N * p.C, ELEMENTWISE_THREADS
+  -- 32 pixel groups of CT channels per block, one block per (image, channel group).
+  local ct = channel_tile(p.C)
+  local cb = ceil_div(p.C, ct)
   return kernel { op = op, sig = bn_sig(p), params = p, spec = avgpool_spec,
-    constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "ROWS", rows } },
-    grid = { ceil_div(rows, threads // 32) }, threads = threads, args = { "x", "y" } }
+    constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "CT", ct }, { "CB", cb }, { "PG", 32 } },
+    grid = { p.N * cb }, threads = 32 * ct, args = { "x", "y" } }
 end
 
 M.builders.avgpool_bwd = function(params)

@@ -25,16 +25,16 @@ local ffma_space = {
   STAGES = { 1, 2 },
   MATH = { 0 },
 }
--- Tensor-core tiles: WARPS_M x WARPS_N warps, each a (BM/WARPS_M) x (BN/WARPS_N) sub-tile
--- of 16x8 mma tiles, 4 to 16 warps; always pipelined (they need sm_80, which has
--- cp.async).
+-- Tensor-core tiles (gemm_mma.cuh): WARPS_M x WARPS_N warps, each a (BM/WARPS_M) x
+-- (BN/WARPS_N) sub-tile of 16x8 mma tiles (up to 64x64), 2 to 8 warps; always pipelined
+-- (they need sm_80, which has cp.async), 2 to 4 stages in static shared memory.
 local mma_space = {
   BM = { 64, 128 },
-  BN = { 32, 64, 128 },
+  BN = { 64, 128 },
   BK = { 16, 32 },
-  WARPS_M = { 2, 4 },
+  WARPS_M = { 1, 2, 4 },
   WARPS_N = { 1, 2, 4 },
-  STAGES = { 2 },
+  STAGES = { 2, 3, 4 },
   MATH = { 1, 2 },
 }
 
@@ -63,9 +63,9 @@ local spaces = {
 }
 M.ops = { "conv_fwd", "conv_bwd_data", "conv_bwd_weight" }
 
--- Shared-memory row padding of the tiles: tensor-core fragment loads read 8 rows x 4
--- k-columns, which a pad of 8 floats spreads over 32 banks.
-function M.tile_pad(cfg) return cfg.MATH > 0 and 8 or 0 end
+-- Shared-memory row padding of the tiles: none (the FFMA tiles are read along rows; the
+-- tensor-core tiles are XOR-swizzled instead, gemm_mma.cuh).
+function M.tile_pad(cfg) return 0 end
 
 -- Tensor-core configurations derive their per-thread tile from the warp layout.
 function M.per_thread(cfg)
@@ -82,16 +82,18 @@ function M.shared_bytes(cfg)
   return cfg.STAGES * cfg.BK * (cfg.BM + cfg.BN + 2 * M.tile_pad(cfg)) * 4
 end
 
--- Accumulators per thread: more than 64 would not leave registers for the fragments.
+-- Accumulators per thread: FFMA tiles keep at most 64; a tensor-core warp tile of 64x64
+-- holds 128 per thread and leaves registers for its 32 fragment registers.
 M.max_accumulators = 64
+M.max_mma_accumulators = 128
 
 function M.valid(cfg)
   local t = M.threads(cfg)
   if cfg.MATH > 0 then
-    if cfg.BM % (16 * cfg.WARPS_M) ~= 0 or cfg.BN % (8 * cfg.WARPS_N) ~= 0 then return false end
+    if cfg.BM % (16 * cfg.WARPS_M) ~= 0 or cfg.BN % (16 * cfg.WARPS_N) ~= 0 then return false end
     if cfg.BK % (cfg.MATH == 2 and 16 or 8) ~= 0 then return false end
     local tm, tn = M.per_thread(cfg)
-    if tm * tn > M.max_accumulators or t < 128 then return false end
+    if tm * tn > M.max_mma_accumulators or t < 64 or t > 256 then return false end
   elseif cfg.BM % cfg.TM ~= 0 or cfg.BN % cfg.TN ~= 0 then
     return false
   end
@@ -168,12 +170,18 @@ end
 -- The configuration a model uses for op when a policy allows math and the tuning database
 -- has no entry: variant 0 for fp32, else this tensor-core tile of the space.
 local math_defaults = {
-  tf32 = { BM = 128, BN = 64, BK = 16, WARPS_M = 2, WARPS_N = 2, STAGES = 2, MATH = 1 },
-  bf16 = { BM = 128, BN = 64, BK = 16, WARPS_M = 2, WARPS_N = 2, STAGES = 2, MATH = 2 },
+  tf32 = { BM = 128, BN = 128, BK = 16, WARPS_M = 2, WARPS_N = 2, STAGES = 3, MATH = 1 },
+  bf16 = { BM = 128, BN = 128, BK = 16, WARPS_M = 2, WARPS_N = 2, STAGES = 3, MATH = 2 },
+}
+-- The weight gradient's columns are the K output channels: 64-wide column tiles, so that
+-- K = 64 layers (every ResNet's first stage) run no half-empty tile.
+local wgrad_math_defaults = {
+  tf32 = { BM = 128, BN = 64, BK = 16, WARPS_M = 2, WARPS_N = 2, STAGES = 4, MATH = 1 },
+  bf16 = { BM = 128, BN = 64, BK = 16, WARPS_M = 2, WARPS_N = 2, STAGES = 4, MATH = 2 },
 }
 
 function M.default_index(op, math_mode)
-  local want = math_defaults[math_mode]
+  local want = (op == "conv_bwd_weight" and wgrad_math_defaults or math_defaults)[math_mode]
   if not want then return 0 end
   for i, cfg in ipairs(M.list(op)) do
     local same = true

@@ -3,6 +3,7 @@
  * report, and run forward + pool-save, input gradient and weight gradient on host arrays.
  * Invariant: a pp_layer holds one loaded function per generated kernel, in launch order. */
 #include "layer.h"
+#include "layout.h"
 #include "lua_gen.h"
 #include "nvrtc_compile.h"
 
@@ -178,11 +179,32 @@ static int kernel_of_op(const gen_layer *g, int k, const char *op)
 
 /* Runs the kernels of op (NULL: all, in launch order) on host arrays: uploads the named
  * inputs that are non-NULL and exist in the layer, downloads the named outputs that are
- * non-NULL. */
+ * non-NULL. Host arrays are NCHW / KCRS; the device buffers channels last (layout.h). */
 typedef struct named_array {
     const char *name;
     float *data;
 } named_array;
+
+/* The user-facing 4-D shape of a layer buffer (x, dx: N,C,H,W; y, dy: N,K,P,Q; xp:
+ * N,C,HP,WP; w, dw: K,C,R,S); 0 for internal buffers. */
+static int buffer_dims(const pp_layer *layer, const char *name, size_t dims[4])
+{
+    const pp_layer_desc *d = &layer->desc;
+    const gen_layer *g = &layer->gen;
+    size_t n = (size_t)d->n;
+    if (strcmp(name, "x") == 0 || strcmp(name, "dx") == 0) {
+        dims[0] = n, dims[1] = (size_t)d->c, dims[2] = (size_t)d->h, dims[3] = (size_t)d->w;
+    } else if (strcmp(name, "y") == 0 || strcmp(name, "dy") == 0) {
+        dims[0] = n, dims[1] = (size_t)d->k, dims[2] = (size_t)g->p, dims[3] = (size_t)g->q;
+    } else if (strcmp(name, "xp") == 0) {
+        dims[0] = n, dims[1] = (size_t)d->c, dims[2] = (size_t)g->hp, dims[3] = (size_t)g->wp;
+    } else if (strcmp(name, "w") == 0 || strcmp(name, "dw") == 0) {
+        dims[0] = (size_t)d->k, dims[1] = (size_t)d->c, dims[2] = (size_t)d->r, dims[3] = (size_t)d->s;
+    } else {
+        return 0;
+    }
+    return 1;
+}
 
 static pp_status run_kernels(pp_layer *layer, const char *op, const named_array *inputs, int n_inputs,
                              const named_array *outputs, int n_outputs)
@@ -194,10 +216,21 @@ static pp_status run_kernels(pp_layer *layer, const char *op, const named_array 
     pp_status st = PP_OK;
     for (int i = 0; i < g->buffer_count && st == PP_OK; i++)
         st = device_alloc(ctx, g->buffers[i].elems * sizeof(float), &dev[i]);
+    size_t largest = 0;
+    for (int i = 0; i < g->buffer_count; i++)
+        if (g->buffers[i].elems > largest) largest = g->buffers[i].elems;
+    float *staging = st == PP_OK ? malloc((largest + 1) * sizeof *staging) : NULL;
+    if (st == PP_OK && !staging) st = ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     for (int i = 0; i < n_inputs && st == PP_OK; i++) {
         int b = buffer_index(g, inputs[i].name);
-        if (b >= 0 && inputs[i].data)
-            st = ctx->ops->upload(ctx, dev[b], inputs[i].data, g->buffers[b].elems * sizeof(float));
+        size_t dims[4];
+        if (b < 0 || !inputs[i].data) continue;
+        const float *src = inputs[i].data;
+        if (buffer_dims(layer, inputs[i].name, dims)) {
+            layout_to_channels_last(src, staging, dims[0], dims[1], dims[2], dims[3]);
+            src = staging;
+        }
+        st = ctx->ops->upload(ctx, dev[b], src, g->buffers[b].elems * sizeof(float));
     }
     for (int i = 0; i < g->kernel_count && st == PP_OK; i++) {
         if (!kernel_of_op(g, i, op)) continue;
@@ -219,9 +252,15 @@ static pp_status run_kernels(pp_layer *layer, const char *op, const named_array 
     if (st == PP_OK) st = ctx->ops->synchronize(ctx);
     for (int i = 0; i < n_outputs && st == PP_OK; i++) {
         int b = buffer_index(g, outputs[i].name);
-        if (b >= 0 && outputs[i].data)
-            st = ctx->ops->download(ctx, outputs[i].data, dev[b], g->buffers[b].elems * sizeof(float));
+        size_t dims[4];
+        if (b < 0 || !outputs[i].data) continue;
+        int permuted = buffer_dims(layer, outputs[i].name, dims);
+        st = ctx->ops->download(ctx, permuted ? staging : outputs[i].data, dev[b],
+                                g->buffers[b].elems * sizeof(float));
+        if (st == PP_OK && permuted)
+            layout_from_channels_last(staging, outputs[i].data, dims[0], dims[1], dims[2], dims[3]);
     }
+    free(staging);
     for (int i = 0; i < g->buffer_count; i++)
         device_free(ctx, dev[i], g->buffers[i].elems * sizeof(float));
     free(dev);

@@ -4,6 +4,7 @@
  * Invariant: the device memory a model holds is exactly the planned peak: the flat
  * parameter, gradient, momentum and BN-statistics arrays plus one arena (the larger of the
  * training and the inference arenas), in which every buffer lives at its planned offset. */
+#include "layout.h"
 #include "plan.h"
 #include "tuner.h"
 
@@ -221,8 +222,10 @@ pp_status pp_model_param_info(const pp_model *m, int index, pp_param_info *out)
     return PP_OK;
 }
 
-/* Finds key among parameters (base = params array) or statistics (base = state array). */
-static pp_status locate(pp_model *m, const char *key, size_t count, int allow_state, pp_devptr *at)
+/* Finds key among parameters (base = params array) or statistics (base = state array);
+ * *info (if not NULL) receives its description. */
+static pp_status locate(pp_model *m, const char *key, size_t count, int allow_state, pp_devptr *at,
+                        const plan_tensor_info **info)
 {
     const gen_plan *p = &m->plan;
     if (!key) return ctx_fail(m->ctx, PP_ERR_INVALID_ARGUMENT, "NULL parameter key");
@@ -235,6 +238,7 @@ static pp_status locate(pp_model *m, const char *key, size_t count, int allow_st
             if (count != list[i].count)
                 return ctx_fail(m->ctx, PP_ERR_SHAPE, "%s has %zu elements, got %zu", key, list[i].count, count);
             *at = (pass ? m->state : m->params) + list[i].offset * 4;
+            if (info) *info = &list[i];
             return PP_OK;
         }
     }
@@ -242,28 +246,84 @@ static pp_status locate(pp_model *m, const char *key, size_t count, int allow_st
                     allow_state ? "parameter or statistic" : "trainable parameter", key);
 }
 
+/* Convolution weights (rank 4) are KCRS outside and KRSC on the device (layout.h);
+ * every other tensor has one layout. */
+static int is_conv_weight(const plan_tensor_info *t) { return t->rank == 4; }
+
+/* Downloads count floats at `at` into out, in the user-facing layout of t. */
+static pp_status download_tensor(pp_model *m, const plan_tensor_info *t, pp_devptr at, float *out, size_t count)
+{
+    pp_context *ctx = m->ctx;
+    if (!is_conv_weight(t)) return ctx->ops->download(ctx, out, at, count * 4);
+    float *staging = malloc(count * sizeof *staging);
+    if (!staging) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory (%zu floats of %s)", count, t->key);
+    pp_status st = ctx->ops->download(ctx, staging, at, count * 4);
+    if (st == PP_OK) layout_from_channels_last(staging, out, t->shape[0], t->shape[1], t->shape[2], t->shape[3]);
+    free(staging);
+    return st;
+}
+
+/* Uploads count floats of values (user-facing layout of t) to `at`. */
+static pp_status upload_tensor(pp_model *m, const plan_tensor_info *t, pp_devptr at, const float *values,
+                               size_t count)
+{
+    pp_context *ctx = m->ctx;
+    if (!is_conv_weight(t)) return ctx->ops->upload(ctx, at, values, count * 4);
+    float *staging = malloc(count * sizeof *staging);
+    if (!staging) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory (%zu floats of %s)", count, t->key);
+    layout_to_channels_last(values, staging, t->shape[0], t->shape[1], t->shape[2], t->shape[3]);
+    pp_status st = ctx->ops->upload(ctx, at, staging, count * 4);
+    free(staging);
+    return st;
+}
+
+/* Permutes every convolution weight of a flat parameter-shaped array in place (to or from
+ * channels last); scratch holds the largest parameter. */
+static void permute_params(const gen_plan *p, float *values, float *scratch, int to_channels_last)
+{
+    for (int i = 0; i < p->param_count_keys; i++) {
+        const plan_tensor_info *t = &p->params[i];
+        if (!is_conv_weight(t)) continue;
+        float *v = values + t->offset;
+        if (to_channels_last) layout_to_channels_last(v, scratch, t->shape[0], t->shape[1], t->shape[2], t->shape[3]);
+        else layout_from_channels_last(v, scratch, t->shape[0], t->shape[1], t->shape[2], t->shape[3]);
+        memcpy(v, scratch, t->count * sizeof *v);
+    }
+}
+
+static size_t largest_param(const gen_plan *p)
+{
+    size_t most = 1;
+    for (int i = 0; i < p->param_count_keys; i++)
+        if (p->params[i].count > most) most = p->params[i].count;
+    return most;
+}
+
 pp_status pp_model_param_read(pp_model *m, const char *key, float *out, size_t count)
 {
     if (!m || !out) return PP_ERR_INVALID_ARGUMENT;
     pp_devptr at = 0;
-    PP_TRY(locate(m, key, count, 1, &at));
-    return m->ctx->ops->download(m->ctx, out, at, count * 4);
+    const plan_tensor_info *t = NULL;
+    PP_TRY(locate(m, key, count, 1, &at, &t));
+    return download_tensor(m, t, at, out, count);
 }
 
 pp_status pp_model_param_write(pp_model *m, const char *key, const float *values, size_t count)
 {
     if (!m || !values) return PP_ERR_INVALID_ARGUMENT;
     pp_devptr at = 0;
-    PP_TRY(locate(m, key, count, 1, &at));
-    return m->ctx->ops->upload(m->ctx, at, values, count * 4);
+    const plan_tensor_info *t = NULL;
+    PP_TRY(locate(m, key, count, 1, &at, &t));
+    return upload_tensor(m, t, at, values, count);
 }
 
 pp_status pp_model_grad_read(pp_model *m, const char *key, float *out, size_t count)
 {
     if (!m || !out) return PP_ERR_INVALID_ARGUMENT;
     pp_devptr at = 0;
-    PP_TRY(locate(m, key, count, 0, &at));
-    return m->ctx->ops->download(m->ctx, out, m->grads + (at - m->params), count * 4);
+    const plan_tensor_info *t = NULL;
+    PP_TRY(locate(m, key, count, 0, &at, &t));
+    return download_tensor(m, t, m->grads + (at - m->params), out, count);
 }
 
 pp_status pp_model_optimizer_size(const pp_model *m, size_t *count)
@@ -273,12 +333,18 @@ pp_status pp_model_optimizer_size(const pp_model *m, size_t *count)
     return PP_OK;
 }
 
+/* The momentum is exchanged in the parameters' user-facing layouts, like the parameters. */
 pp_status pp_model_optimizer_read(pp_model *m, float *out, size_t count)
 {
     if (!m || !out) return PP_ERR_INVALID_ARGUMENT;
     if (count != m->plan.param_count)
         return ctx_fail(m->ctx, PP_ERR_SHAPE, "optimizer state has %zu elements, got %zu", m->plan.param_count, count);
-    return m->ctx->ops->download(m->ctx, out, m->momentum, count * 4);
+    float *scratch = malloc(largest_param(&m->plan) * sizeof *scratch);
+    if (!scratch) return ctx_fail(m->ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    pp_status st = m->ctx->ops->download(m->ctx, out, m->momentum, count * 4);
+    if (st == PP_OK) permute_params(&m->plan, out, scratch, 0);
+    free(scratch);
+    return st;
 }
 
 pp_status pp_model_optimizer_write(pp_model *m, const float *values, size_t count)
@@ -286,7 +352,13 @@ pp_status pp_model_optimizer_write(pp_model *m, const float *values, size_t coun
     if (!m || !values) return PP_ERR_INVALID_ARGUMENT;
     if (count != m->plan.param_count)
         return ctx_fail(m->ctx, PP_ERR_SHAPE, "optimizer state has %zu elements, got %zu", m->plan.param_count, count);
-    return m->ctx->ops->upload(m->ctx, m->momentum, values, count * 4);
+    float *copy = malloc((count + largest_param(&m->plan)) * sizeof *copy);
+    if (!copy) return ctx_fail(m->ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    memcpy(copy, values, count * sizeof *copy);
+    permute_params(&m->plan, copy, copy + count, 1);
+    pp_status st = m->ctx->ops->upload(m->ctx, m->momentum, copy, count * 4);
+    free(copy);
+    return st;
 }
 
 /* splitmix64: a small, well-mixed deterministic generator for initialisation. */
@@ -336,10 +408,11 @@ pp_status pp_model_init_params(pp_model *m, uint64_t seed)
 {
     if (!m) return PP_ERR_INVALID_ARGUMENT;
     const gen_plan *p = &m->plan;
-    float *host = malloc((p->param_count + p->state_count + 1) * sizeof *host);
+    float *host = malloc((p->param_count + p->state_count + largest_param(p)) * sizeof *host);
     if (!host) return ctx_fail(m->ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     float *state = host + p->param_count;
-    init_host(p, seed, host, state);
+    init_host(p, seed, host, state); /* torchvision's values, KCRS */
+    permute_params(p, host, state + p->state_count, 1);
     pp_context *ctx = m->ctx;
     pp_status st = ctx->ops->upload(ctx, m->params, host, p->param_count * 4);
     if (st == PP_OK) st = ctx->ops->upload(ctx, m->state, state, p->state_count * 4);
@@ -407,6 +480,21 @@ void pp_params_destroy(pp_params *ps)
     free(ps);
 }
 
+/* Uploads a batch of images, NCHW, to the channels-last input buffer at `at`. */
+static pp_status upload_images(pp_model *m, pp_devptr at, const float *x, size_t bytes)
+{
+    const gen_plan *p = &m->plan;
+    const size_t count = (size_t)p->batch * p->channels * p->height * p->width;
+    if (count * 4 != bytes)
+        return ctx_fail(m->ctx, PP_ERR_INTERNAL, "input buffer of %zu bytes for a batch of %zu floats", bytes, count);
+    float *staging = malloc((count + 1) * sizeof *staging);
+    if (!staging) return ctx_fail(m->ctx, PP_ERR_OUT_OF_MEMORY, "out of memory (input batch of %zu floats)", count);
+    layout_to_channels_last(x, staging, (size_t)p->batch, (size_t)p->channels, (size_t)p->height, (size_t)p->width);
+    pp_status st = m->ctx->ops->upload(m->ctx, at, staging, bytes);
+    free(staging);
+    return st;
+}
+
 pp_status pp_model_set_batch(pp_model *m, const float *x, const int32_t *labels)
 {
     if (!m || !x || !labels) return PP_ERR_INVALID_ARGUMENT;
@@ -417,7 +505,7 @@ pp_status pp_model_set_batch(pp_model *m, const float *x, const int32_t *labels)
                             (int)labels[i], p->classes);
     const plan_buffer *xb = &p->train.buffers[p->x_buffer], *lb = &p->train.buffers[p->labels_buffer];
     pp_context *ctx = m->ctx;
-    PP_TRY(ctx->ops->upload(ctx, m->arena + xb->offset, x, xb->bytes));
+    PP_TRY(upload_images(m, m->arena + xb->offset, x, xb->bytes));
     PP_TRY(ctx->ops->upload(ctx, m->arena + lb->offset, labels, lb->bytes));
     m->batch_set = 1;
     return PP_OK;
@@ -492,7 +580,7 @@ pp_status pp_model_infer(pp_model *m, const float *x, float *logits)
         if (strcmp(s->buffers[i].name, "x") == 0) xi = i;
     if (xi < 0 || m->plan.logits_buffer < 0) return ctx_fail(ctx, PP_ERR_INTERNAL, "inference plan lacks x or logits");
     m->batch_set = 0;
-    PP_TRY(ctx->ops->upload(ctx, m->arena + s->buffers[xi].offset, x, s->buffers[xi].bytes));
+    PP_TRY(upload_images(m, m->arena + s->buffers[xi].offset, x, s->buffers[xi].bytes));
     const float none[3] = {0, 0, 0};
     PP_TRY(run_steps(m, s, 0, s->step_count, none));
     const plan_buffer *lb = &s->buffers[m->plan.logits_buffer];

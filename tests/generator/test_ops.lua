@@ -16,17 +16,17 @@ local test, eq, has, raises = H.test, H.eq, H.has, H.raises
 
 -- op -> { params, name, grid, block, args }
 local cases = {
-  bn_stats = { { N = 2, C = 16, HW = 64 }, "bn_stats_n2c16hw64_v0", { 16, 1, 1 }, 128,
+  bn_stats = { { N = 2, C = 16, HW = 64 }, "bn_stats_n2c16hw64_v0", { 2, 1, 1 }, 128,
     "y mean invstd running_mean running_var" },
   bn_apply = { { N = 2, C = 5, HW = 49, RELU = 1, ADD = 1, SAVE_BF16 = 1 }, "bn_apply_n2c5hw49_relu_add_bf16_v0",
     { 2, 1, 1 }, 256, "y mean invstd gamma beta residual out mask y_bf16 running_mean running_var" },
   bn_backward = { { N = 3, C = 7, HW = 3000, MASK = 1, BF16 = 1, RES = 1 }, "bn_backward_n3c7hw3000_mask_bf16_res_v0",
-    { 7, 1, 1 }, 512, "dout mask y mean invstd gamma dgamma dbeta dy dres" },
+    { 1, 1, 1 }, 512, "dout mask y mean invstd gamma dgamma dbeta dy dres" },
   maxpool_fwd = { { N = 2, C = 3, H = 9, W = 11 }, "maxpool_fwd_n2c3h9w11_r3s2p1_v0", { 1, 1, 1 }, 256,
     "x y argmax" },
   maxpool_bwd = { { N = 2, C = 3, H = 9, W = 11, R = 2, STRIDE = 2, PAD = 0 }, "maxpool_bwd_n2c3h9w11_r2s2p0_v0",
     { 3, 1, 1 }, 256, "dy argmax dx" },
-  avgpool_fwd = { { N = 3, C = 100, HW = 49 }, "avgpool_fwd_n3c100hw49_v0", { 38, 1, 1 }, 256, "x y" },
+  avgpool_fwd = { { N = 3, C = 100, HW = 49 }, "avgpool_fwd_n3c100hw49_v0", { 39, 1, 1 }, 256, "x y" },
   avgpool_bwd = { { N = 3, C = 100, HW = 49 }, "avgpool_bwd_n3c100hw49_v0", { 58, 1, 1 }, 256, "dy dx" },
   fc_fwd = { { N = 256, IN = 2048, OUT = 1000 }, "fc_fwd_n256in2048out1000_v0", { 4, 16, 1 }, 256, "x w b y" },
   fc_bwd_data = { { N = 3, IN = 2048, OUT = 1000 }, "fc_bwd_data_n3in2048out1000_v0", { 1, 32, 1 }, 256, "dy w dx" },
@@ -63,6 +63,21 @@ test("every builder: name, geometry, args, source structure", function()
     eq(k.source:find("${", 1, true), nil, op .. " placeholders substituted")
   end
   for op in pairs(cases) do assert(ops.builders[op], "case for a missing builder " .. op) end
+end)
+
+test("channels-last reductions: CT channels per block (8, or the next power of two >= C)", function()
+  for _, c in ipairs { { 3, 4, 1 }, { 8, 8, 1 }, { 33, 8, 5 }, { 1, 1, 1 } } do
+    local st = ops.kernel("bn_stats", { N = 2, C = c[1], HW = 64 })
+    has(st.source, "constexpr int CT = " .. c[2] .. ";", "bn_stats CT for C = " .. c[1])
+    has(st.source, "constexpr int PG = " .. 128 // c[2] .. ";", "bn_stats PG for C = " .. c[1])
+    eq(st.grid[1], c[3], "bn_stats grid for C = " .. c[1])
+    local bw = ops.kernel("bn_backward", { N = 2, C = c[1], HW = 64 })
+    has(bw.source, "constexpr int CT = " .. c[2] .. ";", "bn_backward CT for C = " .. c[1])
+    eq(bw.grid[1], c[3], "bn_backward grid for C = " .. c[1])
+    local av = ops.kernel("avgpool_fwd", { N = 3, C = c[1], HW = 49 })
+    eq(av.block[1], 32 * c[2], "avgpool_fwd block for C = " .. c[1])
+    eq(av.grid[1], 3 * c[3], "avgpool_fwd grid for C = " .. c[1])
+  end
 end)
 
 test("names: identical parameters give identical kernels; each option changes the name", function()

@@ -4,8 +4,14 @@
  * compiles with NVRTC for sm_80 and sm_90 without spills, and the builders' parameter
  * errors.
  *
+ * Layouts: the kernels take channels-last activations (NHWC: element (n,hw,c) of an
+ * (N,HW,C) tensor at (n*HW + hw)*C + c), the reference is written in NCHW (the arithmetic
+ * contract). The test makes its data in NCHW, hands the kernels NHWC copies and maps every
+ * kernel output back to NCHW before comparing, element for element; a mask bit of element
+ * e sits at e's NCHW flat index for the reference and at its NHWC flat index for the kernels.
+ *
  * Shapes: N 1..3, channel counts not multiples of 32, HW not multiples of 32 (mask words
- * straddle channels, the last word is partial), channels with fewer values than threads
+ * straddle pixels, the last word is partial), channels with fewer values than threads
  * and with more than 8192, maxpool on odd sizes with overlapping and disjoint windows,
  * softmax with 10 and 1000 classes, fc with odd sizes and each GEMM tile height. Every
  * option combination of bn_apply (16) and bn_backward (12) runs on three BN shapes.
@@ -128,6 +134,44 @@ static double log2i(int t)
     return d;
 }
 
+/* ---- layouts: NCHW (the reference) <-> NHWC (the kernels) ----
+ * Element (b, ch, i) of an (n, c, hw) tensor (hw = h*w, i = y*w + x for a 4-d one) is at
+ * (b*c + ch)*hw + i in NCHW and at (b*hw + i)*c + ch in NHWC. */
+static size_t at_nchw(int c, int hw, int b, int ch, int i) { return ((size_t)b * c + ch) * hw + i; }
+static size_t at_nhwc(int c, int hw, int b, int ch, int i) { return ((size_t)b * hw + i) * c + ch; }
+
+/* dst = src with its elements (elem bytes each) moved from one layout to the other. */
+static void relayout(void *dst, const void *src, size_t elem, int n, int c, int hw, int to_nhwc)
+{
+    for (int b = 0; b < n; b++)
+        for (int ch = 0; ch < c; ch++)
+            for (int i = 0; i < hw; i++) {
+                const size_t a = at_nchw(c, hw, b, ch, i), h = at_nhwc(c, hw, b, ch, i);
+                memcpy((char *)dst + (to_nhwc ? h : a) * elem, (const char *)src + (to_nhwc ? a : h) * elem, elem);
+            }
+}
+/* A new NHWC copy of an NCHW tensor. */
+static void *nhwc_copy(const void *nchw, size_t elem, int n, int c, int hw)
+{
+    void *p = xmalloc((size_t)n * c * hw * elem);
+    relayout(p, nchw, elem, n, c, hw, 1);
+    return p;
+}
+/* Bit masks: dst gets bit e (element e in one layout) from the same element's bit in src
+ * (the other layout); the bits past the last element stay 0. */
+static void mask_relayout(uint32_t *dst, const uint32_t *src, int n, int c, int hw, int to_nhwc)
+{
+    const size_t count = (size_t)n * c * hw;
+    memset(dst, 0, (count + 31) / 32 * 4);
+    for (int b = 0; b < n; b++)
+        for (int ch = 0; ch < c; ch++)
+            for (int i = 0; i < hw; i++) {
+                const size_t a = at_nchw(c, hw, b, ch, i), h = at_nhwc(c, hw, b, ch, i);
+                const size_t from = to_nhwc ? a : h, to = to_nhwc ? h : a;
+                if ((src[from / 32] >> (from % 32)) & 1u) dst[to / 32] |= 1u << (to % 32);
+            }
+}
+
 /* ---- kernel sets: generated together, compiled as one translation unit ---- */
 #define MAX_SET 48
 typedef struct kernel_set {
@@ -185,6 +229,17 @@ static char *set_source(const kernel_set *s)
     src[0] = '\0';
     for (int i = 0; i < s->count; i++) strcat(src, s->k[i].source);
     return src;
+}
+
+/* A constexpr int the generator baked into a kernel's source (a tile size the tolerances
+ * depend on). */
+static int source_constant(const gen_kernel *k, const char *name)
+{
+    char key[80];
+    snprintf(key, sizeof key, "constexpr int %s = ", name);
+    const char *p = strstr(k->source, key);
+    CHECK(p != NULL, "%s: no constant %s in the source", k->name, name);
+    return atoi(p + strlen(key));
 }
 
 /* NVRTC for sm_80 and sm_90 (zero spills), then the host backend for both schedules. */
@@ -358,9 +413,14 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
     set_compile(&s, 1);
 
     const size_t count = (size_t)n * c * hw, words = (count + 31) / 32, m = (size_t)n * hw;
-    const int threads = (int)s.k[ks].block[0];
-    char where[160];
-    snprintf(where, sizeof where, "N%d C%d HW%d (M %zu, %d threads, offset %g)", n, c, hw, m, threads, offset);
+    /* bn_stats' block: CT channels x PG pixel groups; each group's thread reduces ceil(M/PG)
+     * values of its channel, then a log2(PG)-level tree over the groups. */
+    const int threads = (int)s.k[ks].block[0], ct = source_constant(&s.k[ks], "CT"), pg = source_constant(&s.k[ks], "PG");
+    CHECK(ct * pg == threads && s.k[ks].grid[0] == (unsigned)((c + ct - 1) / ct), "%s: %d channels x %d groups, %u blocks",
+          s.k[ks].name, ct, pg, s.k[ks].grid[0]);
+    char where[200];
+    snprintf(where, sizeof where, "N%d C%d HW%d (M %zu, %d threads = %d channels x %d pixel groups, offset %g)", n, c,
+             hw, m, threads, ct, pg, offset);
 
     /* Channel ch: values offset*(1 + ch%3) + spread*(ch%4 + 1)*uniform(-1, 1). */
     float *y = xmalloc(count * 4);
@@ -371,6 +431,9 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
     float *rm_in = rand_floats(c, -1, 1), *rv_in = rand_floats(c, 0.5f, 2);
     float *gamma = rand_floats(c, 0.5f, 1.5f), *beta = rand_floats(c, -0.5f, 0.5f);
     float *residual = rand_floats(count, -2, 2), *dout = rand_floats(count, -1, 1);
+    /* The kernels' NHWC copies. */
+    float *y_h = nhwc_copy(y, 4, n, c, hw), *residual_h = nhwc_copy(residual, 4, n, c, hw);
+    float *dout_h = nhwc_copy(dout, 4, n, c, hw);
 
     /* ---- bn_stats ---- */
     double *mean_r = xmalloc(c * 8), *invstd_r = xmalloc(c * 8), *rm_r = xmalloc(c * 8), *rv_r = xmalloc(c * 8);
@@ -385,15 +448,18 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
         double k = 1 + fabs(mean_r[ch] - y[(size_t)ch * hw]) / sd;
         if (k > kappa) kappa = k;
     }
-    /* Each thread's Welford pass: ceil(M/T) updates, each erring by a few u of the data's
-     * magnitude; the Chan merge tree adds log2(T) levels. */
-    const double steps = ceil((double)m / threads) + log2i(threads);
+    /* Each thread's Welford pass: ceil(M/PG) updates (PG = the pixel groups sharing a
+     * channel, THREADS/CT), each erring by a few u of the data's magnitude; the Chan merge
+     * tree over the groups adds log2(PG) levels. (NCHW kernels had all THREADS on one
+     * channel: ceil(M/THREADS) + log2(THREADS); the channels-last block shares its threads
+     * among CT channels, so the chains are CT times longer.) */
+    const double steps = ceil((double)m / pg) + log2i(pg);
     const double tol_mean = (steps + 4) * U;                  /* relative to max|y| */
     const double tol_invstd = (steps + 8) * U * kappa;        /* relative, per channel */
     float *mean = xmalloc(c * 4), *invstd = xmalloc(c * 4), *rm = xmalloc(c * 4), *rv = xmalloc(c * 4);
     uint64_t hash[2];
     for (int si = 0; si < 2; si++) {
-        bind b[] = {IN("y", y, count * 4), OUT("mean", mean, c * 4), OUT("invstd", invstd, c * 4),
+        bind b[] = {IN("y", y_h, count * 4), OUT("mean", mean, c * 4), OUT("invstd", invstd, c * 4),
                     INOUT("running_mean", rm_in, rm, c * 4), INOUT("running_var", rv_in, rv, c * 4)};
         hash[si] = launch(si, &s, ks, b, 5);
         double e_invstd = 0, e_rv = 0;
@@ -403,7 +469,7 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
             e = diff(rv[ch], rv_r[ch]) / rv_r[ch];
             if (e > e_rv) e_rv = e;
         }
-        char w2[200];
+        char w2[280];
         snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
         expect("bn_stats", "mean (rel. to max|y|)", w2, max_diff(mean, mean_r, c) / scale_of(ymax), tol_mean);
         expect("bn_stats", "invstd (relative)", w2, e_invstd, tol_invstd);
@@ -458,7 +524,7 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
                 e = diff(rv[ch], rv_r[ch]) / rv_r[ch];
                 if (e > e_rv) e_rv = e;
             }
-            char w2[200];
+            char w2[280];
             snprintf(w2, sizeof w2, "%s %s, %d partials", where, schedule_names[si], parts);
             expect("bn_stats_merge", "mean (rel. to max|y|)", w2, max_diff(mean, mean_r, c) / scale_of(ymax), mtol_mean);
             expect("bn_stats_merge", "invstd (relative)", w2, e_invstd, mtol_invstd);
@@ -471,10 +537,11 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
     }
 
     /* ---- bn_apply, every selected combination; mean/invstd from the kernel above ---- */
+    /* out, mask, ybf: the kernel's outputs mapped to NCHW; *_k: as the kernel wrote them (NHWC). */
     double *out_r = xmalloc(count * 8), *terms = xmalloc(count * 8);
-    float *out = xmalloc(count * 4), *out2 = xmalloc(count * 4);
-    uint32_t *mask = xmalloc(words * 4);
-    uint16_t *ybf = xmalloc(count * 2);
+    float *out = xmalloc(count * 4), *out_k = xmalloc(count * 4), *out2_k = xmalloc(count * 4);
+    uint32_t *mask = xmalloc(words * 4), *mask_k = xmalloc(words * 4);
+    uint16_t *ybf = xmalloc(count * 2), *ybf_k = xmalloc(count * 2);
     for (int combo = 0; combo < 16; combo++) {
         if (ka[combo] < 0) continue;
         int relu = combo & 1, add = (combo >> 1) & 1, bf16 = (combo >> 2) & 1, eval = (combo >> 3) & 1;
@@ -493,18 +560,21 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
         const double tol = 8 * U;
         const int want_mask = relu && !eval;
         for (int si = 0; si < 2; si++) {
-            bind b[] = {IN("y", y, count * 4),
+            bind b[] = {IN("y", y_h, count * 4),
                         eval ? (bind)NUL("mean") : (bind)IN("mean", mean, c * 4),
                         eval ? (bind)NUL("invstd") : (bind)IN("invstd", invstd, c * 4),
                         IN("gamma", gamma, c * 4), IN("beta", beta, c * 4),
-                        add ? (bind)IN("residual", residual, count * 4) : (bind)NUL("residual"),
-                        OUT("out", out, count * 4),
-                        want_mask ? (bind)OUT("mask", mask, words * 4) : (bind)NUL("mask"),
-                        bf16 ? (bind)OUT("y_bf16", ybf, count * 2) : (bind)NUL("y_bf16"),
+                        add ? (bind)IN("residual", residual_h, count * 4) : (bind)NUL("residual"),
+                        OUT("out", out_k, count * 4),
+                        want_mask ? (bind)OUT("mask", mask_k, words * 4) : (bind)NUL("mask"),
+                        bf16 ? (bind)OUT("y_bf16", ybf_k, count * 2) : (bind)NUL("y_bf16"),
                         eval ? (bind)IN("running_mean", rm_in, c * 4) : (bind)NUL("running_mean"),
                         eval ? (bind)IN("running_var", rv_in, c * 4) : (bind)NUL("running_var")};
             hash[si] = launch(si, &s, ka[combo], b, 11);
-            char w2[240];
+            relayout(out, out_k, 4, n, c, hw, 0);
+            if (want_mask) mask_relayout(mask, mask_k, n, c, hw, 0);
+            if (bf16) relayout(ybf, ybf_k, 2, n, c, hw, 0);
+            char w2[360];
             snprintf(w2, sizeof w2, "%s %s %s", k->name, where, schedule_names[si]);
             expect("bn_apply", "out (rel. to the largest term)", w2, max_diff(out, out_r, count) / scale_of(scale), tol);
             for (size_t i = 0; i < count; i++) {
@@ -523,37 +593,41 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
                 }
             }
             if (want_mask && count % 32)
-                CHECK((mask[words - 1] >> (count % 32)) == 0, "%s: mask bits past the last element are set", w2);
+                CHECK((mask_k[words - 1] >> (count % 32)) == 0, "%s: mask bits past the last element are set", w2);
             if (want_mask) expect("bn_apply", "mask bits (exact)", w2, 0, 0);
             if (bf16) expect("bn_apply", "y_bf16 (exact)", w2, 0, 0);
         }
         same_outputs(k->name, hash);
         if (want_mask) {
             /* The baseline policy keeps the ReLU output and passes a null mask. */
-            bind b[] = {IN("y", y, count * 4), IN("mean", mean, c * 4), IN("invstd", invstd, c * 4),
+            bind b[] = {IN("y", y_h, count * 4), IN("mean", mean, c * 4), IN("invstd", invstd, c * 4),
                         IN("gamma", gamma, c * 4), IN("beta", beta, c * 4),
-                        add ? (bind)IN("residual", residual, count * 4) : (bind)NUL("residual"),
-                        OUT("out", out2, count * 4), NUL("mask"),
-                        bf16 ? (bind)OUT("y_bf16", ybf, count * 2) : (bind)NUL("y_bf16"), NUL("running_mean"),
+                        add ? (bind)IN("residual", residual_h, count * 4) : (bind)NUL("residual"),
+                        OUT("out", out2_k, count * 4), NUL("mask"),
+                        bf16 ? (bind)OUT("y_bf16", ybf_k, count * 2) : (bind)NUL("y_bf16"), NUL("running_mean"),
                         NUL("running_var")};
             launch(0, &s, ka[combo], b, 11);
-            CHECK(memcmp(out, out2, count * 4) == 0, "%s: out differs with a null mask", k->name);
+            CHECK(memcmp(out_k, out2_k, count * 4) == 0, "%s: out differs with a null mask", k->name);
         }
     }
 
     /* ---- bn_backward, every selected combination ---- */
-    uint32_t *mask_in = random_mask(count);
+    uint32_t *mask_in = random_mask(count), *mask_in_h = xmalloc(words * 4);
+    mask_relayout(mask_in_h, mask_in, n, c, hw, 1);
     float *relu_out = rand_floats(count, -1, 1);
     for (size_t i = 0; i < count; i += 7) relu_out[i] = 0.0f; /* exactly 0: inactive */
+    float *relu_out_h = nhwc_copy(relu_out, 4, n, c, hw);
     uint16_t *y16 = xmalloc(count * 2);
     float *y16f = xmalloc(count * 4);
     for (size_t i = 0; i < count; i++) {
         y16[i] = bf16_round_ref(y[i]);
         y16f[i] = bf16_to_float_ref(y16[i]);
     }
+    uint16_t *y16_h = nhwc_copy(y16, 2, n, c, hw);
     double *dg_r = xmalloc(c * 8), *db_r = xmalloc(c * 8), *dy_r = xmalloc(count * 8), *dres_r = xmalloc(count * 8);
     double *abs_db = xmalloc(c * 8), *abs_dg = xmalloc(c * 8), *dummy = xmalloc(count * 8);
     float *dg = xmalloc(c * 4), *db = xmalloc(c * 4), *dy = xmalloc(count * 4), *dres = xmalloc(count * 4);
+    float *dy_k = xmalloc(count * 4), *dres_k = xmalloc(count * 4);
     float *absdout = xmalloc(count * 4);
     for (size_t i = 0; i < count; i++) absdout[i] = fabsf(dout[i]);
     for (int combo = 0; combo < 12; combo++) {
@@ -573,9 +647,14 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
         bn_backward_ref(n, c, hw, maskm, absdout, mask_in, relu_out, ymirror, mean, invstd, gamma, abs_dg, abs_db,
                         dummy, NULL);
         free(ymirror);
-        /* dbeta/dgamma: sequential per-thread sums of ceil(M/T) terms plus a log2(T)-deep
-         * tree, relative to max_c sum|terms|; dgamma's terms carry 3 more roundings (xhat). */
-        const double tol_db = (steps + 2) * U, tol_dg = (steps + 6) * U;
+        /* dbeta/dgamma: sequential per-thread sums of ceil(M/PG) terms plus a log2(PG)-deep
+         * tree over the pixel groups (as bn_stats: PG = THREADS/CT), relative to max_c
+         * sum|terms|; dgamma's terms carry 3 more roundings (xhat). */
+        const int bct = source_constant(k, "CT"), bpg = source_constant(k, "PG");
+        CHECK(bct * bpg == (int)k->block[0] && k->grid[0] == (unsigned)((c + bct - 1) / bct),
+              "%s: %d channels x %d groups, %u blocks", k->name, bct, bpg, k->grid[0]);
+        const double bsteps = ceil((double)m / bpg) + log2i(bpg);
+        const double tol_db = (bsteps + 2) * U, tol_dg = (bsteps + 6) * U;
         /* dy = g*s*(dz - sum_dz/M - xhat*sum_dzxhat/M): the sums' errors (above) enter through
          * sum|terms|/M, and ~8 roundings of the elementwise part; relative to the largest
          * g*s*(|dz| + sum|dz|/M + |xhat|*sum|dz*xhat|/M). */
@@ -588,16 +667,18 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
         }
         const double tol_dy = tol_dg + 8 * U;
         for (int si = 0; si < 2; si++) {
-            bind b[] = {IN("dout", dout, count * 4),
-                        maskm == 1   ? (bind)IN("mask", mask_in, words * 4)
-                        : maskm == 2 ? (bind)IN("mask", relu_out, count * 4)
+            bind b[] = {IN("dout", dout_h, count * 4),
+                        maskm == 1   ? (bind)IN("mask", mask_in_h, words * 4)
+                        : maskm == 2 ? (bind)IN("mask", relu_out_h, count * 4)
                                      : (bind)NUL("mask"),
-                        bf16 ? (bind)IN("y", y16, count * 2) : (bind)IN("y", y, count * 4),
+                        bf16 ? (bind)IN("y", y16_h, count * 2) : (bind)IN("y", y_h, count * 4),
                         IN("mean", mean, c * 4), IN("invstd", invstd, c * 4), IN("gamma", gamma, c * 4),
-                        OUT("dgamma", dg, c * 4), OUT("dbeta", db, c * 4), OUT("dy", dy, count * 4),
-                        res ? (bind)OUT("dres", dres, count * 4) : (bind)NUL("dres")};
+                        OUT("dgamma", dg, c * 4), OUT("dbeta", db, c * 4), OUT("dy", dy_k, count * 4),
+                        res ? (bind)OUT("dres", dres_k, count * 4) : (bind)NUL("dres")};
             hash[si] = launch(si, &s, kb[combo], b, 10);
-            char w2[240];
+            relayout(dy, dy_k, 4, n, c, hw, 0);
+            if (res) relayout(dres, dres_k, 4, n, c, hw, 0);
+            char w2[360];
             snprintf(w2, sizeof w2, "%s %s %s", k->name, where, schedule_names[si]);
             expect("bn_backward", "dbeta (rel. to sum|dz|)", w2, max_diff(db, db_r, c) / scale_of(max_abs(abs_db, c)), tol_db);
             expect("bn_backward", "dgamma (rel. to sum|dz*xhat|)", w2, max_diff(dg, dg_r, c) / scale_of(max_abs(abs_dg, c)),
@@ -613,16 +694,21 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
     for (int i = 0; i < 12; i++) nb += kb[i] >= 0;
     printf("%s: bn_stats, %d bn_apply and %d bn_backward variants match\n", where, na, nb);
     free(y), free(rm_in), free(rv_in), free(gamma), free(beta), free(residual), free(dout);
+    free(y_h), free(residual_h), free(dout_h);
     free(mean_r), free(invstd_r), free(rm_r), free(rv_r), free(mean), free(invstd), free(rm), free(rv);
-    free(out_r), free(terms), free(out), free(out2), free(mask), free(ybf);
-    free(mask_in), free(relu_out), free(y16), free(y16f), free(dg_r), free(db_r), free(dy_r), free(dres_r);
-    free(abs_db), free(abs_dg), free(dummy), free(dg), free(db), free(dy), free(dres), free(absdout);
+    free(out_r), free(terms), free(out), free(out_k), free(out2_k), free(mask), free(mask_k), free(ybf), free(ybf_k);
+    free(mask_in), free(mask_in_h), free(relu_out), free(relu_out_h), free(y16), free(y16_h), free(y16f);
+    free(dg_r), free(db_r), free(dy_r), free(dres_r);
+    free(abs_db), free(abs_dg), free(dummy), free(dg), free(db), free(dy), free(dres), free(dy_k), free(dres_k);
+    free(absdout);
     set_free(&s);
 }
 
 /* bf16 rounding of every kind of float: random bit patterns (NaN, infinities, subnormals,
  * all exponents) and the edge cases (exact ties of both parities, one ulp either side of
- * a tie, the largest float and the values that round up to infinity, signed zeros). */
+ * a tie, the largest float and the values that round up to infinity, signed zeros). The
+ * copy is elementwise (y_bf16[i] from y[i]), so it is compared at the same flat index
+ * whatever the layout. */
 static void test_bf16_rounding(void)
 {
     const int n = 1, c = 3, hw = 349;
@@ -702,6 +788,11 @@ static void test_maxpool(int n, int c, int h, int w, int r, int stride, int pad,
     float *dx = xmalloc(in_count * 4);
     maxpool_fwd_ref(n, c, h, w, r, stride, pad, x, y_r, arg_r);
     maxpool_bwd_ref(n, c, h, w, r, stride, pad, dy, arg_r, dx_r);
+    /* The kernels' NHWC tensors: inputs copied from the NCHW ones, outputs (*_k) mapped back
+     * to NCHW (y, arg, dx) for the comparisons. */
+    float *x_h = nhwc_copy(x, 4, n, c, h * w), *dy_h = nhwc_copy(dy, 4, n, c, p * q);
+    uint8_t *arg_r_h = nhwc_copy(arg_r, 1, n, c, p * q), *arg_k = xmalloc(out_count);
+    float *y_k = xmalloc(out_count * 4), *dx_k = xmalloc(in_count * 4);
     /* dx: at most K = ceil(R/stride)^2 windows cover an element; their sum in fp32 errs by
      * at most (K-1)*u*sum|dy| <= K*(K-1)*u*max|dy| (0 when windows do not overlap: exact). */
     const int kw = (r + stride - 1) / stride, kk = kw * kw;
@@ -710,16 +801,19 @@ static void test_maxpool(int n, int c, int h, int w, int r, int stride, int pad,
     for (int si = 0; si < 2; si++) {
         char w2[200];
         snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
-        bind bf[] = {IN("x", x, in_count * 4), OUT("y", y, out_count * 4), OUT("argmax", arg, out_count)};
+        bind bf[] = {IN("x", x_h, in_count * 4), OUT("y", y_k, out_count * 4), OUT("argmax", arg_k, out_count)};
         hash[si] = launch(si, &s, kf, bf, 3);
+        relayout(y, y_k, 4, n, c, p * q, 0);
+        relayout(arg, arg_k, 1, n, c, p * q, 0);
         for (size_t i = 0; i < out_count; i++) {
             CHECK(memcmp(&y[i], &y_r[i], 4) == 0 || (isnan(y[i]) && isnan(y_r[i])), "%s: y[%zu] = %g, reference %g",
                   w2, i, y[i], y_r[i]);
             CHECK(arg[i] == arg_r[i], "%s: argmax[%zu] = %d, reference %d", w2, i, arg[i], arg_r[i]);
         }
         expect("maxpool_fwd", "y and argmax (exact)", w2, 0, 0);
-        bind bb[] = {IN("dy", dy, out_count * 4), IN("argmax", arg_r, out_count), OUT("dx", dx, in_count * 4)};
+        bind bb[] = {IN("dy", dy_h, out_count * 4), IN("argmax", arg_r_h, out_count), OUT("dx", dx_k, in_count * 4)};
         uint64_t hb = launch(si, &s, kb, bb, 3);
+        relayout(dx, dx_k, 4, n, c, h * w, 0);
         hash[si] ^= hb * 31;
         expect("maxpool_bwd", "dx (rel. to max|dy|)", w2, max_diff(dx, dx_r, in_count) / scale_of(max_absf(dy, out_count)),
                tol_dx);
@@ -727,6 +821,7 @@ static void test_maxpool(int n, int c, int h, int w, int r, int stride, int pad,
     same_outputs(s.k[kf].name, hash);
     printf("maxpool %s: fwd exact, bwd matches\n", where);
     free(x), free(y_r), free(y), free(dy), free(arg_r), free(arg), free(dx_r), free(dx);
+    free(x_h), free(dy_h), free(arg_r_h), free(arg_k), free(y_k), free(dx_k);
     set_free(&s);
 }
 
@@ -744,21 +839,24 @@ static void test_avgpool(int n, int c, int hw)
     float *absx = xmalloc(count * 4);
     for (size_t i = 0; i < count; i++) absx[i] = fabsf(x[i]);
     double *y_r = xmalloc(rows * 8), *ya_r = xmalloc(rows * 8), *dx_r = xmalloc(count * 8);
+    float *x_h = nhwc_copy(x, 4, n, c, hw), *dx_k = xmalloc(count * 4); /* the kernels' NHWC tensors */
     avgpool_fwd_ref(n, c, hw, x, y_r);
     avgpool_fwd_ref(n, c, hw, absx, ya_r);
     avgpool_bwd_ref(n, c, hw, dy, dx_r);
-    /* y: each lane sums ceil(HW/32) values in order, a 5-level warp tree, one division:
-     * relative to max(sum|x|/HW). */
+    /* y: each of 32 pixel groups sums ceil(HW/32) values of its channel in order, a 5-level
+     * tree over the groups, one division: relative to max(sum|x|/HW). */
+    CHECK(source_constant(&s.k[kf], "PG") == 32, "%s: the tolerance assumes 32 pixel groups", s.k[kf].name);
     const double tol_y = (ceil(hw / 32.0) + 5 + 1) * U;
     uint64_t hash[2];
     for (int si = 0; si < 2; si++) {
         char w2[160];
         snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
-        bind bf[] = {IN("x", x, count * 4), OUT("y", y, rows * 4)};
+        bind bf[] = {IN("x", x_h, count * 4), OUT("y", y, rows * 4)};
         hash[si] = launch(si, &s, kf, bf, 2);
         expect("avgpool_fwd", "y (rel. to max mean|x|)", w2, max_diff(y, y_r, rows) / scale_of(max_abs(ya_r, rows)), tol_y);
-        bind bb[] = {IN("dy", dy, rows * 4), OUT("dx", dx, count * 4)};
+        bind bb[] = {IN("dy", dy, rows * 4), OUT("dx", dx_k, count * 4)};
         hash[si] ^= launch(si, &s, kb, bb, 2) * 31;
+        relayout(dx, dx_k, 4, n, c, hw, 0);
         /* dx = dy/HW: one correctly rounded division: within u of each element. */
         double e = 0;
         for (size_t i = 0; i < count; i++) {
@@ -769,7 +867,7 @@ static void test_avgpool(int n, int c, int hw)
     }
     same_outputs(s.k[kf].name, hash);
     printf("avgpool %s: fwd and bwd match\n", where);
-    free(x), free(dy), free(y), free(dx), free(absx), free(y_r), free(ya_r), free(dx_r);
+    free(x), free(dy), free(y), free(dx), free(absx), free(y_r), free(ya_r), free(dx_r), free(x_h), free(dx_k);
     set_free(&s);
 }
 
@@ -1058,14 +1156,16 @@ int main(int argc, char **argv)
     test_errors();
 
     /* Batch norm: tiny channels (M below the thread count, one partial mask word), mask
-     * words straddling channels with a partial last word, offsets that defeat the
-     * sum-of-squares variance, and channels of 1024+ and 8192+ values (256/512 threads). */
+     * words straddling pixels with a partial last word, offsets that defeat the
+     * sum-of-squares variance, channels of 1024+ and 8192+ values (256/512 threads), and
+     * channel tiles of 2, 4 and 8 channels, with a part-filled last tile (C 33, C 12). */
     test_bn(1, 3, 5, 0.0f, 1);
     test_bn(2, 5, 49, 3.0f, 1);
     test_bn(3, 7, 99, 0.5f, 1);
     test_bn(2, 33, 13, 1000.0f, 0);
     test_bn(2, 4, 600, 10.0f, 0);
     test_bn(3, 2, 3001, 2.0f, 0);
+    test_bn(2, 12, 4100, 100.0f, 0);
     test_bf16_rounding();
     printf("batch norm done (%.1f s)\n", now_s() - t0);
 

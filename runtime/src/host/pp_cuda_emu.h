@@ -400,8 +400,9 @@ static inline R max(A a, B b)
 // not yet committed belong to the next group. Queues are emptied when a thread starts.
 namespace pp_emu {
 struct async_copy_item {
-    float *dst;
-    const float *src;
+    void *dst;
+    const void *src;             /* nullptr: nothing is read */
+    unsigned bytes, src_bytes;   /* copy `bytes`, of which the first src_bytes from src, the rest 0 */
 };
 struct async_queue {
     std::vector<async_copy_item> items; /* in issue order */
@@ -414,9 +415,13 @@ static inline async_queue &my_async_queue()
     if (async_queues.size() <= tid) async_queues.resize(tid + 1);
     return async_queues[tid];
 }
+static inline void async_copy(void *dst, const void *src, unsigned bytes, unsigned src_bytes)
+{
+    my_async_queue().items.push_back(async_copy_item{dst, src_bytes ? src : nullptr, bytes, src_bytes});
+}
 static inline void async_copy_f32(float *dst, const float *src, bool valid)
 {
-    my_async_queue().items.push_back(async_copy_item{dst, valid ? src : nullptr});
+    async_copy(dst, src, 4, valid ? 4 : 0);
 }
 static inline void async_commit()
 {
@@ -429,7 +434,11 @@ static inline void async_wait(size_t pending_groups)
     if (q.group_ends.size() <= pending_groups) return;
     const size_t done_groups = q.group_ends.size() - pending_groups;
     const size_t done_items = q.group_ends[done_groups - 1];
-    for (size_t i = 0; i < done_items; i++) *q.items[i].dst = q.items[i].src ? *q.items[i].src : 0.0f;
+    for (size_t i = 0; i < done_items; i++) {
+        const async_copy_item &c = q.items[i];
+        if (c.src_bytes) memcpy(c.dst, c.src, c.src_bytes);
+        memset((char *)c.dst + c.src_bytes, 0, c.bytes - c.src_bytes);
+    }
     q.items.erase(q.items.begin(), q.items.begin() + (std::ptrdiff_t)done_items);
     q.group_ends.erase(q.group_ends.begin(), q.group_ends.begin() + (std::ptrdiff_t)done_groups);
     for (size_t &end : q.group_ends) end -= done_items;
