@@ -8,16 +8,23 @@ PyTorch user runs it:
   fused forward replaces), cuDNN's input gradient, and cuDNN's weight gradient on the
   uncompressed input (what poolprop's un-pooling weight gradient replaces);
   a whole training step of the same network (torchvision's ResNets; the CIFAR ResNets of
-  He et al. with 1x1-conv shortcuts, as poolprop builds them): images/s and peak memory.
-Prints every figure, the poolprop/PyTorch ratios and where each target of issue 5 stands.
-Times are CUDA-event medians. PyTorch is not a dependency of poolprop: this script runs
-where it is installed (the comparison functions below need only the standard library).
+  He et al. with 1x1-conv shortcuts, as poolprop builds them): images/s and peak memory,
+  once per PyTorch mode (--pytorch-mode): plain fp32, TF32 (the per-shape comparison's
+  setting and the one the targets are judged on), channels_last memory format with TF32,
+  and bf16 automatic mixed precision (autocast) in NCHW or channels_last.
+Prints every figure, one line per PyTorch mode (step time, images/s, peak memory and the
+poolprop/PyTorch ratios), and where each target of issue 5 stands. Times are CUDA-event
+medians (the step: the mean over --steps). PyTorch is not a dependency of poolprop: this
+script runs where it is installed (the comparison functions below need only the standard
+library).
 
 Usage:
   bench_pytorch.py MODEL [--batch B] [--image HxW] [--policy P] [--poolprop PATH]
-  bench_pytorch.py --json POOLPROP.json
+                   [--pytorch-mode MODE[,MODE...]|all]
+  bench_pytorch.py --json POOLPROP.json [--pytorch-mode ...]
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -30,6 +37,67 @@ import tempfile
 TARGET_KERNEL_RATIO = 1.0
 TARGET_STEP_SPEED = 0.8
 TARGET_STEP_MEMORY = 0.70
+
+# How PyTorch runs the training step in each mode: TF32 allowed for convolutions and matmuls,
+# channels_last (NHWC) model and input, and the autocast dtype (None: no autocast). bf16
+# autocast needs no loss scaling (bf16 has fp32's exponent range).
+PYTORCH_MODES = {
+    "fp32": {"tf32": False, "channels_last": False, "autocast": None},
+    "tf32": {"tf32": True, "channels_last": False, "autocast": None},
+    "channels_last_tf32": {"tf32": True, "channels_last": True, "autocast": None},
+    "amp_bf16": {"tf32": True, "channels_last": False, "autocast": "bfloat16"},
+    "channels_last_amp_bf16": {"tf32": True, "channels_last": True, "autocast": "bfloat16"},
+}
+DEFAULT_PYTORCH_MODES = "tf32,channels_last_tf32,amp_bf16,channels_last_amp_bf16"
+# The mode the targets are judged on: what the per-shape comparison runs.
+REFERENCE_MODE = "tf32"
+
+
+def parse_pytorch_modes(text):
+    """"tf32,amp_bf16" -> ["tf32", "amp_bf16"] in the order given, without repeats; "all" ->
+    every mode. Raises ValueError naming an unknown mode."""
+    if text.strip() == "all":
+        return list(PYTORCH_MODES)
+    modes = []
+    for name in (part.strip() for part in text.split(",")):
+        if name not in PYTORCH_MODES:
+            raise ValueError(f"unknown PyTorch mode '{name}' (choose from {', '.join(PYTORCH_MODES)} or all)")
+        if name not in modes:
+            modes.append(name)
+    return modes
+
+
+def describe_mode(mode):
+    """A short human description: "TF32, channels_last, bf16 autocast"."""
+    m = PYTORCH_MODES[mode]
+    return ", ".join(["TF32" if m["tf32"] else "fp32 (TF32 off)", "channels_last" if m["channels_last"] else "NCHW"] +
+                     ([m["autocast"][:2] + "16 autocast"] if m["autocast"] else []))
+
+
+def training_step(torch, model, opt, xb, labels, mode):
+    """One SGD step as PyTorch runs it in mode (autocast on xb's device when the mode has it);
+    model and xb must already be in the mode's memory format. Returns the loss."""
+    autocast = PYTORCH_MODES[mode]["autocast"]
+    opt.zero_grad(set_to_none=True)
+    with (torch.autocast(device_type=xb.device.type, dtype=getattr(torch, autocast)) if autocast
+          else contextlib.nullcontext()):
+        loss = torch.nn.functional.cross_entropy(model(xb), labels)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def memory_format(torch, mode):
+    return torch.channels_last if PYTORCH_MODES[mode]["channels_last"] else torch.contiguous_format
+
+
+def mode_line(mode, step_ms, batch, peak_bytes, pp_step):
+    """One line per PyTorch mode, with the figures a closing note quotes and the ratios."""
+    images_per_s = batch / (step_ms / 1000) if step_ms > 0 else 0.0
+    cmp = step_comparison(pp_step, images_per_s, peak_bytes)
+    return (f"PyTorch mode {mode:22} ({describe_mode(mode)}): step {step_ms:.2f} ms, {images_per_s:.1f} images/s, "
+            f"peak {peak_bytes} bytes ({peak_bytes / 2**30:.2f} GiB); poolprop/PyTorch: speed "
+            f"{cmp['speed_ratio']:.2f}, peak memory {cmp['memory_ratio']:.2f}")
 
 
 def kernel_comparison(pp, pt_layers):
@@ -128,9 +196,18 @@ def main():
     ap.add_argument("--policy", default="2,math=tf32")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--pytorch-mode", default=DEFAULT_PYTORCH_MODES,
+                    help="how PyTorch runs the training step: a comma-separated list of " + ", ".join(PYTORCH_MODES) +
+                    f", or all (default: {DEFAULT_PYTORCH_MODES})")
     args = ap.parse_args()
+    # Every line reaches the log at once: a stage killed by its time limit keeps what it printed.
+    sys.stdout.reconfigure(line_buffering=True)
     if not args.json and not args.model:
         ap.error("give a MODEL to run poolprop on, or --json FILE")
+    try:
+        modes = parse_pytorch_modes(args.pytorch_mode)
+    except ValueError as e:
+        ap.error(f"--pytorch-mode: {e}")
     # poolprop first: its table is printed even where PyTorch turns out to be missing.
     if args.json:
         with open(args.json) as f:
@@ -200,47 +277,77 @@ def main():
         print(f"all layers, {name}: poolprop {t['poolprop_ms']:.2f} ms, PyTorch {t['pytorch_ms']:.2f} ms, "
               f"ratio {t['ratio']:.2f}{target}")
 
-    model_name, classes = pp["model"], 1000
-    if model_name.startswith("cifar_resnet"):
-        model = cifar_resnet(torch, int(model_name[len("cifar_resnet"):]), 10)
-        classes = 10
-    else:
+    model_name = pp["model"]
+    if not model_name.startswith("cifar_resnet"):
         try:
             import torchvision
         except ImportError:
             print("torchvision is not installed: no training-step comparison")
             return
-        model = getattr(torchvision.models, model_name)(num_classes=1000)
-    model = model.to(dev)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+
+    def build_model():
+        if model_name.startswith("cifar_resnet"):
+            return cifar_resnet(torch, int(model_name[len("cifar_resnet"):]), 10), 10
+        return getattr(torchvision.models, model_name)(num_classes=1000), 1000
+
     batch, (height, width) = pp["batch"], pp["image"]
-    xb = torch.randn(batch, 3, height, width, device=dev)
-    labels = torch.randint(0, classes, (batch,), device=dev)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(xb), labels)
-        loss.backward()
-        opt.step()
-
-    step()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(args.steps):
-        step()
-    end.record()
-    torch.cuda.synchronize()
-    images_per_s = args.steps * batch / (start.elapsed_time(end) / 1000)
-    peak = torch.cuda.max_memory_allocated()
     ours = pp["step"]
-    cmp = step_comparison(ours, images_per_s, peak)
-    print(f"training step {model_name}, batch {batch}, {height}x{width}: PyTorch {images_per_s:.1f} images/s, "
-          f"peak {peak} bytes; poolprop {ours['images_per_s']:.1f} images/s, peak {ours['peak_bytes']} bytes")
-    print(f"ratios poolprop/PyTorch: speed {cmp['speed_ratio']:.2f} (target >= {TARGET_STEP_SPEED}: "
-          f"{verdict(cmp['speed_met'])}), peak memory {cmp['memory_ratio']:.2f} (target <= {TARGET_STEP_MEMORY}: "
-          f"{verdict(cmp['memory_met'])})")
+
+    def time_step(mode):
+        """Mean ms per training step and peak bytes allocated, on a fresh model and optimizer
+        (the previous mode's are freed first, so every peak stands alone)."""
+        torch.backends.cuda.matmul.allow_tf32 = PYTORCH_MODES[mode]["tf32"]
+        torch.backends.cudnn.allow_tf32 = PYTORCH_MODES[mode]["tf32"]
+        fmt = memory_format(torch, mode)
+        model, classes = build_model()
+        model = model.to(dev, memory_format=fmt)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+        xb = torch.randn(batch, 3, height, width, device=dev).contiguous(memory_format=fmt)
+        labels = torch.randint(0, classes, (batch,), device=dev)
+        for _ in range(2):  # cudnn.benchmark's search, the momentum buffers
+            training_step(torch, model, opt, xb, labels, mode)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(args.steps):
+            training_step(torch, model, opt, xb, labels, mode)
+        end.record()
+        torch.cuda.synchronize()
+        result = start.elapsed_time(end) / args.steps, torch.cuda.max_memory_allocated()
+        del model, opt, xb, labels
+        torch.cuda.empty_cache()
+        return result
+
+    print(f"training step {model_name}, batch {batch}, {height}x{width}: poolprop {ours['images_per_s']:.1f} images/s "
+          f"({batch / ours['images_per_s'] * 1000 if ours['images_per_s'] > 0 else 0:.2f} ms/step), "
+          f"peak {ours['peak_bytes']} bytes ({ours['peak_bytes'] / 2**30:.2f} GiB)", flush=True)
+    results = {}
+    for mode in modes:
+        try:
+            results[mode] = time_step(mode)
+        except RuntimeError as e:  # out of memory, or a mode this GPU or PyTorch lacks
+            print(f"PyTorch mode {mode:22} ({describe_mode(mode)}): failed: {str(e).splitlines()[0]}", flush=True)
+            torch.cuda.empty_cache()
+            continue
+        print(mode_line(mode, results[mode][0], batch, results[mode][1], ours), flush=True)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    if REFERENCE_MODE in results:
+        step_ms, peak = results[REFERENCE_MODE]
+        images_per_s = batch / (step_ms / 1000)
+        cmp = step_comparison(ours, images_per_s, peak)
+        print(f"training step {model_name}, batch {batch}, {height}x{width}: PyTorch ({REFERENCE_MODE}) "
+              f"{images_per_s:.1f} images/s, peak {peak} bytes; poolprop {ours['images_per_s']:.1f} images/s, "
+              f"peak {ours['peak_bytes']} bytes")
+        print(f"ratios poolprop/PyTorch ({REFERENCE_MODE}): speed {cmp['speed_ratio']:.2f} (target >= "
+              f"{TARGET_STEP_SPEED}: {verdict(cmp['speed_met'])}), peak memory {cmp['memory_ratio']:.2f} (target <= "
+              f"{TARGET_STEP_MEMORY}: {verdict(cmp['memory_met'])})")
+    if results:
+        fastest = min(results, key=lambda k: results[k][0])
+        smallest = min(results, key=lambda k: results[k][1])
+        print(f"fastest PyTorch mode: {fastest} ({results[fastest][0]:.2f} ms/step); smallest peak: {smallest} "
+              f"({results[smallest][1]} bytes)")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@
 // consecutive elements of one mask word and writes it whole with one __ballot_sync (lanes
 // past COUNT vote 0; every lane takes part in the vote).
 // Generator constants: N C HW COUNT (= N*C*HW) RELU ADD SAVE_BF16 EVAL EPS THREADS
+// (the element's value: bn_apply_value.cuh; bn_apply_pool.cu is the form that also pools it)
 // Launch: grid (ceil(COUNT/THREADS)), block (THREADS).
 extern "C" __global__ void __launch_bounds__(THREADS)
 ${KERNEL}(const float *__restrict__ y, const float *__restrict__ mean, const float *__restrict__ invstd,
@@ -39,9 +40,7 @@ ${KERNEL}(const float *__restrict__ y, const float *__restrict__ mean, const flo
             m = mean[c];
             s = invstd[c];
         }
-        v = gamma[c] * ((x - m) * s) + beta[c];
-        if (ADD) v += residual[i];
-        if (RELU) v = v < 0.0f ? 0.0f : v; // a NaN stays NaN, as torch.relu
+        v = bn_apply_value(x, m, s, gamma[c], beta[c], ADD ? residual[i] : 0.0f); // bn_apply_value.cuh
         out[i] = v;
         if (SAVE_BF16) y_bf16[i] = bf16_round(x);
     }

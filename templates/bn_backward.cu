@@ -17,26 +17,13 @@
 // thread over rows j = g, g+PG, ... in order, then a fixed tree of log2(PG) levels over the
 // groups of each channel, ops_common.cuh block_sum2_cols: deterministic), then dy over the
 // same rows. Lanes past C (last block) touch nothing but take part in the barriers.
-// mask and dres are not touched when MASK = 0 / RES = 0 (they may be null).
+// mask and dres are not touched when MASK = 0 / RES = 0 (they may be null). relu_backward and
+// load_y: bn_backward_common.cuh. Where M is large against C the generator uses the sliced
+// pair bn_backward_sums + bn_backward_dx instead (more blocks).
 // Generator constants: N C HW M (= N*HW) MASK (0|1|2) BF16 RES CT (a power of two <= 32)
 //   PG (= THREADS/CT) THREADS
 // Launch: grid (ceil(C/CT)), block (THREADS).
 static_assert(PG * CT == THREADS, "PG*CT threads");
-
-// dout[i] through the ReLU's backward.
-__device__ __forceinline__ float relu_backward(const float *__restrict__ dout, const void *__restrict__ mask, int i)
-{
-    float g = dout[i];
-    if (MASK == 1 && !((static_cast<const unsigned *>(mask)[i / 32] >> (i % 32)) & 1u)) g = 0.0f;
-    if (MASK == 2 && !(static_cast<const float *>(mask)[i] > 0.0f)) g = 0.0f;
-    return g;
-}
-
-__device__ __forceinline__ float load_y(const void *__restrict__ y, int i)
-{
-    if (BF16) return bf16_to_float(static_cast<const unsigned short *>(y)[i]);
-    return static_cast<const float *>(y)[i];
-}
 
 extern "C" __global__ void __launch_bounds__(THREADS)
 ${KERNEL}(const float *__restrict__ dout, const void *__restrict__ mask, const void *__restrict__ y,

@@ -17,6 +17,8 @@
 // (ops_common.cuh block_welford_cols): no sum-of-squares cancellation, and the result does
 // not depend on the thread schedule. Lanes past C (last block) run empty and store nothing.
 //   mean = K + shifted mean,  var = M2 / M
+// Where M is large against C the generator uses the sliced pair bn_stats_part +
+// bn_stats_merge (SHIFT 1) instead: the same statistics from more blocks.
 // Generator constants: N C HW M (= N*HW, >= 2) CT (a power of two <= 32) PG (= THREADS/CT)
 //   MOMENTUM EPS THREADS
 // Launch: grid (ceil(C/CT)), block (THREADS).

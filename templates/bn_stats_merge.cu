@@ -1,8 +1,11 @@
 // bn_stats_merge.cu - batch-norm statistics in training mode (as bn_stats.cu) from the
 // per-block partial statistics the forward convolution left in its epilogue, so the
-// convolution's output is not read a second time for them. One block per channel.
+// convolution's output is not read a second time for them (SHIFT 0), or from the per-slice
+// partials of bn_stats_part.cu (SHIFT 1). One block per channel.
 //   partials: (PARTS,C,3) = (count, mean, M2) of disjoint sets of the channel's M = N*HW
-//     values (a set may be empty: count 0)
+//     values (a set may be empty: count 0), at (p*C + c)*3;
+//     SHIFT 1: the means are relative to a shift K[c], stored after them at PARTS*C*3 + c,
+//     and mean = K[c] + the merged mean (bn_stats_part: K[c] is the channel's first value)
 //   mean, invstd, running_mean, running_var: (C)
 // The partials are merged with Chan's formula (ops_common.cuh welford_merge): each thread
 // merges parts tid, tid+THREADS, ... in order, then the block merges the threads' results
@@ -11,7 +14,8 @@
 //   var = M2 / M (biased), invstd = 1/sqrt(var + EPS),
 //   running_mean = (1-MOMENTUM)*running_mean + MOMENTUM*mean,
 //   running_var  = (1-MOMENTUM)*running_var  + MOMENTUM*var*M/(M-1)
-// Generator constants: C PARTS M MOMENTUM EPS THREADS. Launch: grid (C), block (THREADS).
+// Generator constants: C PARTS M SHIFT (0|1) MOMENTUM EPS THREADS.
+// Launch: grid (C), block (THREADS).
 extern "C" __global__ void __launch_bounds__(THREADS)
 ${KERNEL}(const float *__restrict__ partials, float *__restrict__ mean, float *__restrict__ invstd,
           float *__restrict__ running_mean, float *__restrict__ running_var)
@@ -25,7 +29,9 @@ ${KERNEL}(const float *__restrict__ partials, float *__restrict__ mean, float *_
         w = welford_merge(w, part);
     }
     w = block_welford(w, scratch);
-    if (threadIdx.x == 0)
-        bn_store_stats(c, w.mean, w.m2 / (float)M, (float)M, EPS, MOMENTUM, mean, invstd, running_mean, running_var);
+    if (threadIdx.x == 0) {
+        const float mu = SHIFT ? partials[PARTS * C * 3 + c] + w.mean : w.mean;
+        bn_store_stats(c, mu, w.m2 / (float)M, (float)M, EPS, MOMENTUM, mean, invstd, running_mean, running_var);
+    }
 }
 PP_KERNEL_EXPORT(${KERNEL})

@@ -52,20 +52,66 @@ __device__ __forceinline__ phase block_phase() { return phase_of(blockIdx.z / PH
 // Operand iterator. A (BM x BK) is dy gathered through the phase's transposed im2col
 // view, copied in units of A_VEC consecutive g (= channels k of one tap, K % A_VEC == 0);
 // B (BK x BN) is wt: row g = (a,b,k) is wt[k,r,t,c0..], contiguous along c, copied in
-// units of B_VEC. Per thread, unit e = tid + i*THREADS of A is row e / AU, column
-// (e % AU)*A_VEC; the rows' output coordinates are computed once per block. For a row at
+// units of B_VEC. Per thread, unit i of A is tile row a_row(i), column a_column(i); the
+// rows' output coordinates are computed once per block. For a row at
 // (n, h, w) = (n, h0 + STRIDE*i, w0 + STRIDE*j) of phase (ph, pw) and a tap (a, b):
 // (h + PAD - r)/STRIDE = i + OY0 - a with OY0 = (h0 + PAD - ph)/STRIDE (exact, >= 0).
+// TAP_TILES (K % BK == 0): a K-tile is BK channels [k0, k0+BK) of one tap (a, b), and the
+// block walks only its phase's taps (ceil((R-ph)/STRIDE) x ceil((S-pw)/STRIDE) of them,
+// not RA x SA): per K-tile the tap bookkeeping is uniform, the rows' validity bits change
+// once per tap, and a copy costs its predicate, one address and the copy. Otherwise a
+// K-tile may straddle taps and each copy decomposes its g (divisions by constants).
 constexpr int AU = BK / A_VEC, A_UNITS = BM * AU, A_PER = (A_UNITS + THREADS - 1) / THREADS;
 constexpr int BU = BN / B_VEC, B_UNITS = BK * BU, B_PER = (B_UNITS + THREADS - 1) / THREADS;
+constexpr bool TAP_TILES = K % BK == 0;
 static_assert(K % A_VEC == 0 && C % B_VEC == 0, "a copy unit never straddles a tap");
+static_assert(A_PER <= 32, "one validity bit per A unit");
+// Whether the rows' validity for every tap row and column fits 64 bits each.
+constexpr bool PACKED_MASKS = RA * A_PER <= 64 && SA * A_PER <= 64;
+// The masks' type: 32 bits where they fit (two registers fewer than 64).
+using tap_mask = pp_select_t<RA * A_PER <= 32 && SA * A_PER <= 32, unsigned, unsigned long long>;
 
 struct operand_iterator {
     const float *dy, *wt;
-    int g0;                                // first g of the next K-tile
+    int g0;                                // first g of the next K-tile (general path)
     int ph, pw;
-    int image[A_PER], oy[A_PER], ox[A_PER]; // per A row: n*P*Q, i + OY0, j + OX0
+    int image[A_PER], oy[A_PER], ox[A_PER]; // per A unit: n*P*Q, i + OY0, j + OX0
+    // TAP_TILES only:
+    int k0, ta, tb, taps_w; // the next K-tile is channels [k0, k0+BK) of tap (ta, tb)
+    int a_tap, b_tap;       // its offsets in dy (k0 - (ta*Q + tb)*K) and wt ((k0*R*S + r*S + t)*C)
+    unsigned valid_rows;    // bit i: unit i's dy pixel at tap (ta, tb) lies inside dy
+    tap_mask inside_h, inside_w; // PACKED_MASKS: bit a*A_PER + i: oy[i] - a in [0, P); b: ox
+    int a_off[A_PER];       // per A unit: element offset of its dy pixel at tap (0, 0), channel kc
 };
+
+// Unit i's row and column within the K-tile (rows a compile-time step apart when THREADS is
+// a multiple of the units per row).
+__device__ __forceinline__ int a_row(int i) { return THREADS % AU == 0 ? (int)threadIdx.x / AU + i * (THREADS / AU) : ((int)threadIdx.x + i * THREADS) / AU; }
+__device__ __forceinline__ int a_column(int i) { return ((THREADS % AU == 0 ? (int)threadIdx.x : (int)threadIdx.x + i * THREADS) % AU) * A_VEC; }
+__device__ __forceinline__ int b_row(int i) { return THREADS % BU == 0 ? (int)threadIdx.x / BU + i * (THREADS / BU) : ((int)threadIdx.x + i * THREADS) / BU; }
+__device__ __forceinline__ int b_column(int i) { return ((THREADS % BU == 0 ? (int)threadIdx.x : (int)threadIdx.x + i * THREADS) % BU) * B_VEC; }
+__device__ __forceinline__ bool a_unit(int i) { return A_UNITS % THREADS == 0 || (int)threadIdx.x + i * THREADS < A_UNITS; }
+__device__ __forceinline__ bool b_unit(int i) { return B_UNITS % THREADS == 0 || (int)threadIdx.x + i * THREADS < B_UNITS; }
+
+// Bit i: unit i's row reads a dy pixel inside dy at tap (a, b).
+__device__ __forceinline__ unsigned rows_inside(const operand_iterator &it, int a, int b)
+{
+    if (PACKED_MASKS)
+        return (unsigned)(it.inside_h >> (a * A_PER)) & (unsigned)(it.inside_w >> (b * A_PER)) &
+               (unsigned)((1ull << A_PER) - 1);
+    unsigned bits = 0;
+#pragma unroll
+    for (int i = 0; i < A_PER; ++i)
+        if ((unsigned)(it.oy[i] - a) < (unsigned)P && (unsigned)(it.ox[i] - b) < (unsigned)Q) bits |= 1u << i;
+    return bits;
+}
+
+// K-tiles of the block's phase.
+__device__ __forceinline__ int phase_ktiles(const phase &p)
+{
+    if (!TAP_TILES) return (GX + BK - 1) / BK;
+    return ((R - p.ph + STRIDE - 1) / STRIDE) * ((S - p.pw + STRIDE - 1) / STRIDE) * (K / BK);
+}
 
 __device__ __forceinline__ void iterator_init(operand_iterator &it, const float *dy, const float *wt, const phase &p)
 {
@@ -77,40 +123,82 @@ __device__ __forceinline__ void iterator_init(operand_iterator &it, const float 
     const int oy0 = (p.h0 + PAD - p.ph) / STRIDE, ox0 = (p.w0 + PAD - p.pw) / STRIDE;
 #pragma unroll
     for (int i = 0; i < A_PER; ++i) {
-        const int e = (int)threadIdx.x + i * THREADS;
-        const int m = blockIdx.x * BM + e / AU;
+        const int m = blockIdx.x * BM + a_row(i);
         const int n = m / (HS * WS), ij = m - n * (HS * WS), pi = ij / WS, pj = ij - pi * WS;
-        const bool row = m < MX && e < A_UNITS && pi < p.rows_h && pj < p.rows_w;
+        const bool row = m < MX && a_unit(i) && pi < p.rows_h && pj < p.rows_w;
         it.image[i] = n * (P * Q);
         it.oy[i] = row ? pi + oy0 : -(1 << 24); // never in [0, P) when the row is outside the phase
         it.ox[i] = pj + ox0;
+        it.a_off[i] = row ? (it.image[i] + it.oy[i] * Q + it.ox[i]) * K + a_column(i) : 0;
     }
+    it.inside_h = it.inside_w = 0;
+    if (PACKED_MASKS) {
+#pragma unroll
+        for (int i = 0; i < A_PER; ++i) {
+#pragma unroll
+            for (int a = 0; a < RA; ++a)
+                if ((unsigned)(it.oy[i] - a) < (unsigned)P) it.inside_h |= (tap_mask)1 << (a * A_PER + i);
+#pragma unroll
+            for (int b = 0; b < SA; ++b)
+                if ((unsigned)(it.ox[i] - b) < (unsigned)Q) it.inside_w |= (tap_mask)1 << (b * A_PER + i);
+        }
+    }
+    it.k0 = it.ta = it.tb = 0;
+    it.a_tap = 0;
+    it.b_tap = (p.ph * S + p.pw) * C;
+    it.taps_w = (S - p.pw + STRIDE - 1) / STRIDE;
+    it.valid_rows = TAP_TILES ? rows_inside(it, 0, 0) : 0;
 }
 
 // Issues the copies of the iterator's next K-tile into one stage and advances.
 __device__ __forceinline__ void load_tiles(operand_iterator &it, float *a, float *b)
 {
     const int tid = (int)threadIdx.x;
+    if constexpr (TAP_TILES) {
+        const float *dy_tap = it.dy + it.a_tap;
+#pragma unroll
+        for (int i = 0; i < A_PER; ++i)
+            if (a_unit(i))
+                tile_copy_at(a + a_offset(a_row(i), a_column(i)), dy_tap, it.a_off[i], (it.valid_rows & (1u << i)) != 0, A_VEC);
+        const float *wt_tap = it.wt + it.b_tap;
+#pragma unroll
+        for (int i = 0; i < B_PER; ++i)
+            if (b_unit(i))
+                tile_copy_at(b + b_offset(b_row(i), b_column(i)), wt_tap,
+                             b_row(i) * (R * S * C) + blockIdx.y * BN + b_column(i),
+                             C % BN == 0 || blockIdx.y * BN + b_column(i) < C, B_VEC);
+        it.k0 += BK;
+        it.a_tap += BK;
+        it.b_tap += BK * (R * S * C);
+        // A 1x1 layer's phase has one tap: nothing to update.
+        if (!(R == 1 && S == 1) && it.k0 == K) {
+            it.k0 = 0;
+            if (++it.tb == it.taps_w) {
+                it.tb = 0;
+                ++it.ta;
+            }
+            it.valid_rows = rows_inside(it, it.ta, it.tb);
+            it.a_tap = -(it.ta * Q + it.tb) * K;
+            it.b_tap = ((it.ph + STRIDE * it.ta) * S + it.pw + STRIDE * it.tb) * C;
+        }
+        return;
+    }
 #pragma unroll
     for (int i = 0; i < A_PER; ++i) {
-        const int e = tid + i * THREADS;
-        const int kc = (THREADS % AU == 0 ? tid % AU : e % AU) * A_VEC;
+        const int kc = a_column(i);
         const int g = it.g0 + kc, ab = g / K, k = g - ab * K, ta = ab / SA, tb = ab - ta * SA;
         const int oy = it.oy[i] - ta, ox = it.ox[i] - tb;
         const bool valid = g < GX && it.ph + STRIDE * ta < R && it.pw + STRIDE * tb < S &&
                            (unsigned)oy < (unsigned)P && (unsigned)ox < (unsigned)Q;
-        const float *src = valid ? it.dy + (it.image[i] + oy * Q + ox) * K + k : it.dy;
-        if (A_UNITS % THREADS == 0 || e < A_UNITS) tile_copy(a + a_offset(e / AU, kc), src, valid, A_VEC);
+        if (a_unit(i)) tile_copy_at(a + a_offset(a_row(i), kc), it.dy, (it.image[i] + oy * Q + ox) * K + k, valid, A_VEC);
     }
 #pragma unroll
     for (int i = 0; i < B_PER; ++i) {
-        const int e = tid + i * THREADS;
-        const int cc = (THREADS % BU == 0 ? tid % BU : e % BU) * B_VEC;
-        const int gi = e / BU, g = it.g0 + gi, ab = g / K, k = g - ab * K, ta = ab / SA, tb = ab - ta * SA;
+        const int cc = b_column(i), gi = b_row(i);
+        const int g = it.g0 + gi, ab = g / K, k = g - ab * K, ta = ab / SA, tb = ab - ta * SA;
         const int r = it.ph + STRIDE * ta, t = it.pw + STRIDE * tb, c = blockIdx.y * BN + cc;
         const bool valid = g < GX && r < R && t < S && c < C;
-        const float *src = valid ? it.wt + ((k * R + r) * S + t) * C + c : it.wt;
-        if (B_UNITS % THREADS == 0 || e < B_UNITS) tile_copy(b + b_offset(gi, cc), src, valid, B_VEC);
+        if (b_unit(i)) tile_copy_at(b + b_offset(gi, cc), it.wt, ((k * R + r) * S + t) * C + c, valid, B_VEC);
     }
     it.g0 += BK;
 }
@@ -126,7 +214,7 @@ ${KERNEL}(const float *__restrict__ dy, const float *__restrict__ wt, float *__r
     tile_zero(acc);
     operand_iterator it;
     iterator_init(it, dy, wt, p);
-    gemm_mainloop(it, (GX + BK - 1) / BK, acc);
+    gemm_mainloop(it, phase_ktiles(p), acc);
 
 #pragma unroll
     for (int i = 0; i < TM; ++i) {

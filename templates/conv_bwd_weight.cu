@@ -23,12 +23,22 @@
 
 // Operand iterator over the block's split of m. A (BK x BM: rows m, columns g) is xu,
 // copied in units of A_VEC consecutive g (= channels of one tap, C % A_VEC == 0); B
-// (BK x BN: rows m, columns k) is dy, copied in units of B_VEC. Per thread, unit e = tid +
-// i*THREADS of A is row e / AU, column (e % AU)*A_VEC, whose (r, t, c) is computed once
-// per block; a K-tile costs, per row, the pixel decomposition of m (divisions by
-// constants), a bounds test and an address.
+// (BK x BN: rows m, columns k) is dy, copied in units of B_VEC.
+// ROW_PER_THREAD (THREADS % BK == 0 and the TPR = THREADS/BK threads of an m-row share its
+// AU units evenly): thread tid loads the A units q + TPR*i (q = tid % TPR) of the single row
+// tid / TPR, so per K-tile it decomposes one m into its pixel (divisions by constants);
+// each unit's (r, t, c) is fixed per block and computed once; and where the block's BM
+// columns g lie in one tap (C % BM == 0) the units share one pixel, one bounds test and one
+// address, the copies being consecutive chunks of it (and a warp's 8 lanes of a row store
+// one 128-byte row of the stage). Otherwise unit e = tid + i*THREADS is row e / AU, column
+// (e % AU)*A_VEC, and each copy decomposes its own m.
+// B: unit i is row b_row(i), column b_column(i); its offset from the K-tile's first row
+// of dy is fixed, so a copy costs a bounds test, an address and the copy.
 constexpr int AU = BM / A_VEC, A_UNITS = BK * AU, A_PER = (A_UNITS + THREADS - 1) / THREADS;
 constexpr int BU = BN / B_VEC, B_UNITS = BK * BU, B_PER = (B_UNITS + THREADS - 1) / THREADS;
+constexpr int TPR = THREADS / BK;
+constexpr bool ROW_PER_THREAD = THREADS % BK == 0 && TPR <= AU && AU % TPR == 0;
+constexpr bool ONE_TAP_BLOCK = C % BM == 0;
 static_assert(C % A_VEC == 0 && K % B_VEC == 0, "a copy unit never straddles a tap");
 
 struct operand_iterator {
@@ -36,6 +46,12 @@ struct operand_iterator {
     int mb, m_end;                    // first m of the next K-tile; end of the split
     int r[A_PER], t[A_PER], c[A_PER]; // per A unit: its tap and channel (r = -2^24: past G)
 };
+
+__device__ __forceinline__ int a_unit_column(int i) { return ROW_PER_THREAD ? (int)threadIdx.x % TPR + i * TPR : ((int)threadIdx.x + i * THREADS) % AU; }
+__device__ __forceinline__ int b_row(int i) { return THREADS % BU == 0 ? (int)threadIdx.x / BU + i * (THREADS / BU) : ((int)threadIdx.x + i * THREADS) / BU; }
+__device__ __forceinline__ int b_column(int i) { return ((THREADS % BU == 0 ? (int)threadIdx.x : (int)threadIdx.x + i * THREADS) % BU) * B_VEC; }
+__device__ __forceinline__ bool a_unit(int i) { return ROW_PER_THREAD || A_UNITS % THREADS == 0 || (int)threadIdx.x + i * THREADS < A_UNITS; }
+__device__ __forceinline__ bool b_unit(int i) { return B_UNITS % THREADS == 0 || (int)threadIdx.x + i * THREADS < B_UNITS; }
 
 __device__ __forceinline__ void iterator_init(operand_iterator &it, const float *dy, const float *xs, int m_begin,
                                               int m_end)
@@ -46,37 +62,59 @@ __device__ __forceinline__ void iterator_init(operand_iterator &it, const float 
     it.m_end = m_end;
 #pragma unroll
     for (int i = 0; i < A_PER; ++i) {
-        const int e = (int)threadIdx.x + i * THREADS;
-        const int g = blockIdx.x * BM + (e % AU) * A_VEC, tap = g / C, r = tap / S;
+        const int g = blockIdx.x * BM + a_unit_column(i) * A_VEC, tap = g / C, r = tap / S;
         it.r[i] = g < G ? r : -(1 << 24); // never in range when the column is past G
         it.t[i] = tap - r * S;
         it.c[i] = g - tap * C;
     }
 }
 
+// The pixel of xs that m's output pixel reads at tap (r, t), as an element offset of its
+// channel 0, and whether it exists (m < m_end and inside the un-pooled input).
+__device__ __forceinline__ int unpooled_pixel(int m, int m_end, int r, int t, bool &valid)
+{
+    const int n = m / (P * Q), oyx = m - n * (P * Q), oy = oyx / Q, ox = oyx - oy * Q;
+    const int h = oy * STRIDE + r - PAD, w = ox * STRIDE + t - PAD;
+    valid = m < m_end && (unsigned)h < (unsigned)H && (unsigned)w < (unsigned)W;
+    return ((n * HP + (unsigned)h / POOL_F) * WP + (unsigned)w / POOL_F) * C;
+}
+
 // Issues the copies of the iterator's next K-tile into one stage and advances.
 __device__ __forceinline__ void load_tiles(operand_iterator &it, float *a, float *b)
 {
     const int tid = (int)threadIdx.x;
+    if constexpr (ROW_PER_THREAD) {
+        const int mi = tid / TPR, m = it.mb + mi;
+        if constexpr (ONE_TAP_BLOCK) {
+            bool valid;
+            const int pixel = unpooled_pixel(m, it.m_end, it.r[0], it.t[0], valid) + it.c[0];
 #pragma unroll
-    for (int i = 0; i < A_PER; ++i) {
-        const int e = tid + i * THREADS;
-        const int mi = e / AU, m = it.mb + mi;
-        const int n = m / (P * Q), oyx = m - n * (P * Q), oy = oyx / Q, ox = oyx - oy * Q;
-        const int h = oy * STRIDE + it.r[i] - PAD, w = ox * STRIDE + it.t[i] - PAD;
-        const bool valid = m < it.m_end && (unsigned)h < (unsigned)H && (unsigned)w < (unsigned)W;
-        const float *src =
-            valid ? it.xs + ((n * HP + (unsigned)h / POOL_F) * WP + (unsigned)w / POOL_F) * C + it.c[i] : it.xs;
-        if (A_UNITS % THREADS == 0 || e < A_UNITS) tile_copy(a + a_offset((e % AU) * A_VEC, mi), src, valid, A_VEC);
+            for (int i = 0; i < A_PER; ++i)
+                tile_copy_at(a + a_offset(a_unit_column(i) * A_VEC, mi), it.xs, pixel + i * TPR * A_VEC, valid, A_VEC);
+        } else {
+#pragma unroll
+            for (int i = 0; i < A_PER; ++i) {
+                bool valid;
+                const int pixel = unpooled_pixel(m, it.m_end, it.r[i], it.t[i], valid);
+                tile_copy_at(a + a_offset(a_unit_column(i) * A_VEC, mi), it.xs, pixel + it.c[i], valid, A_VEC);
+            }
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < A_PER; ++i) {
+            const int e = tid + i * THREADS, mi = e / AU;
+            bool valid;
+            const int pixel = unpooled_pixel(it.mb + mi, it.m_end, it.r[i], it.t[i], valid);
+            if (a_unit(i)) tile_copy_at(a + a_offset(a_unit_column(i) * A_VEC, mi), it.xs, pixel + it.c[i], valid, A_VEC);
+        }
     }
+    const float *dy_m = it.dy + it.mb * K;
+    const int rows_left = it.m_end - it.mb;
 #pragma unroll
     for (int i = 0; i < B_PER; ++i) {
-        const int e = tid + i * THREADS;
-        const int kc = (THREADS % BU == 0 ? tid % BU : e % BU) * B_VEC;
-        const int mi = e / BU, m = it.mb + mi, k = blockIdx.y * BN + kc;
-        const bool valid = m < it.m_end && k < K;
-        if (B_UNITS % THREADS == 0 || e < B_UNITS)
-            tile_copy(b + b_offset(mi, kc), valid ? it.dy + m * K + k : it.dy, valid, B_VEC);
+        const bool valid = b_row(i) < rows_left && (K % BN == 0 || blockIdx.y * BN + b_column(i) < K);
+        if (b_unit(i))
+            tile_copy_at(b + b_offset(b_row(i), b_column(i)), dy_m, b_row(i) * K + blockIdx.y * BN + b_column(i), valid, B_VEC);
     }
     it.mb += BK;
 }

@@ -27,18 +27,57 @@
 // consecutive g (= channels of one tap, as C % A_VEC == 0); B (BK x BN) is wt, whose row k
 // holds all G values of g contiguously, copied in units of B_VEC. Per thread, unit e =
 // tid + i*THREADS (i < A_PER) of the tile is row e / AU, column (e % AU)*A_VEC; the rows'
-// pixel coordinates are computed once per block, so a K-tile costs one (tap, c)
-// decomposition of its column and a bounds test and address per row.
+// pixel coordinates are computed once per block.
+// TAP_TILES (C % BK == 0, every ResNet layer but the stem): a K-tile is BK channels
+// [c0, c0+BK) of one tap (r, t), so the tap, the channel offset and the rows' validity bits
+// are bookkeeping updated once per K-tile (the bits once per tap), and a copy costs its
+// predicate, one address and the copy. Otherwise a K-tile may straddle taps and each copy
+// decomposes its g = (tap, c) (divisions by constants).
 constexpr int AU = BK / A_VEC, A_UNITS = BM * AU, A_PER = (A_UNITS + THREADS - 1) / THREADS;
 constexpr int BU = BK / B_VEC, B_UNITS = BN * BU, B_PER = (B_UNITS + THREADS - 1) / THREADS;
+constexpr bool TAP_TILES = C % BK == 0;
 static_assert(C % A_VEC == 0 && G % B_VEC == 0, "a copy unit never straddles a tap or a weight row");
+static_assert(A_PER <= 32, "one validity bit per A unit");
+// Whether the rows' validity for every filter row and column fits 64 bits each, so a tap's
+// validity bits are two shifts and an AND.
+constexpr bool PACKED_MASKS = R * A_PER <= 64 && S * A_PER <= 64;
+// The masks' type: 32 bits where they fit (two registers fewer than 64).
+using tap_mask = pp_select_t<R * A_PER <= 32 && S * A_PER <= 32, unsigned, unsigned long long>;
 
 struct operand_iterator {
     const float *x, *wt;
-    int g0;                               // first g of the next K-tile
-    int image[A_PER], top[A_PER], left[A_PER]; // per A row: n*H*W, STRIDE*oy-PAD, STRIDE*ox-PAD
-    int k0;
+    int g0;                                    // first g of the next K-tile
+    int k0;                                    // first column k of the block
+    int image[A_PER], top[A_PER], left[A_PER]; // per A unit: n*H*W, STRIDE*oy-PAD, STRIDE*ox-PAD
+    // TAP_TILES only:
+    int c0, r, t;        // the next K-tile is channels [c0, c0+BK) of tap (r, t)
+    int a_tap;           // its offset in x: (r*W + t)*C + c0
+    unsigned valid_rows; // bit i: unit i's pixel at tap (r, t) lies inside x
+    tap_mask inside_h, inside_w; // PACKED_MASKS: bit r*A_PER + i: top[i] + r in [0, H); t: left
+    int a_off[A_PER];    // per A unit: element offset of its pixel at tap (0, 0), channel kc (0 past M)
 };
+
+// Unit i's row and column within the K-tile (rows a compile-time step apart when THREADS is a
+// multiple of the units per row, so the compiler can address them from one base).
+__device__ __forceinline__ int a_row(int i) { return THREADS % AU == 0 ? (int)threadIdx.x / AU + i * (THREADS / AU) : ((int)threadIdx.x + i * THREADS) / AU; }
+__device__ __forceinline__ int a_column(int i) { return ((THREADS % AU == 0 ? (int)threadIdx.x : (int)threadIdx.x + i * THREADS) % AU) * A_VEC; }
+__device__ __forceinline__ int b_row(int i) { return THREADS % BU == 0 ? (int)threadIdx.x / BU + i * (THREADS / BU) : ((int)threadIdx.x + i * THREADS) / BU; }
+__device__ __forceinline__ int b_column(int i) { return ((THREADS % BU == 0 ? (int)threadIdx.x : (int)threadIdx.x + i * THREADS) % BU) * B_VEC; }
+__device__ __forceinline__ bool a_unit(int i) { return A_UNITS % THREADS == 0 || (int)threadIdx.x + i * THREADS < A_UNITS; }
+__device__ __forceinline__ bool b_unit(int i) { return B_UNITS % THREADS == 0 || (int)threadIdx.x + i * THREADS < B_UNITS; }
+
+// Bit i: unit i's row has a pixel inside x at tap (r, t) (and is a row of the tile).
+__device__ __forceinline__ unsigned rows_inside(const operand_iterator &it, int r, int t)
+{
+    if (PACKED_MASKS)
+        return (unsigned)(it.inside_h >> (r * A_PER)) & (unsigned)(it.inside_w >> (t * A_PER)) &
+               (unsigned)((1ull << A_PER) - 1);
+    unsigned bits = 0;
+#pragma unroll
+    for (int i = 0; i < A_PER; ++i)
+        if ((unsigned)(it.top[i] + r) < (unsigned)H && (unsigned)(it.left[i] + t) < (unsigned)W) bits |= 1u << i;
+    return bits;
+}
 
 __device__ __forceinline__ void iterator_init(operand_iterator &it, const float *x, const float *wt)
 {
@@ -48,38 +87,69 @@ __device__ __forceinline__ void iterator_init(operand_iterator &it, const float 
     it.k0 = blockIdx.y * BN;
 #pragma unroll
     for (int i = 0; i < A_PER; ++i) {
-        const int e = (int)threadIdx.x + i * THREADS;
-        const int m = blockIdx.x * BM + e / AU;
+        const int m = blockIdx.x * BM + a_row(i);
         const int n = m / (P * Q), oyx = m - n * (P * Q), oy = oyx / Q, ox = oyx - oy * Q;
-        const bool row = m < M && e < A_UNITS;
+        const bool row = m < M && a_unit(i);
         it.image[i] = n * (H * W);
         it.top[i] = row ? oy * STRIDE - PAD : -(1 << 24); // never in [0, H) when the row is past M
         it.left[i] = ox * STRIDE - PAD;
+        it.a_off[i] = row ? (it.image[i] + it.top[i] * W + it.left[i]) * C + a_column(i) : 0;
     }
+    it.inside_h = it.inside_w = 0;
+    if (PACKED_MASKS) {
+#pragma unroll
+        for (int i = 0; i < A_PER; ++i) {
+#pragma unroll
+            for (int r = 0; r < R; ++r)
+                if ((unsigned)(it.top[i] + r) < (unsigned)H) it.inside_h |= (tap_mask)1 << (r * A_PER + i);
+#pragma unroll
+            for (int t = 0; t < S; ++t)
+                if ((unsigned)(it.left[i] + t) < (unsigned)W) it.inside_w |= (tap_mask)1 << (t * A_PER + i);
+        }
+    }
+    it.c0 = it.r = it.t = it.a_tap = 0;
+    it.valid_rows = TAP_TILES ? rows_inside(it, 0, 0) : 0;
 }
 
 // Issues the copies of the iterator's next K-tile into one stage and advances.
 __device__ __forceinline__ void load_tiles(operand_iterator &it, float *a, float *b)
 {
-    const int tid = (int)threadIdx.x;
+    if constexpr (TAP_TILES) {
+        const float *x_tap = it.x + it.a_tap;
 #pragma unroll
-    for (int i = 0; i < A_PER; ++i) {
-        const int e = tid + i * THREADS;
-        const int kc = (THREADS % AU == 0 ? tid % AU : e % AU) * A_VEC;
-        const int g = it.g0 + kc, tap = g / C, c = g - tap * C, r = tap / S, t = tap - r * S;
-        const int ih = it.top[i] + r, iw = it.left[i] + t;
-        const bool valid = g < G && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
-        const float *src = valid ? it.x + (it.image[i] + ih * W + iw) * C + c : it.x;
-        if (A_UNITS % THREADS == 0 || e < A_UNITS) tile_copy(a + a_offset(e / AU, kc), src, valid, A_VEC);
+        for (int i = 0; i < A_PER; ++i)
+            if (a_unit(i))
+                tile_copy_at(a + a_offset(a_row(i), a_column(i)), x_tap, it.a_off[i], (it.valid_rows & (1u << i)) != 0, A_VEC);
+        it.c0 += BK;
+        it.a_tap += BK;
+        // A 1x1 unpadded layer has one tap whose rows are all inside: nothing to update.
+        if (!(R == 1 && S == 1 && PAD == 0) && it.c0 == C) {
+            it.c0 = 0;
+            if (++it.t == S) {
+                it.t = 0;
+                ++it.r;
+            }
+            it.valid_rows = rows_inside(it, it.r, it.t);
+            it.a_tap = (it.r * W + it.t) * C;
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < A_PER; ++i) {
+            const int kc = a_column(i);
+            const int g = it.g0 + kc, tap = g / C, c = g - tap * C, r = tap / S, t = tap - r * S;
+            const int ih = it.top[i] + r, iw = it.left[i] + t;
+            const bool valid = g < G && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
+            if (a_unit(i)) tile_copy_at(a + a_offset(a_row(i), kc), it.x, (it.image[i] + ih * W + iw) * C + c, valid, A_VEC);
+        }
     }
+    // B: under TAP_TILES G % BK == 0, so only the column k bounds a copy.
+    const float *wt_g = it.wt + it.g0;
 #pragma unroll
     for (int i = 0; i < B_PER; ++i) {
-        const int e = tid + i * THREADS;
-        const int kc = (THREADS % BU == 0 ? tid % BU : e % BU) * B_VEC;
-        const int k = it.k0 + e / BU, g = it.g0 + kc;
-        const bool valid = k < K && g < G;
-        if (B_UNITS % THREADS == 0 || e < B_UNITS)
-            tile_copy(b + b_offset(kc, e / BU), valid ? it.wt + k * G + g : it.wt, valid, B_VEC);
+        const bool valid = (K % BN == 0 || it.k0 + b_row(i) < K) && (TAP_TILES || it.g0 + b_column(i) < G);
+        // One thread's units are rows a compile-time step apart (THREADS % BU == 0): one
+        // base address and immediate offsets, no per-unit state.
+        if (b_unit(i)) tile_copy_at(b + b_offset(b_column(i), b_row(i)), wt_g, (it.k0 + b_row(i)) * G + b_column(i), valid, B_VEC);
     }
     it.g0 += BK;
 }

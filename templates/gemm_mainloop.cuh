@@ -5,7 +5,11 @@
 // lookup) that issues the copies of the iterator's next K-tile into one stage, through
 // tile_copy at a_offset(row, k) / b_offset(k, col), and advances; and its epilogue.
 // Emitted after the tile product, inside the kernel's namespace. Constants: STAGES
-// (1..4), and A_TILE, B_TILE (floats per stage) from the tile product.
+// (1..4), SMEM_BYTES (the generator's size of the stages, checked here), and A_TILE, B_TILE
+// (floats per stage) from the tile product.
+// Shared memory: the stages of A, then those of B, static up to 48 KB; above, dynamic on a
+// GPU (the plan gives the launch SMEM_BYTES and the runtime raises the kernel's limit) and
+// static in the host emulation, which has no such limit.
 //
 // STAGES == 1: stores are synchronous; per K-tile: load, barrier, compute, barrier.
 // STAGES >= 2 (cp.async, one barrier per K-tile): the prologue issues K-tiles
@@ -29,13 +33,34 @@ __device__ __forceinline__ void tile_copy(float *dst, const float *src, bool val
     }
 }
 
+// tile_copy from base + offset. On a GPU the address is formed whether or not the copy is
+// valid (an invalid copy reads nothing, so an offset outside the tensor is harmless and
+// saves a select per copy); on the host an out-of-range pointer is never formed.
+__device__ __forceinline__ void tile_copy_at(float *dst, const float *base, int offset, bool valid, int vec)
+{
+#if defined(PP_HOST_EMULATION)
+    tile_copy(dst, valid ? base + offset : base, valid, vec);
+#else
+    tile_copy(dst, base + offset, valid, vec);
+#endif
+}
+
 // acc += A * B over `ktiles` K-tiles that `it` delivers in order. Every thread of the block
 // calls it (it has barriers).
 template <class Iterator>
 __device__ __forceinline__ void gemm_mainloop(Iterator &it, int ktiles, float (&acc)[TM][TN])
 {
-    __shared__ __align__(128) float a_smem[STAGES][A_TILE];
-    __shared__ __align__(128) float b_smem[STAGES][B_TILE];
+    static_assert(STAGES * (A_TILE + B_TILE) * 4 == SMEM_BYTES, "the generator and the tile product agree on the stages");
+#if defined(PP_HOST_EMULATION)
+    __shared__ __align__(128) float smem[STAGES * (A_TILE + B_TILE)];
+#else
+    constexpr bool dynamic = SMEM_BYTES > 48 * 1024;
+    __shared__ __align__(128) float static_smem[dynamic ? 1 : STAGES * (A_TILE + B_TILE)];
+    extern __shared__ __align__(128) float dynamic_smem[];
+    float *smem = dynamic ? dynamic_smem : static_smem;
+#endif
+    float (*a_smem)[A_TILE] = reinterpret_cast<float (*)[A_TILE]>(smem);
+    float (*b_smem)[B_TILE] = reinterpret_cast<float (*)[B_TILE]>(smem + STAGES * A_TILE);
     if (STAGES == 1) {
         for (int kt = 0; kt < ktiles; ++kt) {
             load_tiles(it, a_smem[0], b_smem[0]);
@@ -50,15 +75,19 @@ __device__ __forceinline__ void gemm_mainloop(Iterator &it, int ktiles, float (&
         if (s < ktiles) load_tiles(it, a_smem[s], b_smem[s]);
         pp_cp_async_commit();
     }
-    int read = 0, write = STAGES - 1;
-    for (int kt = 0; kt < ktiles; ++kt) {
-        pp_cp_async_wait_pending(STAGES - 2);
-        __syncthreads();
-        if (kt + STAGES - 1 < ktiles) load_tiles(it, a_smem[write], b_smem[write]);
-        pp_cp_async_commit();
-        tile_product(a_smem[read], b_smem[read], acc);
-        read = read == STAGES - 1 ? 0 : read + 1;
-        write = write == STAGES - 1 ? 0 : write + 1;
+    // Unrolled by STAGES, so every stage's shared-memory addresses are compile-time offsets.
+    for (int kt0 = 0; kt0 < ktiles; kt0 += STAGES) {
+#pragma unroll
+        for (int s = 0; s < STAGES; ++s) {
+            const int kt = kt0 + s;
+            if (kt >= ktiles) break;
+            const int write = (s + STAGES - 1) % STAGES;
+            pp_cp_async_wait_pending(STAGES - 2);
+            __syncthreads();
+            if (kt + STAGES - 1 < ktiles) load_tiles(it, a_smem[write], b_smem[write]);
+            pp_cp_async_commit();
+            tile_product(a_smem[s], b_smem[s], acc);
+        }
     }
     pp_cp_async_wait_all();
 }

@@ -10,6 +10,7 @@
 // Indexing: thread o = blockIdx.x*THREADS + threadIdx.x is output element o (flat, c
 // fastest): consecutive threads read and write consecutive channels (coalesced).
 // Generator constants: N C H W R STRIDE PAD P Q COUNT (= N*P*Q*C) THREADS
+// (the element: maxpool_window.cuh; maxpool_fwd_pool.cu is the form that also pools y)
 // Launch: grid (ceil(COUNT/THREADS)), block (THREADS).
 extern "C" __global__ void __launch_bounds__(THREADS)
 ${KERNEL}(const float *__restrict__ x, float *__restrict__ y, unsigned char *__restrict__ argmax)
@@ -18,23 +19,8 @@ ${KERNEL}(const float *__restrict__ x, float *__restrict__ y, unsigned char *__r
     if (o >= COUNT) return;
     const int c = o % C, pix = o / C;
     const int ox = pix % Q, oy = (pix / Q) % P, n = pix / (P * Q);
-    const float *image = x + n * (H * W * C) + c;
-    float best = 0.0f;
-    int arg = -1;
-    for (int r = 0; r < R; ++r) {
-        const int h = oy * STRIDE + r - PAD;
-        if (h < 0 || h >= H) continue;
-        for (int t = 0; t < R; ++t) {
-            const int w = ox * STRIDE + t - PAD;
-            if (w < 0 || w >= W) continue;
-            const float v = image[(h * W + w) * C];
-            if (arg < 0 || v > best || (v != v && best == best)) {
-                best = v;
-                arg = r * R + t;
-            }
-        }
-    }
-    y[o] = best;
-    argmax[o] = (unsigned char)arg;
+    unsigned char arg;
+    y[o] = maxpool_at(x + n * (H * W * C) + c, oy, ox, arg); // maxpool_window.cuh
+    argmax[o] = arg;
 }
 PP_KERNEL_EXPORT(${KERNEL})

@@ -41,10 +41,9 @@ function M.write_bundle(text, chunkname, dir)
   if not results then return nil, msg, kind end
   local files = bundle.render(results, chunkname)
   if not dir then return #files end
-  return protect("internal", function()
-    bundle.write(files, dir)
-    return #files
-  end)
+  local ok, err = pcall(bundle.write, files, dir)
+  if not ok then return nil, tostring(err), "io" end
+  return #files
 end
 
 -- One kernel of ops.lua; params_text is a Lua table constructor, e.g. "{ N = 2, C = 3 }".
@@ -82,6 +81,21 @@ function M.train_plan(model_text, model_name, o, policy)
   return protect("parse", function()
     local graph, p = resolved_graph(model_text, model_name, o, policy)
     return require("poolprop.train").build(graph, p, { sources = o.sources, tuned = o.tuned })
+  end)
+end
+
+-- The bundle of a model's training step (arguments as train_plan; sources are always
+-- built, and o.tuned applies exactly as in train_plan): { files = { { path, text }, ... }
+-- (kernels/<name>.cu for every distinct kernel the step launches, then plan.lua; see
+-- bundle.render_training), kernels, launches, math, batch, height, width, classes }.
+-- Nothing is written here: the runtime writes the files.
+function M.training_bundle(model_text, model_name, o, policy)
+  return protect("parse", function()
+    local graph, p = resolved_graph(model_text, model_name, o, policy)
+    local plan = require("poolprop.train").build(graph, p, { sources = true, tuned = o.tuned })
+    local files, kernels, launches = bundle.render_training(plan, model_name, policy.file_name or policy.text)
+    return { files = files, kernels = kernels, launches = launches, math = plan.math, batch = graph.batch,
+      height = graph.height, width = graph.width, classes = graph.classes }
   end)
 end
 

@@ -1,6 +1,13 @@
 -- bundle.lua: what `poolprop gen` writes: kernels/<name>.cu for every distinct kernel and
 -- plan.lua, the layers with their kernels (launch order, geometry, arguments) and
 -- buffers. Everything is generated in memory first; on any error nothing is written.
+-- Two sources: a layer-description file (render) and a model's training step
+-- (render_training). Both write each kernel as one plan.lua line of the same form,
+--   { name = "...", op = "...", file = "kernels/<name>.cu", grid = { x, y, z }, block = { t, 1, 1 }, args = { ... }, dynamic_shared = bytes },
+-- which tools read line by line (../shared/tools/sass/kstats.py); no other line of
+-- plan.lua starts with `{ name = ..., op = `.
+local layer = require("poolprop.layer")
+
 local M = {}
 
 local function quote(s) return string.format("%q", s) end
@@ -9,6 +16,20 @@ local function list_of(values, fmt)
   local out = {}
   for i, v in ipairs(values) do out[i] = string.format(fmt, v) end
   return "{ " .. table.concat(out, ", ") .. " }"
+end
+
+-- The plan.lua line of one kernel (without indentation).
+local function kernel_line(k)
+  return string.format("{ name = %s, op = %s, file = %s, grid = %s, block = %s, args = %s, dynamic_shared = %d },\n",
+    quote(k.name), quote(k.op), quote("kernels/" .. k.name .. ".cu"), list_of(k.grid, "%d"),
+    list_of(k.block, "%d"), list_of(k.args, "%q"), k.dynamic_shared or 0)
+end
+
+-- The shape line of a convolution layer d (describe.lua fields) with shape s (layer.shape).
+local function shape_line(d, s)
+  return string.format(
+    "shape = { N = %d, C = %d, H = %d, W = %d, K = %d, R = %d, S = %d, stride = %d, pad = %d, P = %d, Q = %d, pool = %d, pool_mode = %s, HP = %d, WP = %d },\n",
+    d.N, d.C, d.H, d.W, d.K, d.R, d.S, d.stride, d.pad, s.P, s.Q, d.pool, quote(d.pool_mode), s.HP, s.WP)
 end
 
 -- results: list of layer.generate() results; source_name: the description file.
@@ -22,20 +43,15 @@ function M.render(results, source_name)
   }
   for _, r in ipairs(results) do
     local d = r.desc
-    plan[#plan + 1] = string.format(
-      "    { name = %s, signature = %s,\n      shape = { N = %d, C = %d, H = %d, W = %d, K = %d, R = %d, S = %d, stride = %d, pad = %d, P = %d, Q = %d, pool = %d, pool_mode = %s, HP = %d, WP = %d },\n",
-      quote(d.name or ""), quote(r.signature), d.N, d.C, d.H, d.W, d.K, d.R, d.S, d.stride, d.pad,
-      r.shape.P, r.shape.Q, d.pool, quote(d.pool_mode), r.shape.HP, r.shape.WP)
+    plan[#plan + 1] = string.format("    { name = %s, signature = %s,\n      ", quote(d.name or ""),
+      quote(r.signature)) .. shape_line(d, r.shape)
     plan[#plan + 1] = "      buffers = {\n"
     for _, b in ipairs(r.buffers) do
       plan[#plan + 1] = string.format("        { name = %s, elems = %d },\n", quote(b.name), b.elems)
     end
     plan[#plan + 1] = "      },\n      kernels = {\n"
     for _, k in ipairs(r.kernels) do
-      plan[#plan + 1] = string.format(
-        "        { name = %s, op = %s, file = %s, grid = %s, block = %s, args = %s },\n",
-        quote(k.name), quote(k.op), quote("kernels/" .. k.name .. ".cu"), list_of(k.grid, "%d"),
-        list_of(k.block, "%d"), list_of(k.args, "%q"))
+      plan[#plan + 1] = "        " .. kernel_line(k)
       if not seen[k.name] then
         seen[k.name] = true
         files[#files + 1] = { path = "kernels/" .. k.name .. ".cu", text = k.source }
@@ -48,18 +64,112 @@ function M.render(results, source_name)
   return files
 end
 
+-- The bundle of a model's training step. plan: train.build(graph, policy, { sources = true });
+-- source_name: the model file; policy_name: the policy as given. Besides the kernel files,
+-- plan.lua holds the model's figures; the layers in the order the step first runs them, each
+-- with its kernels in launch order (its forward, then its backward launches; the update is
+-- the layer "sgd"); steps: every launch of the step in order, with what each kernel argument
+-- is bound to (train.lua's refs); buffers: the step's arena buffers (bytes, and the first
+-- and last step, 1-based, that uses each). Returns the files, the number of distinct kernels
+-- and the number of launches.
+-- Pool-save traffic (train.lua save_traffic): each conv with f > 1 has a line
+--   pool_save = { by = <who writes its xp>, before = bytes, after = bytes },
+-- the bytes its pool-save moves when the conv pools x itself (before: read x + write xp)
+-- and in this plan (after: write xp where x's producer writes it); pool_save_bytes sums them.
+function M.render_training(plan, source_name, policy_name)
+  local g = plan.graph
+  local graph_layer = {}
+  for _, l in ipairs(g.layers) do graph_layer[l.name] = l end
+  local save_of = {}
+  for _, e in ipairs(plan.save_traffic or {}) do save_of[e.layer] = e end
+  local files, seen, kernels = {}, {}, 0
+  local groups, group_of = {}, {}
+  for i, s in ipairs(plan.steps) do
+    local k = s.kernel
+    if not (k and k.source and s.refs) then
+      error(string.format("step %d (%s of %s) has no generated kernel", i, s.op, s.layer), 0)
+    end
+    local group = group_of[s.layer]
+    if not group then
+      group = { name = s.layer, op = graph_layer[s.layer] and graph_layer[s.layer].op or s.op, steps = {} }
+      group_of[s.layer] = group
+      groups[#groups + 1] = group
+    end
+    group.steps[#group.steps + 1] = s
+    if not seen[k.name] then
+      seen[k.name] = true
+      kernels = kernels + 1
+      files[#files + 1] = { path = "kernels/" .. k.name .. ".cu", text = k.source }
+    end
+  end
+  local out = {
+    string.format("-- plan.lua: generated by %s from %s, policy %s: do not edit.\n",
+      require("poolprop.emit").generator_version, source_name, quote(policy_name)),
+    "-- One training step. Per layer (in the order the step first runs it): its kernels in launch\n",
+    "-- order. steps: every launch in order, with what each kernel argument is bound to.\n",
+    "-- buffers: the step's arena buffers (bytes; first and last step that uses it, 1-based).\n",
+    string.format("return {\n  source = %s,\n  model = %s, policy = %s, math = %s, batch = %d, height = %d, width = %d, classes = %d,\n",
+      quote(source_name), quote(g.name), quote(policy_name), quote(plan.math), g.batch, g.height, g.width, g.classes),
+  }
+  if plan.save_traffic_total then
+    out[#out + 1] = string.format("  pool_save_bytes = { before = %d, after = %d },\n", plan.save_traffic_total.before,
+      plan.save_traffic_total.after)
+  end
+  out[#out + 1] = "  layers = {\n"
+
+  for _, group in ipairs(groups) do
+    local l = graph_layer[group.name]
+    if l and l.op == "conv" then
+      local d = { N = l.N, C = l.C, H = l.H, W = l.W, K = l.K, R = l.R, S = l.S, stride = l.stride, pad = l.pad,
+        pool = l.pool, pool_mode = l.pool_mode }
+      out[#out + 1] = string.format("    { name = %s, op = \"conv\", signature = %s,\n      ", quote(group.name),
+        quote(layer.signature(d))) .. shape_line(d, layer.shape(d))
+      local e = save_of[group.name]
+      if e then
+        out[#out + 1] = string.format("      pool_save = { by = %s, before = %d, after = %d },\n", quote(e.by), e.before,
+          e.after)
+      end
+    else
+      out[#out + 1] = string.format("    { name = %s, op = %s,\n", quote(group.name), quote(group.op))
+    end
+    out[#out + 1] = "      kernels = {\n"
+    for _, s in ipairs(group.steps) do out[#out + 1] = "        " .. kernel_line(s.kernel) end
+    out[#out + 1] = "      },\n    },\n"
+  end
+  out[#out + 1] = "  },\n  steps = {\n"
+  for _, s in ipairs(plan.steps) do
+    out[#out + 1] = string.format("    { phase = %s, layer = %s, kernel = %s, refs = %s },\n", quote(s.phase),
+      quote(s.layer), quote(s.kernel.name), list_of(s.refs, "%q"))
+  end
+  out[#out + 1] = "  },\n  buffers = {\n"
+  for _, b in ipairs(plan.buffers) do
+    out[#out + 1] = string.format("    { name = %s, kind = %s, stage = %s, bytes = %d, first = %d, last = %d },\n",
+      quote(b.name), quote(b.kind), quote(b.stage or ""), b.bytes, b.first, b.last)
+  end
+  out[#out + 1] = "  },\n}\n"
+  files[#files + 1] = { path = "plan.lua", text = table.concat(out) }
+  return files, kernels, #plan.steps
+end
+
 -- Writes rendered files under dir (which must exist, with a kernels/ subfolder created by
--- the caller), each through a temporary name and a rename.
+-- the caller), each through a temporary name and a rename; every write is checked.
 function M.write(files, dir)
   for _, f in ipairs(files) do
     local path = dir .. "/" .. f.path
     local tmp = path .. ".tmp"
     local h, err = io.open(tmp, "wb")
     if not h then error("cannot write " .. tmp .. ": " .. tostring(err), 0) end
-    h:write(f.text)
-    h:close()
+    local wrote, werr = h:write(f.text)
+    local closed, cerr = h:close()
+    if not wrote or not closed then
+      os.remove(tmp)
+      error("cannot write " .. tmp .. ": " .. tostring(werr or cerr), 0)
+    end
     local ok, rerr = os.rename(tmp, path)
-    if not ok then error("cannot rename " .. tmp .. ": " .. tostring(rerr), 0) end
+    if not ok then
+      os.remove(tmp)
+      error("cannot rename " .. tmp .. ": " .. tostring(rerr), 0)
+    end
   end
 end
 

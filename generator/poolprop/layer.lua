@@ -76,15 +76,17 @@ local function copy_vec(cfg, extent)
 end
 
 -- row_fastest: whether FFMA tiles give consecutive threads consecutive rows (see
--- gemm_tile.cuh); tensor-core tiles have the fragment layout instead. operands: {A_VEC,
--- B_VEC, A_KMAJOR, B_KMAJOR}: the copy widths and shared-memory layouts (gemm_mma.cuh).
-local function gemm_constants(cfg, row_fastest, operands)
+-- gemm_tile.cuh); tensor-core tiles have the fragment layout instead. vecs: {A_VEC, B_VEC},
+-- the copy widths; the shared-memory layouts are op's (variants.operand_kmajor).
+local function gemm_constants(cfg, op, row_fastest, vecs)
   local tm, tn = variants.per_thread(cfg)
+  local major = variants.operand_kmajor[op]
   local c = {
     { "BM", cfg.BM }, { "BN", cfg.BN }, { "BK", cfg.BK }, { "TM", tm }, { "TN", tn },
     { "THREADS", variants.threads(cfg) }, { "TILE_PAD", variants.tile_pad(cfg) },
     { "STAGES", cfg.STAGES }, { "MATH", cfg.MATH }, { "ROW_FASTEST", row_fastest and 1 or 0 },
-    { "A_VEC", operands[1] }, { "B_VEC", operands[2] }, { "A_KMAJOR", operands[3] }, { "B_KMAJOR", operands[4] },
+    { "A_VEC", vecs[1] }, { "B_VEC", vecs[2] }, { "A_KMAJOR", major[1] }, { "B_KMAJOR", major[2] },
+    { "SMEM_BYTES", variants.shared_bytes(cfg) },
   }
   if cfg.MATH > 0 then
     c[#c + 1] = { "WARPS_M", cfg.WARPS_M }
@@ -139,11 +141,12 @@ function M.kernel_fwd(d, s, save_pool, stats)
     { "M", M_ }, { "G", G }, { "HP", s.HP }, { "WP", s.WP }, { "POOL_F", pool },
     { "POOL_MAX", d.pool_mode == "max" and 1 or 0 },
     { "POOL_PER_BLOCK", ceil_div(d.N * s.HP * s.WP, grid_m) }, { "STATS", stats and 1 or 0 } })
-  push_all(consts, gemm_constants(cfg, true, { copy_vec(cfg, d.C), copy_vec(cfg, G), 1, 1 }))
+  push_all(consts, gemm_constants(cfg, "conv_fwd", true, { copy_vec(cfg, d.C), copy_vec(cfg, G) }))
   local grid = { grid_m, ceil_div(d.K, cfg.BN), 1 }
   check_grid(d, name, grid)
   return {
     name = name, op = "conv_fwd", config = cfg, variant = index, math = variants.math_name(cfg),
+    dynamic_shared = variants.dynamic_shared_bytes(cfg),
     grid = grid, block = { variants.threads(cfg), 1, 1 },
     stat_parts = stats and grid_m * (cfg.MATH > 0 and cfg.WARPS_M or 1) or 0,
     args = { "x", "w", "y", pool > 1 and "xp" or "null", stats and "bn_partials" or "null" },
@@ -163,12 +166,13 @@ function M.kernel_bwd_data(d, s, accumulate)
   local consts = push_all(shape_constants(d, s), { { "HS", HS }, { "WS", WS }, { "RA", RA }, { "SA", SA },
     { "MX", MX }, { "GX", d.K * RA * SA }, { "ACCUMULATE", accumulate and 1 or 0 },
     { "PHASES_H", math.min(d.stride, d.R) }, { "PHASES_W", math.min(d.stride, d.S) } })
-  push_all(consts, gemm_constants(cfg, true, { copy_vec(cfg, d.K), copy_vec(cfg, d.C), 1, 0 }))
+  push_all(consts, gemm_constants(cfg, "conv_bwd_data", true, { copy_vec(cfg, d.K), copy_vec(cfg, d.C) }))
   -- Stride phases with taps only (the template zeroes the others).
   local grid = { ceil_div(MX, cfg.BM), ceil_div(d.C, cfg.BN), math.min(d.stride, d.R) * math.min(d.stride, d.S) }
   check_grid(d, name, grid)
   return {
     name = name, op = "conv_bwd_data", config = cfg, variant = index, math = variants.math_name(cfg),
+    dynamic_shared = variants.dynamic_shared_bytes(cfg),
     grid = grid, block = { variants.threads(cfg), 1, 1 },
     args = { "dy", "w", "dx" },
     source = emit.kernel_source { kernel = name, op = "conv_bwd_data",
@@ -193,11 +197,12 @@ function M.kernels_bwd_weight(d, s)
   local consts = push_all(shape_constants(d, s), {
     { "M", M_ }, { "G", G }, { "HP", s.HP }, { "WP", s.WP }, { "POOL_F", d.pool },
     { "SPLITS", splits }, { "M_PER_SPLIT", m_per_split } })
-  push_all(consts, gemm_constants(cfg, true, { copy_vec(cfg, d.C), copy_vec(cfg, d.K), 0, 0 }))
+  push_all(consts, gemm_constants(cfg, "conv_bwd_weight", true, { copy_vec(cfg, d.C), copy_vec(cfg, d.K) }))
   local grid = { ceil_div(G, cfg.BM), ceil_div(d.K, cfg.BN), splits }
   check_grid(d, name, grid)
   local kernels = { {
     name = name, op = "conv_bwd_weight", config = cfg, variant = index, math = variants.math_name(cfg),
+    dynamic_shared = variants.dynamic_shared_bytes(cfg),
     grid = grid, block = { variants.threads(cfg), 1, 1 },
     args = { "dy", d.pool > 1 and "xp" or "x", splits > 1 and "dw_partial" or "dw" },
     source = emit.kernel_source { kernel = name, op = "conv_bwd_weight",

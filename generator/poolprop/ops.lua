@@ -15,13 +15,24 @@
 --
 -- op            parameters (default)                        args, in order
 -- bn_stats      N C HW, MOMENTUM (0.1), EPS (1e-5)          y mean invstd running_mean running_var
--- bn_stats_merge C PARTS M, MOMENTUM (0.1), EPS (1e-5)      partials mean invstd running_mean
---                                                           running_var (partials from conv_fwd)
+-- bn_stats_part N C HW SLICES                               y partials (SLICES*C*3 + C floats)
+-- bn_stats_merge C PARTS M, SHIFT (0|1, 0), MOMENTUM (0.1),  partials mean invstd running_mean
+--               EPS (1e-5)                                  running_var (partials from conv_fwd,
+--                                                           or with SHIFT 1 from bn_stats_part)
 -- bn_apply      N C HW, RELU ADD SAVE_BF16 EVAL (0|1, 0),   y mean invstd gamma beta residual out
 --               EPS (1e-5)                                  mask y_bf16 running_mean running_var
 -- bn_backward   N C HW, MASK (0 none | 1 bit mask |         dout mask y mean invstd gamma dgamma
 --               2 fp32 ReLU output, 0), BF16 RES (0|1, 0)   dbeta dy dres
+-- bn_backward_sums N C HW SLICES, MASK BF16 (as above)     dout mask y mean invstd partials
+--                                                           (SLICES*C*2 floats)
+-- bn_backward_dx N C HW SLICES, MASK BF16 RES (as above)    dout mask y mean invstd gamma partials
+--                                                           dgamma dbeta dy dres
+-- bn_apply_pool N C H W, RELU ADD SAVE_BF16 (0|1, 0),      y mean invstd gamma beta residual out
+--               POOL_F (2|4|8), POOL_F2 (1|2|4, 1),          mask y_bf16 xp xp2 (bn_apply in training,
+--               POOL_MAX (0|1, 0)                           also writing the pool-save of out)
 -- maxpool_fwd   N C H W, R (3) STRIDE (2) PAD (1)           x y argmax
+-- maxpool_fwd_pool N C H W, R STRIDE PAD (as above),        x y argmax xp xp2 (maxpool_fwd, also
+--               POOL_F POOL_F2 POOL_MAX (as bn_apply_pool)  writing the pool-save of y)
 -- maxpool_bwd   N C H W, R (3) STRIDE (2) PAD (1)           dy argmax dx
 -- avgpool_fwd   N C HW                                      x y
 -- avgpool_bwd   N C HW                                      dy dx
@@ -30,13 +41,27 @@
 -- fc_bwd_weight N IN OUT                                    dy x dw db
 -- softmax_ce    N CLASSES                                   logits labels loss (2 floats: mean loss,
 --                                                           correct predictions) dlogits
+-- softmax_ce_rows N CLASSES                                 logits labels rows (N*2 floats) dlogits
+-- softmax_ce_reduce N                                       rows loss
 -- sgd           COUNT                                       params grads momentum_buf lr momentum
 --                                                           weight_decay (the last three: float
 --                                                           scalars passed by value)
+-- Sliced forms: where one block per CT channels would leave the GPU short of blocks
+-- (large N*HW, few channels), the plan runs bn_stats as bn_stats_part + bn_stats_merge
+-- (SHIFT 1) and bn_backward as bn_backward_sums + bn_backward_dx, with SLICES =
+-- M.bn_slices(N*HW, C) row slices per channel block and the partials in a workspace; and
+-- softmax_ce, for more rows than its one block has warps (M.softmax_multi_block), as
+-- softmax_ce_rows + softmax_ce_reduce. Each merge adds in a fixed order: deterministic.
 -- Shape parameters are positive integers; an element count must fit an int (< 2^31);
 -- bn_stats needs N*HW >= 2 (the unbiased running variance divides by N*HW - 1); maxpool
 -- needs PAD <= R/2 (every window holds an element of x), R*R <= 256 (argmax is a byte)
--- and at least one output; softmax_ce keeps 2N floats in shared memory: N <= 4096.
+-- and at least one output; softmax_ce keeps 2N floats in shared memory: N <= 4096;
+-- the sliced forms need SLICES <= N*HW (every slice holds a row).
+-- Pool-save forms (bn_apply_pool, maxpool_fwd_pool): the producer of a convolution's input
+-- writes the input pooled by POOL_F (xp) and, for a second convolution pooling it by
+-- another factor, by POOL_F2 (xp2; 1: none), which must divide POOL_F (factors are
+-- powers of two, so the larger of any two is the one named POOL_F); POOL_MAX: max instead
+-- of avg. Bitwise conv_fwd's pool-save of the same tensor (templates/pool_save.cuh).
 -- Unknown, missing or out-of-range parameters are errors ("error: <op>: ...").
 local emit = require("poolprop.emit")
 local errors = require("poolprop.errors")
@@ -193,6 +218,27 @@ end
 
 local ELEMENTWISE_THREADS = 256
 
+-- Row slices per channel block of the sliced BN reductions over m rows of c channels
+-- (bn_stats_part, bn_backward_sums / bn_backward_dx): enough that the grid,
+-- ceil(c/CT) x slices, has FILL_BLOCKS blocks (two per SM of a 132-SM GPU, so that a block
+-- waiting on memory has a partner), but no slice under MIN_SLICE_ROWS rows, where the
+-- partials and the merge would cost more than the parallelism gains. 1 (the one-pass
+-- kernels) for small m or where the channel blocks alone fill the GPU. The partials cost
+-- SLICES*C*3 (stats) or *2 (backward) floats of workspace.
+local FILL_BLOCKS, MIN_SLICE_ROWS = 264, 512
+
+function M.bn_slices(m, c)
+  local blocks = ceil_div(c, channel_tile(c))
+  local s = math.min(ceil_div(FILL_BLOCKS, blocks), m // MIN_SLICE_ROWS)
+  return s > 1 and s or 1
+end
+
+-- softmax_ce's one block gives every row its own warp up to this many rows; larger batches
+-- use softmax_ce_rows (one warp per row, SOFTMAX_ROW_WARPS rows per block) + softmax_ce_reduce.
+local SOFTMAX_THREADS, SOFTMAX_ROW_WARPS = 512, 1
+
+function M.softmax_multi_block(n) return n > SOFTMAX_THREADS // 32 end
+
 -- ---- batch norm ----
 
 local bn_stats_spec = {
@@ -227,24 +273,51 @@ M.builders.bn_stats = function(params)
     args = { "y", "mean", "invstd", "running_mean", "running_var" } }
 end
 
+-- Raises unless 1 <= SLICES <= m (every slice of the m rows holds one).
+local function check_slices(op, p, m)
+  if p.SLICES > m then
+    errors.raise(nil, "%s: SLICES = %d exceeds N*HW = %d: a slice would hold no row", op, p.SLICES, m)
+  end
+end
+
+-- The sliced form of bn_stats, first pass: (count, shifted mean, M2) per (slice, channel)
+-- for bn_stats_merge with SHIFT 1 and PARTS = SLICES.
+local bn_stats_part_spec = { { "N", "shape" }, { "C", "shape" }, { "HW", "shape" }, { "SLICES", "shape" } }
+
+M.builders.bn_stats_part = function(params)
+  local op, spec = "bn_stats_part", bn_stats_part_spec
+  local p = check(op, params, spec)
+  check_count(op, "N*C*HW", p.N * p.C * p.HW)
+  local m = p.N * p.HW
+  check_slices(op, p, m)
+  check_count(op, "SLICES*C*3 + C", p.SLICES * p.C * 3 + p.C)
+  local threads, ct = channel_threads(ceil_div(m, p.SLICES)), channel_tile(p.C)
+  return kernel { op = op, sig = bn_sig(p) .. string.format("_s%d", p.SLICES), params = p, spec = spec,
+    constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "M", m }, { "SLICES", p.SLICES }, { "CT", ct },
+      { "PG", threads // ct } },
+    grid = { ceil_div(p.C, ct), p.SLICES }, threads = threads, args = { "y", "partials" } }
+end
+
 -- The statistics of BN inputs that are convolution outputs: conv_fwd (with stats) leaves
--- PARTS partial (count, mean, M2) per channel; this merges them. M = N*HW.
+-- PARTS partial (count, mean, M2) per channel; this merges them. M = N*HW. SHIFT 1: the
+-- partials of bn_stats_part (means relative to shifts stored after them).
 local bn_stats_merge_spec = {
-  { "C", "shape" }, { "PARTS", "shape" }, { "M", "shape" },
+  { "C", "shape" }, { "PARTS", "shape" }, { "M", "shape" }, { "SHIFT", "flag", 0 },
   { "MOMENTUM", "float", 0.1, { 0.0, 1.0 } }, { "EPS", "float", 1e-5, { 0.0, 1.0, true } },
 }
 
 M.builders.bn_stats_merge = function(params)
   local op, spec = "bn_stats_merge", bn_stats_merge_spec
   local p = check(op, params, spec)
-  check_count(op, "PARTS*C*3", p.PARTS * p.C * 3)
+  check_count(op, "PARTS*C*3 + C", p.PARTS * p.C * 3 + p.C)
   if p.M < 2 then
     errors.raise(nil, "%s: M = %d: batch statistics need at least 2 values per channel", op, p.M)
   end
-  return kernel { op = op, sig = string.format("c%dparts%dm%d", p.C, p.PARTS, p.M) .. float_sig(p, spec),
+  return kernel { op = op,
+    sig = string.format("c%dparts%dm%d", p.C, p.PARTS, p.M) .. (p.SHIFT == 1 and "_shift" or "") .. float_sig(p, spec),
     params = p, spec = spec,
-    constants = { { "C", p.C }, { "PARTS", p.PARTS }, { "M", p.M }, { "MOMENTUM", f32(p.MOMENTUM) },
-      { "EPS", f32(p.EPS) } },
+    constants = { { "C", p.C }, { "PARTS", p.PARTS }, { "M", p.M }, { "SHIFT", p.SHIFT },
+      { "MOMENTUM", f32(p.MOMENTUM) }, { "EPS", f32(p.EPS) } },
     grid = { p.C }, threads = channel_threads(p.PARTS * 8),
     args = { "partials", "mean", "invstd", "running_mean", "running_var" } }
 end
@@ -263,11 +336,66 @@ M.builders.bn_apply = function(params)
     if p[f[1]] == 1 then sig = sig .. "_" .. f[2] end
   end
   return kernel { op = op, sig = sig .. float_sig(p, spec), params = p, spec = spec,
+    parts = { "templates/bn_apply_value.cuh" },
     constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "COUNT", count }, { "RELU", p.RELU },
       { "ADD", p.ADD }, { "SAVE_BF16", p.SAVE_BF16 }, { "EVAL", p.EVAL }, { "EPS", f32(p.EPS) } },
     grid = { ceil_div(count, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS,
     args = { "y", "mean", "invstd", "gamma", "beta", "residual", "out", "mask", "y_bf16", "running_mean",
       "running_var" } }
+end
+
+-- The pool-save parameters both pool-save forms take, after their own.
+local pool_save_spec = { { "POOL_F", "choice", nil, { 2, 4, 8 } }, { "POOL_F2", "choice", 1, { 1, 2, 4 } },
+  { "POOL_MAX", "flag", 0 } }
+
+local function with_pool_save(spec)
+  local s = {}
+  for _, e in ipairs(spec) do s[#s + 1] = e end
+  for _, e in ipairs(pool_save_spec) do s[#s + 1] = e end
+  return s
+end
+
+-- Checks POOL_F2 against POOL_F; returns the name fragment (_f4avg, _f4f2max) and the
+-- pool-save constants of a produced (N, xh, xw, C) tensor (templates/pool_save.cuh), with
+-- WINDOWS, the POOL_F windows the threads own.
+local function pool_save(op, p, n, xh, xw)
+  if p.POOL_F2 > 1 and (p.POOL_F2 >= p.POOL_F or p.POOL_F % p.POOL_F2 ~= 0) then
+    errors.raise(nil, "%s: POOL_F2 = %d must be 1 or a proper divisor of POOL_F = %d", op, p.POOL_F2, p.POOL_F)
+  end
+  local hp, wp = ceil_div(xh, p.POOL_F), ceil_div(xw, p.POOL_F)
+  local hp2, wp2 = ceil_div(xh, p.POOL_F2), ceil_div(xw, p.POOL_F2)
+  local sig = string.format("_f%d", p.POOL_F) .. (p.POOL_F2 > 1 and string.format("f%d", p.POOL_F2) or "") ..
+    (p.POOL_MAX == 1 and "max" or "avg")
+  return sig, { { "XH", xh }, { "XW", xw }, { "POOL_F", p.POOL_F }, { "POOL_F2", p.POOL_F2 },
+    { "POOL_MAX", p.POOL_MAX }, { "HP", hp }, { "WP", wp }, { "HP2", hp2 }, { "WP2", wp2 },
+    { "WINDOWS", n * hp * wp } }, n * hp * wp
+end
+
+local bn_apply_pool_spec = with_pool_save {
+  { "N", "shape" }, { "C", "shape" }, { "H", "shape" }, { "W", "shape" }, { "RELU", "flag", 0 }, { "ADD", "flag", 0 },
+  { "SAVE_BF16", "flag", 0 },
+}
+
+-- bn_apply's training form that also pools what it writes; a thread owns a POOL_F window of
+-- one channel. CG: the mask's run of lanes (the largest power of two dividing C, at most 32).
+M.builders.bn_apply_pool = function(params)
+  local op, spec = "bn_apply_pool", bn_apply_pool_spec
+  local p = check(op, params, spec)
+  local count = check_count(op, "N*C*H*W", p.N * p.C * p.H * p.W)
+  local sig = string.format("n%dc%dh%dw%d", p.N, p.C, p.H, p.W)
+  for _, f in ipairs { { "RELU", "relu" }, { "ADD", "add" }, { "SAVE_BF16", "bf16" } } do
+    if p[f[1]] == 1 then sig = sig .. "_" .. f[2] end
+  end
+  local pool_sig, pool_constants, windows = pool_save(op, p, p.N, p.H, p.W)
+  local cg = 1
+  while cg < 32 and p.C % (cg * 2) == 0 do cg = cg * 2 end
+  local constants = { { "N", p.N }, { "C", p.C }, { "H", p.H }, { "W", p.W }, { "HW", p.H * p.W },
+    { "COUNT", count }, { "RELU", p.RELU }, { "ADD", p.ADD }, { "SAVE_BF16", p.SAVE_BF16 }, { "CG", cg } }
+  for _, c in ipairs(pool_constants) do constants[#constants + 1] = c end
+  return kernel { op = op, sig = sig .. pool_sig, params = p, spec = spec,
+    parts = { "templates/bn_apply_value.cuh", "templates/pool_save.cuh" }, constants = constants,
+    grid = { ceil_div(windows * p.C, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS,
+    args = { "y", "mean", "invstd", "gamma", "beta", "residual", "out", "mask", "y_bf16", "xp", "xp2" } }
 end
 
 local bn_backward_spec = {
@@ -284,11 +412,51 @@ M.builders.bn_backward = function(params)
   if p.BF16 == 1 then sig = sig .. "_bf16" end
   if p.RES == 1 then sig = sig .. "_res" end
   local threads, ct = channel_threads(m), channel_tile(p.C)
-  return kernel { op = op, sig = sig, params = p, spec = spec,
+  return kernel { op = op, sig = sig, params = p, spec = spec, parts = { "templates/bn_backward_common.cuh" },
     constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "M", m }, { "MASK", p.MASK },
       { "BF16", p.BF16 }, { "RES", p.RES }, { "CT", ct }, { "PG", threads // ct } },
     grid = { ceil_div(p.C, ct) }, threads = threads,
     args = { "dout", "mask", "y", "mean", "invstd", "gamma", "dgamma", "dbeta", "dy", "dres" } }
+end
+
+-- The sliced form of bn_backward: bn_backward_sums writes (sum dz, sum dz*xhat) per
+-- (slice, channel); bn_backward_dx (same N C HW MASK BF16 SLICES) merges them and computes dy.
+local bn_backward_sums_spec = {
+  { "N", "shape" }, { "C", "shape" }, { "HW", "shape" }, { "SLICES", "shape" },
+  { "MASK", "choice", 0, { 0, 1, 2 } }, { "BF16", "flag", 0 },
+}
+local bn_backward_dx_spec = {
+  { "N", "shape" }, { "C", "shape" }, { "HW", "shape" }, { "SLICES", "shape" },
+  { "MASK", "choice", 0, { 0, 1, 2 } }, { "BF16", "flag", 0 }, { "RES", "flag", 0 },
+}
+
+local function bn_backward_sliced(op, spec, params, args)
+  local p = check(op, params, spec)
+  check_count(op, "N*C*HW", p.N * p.C * p.HW)
+  local m = p.N * p.HW
+  check_slices(op, p, m)
+  check_count(op, "SLICES*C*2", p.SLICES * p.C * 2)
+  local sig = bn_sig(p) .. string.format("_s%d", p.SLICES) .. ({ "", "_mask", "_maskf32" })[p.MASK + 1]
+  if p.BF16 == 1 then sig = sig .. "_bf16" end
+  if p.RES == 1 then sig = sig .. "_res" end
+  local threads, ct = channel_threads(ceil_div(m, p.SLICES)), channel_tile(p.C)
+  local constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "M", m }, { "SLICES", p.SLICES },
+    { "MASK", p.MASK }, { "BF16", p.BF16 } }
+  if p.RES then constants[#constants + 1] = { "RES", p.RES } end
+  constants[#constants + 1] = { "CT", ct }
+  constants[#constants + 1] = { "PG", threads // ct }
+  return kernel { op = op, sig = sig, params = p, spec = spec, parts = { "templates/bn_backward_common.cuh" },
+    constants = constants, grid = { ceil_div(p.C, ct), p.SLICES }, threads = threads, args = args }
+end
+
+M.builders.bn_backward_sums = function(params)
+  return bn_backward_sliced("bn_backward_sums", bn_backward_sums_spec, params,
+    { "dout", "mask", "y", "mean", "invstd", "partials" })
+end
+
+M.builders.bn_backward_dx = function(params)
+  return bn_backward_sliced("bn_backward_dx", bn_backward_dx_spec, params,
+    { "dout", "mask", "y", "mean", "invstd", "gamma", "partials", "dgamma", "dbeta", "dy", "dres" })
 end
 
 -- ---- pooling ----
@@ -298,8 +466,8 @@ local maxpool_spec = {
   { "STRIDE", "shape", 2 }, { "PAD", "natural", 1 },
 }
 
-local function maxpool_shape(op, params)
-  local p = check(op, params, maxpool_spec)
+local function maxpool_shape(op, params, spec)
+  local p = check(op, params, spec or maxpool_spec)
   if p.PAD > p.R // 2 then
     errors.raise(nil, "%s: PAD = %d exceeds R/2 = %d: a window could lie in the padding alone", op, p.PAD, p.R // 2)
   end
@@ -325,8 +493,24 @@ M.builders.maxpool_fwd = function(params)
   local op = "maxpool_fwd"
   local p, sig = maxpool_shape(op, params)
   local count = p.N * p.C * p.P * p.Q
-  return kernel { op = op, sig = sig, params = p, spec = maxpool_spec, constants = maxpool_constants(p, count),
+  return kernel { op = op, sig = sig, params = p, spec = maxpool_spec, parts = { "templates/maxpool_window.cuh" },
+    constants = maxpool_constants(p, count),
     grid = { ceil_div(count, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS, args = { "x", "y", "argmax" } }
+end
+
+local maxpool_fwd_pool_spec = with_pool_save(maxpool_spec)
+
+-- maxpool_fwd that also pools its output; a thread owns a POOL_F window of one channel of y.
+M.builders.maxpool_fwd_pool = function(params)
+  local op = "maxpool_fwd_pool"
+  local p, sig = maxpool_shape(op, params, maxpool_fwd_pool_spec)
+  local pool_sig, pool_constants, windows = pool_save(op, p, p.N, p.P, p.Q)
+  local constants = maxpool_constants(p, p.N * p.C * p.P * p.Q)
+  for _, c in ipairs(pool_constants) do constants[#constants + 1] = c end
+  return kernel { op = op, sig = sig .. pool_sig, params = p, spec = maxpool_fwd_pool_spec,
+    parts = { "templates/maxpool_window.cuh", "templates/pool_save.cuh" }, constants = constants,
+    grid = { ceil_div(windows * p.C, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS,
+    args = { "x", "y", "argmax", "xp", "xp2" } }
 end
 
 M.builders.maxpool_bwd = function(params)
@@ -421,8 +605,30 @@ M.builders.softmax_ce = function(params)
       op, p.N)
   end
   return kernel { op = op, sig = string.format("n%dk%d", p.N, p.CLASSES), params = p, spec = softmax_spec,
-    constants = { { "N", p.N }, { "CLASSES", p.CLASSES } },
-    grid = { 1 }, threads = 512, args = { "logits", "labels", "loss", "dlogits" } }
+    parts = { "templates/softmax_ce_row.cuh" }, constants = { { "N", p.N }, { "CLASSES", p.CLASSES } },
+    grid = { 1 }, threads = SOFTMAX_THREADS, args = { "logits", "labels", "loss", "dlogits" } }
+end
+
+-- The multi-block form: one warp per row, then the rows' sum in one block (with
+-- softmax_ce's thread count, so the same additions as the one-block kernel).
+M.builders.softmax_ce_rows = function(params)
+  local op = "softmax_ce_rows"
+  local p = check(op, params, softmax_spec)
+  check_count(op, "N*CLASSES", p.N * p.CLASSES)
+  return kernel { op = op, sig = string.format("n%dk%d", p.N, p.CLASSES), params = p, spec = softmax_spec,
+    parts = { "templates/softmax_ce_row.cuh" }, constants = { { "N", p.N }, { "CLASSES", p.CLASSES } },
+    grid = { ceil_div(p.N, SOFTMAX_ROW_WARPS) }, threads = 32 * SOFTMAX_ROW_WARPS,
+    args = { "logits", "labels", "rows", "dlogits" } }
+end
+
+local softmax_reduce_spec = { { "N", "shape" } }
+
+M.builders.softmax_ce_reduce = function(params)
+  local op = "softmax_ce_reduce"
+  local p = check(op, params, softmax_reduce_spec)
+  check_count(op, "N*2", p.N * 2)
+  return kernel { op = op, sig = string.format("n%d", p.N), params = p, spec = softmax_reduce_spec,
+    constants = { { "N", p.N } }, grid = { 1 }, threads = SOFTMAX_THREADS, args = { "rows", "loss" } }
 end
 
 local sgd_spec = { { "COUNT", "shape" } }

@@ -12,6 +12,10 @@
 -- plan.buffers: { name, bytes, kind, stage, first, last } with first/last the indices of
 --   the first and last step that use it ("io" buffers live through the whole step). A
 --   buffer is "saved" when it is written in the forward phase and read in the backward.
+--   Workspaces (kind "workspace", counted in the report like any transient buffer):
+--   bnpart:<conv output> the conv epilogue's BN partials, bnstats:<bn> / bnsums:<bn> the
+--   sliced BN statistics / backward sums (ops.lua bn_slices), rowloss:<loss> the
+--   multi-block softmax's per-row (loss, hit), partial:<conv> split-K partial dw.
 -- plan.infer_steps / plan.infer_buffers: the same for inference (BN with running stats).
 --
 -- What each layer saves for backward (DESIGN.md section 1):
@@ -21,8 +25,20 @@
 --   relu     a 1-bit mask (the baseline policy keeps the full fp32 output instead)
 --   maxpool  the index of the max in each window, 1 byte (baseline: 8, as PyTorch's int64)
 --   fc       its input; softmax_ce computes dlogits in the forward pass
+--
+-- Who writes a conv's xp: the kernel that produces its input, where that is ours (a BN
+-- apply in training, bn_apply_pool; the stem's max pool, maxpool_fwd_pool), pools what it
+-- writes as it writes it, so the input is not read a second time for the save; the conv
+-- then runs without its pool-save (conv_fwd "_nosave"). Only the network input (the stem
+-- conv's x) is pooled by the conv itself. A producer serves at most two factors of one
+-- mode for its output (xp, xp2; the consumers of a ResNet tensor are at most two convs);
+-- any further (factor, mode) falls back to the conv's own pool-save. Convs sharing an
+-- input and (factor, mode) share one copy, xp:<tensor>:f<f><mode>, whoever writes it; its
+-- stage is the first consumer's, its lifetime starts at the writing step.
+-- plan.save_traffic: per conv, the bytes its pool-save moves (see M.save_traffic).
 local errors = require("poolprop.errors")
 local layer = require("poolprop.layer")
+local ops = require("poolprop.ops")
 local variants = require("poolprop.variants")
 
 local M = {}
@@ -91,17 +107,71 @@ end
 
 local function buf(name) return "buf:" .. name end
 
+local function xp_name(tensor, f, mode) return string.format("xp:%s:f%d%s", tensor, f, mode) end
+
+-- The pool-saves producers write (training): tensor -> { mode, factors = { f, f2 } (larger
+-- first), stages = { [f] = first consumer's stage } } for each output of a BN or max pool
+-- layer that convs read with a factor above 1 (see the file header).
+local function producer_saves(graph)
+  local produced = {}
+  for _, l in ipairs(graph.layers) do
+    if l.op == "bn" or l.op == "maxpool" then produced[l.output] = true end
+  end
+  local saves = {}
+  for _, l in ipairs(graph.layers) do
+    if l.op == "conv" and l.pool > 1 and produced[l.input] then
+      local s = saves[l.input]
+      if not s then
+        s = { mode = l.pool_mode, factors = {}, stages = {} }
+        saves[l.input] = s
+      end
+      if s.mode == l.pool_mode and not s.stages[l.pool] and #s.factors < 2 then
+        s.factors[#s.factors + 1] = l.pool
+        s.stages[l.pool] = l.stage
+      end
+    end
+  end
+  for _, s in pairs(saves) do table.sort(s.factors, function(a, b) return a > b end) end
+  return saves
+end
+
+-- Whether tensor's producer writes its pool by f in mode (training only).
+function Plan:produced_save(tensor, f, mode)
+  local s = self.pool_saves and self.pool_saves[tensor]
+  return s ~= nil and s.mode == mode and s.stages[f] ~= nil
+end
+
+-- For a producer's launch: its pool-save parameters (nil when it writes none) and the
+-- refs of xp and xp2, creating those buffers. n, c, h, w: the produced tensor.
+function Plan:pool_save_outputs(tensor, n, c, h, w)
+  local s = self.pool_saves and self.pool_saves[tensor]
+  if not s then return nil, "null", "null" end
+  local refs = {}
+  for i, f in ipairs(s.factors) do
+    local name = xp_name(tensor, f, s.mode)
+    refs[i] = buf(self:buffer(name, n * c * ((h + f - 1) // f) * ((w + f - 1) // f) * 4, "saved", s.stages[f]))
+  end
+  return { POOL_F = s.factors[1], POOL_F2 = s.factors[2] or 1, POOL_MAX = s.mode == "max" and 1 or 0 },
+    refs[1], refs[2] or "null"
+end
+
 function Plan:conv_forward(l)
   local d = conv_desc(l, self.policy, self.opts)
   local s = layer.shape(d)
-  local xp_name = nil
+  local xp = nil
   local save = false
   if l.pool > 1 then
-    xp_name = string.format("xp:%s:f%d%s", l.input, l.pool, l.pool_mode)
-    save = not self.by_name[xp_name] -- convs sharing an input and f share one saved copy
-    self:buffer(xp_name, s.xp_elems * 4, "saved", l.stage)
+    xp = xp_name(l.input, l.pool, l.pool_mode)
+    -- Convs sharing an input and f share one saved copy; the input's producer may write it.
+    local shared = self.save_counted[xp]
+    save = not self.by_name[xp] and not self:produced_save(l.input, l.pool, l.pool_mode)
+    self:buffer(xp, s.xp_elems * 4, "saved", l.stage)
+    self.save_traffic[#self.save_traffic + 1] = { layer = l.name, input = l.input, f = l.pool, mode = l.pool_mode,
+      x_bytes = s.x_elems * 4, xp_bytes = s.xp_elems * 4,
+      by = shared and "shared" or (save and "conv" or self.save_writer[xp]) }
+    self.save_counted[xp] = true
   end
-  l.saved_input = xp_name or l.input
+  l.saved_input = xp or l.input
   -- A BN that normalises this output takes its statistics from the convolution's
   -- epilogue (partials merged by bn_stats_merge) instead of reading the output again.
   local bn = self:bn_reading(l.output)
@@ -113,7 +183,7 @@ function Plan:conv_forward(l)
     self.bn_partials[l.output] = { ref = partials, parts = k.stat_parts }
   end
   self:launch(l.name, "conv_fwd", nil, k, { x = buf(l.input), w = "param:" .. l.weight, y = buf(l.output),
-    xp = save and buf(xp_name) or "null", bn_partials = partials, null = "null" })
+    xp = save and buf(xp) or "null", bn_partials = partials, null = "null" })
 end
 
 -- The BN layer whose input is tensor, if any.
@@ -142,8 +212,21 @@ function Plan:bn_forward(l, train)
         { partials = part.ref, mean = mean, invstd = invstd, running_mean = "state:" .. l.running_mean,
           running_var = "state:" .. l.running_var })
     else
-      self:launch(l.name, "bn_stats", { N = l.N, C = l.C, HW = l.HW }, nil, { y = buf(l.input), mean = mean,
-        invstd = invstd, running_mean = "state:" .. l.running_mean, running_var = "state:" .. l.running_var })
+      local stats = { mean = mean, invstd = invstd, running_mean = "state:" .. l.running_mean,
+        running_var = "state:" .. l.running_var }
+      local m = l.N * l.HW
+      local slices = ops.bn_slices(m, l.C)
+      if slices == 1 then
+        stats.y = buf(l.input)
+        self:launch(l.name, "bn_stats", { N = l.N, C = l.C, HW = l.HW }, nil, stats)
+      else
+        -- Sliced: per-slice partials (SLICES*C*3 floats and C shifts), merged in a fixed order.
+        local part = buf(self:buffer("bnstats:" .. l.name, (slices * l.C * 3 + l.C) * 4, "workspace", l.stage))
+        self:launch(l.name, "bn_stats_part", { N = l.N, C = l.C, HW = l.HW, SLICES = slices }, nil,
+          { y = buf(l.input), partials = part })
+        stats.partials = part
+        self:launch(l.name, "bn_stats_merge", { C = l.C, PARTS = slices, M = m, SHIFT = 1 }, nil, stats)
+      end
     end
   end
   local mask, y_bf16 = "null", "null"
@@ -153,11 +236,27 @@ function Plan:bn_forward(l, train)
   if params.SAVE_BF16 == 1 then
     y_bf16 = buf(self:buffer("bf16:" .. l.input, l.N * l.C * l.HW * 2, "saved", l.stage))
   end
-  self:launch(l.name, "bn_apply", params, nil, { y = buf(l.input), mean = mean, invstd = invstd,
+  -- In training, the pool-save of the output for the convs reading it, if any.
+  local op, shape = "bn_apply", self.graph.tensors[l.output]
+  local pool, xp, xp2 = nil, "null", "null"
+  if train then pool, xp, xp2 = self:pool_save_outputs(l.output, l.N, l.C, shape[3], shape[4]) end
+  if pool then
+    op = "bn_apply_pool"
+    params = { N = l.N, C = l.C, H = shape[3], W = shape[4], RELU = params.RELU, ADD = params.ADD,
+      SAVE_BF16 = params.SAVE_BF16, POOL_F = pool.POOL_F, POOL_F2 = pool.POOL_F2, POOL_MAX = pool.POOL_MAX }
+    self:note_save_writer(l.output, l.name)
+  end
+  self:launch(l.name, op, params, nil, { y = buf(l.input), mean = mean, invstd = invstd,
     gamma = "param:" .. l.weight, beta = "param:" .. l.bias,
     residual = l.residual and buf(l.residual) or "null", out = buf(out), mask = mask, y_bf16 = y_bf16,
     running_mean = train and "null" or ("state:" .. l.running_mean),
-    running_var = train and "null" or ("state:" .. l.running_var) })
+    running_var = train and "null" or ("state:" .. l.running_var), xp = xp, xp2 = xp2 })
+end
+
+-- Records which layer writes the pool-saves of tensor (for save_traffic).
+function Plan:note_save_writer(tensor, layer_name)
+  local s = self.pool_saves[tensor]
+  for _, f in ipairs(s.factors) do self.save_writer[xp_name(tensor, f, s.mode)] = layer_name end
 end
 
 function Plan:forward_layers(train)
@@ -180,8 +279,17 @@ function Plan:forward_layers(train)
       local bytes_per = self.policy.baseline and 8 or 1
       local argmax = self:buffer("argmax:" .. l.output, l.N * l.C * l.P * l.Q * bytes_per,
         train and "saved" or "workspace", l.stage)
-      self:launch(l.name, "maxpool_fwd", { N = l.N, C = l.C, H = l.H, W = l.W, R = l.R, STRIDE = l.stride,
-        PAD = l.pad }, nil, { x = buf(l.input), y = buf(l.output), argmax = buf(argmax) })
+      local params = { N = l.N, C = l.C, H = l.H, W = l.W, R = l.R, STRIDE = l.stride, PAD = l.pad }
+      local pool, xp, xp2 = nil, "null", "null"
+      if train then pool, xp, xp2 = self:pool_save_outputs(l.output, l.N, l.C, l.P, l.Q) end
+      local op = "maxpool_fwd"
+      if pool then
+        op = "maxpool_fwd_pool"
+        for k, v in pairs(pool) do params[k] = v end
+        self:note_save_writer(l.output, l.name)
+      end
+      self:launch(l.name, op, params, nil, { x = buf(l.input), y = buf(l.output), argmax = buf(argmax),
+        xp = xp, xp2 = xp2 })
     elseif l.op == "avgpool" then
       self:tensor_buffer(l.output, l.stage)
       self:launch(l.name, "avgpool_fwd", { N = l.N, C = l.C, HW = l.H * l.W }, nil,
@@ -192,8 +300,16 @@ function Plan:forward_layers(train)
         w = "param:" .. l.weight, b = "param:" .. l.bias, y = buf(l.output) })
     elseif l.op == "softmax_ce" and train then
       self:buffer("d:" .. l.input, elems(g.tensors[l.input]) * 4, "gradient", l.stage)
-      self:launch(l.name, "softmax_ce", { N = l.N, CLASSES = l.CLASSES }, nil, { logits = buf(l.input),
-        labels = buf("labels"), loss = buf("loss"), dlogits = buf("d:" .. l.input) })
+      if ops.softmax_multi_block(l.N) then
+        -- One warp per row over many blocks, then the rows' (loss, hit) summed in a fixed order.
+        local rows = buf(self:buffer("rowloss:" .. l.name, l.N * 2 * 4, "workspace", l.stage))
+        self:launch(l.name, "softmax_ce_rows", { N = l.N, CLASSES = l.CLASSES }, nil, { logits = buf(l.input),
+          labels = buf("labels"), rows = rows, dlogits = buf("d:" .. l.input) })
+        self:launch(l.name, "softmax_ce_reduce", { N = l.N }, nil, { rows = rows, loss = buf("loss") })
+      else
+        self:launch(l.name, "softmax_ce", { N = l.N, CLASSES = l.CLASSES }, nil, { logits = buf(l.input),
+          labels = buf("labels"), loss = buf("loss"), dlogits = buf("d:" .. l.input) })
+      end
     end
   end
 end
@@ -238,12 +354,23 @@ function Plan:backward_layers()
       if l.relu then mask = p.relu == "mask" and buf("mask:" .. l.output) or buf(l.output) end
       local bf16 = p.bn == "bf16"
       -- MASK 1: the 1-bit mask; 2: the fp32 ReLU output itself (relu=full, the baseline).
-    self:launch(l.name, "bn_backward", { N = l.N, C = l.C, HW = l.HW,
-      MASK = l.relu and (p.relu == "mask" and 1 or 2) or 0,
-        BF16 = bf16 and 1 or 0, RES = l.residual and 1 or 0 }, nil, {
-        dout = buf("d:" .. l.output), mask = mask, y = bf16 and buf("bf16:" .. l.input) or buf(l.input),
+      local params = { N = l.N, C = l.C, HW = l.HW, MASK = l.relu and (p.relu == "mask" and 1 or 2) or 0,
+        BF16 = bf16 and 1 or 0, RES = l.residual and 1 or 0 }
+      local bind = { dout = buf("d:" .. l.output), mask = mask, y = bf16 and buf("bf16:" .. l.input) or buf(l.input),
         mean = buf("mean:" .. l.name), invstd = buf("invstd:" .. l.name), gamma = "param:" .. l.weight,
-        dgamma = "grad:" .. l.weight, dbeta = "grad:" .. l.bias, dy = dy, dres = dres })
+        dgamma = "grad:" .. l.weight, dbeta = "grad:" .. l.bias, dy = dy, dres = dres }
+      local slices = ops.bn_slices(l.N * l.HW, l.C)
+      if slices == 1 then
+        self:launch(l.name, "bn_backward", params, nil, bind)
+      else
+        -- Sliced: per-slice (sum dz, sum dz*xhat) partials, merged in a fixed order by the dy pass.
+        bind.partials = buf(self:buffer("bnsums:" .. l.name, slices * l.C * 2 * 4, "workspace", l.stage))
+        self:launch(l.name, "bn_backward_sums", { N = l.N, C = l.C, HW = l.HW, SLICES = slices, MASK = params.MASK,
+          BF16 = params.BF16 }, nil, { dout = bind.dout, mask = mask, y = bind.y, mean = bind.mean,
+          invstd = bind.invstd, partials = bind.partials })
+        params.SLICES = slices
+        self:launch(l.name, "bn_backward_dx", params, nil, bind)
+      end
     elseif l.op == "conv" then
       local d = conv_desc(l, self.policy, self.opts)
       local s = layer.shape(d)
@@ -301,6 +428,7 @@ end
 function M.build(graph, policy, opts)
   opts = opts or {}
   local plan = new_plan(graph, policy, opts)
+  plan.pool_saves, plan.save_traffic, plan.save_counted, plan.save_writer = producer_saves(graph), {}, {}, {}
   local N = graph.batch
   plan:buffer("x", elems(graph.tensors.x) * 4, "io", "input")
   plan:buffer("labels", N * 4, "io", "input")
@@ -327,9 +455,33 @@ function M.build(graph, policy, opts)
   finish(infer, infer.steps, opts.sources)
   plan.infer_steps, plan.infer_buffers = infer.steps, infer.buffers
   plan.by_name, plan.initialized, plan.bn_partials, plan.bn_inputs = nil, nil, nil, nil
+  plan.pool_saves, plan.save_counted, plan.save_writer = nil, nil, nil
+  M.save_traffic(plan)
 
   M.report(plan)
   return plan
+end
+
+-- The bytes each conv's pool-save moves through memory (plan.save_traffic, one entry per
+-- conv with f > 1, in forward order: { layer, input, f, mode, x_bytes, xp_bytes, by,
+-- before, after }) and their sums (plan.save_traffic_total = { before, after }).
+--   before: what the conv's own pool-save moved (the way every copy was made before the
+--     producers wrote them): read x again (N*H*W*C*4) + write xp (N*HP*WP*C*4);
+--   after: what this plan moves: write xp only where the producer of x writes it (by = its
+--     layer), x + xp where the conv still pools (by = "conv": the network input);
+--   by = "shared": a copy an earlier conv's entry counts, 0 both.
+function M.save_traffic(plan)
+  local total = { before = 0, after = 0 }
+  for _, e in ipairs(plan.save_traffic) do
+    if e.by == "shared" then
+      e.before, e.after = 0, 0
+    else
+      e.before = e.x_bytes + e.xp_bytes
+      e.after = e.by == "conv" and e.before or e.xp_bytes
+    end
+    total.before, total.after = total.before + e.before, total.after + e.after
+  end
+  plan.save_traffic_total = total
 end
 
 -- Memory figures that do not depend on buffer placement: bytes saved for backward per

@@ -7,7 +7,15 @@ local M = {}
 
 -- Limits a configuration must respect on every target (sm_80 and later).
 M.max_threads = 512
+-- Shared memory per block: up to 48 KB is static; tensor-core tiles may use up to 64 KB,
+-- dynamic above 48 KB (gemm_mainloop.cuh; the runtime raises the kernel's limit). 64 KB
+-- leaves 2 blocks per SM on sm_80 (164 KB) and 3 on sm_90 (228 KB).
 M.max_static_shared_bytes = 48 * 1024
+M.max_shared_bytes = 64 * 1024
+
+-- How each op's tensor-core tiles lie in shared memory (gemm_mma.cuh): {A, B}, 1 = K-major
+-- (ldmatrix), 0 = MN-major.
+M.operand_kmajor = { conv_fwd = { 1, 1 }, conv_bwd_data = { 1, 0 }, conv_bwd_weight = { 0, 0 } }
 
 -- Math modes: 0 = fp32 FFMA (the reference), 1 = TF32 tensor cores (mma m16n8k8),
 -- 2 = BF16 tensor cores (mma m16n8k16); both with f32 accumulation. A policy allows a
@@ -82,10 +90,20 @@ function M.shared_bytes(cfg)
   return cfg.STAGES * cfg.BK * (cfg.BM + cfg.BN + 2 * M.tile_pad(cfg)) * 4
 end
 
+-- Bytes of dynamic shared memory a configuration's kernel asks for at launch: 0 when its
+-- tiles fit the static 48 KB.
+function M.dynamic_shared_bytes(cfg)
+  local bytes = M.shared_bytes(cfg)
+  return bytes > M.max_static_shared_bytes and bytes or 0
+end
+
 -- Accumulators per thread: FFMA tiles keep at most 64; a tensor-core warp tile of 64x64
 -- holds 128 per thread and leaves registers for its 32 fragment registers.
 M.max_accumulators = 64
 M.max_mma_accumulators = 128
+-- 16-byte copies one thread issues per K-tile: each keeps its row's coordinates in
+-- registers, so 64 threads loading a 192x32 tile (24 each) spill beside 128 accumulators.
+M.max_copies_per_thread = 16
 
 function M.valid(cfg)
   local t = M.threads(cfg)
@@ -94,11 +112,23 @@ function M.valid(cfg)
     if cfg.BK % (cfg.MATH == 2 and 16 or 8) ~= 0 then return false end
     local tm, tn = M.per_thread(cfg)
     if tm * tn > M.max_mma_accumulators or t < 64 or t > 256 then return false end
+    if (cfg.BM + cfg.BN) * cfg.BK // (4 * t) > M.max_copies_per_thread then return false end
+    -- 128 accumulators per thread leave room only for a square 64x64 warp tile's 32
+    -- fragment registers and the copies of a 16-deep K-tile of 4 or more warps: NVRTC's
+    -- ptxas spilled 4-270 bytes in 2-warp blocks, 32x128 and 128x32 warp tiles (40 fragment
+    -- registers) and BK = 32 at that size.
+    -- BF16 with fp32 operands in shared memory needs two loads and a convert per fragment
+    -- register, whose temporaries do not fit beside 128 accumulators either (4-20 bytes of
+    -- spills at 253-255 registers, depending on the layer).
+    if tm * tn > 64 and (t < 128 or cfg.BM // cfg.WARPS_M ~= 64 or cfg.BN // cfg.WARPS_N ~= 64 or cfg.BK > 16
+        or cfg.MATH == 2) then
+      return false
+    end
   elseif cfg.BM % cfg.TM ~= 0 or cfg.BN % cfg.TN ~= 0 then
     return false
   end
   if t < 32 or t > M.max_threads or t % 32 ~= 0 then return false end
-  return M.shared_bytes(cfg) <= M.max_static_shared_bytes
+  return M.shared_bytes(cfg) <= (cfg.MATH > 0 and M.max_shared_bytes or M.max_static_shared_bytes)
 end
 
 -- The precision a configuration computes in, by name.
@@ -171,7 +201,7 @@ end
 -- has no entry: variant 0 for fp32, else this tensor-core tile of the space.
 local math_defaults = {
   tf32 = { BM = 128, BN = 128, BK = 16, WARPS_M = 2, WARPS_N = 2, STAGES = 3, MATH = 1 },
-  bf16 = { BM = 128, BN = 128, BK = 16, WARPS_M = 2, WARPS_N = 2, STAGES = 3, MATH = 2 },
+  bf16 = { BM = 128, BN = 64, BK = 16, WARPS_M = 2, WARPS_N = 2, STAGES = 3, MATH = 2 },
 }
 -- The weight gradient's columns are the K output channels: 64-wide column tiles, so that
 -- K = 64 layers (every ResNet's first stage) run no half-empty tile.

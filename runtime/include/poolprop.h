@@ -275,6 +275,29 @@ PP_API pp_status pp_model_last_correct(const pp_model *model, int *out);
 PP_API pp_status pp_model_infer(pp_model *model, const float *x, float *logits);
 PP_API void pp_model_destroy(pp_model *model);
 
+/* What pp_model_bundle_write wrote. */
+typedef struct pp_model_bundle_info {
+    int kernels;       /* distinct kernels: one file out_dir/kernels/<name>.cu each */
+    int launches;      /* kernel launches of one training step: the kernel lines of plan.lua */
+    int tuned_entries; /* tuned kernels the device's tuning database offered (0: the policy's defaults) */
+    int batch, height, width, classes; /* as generated (the model's defaults resolved) */
+    char math[8];      /* the policy's math mode: "fp32", "tf32" or "bf16" */
+} pp_model_bundle_info;
+
+/* Writes the kernels of one training step of the model and its plan, exactly as
+ * pp_model_create on this context builds them (same sources, same variants: the tuning
+ * database of the context's device where it has an entry and the context does not ignore
+ * tuning, the policy's math-mode defaults otherwise; a PP_BACKEND_NONE context has no device
+ * and so uses the defaults). Nothing is compiled or allocated on a device. Writes
+ * out_dir/kernels/<kernel>.cu for every distinct kernel, then out_dir/plan.lua: the layers
+ * with their kernels in launch order, each kernel on one line of the same form as
+ * pp_bundle_write's ({ name, op, file, grid, block, args }), plus the model's figures, every
+ * launch of the step in order (steps) and the step's buffers. Everything is generated before
+ * out_dir (one level) and out_dir/kernels are created; each file is written to a temporary
+ * name and renamed. info may be NULL. */
+PP_API pp_status pp_model_bundle_write(pp_context *ctx, const pp_model_options *options, const char *out_dir,
+                                       pp_model_bundle_info *info);
+
 /* A model's parameters and BN statistics in host memory, initialised as torchvision does
  * (see pp_model_init_params), without compiling or allocating anything on a device. */
 typedef struct pp_params pp_params;

@@ -35,6 +35,7 @@ typedef struct driver {
     CUresult (*fn_cuModuleUnload)(CUmodule module);
     CUresult (*fn_cuModuleGetFunction)(CUfunction *fn, CUmodule module, const char *name);
     CUresult (*fn_cuFuncGetAttribute)(int *value, CUfunction_attribute attrib, CUfunction fn);
+    CUresult (*fn_cuFuncSetAttribute)(CUfunction f, CUfunction_attribute a, int value);
     CUresult (*fn_cuMemAlloc)(CUdeviceptr *ptr, size_t bytes);
     CUresult (*fn_cuMemFree)(CUdeviceptr ptr);
     CUresult (*fn_cuMemcpyHtoD)(CUdeviceptr dst, const void *src, size_t bytes);
@@ -69,6 +70,7 @@ struct pp_function {
     char name[256];
     int max_threads; /* per block, for this kernel's register use */
     int registers;
+    int dynamic_shared; /* bytes of dynamic shared memory each launch gives it */
 };
 
 struct pp_module {
@@ -177,6 +179,7 @@ static pp_status load_driver(pp_context *ctx, cuda_state *s)
         ENTRY(cuModuleUnload, "cuModuleUnload"),
         ENTRY(cuModuleGetFunction, "cuModuleGetFunction"),
         ENTRY(cuFuncGetAttribute, "cuFuncGetAttribute"),
+        ENTRY(cuFuncSetAttribute, "cuFuncSetAttribute"),
         ENTRY(cuMemAlloc, "cuMemAlloc_v2"),
         ENTRY(cuMemFree, "cuMemFree_v2"),
         ENTRY(cuMemcpyHtoD, "cuMemcpyHtoD_v2"),
@@ -229,13 +232,30 @@ static pp_status attribute(pp_context *ctx, cuda_state *s, CUdevice_attribute a,
 
 /* ---- operations ---- */
 
-static pp_status get_function(pp_context *ctx, pp_module *m, const char *name, pp_function **out)
+/* Gives every later launch of f `bytes` of dynamic shared memory; above the default 48 KB
+ * the function's limit is raised first (the driver refuses the launch otherwise). */
+static pp_status set_dynamic_shared(pp_context *ctx, cuda_state *s, pp_function *f, int bytes)
+{
+    if (bytes < 0) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "cuda backend: %s: negative dynamic shared memory", f->name);
+    if (bytes > 48 * 1024 && bytes != f->dynamic_shared) {
+        pp_status st = CU(ctx, s, cuFuncSetAttribute, (f->fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes));
+        if (st != PP_OK)
+            return ctx_wrap(ctx, st, "cuda backend: %s needs %d bytes of shared memory, more than %s allows", f->name,
+                            bytes, s->name);
+    }
+    f->dynamic_shared = bytes;
+    return PP_OK;
+}
+
+static pp_status get_function(pp_context *ctx, pp_module *m, const char *name, int dynamic_shared, pp_function **out)
 {
     cuda_state *s = ctx->backend;
     *out = NULL;
     if (!m || !name) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "cuda backend: get_function: NULL argument");
     for (int i = 0; i < m->function_count; i++) {
         if (strcmp(m->functions[i]->name, name) == 0) {
+            PP_TRY(bind(ctx, s));
+            PP_TRY(set_dynamic_shared(ctx, s, m->functions[i], dynamic_shared));
             *out = m->functions[i];
             return PP_OK;
         }
@@ -254,6 +274,7 @@ static pp_status get_function(pp_context *ctx, pp_module *m, const char *name, p
     strcpy(f->name, name);
     st = CU(ctx, s, cuFuncGetAttribute, (&f->max_threads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, fn));
     if (st == PP_OK) st = CU(ctx, s, cuFuncGetAttribute, (&f->registers, CU_FUNC_ATTRIBUTE_NUM_REGS, fn));
+    if (st == PP_OK) st = set_dynamic_shared(ctx, s, f, dynamic_shared);
     if (st == PP_OK && m->function_count == m->function_cap) {
         int cap = m->function_cap ? 2 * m->function_cap : 8;
         pp_function **bigger = realloc(m->functions, (size_t)cap * sizeof *bigger);
@@ -316,7 +337,7 @@ static pp_status compile(pp_context *ctx, const pp_compile_request *req, pp_modu
     nvrtc_output_free(&o);
     for (int i = 0; st == PP_OK && i < req->kernel_count; i++) {
         pp_function *f;
-        st = get_function(ctx, m, req->kernel_names[i], &f);
+        st = get_function(ctx, m, req->kernel_names[i], 0, &f);
     }
     if (st != PP_OK) {
         module_destroy(ctx, m);
@@ -414,7 +435,8 @@ static pp_status launch(pp_context *ctx, pp_function *fn, const unsigned grid[3]
                         fn->name, threads, block[0], block[1], block[2], fn->registers, fn->max_threads, s->name);
     PP_TRY(bind(ctx, s));
     pp_status st = CU(ctx, s, cuLaunchKernel,
-                      (fn->fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], 0, NULL, args, NULL));
+                      (fn->fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], (unsigned)fn->dynamic_shared, NULL,
+                       args, NULL));
     if (st != PP_OK)
         return ctx_wrap(ctx, st, "cuda backend: launching %s with grid (%u,%u,%u) block (%u,%u,%u)", fn->name, grid[0],
                         grid[1], grid[2], block[0], block[1], block[2]);

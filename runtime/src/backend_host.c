@@ -478,8 +478,12 @@ static pp_status host_prepare(pp_context *ctx, const pp_compile_request *req)
     return st;
 }
 
-static pp_status host_get_function(pp_context *ctx, pp_module *mod, const char *name, pp_function **out)
+/* dynamic_shared is unused: emulated kernels size their shared memory at compile time
+ * (gemm_mainloop.cuh). */
+static pp_status host_get_function(pp_context *ctx, pp_module *mod, const char *name, int dynamic_shared,
+                                   pp_function **out)
 {
+    (void)dynamic_shared;
     if (!mod || !name || !out) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "host get_function: NULL argument");
     struct pp_function *f = find_or_add_function(mod, name);
     if (!f)

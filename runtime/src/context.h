@@ -41,7 +41,10 @@ typedef struct pp_backend_ops {
      * a cache hit. Runs concurrently on several threads (compile_prefetch), each with its
      * own copy of the context: it may only read the backend state. */
     pp_status (*prepare)(pp_context *ctx, const pp_compile_request *req);
-    pp_status (*get_function)(pp_context *ctx, pp_module *mod, const char *name, pp_function **out);
+    /* dynamic_shared: bytes of dynamic shared memory every launch of the function gives it
+     * (the generator's gen_kernel.dynamic_shared; 0 for static shared memory only). */
+    pp_status (*get_function)(pp_context *ctx, pp_module *mod, const char *name, int dynamic_shared,
+                              pp_function **out);
     void (*module_destroy)(pp_context *ctx, pp_module *mod);
     pp_status (*alloc)(pp_context *ctx, size_t bytes, pp_devptr *out);
     void (*free)(pp_context *ctx, pp_devptr ptr);

@@ -116,7 +116,7 @@ pp_status pp_layer_create(pp_context *ctx, const pp_layer_desc *desc, pp_layer *
         pp_compile_request req = {k->source, source_name, names, 1};
         pp_compile_result res = {0, 0};
         st = ctx->ops->compile(ctx, &req, &layer->modules[i], &res);
-        if (st == PP_OK) st = ctx->ops->get_function(ctx, layer->modules[i], k->name, &layer->functions[i]);
+        if (st == PP_OK) st = ctx->ops->get_function(ctx, layer->modules[i], k->name, k->dynamic_shared, &layer->functions[i]);
         info->compile_ms = res.compile_ms;
         info->cache_hit = res.cache_hit;
         /* The cuda backend's compile already produced the report for the device's arch;

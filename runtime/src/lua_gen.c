@@ -97,6 +97,7 @@ static pp_status call_api(pp_context *ctx, lua_State *L, int nargs)
         pp_status st = PP_ERR_GENERATOR;
         if (kind && strcmp(kind, "parse") == 0) st = PP_ERR_PARSE;
         if (kind && strcmp(kind, "shape") == 0) st = PP_ERR_SHAPE;
+        if (kind && strcmp(kind, "io") == 0) st = PP_ERR_IO;
         return ctx_fail(ctx, st, "%s", lua_tostring(L, -2));
     }
     lua_pop(L, 2);
@@ -149,6 +150,7 @@ static int read_kernel(lua_State *L, int t, gen_kernel *k)
     lua_pop(L, 1);
     get_dim3(L, t, "grid", k->grid);
     get_dim3(L, t, "block", k->block);
+    k->dynamic_shared = get_int(L, t, "dynamic_shared");
     lua_getfield(L, t, "args");
     k->arg_count = (int)luaL_len(L, -1);
     if (k->arg_count > GEN_MAX_ARGS) k->arg_count = GEN_MAX_ARGS;
@@ -880,6 +882,52 @@ pp_status gen_train_plan(pp_context *ctx, const gen_plan_request *req, gen_plan 
     if (L) lua_close(L);
     if (st != PP_OK) gen_plan_free(out);
     return st;
+}
+
+pp_status gen_training_bundle(pp_context *ctx, const gen_plan_request *req, gen_bundle *out)
+{
+    memset(out, 0, sizeof *out);
+    lua_State *L = NULL;
+    PP_TRY(call_model_api(ctx, req, "training_bundle", &L));
+    int r = lua_gettop(L);
+    out->kernels = get_int(L, r, "kernels");
+    out->launches = get_int(L, r, "launches");
+    out->batch = get_int(L, r, "batch");
+    out->height = get_int(L, r, "height");
+    out->width = get_int(L, r, "width");
+    out->classes = get_int(L, r, "classes");
+    copy_field(L, r, "math", out->math, sizeof out->math);
+    lua_getfield(L, r, "files");
+    int list = lua_gettop(L);
+    int n = (int)luaL_len(L, list);
+    pp_status st = PP_OK;
+    out->files = calloc((size_t)n + 1, sizeof *out->files);
+    if (!out->files) st = ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < n && st == PP_OK; i++) {
+        lua_rawgeti(L, list, i + 1);
+        int f = lua_gettop(L);
+        gen_bundle_file *bf = &out->files[i];
+        out->file_count = i + 1;
+        bf->path = get_string(L, f, "path");
+        lua_getfield(L, f, "text");
+        size_t len = 0;
+        const char *text = lua_tolstring(L, -1, &len);
+        bf->text = text ? malloc(len + 1) : NULL;
+        if (bf->text) memcpy(bf->text, text, len + 1), bf->len = len;
+        lua_pop(L, 2);
+        if (!bf->path || !bf->text) st = ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    lua_close(L);
+    if (st != PP_OK) gen_bundle_free(out);
+    return st;
+}
+
+void gen_bundle_free(gen_bundle *b)
+{
+    if (!b) return;
+    for (int i = 0; i < b->file_count; i++) free(b->files[i].path), free(b->files[i].text);
+    free(b->files);
+    memset(b, 0, sizeof *b);
 }
 
 pp_status gen_tuning_targets(pp_context *ctx, const gen_plan_request *req, gen_tuning *out)

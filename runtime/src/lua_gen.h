@@ -14,6 +14,7 @@ typedef struct gen_kernel {
     int variant;
     char math[8]; /* "fp32", "tf32" or "bf16": the precision of the kernel's products */
     unsigned grid[3], block[3];
+    int dynamic_shared; /* bytes of dynamic shared memory the launch gives it (0: static only) */
     int arg_count;
     char args[GEN_MAX_ARGS][64]; /* parameter names in order, "null" for an unused pointer */
 } gen_kernel;

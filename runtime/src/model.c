@@ -4,14 +4,17 @@
  * Invariant: the device memory a model holds is exactly the planned peak: the flat
  * parameter, gradient, momentum and BN-statistics arrays plus one arena (the larger of the
  * training and the inference arenas), in which every buffer lives at its planned offset. */
+#include "cache.h"
 #include "layout.h"
 #include "plan.h"
 #include "tuner.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct pp_model {
     pp_context *ctx;
@@ -120,7 +123,7 @@ pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_m
         pp_compile_request creq = {k->source, source_name, names, 1};
         pp_compile_result res;
         st = ctx->ops->compile(ctx, &creq, &m->modules[i], &res);
-        if (st == PP_OK) st = ctx->ops->get_function(ctx, m->modules[i], k->name, &m->functions[i]);
+        if (st == PP_OK) st = ctx->ops->get_function(ctx, m->modules[i], k->name, k->dynamic_shared, &m->functions[i]);
         if (st != PP_OK) ctx_wrap(ctx, st, "model %s, kernel %s", p->model, k->name);
     }
     pp_memory_report r;
@@ -143,6 +146,54 @@ pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_m
     }
     *out = m;
     return PP_OK;
+}
+
+static pp_status make_dir(pp_context *ctx, const char *path)
+{
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return ctx_fail(ctx, PP_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return ctx_fail(ctx, PP_ERR_IO, "cannot create %s: %s", path, "a file of that name exists");
+    return PP_OK;
+}
+
+pp_status pp_model_bundle_write(pp_context *ctx, const pp_model_options *options, const char *out_dir,
+                                pp_model_bundle_info *info)
+{
+    if (!ctx || !options || !out_dir || !out_dir[0]) return PP_ERR_INVALID_ARGUMENT;
+    ctx_clear_error(ctx);
+    if (info) memset(info, 0, sizeof *info);
+    /* The request pp_model_create makes, with the same tuning lookup. */
+    gen_plan_request req;
+    plan_request_for_model(options, 1, &req);
+    pp_status st = tune_lookup(ctx, &req);
+    const int tuned_entries = req.tuned_count;
+    gen_bundle b;
+    memset(&b, 0, sizeof b);
+    if (st == PP_OK) st = gen_training_bundle(ctx, &req, &b);
+    tune_lookup_free(&req);
+    char path[4400];
+    if (st == PP_OK) st = make_dir(ctx, out_dir);
+    if (st == PP_OK && (size_t)snprintf(path, sizeof path, "%s/kernels", out_dir) >= sizeof path)
+        st = ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "output folder path is too long: %s", out_dir);
+    if (st == PP_OK) st = make_dir(ctx, path);
+    /* Kernels first, plan.lua last: a plan on disk names only kernels already there. */
+    for (int i = 0; i < b.file_count && st == PP_OK; i++) {
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", out_dir, b.files[i].path) >= sizeof path)
+            st = ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "output path is too long: %s/%s", out_dir, b.files[i].path);
+        else
+            st = file_write_atomic(ctx, path, b.files[i].text, b.files[i].len);
+    }
+    if (st == PP_OK && info) {
+        info->kernels = b.kernels;
+        info->launches = b.launches;
+        info->tuned_entries = tuned_entries;
+        info->batch = b.batch, info->height = b.height, info->width = b.width, info->classes = b.classes;
+        snprintf(info->math, sizeof info->math, "%s", b.math);
+    }
+    gen_bundle_free(&b);
+    return st;
 }
 
 pp_status pp_model_kernel_count(const pp_model *m, int *out)

@@ -111,6 +111,27 @@ void plan_request_for_model(const pp_model_options *o, int sources, gen_plan_req
 pp_status gen_train_plan(pp_context *ctx, const gen_plan_request *req, gen_plan *out);
 void gen_plan_free(gen_plan *plan);
 
+/* A model's training step as `poolprop gen --model` writes it (generator api.lua
+ * training_bundle), in memory: files[i].path is relative to the bundle's folder
+ * ("kernels/<name>.cu", then "plan.lua"). */
+typedef struct gen_bundle_file {
+    char *path, *text;
+    size_t len;
+} gen_bundle_file;
+
+typedef struct gen_bundle {
+    gen_bundle_file *files;
+    int file_count;
+    int kernels, launches;             /* distinct kernels; launches of one training step */
+    int batch, height, width, classes; /* as generated (defaults resolved) */
+    char math[8];
+} gen_bundle;
+
+/* The bundle for req, which must ask for sources; its tuned variants apply as in
+ * gen_train_plan. Release with gen_bundle_free. */
+pp_status gen_training_bundle(pp_context *ctx, const gen_plan_request *req, gen_bundle *out);
+void gen_bundle_free(gen_bundle *bundle);
+
 /* One kernel the tuner measures: a conv op on one layer shape of the model. */
 typedef struct gen_tuning_target {
     char key[256];     /* tuning-database key (layer.lua tuning_key) */

@@ -1,12 +1,15 @@
 /* test_cli.c - the poolprop command as a user runs it: `poolprop layer` on .npy files
- * agrees with the independent C reference (reference/conv_ref.c), and every kind of bad
- * input (bad .npy files, shapes that do not fit, bad options, bad description files, a
- * cuda backend without a GPU) gives a clear message and a non-zero exit, never a crash.
+ * agrees with the independent C reference (reference/conv_ref.c), `poolprop gen --model`
+ * writes every kernel of a training step and a plan whose kernel lines (the form
+ * `poolprop gen FILE` writes) name them, and every kind of bad input (bad .npy files,
+ * shapes that do not fit, bad options, bad description files, a cuda backend without a GPU)
+ * gives a clear message and a non-zero exit, never a crash.
  * Usage: test_cli /path/to/poolprop */
 #include "conv_ref.h"
 #include "npy.h"
 #include "tool_run.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -100,6 +103,158 @@ static void check_layer(int n, int c, int h, int w, int k, int r, int s, int str
     CHECK(ey < 1e-4 && ep < 1e-6 && ex < 1e-4 && ew < 1e-4, "errors above tolerance");
     free(x), free(wt), free(dy), free(ry), free(rxp), free(rdx), free(rxu), free(rdw);
     free(y), free(xp), free(dx), free(dw);
+}
+
+/* What a bundle written by `poolprop gen` holds, read from its plan.lua line by line the way
+ * tools read it, with every kernel line's file checked to exist. */
+typedef struct bundle_summary {
+    int kernel_lines;      /* { name = ..., op = ..., file = ..., grid = ..., block = { t, 1, 1 }, args = ... } */
+    int distinct_files;    /* different files those lines name */
+    int step_lines;        /* { phase = ... } lines (gen --model only) */
+    int cu_files;          /* *.cu files in kernels/ */
+    int conv_files, conv_tensor_core; /* distinct conv_* kernels, and those whose header says MATH=1 */
+    int conv_ops_tensor_core[3];      /* conv_fwd, conv_bwd_data, conv_bwd_weight with MATH=1 */
+    char first_conv_name[256];
+} bundle_summary;
+
+static bundle_summary read_bundle(const char *bundle)
+{
+    static char files[1024][300];
+    bundle_summary b;
+    memset(&b, 0, sizeof b);
+    char path[512], line[4096];
+    snprintf(path, sizeof path, "%s/plan.lua", bundle);
+    FILE *plan = fopen(path, "r");
+    CHECK(plan != NULL, "%s written", path);
+    while (fgets(line, sizeof line, plan)) {
+        const char *t = line + strspn(line, " ");
+        if (strncmp(t, "{ phase = ", 10) == 0) b.step_lines++;
+        char name[256], op[64], file[300];
+        unsigned g[3], threads;
+        if (sscanf(t, "{ name = \"%255[^\"]\", op = \"%63[^\"]\", file = \"%299[^\"]\", grid = { %u, %u, %u }, block = { %u, 1, 1 }, args = {",
+                   name, op, file, &g[0], &g[1], &g[2], &threads) != 7)
+            continue;
+        b.kernel_lines++;
+        CHECK(g[0] >= 1 && g[1] >= 1 && g[2] >= 1 && threads >= 32, "%s: launch geometry of %s", path, name);
+        char want[300];
+        snprintf(want, sizeof want, "kernels/%s.cu", name);
+        CHECK(strcmp(file, want) == 0, "%s: kernel %s names file %s", path, name, file);
+        int seen = 0;
+        for (int i = 0; i < b.distinct_files && !seen; i++) seen = strcmp(files[i], file) == 0;
+        if (seen) continue;
+        CHECK(b.distinct_files < 1024, "too many kernels");
+        snprintf(files[b.distinct_files++], sizeof files[0], "%s", file);
+        char kernel_path[700];
+        snprintf(kernel_path, sizeof kernel_path, "%s/%s", bundle, file);
+        FILE *k = fopen(kernel_path, "r");
+        CHECK(k != NULL, "%s: kernel line names %s, which does not exist", path, kernel_path);
+        if (strncmp(op, "conv_", 5) == 0) {
+            b.conv_files++;
+            if (!b.first_conv_name[0]) snprintf(b.first_conv_name, sizeof b.first_conv_name, "%s", name);
+            char header[512];
+            int tensor_core = 0, found = 0;
+            while (!found && fgets(header, sizeof header, k))
+                if (strncmp(header, "// kernel:", 10) == 0) found = 1, tensor_core = strstr(header, " MATH=1") != NULL;
+            CHECK(found, "%s has no '// kernel:' header line", kernel_path);
+            b.conv_tensor_core += tensor_core;
+            const char *ops[3] = {"conv_fwd", "conv_bwd_data", "conv_bwd_weight"};
+            for (int i = 0; i < 3; i++) b.conv_ops_tensor_core[i] += tensor_core && strcmp(op, ops[i]) == 0;
+        }
+        fclose(k);
+    }
+    fclose(plan);
+    snprintf(path, sizeof path, "%s/kernels", bundle);
+    DIR *d = opendir(path);
+    CHECK(d != NULL, "%s exists", path);
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        if (n > 3 && strcmp(e->d_name + n - 3, ".cu") == 0) b.cu_files++;
+    }
+    closedir(d);
+    return b;
+}
+
+/* The number after `label` in the last tool output ("wrote 60 kernels" -> 60 for "wrote "). */
+static int number_after(const char *label)
+{
+    const char *at = strstr(tool_output, label);
+    CHECK(at != NULL, "output lacks '%s':\n%s", label, tool_output);
+    return atoi(at + strlen(label));
+}
+
+static void check_gen_model(void)
+{
+    char args[1024], bundle[256];
+    /* The form tools already read: a layer-description file. */
+    snprintf(bundle, sizeof bundle, "%s/gen_layers", dir);
+    snprintf(args, sizeof args, "gen --out %s", bundle);
+    CHECK(tool_run(args) == 0, "gen failed:\n%s", tool_output);
+    bundle_summary layers = read_bundle(bundle);
+    CHECK(layers.kernel_lines > 0 && layers.distinct_files == layers.cu_files, "gen FILE: %d lines, %d files, %d .cu",
+          layers.kernel_lines, layers.distinct_files, layers.cu_files);
+
+    /* A model's training step, fp32 and TF32. */
+    snprintf(bundle, sizeof bundle, "%s/gen_fp32", dir);
+    snprintf(args, sizeof args, "gen --model cifar_resnet20 --policy 2 --batch 4 --out %s", bundle);
+    CHECK(tool_run(args) == 0, "gen --model failed:\n%s", tool_output);
+    printf("poolprop %s:\n%s", args, tool_output);
+    int kernels = number_after("wrote "), launches = number_after(" kernels (");
+    bundle_summary fp32 = read_bundle(bundle);
+    printf("plan.lua: %d kernel lines naming %d files (%d .cu written), %d steps; %d conv kernels, %d with MATH=1\n",
+           fp32.kernel_lines, fp32.distinct_files, fp32.cu_files, fp32.step_lines, fp32.conv_files, fp32.conv_tensor_core);
+    CHECK(fp32.kernel_lines == launches && fp32.step_lines == launches, "kernel lines %d, steps %d, launches %d",
+          fp32.kernel_lines, fp32.step_lines, launches);
+    CHECK(fp32.distinct_files == kernels && fp32.cu_files == kernels, "files named %d, written %d, reported %d",
+          fp32.distinct_files, fp32.cu_files, kernels);
+    /* The step runs BN, pooling, classifier, loss and update kernels besides the convolutions'. */
+    CHECK(fp32.conv_files >= 20 && kernels > fp32.conv_files && fp32.conv_tensor_core == 0,
+          "fp32: %d conv kernels of %d, %d with MATH=1", fp32.conv_files, kernels, fp32.conv_tensor_core);
+
+    snprintf(bundle, sizeof bundle, "%s/gen_tf32", dir);
+    snprintf(args, sizeof args, "gen --model cifar_resnet20 --policy 2,math=tf32 --batch 4 --out %s", bundle);
+    CHECK(tool_run(args) == 0, "gen --model (tf32) failed:\n%s", tool_output);
+    CHECK(strstr(tool_output, "(math tf32)"), "math mode reported:\n%s", tool_output);
+    bundle_summary tf32 = read_bundle(bundle);
+    printf("math=tf32: %d conv kernels, %d with MATH=1 (conv_fwd %d, conv_bwd_data %d, conv_bwd_weight %d), first %s\n",
+           tf32.conv_files, tf32.conv_tensor_core, tf32.conv_ops_tensor_core[0], tf32.conv_ops_tensor_core[1],
+           tf32.conv_ops_tensor_core[2], tf32.first_conv_name);
+    CHECK(tf32.kernel_lines == fp32.kernel_lines && tf32.distinct_files == tf32.cu_files,
+          "tf32: %d lines (fp32 %d), %d files named, %d written", tf32.kernel_lines, fp32.kernel_lines,
+          tf32.distinct_files, tf32.cu_files);
+    CHECK(tf32.conv_ops_tensor_core[0] > 0 && tf32.conv_ops_tensor_core[1] > 0 && tf32.conv_ops_tensor_core[2] > 0,
+          "math=tf32 gives tensor-core variants of every conv op");
+    CHECK(strcmp(tf32.first_conv_name, fp32.first_conv_name) != 0, "tf32 and fp32 variants differ: %s",
+          tf32.first_conv_name);
+
+    /* Bad requests: a message, a non-zero exit, and nothing written. */
+    char out[256];
+    snprintf(out, sizeof out, "%s/gen_bad", dir);
+    snprintf(args, sizeof args, "gen --model resnet19 --out %s", out);
+    expect_failure(args, "unknown model 'resnet19'");
+    snprintf(args, sizeof args, "gen --model cifar_resnet20 --policy 2,math=fp16 --out %s", out);
+    expect_failure(args, "math must be one of fp32, tf32, bf16");
+    snprintf(args, sizeof args, "gen --model cifar_resnet20 --policy stage9=2 --out %s", out);
+    expect_failure(args, "policy names stage 'stage9'");
+    snprintf(args, sizeof args, "gen --model resnet50 --image 16x16 --out %s", out);
+    expect_failure(args, "too small for resnet50");
+    snprintf(args, sizeof args, "gen --model cifar_resnet20 --image 0x5 --out %s", out);
+    expect_failure(args, "--image: expected HxW");
+    snprintf(args, sizeof args, "gen --model cifar_resnet20 --batch 0 --out %s", out);
+    expect_failure(args, "--batch");
+    snprintf(args, sizeof args, "gen models/layers_default.lua --model cifar_resnet20 --out %s", out);
+    expect_failure(args, "not both");
+    snprintf(args, sizeof args, "gen --policy 2 --out %s", out);
+    expect_failure(args, "--policy applies to --model only");
+    snprintf(args, sizeof args, "gen --model cifar_resnet20 --tuning-dir %s/tuning --out %s", dir, out);
+    expect_failure(args, "give --backend host or cuda");
+    expect_failure("gen --model cifar_resnet20", "missing --out");
+    CHECK(access(out, F_OK) != 0, "a failed gen --model created %s", out);
+    /* An output folder that cannot be created: under a regular file (fails as root too). */
+    write_bytes("plain_file", "x", 1);
+    snprintf(args, sizeof args, "gen --model cifar_resnet20 --out %s/plain_file/bundle", dir);
+    expect_failure(args, "cannot create");
+    snprintf(args, sizeof args, "gen --model cifar_resnet20 --out %s/plain_file", dir);
+    expect_failure(args, "cannot create");
 }
 
 int main(int argc, char **argv)
@@ -211,6 +366,8 @@ int main(int argc, char **argv)
     snprintf(args, sizeof args, "verify --layers %s/nonexistent.lua", dir);
     expect_failure(args, "nonexistent.lua");
 
+    check_gen_model();
+
     /* poolprop plan: the table, JSON with the figures a script reads, and bad input */
     CHECK(tool_run("plan resnet50 --batch 64 --image 224x224 --policy 2") == 0, "plan failed:\n%s", tool_output);
     CHECK(strstr(tool_output, "saving:") && strstr(tool_output, "saved: stage1") && strstr(tool_output, "largest transient"),
@@ -319,6 +476,10 @@ int main(int argc, char **argv)
     CHECK(tool_run(args) == 0 && strstr(tool_output, "tuning database: 23 entries"), "bench with the database:\n%s",
           tool_output);
     printf("poolprop bench read the 23 entries back\n");
+    snprintf(args, sizeof args, "gen --model cifar_resnet8 --batch 1 --image 8 --backend host --tuning-dir %s/tuning "
+             "--out %s/gen_tuned", dir, dir);
+    CHECK(tool_run(args) == 0 && strstr(tool_output, "(23 entries)"), "gen --model with the database:\n%s", tool_output);
+    printf("poolprop gen --model read the 23 entries back\n");
     expect_failure("tune", "which model?");
     expect_failure("tune cifar_resnet8 --policy 2,math=fp16", "math must be one of fp32, tf32, bf16");
     expect_failure("tune cifar_resnet8 --max-variants -1", "--max-variants");

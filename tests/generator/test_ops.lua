@@ -24,6 +24,12 @@ local cases = {
     { 1, 1, 1 }, 512, "dout mask y mean invstd gamma dgamma dbeta dy dres" },
   maxpool_fwd = { { N = 2, C = 3, H = 9, W = 11 }, "maxpool_fwd_n2c3h9w11_r3s2p1_v0", { 1, 1, 1 }, 256,
     "x y argmax" },
+  -- 7x9 by 4: 2x3 windows per image, 2*6*5 = 60 threads; 9x11 max-pooled to 5x6, by 2: 3x3.
+  bn_apply_pool = { { N = 2, C = 5, H = 7, W = 9, RELU = 1, ADD = 1, SAVE_BF16 = 1, POOL_F = 4, POOL_F2 = 2 },
+    "bn_apply_pool_n2c5h7w9_relu_add_bf16_f4f2avg_v0", { 1, 1, 1 }, 256,
+    "y mean invstd gamma beta residual out mask y_bf16 xp xp2" },
+  maxpool_fwd_pool = { { N = 2, C = 3, H = 9, W = 11, POOL_F = 2, POOL_MAX = 1 },
+    "maxpool_fwd_pool_n2c3h9w11_r3s2p1_f2max_v0", { 1, 1, 1 }, 256, "x y argmax xp xp2" },
   maxpool_bwd = { { N = 2, C = 3, H = 9, W = 11, R = 2, STRIDE = 2, PAD = 0 }, "maxpool_bwd_n2c3h9w11_r2s2p0_v0",
     { 3, 1, 1 }, 256, "dy argmax dx" },
   avgpool_fwd = { { N = 3, C = 100, HW = 49 }, "avgpool_fwd_n3c100hw49_v0", { 39, 1, 1 }, 256, "x y" },
@@ -35,6 +41,16 @@ local cases = {
   softmax_ce = { { N = 256, CLASSES = 1000 }, "softmax_ce_n256k1000_v0", { 1, 1, 1 }, 512, "logits labels loss dlogits" },
   bn_stats_merge = { { C = 64, PARTS = 100, M = 3136 }, "bn_stats_merge_c64parts100m3136_v0", { 64, 1, 1 }, 128,
     "partials mean invstd running_mean running_var" },
+  bn_stats_part = { { N = 2, C = 16, HW = 64, SLICES = 3 }, "bn_stats_part_n2c16hw64_s3_v0", { 2, 3, 1 }, 128,
+    "y partials" },
+  bn_backward_sums = { { N = 3, C = 7, HW = 3000, SLICES = 5, MASK = 1, BF16 = 1 },
+    "bn_backward_sums_n3c7hw3000_s5_mask_bf16_v0", { 1, 5, 1 }, 256, "dout mask y mean invstd partials" },
+  bn_backward_dx = { { N = 3, C = 7, HW = 3000, SLICES = 5, MASK = 1, BF16 = 1, RES = 1 },
+    "bn_backward_dx_n3c7hw3000_s5_mask_bf16_res_v0", { 1, 5, 1 }, 256,
+    "dout mask y mean invstd gamma partials dgamma dbeta dy dres" },
+  softmax_ce_rows = { { N = 256, CLASSES = 1000 }, "softmax_ce_rows_n256k1000_v0", { 256, 1, 1 }, 32,
+    "logits labels rows dlogits" },
+  softmax_ce_reduce = { { N = 256 }, "softmax_ce_reduce_n256_v0", { 1, 1, 1 }, 512, "rows loss" },
   sgd = { { COUNT = 1000 }, "sgd_count1000_v0", { 4, 1, 1 }, 256,
     "params grads momentum_buf lr momentum weight_decay" },
 }
@@ -78,6 +94,59 @@ test("channels-last reductions: CT channels per block (8, or the next power of t
     eq(av.block[1], 32 * c[2], "avgpool_fwd block for C = " .. c[1])
     eq(av.grid[1], 3 * c[3], "avgpool_fwd grid for C = " .. c[1])
   end
+end)
+
+-- ResNet-50 at batch 64, 224x224: the BN shapes (C, H*W) of its stages.
+local resnet50_bn = { { 64, 112 * 112 }, { 64, 56 * 56 }, { 128, 56 * 56 }, { 256, 56 * 56 }, { 128, 28 * 28 },
+  { 512, 28 * 28 }, { 256, 14 * 14 }, { 1024, 14 * 14 }, { 512, 7 * 7 }, { 2048, 7 * 7 } }
+
+test("sliced BN reductions: enough blocks for a 132-SM GPU, slices of at least 512 rows", function()
+  for _, c in ipairs(resnet50_bn) do
+    local C, HW, N = c[1], c[2], 64
+    local m = N * HW
+    local s = ops.bn_slices(m, C)
+    local one = ops.kernel("bn_backward", { N = N, C = C, HW = HW, MASK = 1 })
+    local what = string.format("C %d HW %d", C, HW)
+    assert(s > 1, what .. ": not sliced")
+    assert(m // s >= 512, what .. ": slices under 512 rows")
+    for _, op in ipairs { "bn_backward_sums", "bn_backward_dx", "bn_stats_part" } do
+      local k = ops.kernel(op, { N = N, C = C, HW = HW, SLICES = s, MASK = op ~= "bn_stats_part" and 1 or nil })
+      eq(k.grid[1], one.grid[1], what .. " " .. op .. " channel blocks")
+      eq(k.grid[2], s, what .. " " .. op .. " slices")
+      -- 264 blocks (2 per SM), unless the 512-row minimum stops the slicing first.
+      assert(k.grid[1] * k.grid[2] >= 264 or (m // (s + 1)) < 512, what .. ": " .. k.grid[1] * k.grid[2] .. " blocks")
+      has(k.source, "constexpr int SLICES = " .. s .. ";", what .. " " .. op .. " SLICES")
+    end
+  end
+  -- C = 64 at 112x112: 8 channel blocks before, 8 x 33 = 264 after.
+  eq(ops.bn_slices(64 * 112 * 112, 64), 33, "C 64 at 112x112")
+  eq(ops.bn_slices(64 * 7 * 7, 2048), 2, "C 2048 at 7x7")
+  -- Small channels: one pass (the existing kernels).
+  eq(ops.bn_slices(2 * 64, 16), 1, "M 128")
+  eq(ops.bn_slices(1023, 3), 1, "M 1023")
+  eq(ops.bn_slices(1024, 3), 2, "M 1024: two slices of 512")
+  -- Many channel blocks already: no slicing.
+  eq(ops.bn_slices(1 << 20, 4096), 1, "C 4096")
+  -- The sliced kernels take as many threads as a slice's rows call for.
+  eq(ops.kernel("bn_stats_part", { N = 64, C = 64, HW = 49, SLICES = 6 }).block[1], 128, "523 rows per slice")
+  eq(ops.kernel("bn_stats_merge", { C = 64, PARTS = 33, M = 802816, SHIFT = 1 }).name,
+    "bn_stats_merge_c64parts33m802816_shift_v0", "SHIFT in the name")
+  has(ops.kernel("bn_stats_merge", { C = 64, PARTS = 33, M = 802816, SHIFT = 1 }).source, "constexpr int SHIFT = 1;",
+    "SHIFT constant")
+  raises(function() ops.kernel("bn_stats_part", { N = 1, C = 3, HW = 4, SLICES = 5 }) end,
+    "bn_stats_part: SLICES = 5 exceeds N%*HW = 4", "too many slices")
+  raises(function() ops.kernel("bn_backward_dx", { N = 1, C = 3, HW = 4, SLICES = 0 }) end,
+    "SLICES must be a positive integer", "zero slices")
+end)
+
+test("softmax: one block up to 16 rows, one warp per row over many blocks beyond", function()
+  eq(ops.softmax_multi_block(16), false, "16 rows")
+  eq(ops.softmax_multi_block(17), true, "17 rows")
+  eq(ops.kernel("softmax_ce_rows", { N = 64, CLASSES = 1000 }).grid[1], 64, "batch 64: 64 blocks")
+  -- No shared-memory row table: no row limit.
+  eq(ops.kernel("softmax_ce_rows", { N = 5000, CLASSES = 10 }).grid[1], 5000, "5000 rows")
+  eq(ops.kernel("softmax_ce_reduce", { N = 5000 }).block[1], ops.kernel("softmax_ce", { N = 16, CLASSES = 10 }).block[1],
+    "the reduction adds with softmax_ce's thread count")
 end)
 
 test("names: identical parameters give identical kernels; each option changes the name", function()
@@ -149,11 +218,231 @@ test("training plans build every op kernel, with every argument bound", function
         end
         -- Every BN input here is a conv output: its statistics come from the conv's epilogue.
         eq(seen.bn_stats, nil, case[1] .. ": no separate pass over conv outputs for BN statistics")
+        eq(seen.bn_stats_part, nil, case[1] .. ": no separate pass over conv outputs for BN statistics")
         for _, op in ipairs { "bn_stats_merge", "bn_apply", "bn_backward", "maxpool_fwd", "maxpool_bwd", "avgpool_fwd",
           "avgpool_bwd", "fc_fwd", "fc_bwd_data", "fc_bwd_weight", "softmax_ce", "sgd" } do
-          if not (cifar and op:find("maxpool")) then assert(seen[op], case[1] .. ": plan lacks " .. op) end
+          -- The pool-save forms stand for bn_apply / maxpool_fwd where they feed a pooled conv.
+          if not (cifar and op:find("maxpool")) then
+            assert(seen[op] or seen[op .. "_pool"], case[1] .. ": plan lacks " .. op)
+          end
         end
       end
+    end
+  end
+end)
+
+test("pool-save forms: constants, names, factor errors", function()
+  local k = ops.kernel("bn_apply_pool", { N = 2, C = 48, H = 7, W = 9, POOL_F = 8, POOL_F2 = 4, POOL_MAX = 1 })
+  eq(k.name, "bn_apply_pool_n2c48h7w9_f8f4max_v0", "name")
+  for _, c in ipairs { "CG = 16", "POOL_F = 8", "POOL_F2 = 4", "HP = 1", "WP = 2", "HP2 = 2", "WP2 = 3",
+    "WINDOWS = 4", "XH = 7", "XW = 9" } do
+    has(k.source, "constexpr int " .. c .. ";", c)
+  end
+  has(k.source, '#line 1 "templates/pool_save.cuh"', "pool_save part")
+  has(k.source, '#line 1 "templates/bn_apply_value.cuh"', "shared BN value")
+  has(ops.kernel("bn_apply", { N = 2, C = 3, HW = 5 }).source, '#line 1 "templates/bn_apply_value.cuh"',
+    "bn_apply shares the value")
+  has(ops.kernel("bn_apply_pool", { N = 1, C = 64, H = 3, W = 3, POOL_F = 2 }).source, "constexpr int CG = 32;",
+    "CG 32")
+  has(ops.kernel("bn_apply_pool", { N = 1, C = 3, H = 3, W = 3, POOL_F = 2 }).source, "constexpr int CG = 1;", "CG 1")
+  has(ops.kernel("maxpool_fwd", { N = 1, C = 3, H = 5, W = 5 }).source, '#line 1 "templates/maxpool_window.cuh"',
+    "maxpool_fwd shares the window")
+  raises(function() ops.kernel("bn_apply_pool", { N = 1, C = 3, H = 4, W = 4, POOL_F = 2, POOL_F2 = 2 }) end,
+    "POOL_F2 = 2 must be 1 or a proper divisor of POOL_F = 2", "equal factors")
+  raises(function() ops.kernel("maxpool_fwd_pool", { N = 1, C = 3, H = 9, W = 9, POOL_F = 2, POOL_F2 = 4 }) end,
+    "POOL_F2 = 4 must be 1 or a proper divisor", "larger second factor")
+  raises(function() ops.kernel("bn_apply_pool", { N = 1, C = 3, H = 4, W = 4 }) end, "missing parameter POOL_F",
+    "no factor")
+  raises(function() ops.kernel("bn_apply_pool", { N = 1, C = 3, H = 4, W = 4, POOL_F = 3 }) end,
+    "POOL_F must be one of 2, 4, 8", "factor 3")
+end)
+
+-- The steps of plan with op, in order.
+local function steps_of(plan, op)
+  local r = {}
+  for i, s in ipairs(plan.steps) do
+    if s.op == op then r[#r + 1] = { index = i, step = s } end
+  end
+  return r
+end
+
+local function buffer_of(plan, name)
+  for _, b in ipairs(plan.buffers) do
+    if b.name == name then return b end
+  end
+end
+
+test("training plans: sliced BN backward, sliced BN statistics and multi-block softmax, with their workspaces",
+  function()
+  local network = require("poolprop.network")
+  local policy = require("poolprop.policy")
+  local train = require("poolprop.train")
+  local f = assert(io.open(root .. "/models/cifar_resnet8.lua"))
+  local text = f:read("a")
+  f:close()
+  -- Batch 32 at 32x32: stage 1 has M = 32768 rows of 16 channels (sliced), stage 3 M = 2048
+  -- rows of 64 channels (sliced: 8 blocks x 4); 32 rows for the loss (multi-block).
+  local g = network.instantiate(network.load_string(text, "cifar_resnet8"), { batch = 32, classes = 10,
+    height = 32, width = 32 })
+  -- Make the first BN read the network input (widened to its 16 channels) instead of
+  -- conv1's output: no convolution epilogue to take its statistics from.
+  local bn1 = g.layers[2]
+  eq(bn1.name, "bn1", "second layer")
+  table.remove(g.layers, 1)
+  bn1.input = "x"
+  g.tensors.x = { 32, 16, 32, 32 }
+  local p = policy.parse("2", { file = "policy", line = 0 })
+  policy.resolve(p, g, { file = "policy", line = 0 })
+  local plan = train.build(g, p, { sources = true })
+  for _, s in ipairs(plan.steps) do eq(#s.refs, #s.kernel.args, s.kernel.name .. " refs") end
+
+  -- BN statistics of x: bn_stats_part, then bn_stats_merge with SHIFT 1 over its partials.
+  local part, merge = steps_of(plan, "bn_stats_part"), steps_of(plan, "bn_stats_merge")
+  eq(#part, 1, "one sliced statistics pass")
+  local sl = ops.bn_slices(32 * 1024, 16)
+  eq(part[1].step.kernel.grid[2], sl, "slices")
+  local ws = buffer_of(plan, "bnstats:bn1")
+  assert(ws, "no bnstats:bn1 workspace")
+  eq(ws.kind, "workspace", "kind")
+  eq(ws.bytes, (sl * 16 * 3 + 16) * 4, "bnstats bytes")
+  eq(ws.first, part[1].index, "bnstats first")
+  eq(ws.last, part[1].index + 1, "bnstats last: the merge right after")
+  eq(plan.steps[part[1].index + 1].kernel.name, string.format("bn_stats_merge_c16parts%dm32768_shift_v0", sl), "merge")
+  eq(plan.steps[part[1].index + 1].refs[1], "buf:bnstats:bn1", "merge reads the partials")
+  local bns = 0
+  for _, l in ipairs(g.layers) do bns = bns + (l.op == "bn" and 1 or 0) end
+  eq(#merge, bns, "the other BNs merge their conv's partials")
+
+  -- BN backward: sums then dx per sliced layer, each with its own short-lived workspace.
+  local sums, dx = steps_of(plan, "bn_backward_sums"), steps_of(plan, "bn_backward_dx")
+  assert(#sums > 0 and #sums == #dx, "sliced backward pairs")
+  eq(#sums + #steps_of(plan, "bn_backward"), bns, "one backward per BN")
+  for i, s in ipairs(sums) do
+    local d = dx[i]
+    eq(d.index, s.index + 1, s.step.layer .. ": dx right after the sums")
+    eq(d.step.layer, s.step.layer, "same layer")
+    eq(d.step.kernel.grid[2], s.step.kernel.grid[2], s.step.layer .. ": same slices")
+    local b = buffer_of(plan, "bnsums:" .. s.step.layer)
+    assert(b, "no bnsums workspace for " .. s.step.layer)
+    local l
+    for _, gl in ipairs(g.layers) do if gl.name == s.step.layer then l = gl end end
+    eq(b.bytes, s.step.kernel.grid[2] * l.C * 2 * 4, s.step.layer .. " bnsums bytes")
+    eq(b.first, s.index, "bnsums first")
+    eq(b.last, d.index, "bnsums last")
+  end
+  -- The planner's figures count the workspaces: a step's live bytes include them.
+  assert(plan.report.largest_transient >= buffer_of(plan, "bnsums:" .. sums[1].step.layer).bytes, "transient")
+
+  -- The loss over 32 rows: softmax_ce_rows then softmax_ce_reduce through rowloss:loss.
+  local rows, red = steps_of(plan, "softmax_ce_rows"), steps_of(plan, "softmax_ce_reduce")
+  eq(#rows, 1, "rows pass")
+  eq(#red, 1, "reduce pass")
+  eq(#steps_of(plan, "softmax_ce"), 0, "no one-block softmax")
+  eq(red[1].index, rows[1].index + 1, "reduce right after the rows")
+  eq(rows[1].step.kernel.grid[1], 32, "a block per row")
+  local rl = buffer_of(plan, "rowloss:loss")
+  eq(rl.bytes, 32 * 2 * 4, "rowloss bytes")
+  eq(rl.first, rows[1].index, "rowloss first")
+  eq(rl.last, red[1].index, "rowloss last")
+  eq(red[1].step.refs[2], "buf:loss", "the reduce writes loss")
+
+  -- Batch 2: one-pass BN kernels and the one-block softmax, as before.
+  local small = network.instantiate(network.load_string(text, "cifar_resnet8"), { batch = 2, classes = 10,
+    height = 8, width = 8 })
+  policy.resolve(p, small, { file = "policy", line = 0 })
+  local sp = train.build(small, p, { sources = false })
+  for _, op in ipairs { "bn_stats_part", "bn_backward_sums", "bn_backward_dx", "softmax_ce_rows", "softmax_ce_reduce" } do
+    eq(#steps_of(sp, op), 0, "batch 2: no " .. op)
+  end
+  eq(#steps_of(sp, "softmax_ce"), 1, "batch 2: one-block softmax")
+end)
+
+-- A training plan of a models/ file at batch 3 under policy text.
+local function model_plan(model, ptext, size)
+  local network = require("poolprop.network")
+  local policy = require("poolprop.policy")
+  local train = require("poolprop.train")
+  local f = assert(io.open(root .. "/models/" .. model .. ".lua"))
+  local text = f:read("a")
+  f:close()
+  local g = network.instantiate(network.load_string(text, model), { batch = 3, classes = 10, height = size,
+    width = size })
+  local p = policy.parse(ptext, { file = "policy", line = 0 })
+  policy.resolve(p, g, { file = "policy", line = 0 })
+  return train.build(g, p, { sources = true }), g
+end
+
+test("training plans: the producer of a conv input writes its pool-save; only the stem conv pools x", function()
+  -- resnet50: the max pool feeds layer1.0.conv1 (f 2) and layer1.0.downsample.0 (f 4): one
+  -- kernel writes both. resnet18: layer1.1's output feeds layer2.0.conv1 (f 4) and the
+  -- projection (f 2). cifar_resnet8 with max: stage 1 has 16 channels (the atomic mask runs).
+  for _, case in ipairs { { "resnet50", "layer1.0.downsample.0=4,default=2", 64 },
+    { "resnet18", "layer2.0.conv1=4,default=2", 64 }, { "cifar_resnet8", "2,mode=max", 16 } } do
+    local plan, g = model_plan(case[1], case[2], case[3])
+    local where = case[1] .. " " .. case[2]
+    local layer_of = {}
+    for _, l in ipairs(g.layers) do layer_of[l.name] = l end
+    local producer_step = {}
+    local two = 0
+    for i, s in ipairs(plan.steps) do
+      if s.op == "bn_apply_pool" or s.op == "maxpool_fwd_pool" then
+        eq(s.phase, "forward", where .. " " .. s.layer .. " phase")
+        for a, arg in ipairs(s.kernel.args) do
+          if arg == "xp" or arg == "xp2" then
+            local ref = s.refs[a]
+            if ref ~= "null" then producer_step[ref:match("^buf:(.*)$")] = i end
+          end
+        end
+        if s.kernel.source:find("constexpr int POOL_F2 = [24];") then two = two + 1 end
+        if case[2]:find("max") then has(s.kernel.source, "constexpr int POOL_MAX = 1;", where .. " max") end
+      elseif s.op == "conv_fwd" and s.phase == "forward" then
+        local l = layer_of[s.layer]
+        local stem = l.input == g.input
+        eq(s.refs[4] ~= "null", stem, where .. " " .. s.layer .. ": only the stem conv binds xp")
+        eq(s.kernel.name:find("_nosave", 1, true) ~= nil, not stem, where .. " " .. s.layer .. " kernel")
+      end
+    end
+    eq(two, case[1] == "cifar_resnet8" and 0 or 1, where .. ": one producer writes two factors")
+    -- Every pooled copy but the stem's is written by its producer, whose step starts its life.
+    local copies = 0
+    for _, b in ipairs(plan.buffers) do
+      if b.name:find("^xp:") then
+        copies = copies + 1
+        if b.name:find("^xp:x:") then
+          eq(producer_step[b.name], nil, where .. " stem copy")
+        else
+          eq(b.first, producer_step[b.name], where .. " " .. b.name .. " first step: its producer's")
+          assert(b.saved, where .. " " .. b.name .. " saved")
+        end
+      end
+    end
+    -- Traffic: one entry per pooled conv; a copy counted once; producers' copies move xp only.
+    local by_copy, total = {}, { before = 0, after = 0 }
+    for _, e in ipairs(plan.save_traffic) do
+      local l = layer_of[e.layer]
+      eq(e.x_bytes, l.N * l.C * l.H * l.W * 4, e.layer .. " x bytes")
+      eq(e.xp_bytes, l.N * l.C * ((l.H + e.f - 1) // e.f) * ((l.W + e.f - 1) // e.f) * 4, e.layer .. " xp bytes")
+      local name = string.format("xp:%s:f%d%s", e.input, e.f, e.mode)
+      if e.by == "shared" then
+        assert(by_copy[name], e.layer .. ": shared before counted")
+        eq(e.before + e.after, 0, e.layer .. " shared bytes")
+      else
+        assert(not by_copy[name], e.layer .. ": counted twice")
+        by_copy[name] = true
+        eq(e.before, e.x_bytes + e.xp_bytes, e.layer .. " before")
+        eq(e.after, e.by == "conv" and e.before or e.xp_bytes, e.layer .. " after")
+        eq(e.by == "conv", l.input == g.input, e.layer .. " by " .. e.by)
+      end
+      total.before, total.after = total.before + e.before, total.after + e.after
+    end
+    local counted = 0
+    for _ in pairs(by_copy) do counted = counted + 1 end
+    eq(counted, copies, where .. ": every copy counted once")
+    eq(plan.save_traffic_total.before, total.before, "total before")
+    eq(plan.save_traffic_total.after, total.after, "total after")
+    assert(total.after < total.before, where .. ": the producers save traffic")
+    for _, s in ipairs(plan.infer_steps) do
+      assert(not s.op:find("_pool$"), where .. ": inference saves nothing (" .. s.op .. ")")
     end
   end
 end)

@@ -2,7 +2,8 @@
  * backend, against the plain C reference (reference/conv_ref.c), over a matrix of shapes:
  * 1x1/3x3/7x7 kernels, stride 1 and 2, padding 0..3, H and W not divisible by the pool
  * factor or the tile sizes, channel counts that are not multiples of 32, N = 1..3,
- * f in {1,2,4,8} with avg and max pooling, under five variant configurations (fp32 FFMA
+ * f in {1,2,4,8} with avg and max pooling, and channel counts that are multiples of the
+ * K-tiles (the iterators' tap-aligned paths), under five variant configurations (fp32 FFMA
  * with and without cp.async pipelining, TF32 and BF16 tensor cores) and two thread
  * schedules (forward and reverse). Tolerances: reference/layer_check.c states them
  * (16*u*sqrt(n) relative to the output's magnitude for fp32 dot products of length n,
@@ -32,6 +33,12 @@ static const shape_case cases[] = {
     {2, 16, 14, 14, 24, 3, 3, 2, 1, 2, PP_POOL_AVG},
     {1, 3, 23, 19, 16, 7, 7, 2, 2, 4, PP_POOL_MAX},
     {2, 12, 9, 9, 12, 1, 1, 1, 1, 8, PP_POOL_MAX},
+    /* Channel counts that are multiples of the K-tiles, so the iterators' tap-aligned
+     * paths run (conv_fwd: C % BK == 0, conv_bwd_data: K % BK == 0, conv_bwd_weight's
+     * one-tap blocks: C % BM == 0), with stride phases that have fewer taps or none. */
+    {2, 64, 9, 9, 64, 3, 3, 1, 1, 2, PP_POOL_AVG},
+    {2, 128, 7, 7, 32, 1, 1, 2, 0, 2, PP_POOL_MAX},
+    {1, 32, 10, 10, 48, 3, 3, 2, 1, 4, PP_POOL_AVG},
 };
 
 int main(int argc, char **argv)

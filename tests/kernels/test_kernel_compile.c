@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 static int kernels_checked, worst_registers;
+static int spilling; /* compiles with spill bytes: each is named, and the test fails at the end */
 
 /* Pass 1: the compiles to make, gathered instead of made. */
 static int collecting;
@@ -85,8 +86,10 @@ static void compile_collected(pp_context *ctx)
     free(jobs);
 }
 
-/* The ptxas report of the last kernel compiled for each arch (index 0: sm_80, 1: sm_90). */
+/* The ptxas report of the last kernel compiled for each arch (index 0: sm_80, 1: sm_90),
+ * and the dynamic shared memory its launch gets. */
 static pp_ptxas_info last_info[2];
+static int last_dynamic_shared;
 
 static void compile_kernels(pp_context *ctx, const gen_kernel *kernels, int count, int verbose);
 
@@ -116,7 +119,7 @@ static void compile_network(pp_context *ctx, const char *model, const char *poli
     int before = kernels_checked;
     compile_kernels(ctx, p.kernels, p.kernel_count, 0);
     if (!collecting)
-        printf("%s, batch %d, %dx%d, policy %s: %d distinct kernels compile for sm_80 and sm_90 without spills\n", model,
+        printf("%s, batch %d, %dx%d, policy %s: %d distinct kernels compile for sm_80 and sm_90\n", model,
            batch, image, image, policy, (kernels_checked - before) / 2);
     gen_plan_free(&p);
 }
@@ -146,10 +149,14 @@ static void compile_kernels(pp_context *ctx, const gen_kernel *kernels, int coun
                        info->stack_bytes);
             CHECK(info->registers > 0 && info->registers <= 255, "%s: %d registers", g.kernels[i].name,
                   info->registers);
-            CHECK(info->spill_store_bytes == 0 && info->spill_load_bytes == 0, "%s for sm_%d spills %d/%d bytes",
-                  g.kernels[i].name, archs[a], info->spill_store_bytes, info->spill_load_bytes);
+            if (info->spill_store_bytes != 0 || info->spill_load_bytes != 0) {
+                fprintf(stderr, "%s for sm_%d spills %d/%d bytes\n", g.kernels[i].name, archs[a],
+                        info->spill_store_bytes, info->spill_load_bytes);
+                spilling++;
+            }
             if (info->registers > worst_registers) worst_registers = info->registers;
             last_info[a] = *info;
+            last_dynamic_shared = g.kernels[i].dynamic_shared;
             kernels_checked++;
             nvrtc_output_free(&out);
         }
@@ -190,8 +197,16 @@ static void check_everything(pp_context *ctx)
                    last_info[0].spill_store_bytes + last_info[0].spill_load_bytes, last_info[0].shared_bytes,
                    last_info[1].registers, last_info[1].spill_store_bytes + last_info[1].spill_load_bytes,
                    last_info[1].shared_bytes);
-            CHECK(last_info[1].shared_bytes >= vi.shared_bytes, "v%d: ptxas reports %d bytes of shared memory, the "
-                  "generator declared %d", v, last_info[1].shared_bytes, vi.shared_bytes);
+            /* Static shared memory as ptxas reports it, or (above 48 KB) all of it dynamic. */
+            if (last_dynamic_shared == 0)
+                CHECK(last_info[1].shared_bytes >= vi.shared_bytes && vi.shared_bytes <= 48 * 1024,
+                      "v%d: ptxas reports %d bytes of shared memory, the generator declared %d", v,
+                      last_info[1].shared_bytes, vi.shared_bytes);
+            else
+                CHECK(last_dynamic_shared == vi.shared_bytes && vi.shared_bytes > 48 * 1024 &&
+                          last_info[1].shared_bytes < 1024,
+                      "v%d: %d bytes of dynamic and %d of static shared memory, the generator declared %d", v,
+                      last_dynamic_shared, last_info[1].shared_bytes, vi.shared_bytes);
             int m = strcmp(vi.math, "tf32") == 0 ? 1 : strcmp(vi.math, "bf16") == 0 ? 2 : 0;
             for (int a = 0; a < 2; a++) {
                 if (last_info[a].registers < lo[m]) lo[m] = last_info[a].registers;
@@ -201,7 +216,7 @@ static void check_everything(pp_context *ctx)
             n[m]++;
         }
         if (collecting) continue;
-        printf("%s: all %d declared variants compile for sm_80 and sm_90 without spills\n", ops[op], variants);
+        printf("%s: all %d declared variants compile for sm_80 and sm_90\n", ops[op], variants);
         const char *maths[3] = {"fp32", "tf32", "bf16"};
         for (int m = 0; m < 3; m++)
             if (n[m])
@@ -214,8 +229,8 @@ static void check_everything(pp_context *ctx)
     compile_network(ctx, "cifar_resnet8", "2,math=bf16", 2, 16);
     compile_network(ctx, "resnet18", "2", 2, 64);
     if (!collecting)
-        printf("%d compiles (%d from the default layer set) with zero spill bytes; most registers: %d\n",
-               kernels_checked, default_kernels, worst_registers);
+        printf("%d compiles (%d from the default layer set), %d with spill bytes; most registers: %d\n",
+               kernels_checked, default_kernels, spilling, worst_registers);
 }
 
 int main(void)
@@ -230,6 +245,7 @@ int main(void)
     compile_collected(ctx);
     collecting = 0;
     check_everything(ctx);
+    CHECK(spilling == 0, "%d compiles spill (named above)", spilling);
     pp_context_destroy(ctx);
     return 0;
 }

@@ -180,7 +180,7 @@ int main(int argc, char **argv)
     pp_module *mod;
     CHECK_OK(ctx, ctx->ops->compile(ctx, &req, &mod, &res));
     pp_function *fns[4];
-    for (int i = 0; i < 4; i++) CHECK_OK(ctx, ctx->ops->get_function(ctx, mod, names[i], &fns[i]));
+    for (int i = 0; i < 4; i++) CHECK_OK(ctx, ctx->ops->get_function(ctx, mod, names[i], 0, &fns[i]));
     test_mma(fns[0], "mma.m16n8k8 tf32", 8);
     test_mma(fns[1], "mma.m16n8k16 bf16", 16);
     test_rounding(fns[2]);

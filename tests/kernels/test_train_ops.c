@@ -1,6 +1,7 @@
 /* test_train_ops.c - the training step's non-convolution kernels (generator/poolprop/ops.lua)
  * against the plain C reference (reference/ops_ref.c), on the host emulation backend
- * under two thread schedules (forward, reverse), plus the static check that every kernel
+ * under two thread schedules (forward, reverse; the sliced BN and multi-block softmax
+ * forms also under a third, shuffled one), plus the static check that every kernel
  * compiles with NVRTC for sm_80 and sm_90 without spills, and the builders' parameter
  * errors.
  *
@@ -15,6 +16,11 @@
  * and with more than 8192, maxpool on odd sizes with overlapping and disjoint windows,
  * softmax with 10 and 1000 classes, fc with odd sizes and each GEMM tile height. Every
  * option combination of bn_apply (16) and bn_backward (12) runs on three BN shapes.
+ * The sliced forms (bn_stats_part + bn_stats_merge SHIFT 1, bn_backward_sums +
+ * bn_backward_dx) run with row counts that are not multiples of the slice count, one row
+ * per slice, more slices than pixel groups and than merge threads; the multi-block softmax
+ * (softmax_ce_rows + softmax_ce_reduce) with row counts that fill no block evenly and more
+ * rows than the reduction has threads, and must give the one-block kernel's bits.
  *
  * Errors: u = 2^-24 (fp32 unit roundoff). Each comparison is |kernel - reference| over the
  * largest magnitude named next to it (the reference's own, or that of the terms that
@@ -43,9 +49,10 @@
 
 #define U (1.0 / 16777216.0) /* fp32 unit roundoff */
 
-static pp_context *host[2]; /* host backend: forward and reverse schedules (argument "cuda": two GPU contexts) */
+#define SCHEDULES 3 /* forward, reverse, shuffled; the one-pass kernels' tests use the first two */
+static pp_context *host[SCHEDULES]; /* host backend, one per schedule (argument "cuda": GPU contexts) */
 static pp_context *static_ctx; /* no backend: NVRTC only */
-static const char *schedule_names[2] = {"forward", "reverse"};
+static const char *schedule_names[SCHEDULES] = {"forward", "reverse", "shuffled"};
 
 /* ---- random data (xorshift64) ---- */
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -178,7 +185,7 @@ typedef struct kernel_set {
     char label[96];
     gen_kernel k[MAX_SET];
     int count;
-    pp_module *mod[2];
+    pp_module *mod[SCHEDULES];
 } kernel_set;
 
 /* Registers and spills per distinct kernel, from the NVRTC report. */
@@ -281,7 +288,7 @@ static void set_compile(kernel_set *s, int run_on_host)
     if (run_on_host) {
         const char *names[MAX_SET];
         for (int i = 0; i < s->count; i++) names[i] = s->k[i].name;
-        for (int si = 0; si < 2; si++) {
+        for (int si = 0; si < SCHEDULES; si++) {
             pp_compile_request req = {src, name, names, s->count};
             pp_compile_result r;
             CHECK_OK(host[si], host[si]->ops->compile(host[si], &req, &s->mod[si], &r));
@@ -292,7 +299,7 @@ static void set_compile(kernel_set *s, int run_on_host)
 
 static void set_free(kernel_set *s)
 {
-    for (int si = 0; si < 2; si++)
+    for (int si = 0; si < SCHEDULES; si++)
         if (s->mod[si]) host[si]->ops->module_destroy(host[si], s->mod[si]);
     for (int i = 0; i < s->count; i++) gen_kernel_free(&s->k[i]);
     memset(s, 0, sizeof *s);
@@ -316,7 +323,7 @@ static uint64_t launch(int si, kernel_set *s, int ki, const bind *b, int nb)
     pp_context *ctx = host[si];
     const gen_kernel *k = &s->k[ki];
     pp_function *fn;
-    CHECK_OK(ctx, ctx->ops->get_function(ctx, s->mod[si], k->name, &fn));
+    CHECK_OK(ctx, ctx->ops->get_function(ctx, s->mod[si], k->name, k->dynamic_shared, &fn));
     pp_devptr ptr[GEN_MAX_ARGS];
     void *args[GEN_MAX_ARGS];
     const bind *which[GEN_MAX_ARGS];
@@ -365,6 +372,13 @@ static uint64_t launch(int si, kernel_set *s, int ki, const bind *b, int nb)
 static void same_outputs(const char *kernel, const uint64_t hash[2])
 {
     CHECK(hash[0] == hash[1], "%s: the forward and reverse schedules give different outputs", kernel);
+}
+/* The same over all SCHEDULES. */
+static void same_outputs_all(const char *kernel, const uint64_t hash[SCHEDULES])
+{
+    for (int si = 1; si < SCHEDULES; si++)
+        CHECK(hash[si] == hash[0], "%s: the %s and %s schedules give different outputs", kernel, schedule_names[0],
+              schedule_names[si]);
 }
 
 #define IN(n, p, b) {n, p, NULL, b, NULL}
@@ -704,6 +718,196 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
     set_free(&s);
 }
 
+/* The sliced forms of BN: bn_stats_part + bn_stats_merge (SHIFT 1) and bn_backward_sums +
+ * bn_backward_dx, SLICES row slices per channel block, under all SCHEDULES (outputs
+ * bit-identical). Slice s holds rows [floor(s*M/S), floor((s+1)*M/S)). The backward runs
+ * three option combinations: MASK 1 with RES, MASK 2 with bf16 y, no ReLU. */
+static void test_bn_sliced(int n, int c, int hw, float offset, int slices)
+{
+    kernel_set s;
+    set_init(&s, "train_ops_bn_sliced_n%dc%dhw%ds%d", n, c, hw, slices);
+    const int m = n * hw;
+    const int kp = set_add(&s, "bn_stats_part", "{ N = %d, C = %d, HW = %d, SLICES = %d }", n, c, hw, slices);
+    const int km = set_add(&s, "bn_stats_merge", "{ C = %d, PARTS = %d, M = %d, SHIFT = 1 }", c, slices, m);
+    const int combos[3][3] = {{1, 0, 1}, {2, 1, 0}, {0, 0, 0}}; /* MASK, BF16, RES */
+    int ksum[3], kdx[3];
+    for (int i = 0; i < 3; i++) {
+        ksum[i] = set_add(&s, "bn_backward_sums", "{ N = %d, C = %d, HW = %d, SLICES = %d, MASK = %d, BF16 = %d }", n,
+                          c, hw, slices, combos[i][0], combos[i][1]);
+        kdx[i] = set_add(&s, "bn_backward_dx", "{ N = %d, C = %d, HW = %d, SLICES = %d, MASK = %d, BF16 = %d, RES = %d }",
+                         n, c, hw, slices, combos[i][0], combos[i][1], combos[i][2]);
+    }
+    set_compile(&s, 1);
+
+    const size_t count = (size_t)n * c * hw, words = (count + 31) / 32;
+    const int threads = (int)s.k[kp].block[0], ct = source_constant(&s.k[kp], "CT"), pg = source_constant(&s.k[kp], "PG");
+    const int rows_max = (m + slices - 1) / slices; /* the longest slice */
+    CHECK(ct * pg == threads && s.k[kp].grid[0] == (unsigned)((c + ct - 1) / ct) && s.k[kp].grid[1] == (unsigned)slices,
+          "%s: %d channels x %d groups, grid %ux%u", s.k[kp].name, ct, pg, s.k[kp].grid[0], s.k[kp].grid[1]);
+    char where[200];
+    snprintf(where, sizeof where, "N%d C%d HW%d (M %d in %d slices of %d..%d rows, %d threads = %d channels x %d groups, "
+             "offset %g)", n, c, hw, m, slices, m / slices, rows_max, threads, ct, pg, offset);
+
+    float *y = xmalloc(count * 4);
+    for (int b = 0; b < n; b++)
+        for (int ch = 0; ch < c; ch++)
+            for (int i = 0; i < hw; i++)
+                y[((size_t)b * c + ch) * hw + i] = offset * (1 + ch % 3) + (float)(ch % 4 + 1) * uniform(-1, 1);
+    float *rm_in = rand_floats(c, -1, 1), *rv_in = rand_floats(c, 0.5f, 2), *gamma = rand_floats(c, 0.5f, 1.5f);
+    float *dout = rand_floats(count, -1, 1);
+    float *y_h = nhwc_copy(y, 4, n, c, hw), *dout_h = nhwc_copy(dout, 4, n, c, hw);
+
+    /* ---- statistics: partials, then the merge ---- */
+    double *mean_r = xmalloc(c * 8), *invstd_r = xmalloc(c * 8), *rm_r = xmalloc(c * 8), *rv_r = xmalloc(c * 8);
+    bn_stats_ref(n, c, hw, 0.1, 1e-5, y, rm_in, rv_in, mean_r, invstd_r, rm_r, rv_r);
+    double kappa = 1, ymax = max_absf(y, count);
+    for (int ch = 0; ch < c; ch++) {
+        double sd = sqrt(1.0 / (invstd_r[ch] * invstd_r[ch]) - 1e-5);
+        double k = 1 + fabs(mean_r[ch] - y[(size_t)ch * hw]) / sd;
+        if (k > kappa) kappa = k;
+    }
+    /* As bn_stats (test_bn), on the shifted values: each thread's Welford pass over at most
+     * ceil(rows_max/PG) values and a log2(PG)-level tree per slice, then the merge: each of
+     * its T threads merges ceil(S/T) partials in order, then a log2(T)-level tree. */
+    const int mthreads = (int)s.k[km].block[0];
+    const double steps = ceil((double)rows_max / pg) + log2i(pg) + ceil((double)slices / mthreads) + log2i(mthreads);
+    const double tol_mean = (steps + 4) * U, tol_invstd = (steps + 8) * U * kappa;
+    const size_t pbytes = ((size_t)slices * c * 3 + c) * 4;
+    float *partials = xmalloc(pbytes), *partials0 = xmalloc(pbytes);
+    float *mean = xmalloc(c * 4), *invstd = xmalloc(c * 4), *rm = xmalloc(c * 4), *rv = xmalloc(c * 4);
+    uint64_t hp[SCHEDULES], hm[SCHEDULES];
+    for (int si = 0; si < SCHEDULES; si++) {
+        char w2[280];
+        snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
+        bind bp[] = {IN("y", y_h, count * 4), OUT("partials", partials, pbytes)};
+        hp[si] = launch(si, &s, kp, bp, 2);
+        /* The partials' layout: slice s of channel c counts the rows of its slice, the shifts
+         * are each channel's first value, and the slices' shifted means times their counts
+         * add up to the channel's (mean - shift) * M. */
+        for (int ch = 0; ch < c; ch++) {
+            CHECK(partials[(size_t)slices * c * 3 + ch] == y[(size_t)ch * hw], "%s: shift of channel %d is %g, want y %g",
+                  w2, ch, partials[(size_t)slices * c * 3 + ch], y[(size_t)ch * hw]);
+            double total = 0;
+            for (int sl = 0; sl < slices; sl++) {
+                const long long first = (long long)sl * m / slices, end = (long long)(sl + 1) * m / slices;
+                const float *q = partials + ((size_t)sl * c + ch) * 3;
+                CHECK(q[0] == (float)(end - first), "%s: slice %d of channel %d counts %g rows, want %lld", w2, sl, ch, q[0],
+                      end - first);
+                total += (double)q[0] * q[1];
+            }
+            const double want = (mean_r[ch] - y[(size_t)ch * hw]) * m;
+            CHECK(fabs(total - want) <= (steps + 4) * U * ymax * m, "%s: channel %d: slices' sum %g, want %g", w2, ch, total,
+                  want);
+        }
+        if (si == 0) memcpy(partials0, partials, pbytes);
+        bind bm[] = {IN("partials", partials0, pbytes), OUT("mean", mean, c * 4), OUT("invstd", invstd, c * 4),
+                     INOUT("running_mean", rm_in, rm, c * 4), INOUT("running_var", rv_in, rv, c * 4)};
+        hm[si] = launch(si, &s, km, bm, 5);
+        double e_invstd = 0, e_rv = 0;
+        for (int ch = 0; ch < c; ch++) {
+            double e = diff(invstd[ch], invstd_r[ch]) / invstd_r[ch];
+            if (e > e_invstd) e_invstd = e;
+            e = diff(rv[ch], rv_r[ch]) / rv_r[ch];
+            if (e > e_rv) e_rv = e;
+        }
+        expect("bn_stats_part+merge", "mean (rel. to max|y|)", w2, max_diff(mean, mean_r, c) / scale_of(ymax), tol_mean);
+        expect("bn_stats_part+merge", "invstd (relative)", w2, e_invstd, tol_invstd);
+        expect("bn_stats_part+merge", "running_mean (rel. to max|y|)", w2, max_diff(rm, rm_r, c) / scale_of(ymax + 1),
+               tol_mean + 4 * U);
+        expect("bn_stats_part+merge", "running_var (relative)", w2, e_rv, 2 * tol_invstd + 8 * U);
+    }
+    same_outputs_all(s.k[kp].name, hp);
+    same_outputs_all(s.k[km].name, hm);
+
+    /* ---- backward: sums per slice, then dy ---- */
+    uint32_t *mask_in = random_mask(count), *mask_in_h = xmalloc(words * 4);
+    mask_relayout(mask_in_h, mask_in, n, c, hw, 1);
+    float *relu_out = rand_floats(count, -1, 1);
+    for (size_t i = 0; i < count; i += 7) relu_out[i] = 0.0f;
+    float *relu_out_h = nhwc_copy(relu_out, 4, n, c, hw);
+    uint16_t *y16 = xmalloc(count * 2);
+    float *y16f = xmalloc(count * 4), *absdout = xmalloc(count * 4), *ymirror = xmalloc(count * 4);
+    for (size_t i = 0; i < count; i++) {
+        y16[i] = bf16_round_ref(y[i]);
+        y16f[i] = bf16_to_float_ref(y16[i]);
+        absdout[i] = fabsf(dout[i]);
+    }
+    uint16_t *y16_h = nhwc_copy(y16, 2, n, c, hw);
+    double *dg_r = xmalloc(c * 8), *db_r = xmalloc(c * 8), *dy_r = xmalloc(count * 8), *dres_r = xmalloc(count * 8);
+    double *abs_db = xmalloc(c * 8), *abs_dg = xmalloc(c * 8), *dummy = xmalloc(count * 8);
+    float *dg = xmalloc(c * 4), *db = xmalloc(c * 4), *dy = xmalloc(count * 4), *dres = xmalloc(count * 4);
+    float *dy_k = xmalloc(count * 4), *dres_k = xmalloc(count * 4);
+    const size_t sbytes = (size_t)slices * c * 2 * 4;
+    float *sums = xmalloc(sbytes), *sums0 = xmalloc(sbytes);
+    for (int ci = 0; ci < 3; ci++) {
+        const int maskm = combos[ci][0], bf16 = combos[ci][1], res = combos[ci][2];
+        const gen_kernel *kd = &s.k[kdx[ci]];
+        const float *yk = bf16 ? y16f : y;
+        bn_backward_ref(n, c, hw, maskm, dout, mask_in, relu_out, yk, mean, invstd, gamma, dg_r, db_r, dy_r,
+                        res ? dres_r : NULL);
+        for (size_t i = 0; i < count; i++) {
+            int ch = (int)((i / hw) % c);
+            ymirror[i] = mean[ch] + fabsf(yk[i] - mean[ch]);
+        }
+        bn_backward_ref(n, c, hw, maskm, absdout, mask_in, relu_out, ymirror, mean, invstd, gamma, abs_dg, abs_db,
+                        dummy, NULL);
+        /* The sums: per thread ceil(rows_max/PG) terms and a log2(PG) tree per slice (as
+         * test_bn), then the dy pass's merge: ceil(S/PG) partials per group in order and
+         * the same log2(PG) tree. */
+        const int bpg = source_constant(kd, "PG");
+        CHECK(bpg == source_constant(&s.k[ksum[ci]], "PG") && kd->grid[1] == (unsigned)slices &&
+                  s.k[ksum[ci]].grid[1] == (unsigned)slices,
+              "%s: geometry differs from its sums kernel", kd->name);
+        const double bsteps = ceil((double)rows_max / bpg) + log2i(bpg) + ceil((double)slices / bpg) + log2i(bpg);
+        const double tol_db = (bsteps + 2) * U, tol_dg = (bsteps + 6) * U, tol_dy = tol_dg + 8 * U;
+        double scale_dy = 0;
+        for (size_t i = 0; i < count; i++) {
+            int ch = (int)((i / hw) % c);
+            double xh = fabs((yk[i] - mean[ch]) * (double)invstd[ch]);
+            double t = fabs(gamma[ch] * (double)invstd[ch]) * (fabs(dout[i]) + abs_db[ch] / m + xh * abs_dg[ch] / m);
+            if (t > scale_dy) scale_dy = t;
+        }
+        uint64_t hs[SCHEDULES], hd[SCHEDULES];
+        for (int si = 0; si < SCHEDULES; si++) {
+            const bind mask_bind = maskm == 1   ? (bind)IN("mask", mask_in_h, words * 4)
+                                   : maskm == 2 ? (bind)IN("mask", relu_out_h, count * 4)
+                                                : (bind)NUL("mask");
+            const bind y_bind = bf16 ? (bind)IN("y", y16_h, count * 2) : (bind)IN("y", y_h, count * 4);
+            bind bs[] = {IN("dout", dout_h, count * 4), mask_bind, y_bind, IN("mean", mean, c * 4),
+                         IN("invstd", invstd, c * 4), OUT("partials", sums, sbytes)};
+            hs[si] = launch(si, &s, ksum[ci], bs, 6);
+            if (si == 0) memcpy(sums0, sums, sbytes);
+            bind bd[] = {IN("dout", dout_h, count * 4), mask_bind, y_bind, IN("mean", mean, c * 4),
+                         IN("invstd", invstd, c * 4), IN("gamma", gamma, c * 4), IN("partials", sums0, sbytes),
+                         OUT("dgamma", dg, c * 4), OUT("dbeta", db, c * 4), OUT("dy", dy_k, count * 4),
+                         res ? (bind)OUT("dres", dres_k, count * 4) : (bind)NUL("dres")};
+            hd[si] = launch(si, &s, kdx[ci], bd, 11);
+            relayout(dy, dy_k, 4, n, c, hw, 0);
+            if (res) relayout(dres, dres_k, 4, n, c, hw, 0);
+            char w2[360];
+            snprintf(w2, sizeof w2, "%s %s %s", kd->name, where, schedule_names[si]);
+            expect("bn_backward_sums+dx", "dbeta (rel. to sum|dz|)", w2, max_diff(db, db_r, c) / scale_of(max_abs(abs_db, c)),
+                   tol_db);
+            expect("bn_backward_sums+dx", "dgamma (rel. to sum|dz*xhat|)", w2,
+                   max_diff(dg, dg_r, c) / scale_of(max_abs(abs_dg, c)), tol_dg);
+            expect("bn_backward_sums+dx", "dy (rel. to its terms)", w2, max_diff(dy, dy_r, count) / scale_of(scale_dy),
+                   tol_dy);
+            if (res) expect("bn_backward_sums+dx", "dres (exact: dout or 0)", w2, max_diff(dres, dres_r, count), 0);
+        }
+        same_outputs_all(s.k[ksum[ci]].name, hs);
+        same_outputs_all(kd->name, hd);
+    }
+    printf("%s: sliced statistics and 3 sliced backward variants match, bit-identical under %d schedules\n", where,
+           SCHEDULES);
+    free(y), free(rm_in), free(rv_in), free(gamma), free(dout), free(y_h), free(dout_h);
+    free(mean_r), free(invstd_r), free(rm_r), free(rv_r), free(partials), free(partials0);
+    free(mean), free(invstd), free(rm), free(rv);
+    free(mask_in), free(mask_in_h), free(relu_out), free(relu_out_h), free(y16), free(y16f), free(absdout), free(ymirror);
+    free(y16_h), free(dg_r), free(db_r), free(dy_r), free(dres_r), free(abs_db), free(abs_dg), free(dummy);
+    free(dg), free(db), free(dy), free(dres), free(dy_k), free(dres_k), free(sums), free(sums0);
+    set_free(&s);
+}
+
 /* bf16 rounding of every kind of float: random bit patterns (NaN, infinities, subnormals,
  * all exponents) and the edge cases (exact ties of both parities, one ulp either side of
  * a tie, the largest float and the values that round up to infinity, signed zeros). The
@@ -1000,6 +1204,90 @@ static void test_softmax(int n, int classes, int bad_label)
     set_free(&s);
 }
 
+/* The multi-block softmax: softmax_ce_rows (one warp per row) + softmax_ce_reduce, under
+ * all SCHEDULES, against the reference with test_softmax's tolerances, and bit for bit
+ * against the one-block softmax_ce (same row code, same final additions) where that
+ * kernel takes the batch (N <= 4096). bad_label as test_softmax. */
+static void test_softmax_multi(int n, int classes, int bad_label)
+{
+    kernel_set s;
+    set_init(&s, "train_ops_softmax_multi_n%dk%d", n, classes);
+    const int kr = set_add(&s, "softmax_ce_rows", "{ N = %d, CLASSES = %d }", n, classes);
+    const int kd = set_add(&s, "softmax_ce_reduce", "{ N = %d }", n);
+    const int k1 = n <= 4096 ? set_add(&s, "softmax_ce", "{ N = %d, CLASSES = %d }", n, classes) : -1;
+    set_compile(&s, 1);
+    const int row_warps = (int)s.k[kr].block[0] / 32;
+    CHECK(s.k[kr].grid[0] == (unsigned)((n + row_warps - 1) / row_warps) && s.k[kr].grid[0] > 1,
+          "%s: grid %u for %d rows of %d per block", s.k[kr].name, s.k[kr].grid[0], n, row_warps);
+    char where[160];
+    snprintf(where, sizeof where, "N%d CLASSES %d (%u blocks, reduction of %u threads)%s", n, classes, s.k[kr].grid[0],
+             s.k[kd].block[0], bad_label ? " (a label out of range)" : "");
+    const size_t count = (size_t)n * classes;
+    float *z = rand_floats(count, -8, 8);
+    for (int j = 0; j < classes; j++) z[j] += 100.0f;
+    int32_t *labels = xmalloc(n * 4);
+    for (int i = 0; i < n; i++) labels[i] = (int32_t)(rand_u32() % (uint32_t)classes);
+    for (int i = 0; i < n; i += 2) {
+        float *row = z + (size_t)i * classes;
+        int top = 0;
+        for (int j = 1; j < classes; j++) top = row[j] > row[top] ? j : top;
+        labels[i] = top;
+    }
+    if (bad_label) labels[n / 2] = bad_label == 1 ? -1 : classes;
+    double *d_r = xmalloc(count * 8);
+    float *d = xmalloc(count * 4), *d1 = xmalloc(count * 4), *rows = xmalloc((size_t)n * 8), *rows0 = xmalloc((size_t)n * 8);
+    float loss[2] = {0, 0}, loss1[2] = {0, 0};
+    int correct_r = 0;
+    const double loss_r = softmax_ce_ref(n, classes, z, labels, d_r, &correct_r);
+    double loss_scale = 0;
+    for (int i = 0; i < n; i++) {
+        const float *row = z + (size_t)i * classes;
+        double top = row[0], sum = 0;
+        for (int j = 1; j < classes; j++) top = row[j] > top ? row[j] : top;
+        for (int j = 0; j < classes; j++) sum += exp(row[j] - top);
+        int l = labels[i] < 0 ? 0 : labels[i] >= classes ? classes - 1 : labels[i];
+        double t = fabs(log(sum)) + fabs(top) + fabs(row[l]);
+        if (t > loss_scale) loss_scale = t;
+    }
+    /* As test_softmax: a row's loss, then the mean: ceil(N/T) in order per thread and a
+     * log2(T)-level tree over the reduction's T threads. */
+    const double tol_loss = (ceil(classes / 32.0) + 5 + ceil((double)n / s.k[kd].block[0]) + log2i((int)s.k[kd].block[0]) + 8) * U;
+    const double tol_d = (ceil(classes / 32.0) + 5 + 8) * U;
+    uint64_t hr[SCHEDULES], hd[SCHEDULES];
+    for (int si = 0; si < SCHEDULES; si++) {
+        char w2[240];
+        snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
+        bind br[] = {IN("logits", z, count * 4), IN("labels", labels, n * 4), OUT("rows", rows, (size_t)n * 8),
+                     OUT("dlogits", d, count * 4)};
+        hr[si] = launch(si, &s, kr, br, 4);
+        if (si == 0) memcpy(rows0, rows, (size_t)n * 8);
+        bind bd[] = {IN("rows", rows0, (size_t)n * 8), OUT("loss", loss, 8)};
+        hd[si] = launch(si, &s, kd, bd, 2);
+        if (bad_label) {
+            CHECK(isnan(loss[0]) && isnan(loss_r), "%s: loss %g (reference %g), want NaN", w2, loss[0], loss_r);
+        } else {
+            expect("softmax_ce_rows+reduce", "loss (rel. to the row terms)", w2, diff(loss[0], loss_r) / scale_of(loss_scale),
+                   tol_loss);
+        }
+        CHECK(loss[1] == (float)correct_r, "%s: %g rows predicted correctly, the reference counts %d", w2, loss[1],
+              correct_r);
+        expect("softmax_ce_rows+reduce", "dlogits (rel. to 1/N)", w2, max_diff(d, d_r, count) * n, tol_d);
+    }
+    same_outputs_all(s.k[kr].name, hr);
+    same_outputs_all(s.k[kd].name, hd);
+    if (k1 >= 0) {
+        bind b1[] = {IN("logits", z, count * 4), IN("labels", labels, n * 4), OUT("loss", loss1, 8),
+                     OUT("dlogits", d1, count * 4)};
+        launch(0, &s, k1, b1, 4);
+        CHECK(memcmp(loss, loss1, 8) == 0 && memcmp(d, d1, count * 4) == 0,
+              "%s: the multi-block form differs from softmax_ce's bits (loss %a vs %a)", where, loss[0], loss1[0]);
+    }
+    printf("softmax_ce_rows+reduce %s: loss %.7g (reference %.7g), %d correct, dlogits match%s\n", where, loss[0], loss_r,
+           correct_r, k1 >= 0 ? ", bit-identical to softmax_ce" : "");
+    free(z), free(labels), free(d_r), free(d), free(d1), free(rows), free(rows0);
+    set_free(&s);
+}
+
 /* ================= optimizer ================= */
 
 static void test_sgd(int count, int first_step)
@@ -1071,6 +1359,11 @@ static void test_errors(void)
     expect_error("fc_bwd_weight", "{ N = 4, IN = 3 }", "missing parameter OUT");
     expect_error("softmax_ce", "{ N = 4, CLASSES = 'ten' }", "CLASSES must be a positive integer");
     expect_error("softmax_ce", "{ N = 5000, CLASSES = 10 }", "at most 4096");
+    expect_error("bn_stats_part", "{ N = 1, C = 3, HW = 4, SLICES = 5 }", "SLICES = 5 exceeds N*HW = 4");
+    expect_error("bn_backward_sums", "{ N = 2, C = 3, HW = 4 }", "missing parameter SLICES");
+    expect_error("bn_backward_dx", "{ N = 2, C = 3, HW = 4, SLICES = 2, RES = 2 }", "RES must be 0 or 1");
+    expect_error("bn_stats_merge", "{ C = 3, PARTS = 2, M = 8, SHIFT = 2 }", "SHIFT must be 0 or 1");
+    expect_error("softmax_ce_reduce", "{ N = 0 }", "N must be a positive integer");
     expect_error("sgd", "{ COUNT = 0 }", "COUNT must be a positive integer");
     expect_error("sgd", "{ COUNT = 10, LR = 0.1 }", "unknown parameter 'LR'");
     expect_error("bn_apply", "{ N = 65536, C = 2048, HW = 64 }", "beyond the 2147483647 an int indexes");
@@ -1111,6 +1404,15 @@ static void test_large_compile(void)
     set_add(&s, "fc_bwd_data", "{ N = 256, IN = 2048, OUT = 1000 }");
     set_add(&s, "fc_bwd_weight", "{ N = 256, IN = 2048, OUT = 1000 }");
     set_add(&s, "softmax_ce", "{ N = 256, CLASSES = 1000 }");
+    set_add(&s, "softmax_ce_rows", "{ N = 256, CLASSES = 1000 }");
+    set_add(&s, "softmax_ce_reduce", "{ N = 256 }");
+    set_add(&s, "bn_stats_part", "{ N = 256, C = 64, HW = 12544, SLICES = 33 }");
+    set_add(&s, "bn_stats_merge", "{ C = 64, PARTS = 33, M = 3211264, SHIFT = 1 }");
+    set_add(&s, "bn_backward_sums", "{ N = 256, C = 64, HW = 12544, SLICES = 33, MASK = 1, BF16 = 1 }");
+    set_add(&s, "bn_backward_dx", "{ N = 256, C = 64, HW = 12544, SLICES = 33, MASK = 1, BF16 = 1 }");
+    set_add(&s, "bn_backward_sums", "{ N = 256, C = 2048, HW = 49, SLICES = 2, MASK = 1 }");
+    set_add(&s, "bn_backward_dx", "{ N = 256, C = 2048, HW = 49, SLICES = 2, MASK = 1, RES = 1 }");
+    set_add(&s, "bn_backward_dx", "{ N = 256, C = 256, HW = 3136, SLICES = 9, MASK = 2 }");
     set_add(&s, "sgd", "{ COUNT = 25557032 }");
     set_add(&s, "fc_fwd", "{ N = 1, IN = 64, OUT = 10 }");
     set_add(&s, "softmax_ce", "{ N = 128, CLASSES = 10 }");
@@ -1129,8 +1431,8 @@ int main(int argc, char **argv)
 {
     const double t0 = now_s();
     const int cuda = argc > 1 && strcmp(argv[1], "cuda") == 0;
-    const pp_schedule schedules[2] = {PP_SCHEDULE_FORWARD, PP_SCHEDULE_REVERSE};
-    for (int i = 0; i < 2; i++) {
+    const pp_schedule schedules[SCHEDULES] = {PP_SCHEDULE_FORWARD, PP_SCHEDULE_REVERSE, PP_SCHEDULE_SHUFFLED};
+    for (int i = 0; i < SCHEDULES; i++) {
         pp_context_options o;
         pp_context_options_init(&o);
         o.backend = cuda ? PP_BACKEND_CUDA : PP_BACKEND_HOST;
@@ -1146,6 +1448,7 @@ int main(int argc, char **argv)
     if (cuda) {
         schedule_names[0] = "gpu run 1";
         schedule_names[1] = "gpu run 2";
+        schedule_names[2] = "gpu run 3";
         printf("device: %s\n", pp_context_device_name(host[0]));
     }
     pp_context_options o;
@@ -1166,6 +1469,13 @@ int main(int argc, char **argv)
     test_bn(2, 4, 600, 10.0f, 0);
     test_bn(3, 2, 3001, 2.0f, 0);
     test_bn(2, 12, 4100, 100.0f, 0);
+    /* The sliced forms: 600 rows in 7 slices of 85/86 with a part-filled channel tile;
+     * 3003 rows in 37 slices (more than the 16 pixel groups that merge them) at offset 1000
+     * (the shift); one row per slice; 300 slices (more than the merge's 256 threads). */
+    test_bn_sliced(2, 12, 300, 100.0f, 7);
+    test_bn_sliced(3, 5, 1001, 1000.0f, 37);
+    test_bn_sliced(1, 3, 5, 2.0f, 5);
+    test_bn_sliced(1, 2, 700, 10.0f, 300);
     test_bf16_rounding();
     printf("batch norm done (%.1f s)\n", now_s() - t0);
 
@@ -1192,6 +1502,11 @@ int main(int argc, char **argv)
     test_softmax(3, 10, 1);
     test_softmax(2, 1000, 0);
     test_softmax(3, 1000, 2);
+    test_softmax_multi(2, 10, 0);
+    test_softmax_multi(37, 10, 0);
+    test_softmax_multi(70, 1000, 1);
+    test_softmax_multi(600, 10, 2);
+    test_softmax_multi(4100, 3, 0);
     test_sgd(1, 1);
     test_sgd(1000, 0);
     test_sgd(4099, 1);
@@ -1213,7 +1528,7 @@ int main(int argc, char **argv)
         printf("  %-14s %4d checks  largest error %.3e  largest ratio %.3f\n", summaries[i].op, summaries[i].checks,
                summaries[i].worst, summaries[i].worst_ratio);
     printf("all ops match the reference under both schedules, bit-identically between them (%.1f s)\n", now_s() - t0);
-    for (int i = 0; i < 2; i++) pp_context_destroy(host[i]);
+    for (int i = 0; i < SCHEDULES; i++) pp_context_destroy(host[i]);
     pp_context_destroy(static_ctx);
     return 0;
 }

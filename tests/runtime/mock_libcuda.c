@@ -37,6 +37,7 @@ static struct {
 typedef struct mock_function {
     int module; /* -1 once its module is unloaded */
     char name[256];
+    int max_dynamic_shared; /* bytes a launch may ask for: 48 KB until cuFuncSetAttribute raises it */
 } mock_function;
 static mock_function functions[max_functions];
 static int function_count;
@@ -265,6 +266,7 @@ EXPORT CUresult cuModuleGetFunction(CUfunction *fn, CUmodule m, const char *name
     if (function_count == max_functions) return CUDA_ERROR_OUT_OF_MEMORY;
     functions[function_count].module = i;
     strcpy(functions[function_count].name, name);
+    functions[function_count].max_dynamic_shared = 48 * 1024;
     *fn = (CUfunction)&functions[function_count++];
     return CUDA_SUCCESS;
 }
@@ -278,6 +280,19 @@ EXPORT CUresult cuFuncGetAttribute(int *v, CUfunction_attribute a, CUfunction fn
     default: return CUDA_ERROR_INVALID_VALUE;
     }
 }
+
+/* As on sm_90: up to 227 KB of dynamic shared memory per block. */
+EXPORT CUresult cuFuncSetAttribute(CUfunction fn, CUfunction_attribute a, int v)
+{
+    if (!fn) return CUDA_ERROR_INVALID_HANDLE;
+    if (a != CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES || v < 0 || v > 227 * 1024) return CUDA_ERROR_INVALID_VALUE;
+    ((mock_function *)fn)->max_dynamic_shared = v;
+    return CUDA_SUCCESS;
+}
+
+static unsigned last_shared_bytes;
+/* The dynamic shared memory the last launch asked for. */
+EXPORT unsigned pp_mock_cuda_last_shared_bytes(void) { return last_shared_bytes; }
 
 EXPORT CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total_bytes)
 {
@@ -353,13 +368,14 @@ EXPORT CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t count
 EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                                unsigned bz, unsigned shared_bytes, CUstream stream, void **params, void **extra)
 {
-    (void)shared_bytes;
     if (sticky) return sticky;
     if (stream || extra || !params) return CUDA_ERROR_INVALID_VALUE;
     if (!gx || !gy || !gz || !bx || !by || !bz || (unsigned long long)bx * by * bz > 1024)
         return CUDA_ERROR_INVALID_VALUE;
     const mock_function *mf = (const mock_function *)f;
     if (mf < functions || mf >= functions + function_count || mf->module < 0) return CUDA_ERROR_INVALID_HANDLE;
+    if (shared_bytes > (unsigned)mf->max_dynamic_shared) return CUDA_ERROR_INVALID_VALUE; /* as the driver */
+    last_shared_bytes = shared_bytes;
     const char *name = mf->name;
     launches++;
     if (strcmp(name, "pp_test_saxpb") == 0) {

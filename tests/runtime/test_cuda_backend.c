@@ -32,6 +32,7 @@ static const char *kernel_src =
 
 typedef void (*mock_counts_fn)(int *refs, int *modules, size_t *bytes, int *launches);
 static mock_counts_fn mock_counts; /* non-NULL when running against the mock driver */
+static unsigned (*mock_last_shared)(void); /* likewise */
 static char cache_dir[] = "/tmp/pp_test_cuda_XXXXXX";
 
 static pp_status create(pp_context **ctx, int device, int arch)
@@ -115,7 +116,7 @@ static void run_gpu_tests(pp_context *ctx)
     CHECK_OK(ctx, ops->compile(ctx, &req, &mod, &res));
     printf("compiled pp_test_saxpb.cu: %s, %.1f ms\n", res.cache_hit ? "cache hit" : "NVRTC", res.compile_ms);
     pp_function *fn;
-    CHECK_OK(ctx, ops->get_function(ctx, mod, "pp_test_saxpb", &fn));
+    CHECK_OK(ctx, ops->get_function(ctx, mod, "pp_test_saxpb", 0, &fn));
 
     enum { n = 1000, cap = 1024 };
     float *x = malloc(cap * sizeof *x), *y = malloc(cap * sizeof *y);
@@ -159,7 +160,7 @@ static void run_gpu_tests(pp_context *ctx)
 
     /* ---- errors that must be clear ---- */
     pp_function *missing;
-    pp_status st = ops->get_function(ctx, mod, "no_such_kernel", &missing);
+    pp_status st = ops->get_function(ctx, mod, "no_such_kernel", 0, &missing);
     CHECK(st == PP_ERR_DRIVER && strstr(pp_last_error(ctx), "no_such_kernel") &&
               strstr(pp_last_error(ctx), "not found"),
           "missing kernel: %s", pp_last_error(ctx));
@@ -175,6 +176,19 @@ static void run_gpu_tests(pp_context *ctx)
     CHECK(st != PP_OK && strstr(pp_last_error(ctx), "pp_test_saxpb") && strstr(pp_last_error(ctx), "2048"),
           "oversized block: %s", pp_last_error(ctx));
     printf("oversized block: %s\n", pp_last_error(ctx));
+
+    /* ---- dynamic shared memory: above 48 KB the kernel's limit is raised first ---- */
+    pp_function *wide;
+    CHECK_OK(ctx, ops->get_function(ctx, mod, "pp_test_saxpb", 64 * 1024, &wide));
+    CHECK_OK(ctx, ops->launch(ctx, wide, grid, block, args));
+    CHECK_OK(ctx, ops->synchronize(ctx));
+    if (mock_last_shared) CHECK(mock_last_shared() == 64 * 1024, "launch gave %u bytes", mock_last_shared());
+    printf("64 KB of dynamic shared memory: limit raised, launch runs\n");
+    st = ops->get_function(ctx, mod, "pp_test_saxpb", 1 << 20, &wide);
+    CHECK(st == PP_ERR_DRIVER && strstr(pp_last_error(ctx), "needs 1048576 bytes of shared memory"),
+          "1 MiB of shared memory: %s", pp_last_error(ctx));
+    printf("1 MiB of shared memory: %s\n", pp_last_error(ctx));
+    CHECK_OK(ctx, ops->get_function(ctx, mod, "pp_test_saxpb", 0, &wide));
 
     pp_devptr huge;
     size_t pib = (size_t)1 << 50;
@@ -192,7 +206,7 @@ static void run_gpu_tests(pp_context *ctx)
      * would need a deliberately bad kernel and poisons the context) ---- */
     if (mock_counts) {
         pp_function *fault;
-        CHECK_OK(ctx, ops->get_function(ctx, mod, "pp_test_fault", &fault));
+        CHECK_OK(ctx, ops->get_function(ctx, mod, "pp_test_fault", 0, &fault));
         void *fargs[] = {&dy};
         unsigned one[3] = {1, 1, 1};
         CHECK_OK(ctx, ops->launch(ctx, fault, one, one, fargs));
@@ -260,6 +274,7 @@ int main(int argc, char **argv)
         /* Against the mock driver (LD_LIBRARY_PATH set by CTest), its counters are visible. */
         void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
         if (lib) *(void **)&mock_counts = dlsym(lib, "pp_mock_cuda_counts");
+        if (lib) *(void **)&mock_last_shared = dlsym(lib, "pp_mock_cuda_last_shared_bytes");
         if (mock_counts) printf("running against the mock driver (tests/runtime/mock_libcuda.c)\n");
 
         pp_context *ctx = NULL;

@@ -97,7 +97,7 @@ static pp_module *compile_ok(pp_context *ctx, const char *file, const char *cons
 static pp_function *fn(pp_context *ctx, pp_module *mod, const char *name)
 {
     pp_function *f = NULL;
-    CHECK_OK(ctx, ctx->ops->get_function(ctx, mod, name, &f));
+    CHECK_OK(ctx, ctx->ops->get_function(ctx, mod, name, 0, &f));
     return f;
 }
 
@@ -288,7 +288,7 @@ static void test_faults(void)
         printf("  block of 2048 threads -> %s: %s\n", pp_status_string(st), pp_last_error(ctx));
         CHECK(st == PP_ERR_INVALID_ARGUMENT, "more than 1024 threads per block is rejected");
         pp_function *missing = NULL;
-        st = ctx->ops->get_function(ctx, mod, "emu_no_such_kernel", &missing);
+        st = ctx->ops->get_function(ctx, mod, "emu_no_such_kernel", 0, &missing);
         printf("  get_function(emu_no_such_kernel) -> %s: %s\n", pp_status_string(st), pp_last_error(ctx));
         CHECK(st != PP_OK && strstr(pp_last_error(ctx), "emu_no_such_kernel"), "unknown kernel name reported");
 

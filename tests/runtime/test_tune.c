@@ -15,6 +15,7 @@
 #include "tuner.h"
 #include "tunedb.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -120,6 +121,56 @@ static int model_variant(pp_context *ctx, const char *policy, const char *prefix
     pp_model_destroy(m);
     CHECK(variant >= 0, "the model has no kernel %s_v<n>", prefix);
     return variant;
+}
+
+/* pp_model_bundle_write on ctx writes the kernels pp_model_create on ctx builds for the
+ * training step (names carry shape, form and variant; the model also builds its inference
+ * kernels), among them a kernel of prefix in the given variant. */
+static void check_bundle_is_model_build(pp_context *ctx, const char *policy, const char *prefix, int variant)
+{
+    pp_model_options mo;
+    pp_model_options_init(&mo);
+    mo.model = model_name;
+    mo.policy = policy;
+    mo.batch = 1;
+    mo.height = mo.width = 8;
+    char out[300];
+    snprintf(out, sizeof out, "%s/bundle", tuning_dir);
+    pp_model_bundle_info info;
+    CHECK_OK(ctx, pp_model_bundle_write(ctx, &mo, out, &info));
+    pp_model *m;
+    CHECK_OK(ctx, pp_model_create(ctx, &mo, &m));
+    int n;
+    CHECK_OK(ctx, pp_model_kernel_count(m, &n));
+    CHECK(info.kernels > 0 && info.kernels <= n && info.tuned_entries > 0 && strcmp(info.math, "tf32") == 0,
+          "bundle: %d kernels (model %d), %d tuned entries, math %s", info.kernels, n, info.tuned_entries, info.math);
+    char path[700];
+    snprintf(path, sizeof path, "%s/kernels", out);
+    DIR *d = opendir(path);
+    CHECK(d != NULL, "%s", path);
+    int files = 0, found = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len < 4 || strcmp(e->d_name + len - 3, ".cu") != 0) continue;
+        files++;
+        int built = 0;
+        for (int i = 0; i < n && !built; i++) {
+            pp_kernel_info k;
+            CHECK_OK(ctx, pp_model_kernel_info_get(m, i, &k));
+            built = strlen(k.name) == len - 3 && strncmp(k.name, e->d_name, len - 3) == 0;
+        }
+        CHECK(built, "bundle kernel %s is one the model build compiles", e->d_name);
+        const char *v = strrchr(e->d_name, '_');
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 && e->d_name[strlen(prefix)] == '_' && v && v[1] == 'v' &&
+            atoi(v + 2) == variant)
+            found = 1;
+    }
+    closedir(d);
+    pp_model_destroy(m);
+    CHECK(files == info.kernels, "%d kernel files, %d reported", files, info.kernels);
+    CHECK(found, "the bundle has %s in variant %d", prefix, variant);
+    printf("pp_model_bundle_write: %d training-step kernels, each one the model build compiles (%d with inference), "
+           "%s in v%d among them\n", files, n, prefix, variant);
 }
 
 /* "conv_fwd_n1c3h8w8_k16r3s3_s1p1_f2avg:tf32" -> "conv_fwd_n1c3h8w8_k16r3s3_s1p1_f2avg" */
@@ -324,6 +375,7 @@ int main(int argc, char **argv)
     int v = model_variant(ctx, policy, prefix);
     printf("model build with the database: %s uses v%d (the database says v7)\n", prefix, v);
     CHECK(v == 7, "tuned variant used");
+    check_bundle_is_model_build(ctx, policy, prefix, 7);
     char prefix1[256];
     kernel_prefix(t1->key, prefix1, sizeof prefix1);
     v = model_variant(ctx, policy, prefix1);
