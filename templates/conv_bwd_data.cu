@@ -52,7 +52,8 @@ __device__ __forceinline__ phase block_phase() { return phase_of(blockIdx.z / PH
 // Operand iterator. A (BM x BK) is dy gathered through the phase's transposed im2col
 // view, copied in units of A_VEC consecutive g (= channels k of one tap, K % A_VEC == 0);
 // B (BK x BN) is wt: row g = (a,b,k) is wt[k,r,t,c0..], contiguous along c, copied in
-// units of B_VEC. Per thread, unit i of A is tile row a_row(i), column a_column(i); the
+// units of B_VEC. Per thread, unit i of A is tile row unit_row<AU>(i), column
+// unit_column<AU, A_VEC>(i) (gemm_mainloop.cuh); the
 // rows' output coordinates are computed once per block. For a row at
 // (n, h, w) = (n, h0 + STRIDE*i, w0 + STRIDE*j) of phase (ph, pw) and a tap (a, b):
 // (h + PAD - r)/STRIDE = i + OY0 - a with OY0 = (h0 + PAD - ph)/STRIDE (exact, >= 0).
@@ -84,14 +85,6 @@ struct operand_iterator {
     int a_off[A_PER];       // per A unit: element offset of its dy pixel at tap (0, 0), channel kc
 };
 
-// Unit i's row and column within the K-tile (rows a compile-time step apart when THREADS is
-// a multiple of the units per row).
-__device__ __forceinline__ int a_row(int i) { return THREADS % AU == 0 ? (int)threadIdx.x / AU + i * (THREADS / AU) : ((int)threadIdx.x + i * THREADS) / AU; }
-__device__ __forceinline__ int a_column(int i) { return ((THREADS % AU == 0 ? (int)threadIdx.x : (int)threadIdx.x + i * THREADS) % AU) * A_VEC; }
-__device__ __forceinline__ int b_row(int i) { return THREADS % BU == 0 ? (int)threadIdx.x / BU + i * (THREADS / BU) : ((int)threadIdx.x + i * THREADS) / BU; }
-__device__ __forceinline__ int b_column(int i) { return ((THREADS % BU == 0 ? (int)threadIdx.x : (int)threadIdx.x + i * THREADS) % BU) * B_VEC; }
-__device__ __forceinline__ bool a_unit(int i) { return A_UNITS % THREADS == 0 || (int)threadIdx.x + i * THREADS < A_UNITS; }
-__device__ __forceinline__ bool b_unit(int i) { return B_UNITS % THREADS == 0 || (int)threadIdx.x + i * THREADS < B_UNITS; }
 
 // Bit i: unit i's row reads a dy pixel inside dy at tap (a, b).
 __device__ __forceinline__ unsigned rows_inside(const operand_iterator &it, int a, int b)
@@ -123,13 +116,13 @@ __device__ __forceinline__ void iterator_init(operand_iterator &it, const float 
     const int oy0 = (p.h0 + PAD - p.ph) / STRIDE, ox0 = (p.w0 + PAD - p.pw) / STRIDE;
 #pragma unroll
     for (int i = 0; i < A_PER; ++i) {
-        const int m = blockIdx.x * BM + a_row(i);
+        const int m = blockIdx.x * BM + unit_row<AU>(i);
         const int n = m / (HS * WS), ij = m - n * (HS * WS), pi = ij / WS, pj = ij - pi * WS;
-        const bool row = m < MX && a_unit(i) && pi < p.rows_h && pj < p.rows_w;
+        const bool row = m < MX && unit_exists<A_UNITS>(i) && pi < p.rows_h && pj < p.rows_w;
         it.image[i] = n * (P * Q);
         it.oy[i] = row ? pi + oy0 : -(1 << 24); // never in [0, P) when the row is outside the phase
         it.ox[i] = pj + ox0;
-        it.a_off[i] = row ? (it.image[i] + it.oy[i] * Q + it.ox[i]) * K + a_column(i) : 0;
+        it.a_off[i] = row ? (it.image[i] + it.oy[i] * Q + it.ox[i]) * K + unit_column<AU, A_VEC>(i) : 0;
     }
     it.inside_h = it.inside_w = 0;
     if (PACKED_MASKS) {
@@ -158,15 +151,15 @@ __device__ __forceinline__ void load_tiles(operand_iterator &it, float *a, float
         const float *dy_tap = it.dy + it.a_tap;
 #pragma unroll
         for (int i = 0; i < A_PER; ++i)
-            if (a_unit(i))
-                tile_copy_at(a + a_offset(a_row(i), a_column(i)), dy_tap, it.a_off[i], (it.valid_rows & (1u << i)) != 0, A_VEC);
+            if (unit_exists<A_UNITS>(i))
+                tile_copy_at(a + a_offset(unit_row<AU>(i), unit_column<AU, A_VEC>(i)), dy_tap, it.a_off[i], (it.valid_rows & (1u << i)) != 0, A_VEC);
         const float *wt_tap = it.wt + it.b_tap;
 #pragma unroll
         for (int i = 0; i < B_PER; ++i)
-            if (b_unit(i))
-                tile_copy_at(b + b_offset(b_row(i), b_column(i)), wt_tap,
-                             b_row(i) * (R * S * C) + blockIdx.y * BN + b_column(i),
-                             C % BN == 0 || blockIdx.y * BN + b_column(i) < C, B_VEC);
+            if (unit_exists<B_UNITS>(i))
+                tile_copy_at(b + b_offset(unit_row<BU>(i), unit_column<BU, B_VEC>(i)), wt_tap,
+                             unit_row<BU>(i) * (R * S * C) + blockIdx.y * BN + unit_column<BU, B_VEC>(i),
+                             C % BN == 0 || blockIdx.y * BN + unit_column<BU, B_VEC>(i) < C, B_VEC);
         it.k0 += BK;
         it.a_tap += BK;
         it.b_tap += BK * (R * S * C);
@@ -185,20 +178,20 @@ __device__ __forceinline__ void load_tiles(operand_iterator &it, float *a, float
     }
 #pragma unroll
     for (int i = 0; i < A_PER; ++i) {
-        const int kc = a_column(i);
+        const int kc = unit_column<AU, A_VEC>(i);
         const int g = it.g0 + kc, ab = g / K, k = g - ab * K, ta = ab / SA, tb = ab - ta * SA;
         const int oy = it.oy[i] - ta, ox = it.ox[i] - tb;
         const bool valid = g < GX && it.ph + STRIDE * ta < R && it.pw + STRIDE * tb < S &&
                            (unsigned)oy < (unsigned)P && (unsigned)ox < (unsigned)Q;
-        if (a_unit(i)) tile_copy_at(a + a_offset(a_row(i), kc), it.dy, (it.image[i] + oy * Q + ox) * K + k, valid, A_VEC);
+        if (unit_exists<A_UNITS>(i)) tile_copy_at(a + a_offset(unit_row<AU>(i), kc), it.dy, (it.image[i] + oy * Q + ox) * K + k, valid, A_VEC);
     }
 #pragma unroll
     for (int i = 0; i < B_PER; ++i) {
-        const int cc = b_column(i), gi = b_row(i);
+        const int cc = unit_column<BU, B_VEC>(i), gi = unit_row<BU>(i);
         const int g = it.g0 + gi, ab = g / K, k = g - ab * K, ta = ab / SA, tb = ab - ta * SA;
         const int r = it.ph + STRIDE * ta, t = it.pw + STRIDE * tb, c = blockIdx.y * BN + cc;
         const bool valid = g < GX && r < R && t < S && c < C;
-        if (b_unit(i)) tile_copy_at(b + b_offset(gi, cc), it.wt, ((k * R + r) * S + t) * C + c, valid, B_VEC);
+        if (unit_exists<B_UNITS>(i)) tile_copy_at(b + b_offset(gi, cc), it.wt, ((k * R + r) * S + t) * C + c, valid, B_VEC);
     }
     it.g0 += BK;
 }

@@ -32,8 +32,9 @@
 // address, the copies being consecutive chunks of it (and a warp's 8 lanes of a row store
 // one 128-byte row of the stage). Otherwise unit e = tid + i*THREADS is row e / AU, column
 // (e % AU)*A_VEC, and each copy decomposes its own m.
-// B: unit i is row b_row(i), column b_column(i); its offset from the K-tile's first row
-// of dy is fixed, so a copy costs a bounds test, an address and the copy.
+// B: unit i is row unit_row<BU>(i), column unit_column<BU, B_VEC>(i) (gemm_mainloop.cuh); its
+// offset from the K-tile's first row of dy is fixed, so a copy costs a bounds test, an
+// address and the copy.
 constexpr int AU = BM / A_VEC, A_UNITS = BK * AU, A_PER = (A_UNITS + THREADS - 1) / THREADS;
 constexpr int BU = BN / B_VEC, B_UNITS = BK * BU, B_PER = (B_UNITS + THREADS - 1) / THREADS;
 constexpr int TPR = THREADS / BK;
@@ -48,10 +49,7 @@ struct operand_iterator {
 };
 
 __device__ __forceinline__ int a_unit_column(int i) { return ROW_PER_THREAD ? (int)threadIdx.x % TPR + i * TPR : ((int)threadIdx.x + i * THREADS) % AU; }
-__device__ __forceinline__ int b_row(int i) { return THREADS % BU == 0 ? (int)threadIdx.x / BU + i * (THREADS / BU) : ((int)threadIdx.x + i * THREADS) / BU; }
-__device__ __forceinline__ int b_column(int i) { return ((THREADS % BU == 0 ? (int)threadIdx.x : (int)threadIdx.x + i * THREADS) % BU) * B_VEC; }
 __device__ __forceinline__ bool a_unit(int i) { return ROW_PER_THREAD || A_UNITS % THREADS == 0 || (int)threadIdx.x + i * THREADS < A_UNITS; }
-__device__ __forceinline__ bool b_unit(int i) { return B_UNITS % THREADS == 0 || (int)threadIdx.x + i * THREADS < B_UNITS; }
 
 __device__ __forceinline__ void iterator_init(operand_iterator &it, const float *dy, const float *xs, int m_begin,
                                               int m_end)
@@ -112,9 +110,9 @@ __device__ __forceinline__ void load_tiles(operand_iterator &it, float *a, float
     const int rows_left = it.m_end - it.mb;
 #pragma unroll
     for (int i = 0; i < B_PER; ++i) {
-        const bool valid = b_row(i) < rows_left && (K % BN == 0 || blockIdx.y * BN + b_column(i) < K);
-        if (b_unit(i))
-            tile_copy_at(b + b_offset(b_row(i), b_column(i)), dy_m, b_row(i) * K + blockIdx.y * BN + b_column(i), valid, B_VEC);
+        const bool valid = unit_row<BU>(i) < rows_left && (K % BN == 0 || blockIdx.y * BN + unit_column<BU, B_VEC>(i) < K);
+        if (unit_exists<B_UNITS>(i))
+            tile_copy_at(b + b_offset(unit_row<BU>(i), unit_column<BU, B_VEC>(i)), dy_m, unit_row<BU>(i) * K + blockIdx.y * BN + unit_column<BU, B_VEC>(i), valid, B_VEC);
     }
     it.mb += BK;
 }

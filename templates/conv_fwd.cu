@@ -57,14 +57,6 @@ struct operand_iterator {
     int a_off[A_PER];    // per A unit: element offset of its pixel at tap (0, 0), channel kc (0 past M)
 };
 
-// Unit i's row and column within the K-tile (rows a compile-time step apart when THREADS is a
-// multiple of the units per row, so the compiler can address them from one base).
-__device__ __forceinline__ int a_row(int i) { return THREADS % AU == 0 ? (int)threadIdx.x / AU + i * (THREADS / AU) : ((int)threadIdx.x + i * THREADS) / AU; }
-__device__ __forceinline__ int a_column(int i) { return ((THREADS % AU == 0 ? (int)threadIdx.x : (int)threadIdx.x + i * THREADS) % AU) * A_VEC; }
-__device__ __forceinline__ int b_row(int i) { return THREADS % BU == 0 ? (int)threadIdx.x / BU + i * (THREADS / BU) : ((int)threadIdx.x + i * THREADS) / BU; }
-__device__ __forceinline__ int b_column(int i) { return ((THREADS % BU == 0 ? (int)threadIdx.x : (int)threadIdx.x + i * THREADS) % BU) * B_VEC; }
-__device__ __forceinline__ bool a_unit(int i) { return A_UNITS % THREADS == 0 || (int)threadIdx.x + i * THREADS < A_UNITS; }
-__device__ __forceinline__ bool b_unit(int i) { return B_UNITS % THREADS == 0 || (int)threadIdx.x + i * THREADS < B_UNITS; }
 
 // Bit i: unit i's row has a pixel inside x at tap (r, t) (and is a row of the tile).
 __device__ __forceinline__ unsigned rows_inside(const operand_iterator &it, int r, int t)
@@ -87,13 +79,13 @@ __device__ __forceinline__ void iterator_init(operand_iterator &it, const float 
     it.k0 = blockIdx.y * BN;
 #pragma unroll
     for (int i = 0; i < A_PER; ++i) {
-        const int m = blockIdx.x * BM + a_row(i);
+        const int m = blockIdx.x * BM + unit_row<AU>(i);
         const int n = m / (P * Q), oyx = m - n * (P * Q), oy = oyx / Q, ox = oyx - oy * Q;
-        const bool row = m < M && a_unit(i);
+        const bool row = m < M && unit_exists<A_UNITS>(i);
         it.image[i] = n * (H * W);
         it.top[i] = row ? oy * STRIDE - PAD : -(1 << 24); // never in [0, H) when the row is past M
         it.left[i] = ox * STRIDE - PAD;
-        it.a_off[i] = row ? (it.image[i] + it.top[i] * W + it.left[i]) * C + a_column(i) : 0;
+        it.a_off[i] = row ? (it.image[i] + it.top[i] * W + it.left[i]) * C + unit_column<AU, A_VEC>(i) : 0;
     }
     it.inside_h = it.inside_w = 0;
     if (PACKED_MASKS) {
@@ -118,8 +110,8 @@ __device__ __forceinline__ void load_tiles(operand_iterator &it, float *a, float
         const float *x_tap = it.x + it.a_tap;
 #pragma unroll
         for (int i = 0; i < A_PER; ++i)
-            if (a_unit(i))
-                tile_copy_at(a + a_offset(a_row(i), a_column(i)), x_tap, it.a_off[i], (it.valid_rows & (1u << i)) != 0, A_VEC);
+            if (unit_exists<A_UNITS>(i))
+                tile_copy_at(a + a_offset(unit_row<AU>(i), unit_column<AU, A_VEC>(i)), x_tap, it.a_off[i], (it.valid_rows & (1u << i)) != 0, A_VEC);
         it.c0 += BK;
         it.a_tap += BK;
         // A 1x1 unpadded layer has one tap whose rows are all inside: nothing to update.
@@ -135,21 +127,21 @@ __device__ __forceinline__ void load_tiles(operand_iterator &it, float *a, float
     } else {
 #pragma unroll
         for (int i = 0; i < A_PER; ++i) {
-            const int kc = a_column(i);
+            const int kc = unit_column<AU, A_VEC>(i);
             const int g = it.g0 + kc, tap = g / C, c = g - tap * C, r = tap / S, t = tap - r * S;
             const int ih = it.top[i] + r, iw = it.left[i] + t;
             const bool valid = g < G && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
-            if (a_unit(i)) tile_copy_at(a + a_offset(a_row(i), kc), it.x, (it.image[i] + ih * W + iw) * C + c, valid, A_VEC);
+            if (unit_exists<A_UNITS>(i)) tile_copy_at(a + a_offset(unit_row<AU>(i), kc), it.x, (it.image[i] + ih * W + iw) * C + c, valid, A_VEC);
         }
     }
     // B: under TAP_TILES G % BK == 0, so only the column k bounds a copy.
     const float *wt_g = it.wt + it.g0;
 #pragma unroll
     for (int i = 0; i < B_PER; ++i) {
-        const bool valid = (K % BN == 0 || it.k0 + b_row(i) < K) && (TAP_TILES || it.g0 + b_column(i) < G);
+        const bool valid = (K % BN == 0 || it.k0 + unit_row<BU>(i) < K) && (TAP_TILES || it.g0 + unit_column<BU, B_VEC>(i) < G);
         // One thread's units are rows a compile-time step apart (THREADS % BU == 0): one
         // base address and immediate offsets, no per-unit state.
-        if (b_unit(i)) tile_copy_at(b + b_offset(b_column(i), b_row(i)), wt_g, (it.k0 + b_row(i)) * G + b_column(i), valid, B_VEC);
+        if (unit_exists<B_UNITS>(i)) tile_copy_at(b + b_offset(unit_column<BU, B_VEC>(i), unit_row<BU>(i)), wt_g, (it.k0 + unit_row<BU>(i)) * G + unit_column<BU, B_VEC>(i), valid, B_VEC);
     }
     it.g0 += BK;
 }

@@ -45,6 +45,26 @@ __device__ __forceinline__ void tile_copy_at(float *dst, const float *base, int 
 #endif
 }
 
+// A thread's copy units of an operand tile of PER_ROW units per row and UNITS units:
+// unit i is number tid + i*THREADS. When THREADS is a multiple of PER_ROW its rows are a
+// compile-time step apart and its column is the same for every i, so the compiler can
+// address all of them from one base.
+template <int PER_ROW> __device__ __forceinline__ int unit_row(int i)
+{
+    return THREADS % PER_ROW == 0 ? (int)threadIdx.x / PER_ROW + i * (THREADS / PER_ROW)
+                                  : ((int)threadIdx.x + i * THREADS) / PER_ROW;
+}
+// Its column, in elements of VEC per unit.
+template <int PER_ROW, int VEC> __device__ __forceinline__ int unit_column(int i)
+{
+    return ((THREADS % PER_ROW == 0 ? (int)threadIdx.x : (int)threadIdx.x + i * THREADS) % PER_ROW) * VEC;
+}
+// Whether the unit exists (the last round of units may be partial).
+template <int UNITS> __device__ __forceinline__ bool unit_exists(int i)
+{
+    return UNITS % THREADS == 0 || (int)threadIdx.x + i * THREADS < UNITS;
+}
+
 // acc += A * B over `ktiles` K-tiles that `it` delivers in order. Every thread of the block
 // calls it (it has barriers).
 template <class Iterator>
