@@ -1,13 +1,17 @@
 // bn_backward_dx.cu - backward of out = ReLU(BN(y) (+ residual)), channels-last, sliced
 // form, second pass: merges the per-slice sums bn_backward_sums left, writes dgamma and
 // dbeta, and computes dy (and dres) over one row slice of CT channels per block.
-//   dout, dy, dres: (M, C) with M = N*HW (NHWC (N,HW,C)), y and mask as bn_backward.cu
-//   mean, invstd, gamma, dgamma, dbeta: (C)
-//   partials: (SLICES,C,2) from bn_backward_sums with the same N C HW MASK BF16 SLICES
+//   dout, dy, dres: (M, C) act_t (float, or bf16 bits if ACT_BF16) with M = N*HW (NHWC
+//     (N,HW,C)), y and mask as bn_backward.cu
+//   mean, invstd, gamma, dgamma, dbeta: (C) float
+//   partials: (SLICES,C,2) float, from bn_backward_sums with the same N C HW MASK BF16
+//     ACT_BF16 SLICES
 // Over the M values of channel c:
 //   dz = dout, zeroed where the ReLU was inactive;  dres = dz (if RES)
 //   dbeta[c] = sum dz,  dgamma[c] = sum dz*xhat  (the partials' sums over the slices)
 //   dy = gamma[c]*invstd[c]*(dz - dbeta[c]/M - xhat*dgamma[c]/M)
+// ACT_BF16: as bn_backward.cu (fp32 arithmetic on widened inputs, dy and dres rounded to
+// bf16 once when stored).
 // Indexing as bn_backward_sums: block (x, s), channel c = x*CT + t%CT, pixel group g = t/CT.
 // Merge: thread (g, c) adds the partials of slices g, g+PG, ... in order, then the block
 // adds the PG groups in block_sum2_cols' fixed tree. Every block of channel c runs the same
@@ -16,17 +20,17 @@
 // rows first_s + g, first_s + g + PG, ... of the slice: each element is written by one thread.
 // Lanes past C touch nothing but take part in the barriers. mask and dres are not touched
 // when MASK = 0 / RES = 0 (they may be null).
-// Generator constants: N C HW M SLICES (as bn_backward_sums) MASK (0|1|2) BF16 RES
+// Generator constants: N C HW M SLICES (as bn_backward_sums) MASK (0|1|2) BF16 RES ACT_BF16
 //   CT (a power of two <= 32) PG (= THREADS/CT) THREADS
 // Launch: grid (ceil(C/CT), SLICES), block (THREADS).
 static_assert(PG * CT == THREADS, "PG*CT threads");
 static_assert(SLICES >= 1 && SLICES <= M, "every slice holds a row");
 
 extern "C" __global__ void __launch_bounds__(THREADS)
-${KERNEL}(const float *__restrict__ dout, const void *__restrict__ mask, const void *__restrict__ y,
+${KERNEL}(const act_t *__restrict__ dout, const void *__restrict__ mask, const void *__restrict__ y,
           const float *__restrict__ mean, const float *__restrict__ invstd, const float *__restrict__ gamma,
           const float *__restrict__ partials, float *__restrict__ dgamma, float *__restrict__ dbeta,
-          float *__restrict__ dy, float *__restrict__ dres)
+          act_t *__restrict__ dy, act_t *__restrict__ dres)
 {
     __shared__ float scratch[2 * WARPS * CT];
     const int g = threadIdx.x / CT, c = blockIdx.x * CT + threadIdx.x % CT, s = blockIdx.y;
@@ -49,9 +53,9 @@ ${KERNEL}(const float *__restrict__ dout, const void *__restrict__ mask, const v
     for (int j = first + g; j < end; j += PG) {
         const int i = j * C + c;
         const float dz = relu_backward(dout, mask, i);
-        if (RES) dres[i] = dz;
+        if (RES) act_store(dres, i, dz);
         const float xhat = (load_y(y, i) - mu) * is;
-        dy[i] = scale * (dz - mean_dz - xhat * mean_dz_xhat);
+        act_store(dy, i, scale * (dz - mean_dz - xhat * mean_dz_xhat));
     }
 }
 PP_KERNEL_EXPORT(${KERNEL})

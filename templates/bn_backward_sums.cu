@@ -18,14 +18,16 @@
 // and the slices are merged in a fixed order by bn_backward_dx. Lanes past C (last
 // channel block) read nothing and store nothing but take part in the barriers.
 // mask is not touched when MASK = 0 (it may be null).
+// ACT_BF16: dout (and the MASK 2 ReLU output) are bf16 bits and y too (BF16), widened to
+// float: the sums are the same fp32 arithmetic.
 // Generator constants: N C HW M (= N*HW) SLICES (1..M)
-//   MASK (0|1|2) BF16 CT (a power of two <= 32) PG (= THREADS/CT) THREADS
+//   MASK (0|1|2) BF16 ACT_BF16 CT (a power of two <= 32) PG (= THREADS/CT) THREADS
 // Launch: grid (ceil(C/CT), SLICES), block (THREADS).
 static_assert(PG * CT == THREADS, "PG*CT threads");
 static_assert(SLICES >= 1 && SLICES <= M, "every slice holds a row");
 
 extern "C" __global__ void __launch_bounds__(THREADS)
-${KERNEL}(const float *__restrict__ dout, const void *__restrict__ mask, const void *__restrict__ y,
+${KERNEL}(const act_t *__restrict__ dout, const void *__restrict__ mask, const void *__restrict__ y,
           const float *__restrict__ mean, const float *__restrict__ invstd, float *__restrict__ partials)
 {
     __shared__ float scratch[2 * WARPS * CT];

@@ -1,6 +1,7 @@
 // bn_stats.cu - batch-norm statistics in training mode (PyTorch train-mode semantics),
 // channels-last, one block per group of CT channels.
-//   y: (N,HW,C), element (n,i,c) at (n*HW + i)*C + c  mean, invstd, running_mean, running_var: (C)
+//   y: (N,HW,C) act_t (float, or bf16 bits if ACT_BF16), element (n,i,c) at (n*HW + i)*C + c
+//   mean, invstd, running_mean, running_var: (C) float
 // Over the M = N*HW values of channel c (rows j = n*HW + i of the (M, C) matrix y):
 //   mean[c] = sum y / M,  var = sum (y - mean)^2 / M (biased),  invstd[c] = 1/sqrt(var + EPS)
 //   running_mean[c] = (1-MOMENTUM)*running_mean[c] + MOMENTUM*mean
@@ -19,13 +20,16 @@
 //   mean = K + shifted mean,  var = M2 / M
 // Where M is large against C the generator uses the sliced pair bn_stats_part +
 // bn_stats_merge (SHIFT 1) instead: the same statistics from more blocks.
+// Under ACT_BF16 the values are the bf16 elements widened to float (exact); everything after
+// the load is the same fp32 arithmetic.
 // Generator constants: N C HW M (= N*HW, >= 2) CT (a power of two <= 32) PG (= THREADS/CT)
-//   MOMENTUM EPS THREADS
+//   MOMENTUM EPS ACT_BF16 THREADS
 // Launch: grid (ceil(C/CT)), block (THREADS).
 static_assert(PG * CT == THREADS, "PG*CT threads");
+using act_t = pp_select_t<ACT_BF16 == 1, unsigned short, float>;
 
 extern "C" __global__ void __launch_bounds__(THREADS)
-${KERNEL}(const float *__restrict__ y, float *__restrict__ mean, float *__restrict__ invstd,
+${KERNEL}(const act_t *__restrict__ y, float *__restrict__ mean, float *__restrict__ invstd,
           float *__restrict__ running_mean, float *__restrict__ running_var)
 {
     __shared__ welford scratch[WARPS * CT];
@@ -33,8 +37,8 @@ ${KERNEL}(const float *__restrict__ y, float *__restrict__ mean, float *__restri
     welford w = { 0.0f, 0.0f, 0.0f };
     float shift = 0.0f;
     if (c < C) {
-        shift = y[c];
-        for (int j = g; j < M; j += PG) welford_add(w, y[j * C + c] - shift);
+        shift = act_load(y, c);
+        for (int j = g; j < M; j += PG) welford_add(w, act_load(y, j * C + c) - shift);
     }
     w = block_welford_cols<CT>(w, scratch);
     if (g == 0 && c < C)

@@ -4,7 +4,9 @@
 // statistics exactly as bn_stats.cu defines them. The generator uses this pair instead of
 // bn_stats (one block per CT channels, each walking all M rows) where M is large against
 // C, so the grid has enough blocks to fill the GPU (generator/poolprop/ops.lua bn_slices).
-//   y: (N,HW,C), read as the (M, C) matrix, M = N*HW (row j = n*HW + i)
+//   y: (N,HW,C) act_t (float, or bf16 bits if ACT_BF16), read as the (M, C) matrix, M = N*HW
+//     (row j = n*HW + i); under ACT_BF16 its elements are widened to float (exact), then
+//     everything is bn_stats.cu's fp32 arithmetic
 //   partials: (SLICES,C,3) = (count, mean - K[c], M2) of channel c over the rows of slice s,
 //     at (s*C + c)*3, then (C) shifts K[c] at SLICES*C*3 + c; slice s holds rows
 //     [first_s, first_{s+1}) with first_s = floor(s*M/SLICES): ceil(M/SLICES) or
@@ -22,13 +24,14 @@
 // Block (x, 0) also stores the shifts. Lanes past C (last channel block) read nothing and
 // store nothing but take part in the barriers.
 // Generator constants: N C HW M (= N*HW, >= 2) SLICES (1..M)
-//   CT (a power of two <= 32) PG (= THREADS/CT) THREADS
+//   CT (a power of two <= 32) PG (= THREADS/CT) ACT_BF16 THREADS
 // Launch: grid (ceil(C/CT), SLICES), block (THREADS).
 static_assert(PG * CT == THREADS, "PG*CT threads");
 static_assert(SLICES >= 1 && SLICES <= M, "every slice holds a row");
+using act_t = pp_select_t<ACT_BF16 == 1, unsigned short, float>;
 
 extern "C" __global__ void __launch_bounds__(THREADS)
-${KERNEL}(const float *__restrict__ y, float *__restrict__ partials)
+${KERNEL}(const act_t *__restrict__ y, float *__restrict__ partials)
 {
     __shared__ welford scratch[WARPS * CT];
     const int g = threadIdx.x / CT, c = blockIdx.x * CT + threadIdx.x % CT, s = blockIdx.y;
@@ -36,8 +39,8 @@ ${KERNEL}(const float *__restrict__ y, float *__restrict__ partials)
     welford w = { 0.0f, 0.0f, 0.0f };
     float shift = 0.0f;
     if (c < C) {
-        shift = y[c];
-        for (int j = first + g; j < end; j += PG) welford_add(w, y[j * C + c] - shift);
+        shift = act_load(y, c);
+        for (int j = first + g; j < end; j += PG) welford_add(w, act_load(y, j * C + c) - shift);
     }
     w = block_welford_cols<CT>(w, scratch);
     if (g == 0 && c < C) {

@@ -1,8 +1,8 @@
 // ops_common.cuh - helpers the non-convolution kernels (generator/poolprop/ops.lua) share:
-// bf16 rounding, deterministic warp and block reductions, Welford/Chan merges and the BN
-// statistics' final store. The generator emits it inside each kernel's namespace, after
-// that kernel's constants; the block helpers use the kernel's THREADS (a multiple of 32,
-// at most 1024).
+// bf16 rounding, activation loads and stores (float or bf16 storage), deterministic warp and
+// block reductions, Welford/Chan merges and the BN statistics' final store. The generator
+// emits it inside each kernel's namespace, after that kernel's constants; the block helpers
+// use the kernel's THREADS (a multiple of 32, at most 1024).
 // Determinism: every reduction combines values in a fixed tree (shfl_down within a warp,
 // then warp 0 over the warps' results in warp order; the column reductions: shfl_down
 // within a warp, then a pairwise tree over the warps in shared memory), whatever order
@@ -28,6 +28,26 @@ __device__ __forceinline__ unsigned short bf16_round(float x)
 }
 
 __device__ __forceinline__ float bf16_to_float(unsigned short b) { return __uint_as_float((unsigned)b << 16); }
+
+// Activation storage: a kernel with ACT_BF16 = 1 keeps its activation tensors as bf16 bits
+// (its act_t = unsigned short), the others as float (act_t = float); arithmetic is fp32 in
+// both. act_load widens element i to float. act_store rounds v to the storage type (bf16:
+// nearest even, bf16_round), stores it at i and returns the value as stored, widened, so
+// that whatever the kernel derives from v afterwards (a mask bit, a pool-save) is what a
+// later reader of the tensor sees. For float storage both are a plain load and store.
+__device__ __forceinline__ float act_load(const float *p, int i) { return p[i]; }
+__device__ __forceinline__ float act_load(const unsigned short *p, int i) { return bf16_to_float(p[i]); }
+__device__ __forceinline__ float act_store(float *p, int i, float v)
+{
+    p[i] = v;
+    return v;
+}
+__device__ __forceinline__ float act_store(unsigned short *p, int i, float v)
+{
+    const unsigned short b = bf16_round(v);
+    p[i] = b;
+    return bf16_to_float(b);
+}
 
 // Sum of v over the warp; the full sum lands in lane 0 (other lanes hold partial sums).
 __device__ __forceinline__ float warp_sum(float v)

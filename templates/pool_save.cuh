@@ -15,6 +15,11 @@
 // both sets of accumulators, each in conv_fwd's order.
 // Use: a thread owns one POOL_F window of one channel; it calls pool_add for the window's
 // existing elements in row-major order (offsets dh, dw in [0, POOL_F)), then pool_store.
+// bf16 storage (the producer's ACT_BF16): x, xp and xp2 are bf16 bits. pool_add gets each
+// element as stored (act_store's widened bf16 value, not the fp32 value before rounding),
+// the accumulation above runs in fp32 unchanged, and pool_store rounds the window's mean
+// (or max) to bf16 once (nearest even; a max is a bf16 value already, so exact): xp is what
+// pooling the stored x in fp32 and rounding gives, the same for any reader of x.
 // Generator constants: C XH XW POOL_F POOL_F2 POOL_MAX HP WP HP2 WP2
 static_assert(POOL_F > 1 && (POOL_F2 == 1 || (POOL_F2 < POOL_F && POOL_F % POOL_F2 == 0)),
               "pool-save: POOL_F > 1; POOL_F2 is 1 or a proper divisor of POOL_F");
@@ -52,11 +57,14 @@ __device__ __forceinline__ void pool_add(pool_acc &p, int dh, int dw, float x)
         pool_step(p.v2[(dh / POOL_F2) * SUB + dw / POOL_F2], x, dh % POOL_F2 == 0 && dw % POOL_F2 == 0);
 }
 
-// Writes window (n, i, j) of channel c to xp, and its POOL_F2 windows that exist to xp2.
-__device__ __forceinline__ void pool_store(const pool_acc &p, int n, int i, int j, int c, float *xp, float *xp2)
+// Writes window (n, i, j) of channel c to xp, and its POOL_F2 windows that exist to xp2;
+// T: float, or unsigned short for bf16 storage (ops_common.cuh act_store).
+template <class T>
+__device__ __forceinline__ void pool_store(const pool_acc &p, int n, int i, int j, int c, T *xp, T *xp2)
 {
     const int rows = pp_min(POOL_F, XH - i * POOL_F), cols = pp_min(POOL_F, XW - j * POOL_F);
-    xp[((n * HP + i) * WP + j) * C + c] = POOL_MAX ? p.v : p.v / (float)(rows * cols);
+    const float v = POOL_MAX ? p.v : p.v / (float)(rows * cols);
+    act_store(xp, ((n * HP + i) * WP + j) * C + c, v);
     if (POOL_F2 > 1) {
 #pragma unroll
         for (int a = 0; a < SUB; ++a) {
@@ -65,8 +73,8 @@ __device__ __forceinline__ void pool_store(const pool_acc &p, int n, int i, int 
                 const int i2 = i * SUB + a, j2 = j * SUB + b;
                 if (i2 >= HP2 || j2 >= WP2) continue;
                 const int rows2 = pp_min(POOL_F2, XH - i2 * POOL_F2), cols2 = pp_min(POOL_F2, XW - j2 * POOL_F2);
-                const float v = p.v2[a * SUB + b];
-                xp2[((n * HP2 + i2) * WP2 + j2) * C + c] = POOL_MAX ? v : v / (float)(rows2 * cols2);
+                const float v2 = POOL_MAX ? p.v2[a * SUB + b] : p.v2[a * SUB + b] / (float)(rows2 * cols2);
+                act_store(xp2, ((n * HP2 + i2) * WP2 + j2) * C + c, v2);
             }
         }
     }

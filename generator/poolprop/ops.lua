@@ -5,37 +5,50 @@
 -- with args naming the kernel's parameters in order. Names are <op>_<signature>_v0 and
 -- are identical for identical parameters, so kernels deduplicate by name.
 --
--- Activation tensors are channels-last (NHWC) float32: element (n,hw,c) of an (N,HW,C)
--- tensor is at (n*HW + hw)*C + c, element (n,h,w,c) of an (N,H,W,C) one at
--- ((n*H + h)*W + w)*C + c (the parameters still read N C HW / N C H W); per-channel vectors
--- are (C), the classifier's tensors (N,C) / (N,IN) / (OUT,IN). Masks are bit-packed uint32
--- words over a tensor's flat index (element i is bit i%32 of word i/32, ceil(count/32)
--- words); bf16 tensors are uint16 bit patterns. Shapes are baked into the source. Each
--- template's opening comment is the kernel's full contract.
+-- Activation tensors are channels-last (NHWC): element (n,hw,c) of an (N,HW,C) tensor is at
+-- (n*HW + hw)*C + c, element (n,h,w,c) of an (N,H,W,C) one at ((n*H + h)*W + w)*C + c (the
+-- parameters still read N C HW / N C H W); per-channel vectors are (C), the classifier's
+-- tensors (N,C) / (N,IN) / (OUT,IN). Masks are bit-packed uint32 words over a tensor's flat
+-- index (element i is bit i%32 of word i/32, ceil(count/32) words); bf16 tensors are uint16
+-- bit patterns. Shapes are baked into the source. Each template's opening comment is the
+-- kernel's full contract.
 --
--- op            parameters (default)                        args, in order
--- bn_stats      N C HW, MOMENTUM (0.1), EPS (1e-5)          y mean invstd running_mean running_var
--- bn_stats_part N C HW SLICES                               y partials (SLICES*C*3 + C floats)
+-- Activation storage: every tensor is float32 unless listed as bf16. ACT_BF16 (0|1, 0) stores
+-- the args marked * below as bf16 (rounded to nearest even once when written, widened
+-- exactly when read); arithmetic stays fp32 inside every kernel, and per-channel vectors
+-- (mean, invstd, gamma, beta, running stats, dgamma, dbeta), partials, masks, argmax, the
+-- classifier (fc_*, softmax_ce*, avgpool_fwd's y, avgpool_bwd's dy) and the weights stay as
+-- they are. A kernel writing a bf16 tensor derives everything else from the value as stored
+-- (bn_apply's mask bit, the pool-saves). ACT_BF16 = 1 adds _actbf16 to the name; with 0 the
+-- name, args and arithmetic are the fp32 kernel's.
+--
+-- op            parameters (default)                        args, in order (* bf16 if ACT_BF16)
+-- bn_stats      N C HW, MOMENTUM (0.1), EPS (1e-5),         y* mean invstd running_mean running_var
+--               ACT_BF16
+-- bn_stats_part N C HW SLICES, ACT_BF16                     y* partials (SLICES*C*3 + C floats)
 -- bn_stats_merge C PARTS M, SHIFT (0|1, 0), MOMENTUM (0.1),  partials mean invstd running_mean
 --               EPS (1e-5)                                  running_var (partials from conv_fwd,
 --                                                           or with SHIFT 1 from bn_stats_part)
--- bn_apply      N C HW, RELU ADD SAVE_BF16 EVAL (0|1, 0),   y mean invstd gamma beta residual out
---               EPS (1e-5)                                  mask y_bf16 running_mean running_var
--- bn_backward   N C HW, MASK (0 none | 1 bit mask |         dout mask y mean invstd gamma dgamma
---               2 fp32 ReLU output, 0), BF16 RES (0|1, 0)   dbeta dy dres
--- bn_backward_sums N C HW SLICES, MASK BF16 (as above)     dout mask y mean invstd partials
---                                                           (SLICES*C*2 floats)
--- bn_backward_dx N C HW SLICES, MASK BF16 RES (as above)    dout mask y mean invstd gamma partials
---                                                           dgamma dbeta dy dres
--- bn_apply_pool N C H W, RELU ADD SAVE_BF16 (0|1, 0),      y mean invstd gamma beta residual out
---               POOL_F (2|4|8), POOL_F2 (1|2|4, 1),          mask y_bf16 xp xp2 (bn_apply in training,
---               POOL_MAX (0|1, 0)                           also writing the pool-save of out)
--- maxpool_fwd   N C H W, R (3) STRIDE (2) PAD (1)           x y argmax
--- maxpool_fwd_pool N C H W, R STRIDE PAD (as above),        x y argmax xp xp2 (maxpool_fwd, also
---               POOL_F POOL_F2 POOL_MAX (as bn_apply_pool)  writing the pool-save of y)
--- maxpool_bwd   N C H W, R (3) STRIDE (2) PAD (1)           dy argmax dx
--- avgpool_fwd   N C HW                                      x y
--- avgpool_bwd   N C HW                                      dy dx
+-- bn_apply      N C HW, RELU ADD SAVE_BF16 EVAL (0|1, 0),   y* mean invstd gamma beta residual* out*
+--               EPS (1e-5), ACT_BF16                        mask y_bf16 running_mean running_var
+-- bn_backward   N C HW, MASK (0 none | 1 bit mask |         dout* mask y mean invstd gamma dgamma
+--               2 ReLU output, 0), BF16 RES (0|1, 0),       dbeta dy* dres* (y: bf16 if BF16;
+--               ACT_BF16                                    mask under MASK 2: the ReLU output, *)
+-- bn_backward_sums N C HW SLICES, MASK BF16 ACT_BF16        dout* mask y mean invstd partials
+--               (as above)                                  (SLICES*C*2 floats)
+-- bn_backward_dx N C HW SLICES, MASK BF16 RES ACT_BF16      dout* mask y mean invstd gamma partials
+--               (as above)                                  dgamma dbeta dy* dres*
+-- bn_apply_pool N C H W, RELU ADD SAVE_BF16 (0|1, 0),      y* mean invstd gamma beta residual*
+--               ACT_BF16, POOL_F (2|4|8), POOL_F2           out* mask y_bf16 xp* xp2* (bn_apply in
+--               (1|2|4, 1), POOL_MAX (0|1, 0)               training, also writing the pool-save
+--                                                           of out)
+-- maxpool_fwd   N C H W, R (3) STRIDE (2) PAD (1), ACT_BF16 x* y* argmax
+-- maxpool_fwd_pool N C H W, R STRIDE PAD ACT_BF16 (as       x* y* argmax xp* xp2* (maxpool_fwd,
+--               above), POOL_F POOL_F2 POOL_MAX (as         also writing the pool-save of y)
+--               bn_apply_pool)
+-- maxpool_bwd   N C H W, R (3) STRIDE (2) PAD (1), ACT_BF16 dy* argmax dx*
+-- avgpool_fwd   N C HW, ACT_BF16                            x* y (y: fp32, the classifier's input)
+-- avgpool_bwd   N C HW, ACT_BF16                            dy dx* (dy: fp32, from fc_bwd_data)
 -- fc_fwd        N IN OUT                                    x w b y
 -- fc_bwd_data   N IN OUT                                    dy w dx
 -- fc_bwd_weight N IN OUT                                    dy x dw db
@@ -43,9 +56,19 @@
 --                                                           correct predictions) dlogits
 -- softmax_ce_rows N CLASSES                                 logits labels rows (N*2 floats) dlogits
 -- softmax_ce_reduce N                                       rows loss
--- sgd           COUNT                                       params grads momentum_buf lr momentum
---                                                           weight_decay (the last three: float
---                                                           scalars passed by value)
+-- sgd           COUNT, SHADOW (0|1, 0)                      params grads momentum_buf [shadow] lr
+--                                                           momentum weight_decay (the last three:
+--                                                           float scalars passed by value; shadow,
+--                                                           only with SHADOW 1: (COUNT) bf16, the
+--                                                           updated params rounded, for convolutions
+--                                                           with bf16 storage; params stay fp32)
+-- Storage option rules: SAVE_BF16 (a separate bf16 copy of a float y) with ACT_BF16 is an
+-- error (y is bf16 already; the plan saves y itself). The BN backward kernels' BF16 (y as
+-- bf16) is implied by ACT_BF16: BF16 = 1 with ACT_BF16 = 1 is accepted and gives the same
+-- kernel as BF16 = 0 with ACT_BF16 = 1. The sliced pairs take the same ACT_BF16 as each other.
+-- Pool-saves under ACT_BF16: xp = bf16 of the fp32 mean (or max) of the window's elements as
+-- stored (the bf16 outputs widened), summed in the order templates/pool_save.cuh states: what
+-- pooling the stored tensor gives, so a consumer sees exactly what un-pooling it would.
 -- Sliced forms: where one block per CT channels would leave the GPU short of blocks
 -- (large N*HW, few channels), the plan runs bn_stats as bn_stats_part + bn_stats_merge
 -- (SHIFT 1) and bn_backward as bn_backward_sums + bn_backward_dx, with SLICES =
@@ -179,7 +202,8 @@ local function describe_params(op, p, spec)
   return string.format("op:        %s %s", op, table.concat(parts, " "))
 end
 
--- One kernel. k: { op, sig, template, parts, constants, grid, threads, args, params, spec }
+-- One kernel. k: { op, sig, template (default templates/<op>.cu), parts, constants, grid,
+-- threads, args, params, spec }
 local function kernel(k)
   local name = string.format("%s_%s_v0", k.op, k.sig)
   local grid = { k.grid[1], k.grid[2] or 1, k.grid[3] or 1 }
@@ -192,7 +216,7 @@ local function kernel(k)
   return {
     name = name, op = k.op, variant = 0, config = {},
     grid = grid, block = { k.threads, 1, 1 }, args = k.args,
-    source = emit.kernel_source { kernel = name, op = k.op, template = "templates/" .. k.op .. ".cu",
+    source = emit.kernel_source { kernel = name, op = k.op, template = k.template or "templates/" .. k.op .. ".cu",
       parts = parts, constants = constants, header = { describe_params(k.op, k.params, k.spec) } },
   }
 end
@@ -239,11 +263,18 @@ local SOFTMAX_THREADS, SOFTMAX_ROW_WARPS = 512, 1
 
 function M.softmax_multi_block(n) return n > SOFTMAX_THREADS // 32 end
 
+-- ACT_BF16, the activation storage option (ops that take activations): 1 stores the
+-- op's activation tensors as bf16 bits (the table at the top names which), 0 as float.
+local ACT_BF16 = { "ACT_BF16", "flag", 0 }
+
+-- Name fragment of the activation storage: none for float (the fp32 kernels keep their names).
+local function act_sig(p) return p.ACT_BF16 == 1 and "_actbf16" or "" end
+
 -- ---- batch norm ----
 
 local bn_stats_spec = {
   { "N", "shape" }, { "C", "shape" }, { "HW", "shape" },
-  { "MOMENTUM", "float", 0.1, { 0.0, 1.0 } }, { "EPS", "float", 1e-5, { 0.0, 1.0, true } },
+  { "MOMENTUM", "float", 0.1, { 0.0, 1.0 } }, { "EPS", "float", 1e-5, { 0.0, 1.0, true } }, ACT_BF16,
 }
 
 local function bn_sig(p) return string.format("n%dc%dhw%d", p.N, p.C, p.HW) end
@@ -266,9 +297,9 @@ M.builders.bn_stats = function(params)
     errors.raise(nil, "%s: N*HW = %d: batch statistics need at least 2 values per channel", op, m)
   end
   local threads, ct = channel_threads(m), channel_tile(p.C)
-  return kernel { op = op, sig = bn_sig(p) .. float_sig(p, spec), params = p, spec = spec,
+  return kernel { op = op, sig = bn_sig(p) .. float_sig(p, spec) .. act_sig(p), params = p, spec = spec,
     constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "M", m }, { "CT", ct }, { "PG", threads // ct },
-      { "MOMENTUM", f32(p.MOMENTUM) }, { "EPS", f32(p.EPS) } },
+      { "MOMENTUM", f32(p.MOMENTUM) }, { "EPS", f32(p.EPS) }, { "ACT_BF16", p.ACT_BF16 } },
     grid = { ceil_div(p.C, ct) }, threads = threads,
     args = { "y", "mean", "invstd", "running_mean", "running_var" } }
 end
@@ -282,7 +313,7 @@ end
 
 -- The sliced form of bn_stats, first pass: (count, shifted mean, M2) per (slice, channel)
 -- for bn_stats_merge with SHIFT 1 and PARTS = SLICES.
-local bn_stats_part_spec = { { "N", "shape" }, { "C", "shape" }, { "HW", "shape" }, { "SLICES", "shape" } }
+local bn_stats_part_spec = { { "N", "shape" }, { "C", "shape" }, { "HW", "shape" }, { "SLICES", "shape" }, ACT_BF16 }
 
 M.builders.bn_stats_part = function(params)
   local op, spec = "bn_stats_part", bn_stats_part_spec
@@ -292,9 +323,9 @@ M.builders.bn_stats_part = function(params)
   check_slices(op, p, m)
   check_count(op, "SLICES*C*3 + C", p.SLICES * p.C * 3 + p.C)
   local threads, ct = channel_threads(ceil_div(m, p.SLICES)), channel_tile(p.C)
-  return kernel { op = op, sig = bn_sig(p) .. string.format("_s%d", p.SLICES), params = p, spec = spec,
+  return kernel { op = op, sig = bn_sig(p) .. string.format("_s%d", p.SLICES) .. act_sig(p), params = p, spec = spec,
     constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "M", m }, { "SLICES", p.SLICES }, { "CT", ct },
-      { "PG", threads // ct } },
+      { "PG", threads // ct }, { "ACT_BF16", p.ACT_BF16 } },
     grid = { ceil_div(p.C, ct), p.SLICES }, threads = threads, args = { "y", "partials" } }
 end
 
@@ -324,21 +355,31 @@ end
 
 local bn_apply_spec = {
   { "N", "shape" }, { "C", "shape" }, { "HW", "shape" }, { "RELU", "flag", 0 }, { "ADD", "flag", 0 },
-  { "SAVE_BF16", "flag", 0 }, { "EVAL", "flag", 0 }, { "EPS", "float", 1e-5, { 0.0, 1.0, true } },
+  { "SAVE_BF16", "flag", 0 }, { "EVAL", "flag", 0 }, { "EPS", "float", 1e-5, { 0.0, 1.0, true } }, ACT_BF16,
 }
+
+-- SAVE_BF16 (a bf16 copy of a float y for BN's backward) has nothing to do under ACT_BF16:
+-- y is bf16 already and the plan saves y itself.
+local function check_save_bf16(op, p)
+  if p.ACT_BF16 == 1 and p.SAVE_BF16 == 1 then
+    errors.raise(nil, "%s: SAVE_BF16 = 1 with ACT_BF16 = 1: y is already stored in bf16 (save y itself)", op)
+  end
+end
 
 M.builders.bn_apply = function(params)
   local op, spec = "bn_apply", bn_apply_spec
   local p = check(op, params, spec)
+  check_save_bf16(op, p)
   local count = check_count(op, "N*C*HW", p.N * p.C * p.HW)
   local sig = bn_sig(p)
   for _, f in ipairs { { "RELU", "relu" }, { "ADD", "add" }, { "SAVE_BF16", "bf16" }, { "EVAL", "eval" } } do
     if p[f[1]] == 1 then sig = sig .. "_" .. f[2] end
   end
-  return kernel { op = op, sig = sig .. float_sig(p, spec), params = p, spec = spec,
+  return kernel { op = op, sig = sig .. float_sig(p, spec) .. act_sig(p), params = p, spec = spec,
     parts = { "templates/bn_apply_value.cuh" },
     constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "COUNT", count }, { "RELU", p.RELU },
-      { "ADD", p.ADD }, { "SAVE_BF16", p.SAVE_BF16 }, { "EVAL", p.EVAL }, { "EPS", f32(p.EPS) } },
+      { "ADD", p.ADD }, { "SAVE_BF16", p.SAVE_BF16 }, { "EVAL", p.EVAL }, { "EPS", f32(p.EPS) },
+      { "ACT_BF16", p.ACT_BF16 } },
     grid = { ceil_div(count, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS,
     args = { "y", "mean", "invstd", "gamma", "beta", "residual", "out", "mask", "y_bf16", "running_mean",
       "running_var" } }
@@ -373,7 +414,7 @@ end
 
 local bn_apply_pool_spec = with_pool_save {
   { "N", "shape" }, { "C", "shape" }, { "H", "shape" }, { "W", "shape" }, { "RELU", "flag", 0 }, { "ADD", "flag", 0 },
-  { "SAVE_BF16", "flag", 0 },
+  { "SAVE_BF16", "flag", 0 }, ACT_BF16,
 }
 
 -- bn_apply's training form that also pools what it writes; a thread owns a POOL_F window of
@@ -381,6 +422,7 @@ local bn_apply_pool_spec = with_pool_save {
 M.builders.bn_apply_pool = function(params)
   local op, spec = "bn_apply_pool", bn_apply_pool_spec
   local p = check(op, params, spec)
+  check_save_bf16(op, p)
   local count = check_count(op, "N*C*H*W", p.N * p.C * p.H * p.W)
   local sig = string.format("n%dc%dh%dw%d", p.N, p.C, p.H, p.W)
   for _, f in ipairs { { "RELU", "relu" }, { "ADD", "add" }, { "SAVE_BF16", "bf16" } } do
@@ -390,9 +432,10 @@ M.builders.bn_apply_pool = function(params)
   local cg = 1
   while cg < 32 and p.C % (cg * 2) == 0 do cg = cg * 2 end
   local constants = { { "N", p.N }, { "C", p.C }, { "H", p.H }, { "W", p.W }, { "HW", p.H * p.W },
-    { "COUNT", count }, { "RELU", p.RELU }, { "ADD", p.ADD }, { "SAVE_BF16", p.SAVE_BF16 }, { "CG", cg } }
+    { "COUNT", count }, { "RELU", p.RELU }, { "ADD", p.ADD }, { "SAVE_BF16", p.SAVE_BF16 },
+    { "ACT_BF16", p.ACT_BF16 }, { "CG", cg } }
   for _, c in ipairs(pool_constants) do constants[#constants + 1] = c end
-  return kernel { op = op, sig = sig .. pool_sig, params = p, spec = spec,
+  return kernel { op = op, sig = sig .. pool_sig .. act_sig(p), params = p, spec = spec,
     parts = { "templates/bn_apply_value.cuh", "templates/pool_save.cuh" }, constants = constants,
     grid = { ceil_div(windows * p.C, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS,
     args = { "y", "mean", "invstd", "gamma", "beta", "residual", "out", "mask", "y_bf16", "xp", "xp2" } }
@@ -400,21 +443,32 @@ end
 
 local bn_backward_spec = {
   { "N", "shape" }, { "C", "shape" }, { "HW", "shape" }, { "MASK", "choice", 0, { 0, 1, 2 } },
-  { "BF16", "flag", 0 }, { "RES", "flag", 0 },
+  { "BF16", "flag", 0 }, { "RES", "flag", 0 }, ACT_BF16,
 }
+
+-- The BN backward kernels' storage options: ACT_BF16 implies BF16 (y is an activation), so
+-- BF16 = 1 is accepted with it and changes nothing (p.BF16 is set: one kernel, one name and
+-- one source for both spellings). Returns the name fragment of BF16 alone (_bf16); ACT_BF16's
+-- _actbf16 ends the name as for the other ops.
+local function bn_backward_storage(p)
+  if p.ACT_BF16 == 1 then
+    p.BF16 = 1
+    return ""
+  end
+  return p.BF16 == 1 and "_bf16" or ""
+end
 
 M.builders.bn_backward = function(params)
   local op, spec = "bn_backward", bn_backward_spec
   local p = check(op, params, spec)
   check_count(op, "N*C*HW", p.N * p.C * p.HW)
   local m = p.N * p.HW
-  local sig = bn_sig(p) .. ({ "", "_mask", "_maskf32" })[p.MASK + 1]
-  if p.BF16 == 1 then sig = sig .. "_bf16" end
+  local sig = bn_sig(p) .. ({ "", "_mask", "_maskf32" })[p.MASK + 1] .. bn_backward_storage(p)
   if p.RES == 1 then sig = sig .. "_res" end
   local threads, ct = channel_threads(m), channel_tile(p.C)
-  return kernel { op = op, sig = sig, params = p, spec = spec, parts = { "templates/bn_backward_common.cuh" },
+  return kernel { op = op, sig = sig .. act_sig(p), params = p, spec = spec, parts = { "templates/bn_backward_common.cuh" },
     constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "M", m }, { "MASK", p.MASK },
-      { "BF16", p.BF16 }, { "RES", p.RES }, { "CT", ct }, { "PG", threads // ct } },
+      { "BF16", p.BF16 }, { "RES", p.RES }, { "ACT_BF16", p.ACT_BF16 }, { "CT", ct }, { "PG", threads // ct } },
     grid = { ceil_div(p.C, ct) }, threads = threads,
     args = { "dout", "mask", "y", "mean", "invstd", "gamma", "dgamma", "dbeta", "dy", "dres" } }
 end
@@ -423,11 +477,11 @@ end
 -- (slice, channel); bn_backward_dx (same N C HW MASK BF16 SLICES) merges them and computes dy.
 local bn_backward_sums_spec = {
   { "N", "shape" }, { "C", "shape" }, { "HW", "shape" }, { "SLICES", "shape" },
-  { "MASK", "choice", 0, { 0, 1, 2 } }, { "BF16", "flag", 0 },
+  { "MASK", "choice", 0, { 0, 1, 2 } }, { "BF16", "flag", 0 }, ACT_BF16,
 }
 local bn_backward_dx_spec = {
   { "N", "shape" }, { "C", "shape" }, { "HW", "shape" }, { "SLICES", "shape" },
-  { "MASK", "choice", 0, { 0, 1, 2 } }, { "BF16", "flag", 0 }, { "RES", "flag", 0 },
+  { "MASK", "choice", 0, { 0, 1, 2 } }, { "BF16", "flag", 0 }, { "RES", "flag", 0 }, ACT_BF16,
 }
 
 local function bn_backward_sliced(op, spec, params, args)
@@ -436,13 +490,15 @@ local function bn_backward_sliced(op, spec, params, args)
   local m = p.N * p.HW
   check_slices(op, p, m)
   check_count(op, "SLICES*C*2", p.SLICES * p.C * 2)
-  local sig = bn_sig(p) .. string.format("_s%d", p.SLICES) .. ({ "", "_mask", "_maskf32" })[p.MASK + 1]
-  if p.BF16 == 1 then sig = sig .. "_bf16" end
+  local sig = bn_sig(p) .. string.format("_s%d", p.SLICES) .. ({ "", "_mask", "_maskf32" })[p.MASK + 1] ..
+    bn_backward_storage(p)
   if p.RES == 1 then sig = sig .. "_res" end
+  sig = sig .. act_sig(p)
   local threads, ct = channel_threads(ceil_div(m, p.SLICES)), channel_tile(p.C)
   local constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "M", m }, { "SLICES", p.SLICES },
     { "MASK", p.MASK }, { "BF16", p.BF16 } }
   if p.RES then constants[#constants + 1] = { "RES", p.RES } end
+  constants[#constants + 1] = { "ACT_BF16", p.ACT_BF16 }
   constants[#constants + 1] = { "CT", ct }
   constants[#constants + 1] = { "PG", threads // ct }
   return kernel { op = op, sig = sig, params = p, spec = spec, parts = { "templates/bn_backward_common.cuh" },
@@ -463,7 +519,7 @@ end
 
 local maxpool_spec = {
   { "N", "shape" }, { "C", "shape" }, { "H", "shape" }, { "W", "shape" }, { "R", "shape", 3 },
-  { "STRIDE", "shape", 2 }, { "PAD", "natural", 1 },
+  { "STRIDE", "shape", 2 }, { "PAD", "natural", 1 }, ACT_BF16,
 }
 
 local function maxpool_shape(op, params, spec)
@@ -486,14 +542,15 @@ end
 
 local function maxpool_constants(p, count)
   return { { "N", p.N }, { "C", p.C }, { "H", p.H }, { "W", p.W }, { "R", p.R }, { "STRIDE", p.STRIDE },
-    { "PAD", p.PAD }, { "P", p.P }, { "Q", p.Q }, { "COUNT", count } }
+    { "PAD", p.PAD }, { "P", p.P }, { "Q", p.Q }, { "COUNT", count }, { "ACT_BF16", p.ACT_BF16 } }
 end
 
 M.builders.maxpool_fwd = function(params)
   local op = "maxpool_fwd"
   local p, sig = maxpool_shape(op, params)
   local count = p.N * p.C * p.P * p.Q
-  return kernel { op = op, sig = sig, params = p, spec = maxpool_spec, parts = { "templates/maxpool_window.cuh" },
+  return kernel { op = op, sig = sig .. act_sig(p), params = p, spec = maxpool_spec,
+    parts = { "templates/maxpool_window.cuh" },
     constants = maxpool_constants(p, count),
     grid = { ceil_div(count, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS, args = { "x", "y", "argmax" } }
 end
@@ -507,7 +564,7 @@ M.builders.maxpool_fwd_pool = function(params)
   local pool_sig, pool_constants, windows = pool_save(op, p, p.N, p.P, p.Q)
   local constants = maxpool_constants(p, p.N * p.C * p.P * p.Q)
   for _, c in ipairs(pool_constants) do constants[#constants + 1] = c end
-  return kernel { op = op, sig = sig .. pool_sig, params = p, spec = maxpool_fwd_pool_spec,
+  return kernel { op = op, sig = sig .. pool_sig .. act_sig(p), params = p, spec = maxpool_fwd_pool_spec,
     parts = { "templates/maxpool_window.cuh", "templates/pool_save.cuh" }, constants = constants,
     grid = { ceil_div(windows * p.C, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS,
     args = { "x", "y", "argmax", "xp", "xp2" } }
@@ -517,11 +574,12 @@ M.builders.maxpool_bwd = function(params)
   local op = "maxpool_bwd"
   local p, sig = maxpool_shape(op, params)
   local count = p.N * p.C * p.H * p.W
-  return kernel { op = op, sig = sig, params = p, spec = maxpool_spec, constants = maxpool_constants(p, count),
+  return kernel { op = op, sig = sig .. act_sig(p), params = p, spec = maxpool_spec,
+    constants = maxpool_constants(p, count),
     grid = { ceil_div(count, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS, args = { "dy", "argmax", "dx" } }
 end
 
-local avgpool_spec = { { "N", "shape" }, { "C", "shape" }, { "HW", "shape" } }
+local avgpool_spec = { { "N", "shape" }, { "C", "shape" }, { "HW", "shape" }, ACT_BF16 }
 
 M.builders.avgpool_fwd = function(params)
   local op = "avgpool_fwd"
@@ -530,8 +588,9 @@ M.builders.avgpool_fwd = function(params)
   -- 32 pixel groups of CT channels per block, one block per (image, channel group).
   local ct = channel_tile(p.C)
   local cb = ceil_div(p.C, ct)
-  return kernel { op = op, sig = bn_sig(p), params = p, spec = avgpool_spec,
-    constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "CT", ct }, { "CB", cb }, { "PG", 32 } },
+  return kernel { op = op, sig = bn_sig(p) .. act_sig(p), params = p, spec = avgpool_spec,
+    constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "CT", ct }, { "CB", cb }, { "PG", 32 },
+      { "ACT_BF16", p.ACT_BF16 } },
     grid = { p.N * cb }, threads = 32 * ct, args = { "x", "y" } }
 end
 
@@ -539,8 +598,8 @@ M.builders.avgpool_bwd = function(params)
   local op = "avgpool_bwd"
   local p = check(op, params, avgpool_spec)
   local count = check_count(op, "N*C*HW", p.N * p.C * p.HW)
-  return kernel { op = op, sig = bn_sig(p), params = p, spec = avgpool_spec,
-    constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "COUNT", count } },
+  return kernel { op = op, sig = bn_sig(p) .. act_sig(p), params = p, spec = avgpool_spec,
+    constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "COUNT", count }, { "ACT_BF16", p.ACT_BF16 } },
     grid = { ceil_div(count, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS, args = { "dy", "dx" } }
 end
 
@@ -631,15 +690,19 @@ M.builders.softmax_ce_reduce = function(params)
     constants = { { "N", p.N } }, grid = { 1 }, threads = SOFTMAX_THREADS, args = { "rows", "loss" } }
 end
 
-local sgd_spec = { { "COUNT", "shape" } }
+local sgd_spec = { { "COUNT", "shape" }, { "SHADOW", "flag", 0 } }
 
+-- SHADOW 1: templates/sgd_shadow.cu, the same update (templates/sgd_step.cuh) that also
+-- writes the bf16 copy of the updated weights, an extra argument after momentum_buf.
 M.builders.sgd = function(params)
   local op = "sgd"
   local p = check(op, params, sgd_spec)
-  return kernel { op = op, sig = string.format("count%d", p.COUNT), params = p, spec = sgd_spec,
-    constants = { { "COUNT", p.COUNT } },
-    grid = { ceil_div(p.COUNT, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS,
-    args = { "params", "grads", "momentum_buf", "lr", "momentum", "weight_decay" } }
+  local args = { "params", "grads", "momentum_buf", "lr", "momentum", "weight_decay" }
+  if p.SHADOW == 1 then table.insert(args, 4, "shadow") end
+  return kernel { op = op, sig = string.format("count%d", p.COUNT) .. (p.SHADOW == 1 and "_shadow" or ""),
+    params = p, spec = sgd_spec, template = p.SHADOW == 1 and "templates/sgd_shadow.cu" or nil,
+    parts = { "templates/sgd_step.cuh" }, constants = { { "COUNT", p.COUNT } },
+    grid = { ceil_div(p.COUNT, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS, args = args }
 end
 
 function M.kernel(op, params)

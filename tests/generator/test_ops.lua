@@ -257,6 +257,94 @@ test("pool-save forms: constants, names, factor errors", function()
     "POOL_F must be one of 2, 4, 8", "factor 3")
 end)
 
+test("bf16 activation storage: ACT_BF16 names, signatures and option errors", function()
+  -- Every op with the option: ACT_BF16 = 1 appends _actbf16, keeps the args, emits the
+  -- constant; ACT_BF16 = 0 is the default kernel (its name and source).
+  local with_act = {
+    bn_stats = { N = 2, C = 5, HW = 49 },
+    bn_stats_part = { N = 2, C = 5, HW = 49, SLICES = 3 },
+    bn_apply = { N = 2, C = 5, HW = 49, RELU = 1, ADD = 1 },
+    bn_apply_pool = { N = 2, C = 5, H = 7, W = 9, RELU = 1, POOL_F = 4, POOL_F2 = 2 },
+    bn_backward = { N = 3, C = 7, HW = 30, MASK = 2, RES = 1 },
+    bn_backward_sums = { N = 3, C = 7, HW = 30, SLICES = 5, MASK = 1 },
+    bn_backward_dx = { N = 3, C = 7, HW = 30, SLICES = 5, MASK = 1, RES = 1 },
+    maxpool_fwd = { N = 2, C = 3, H = 9, W = 11 },
+    maxpool_fwd_pool = { N = 2, C = 3, H = 9, W = 11, POOL_F = 2 },
+    maxpool_bwd = { N = 2, C = 3, H = 9, W = 11 },
+    avgpool_fwd = { N = 3, C = 100, HW = 49 },
+    avgpool_bwd = { N = 3, C = 100, HW = 49 },
+  }
+  for op, params in pairs(with_act) do
+    local fp32 = ops.kernel(op, params)
+    local copy = {}
+    for k, v in pairs(params) do copy[k] = v end
+    copy.ACT_BF16 = 0
+    local zero = ops.kernel(op, copy)
+    eq(zero.name, fp32.name, op .. ": ACT_BF16 = 0 is the default kernel")
+    eq(zero.source, fp32.source, op .. ": ACT_BF16 = 0 source")
+    eq(fp32.name:find("actbf16", 1, true), nil, op .. ": no storage tag on the fp32 kernel")
+    has(fp32.source, "constexpr int ACT_BF16 = 0;", op .. " fp32 constant")
+    copy.ACT_BF16 = 1
+    local bf = ops.kernel(op, copy)
+    eq(bf.name, fp32.name:gsub("_v0$", "_actbf16_v0"), op .. ": ACT_BF16 = 1 name")
+    has(bf.source, "constexpr int ACT_BF16 = 1;", op .. " bf16 constant")
+    eq(table.concat(bf.args, " "), table.concat(fp32.args, " "), op .. ": same args")
+    eq(table.concat(bf.grid, ","), table.concat(fp32.grid, ","), op .. ": same grid")
+    copy.ACT_BF16 = true
+    eq(ops.kernel(op, copy).name, bf.name, op .. ": ACT_BF16 = true")
+    copy.ACT_BF16 = 2
+    raises(function() ops.kernel(op, copy) end, op .. ": parameter ACT_BF16 must be 0 or 1, got 2", op .. " ACT_BF16 = 2")
+  end
+  -- Ops without activations take no ACT_BF16.
+  for _, case in ipairs { { "fc_fwd", { N = 2, IN = 3, OUT = 4 } }, { "softmax_ce", { N = 2, CLASSES = 3 } },
+    { "bn_stats_merge", { C = 3, PARTS = 2, M = 8 } }, { "sgd", { COUNT = 8 } } } do
+    case[2].ACT_BF16 = 1
+    raises(function() ops.kernel(case[1], case[2]) end, "unknown parameter 'ACT_BF16'", case[1] .. " takes no ACT_BF16")
+  end
+  -- SAVE_BF16 is meaningless with bf16 activations.
+  raises(function() ops.kernel("bn_apply", { N = 2, C = 3, HW = 5, SAVE_BF16 = 1, ACT_BF16 = 1 }) end,
+    "bn_apply: SAVE_BF16 = 1 with ACT_BF16 = 1: y is already stored in bf16", "bn_apply SAVE_BF16 with ACT_BF16")
+  raises(function()
+    ops.kernel("bn_apply_pool", { N = 1, C = 3, H = 4, W = 4, SAVE_BF16 = 1, ACT_BF16 = 1, POOL_F = 2 })
+  end, "bn_apply_pool: SAVE_BF16 = 1 with ACT_BF16 = 1", "bn_apply_pool SAVE_BF16 with ACT_BF16")
+  -- BF16 (y in bf16) is implied by ACT_BF16: both spellings are one kernel.
+  for _, op in ipairs { "bn_backward", "bn_backward_sums", "bn_backward_dx" } do
+    local a = ops.kernel(op, { N = 3, C = 7, HW = 30, SLICES = op ~= "bn_backward" and 5 or nil, MASK = 1,
+      ACT_BF16 = 1 })
+    local b = ops.kernel(op, { N = 3, C = 7, HW = 30, SLICES = op ~= "bn_backward" and 5 or nil, MASK = 1,
+      ACT_BF16 = 1, BF16 = 1 })
+    eq(a.name, b.name, op .. ": BF16 with ACT_BF16, name")
+    eq(a.source, b.source, op .. ": BF16 with ACT_BF16, source")
+    has(a.source, "constexpr int BF16 = 1;", op .. ": ACT_BF16 sets BF16")
+    local f = ops.kernel(op, { N = 3, C = 7, HW = 30, SLICES = op ~= "bn_backward" and 5 or nil, MASK = 1, BF16 = 1 })
+    assert(f.name ~= a.name, op .. ": BF16 alone is another kernel")
+  end
+  eq(ops.kernel("bn_backward", { N = 2, C = 3, HW = 5, MASK = 1, RES = 1, ACT_BF16 = 1 }).name,
+    "bn_backward_n2c3hw5_mask_res_actbf16_v0", "bn_backward name")
+  eq(ops.kernel("maxpool_fwd_pool", { N = 2, C = 3, H = 9, W = 11, POOL_F = 2, POOL_MAX = 1, ACT_BF16 = 1 }).name,
+    "maxpool_fwd_pool_n2c3h9w11_r3s2p1_f2max_actbf16_v0", "maxpool_fwd_pool name")
+  -- The kernels' signatures: activations as unsigned short where ACT_BF16 = 1.
+  has(ops.kernel("avgpool_fwd", { N = 1, C = 3, HW = 4, ACT_BF16 = 1 }).source,
+    "using act_t = pp_select_t<ACT_BF16 == 1, unsigned short, float>;", "act_t")
+end)
+
+test("sgd SHADOW: the bf16 weight shadow after momentum_buf", function()
+  local plain = ops.kernel("sgd", { COUNT = 1000 })
+  local zero = ops.kernel("sgd", { COUNT = 1000, SHADOW = 0 })
+  eq(zero.name, plain.name, "SHADOW = 0 name")
+  eq(zero.source, plain.source, "SHADOW = 0 source")
+  local k = ops.kernel("sgd", { COUNT = 1000, SHADOW = 1 })
+  eq(k.name, "sgd_count1000_shadow_v0", "SHADOW = 1 name")
+  eq(table.concat(k.args, " "), "params grads momentum_buf shadow lr momentum weight_decay", "SHADOW = 1 args")
+  eq(table.concat(k.grid, ","), table.concat(plain.grid, ","), "same grid")
+  has(k.source, '#line 1 "templates/sgd_shadow.cu"', "shadow template")
+  has(k.source, '#line 1 "templates/sgd_step.cuh"', "the shared step")
+  has(plain.source, '#line 1 "templates/sgd_step.cuh"', "the shared step (SHADOW 0)")
+  has(k.source, "unsigned short %*__restrict__ shadow", "shadow parameter")
+  raises(function() ops.kernel("sgd", { COUNT = 10, SHADOW = 2 }) end, "sgd: parameter SHADOW must be 0 or 1, got 2",
+    "SHADOW = 2")
+end)
+
 -- The steps of plan with op, in order.
 local function steps_of(plan, op)
   local r = {}

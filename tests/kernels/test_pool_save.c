@@ -17,6 +17,8 @@
  * Shapes: H, W not multiples of f (windows cut at the border), f = 2, 4 and 8 with second
  * factors 2 and 4, avg and max, with and without ReLU, residual add and the bf16 copy,
  * channel counts whose mask runs (CG) are 1, 8, 16 and 32 lanes, N = 1..3, a NaN input.
+ * bf16 storage (ACT_BF16 = 1): out/y bitwise the ACT_BF16 elementwise kernel's, xp and xp2
+ * bitwise the host's pooling of the stored (widened) output rounded to bf16 once.
  * Layouts: channels-last throughout (element (n,h,w,c) at ((n*H + h)*W + w)*C + c).
  * Usage: test_pool_save [cuda] - cuda runs the same checks on the GPU (the three contexts are
  * three runs that must agree); it exits 77 (skip) where there is no GPU. */
@@ -24,6 +26,7 @@
 #include "context.h"
 #include "lua_gen.h"
 #include "nvrtc_compile.h"
+#include "ops_ref.h"
 #include "test_util.h"
 
 #include <math.h>
@@ -67,7 +70,7 @@ static void *garbage(size_t bytes)
 }
 
 /* ---- kernel sets: compiled as one translation unit ---- */
-#define MAX_SET 8
+#define MAX_SET 12
 typedef struct kernel_set {
     char label[96];
     gen_kernel k[MAX_SET];
@@ -445,6 +448,157 @@ static void test_maxpool_pool(int n, int c, int h, int w, int f, int f2, int poo
     set_free(&s);
 }
 
+/* ================= bf16 activation storage (ACT_BF16 = 1) =================
+ * The producer stores its output in bf16 and its pool-save from the stored values: xp =
+ * bf16(the fp32 mean (or max) of the window's stored elements, widened), in pool_host's
+ * order, rounded once. What must hold, bit for bit: out/y (and mask, argmax) equal the
+ * ACT_BF16 elementwise kernel's (bn_apply / maxpool_fwd); xp, xp2 equal pool_host run on the
+ * widened stored output, rounded to bf16 (a max is a stored value: exact); every mask bit is
+ * the stored value's sign. */
+
+/* bf16 rounding and widening: reference/ops_ref.c's, independent of the kernels' bit trick. */
+static uint16_t bf16_host(float x) { return bf16_round_ref(x); }
+static float widen_host(uint16_t b) { return bf16_to_float_ref(b); }
+static uint16_t *bf16_copy(const float *x, size_t n)
+{
+    uint16_t *b = xmalloc(n * 2);
+    for (size_t i = 0; i < n; i++) b[i] = bf16_host(x[i]);
+    return b;
+}
+/* xp (bf16 bits) == pool_host of the widened bf16 tensor x16, rounded to bf16 (NaN: any NaN). */
+static void pool_bf16_matches(const char *what, const char *where, int n, int c, int h, int w, int f, int pool_max,
+                              const uint16_t *x16, const uint16_t *xp)
+{
+    const size_t count = (size_t)n * c * h * w, pcount = (size_t)n * c * ((h + f - 1) / f) * ((w + f - 1) / f);
+    float *x = xmalloc(count * 4), *ref = xmalloc(pcount * 4);
+    for (size_t i = 0; i < count; i++) x[i] = widen_host(x16[i]);
+    pool_host(n, c, h, w, f, pool_max, x, ref);
+    for (size_t i = 0; i < pcount; i++) {
+        const uint16_t want = bf16_host(ref[i]);
+        CHECK(xp[i] == want || (isnan(ref[i]) && isnan(widen_host(xp[i]))), "%s %s: element %zu is 0x%04x, want 0x%04x",
+              where, what, i, xp[i], want);
+    }
+    compared_values += (int)pcount;
+    free(x), free(ref);
+}
+
+/* opts: bit 0 RELU, 1 ADD. */
+static void test_bn_apply_pool_bf16(int n, int c, int h, int w, int f, int f2, int pool_max, int opts, int nan)
+{
+    const int relu = opts & 1, add = (opts >> 1) & 1;
+    kernel_set s;
+    set_init(&s, "pool_save_bn_actbf16_n%dc%dh%dw%d_f%d_%d", n, c, h, w, f, f2);
+    const int kp = set_add(&s, "bn_apply_pool",
+                           "{ N = %d, C = %d, H = %d, W = %d, RELU = %d, ADD = %d, POOL_F = %d, POOL_F2 = %d, "
+                           "POOL_MAX = %d, ACT_BF16 = 1 }",
+                           n, c, h, w, relu, add, f, f2, pool_max);
+    const int ka = set_add(&s, "bn_apply", "{ N = %d, C = %d, HW = %d, RELU = %d, ADD = %d, ACT_BF16 = 1 }", n, c,
+                           h * w, relu, add);
+    set_compile(&s, 1);
+    char where[200];
+    snprintf(where, sizeof where, "%s (N%d C%d %dx%d)", s.k[kp].name, n, c, h, w);
+    const size_t count = (size_t)n * c * h * w, words = (count + 31) / 32;
+    const int fs[2] = {f, f2};
+    size_t pcount[2];
+    for (int t = 0; t < 2; t++) pcount[t] = (size_t)n * c * ((h + fs[t] - 1) / fs[t]) * ((w + fs[t] - 1) / fs[t]);
+    float *y0 = rand_floats(count, -2, 2), *res0 = rand_floats(count, -1, 1);
+    if (nan) y0[count / 3] = NAN;
+    uint16_t *y16 = bf16_copy(y0, count), *res16 = bf16_copy(res0, count);
+    float *mean = rand_floats(c, -0.5f, 0.5f), *invstd = rand_floats(c, 0.5f, 2), *gamma = rand_floats(c, -1.5f, 1.5f),
+          *beta = rand_floats(c, -0.5f, 0.5f);
+    const size_t pmax = pcount[0] > pcount[1] ? pcount[0] : pcount[1];
+    void *g_out = garbage(count * 2), *g_mask = garbage(words * 4), *g_xp = garbage(pmax * 2), *g_xp2 = garbage(pmax * 2);
+    uint16_t *out = xmalloc(count * 2), *out_a = xmalloc(count * 2), *xp = xmalloc(pcount[0] * 2),
+             *xp2 = xmalloc(pcount[1] * 2);
+    uint32_t *mask = xmalloc(words * 4), *mask_a = xmalloc(words * 4);
+    uint64_t hash[SCHEDULES];
+    for (int si = 0; si < SCHEDULES; si++) {
+        char w2[260];
+        snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
+        bind bp[] = {IN("y", y16, count * 2), IN("mean", mean, c * 4), IN("invstd", invstd, c * 4),
+                     IN("gamma", gamma, c * 4), IN("beta", beta, c * 4),
+                     add ? (bind)IN("residual", res16, count * 2) : (bind)NUL("residual"),
+                     OUT("out", g_out, out, count * 2),
+                     relu ? (bind)OUT("mask", g_mask, mask, words * 4) : (bind)NUL("mask"), NUL("y_bf16"),
+                     OUT("xp", g_xp, xp, pcount[0] * 2),
+                     f2 > 1 ? (bind)OUT("xp2", g_xp2, xp2, pcount[1] * 2) : (bind)NUL("xp2")};
+        hash[si] = launch(si, &s, kp, bp, 11);
+        bind ba[] = {IN("y", y16, count * 2), IN("mean", mean, c * 4), IN("invstd", invstd, c * 4),
+                     IN("gamma", gamma, c * 4), IN("beta", beta, c * 4),
+                     add ? (bind)IN("residual", res16, count * 2) : (bind)NUL("residual"),
+                     OUT("out", g_out, out_a, count * 2),
+                     relu ? (bind)OUT("mask", g_mask, mask_a, words * 4) : (bind)NUL("mask"), NUL("y_bf16"),
+                     NUL("running_mean"), NUL("running_var")};
+        launch(si, &s, ka, ba, 11);
+        same_bytes("out vs bn_apply ACT_BF16", w2, out, out_a, count * 2);
+        compared_values += (int)count;
+        if (relu) {
+            same_bytes("mask vs bn_apply ACT_BF16", w2, mask, mask_a, words * 4);
+            for (size_t i = 0; i < count; i++)
+                CHECK((int)((mask[i / 32] >> (i % 32)) & 1u) == (widen_host(out[i]) > 0), "%s: mask bit %zu, out %g", w2,
+                      i, widen_host(out[i]));
+            if (count % 32) CHECK((mask[words - 1] >> (count % 32)) == 0, "%s: mask bits past the last element", w2);
+            compared_words += (int)words;
+        }
+        pool_bf16_matches("xp vs the host's pooling of the stored out", w2, n, c, h, w, f, pool_max, out, xp);
+        if (f2 > 1) pool_bf16_matches("xp2 vs the host's pooling of the stored out", w2, n, c, h, w, f2, pool_max, out, xp2);
+    }
+    for (int si = 1; si < SCHEDULES; si++)
+        CHECK(hash[si] == hash[0], "%s: the %s and %s schedules differ", where, schedule_names[0], schedule_names[si]);
+    printf("%s%s%s: bf16 xp%s bitwise the host's pooling of the stored out, out/mask bitwise bn_apply's\n", where,
+           pool_max ? " max" : " avg", nan ? " (a NaN)" : "", f2 > 1 ? " and xp2" : "");
+    free(y0), free(res0), free(y16), free(res16), free(mean), free(invstd), free(gamma), free(beta);
+    free(g_out), free(g_mask), free(g_xp), free(g_xp2), free(out), free(out_a), free(xp), free(xp2), free(mask), free(mask_a);
+    set_free(&s);
+}
+
+static void test_maxpool_pool_bf16(int n, int c, int h, int w, int f, int f2, int pool_max)
+{
+    kernel_set s;
+    set_init(&s, "pool_save_maxpool_actbf16_n%dc%dh%dw%d_f%d_%d", n, c, h, w, f, f2);
+    const int kp = set_add(&s, "maxpool_fwd_pool",
+                           "{ N = %d, C = %d, H = %d, W = %d, POOL_F = %d, POOL_F2 = %d, POOL_MAX = %d, ACT_BF16 = 1 }", n,
+                           c, h, w, f, f2, pool_max);
+    const int km = set_add(&s, "maxpool_fwd", "{ N = %d, C = %d, H = %d, W = %d, ACT_BF16 = 1 }", n, c, h, w);
+    set_compile(&s, 1);
+    const int p = (h + 2 - 3) / 2 + 1, q = (w + 2 - 3) / 2 + 1;
+    char where[200];
+    snprintf(where, sizeof where, "%s (N%d C%d %dx%d -> %dx%d)", s.k[kp].name, n, c, h, w, p, q);
+    const size_t in_count = (size_t)n * c * h * w, count = (size_t)n * c * p * q;
+    const int fs[2] = {f, f2};
+    size_t pcount[2];
+    for (int t = 0; t < 2; t++) pcount[t] = (size_t)n * c * ((p + fs[t] - 1) / fs[t]) * ((q + fs[t] - 1) / fs[t]);
+    float *x0 = rand_floats(in_count, -3, 3);
+    uint16_t *x16 = bf16_copy(x0, in_count);
+    const size_t pmax = pcount[0] > pcount[1] ? pcount[0] : pcount[1];
+    void *g_y = garbage(count * 2), *g_arg = garbage(count), *g_xp = garbage(pmax * 2), *g_xp2 = garbage(pmax * 2);
+    uint16_t *y = xmalloc(count * 2), *y_m = xmalloc(count * 2), *xp = xmalloc(pcount[0] * 2), *xp2 = xmalloc(pcount[1] * 2);
+    unsigned char *arg = xmalloc(count), *arg_m = xmalloc(count);
+    uint64_t hash[SCHEDULES];
+    for (int si = 0; si < SCHEDULES; si++) {
+        char w2[260];
+        snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
+        bind bp[] = {IN("x", x16, in_count * 2), OUT("y", g_y, y, count * 2), OUT("argmax", g_arg, arg, count),
+                     OUT("xp", g_xp, xp, pcount[0] * 2),
+                     f2 > 1 ? (bind)OUT("xp2", g_xp2, xp2, pcount[1] * 2) : (bind)NUL("xp2")};
+        hash[si] = launch(si, &s, kp, bp, 5);
+        bind bm[] = {IN("x", x16, in_count * 2), OUT("y", g_y, y_m, count * 2), OUT("argmax", g_arg, arg_m, count)};
+        launch(si, &s, km, bm, 3);
+        same_bytes("y vs maxpool_fwd ACT_BF16", w2, y, y_m, count * 2);
+        same_bytes("argmax vs maxpool_fwd ACT_BF16", w2, arg, arg_m, count);
+        compared_values += (int)count;
+        pool_bf16_matches("xp vs the host's pooling of the stored y", w2, n, c, p, q, f, pool_max, y, xp);
+        if (f2 > 1) pool_bf16_matches("xp2 vs the host's pooling of the stored y", w2, n, c, p, q, f2, pool_max, y, xp2);
+    }
+    for (int si = 1; si < SCHEDULES; si++)
+        CHECK(hash[si] == hash[0], "%s: the %s and %s schedules differ", where, schedule_names[0], schedule_names[si]);
+    printf("%s%s: bf16 xp%s bitwise the host's pooling of the stored y, y/argmax bitwise maxpool_fwd's\n", where,
+           pool_max ? " max" : " avg", f2 > 1 ? " and xp2" : "");
+    free(x0), free(x16), free(g_y), free(g_arg), free(g_xp), free(g_xp2), free(y), free(y_m), free(xp), free(xp2);
+    free(arg), free(arg_m);
+    set_free(&s);
+}
+
 /* ResNet-50 shapes at batch 256: NVRTC only (registers, no spills). */
 static void test_large_compile(void)
 {
@@ -455,6 +609,9 @@ static void test_large_compile(void)
     set_add(&s, "bn_apply_pool", "{ N = 256, C = 256, H = 56, W = 56, RELU = 1, ADD = 1, POOL_F = 8, POOL_F2 = 4, POOL_MAX = 1 }");
     set_add(&s, "bn_apply_pool", "{ N = 256, C = 2048, H = 7, W = 7, RELU = 1, ADD = 1, POOL_F = 8, POOL_F2 = 2 }");
     set_add(&s, "bn_apply_pool", "{ N = 128, C = 16, H = 32, W = 32, RELU = 1, POOL_F = 4 }");
+    set_add(&s, "maxpool_fwd_pool", "{ N = 256, C = 64, H = 112, W = 112, POOL_F = 4, POOL_F2 = 2, ACT_BF16 = 1 }");
+    set_add(&s, "bn_apply_pool", "{ N = 256, C = 256, H = 56, W = 56, RELU = 1, ADD = 1, POOL_F = 8, POOL_F2 = 4, POOL_MAX = 1, ACT_BF16 = 1 }");
+    set_add(&s, "bn_apply_pool", "{ N = 256, C = 2048, H = 7, W = 7, RELU = 1, ADD = 1, POOL_F = 8, POOL_F2 = 2, ACT_BF16 = 1 }");
     set_compile(&s, 0);
     set_free(&s);
 }
@@ -507,6 +664,14 @@ int main(int argc, char **argv)
     test_maxpool_pool(1, 5, 7, 13, 4, 2, 1);
     test_maxpool_pool(2, 64, 5, 6, 2, 1, 1);
     test_maxpool_pool(1, 16, 5, 5, 4, 2, 0);
+    /* bf16 storage: odd sizes, mask runs of 1, 16 and 32 lanes, avg and max, f 2/4/8 with
+     * second factors, a NaN. */
+    test_bn_apply_pool_bf16(2, 5, 7, 9, 2, 1, 0, 3, 0);
+    test_bn_apply_pool_bf16(1, 3, 5, 11, 4, 2, 1, 1, 1);
+    test_bn_apply_pool_bf16(3, 16, 9, 7, 4, 2, 0, 3, 0);
+    test_bn_apply_pool_bf16(1, 64, 7, 5, 8, 4, 0, 1, 0);
+    test_maxpool_pool_bf16(2, 3, 11, 9, 2, 1, 0);
+    test_maxpool_pool_bf16(1, 5, 7, 13, 4, 2, 1);
     test_large_compile();
     printf("pool-save: %d pooled, output and mask values compared (%d mask words), all bitwise equal\n",
            compared_values, compared_words);

@@ -21,13 +21,19 @@
  * per slice, more slices than pixel groups and than merge threads; the multi-block softmax
  * (softmax_ce_rows + softmax_ce_reduce) with row counts that fill no block evenly and more
  * rows than the reduction has threads, and must give the one-block kernel's bits.
+ * bf16 activation storage (ACT_BF16 = 1): every op that takes it (BN statistics, apply,
+ * backward and their sliced forms, max and average pooling) on odd channel counts and sizes
+ * that are not multiples of 8 or 32, against the reference on the bf16-rounded inputs and
+ * bitwise against the fp32 kernel on the widened inputs; sgd's bf16 weight shadow (SHADOW).
+ * (The pool-save forms' bf16 storage: tests/kernels/test_pool_save.c.)
  *
  * Errors: u = 2^-24 (fp32 unit roundoff). Each comparison is |kernel - reference| over the
  * largest magnitude named next to it (the reference's own, or that of the terms that
  * make it up where a result can cancel), against a tolerance derived from the number of
  * fp32 roundings on the kernel's path: a sequential sum of k terms errs by at most
  * ~k*u*sum|terms|, a tree of depth d adds d*u. Copies and selections (maxpool values and
- * argmax, masks, bf16 bits, ReLU zeros) must match exactly. NaN where the reference has a
+ * argmax, masks, bf16 bits, ReLU zeros) must match exactly. bf16 outputs: the fp32 tolerance,
+ * then the one final rounding accounted exactly (bf16_outputs). NaN where the reference has a
  * number (or the reverse) is an infinite error. Besides, the two schedules must give
  * bit-identical outputs (the reductions are deterministic), kernels must not write past
  * their buffers (guard bytes) nor into their inputs.
@@ -84,7 +90,7 @@ typedef struct op_summary {
     double worst_ratio; /* largest error / tolerance */
     int checks;
 } op_summary;
-static op_summary summaries[32];
+static op_summary summaries[48];
 static int summary_count;
 
 /* Records one comparison and fails the test if err > tol. */
@@ -1329,6 +1335,513 @@ static void test_sgd(int count, int first_step)
     set_free(&s);
 }
 
+/* ================= activation storage in bf16 (ACT_BF16 = 1) =================
+ * The ACT_BF16 kernels read and write activations as bf16 bits and compute in fp32. Each is
+ * checked against the same C reference, run on the bf16 values the kernel reads (inputs
+ * rounded to bf16, then widened), so that the reference and the kernel start from the same
+ * numbers: every fp32 tolerance above applies unchanged to the fp32 results (statistics,
+ * dgamma/dbeta, avgpool_fwd's y). bf16 results are checked with bf16_outputs below: the fp32
+ * tolerance, then the single final rounding, accounted exactly. Besides, each kernel must
+ * give the bits its fp32 form gives on the widened inputs (rounded once where it stores
+ * bf16): the storage option changes loads and stores only. */
+
+#define U_BF16 (1.0 / 256.0) /* bf16 unit roundoff: 8 significant bits, |bf16(x) - x| <= 2^-8 |x| */
+
+/* bf16 bits of each float, and the values they hold widened back to float. */
+static uint16_t *bf16_bits(const float *x, size_t n)
+{
+    uint16_t *b = xmalloc(n * 2);
+    for (size_t i = 0; i < n; i++) b[i] = bf16_round_ref(x[i]);
+    return b;
+}
+static float *bf16_widened(const uint16_t *b, size_t n)
+{
+    float *x = xmalloc(n * 4);
+    for (size_t i = 0; i < n; i++) x[i] = bf16_to_float_ref(b[i]);
+    return x;
+}
+
+/* bf16 outputs k (bits, mapped to the reference's layout) against the double reference r of
+ * the same bf16-valued inputs. The kernel computes v in fp32 with |v - r| <= e_i = e_abs +
+ * e_rel*|r| (the fp32 check's tolerance, absolute) and stores bf16(v), rounded once to
+ * nearest even. Rounding to float and then to bf16 is monotonic and leaves v (a float) in
+ * place, so k must lie in [bf16(float(r - e_i)), bf16(float(r + e_i))]: the reference rounded to
+ * bf16 with the fp32 tolerance as the only slack (a neighbour of bf16(r) only where r lies
+ * within e_i of a rounding midpoint; e_i = 0: exactly bf16(r)). A NaN reference wants a NaN.
+ * Returns the largest |k - r| / scale for the summary; by the above it is at most
+ * (e + 2^-8 (|r| + e)) / scale, the tolerance the caller states with it. */
+static double bf16_outputs(const char *what, const char *where, const uint16_t *k, const double *r, size_t n,
+                           double e_abs, double e_rel, double scale)
+{
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float kv = bf16_to_float_ref(k[i]);
+        if (isnan(r[i]) || isnan(kv)) {
+            CHECK(isnan(r[i]) && isnan(kv), "%s: %s[%zu] = %g, reference %g", where, what, i, kv, r[i]);
+            continue;
+        }
+        const double e = e_abs + e_rel * fabs(r[i]);
+        const float lo = bf16_to_float_ref(bf16_round_ref((float)(r[i] - e)));
+        const float hi = bf16_to_float_ref(bf16_round_ref((float)(r[i] + e)));
+        CHECK(kv >= lo && kv <= hi, "%s: %s[%zu] = %a (0x%04x); the reference %.9g within the fp32 tolerance %.3e "
+              "rounds to [%a, %a]", where, what, i, kv, k[i], r[i], e, lo, hi);
+        const double d = diff(kv, r[i]) / scale;
+        if (d > worst) worst = d;
+    }
+    return worst;
+}
+
+/* bits == the bf16 rounding of the floats f (NaN: any NaN), element for element. */
+static void bf16_of_floats(const char *what, const char *where, const uint16_t *bits, const float *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const uint16_t want = bf16_round_ref(f[i]);
+        CHECK(bits[i] == want || (isnan(f[i]) && isnan(bf16_to_float_ref(bits[i]))),
+              "%s: %s[%zu] = 0x%04x, want 0x%04x (the fp32 form's %a rounded)", where, what, i, bits[i], want, f[i]);
+    }
+}
+
+/* Batch norm with bf16 activations: bn_stats, bn_apply (training RELU/ADD combinations and
+ * EVAL), bn_backward (MASK 0/1/2 x RES), and the sliced forms (bn_stats_part + merge,
+ * bn_backward_sums + dx with SLICES slices), all ACT_BF16 = 1, plus the fp32 forms of
+ * bn_stats, bn_apply and bn_backward on the widened inputs (the bitwise comparisons). */
+static void test_bn_act_bf16(int n, int c, int hw, float offset, int slices)
+{
+    kernel_set s;
+    set_init(&s, "train_ops_bn_actbf16_n%dc%dhw%ds%d", n, c, hw, slices);
+    const char *shape = "N = %d, C = %d, HW = %d";
+    char sh[96];
+    snprintf(sh, sizeof sh, shape, n, c, hw);
+    const int ks = set_add(&s, "bn_stats", "{ %s, ACT_BF16 = 1 }", sh);
+    const int ks32 = set_add(&s, "bn_stats", "{ %s }", sh);
+    const int kp = set_add(&s, "bn_stats_part", "{ %s, SLICES = %d, ACT_BF16 = 1 }", sh, slices);
+    const int km = set_add(&s, "bn_stats_merge", "{ C = %d, PARTS = %d, M = %d, SHIFT = 1 }", c, slices, n * hw);
+    /* bn_apply: RELU, ADD, EVAL */
+    const int acombos[5][3] = {{0, 0, 0}, {1, 0, 0}, {0, 1, 0}, {1, 1, 0}, {1, 1, 1}};
+    int ka[5], ka32[5];
+    for (int i = 0; i < 5; i++) {
+        ka[i] = set_add(&s, "bn_apply", "{ %s, RELU = %d, ADD = %d, EVAL = %d, ACT_BF16 = 1 }", sh, acombos[i][0],
+                        acombos[i][1], acombos[i][2]);
+        ka32[i] = set_add(&s, "bn_apply", "{ %s, RELU = %d, ADD = %d, EVAL = %d }", sh, acombos[i][0], acombos[i][1],
+                          acombos[i][2]);
+    }
+    /* bn_backward: MASK x RES; the fp32 form reads y as bf16 (BF16 = 1) like the ACT_BF16 one.
+     * BF16 = 1 spelled out with ACT_BF16 = 1 must be the same kernel. */
+    int kb[6], kb32[6];
+    for (int i = 0; i < 6; i++) {
+        kb[i] = set_add(&s, "bn_backward", "{ %s, MASK = %d, RES = %d, ACT_BF16 = 1 }", sh, i % 3, i / 3);
+        kb32[i] = set_add(&s, "bn_backward", "{ %s, MASK = %d, RES = %d, BF16 = 1 }", sh, i % 3, i / 3);
+        CHECK(set_add(&s, "bn_backward", "{ %s, MASK = %d, RES = %d, BF16 = 1, ACT_BF16 = 1 }", sh, i % 3, i / 3) == kb[i],
+              "bn_backward: BF16 = 1 with ACT_BF16 = 1 must be the ACT_BF16 kernel");
+    }
+    const int scombos[3][2] = {{1, 1}, {2, 0}, {0, 0}}; /* MASK, RES */
+    int ksum[3], kdx[3];
+    for (int i = 0; i < 3; i++) {
+        ksum[i] = set_add(&s, "bn_backward_sums", "{ %s, SLICES = %d, MASK = %d, ACT_BF16 = 1 }", sh, slices, scombos[i][0]);
+        kdx[i] = set_add(&s, "bn_backward_dx", "{ %s, SLICES = %d, MASK = %d, RES = %d, ACT_BF16 = 1 }", sh, slices,
+                         scombos[i][0], scombos[i][1]);
+    }
+    set_compile(&s, 1);
+
+    const size_t count = (size_t)n * c * hw, words = (count + 31) / 32, m = (size_t)n * hw;
+    char where[200];
+    snprintf(where, sizeof where, "N%d C%d HW%d bf16 activations (offset %g, %d slices)", n, c, hw, offset, slices);
+    /* Inputs: NCHW floats rounded to bf16 (bits *16, widened *b), and the kernels' NHWC bits. */
+    float *y0 = xmalloc(count * 4);
+    for (int b = 0; b < n; b++)
+        for (int ch = 0; ch < c; ch++)
+            for (int i = 0; i < hw; i++)
+                y0[((size_t)b * c + ch) * hw + i] = offset * (1 + ch % 3) + (float)(ch % 4 + 1) * uniform(-1, 1);
+    float *res0 = rand_floats(count, -2, 2), *dout0 = rand_floats(count, -1, 1), *relu0 = rand_floats(count, -1, 1);
+    for (size_t i = 0; i < count; i += 7) relu0[i] = 0.0f; /* exactly 0: inactive */
+    uint16_t *y16 = bf16_bits(y0, count), *res16 = bf16_bits(res0, count), *dout16 = bf16_bits(dout0, count),
+             *relu16 = bf16_bits(relu0, count);
+    float *yb = bf16_widened(y16, count), *resb = bf16_widened(res16, count), *doutb = bf16_widened(dout16, count),
+          *relub = bf16_widened(relu16, count);
+    uint16_t *y16_h = nhwc_copy(y16, 2, n, c, hw), *res16_h = nhwc_copy(res16, 2, n, c, hw),
+             *dout16_h = nhwc_copy(dout16, 2, n, c, hw), *relu16_h = nhwc_copy(relu16, 2, n, c, hw);
+    float *yb_h = nhwc_copy(yb, 4, n, c, hw), *resb_h = nhwc_copy(resb, 4, n, c, hw),
+          *doutb_h = nhwc_copy(doutb, 4, n, c, hw), *relub_h = nhwc_copy(relub, 4, n, c, hw);
+    float *rm_in = rand_floats(c, -1, 1), *rv_in = rand_floats(c, 0.5f, 2);
+    float *gamma = rand_floats(c, 0.5f, 1.5f), *beta = rand_floats(c, -0.5f, 0.5f);
+    uint32_t *mask_in = random_mask(count), *mask_in_h = xmalloc(words * 4);
+    mask_relayout(mask_in_h, mask_in, n, c, hw, 1);
+
+    /* ---- bn_stats (and bn_stats_part + merge) on bf16 y: test_bn's / test_bn_sliced's
+     * tolerances, against the reference on the widened values ---- */
+    double *mean_r = xmalloc(c * 8), *invstd_r = xmalloc(c * 8), *rm_r = xmalloc(c * 8), *rv_r = xmalloc(c * 8);
+    bn_stats_ref(n, c, hw, 0.1, 1e-5, yb, rm_in, rv_in, mean_r, invstd_r, rm_r, rv_r);
+    double kappa = 1, ymax = max_absf(yb, count);
+    for (int ch = 0; ch < c; ch++) {
+        double sd = sqrt(1.0 / (invstd_r[ch] * invstd_r[ch]) - 1e-5);
+        double k = 1 + fabs(mean_r[ch] - yb[(size_t)ch * hw]) / sd;
+        if (k > kappa) kappa = k;
+    }
+    const int pg = source_constant(&s.k[ks], "PG"), ppg = source_constant(&s.k[kp], "PG");
+    const int mthreads = (int)s.k[km].block[0], rows_max = (int)((m + slices - 1) / slices);
+    const double steps1 = ceil((double)m / pg) + log2i(pg);
+    const double steps2 = ceil((double)rows_max / ppg) + log2i(ppg) + ceil((double)slices / mthreads) + log2i(mthreads);
+    float *mean = xmalloc(c * 4), *invstd = xmalloc(c * 4), *rm = xmalloc(c * 4), *rv = xmalloc(c * 4);
+    float *mean32 = xmalloc(c * 4), *invstd32 = xmalloc(c * 4), *rm32 = xmalloc(c * 4), *rv32 = xmalloc(c * 4);
+    const size_t pbytes = ((size_t)slices * c * 3 + c) * 4;
+    float *partials = xmalloc(pbytes), *partials0 = xmalloc(pbytes);
+    uint64_t hash[SCHEDULES], hash2[SCHEDULES];
+    for (int si = 0; si < SCHEDULES; si++) {
+        char w2[280];
+        snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
+        for (int sliced = 0; sliced < 2; sliced++) {
+            if (!sliced && si == 2) continue; /* one-pass kernels: two schedules, as test_bn */
+            if (sliced) {
+                bind bp[] = {IN("y", y16_h, count * 2), OUT("partials", partials, pbytes)};
+                hash2[si] = launch(si, &s, kp, bp, 2);
+                if (si == 0) memcpy(partials0, partials, pbytes);
+                bind bm[] = {IN("partials", partials0, pbytes), OUT("mean", mean, c * 4), OUT("invstd", invstd, c * 4),
+                             INOUT("running_mean", rm_in, rm, c * 4), INOUT("running_var", rv_in, rv, c * 4)};
+                hash2[si] ^= launch(si, &s, km, bm, 5) * 31;
+            } else {
+                bind b[] = {IN("y", y16_h, count * 2), OUT("mean", mean, c * 4), OUT("invstd", invstd, c * 4),
+                            INOUT("running_mean", rm_in, rm, c * 4), INOUT("running_var", rv_in, rv, c * 4)};
+                hash[si] = launch(si, &s, ks, b, 5);
+                /* The fp32 kernel on the widened values: the same bits. */
+                bind b32[] = {IN("y", yb_h, count * 4), OUT("mean", mean32, c * 4), OUT("invstd", invstd32, c * 4),
+                              INOUT("running_mean", rm_in, rm32, c * 4), INOUT("running_var", rv_in, rv32, c * 4)};
+                launch(si, &s, ks32, b32, 5);
+                CHECK(memcmp(mean, mean32, c * 4) == 0 && memcmp(invstd, invstd32, c * 4) == 0 &&
+                          memcmp(rm, rm32, c * 4) == 0 && memcmp(rv, rv32, c * 4) == 0,
+                      "%s: bn_stats ACT_BF16 differs from the fp32 kernel on the widened values", w2);
+            }
+            const double steps = sliced ? steps2 : steps1;
+            const double tol_mean = (steps + 4) * U, tol_invstd = (steps + 8) * U * kappa;
+            double e_invstd = 0, e_rv = 0;
+            for (int ch = 0; ch < c; ch++) {
+                double e = diff(invstd[ch], invstd_r[ch]) / invstd_r[ch];
+                if (e > e_invstd) e_invstd = e;
+                e = diff(rv[ch], rv_r[ch]) / rv_r[ch];
+                if (e > e_rv) e_rv = e;
+            }
+            const char *op = sliced ? "bn_stats_part+merge bf16" : "bn_stats bf16";
+            expect(op, "mean (rel. to max|y|)", w2, max_diff(mean, mean_r, c) / scale_of(ymax), tol_mean);
+            expect(op, "invstd (relative)", w2, e_invstd, tol_invstd);
+            expect(op, "running_mean (rel. to max|y|)", w2, max_diff(rm, rm_r, c) / scale_of(ymax + 1), tol_mean + 4 * U);
+            expect(op, "running_var (relative)", w2, e_rv, 2 * tol_invstd + 8 * U);
+        }
+    }
+    same_outputs(s.k[ks].name, hash);
+    same_outputs_all(s.k[kp].name, hash2);
+    /* The one-pass statistics feed the rest. */
+    {
+        bind b[] = {IN("y", y16_h, count * 2), OUT("mean", mean, c * 4), OUT("invstd", invstd, c * 4),
+                    INOUT("running_mean", rm_in, rm, c * 4), INOUT("running_var", rv_in, rv, c * 4)};
+        launch(0, &s, ks, b, 5);
+    }
+
+    /* ---- bn_apply: y, residual, out in bf16 ---- */
+    double *out_r = xmalloc(count * 8);
+    uint16_t *out_k = xmalloc(count * 2), *out = xmalloc(count * 2);
+    float *out32_k = xmalloc(count * 4);
+    uint32_t *mask_k = xmalloc(words * 4), *mask = xmalloc(words * 4);
+    for (int ci = 0; ci < 5; ci++) {
+        const int relu = acombos[ci][0], add = acombos[ci][1], eval = acombos[ci][2], want_mask = relu && !eval;
+        const gen_kernel *k = &s.k[ka[ci]];
+        bn_apply_ref(n, c, hw, relu, eval, 1e-5, yb, mean, invstd, gamma, beta, add ? resb : NULL, rm_in, rv_in, out_r);
+        /* test_bn's tolerance: 8u of the largest term |gamma*(y-m)*s| + |beta| + |residual|
+         * (the kernel's fp32 value), then the one rounding to bf16 (bf16_outputs). */
+        double scale = 0, rmax = max_abs(out_r, count);
+        for (size_t i = 0; i < count; i++) {
+            int ch = (int)((i / hw) % c);
+            double s_ = eval ? 1.0 / sqrt(rv_in[ch] + 1e-5) : invstd[ch], m_ = eval ? rm_in[ch] : mean[ch];
+            double t = fabs(gamma[ch] * (yb[i] - m_) * s_) + fabs(beta[ch]) + (add ? fabs(resb[i]) : 0);
+            if (t > scale) scale = t;
+        }
+        const double tol = 8 * U, e = tol * scale;
+        for (int si = 0; si < 2; si++) {
+            char w2[360];
+            snprintf(w2, sizeof w2, "%s %s %s", k->name, where, schedule_names[si]);
+            bind b[] = {IN("y", y16_h, count * 2),
+                        eval ? (bind)NUL("mean") : (bind)IN("mean", mean, c * 4),
+                        eval ? (bind)NUL("invstd") : (bind)IN("invstd", invstd, c * 4),
+                        IN("gamma", gamma, c * 4), IN("beta", beta, c * 4),
+                        add ? (bind)IN("residual", res16_h, count * 2) : (bind)NUL("residual"),
+                        OUT("out", out_k, count * 2),
+                        want_mask ? (bind)OUT("mask", mask_k, words * 4) : (bind)NUL("mask"), NUL("y_bf16"),
+                        eval ? (bind)IN("running_mean", rm_in, c * 4) : (bind)NUL("running_mean"),
+                        eval ? (bind)IN("running_var", rv_in, c * 4) : (bind)NUL("running_var")};
+            hash[si] = launch(si, &s, ka[ci], b, 11);
+            relayout(out, out_k, 2, n, c, hw, 0);
+            if (want_mask) mask_relayout(mask, mask_k, n, c, hw, 0);
+            expect("bn_apply bf16", "out (rel. to the largest term; tol 8u + bf16 rounding)", w2,
+                   bf16_outputs("out", w2, out, out_r, count, e, 0, scale_of(scale)),
+                   (e + U_BF16 * (rmax + e)) / scale_of(scale));
+            for (size_t i = 0; i < count; i++) {
+                const float v = bf16_to_float_ref(out[i]);
+                if (relu) CHECK(!(v < 0), "%s: out[%zu] = %g < 0 after the ReLU", w2, i, v);
+                /* The mask bit is the stored value's sign (exact). */
+                if (want_mask) CHECK((int)((mask[i / 32] >> (i % 32)) & 1u) == (v > 0), "%s: mask bit %zu, out %g", w2, i, v);
+            }
+            if (want_mask && count % 32)
+                CHECK((mask_k[words - 1] >> (count % 32)) == 0, "%s: mask bits past the last element are set", w2);
+            /* The fp32 kernel on the widened inputs, rounded once: the same bits. */
+            bind b32[] = {IN("y", yb_h, count * 4),
+                          eval ? (bind)NUL("mean") : (bind)IN("mean", mean, c * 4),
+                          eval ? (bind)NUL("invstd") : (bind)IN("invstd", invstd, c * 4),
+                          IN("gamma", gamma, c * 4), IN("beta", beta, c * 4),
+                          add ? (bind)IN("residual", resb_h, count * 4) : (bind)NUL("residual"),
+                          OUT("out", out32_k, count * 4), NUL("mask"), NUL("y_bf16"),
+                          eval ? (bind)IN("running_mean", rm_in, c * 4) : (bind)NUL("running_mean"),
+                          eval ? (bind)IN("running_var", rv_in, c * 4) : (bind)NUL("running_var")};
+            launch(si, &s, ka32[ci], b32, 11);
+            bf16_of_floats("out vs the fp32 kernel", w2, out_k, out32_k, count);
+        }
+        same_outputs(k->name, hash);
+    }
+
+    /* ---- bn_backward and the sliced pair: dout, y, dy, dres (and the MASK 2 ReLU output) in bf16 ---- */
+    double *dg_r = xmalloc(c * 8), *db_r = xmalloc(c * 8), *dy_r = xmalloc(count * 8), *dres_r = xmalloc(count * 8);
+    double *abs_dg = xmalloc(c * 8), *abs_db = xmalloc(c * 8), *dummy = xmalloc(count * 8);
+    float *absdout = xmalloc(count * 4), *ymirror = xmalloc(count * 4);
+    for (size_t i = 0; i < count; i++) {
+        int ch = (int)((i / hw) % c);
+        absdout[i] = fabsf(doutb[i]);
+        ymirror[i] = mean[ch] + fabsf(yb[i] - mean[ch]);
+    }
+    float *dg = xmalloc(c * 4), *db = xmalloc(c * 4), *dg32 = xmalloc(c * 4), *db32 = xmalloc(c * 4);
+    float *dy32_k = xmalloc(count * 4), *dres32_k = xmalloc(count * 4);
+    uint16_t *dy_k = xmalloc(count * 2), *dres_k = xmalloc(count * 2), *dy = xmalloc(count * 2),
+             *dres = xmalloc(count * 2);
+    const size_t sbytes = (size_t)slices * c * 2 * 4;
+    float *sums = xmalloc(sbytes), *sums0 = xmalloc(sbytes);
+    for (int ci = 0; ci < 9; ci++) {
+        /* 0..5: bn_backward MASK = ci % 3, RES = ci / 3; 6..8: the sliced pair, scombos. */
+        const int sliced = ci >= 6;
+        const int maskm = sliced ? scombos[ci - 6][0] : ci % 3, res = sliced ? scombos[ci - 6][1] : ci / 3;
+        const gen_kernel *k = &s.k[sliced ? kdx[ci - 6] : kb[ci]];
+        bn_backward_ref(n, c, hw, maskm, doutb, mask_in, relub, yb, mean, invstd, gamma, dg_r, db_r, dy_r,
+                        res ? dres_r : NULL);
+        bn_backward_ref(n, c, hw, maskm, absdout, mask_in, relub, ymirror, mean, invstd, gamma, abs_dg, abs_db, dummy,
+                        NULL);
+        /* test_bn's and test_bn_sliced's tolerances for the sums and dy (fp32), then dy's one
+         * rounding to bf16; dres = dz is dout or 0, a bf16 value: exact (e = 0). */
+        const int bpg = source_constant(k, "PG");
+        const double bsteps = sliced ? ceil((double)rows_max / bpg) + 2 * log2i(bpg) + ceil((double)slices / bpg)
+                                     : ceil((double)m / bpg) + log2i(bpg);
+        const double tol_db = (bsteps + 2) * U, tol_dg = (bsteps + 6) * U, tol_dy = tol_dg + 8 * U;
+        double scale_dy = 0;
+        for (size_t i = 0; i < count; i++) {
+            int ch = (int)((i / hw) % c);
+            double xh = fabs((yb[i] - mean[ch]) * (double)invstd[ch]);
+            double t = fabs(gamma[ch] * (double)invstd[ch]) * (fabs(doutb[i]) + abs_db[ch] / m + xh * abs_dg[ch] / m);
+            if (t > scale_dy) scale_dy = t;
+        }
+        const double e_dy = tol_dy * scale_dy, dymax = max_abs(dy_r, count);
+        const bind mask_bind = maskm == 1   ? (bind)IN("mask", mask_in_h, words * 4)
+                               : maskm == 2 ? (bind)IN("mask", relu16_h, count * 2)
+                                            : (bind)NUL("mask");
+        for (int si = 0; si < (sliced ? SCHEDULES : 2); si++) {
+            char w2[360];
+            snprintf(w2, sizeof w2, "%s %s %s", k->name, where, schedule_names[si]);
+            if (sliced) {
+                bind bs[] = {IN("dout", dout16_h, count * 2), mask_bind, IN("y", y16_h, count * 2), IN("mean", mean, c * 4),
+                             IN("invstd", invstd, c * 4), OUT("partials", sums, sbytes)};
+                hash[si] = launch(si, &s, ksum[ci - 6], bs, 6);
+                if (si == 0) memcpy(sums0, sums, sbytes);
+                bind bd[] = {IN("dout", dout16_h, count * 2), mask_bind, IN("y", y16_h, count * 2),
+                             IN("mean", mean, c * 4), IN("invstd", invstd, c * 4), IN("gamma", gamma, c * 4),
+                             IN("partials", sums0, sbytes), OUT("dgamma", dg, c * 4), OUT("dbeta", db, c * 4),
+                             OUT("dy", dy_k, count * 2), res ? (bind)OUT("dres", dres_k, count * 2) : (bind)NUL("dres")};
+                hash[si] ^= launch(si, &s, kdx[ci - 6], bd, 11) * 31;
+            } else {
+                bind b[] = {IN("dout", dout16_h, count * 2), mask_bind, IN("y", y16_h, count * 2), IN("mean", mean, c * 4),
+                            IN("invstd", invstd, c * 4), IN("gamma", gamma, c * 4), OUT("dgamma", dg, c * 4),
+                            OUT("dbeta", db, c * 4), OUT("dy", dy_k, count * 2),
+                            res ? (bind)OUT("dres", dres_k, count * 2) : (bind)NUL("dres")};
+                hash[si] = launch(si, &s, kb[ci], b, 10);
+                /* The fp32 kernel (y in bf16) on the widened dout and ReLU output: the same
+                 * dgamma and dbeta bits, and dy, dres rounded once. */
+                bind b32[] = {IN("dout", doutb_h, count * 4),
+                              maskm == 1   ? (bind)IN("mask", mask_in_h, words * 4)
+                              : maskm == 2 ? (bind)IN("mask", relub_h, count * 4)
+                                           : (bind)NUL("mask"),
+                              IN("y", y16_h, count * 2), IN("mean", mean, c * 4), IN("invstd", invstd, c * 4),
+                              IN("gamma", gamma, c * 4), OUT("dgamma", dg32, c * 4), OUT("dbeta", db32, c * 4),
+                              OUT("dy", dy32_k, count * 4),
+                              res ? (bind)OUT("dres", dres32_k, count * 4) : (bind)NUL("dres")};
+                launch(si, &s, kb32[ci], b32, 10);
+                CHECK(memcmp(dg, dg32, c * 4) == 0 && memcmp(db, db32, c * 4) == 0,
+                      "%s: dgamma/dbeta differ from the fp32 kernel's on the widened inputs", w2);
+                bf16_of_floats("dy vs the fp32 kernel", w2, dy_k, dy32_k, count);
+                if (res) bf16_of_floats("dres vs the fp32 kernel", w2, dres_k, dres32_k, count);
+            }
+            relayout(dy, dy_k, 2, n, c, hw, 0);
+            if (res) relayout(dres, dres_k, 2, n, c, hw, 0);
+            const char *op = sliced ? "bn_backward_sums+dx bf16" : "bn_backward bf16";
+            expect(op, "dbeta (rel. to sum|dz|)", w2, max_diff(db, db_r, c) / scale_of(max_abs(abs_db, c)), tol_db);
+            expect(op, "dgamma (rel. to sum|dz*xhat|)", w2, max_diff(dg, dg_r, c) / scale_of(max_abs(abs_dg, c)), tol_dg);
+            expect(op, "dy (rel. to its terms; tol as fp32 + bf16 rounding)", w2,
+                   bf16_outputs("dy", w2, dy, dy_r, count, e_dy, 0, scale_of(scale_dy)),
+                   (e_dy + U_BF16 * (dymax + e_dy)) / scale_of(scale_dy));
+            if (res) expect(op, "dres (exact: dout or 0)", w2, bf16_outputs("dres", w2, dres, dres_r, count, 0, 0, 1), 0);
+        }
+        if (sliced) same_outputs_all(k->name, hash);
+        else same_outputs(k->name, hash);
+    }
+    printf("%s: bn_stats, bn_stats_part+merge, 5 bn_apply, 6 bn_backward and 3 sliced backward kernels match\n", where);
+    free(y0), free(res0), free(dout0), free(relu0), free(y16), free(res16), free(dout16), free(relu16);
+    free(yb), free(resb), free(doutb), free(relub), free(y16_h), free(res16_h), free(dout16_h), free(relu16_h);
+    free(yb_h), free(resb_h), free(doutb_h), free(relub_h), free(rm_in), free(rv_in), free(gamma), free(beta);
+    free(mask_in), free(mask_in_h), free(mean_r), free(invstd_r), free(rm_r), free(rv_r);
+    free(mean), free(invstd), free(rm), free(rv), free(mean32), free(invstd32), free(rm32), free(rv32);
+    free(partials), free(partials0), free(out_r), free(out_k), free(out), free(out32_k), free(mask_k), free(mask);
+    free(dg_r), free(db_r), free(dy_r), free(dres_r), free(abs_dg), free(abs_db), free(dummy), free(absdout), free(ymirror);
+    free(dg), free(db), free(dg32), free(db32), free(dy32_k), free(dres32_k), free(dy_k), free(dres_k), free(dy), free(dres);
+    free(sums), free(sums0);
+    set_free(&s);
+}
+
+/* Max pooling with bf16 activations: y is a selection (exact: the chosen element's bits) and
+ * argmax as the reference on the widened x; dx the fp32 sum of the widened dy (test_maxpool's
+ * tolerance: exact where windows do not overlap) rounded once. */
+static void test_maxpool_act_bf16(int n, int c, int h, int w, int r, int stride, int pad, int ties)
+{
+    kernel_set s;
+    set_init(&s, "train_ops_maxpool_actbf16_n%dc%dh%dw%d_r%ds%dp%d", n, c, h, w, r, stride, pad);
+    const char *fmt = "{ N = %d, C = %d, H = %d, W = %d, R = %d, STRIDE = %d, PAD = %d, ACT_BF16 = 1 }";
+    int kf = set_add(&s, "maxpool_fwd", fmt, n, c, h, w, r, stride, pad);
+    int kb = set_add(&s, "maxpool_bwd", fmt, n, c, h, w, r, stride, pad);
+    set_compile(&s, 1);
+    int p, q;
+    maxpool_out_size(h, w, r, stride, pad, &p, &q);
+    const size_t in_count = (size_t)n * c * h * w, out_count = (size_t)n * c * p * q;
+    char where[160];
+    snprintf(where, sizeof where, "N%d C%d %dx%d R%d stride %d pad %d -> %dx%d bf16%s", n, c, h, w, r, stride, pad, p,
+             q, ties ? " (ties, a NaN)" : "");
+    float *x0 = xmalloc(in_count * 4);
+    for (size_t i = 0; i < in_count; i++) x0[i] = ties ? (float)(int)uniform(-3, 3) : uniform(-4, 4);
+    if (ties) x0[in_count / 2] = NAN;
+    float *dy0 = rand_floats(out_count, -1, 1);
+    uint16_t *x16 = bf16_bits(x0, in_count), *dy16 = bf16_bits(dy0, out_count);
+    float *xb = bf16_widened(x16, in_count), *dyb = bf16_widened(dy16, out_count);
+    float *y_r = xmalloc(out_count * 4);
+    uint8_t *arg_r = xmalloc(out_count), *arg = xmalloc(out_count), *arg_k = xmalloc(out_count);
+    double *dx_r = xmalloc(in_count * 8);
+    maxpool_fwd_ref(n, c, h, w, r, stride, pad, xb, y_r, arg_r);
+    maxpool_bwd_ref(n, c, h, w, r, stride, pad, dyb, arg_r, dx_r);
+    uint16_t *x16_h = nhwc_copy(x16, 2, n, c, h * w), *dy16_h = nhwc_copy(dy16, 2, n, c, p * q);
+    uint8_t *arg_r_h = nhwc_copy(arg_r, 1, n, c, p * q);
+    uint16_t *y_k = xmalloc(out_count * 2), *y = xmalloc(out_count * 2), *dx_k = xmalloc(in_count * 2),
+             *dx = xmalloc(in_count * 2);
+    const int kw = (r + stride - 1) / stride, kk = kw * kw;
+    const double tol_dx = kk * (kk - 1) * U, dymax = max_absf(dyb, out_count), e = tol_dx * dymax;
+    uint64_t hash[2];
+    for (int si = 0; si < 2; si++) {
+        char w2[200];
+        snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
+        bind bf[] = {IN("x", x16_h, in_count * 2), OUT("y", y_k, out_count * 2), OUT("argmax", arg_k, out_count)};
+        hash[si] = launch(si, &s, kf, bf, 3);
+        relayout(y, y_k, 2, n, c, p * q, 0);
+        relayout(arg, arg_k, 1, n, c, p * q, 0);
+        bf16_of_floats("y (exact: the chosen element)", w2, y, y_r, out_count);
+        for (size_t i = 0; i < out_count; i++)
+            CHECK(arg[i] == arg_r[i], "%s: argmax[%zu] = %d, reference %d", w2, i, arg[i], arg_r[i]);
+        expect("maxpool_fwd bf16", "y and argmax (exact)", w2, 0, 0);
+        bind bb[] = {IN("dy", dy16_h, out_count * 2), IN("argmax", arg_r_h, out_count), OUT("dx", dx_k, in_count * 2)};
+        hash[si] ^= launch(si, &s, kb, bb, 3) * 31;
+        relayout(dx, dx_k, 2, n, c, h * w, 0);
+        expect("maxpool_bwd bf16", "dx (rel. to max|dy|; fp32 tol + bf16 rounding)", w2,
+               bf16_outputs("dx", w2, dx, dx_r, in_count, e, 0, scale_of(dymax)),
+               (e + U_BF16 * (max_abs(dx_r, in_count) + e)) / scale_of(dymax));
+    }
+    same_outputs(s.k[kf].name, hash);
+    printf("maxpool %s: fwd exact, bwd matches\n", where);
+    free(x0), free(dy0), free(x16), free(dy16), free(xb), free(dyb), free(y_r), free(arg_r), free(arg), free(arg_k);
+    free(dx_r), free(x16_h), free(dy16_h), free(arg_r_h), free(y_k), free(y), free(dx_k), free(dx);
+    set_free(&s);
+}
+
+/* Global average pooling with bf16 activations: x in bf16, y in fp32 (test_avgpool's
+ * tolerance on the widened x); dy in fp32, dx = dy/HW (one division, within u of each
+ * element) rounded once to bf16. */
+static void test_avgpool_act_bf16(int n, int c, int hw)
+{
+    kernel_set s;
+    set_init(&s, "train_ops_avgpool_actbf16_n%dc%dhw%d", n, c, hw);
+    int kf = set_add(&s, "avgpool_fwd", "{ N = %d, C = %d, HW = %d, ACT_BF16 = 1 }", n, c, hw);
+    int kb = set_add(&s, "avgpool_bwd", "{ N = %d, C = %d, HW = %d, ACT_BF16 = 1 }", n, c, hw);
+    set_compile(&s, 1);
+    const size_t rows = (size_t)n * c, count = rows * hw;
+    char where[120];
+    snprintf(where, sizeof where, "N%d C%d HW%d bf16", n, c, hw);
+    float *x0 = rand_floats(count, -2, 2), *dy = rand_floats(rows, -1, 1), *y = xmalloc(rows * 4);
+    uint16_t *x16 = bf16_bits(x0, count);
+    float *xb = bf16_widened(x16, count), *absx = xmalloc(count * 4);
+    for (size_t i = 0; i < count; i++) absx[i] = fabsf(xb[i]);
+    double *y_r = xmalloc(rows * 8), *ya_r = xmalloc(rows * 8), *dx_r = xmalloc(count * 8);
+    avgpool_fwd_ref(n, c, hw, xb, y_r);
+    avgpool_fwd_ref(n, c, hw, absx, ya_r);
+    avgpool_bwd_ref(n, c, hw, dy, dx_r);
+    uint16_t *x16_h = nhwc_copy(x16, 2, n, c, hw), *dx_k = xmalloc(count * 2), *dx = xmalloc(count * 2);
+    const double tol_y = (ceil(hw / 32.0) + 5 + 1) * U;
+    uint64_t hash[2];
+    for (int si = 0; si < 2; si++) {
+        char w2[160];
+        snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
+        bind bf[] = {IN("x", x16_h, count * 2), OUT("y", y, rows * 4)};
+        hash[si] = launch(si, &s, kf, bf, 2);
+        expect("avgpool_fwd bf16", "y (rel. to max mean|x|)", w2, max_diff(y, y_r, rows) / scale_of(max_abs(ya_r, rows)),
+               tol_y);
+        bind bb[] = {IN("dy", dy, rows * 4), OUT("dx", dx_k, count * 2)};
+        hash[si] ^= launch(si, &s, kb, bb, 2) * 31;
+        relayout(dx, dx_k, 2, n, c, hw, 0);
+        /* Per element: e = u*|dx|, then the rounding; relative to max|dx| for the summary. */
+        const double dxmax = max_abs(dx_r, count);
+        expect("avgpool_bwd bf16", "dx (rel. to max|dx|; u per element + bf16 rounding)", w2,
+               bf16_outputs("dx", w2, dx, dx_r, count, 0, U, scale_of(dxmax)), U_BF16 * (1 + U) + U);
+    }
+    same_outputs(s.k[kf].name, hash);
+    printf("avgpool %s: fwd and bwd match\n", where);
+    free(x0), free(dy), free(y), free(x16), free(xb), free(absx), free(y_r), free(ya_r), free(dx_r);
+    free(x16_h), free(dx_k), free(dx);
+    set_free(&s);
+}
+
+/* sgd with SHADOW = 1: params and momentum_buf bitwise those of SHADOW = 0 (test_sgd checks
+ * those against the reference), shadow exactly the bf16 rounding of the updated params. */
+static void test_sgd_shadow(int count)
+{
+    kernel_set s;
+    set_init(&s, "train_ops_sgd_shadow_count%d", count);
+    int k0 = set_add(&s, "sgd", "{ COUNT = %d }", count);
+    int k1 = set_add(&s, "sgd", "{ COUNT = %d, SHADOW = 1 }", count);
+    set_compile(&s, 1);
+    char where[120];
+    snprintf(where, sizeof where, "COUNT %d", count);
+    float *p = rand_floats(count, -1, 1), *g = rand_floats(count, -0.1f, 0.1f), *buf = rand_floats(count, -0.2f, 0.2f);
+    const float lr = 0.1f, momentum = 0.9f, wd = 5e-4f;
+    const size_t bytes = (size_t)count * 4;
+    float *p0 = xmalloc(bytes), *buf0 = xmalloc(bytes), *p1 = xmalloc(bytes), *buf1 = xmalloc(bytes);
+    uint16_t *shadow = xmalloc((size_t)count * 2);
+    uint64_t hash[2];
+    for (int si = 0; si < 2; si++) {
+        char w2[160];
+        snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
+        bind b0[] = {INOUT("params", p, p0, bytes), IN("grads", g, bytes), INOUT("momentum_buf", buf, buf0, bytes),
+                     {"lr", NULL, NULL, 0, &lr}, {"momentum", NULL, NULL, 0, &momentum},
+                     {"weight_decay", NULL, NULL, 0, &wd}};
+        launch(si, &s, k0, b0, 6);
+        bind b1[] = {INOUT("params", p, p1, bytes), IN("grads", g, bytes), INOUT("momentum_buf", buf, buf1, bytes),
+                     OUT("shadow", shadow, (size_t)count * 2), {"lr", NULL, NULL, 0, &lr},
+                     {"momentum", NULL, NULL, 0, &momentum}, {"weight_decay", NULL, NULL, 0, &wd}};
+        hash[si] = launch(si, &s, k1, b1, 7);
+        CHECK(memcmp(p0, p1, bytes) == 0 && memcmp(buf0, buf1, bytes) == 0,
+              "%s: SHADOW = 1 changes params or momentum_buf", w2);
+        bf16_of_floats("shadow", w2, shadow, p1, (size_t)count);
+        expect("sgd shadow", "params, momentum (bitwise SHADOW 0), shadow (exact bf16 of params)", w2, 0, 0);
+    }
+    same_outputs(s.k[k1].name, hash);
+    printf("sgd SHADOW 1 %s: params and momentum bitwise SHADOW 0, shadow = bf16(params)\n", where);
+    free(p), free(g), free(buf), free(p0), free(buf0), free(p1), free(buf1), free(shadow);
+    set_free(&s);
+}
+
 /* ================= parameter errors ================= */
 
 static void expect_error(const char *op, const char *params, const char *fragment)
@@ -1369,6 +1882,12 @@ static void test_errors(void)
     expect_error("bn_apply", "{ N = 65536, C = 2048, HW = 64 }", "beyond the 2147483647 an int indexes");
     expect_error("no_such_op", "{ N = 1 }", "unknown op 'no_such_op'");
     expect_error("sgd", "{ COUNT = ", "op parameters");
+    expect_error("bn_apply", "{ N = 1, C = 3, HW = 4, SAVE_BF16 = 1, ACT_BF16 = 1 }",
+                 "SAVE_BF16 = 1 with ACT_BF16 = 1: y is already stored in bf16");
+    expect_error("bn_apply_pool", "{ N = 1, C = 3, H = 4, W = 4, SAVE_BF16 = 1, ACT_BF16 = 1, POOL_F = 2 }",
+                 "SAVE_BF16 = 1 with ACT_BF16 = 1");
+    expect_error("maxpool_fwd", "{ N = 1, C = 3, H = 5, W = 5, ACT_BF16 = 2 }", "ACT_BF16 must be 0 or 1, got 2");
+    expect_error("sgd", "{ COUNT = 10, SHADOW = 2 }", "SHADOW must be 0 or 1, got 2");
     /* Names: identical parameters, identical names; every parameter that changes the
      * source changes the name. */
     gen_kernel a, b;
@@ -1414,6 +1933,25 @@ static void test_large_compile(void)
     set_add(&s, "bn_backward_dx", "{ N = 256, C = 2048, HW = 49, SLICES = 2, MASK = 1, RES = 1 }");
     set_add(&s, "bn_backward_dx", "{ N = 256, C = 256, HW = 3136, SLICES = 9, MASK = 2 }");
     set_add(&s, "sgd", "{ COUNT = 25557032 }");
+    set_add(&s, "sgd", "{ COUNT = 25557032, SHADOW = 1 }");
+    /* bf16 activations (ACT_BF16 = 1) at the same shapes. */
+    set_add(&s, "bn_stats", "{ N = 256, C = 64, HW = 12544, ACT_BF16 = 1 }");
+    set_add(&s, "bn_apply", "{ N = 256, C = 64, HW = 12544, RELU = 1, ACT_BF16 = 1 }");
+    set_add(&s, "bn_apply", "{ N = 256, C = 2048, HW = 49, RELU = 1, ADD = 1, ACT_BF16 = 1 }");
+    set_add(&s, "bn_apply", "{ N = 256, C = 2048, HW = 49, EVAL = 1, RELU = 1, ADD = 1, ACT_BF16 = 1 }");
+    set_add(&s, "bn_backward", "{ N = 256, C = 64, HW = 12544, MASK = 1, ACT_BF16 = 1 }");
+    set_add(&s, "bn_backward", "{ N = 256, C = 2048, HW = 49, MASK = 1, RES = 1, ACT_BF16 = 1 }");
+    set_add(&s, "bn_backward", "{ N = 256, C = 256, HW = 3136, MASK = 2, ACT_BF16 = 1 }");
+    set_add(&s, "bn_stats_part", "{ N = 256, C = 64, HW = 12544, SLICES = 33, ACT_BF16 = 1 }");
+    set_add(&s, "bn_backward_sums", "{ N = 256, C = 64, HW = 12544, SLICES = 33, MASK = 1, ACT_BF16 = 1 }");
+    set_add(&s, "bn_backward_dx", "{ N = 256, C = 64, HW = 12544, SLICES = 33, MASK = 1, ACT_BF16 = 1 }");
+    set_add(&s, "bn_backward_dx", "{ N = 256, C = 2048, HW = 49, SLICES = 2, MASK = 1, RES = 1, ACT_BF16 = 1 }");
+    set_add(&s, "bn_backward_sums", "{ N = 256, C = 256, HW = 3136, SLICES = 9, MASK = 2, ACT_BF16 = 1 }");
+    set_add(&s, "bn_backward_dx", "{ N = 256, C = 256, HW = 3136, SLICES = 9, MASK = 2, ACT_BF16 = 1 }");
+    set_add(&s, "maxpool_fwd", "{ N = 256, C = 64, H = 112, W = 112, ACT_BF16 = 1 }");
+    set_add(&s, "maxpool_bwd", "{ N = 256, C = 64, H = 112, W = 112, ACT_BF16 = 1 }");
+    set_add(&s, "avgpool_fwd", "{ N = 256, C = 2048, HW = 49, ACT_BF16 = 1 }");
+    set_add(&s, "avgpool_bwd", "{ N = 256, C = 2048, HW = 49, ACT_BF16 = 1 }");
     set_add(&s, "fc_fwd", "{ N = 1, IN = 64, OUT = 10 }");
     set_add(&s, "softmax_ce", "{ N = 128, CLASSES = 10 }");
     set_compile(&s, 0);
@@ -1477,6 +2015,12 @@ int main(int argc, char **argv)
     test_bn_sliced(1, 3, 5, 2.0f, 5);
     test_bn_sliced(1, 2, 700, 10.0f, 300);
     test_bf16_rounding();
+    /* bf16 activations: one row per slice with C 3; C 33 (a part-filled channel tile) at
+     * offset 100 (the shift) and C 7 at HW 1001 (256 threads; 3003 rows in 37 slices): mask
+     * words straddle pixels, the last one partial, no size a multiple of 8 or 32. */
+    test_bn_act_bf16(1, 3, 5, 0.0f, 5);
+    test_bn_act_bf16(2, 33, 13, 100.0f, 3);
+    test_bn_act_bf16(3, 7, 1001, 10.0f, 37);
     printf("batch norm done (%.1f s)\n", now_s() - t0);
 
     test_maxpool(1, 3, 7, 7, 3, 2, 1, 0);
@@ -1489,6 +2033,12 @@ int main(int argc, char **argv)
     test_avgpool(2, 5, 7);
     test_avgpool(3, 7, 64);
     test_avgpool(2, 33, 100);
+    test_maxpool_act_bf16(1, 3, 7, 7, 3, 2, 1, 0);
+    test_maxpool_act_bf16(2, 5, 9, 11, 3, 2, 1, 1);
+    test_maxpool_act_bf16(3, 2, 10, 13, 2, 2, 0, 0);
+    test_maxpool_act_bf16(1, 4, 8, 9, 3, 1, 1, 1);
+    test_avgpool_act_bf16(1, 3, 49);
+    test_avgpool_act_bf16(2, 33, 100);
     printf("pooling done (%.1f s)\n", now_s() - t0);
 
     test_fc(1, 7, 5);
@@ -1510,6 +2060,8 @@ int main(int argc, char **argv)
     test_sgd(1, 1);
     test_sgd(1000, 0);
     test_sgd(4099, 1);
+    test_sgd_shadow(1);
+    test_sgd_shadow(4099);
     printf("fc, loss, sgd done (%.1f s)\n", now_s() - t0);
 
     test_large_compile();
