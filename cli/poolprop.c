@@ -147,7 +147,11 @@ static int cmd_verify(int argc, char **argv)
         pp_layer_kernel_count(layer, &n);
         for (int k = 0; k < n; k++) {
             pp_kernel_info info;
-            pp_layer_kernel_info_get(layer, k, &info);
+            if (pp_layer_kernel_check(layer, k, &info) != PP_OK) {
+                fprintf(stderr, "poolprop: layer %s: %s\n", descs[i].name ? descs[i].name : "?", pp_last_error(ctx));
+                failures++;
+                continue;
+            }
             double err = 0, tol = 0;
             if (strcmp(info.op, "conv_fwd") == 0) {
                 err = r.err_y > r.err_xp ? r.err_y : r.err_xp;
@@ -390,8 +394,8 @@ static int cmd_plan(int argc, char **argv)
     if (!ctx) return 1;
     pp_memory_report r, b;
     pp_model_options base = mo;
-    base.policy = "baseline";
     pp_status st = pp_plan_memory(ctx, &mo, &r);
+    base.policy = r.baseline_policy;
     if (st == PP_OK) st = pp_plan_memory(ctx, &base, &b);
     if (st != PP_OK) {
         int rc = cli_fail_ctx(ctx, st);
@@ -413,8 +417,8 @@ static int cmd_plan(int argc, char **argv)
     if (json) {
         printf("{\n  \"model\": \"%s\", \"batch\": %d, \"image\": [%d, %d], \"classes\": %d, \"policy\": \"%s\",\n",
                model, r.batch, r.height, r.width, r.classes, policy);
-        printf("  \"peak_bytes\": %zu, \"baseline_peak_bytes\": %zu, \"saving_percent\": %.2f,\n", r.peak, b.peak,
-               saving);
+        printf("  \"peak_bytes\": %zu, \"baseline_peak_bytes\": %zu, \"saving_percent\": %.2f, "
+               "\"baseline_policy\": \"%s\",\n", r.peak, b.peak, saving, r.baseline_policy);
         if (budget > 0)
             printf("  \"budget_bytes\": %.0f, \"max_batch\": %d, \"baseline_max_batch\": %d,\n", budget, max_batch,
                    max_batch_base);
@@ -439,8 +443,8 @@ static int cmd_plan(int argc, char **argv)
         print_row("largest transient", r.largest_transient, b.largest_transient, unit);
         print_row("activation arena", r.arena, b.arena, unit);
         print_row("peak", r.peak, b.peak, unit);
-        printf("saving: %.1f%% of the baseline peak (%.1f %s less)\n", saving, (b.peak - (double)r.peak) / unit,
-               unit > 1024 ? "MiB" : "KiB");
+        printf("saving: %.1f%% of the baseline peak (%.1f %s less); baseline: policy %s\n", saving,
+               (b.peak - (double)r.peak) / unit, unit > 1024 ? "MiB" : "KiB", r.baseline_policy);
         if (budget > 0)
             printf("largest batch within %.0f bytes: %d with the policy, %d for the baseline\n", budget, max_batch,
                    max_batch_base);
@@ -643,9 +647,9 @@ static int cmd_demo(int argc, char **argv)
 
     pp_memory_report r, b;
     pp_model_options base = mo;
-    base.policy = "baseline";
     pp_model *m = NULL;
     pp_status st = pp_plan_memory(ctx, &mo, &r);
+    base.policy = r.baseline_policy;
     if (st == PP_OK) st = pp_plan_memory(ctx, &base, &b);
     double t0 = cli_now_ms();
     if (st == PP_OK) st = pp_model_create(ctx, &mo, &m);

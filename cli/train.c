@@ -265,7 +265,7 @@ int train_main(int argc, char **argv)
     FILE *log = NULL;
     pp_memory_report baseline = {0};
     pp_model_options base = mo;
-    base.policy = "baseline";
+    base.policy = rc ? "baseline" : report.baseline_policy;
     if (!rc && pp_plan_memory(ctx, &base, &baseline) != PP_OK) rc = cli_fail("%s", pp_last_error(ctx));
     if (!rc) rc = open_log(&s, &report, baseline.peak, s.resume != NULL, &log);
     float *x = malloc((size_t)s.batch * 3 * s.height * s.width * sizeof *x);

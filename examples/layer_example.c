@@ -55,7 +55,11 @@ int main(int argc, char **argv)
         pp_layer_kernel_count(layer, &n);
         for (int i = 0; i < n; i++) {
             pp_kernel_info info;
-            pp_layer_kernel_info_get(layer, i, &info);
+            if (pp_layer_kernel_check(layer, i, &info) != PP_OK) {
+                fprintf(stderr, "static check: %s\n", pp_last_error(ctx));
+                rc = 1;
+                break;
+            }
             printf("  %-52s %3d registers, %5d B shared\n", info.name, info.registers, info.shared_bytes);
         }
     }

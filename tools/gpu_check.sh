@@ -5,9 +5,11 @@
 # benchmarks poolprop on the cuda backend against PyTorch/cuDNN on the same GPU where
 # PyTorch is installed (ResNet-50 batch 64 and CIFAR ResNet-56 batch 128; PyTorch's training
 # step in each of its modes: TF32, channels_last + TF32, bf16 autocast in NCHW and in
-# channels_last, one line each), and writes everything under $OUT (default ./gpu-out). Each
-# stage's output goes to its own file, so a stage that fails or times out leaves the others'
-# results. Stage limits (s): ctest 120, tune 110, ResNet-50 comparison 185, CIFAR 75.
+# channels_last, one line each), times ResNet-50's step with bf16 storage (policy
+# 2,act=bf16, to set beside PyTorch's bf16 autocast lines), and writes everything under $OUT
+# (default ./gpu-out). Each stage's output goes to its own file, so a stage that fails or
+# times out leaves the others' results. Stage limits (s): ctest 120, tune 90, ResNet-50
+# comparison 185, CIFAR 60, bf16 storage 60.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-out}
@@ -22,14 +24,18 @@ echo "ctest (GPU tests): $(grep -E 'tests passed|tests failed' "$out/ctest.txt")
 # Tune ResNet-50's kernels (TF32 allowed, as PyTorch runs), bounded, then benchmark with
 # the tuned variants against PyTorch/cuDNN in the same invocation.
 export POOLPROP_TUNING_DIR="$out/tuning"
-timeout 110 build/poolprop tune resnet50 --batch 64 --policy 2,math=tf32 --backend cuda \
-  --budget-seconds 80 --max-variants 12 > "$out/tune_resnet50.txt" 2>&1
+timeout 90 build/poolprop tune resnet50 --batch 64 --policy 2,math=tf32 --backend cuda \
+  --budget-seconds 65 --max-variants 10 > "$out/tune_resnet50.txt" 2>&1
 echo "tune: $(tail -n 2 "$out/tune_resnet50.txt" | head -n 1)"
 modes=tf32,channels_last_tf32,amp_bf16,channels_last_amp_bf16
 timeout 185 python3 examples/bench_pytorch.py resnet50 --batch 64 --policy 2,math=tf32 \
   --pytorch-mode "$modes" --poolprop build/poolprop > "$out/pytorch_resnet50.txt" 2>&1
-timeout 75 python3 examples/bench_pytorch.py cifar_resnet56 --batch 128 --policy 2,math=tf32 \
+timeout 60 python3 examples/bench_pytorch.py cifar_resnet56 --batch 128 --policy 2,math=tf32 \
   --pytorch-mode "$modes" --poolprop build/poolprop > "$out/pytorch_cifar_resnet56.txt" 2>&1
+# bf16 storage: the step's time and its peak against the AMP-like baseline (default variants).
+timeout 60 build/poolprop bench resnet50 --batch 64 --policy 2,act=bf16 --backend cuda --step-only \
+  > "$out/bench_resnet50_act_bf16.txt" 2>&1
 # The figures a closing note quotes: per-kernel totals, poolprop's step, one line per PyTorch
 # mode, the verdicts.
 grep -E "^(all layers|training step|PyTorch mode|ratios|fastest)" "$out"/pytorch_*.txt 2>/dev/null
+grep -E "^(training step|memory|peak)" "$out/bench_resnet50_act_bf16.txt" 2>/dev/null

@@ -4,9 +4,14 @@
 --   "2,bn=bf16"                          the same, with options
 --   "stem=1,stage1=4,stage2=2,default=2" per stage; unnamed stages take default (1)
 --   "layer1.0.conv1=4,default=2"         per named conv layer
---   options in the same list: mode=avg|max, bn=fp32|bf16, relu=mask|full, and
+--   options in the same list: mode=avg|max, bn=fp32|bf16, relu=mask|full,
 --   math=fp32|tf32|bf16: the least precise convolution arithmetic allowed (fp32 FFMA is
---   the reference; tf32 and bf16 allow tensor-core variants with f32 accumulation)
+--   the reference; tf32 and bf16 allow tensor-core variants with f32 accumulation), and
+--   act=fp32|bf16: the storage of activations, their gradients and the pooled saves.
+--   act=bf16 (fp32 arithmetic inside every kernel, fp32 BN statistics, fp32 master
+--   weights with a bf16 copy the convolutions read) needs BF16 convolutions: it implies
+--   math=bf16, and names with math=fp32|tf32 or bn=bf16 (its BN input is bf16 already)
+--   are errors. "baseline,act=bf16" is the AMP-like baseline.
 --   "baseline"                           what a framework stores: f = 1, full-precision
 --                                        BN input and ReLU output (for comparison); may be
 --                                        followed by options: "baseline,math=tf32"
@@ -21,8 +26,10 @@ local describe = require("poolprop.describe")
 local M = {}
 
 local option_values = { mode = { avg = true, max = true }, bn = { fp32 = true, bf16 = true },
-  relu = { mask = true, full = true }, math = { fp32 = true, tf32 = true, bf16 = true } }
-local option_choices = { mode = "avg, max", bn = "fp32, bf16", relu = "mask, full", math = "fp32, tf32, bf16" }
+  relu = { mask = true, full = true }, math = { fp32 = true, tf32 = true, bf16 = true },
+  act = { fp32 = true, bf16 = true } }
+local option_choices = { mode = "avg, max", bn = "fp32, bf16", relu = "mask, full", math = "fp32, tf32, bf16",
+  act = "fp32, bf16" }
 
 local function factor(value, what, where)
   local f = math.tointeger(tonumber(value))
@@ -38,13 +45,14 @@ local function apply_item(p, item, where)
   if not key and item:match("^%s*%d+%s*$") then key, value = "default", item end
   if not key then errors.raise(where, "policy: expected name=value, got '%s'", item) end
   if p.baseline and not option_values[key] then
-    errors.raise(where, "policy: after 'baseline' only options (mode, bn, relu, math) may follow, got '%s'", item)
+    errors.raise(where, "policy: after 'baseline' only options (mode, bn, relu, math, act) may follow, got '%s'", item)
   end
   if option_values[key] then
     if not option_values[key][value] then
       errors.raise(where, "policy: %s must be one of %s, got '%s'", key, option_choices[key], value)
     end
     p[key] = value
+    p.given[key] = true
   elseif key == "default" or key == "f" then
     p.default = factor(value, "policy " .. key, where)
   elseif key == "stem" or key:match("^stage%d+$") or key == "head" then
@@ -54,10 +62,25 @@ local function apply_item(p, item, where)
   end
 end
 
--- Parses policy text into { default, stages = {}, layers = {}, mode, bn, relu, math, baseline }.
+-- act=bf16's consequences for the other options (see the file header). given: the
+-- options the policy names.
+local function settle_storage(p, given, where)
+  if p.act ~= "bf16" then return p end
+  if given.math and p.math ~= "bf16" then
+    errors.raise(where, "policy: act=bf16 stores activations in bf16, which only BF16 convolutions read: " ..
+      "math must be bf16 (or left out), got '%s'", p.math)
+  end
+  if given.bn and p.bn == "bf16" then
+    errors.raise(where, "policy: bn=bf16 with act=bf16: the BN input is stored in bf16 already; leave bn out")
+  end
+  p.math = "bf16"
+  return p
+end
+
+-- Parses policy text into { default, stages = {}, layers = {}, mode, bn, relu, math, act, baseline }.
 function M.parse(text, where)
   local p = { default = 1, stages = {}, layers = {}, mode = "avg", bn = "fp32", relu = "mask", math = "fp32",
-    text = text }
+    act = "fp32", text = text, given = {} }
   if text == nil or text == "" then return p end
   if text:match("^%s*[1248]%s*$") or text:match("^%s*%d+%s*$") then
     p.default = factor(text:match("%d+"), "policy", where)
@@ -72,7 +95,7 @@ function M.parse(text, where)
   end
   -- The baseline stores what a framework stores, whatever options follow it.
   if p.baseline then p.bn, p.relu = "fp32", "full" end
-  return p
+  return settle_storage(p, p.given, where)
 end
 
 function M.load_file(text, chunkname)
@@ -87,19 +110,20 @@ function M.load_file(text, chunkname)
   end
   local where = { file = chunkname, line = 0 }
   local allowed = { default = true, stages = true, layers = true, mode = true, bn = true, relu = true,
-    math = true }
+    math = true, act = true }
   for k in pairs(t) do
     if not allowed[k] then errors.raise(where, "policy: unknown key '%s'", tostring(k)) end
   end
   local p = { default = 1, stages = {}, layers = {}, mode = t.mode or "avg", bn = t.bn or "fp32",
-    relu = t.relu or "mask", math = t.math or "fp32", text = chunkname }
+    relu = t.relu or "mask", math = t.math or "fp32", act = t.act or "fp32", text = chunkname, given = {} }
   for key, set in pairs(option_values) do
     if not set[p[key]] then errors.raise(where, "policy: bad %s '%s'", key, tostring(p[key])) end
   end
   if t.default ~= nil then p.default = factor(t.default, "policy default", where) end
   for k, v in pairs(t.stages or {}) do p.stages[k] = factor(v, "policy stage " .. k, where) end
   for k, v in pairs(t.layers or {}) do p.layers[k] = factor(v, "policy layer " .. k, where) end
-  return p
+  for key in pairs(option_values) do p.given[key] = t[key] ~= nil end
+  return settle_storage(p, p.given, where)
 end
 
 -- Checks names against the graph and sets conv.pool / conv.pool_mode on each conv layer.

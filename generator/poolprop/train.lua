@@ -18,6 +18,13 @@
 --   multi-block softmax's per-row (loss, hit), partial:<conv> split-K partial dw.
 -- plan.infer_steps / plan.infer_buffers: the same for inference (BN with running stats).
 --
+-- Storage (policy act): fp32, or bf16 for every activation tensor, its gradient and the
+-- pooled saves, except the classifier head (the average pool's output, the fc output and
+-- their gradients stay fp32). Under act=bf16 the convolutions read a bf16 copy of the
+-- weights ("shadow:<key>" in the flat "shadow" array, param_count bf16 values written by
+-- the runtime with every parameter upload and by sgd after every update), so the report's
+-- weights count it; the network input x is rounded to bf16 as it is uploaded.
+--
 -- What each layer saves for backward (DESIGN.md section 1):
 --   conv     its input pooled by f (xp), or the input itself when f = 1
 --   bn       its input (the conv output) in fp32, or a bf16 copy (policy bn=bf16), and
@@ -58,6 +65,7 @@ local function conv_desc(l, policy, opts)
     stride = l.stride, pad = l.pad, pool = l.pool, pool_mode = l.pool_mode, variant = {},
     where = { file = l.name, line = 0 } }
   local math_mode = policy.math or "fp32"
+  if policy.act == "bf16" then d.storage = "bf16" end
   for _, op in ipairs(variants.ops) do
     local tuned = opts.tuned and opts.tuned[layer.tuning_key(op, d, math_mode)]
     if tuned and not variants.get(op, tuned) then tuned = nil end
@@ -71,9 +79,28 @@ local Plan = {}
 Plan.__index = Plan
 
 local function new_plan(graph, policy, opts)
+  local bf16 = policy.act == "bf16"
+  local head = {} -- tensors stored in fp32 whatever the policy: the classifier head's
+  for _, l in ipairs(graph.layers) do
+    if l.op == "avgpool" or l.op == "fc" then head[l.output] = true end
+  end
   return setmetatable({ graph = graph, policy = policy, opts = opts, steps = {}, buffers = {},
-    by_name = {}, phase = "forward", bn_partials = {} }, Plan)
+    by_name = {}, phase = "forward", bn_partials = {}, act_bytes = bf16 and 2 or 4, head = head,
+    act_bf16 = bf16 and 1 or nil }, Plan)
 end
+
+-- Bytes per element of an activation tensor (and of its gradient).
+function Plan:elem_bytes(tensor) return self.head[tensor] and 4 or self.act_bytes end
+
+-- params with ACT_BF16 = 1 added under act=bf16 (left out otherwise, so fp32 kernels keep
+-- their names).
+function Plan:with_act(params)
+  params.ACT_BF16 = self.act_bf16
+  return params
+end
+
+-- What a convolution's weight argument binds: the parameter, or its bf16 copy.
+function Plan:conv_weight(l) return (self.act_bf16 and "shadow:" or "param:") .. l.weight end
 
 function Plan:buffer(name, bytes, kind, stage)
   local b = self.by_name[name]
@@ -85,7 +112,7 @@ function Plan:buffer(name, bytes, kind, stage)
 end
 
 function Plan:tensor_buffer(tensor, stage)
-  return self:buffer(tensor, elems(self.graph.tensors[tensor]) * 4, "activation", stage)
+  return self:buffer(tensor, elems(self.graph.tensors[tensor]) * self:elem_bytes(tensor), "activation", stage)
 end
 
 -- Adds a launch. kernel: a built kernel, or nil with (op, params) built later; bind maps
@@ -149,7 +176,8 @@ function Plan:pool_save_outputs(tensor, n, c, h, w)
   local refs = {}
   for i, f in ipairs(s.factors) do
     local name = xp_name(tensor, f, s.mode)
-    refs[i] = buf(self:buffer(name, n * c * ((h + f - 1) // f) * ((w + f - 1) // f) * 4, "saved", s.stages[f]))
+    refs[i] = buf(self:buffer(name, n * c * ((h + f - 1) // f) * ((w + f - 1) // f) * self.act_bytes, "saved",
+      s.stages[f]))
   end
   return { POOL_F = s.factors[1], POOL_F2 = s.factors[2] or 1, POOL_MAX = s.mode == "max" and 1 or 0 },
     refs[1], refs[2] or "null"
@@ -165,9 +193,9 @@ function Plan:conv_forward(l)
     -- Convs sharing an input and f share one saved copy; the input's producer may write it.
     local shared = self.save_counted[xp]
     save = not self.by_name[xp] and not self:produced_save(l.input, l.pool, l.pool_mode)
-    self:buffer(xp, s.xp_elems * 4, "saved", l.stage)
+    self:buffer(xp, s.xp_elems * self.act_bytes, "saved", l.stage)
     self.save_traffic[#self.save_traffic + 1] = { layer = l.name, input = l.input, f = l.pool, mode = l.pool_mode,
-      x_bytes = s.x_elems * 4, xp_bytes = s.xp_elems * 4,
+      x_bytes = s.x_elems * self.act_bytes, xp_bytes = s.xp_elems * self.act_bytes,
       by = shared and "shared" or (save and "conv" or self.save_writer[xp]) }
     self.save_counted[xp] = true
   end
@@ -182,7 +210,7 @@ function Plan:conv_forward(l)
     partials = buf(self:buffer("bnpart:" .. l.output, k.stat_parts * d.K * 3 * 4, "workspace", l.stage))
     self.bn_partials[l.output] = { ref = partials, parts = k.stat_parts }
   end
-  self:launch(l.name, "conv_fwd", nil, k, { x = buf(l.input), w = "param:" .. l.weight, y = buf(l.output),
+  self:launch(l.name, "conv_fwd", nil, k, { x = buf(l.input), w = self:conv_weight(l), y = buf(l.output),
     xp = save and buf(xp) or "null", bn_partials = partials, null = "null" })
 end
 
@@ -200,7 +228,7 @@ end
 function Plan:bn_forward(l, train)
   local p = self.policy
   local out = self:tensor_buffer(l.output, l.stage)
-  local params = { N = l.N, C = l.C, HW = l.HW, RELU = l.relu and 1 or 0, ADD = l.residual and 1 or 0,
+  local params = self:with_act { N = l.N, C = l.C, HW = l.HW, RELU = l.relu and 1 or 0, ADD = l.residual and 1 or 0,
     SAVE_BF16 = (train and p.bn == "bf16") and 1 or 0, EVAL = train and 0 or 1 }
   local mean, invstd = "null", "null"
   if train then
@@ -218,11 +246,11 @@ function Plan:bn_forward(l, train)
       local slices = ops.bn_slices(m, l.C)
       if slices == 1 then
         stats.y = buf(l.input)
-        self:launch(l.name, "bn_stats", { N = l.N, C = l.C, HW = l.HW }, nil, stats)
+        self:launch(l.name, "bn_stats", self:with_act { N = l.N, C = l.C, HW = l.HW }, nil, stats)
       else
         -- Sliced: per-slice partials (SLICES*C*3 floats and C shifts), merged in a fixed order.
         local part = buf(self:buffer("bnstats:" .. l.name, (slices * l.C * 3 + l.C) * 4, "workspace", l.stage))
-        self:launch(l.name, "bn_stats_part", { N = l.N, C = l.C, HW = l.HW, SLICES = slices }, nil,
+        self:launch(l.name, "bn_stats_part", self:with_act { N = l.N, C = l.C, HW = l.HW, SLICES = slices }, nil,
           { y = buf(l.input), partials = part })
         stats.partials = part
         self:launch(l.name, "bn_stats_merge", { C = l.C, PARTS = slices, M = m, SHIFT = 1 }, nil, stats)
@@ -242,7 +270,7 @@ function Plan:bn_forward(l, train)
   if train then pool, xp, xp2 = self:pool_save_outputs(l.output, l.N, l.C, shape[3], shape[4]) end
   if pool then
     op = "bn_apply_pool"
-    params = { N = l.N, C = l.C, H = shape[3], W = shape[4], RELU = params.RELU, ADD = params.ADD,
+    params = self:with_act { N = l.N, C = l.C, H = shape[3], W = shape[4], RELU = params.RELU, ADD = params.ADD,
       SAVE_BF16 = params.SAVE_BF16, POOL_F = pool.POOL_F, POOL_F2 = pool.POOL_F2, POOL_MAX = pool.POOL_MAX }
     self:note_save_writer(l.output, l.name)
   end
@@ -269,7 +297,7 @@ function Plan:forward_layers(train)
         local d = conv_desc(l, self.policy, self.opts)
         local k = layer.kernel_fwd(d, layer.shape(d), false)
         self:tensor_buffer(l.output, l.stage)
-        self:launch(l.name, "conv_fwd", nil, k, { x = buf(l.input), w = "param:" .. l.weight,
+        self:launch(l.name, "conv_fwd", nil, k, { x = buf(l.input), w = self:conv_weight(l),
           y = buf(l.output), null = "null" })
       end
     elseif l.op == "bn" then
@@ -279,7 +307,7 @@ function Plan:forward_layers(train)
       local bytes_per = self.policy.baseline and 8 or 1
       local argmax = self:buffer("argmax:" .. l.output, l.N * l.C * l.P * l.Q * bytes_per,
         train and "saved" or "workspace", l.stage)
-      local params = { N = l.N, C = l.C, H = l.H, W = l.W, R = l.R, STRIDE = l.stride, PAD = l.pad }
+      local params = self:with_act { N = l.N, C = l.C, H = l.H, W = l.W, R = l.R, STRIDE = l.stride, PAD = l.pad }
       local pool, xp, xp2 = nil, "null", "null"
       if train then pool, xp, xp2 = self:pool_save_outputs(l.output, l.N, l.C, l.P, l.Q) end
       local op = "maxpool_fwd"
@@ -292,14 +320,14 @@ function Plan:forward_layers(train)
         xp = xp, xp2 = xp2 })
     elseif l.op == "avgpool" then
       self:tensor_buffer(l.output, l.stage)
-      self:launch(l.name, "avgpool_fwd", { N = l.N, C = l.C, HW = l.H * l.W }, nil,
+      self:launch(l.name, "avgpool_fwd", self:with_act { N = l.N, C = l.C, HW = l.H * l.W }, nil,
         { x = buf(l.input), y = buf(l.output) })
     elseif l.op == "fc" then
       self:tensor_buffer(l.output, l.stage)
       self:launch(l.name, "fc_fwd", { N = l.N, IN = l.IN, OUT = l.OUT }, nil, { x = buf(l.input),
         w = "param:" .. l.weight, b = "param:" .. l.bias, y = buf(l.output) })
     elseif l.op == "softmax_ce" and train then
-      self:buffer("d:" .. l.input, elems(g.tensors[l.input]) * 4, "gradient", l.stage)
+      self:buffer("d:" .. l.input, elems(g.tensors[l.input]) * self:elem_bytes(l.input), "gradient", l.stage)
       if ops.softmax_multi_block(l.N) then
         -- One warp per row over many blocks, then the rows' (loss, hit) summed in a fixed order.
         local rows = buf(self:buffer("rowloss:" .. l.name, l.N * 2 * 4, "workspace", l.stage))
@@ -318,7 +346,7 @@ end
 function Plan:grad_target(tensor, stage)
   local name = "d:" .. tensor
   local exists = self.by_name[name] ~= nil and self.initialized[name]
-  self:buffer(name, elems(self.graph.tensors[tensor]) * 4, "gradient", stage)
+  self:buffer(name, elems(self.graph.tensors[tensor]) * self:elem_bytes(tensor), "gradient", stage)
   self.initialized[name] = true
   return buf(name), exists
 end
@@ -336,12 +364,12 @@ function Plan:backward_layers()
         w = "param:" .. l.weight, dx = dx })
     elseif l.op == "avgpool" then
       local dx = self:grad_target(l.input, l.stage)
-      self:launch(l.name, "avgpool_bwd", { N = l.N, C = l.C, HW = l.H * l.W }, nil,
+      self:launch(l.name, "avgpool_bwd", self:with_act { N = l.N, C = l.C, HW = l.H * l.W }, nil,
         { dy = buf("d:" .. l.output), dx = dx })
     elseif l.op == "maxpool" then
       local dx = self:grad_target(l.input, l.stage)
-      self:launch(l.name, "maxpool_bwd", { N = l.N, C = l.C, H = l.H, W = l.W, R = l.R, STRIDE = l.stride,
-        PAD = l.pad }, nil, { dy = buf("d:" .. l.output), argmax = buf("argmax:" .. l.output), dx = dx })
+      self:launch(l.name, "maxpool_bwd", self:with_act { N = l.N, C = l.C, H = l.H, W = l.W, R = l.R,
+        STRIDE = l.stride, PAD = l.pad }, nil, { dy = buf("d:" .. l.output), argmax = buf("argmax:" .. l.output), dx = dx })
     elseif l.op == "bn" then
       local dy = self:grad_target(l.input, l.stage)
       local dres = "null"
@@ -353,8 +381,8 @@ function Plan:backward_layers()
       local mask = "null"
       if l.relu then mask = p.relu == "mask" and buf("mask:" .. l.output) or buf(l.output) end
       local bf16 = p.bn == "bf16"
-      -- MASK 1: the 1-bit mask; 2: the fp32 ReLU output itself (relu=full, the baseline).
-      local params = { N = l.N, C = l.C, HW = l.HW, MASK = l.relu and (p.relu == "mask" and 1 or 2) or 0,
+      -- MASK 1: the 1-bit mask; 2: the ReLU output itself (relu=full, the baseline).
+      local params = self:with_act { N = l.N, C = l.C, HW = l.HW, MASK = l.relu and (p.relu == "mask" and 1 or 2) or 0,
         BF16 = bf16 and 1 or 0, RES = l.residual and 1 or 0 }
       local bind = { dout = buf("d:" .. l.output), mask = mask, y = bf16 and buf("bf16:" .. l.input) or buf(l.input),
         mean = buf("mean:" .. l.name), invstd = buf("invstd:" .. l.name), gamma = "param:" .. l.weight,
@@ -365,8 +393,8 @@ function Plan:backward_layers()
       else
         -- Sliced: per-slice (sum dz, sum dz*xhat) partials, merged in a fixed order by the dy pass.
         bind.partials = buf(self:buffer("bnsums:" .. l.name, slices * l.C * 2 * 4, "workspace", l.stage))
-        self:launch(l.name, "bn_backward_sums", { N = l.N, C = l.C, HW = l.HW, SLICES = slices, MASK = params.MASK,
-          BF16 = params.BF16 }, nil, { dout = bind.dout, mask = mask, y = bind.y, mean = bind.mean,
+        self:launch(l.name, "bn_backward_sums", self:with_act { N = l.N, C = l.C, HW = l.HW, SLICES = slices,
+          MASK = params.MASK, BF16 = params.BF16 }, nil, { dout = bind.dout, mask = mask, y = bind.y, mean = bind.mean,
           invstd = bind.invstd, partials = bind.partials })
         params.SLICES = slices
         self:launch(l.name, "bn_backward_dx", params, nil, bind)
@@ -386,7 +414,7 @@ function Plan:backward_layers()
       if l.input ~= g.input then
         local dx, accumulate = self:grad_target(l.input, l.stage)
         self:launch(l.name, "conv_bwd_data", nil, layer.kernel_bwd_data(d, s, accumulate),
-          { dy = dy, w = "param:" .. l.weight, dx = dx })
+          { dy = dy, w = self:conv_weight(l), dx = dx })
       end
     end
   end
@@ -430,24 +458,28 @@ function M.build(graph, policy, opts)
   local plan = new_plan(graph, policy, opts)
   plan.pool_saves, plan.save_traffic, plan.save_counted, plan.save_writer = producer_saves(graph), {}, {}, {}
   local N = graph.batch
-  plan:buffer("x", elems(graph.tensors.x) * 4, "io", "input")
+  plan:buffer("x", elems(graph.tensors.x) * plan.act_bytes, "io", "input")
   plan:buffer("labels", N * 4, "io", "input")
   plan:buffer("loss", 8, "io", "head") -- mean loss, count of correct predictions
   plan:forward_layers(true)
   plan.forward_end = #plan.steps
   plan.math = policy.math or "fp32"
+  plan.act = policy.act or "fp32"
+  -- What a user compares this policy against: a framework's saves with the same storage.
+  plan.baseline_policy = plan.act == "bf16" and "baseline,act=bf16" or "baseline"
   plan.phase = "backward"
   plan:backward_layers()
   plan.phase = "update"
-  plan:launch("sgd", "sgd", { COUNT = graph.param_count }, nil, { params = "params", grads = "grads",
-    momentum_buf = "momentum", lr = "scalar:lr", momentum = "scalar:momentum",
+  -- Under act=bf16 the update also refreshes the weights' bf16 copy.
+  plan:launch("sgd", "sgd", { COUNT = graph.param_count, SHADOW = plan.act_bf16 }, nil, { params = "params",
+    grads = "grads", momentum_buf = "momentum", shadow = "shadow", lr = "scalar:lr", momentum = "scalar:momentum",
     weight_decay = "scalar:weight_decay" })
   pin_io(plan.buffers, #plan.steps)
   remove_unused(plan)
   finish(plan, plan.steps, opts.sources)
 
   local infer = new_plan(graph, policy, opts)
-  infer:buffer("x", elems(graph.tensors.x) * 4, "io", "input")
+  infer:buffer("x", elems(graph.tensors.x) * infer.act_bytes, "io", "input")
   infer:forward_layers(false)
   infer.by_name[graph.logits].kind = "io"
   pin_io(infer.buffers, #infer.steps)
@@ -489,7 +521,8 @@ end
 -- other buffers at any step.
 function M.report(plan)
   local g = plan.graph
-  local r = { weights = g.param_count * 4, gradients = g.param_count * 4, optimizer = g.param_count * 4,
+  -- weights: the fp32 masters, and under act=bf16 their bf16 copy.
+  local r = { weights = g.param_count * (plan.act == "bf16" and 6 or 4), gradients = g.param_count * 4, optimizer = g.param_count * 4,
     state = g.state_count * 4, saved_by_stage = {}, saved = 0, largest_transient = 0, live_peak = 0 }
   for _, b in ipairs(plan.buffers) do
     if b.kind ~= "io" and b.first <= plan.forward_end and b.last > plan.forward_end then

@@ -137,7 +137,8 @@ typedef struct pp_kernel_info {
     const char *name;
     const char *op;          /* "conv_fwd", "conv_bwd_data", "conv_bwd_weight", "splitk_reduce" */
     unsigned grid[3], block[3];
-    /* From ptxas -v (cuda backend, or the NVRTC check of the host backend); -1 if unknown. */
+    /* From ptxas -v: the NVRTC static check for the context's arch (the device's; sm_90 on
+     * the host backend), which pp_layer_kernel_check makes; -1 until then. */
     int registers, spill_store_bytes, spill_load_bytes, shared_bytes, stack_bytes;
     double compile_ms;       /* backend compile time (0 when served from the cache) */
     int cache_hit;
@@ -163,6 +164,12 @@ PP_API pp_status pp_layer_create(pp_context *ctx, const pp_layer_desc *desc, pp_
 PP_API pp_status pp_layer_shape_get(const pp_layer *layer, pp_layer_shape *out);
 PP_API pp_status pp_layer_kernel_count(const pp_layer *layer, int *out);
 PP_API pp_status pp_layer_kernel_info_get(const pp_layer *layer, int index, pp_kernel_info *out);
+/* pp_layer_kernel_info_get with the static check's fields (registers, spills, shared
+ * memory, stack, nvrtc_ms): made on the first call per kernel, an NVRTC compile of its own
+ * on the host backend (about as long as the host compile, hence not made by
+ * pp_layer_create), a cache read of the module's compile on the cuda backend. An NVRTC
+ * error is returned as such. */
+PP_API pp_status pp_layer_kernel_check(pp_layer *layer, int index, pp_kernel_info *out);
 /* Runs the three kernels on host arrays (copied to and from the device).
  * xp receives the pooled input (for pool == 1: a copy of x, which is what is saved). */
 PP_API pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, const float *dy,
@@ -217,6 +224,11 @@ typedef struct pp_memory_report {
     size_t largest_transient; /* the largest working set of the other buffers at one step */
     size_t arena;             /* activations, saved tensors, their gradients, workspaces, placed */
     size_t peak;              /* weights + gradients + optimizer + bn_statistics + arena */
+    /* The policy a user compares this one against: "baseline" (what a framework saves), with
+     * the same activation storage ("baseline,act=bf16", the AMP-like baseline, when the policy
+     * stores activations in bf16). weights include the bf16 copy of the weights under
+     * act=bf16. */
+    char baseline_policy[32];
 } pp_memory_report;
 
 /* Plans the memory of a training step without compiling or allocating anything (any

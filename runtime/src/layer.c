@@ -21,6 +21,7 @@ struct pp_layer {
     pp_module **modules;       /* one per kernel */
     pp_function **functions;   /* one per kernel */
     pp_kernel_info *info;      /* one per kernel */
+    unsigned char *checked;    /* per kernel: info holds its static check */
 };
 
 void pp_layer_desc_init(pp_layer_desc *desc)
@@ -96,7 +97,8 @@ pp_status pp_layer_create(pp_context *ctx, const pp_layer_desc *desc, pp_layer *
     layer->modules = calloc((size_t)n, sizeof *layer->modules);
     layer->functions = calloc((size_t)n, sizeof *layer->functions);
     layer->info = calloc((size_t)n, sizeof *layer->info);
-    if (!layer->modules || !layer->functions || !layer->info) {
+    layer->checked = calloc((size_t)n + 1, 1);
+    if (!layer->modules || !layer->functions || !layer->info || !layer->checked) {
         pp_layer_destroy(layer);
         return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     }
@@ -119,9 +121,7 @@ pp_status pp_layer_create(pp_context *ctx, const pp_layer_desc *desc, pp_layer *
         if (st == PP_OK) st = ctx->ops->get_function(ctx, layer->modules[i], k->name, k->dynamic_shared, &layer->functions[i]);
         info->compile_ms = res.compile_ms;
         info->cache_hit = res.cache_hit;
-        /* The cuda backend's compile already produced the report for the device's arch;
-         * the host backend gets it from a separate NVRTC compile (the static check). */
-        if (st == PP_OK) st = static_check(ctx, k, info);
+        /* The static check waits for pp_layer_kernel_check (poolprop.h says why). */
     }
     if (st != PP_OK) {
         pp_layer_destroy(layer);
@@ -159,6 +159,17 @@ pp_status pp_layer_kernel_info_get(const pp_layer *layer, int index, pp_kernel_i
     if (index < 0 || index >= layer->gen.kernel_count)
         return ctx_fail(layer->ctx, PP_ERR_INVALID_ARGUMENT, "kernel index %d out of range 0..%d", index,
                         layer->gen.kernel_count - 1);
+    *out = layer->info[index];
+    return PP_OK;
+}
+
+pp_status pp_layer_kernel_check(pp_layer *layer, int index, pp_kernel_info *out)
+{
+    PP_TRY(pp_layer_kernel_info_get(layer, index, out));
+    if (!layer->checked[index]) {
+        PP_TRY(static_check(layer->ctx, &layer->gen.kernels[index], &layer->info[index]));
+        layer->checked[index] = 1;
+    }
     *out = layer->info[index];
     return PP_OK;
 }
@@ -313,6 +324,7 @@ void pp_layer_destroy(pp_layer *layer)
     free(layer->modules);
     free(layer->functions);
     free(layer->info);
+    free(layer->checked);
     gen_layer_free(&layer->gen);
     free(layer);
 }

@@ -529,6 +529,13 @@ static pp_status parse_ref(pp_context *ctx, const gen_plan *plan, const plan_ste
             return ctx_fail(ctx, PP_ERR_INTERNAL, "plan: unknown statistic '%s'", text + 6);
         ref->kind = REF_STATE;
         ref->index = info->offset;
+    } else if (strncmp(text, "shadow:", 7) == 0) {
+        if (!(info = find_info(plan->params, plan->param_count_keys, text + 7)))
+            return ctx_fail(ctx, PP_ERR_INTERNAL, "plan: unknown parameter '%s'", text + 7);
+        ref->kind = REF_SHADOW_PARAM;
+        ref->index = info->offset;
+    } else if (strcmp(text, "shadow") == 0) {
+        ref->kind = REF_SHADOW;
     } else if (strcmp(text, "params") == 0) {
         ref->kind = REF_PARAMS;
     } else if (strcmp(text, "grads") == 0) {
@@ -769,6 +776,10 @@ static pp_status read_plan(pp_context *ctx, lua_State *L, gen_plan *plan)
 
     plan->forward_end = get_int(L, p, "forward_end");
     copy_field(L, p, "math", plan->math, sizeof plan->math);
+    char act[8];
+    copy_field(L, p, "act", act, sizeof act);
+    plan->act_bf16 = strcmp(act, "bf16") == 0;
+    copy_field(L, p, "baseline_policy", plan->baseline_policy, sizeof plan->baseline_policy);
     lua_getfield(L, p, "steps");
     lua_getfield(L, p, "buffers");
     st = read_steps(ctx, L, lua_gettop(L) - 1, lua_gettop(L), plan, &plan->train);

@@ -2,8 +2,10 @@
  * loaded, its memory allocated as planned, and the executor that runs a training step or
  * inference by launching the plan's steps in order.
  * Invariant: the device memory a model holds is exactly the planned peak: the flat
- * parameter, gradient, momentum and BN-statistics arrays plus one arena (the larger of the
- * training and the inference arenas), in which every buffer lives at its planned offset. */
+ * parameter, gradient, momentum and BN-statistics arrays (under act=bf16 also the bf16 copy
+ * of the parameters, kept equal to bf16(params) by every upload here and by the plan's sgd)
+ * plus one arena (the larger of the training and the inference arenas), in which every
+ * buffer lives at its planned offset. */
 #include "cache.h"
 #include "layout.h"
 #include "plan.h"
@@ -22,6 +24,7 @@ struct pp_model {
     pp_module **modules;     /* one per plan kernel */
     pp_function **functions; /* one per plan kernel */
     pp_devptr params, grads, momentum, state, arena;
+    pp_devptr shadow;        /* act=bf16: param_count bf16 values, else 0 */
     size_t arena_bytes;
     int batch_set;           /* the arena holds a batch for the next training step */
     int last_correct;        /* correct predictions of the last training step */
@@ -54,6 +57,7 @@ static void report_from(const gen_plan *p, pp_memory_report *r)
     r->width = p->width;
     r->classes = p->classes;
     r->weights = p->weights;
+    snprintf(r->baseline_policy, sizeof r->baseline_policy, "%s", p->baseline_policy);
     r->gradients = p->gradients;
     r->optimizer = p->optimizer;
     r->bn_statistics = p->state_bytes;
@@ -134,6 +138,8 @@ pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_m
     if (st == PP_OK) st = device_alloc(ctx, p->param_count * 4, &m->momentum);
     if (st == PP_OK) st = device_alloc(ctx, p->state_count * 4, &m->state);
     if (st == PP_OK) st = device_alloc(ctx, m->arena_bytes, &m->arena);
+    if (st == PP_OK && p->act_bf16) st = device_alloc(ctx, p->param_count * 2, &m->shadow);
+    if (st == PP_OK && p->act_bf16) st = ctx->ops->memset_zero(ctx, m->shadow, p->param_count * 2);
     if (st == PP_OK) st = ctx->ops->memset_zero(ctx, m->params, p->param_count * 4);
     if (st == PP_OK) st = ctx->ops->memset_zero(ctx, m->grads, p->param_count * 4);
     if (st == PP_OK) st = ctx->ops->memset_zero(ctx, m->momentum, p->param_count * 4);
@@ -314,16 +320,36 @@ static pp_status download_tensor(pp_model *m, const plan_tensor_info *t, pp_devp
     return st;
 }
 
-/* Uploads count floats of values (user-facing layout of t) to `at`. */
+/* Under act=bf16: the bf16 copy of params [offset, offset + count) from their values in
+ * the device layout. */
+static pp_status refresh_shadow(pp_model *m, size_t offset, const float *values, size_t count)
+{
+    if (!m->shadow) return PP_OK;
+    uint16_t *bits = malloc((count + 1) * sizeof *bits);
+    if (!bits) return ctx_fail(m->ctx, PP_ERR_OUT_OF_MEMORY, "out of memory (bf16 copy of %zu parameters)", count);
+    layout_to_bf16(values, bits, count);
+    pp_status st = m->ctx->ops->upload(m->ctx, m->shadow + offset * 2, bits, count * 2);
+    free(bits);
+    return st;
+}
+
+/* Uploads count floats of values (user-facing layout of t) to `at`, and (a parameter) to
+ * its bf16 copy. */
 static pp_status upload_tensor(pp_model *m, const plan_tensor_info *t, pp_devptr at, const float *values,
                                size_t count)
 {
     pp_context *ctx = m->ctx;
-    if (!is_conv_weight(t)) return ctx->ops->upload(ctx, at, values, count * 4);
-    float *staging = malloc(count * sizeof *staging);
-    if (!staging) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory (%zu floats of %s)", count, t->key);
-    layout_to_channels_last(values, staging, t->shape[0], t->shape[1], t->shape[2], t->shape[3]);
-    pp_status st = ctx->ops->upload(ctx, at, staging, count * 4);
+    const int is_param = at >= m->params && at < m->params + m->plan.param_count * 4;
+    const float *device_layout = values;
+    float *staging = NULL;
+    if (is_conv_weight(t)) {
+        staging = malloc(count * sizeof *staging);
+        if (!staging) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory (%zu floats of %s)", count, t->key);
+        layout_to_channels_last(values, staging, t->shape[0], t->shape[1], t->shape[2], t->shape[3]);
+        device_layout = staging;
+    }
+    pp_status st = ctx->ops->upload(ctx, at, device_layout, count * 4);
+    if (st == PP_OK && is_param) st = refresh_shadow(m, t->offset, device_layout, count);
     free(staging);
     return st;
 }
@@ -466,6 +492,7 @@ pp_status pp_model_init_params(pp_model *m, uint64_t seed)
     permute_params(p, host, state + p->state_count, 1);
     pp_context *ctx = m->ctx;
     pp_status st = ctx->ops->upload(ctx, m->params, host, p->param_count * 4);
+    if (st == PP_OK) st = refresh_shadow(m, 0, host, p->param_count);
     if (st == PP_OK) st = ctx->ops->upload(ctx, m->state, state, p->state_count * 4);
     if (st == PP_OK) st = ctx->ops->memset_zero(ctx, m->momentum, p->param_count * 4);
     free(host);
@@ -531,18 +558,29 @@ void pp_params_destroy(pp_params *ps)
     free(ps);
 }
 
-/* Uploads a batch of images, NCHW, to the channels-last input buffer at `at`. */
+/* Uploads a batch of images, NCHW, to the channels-last input buffer at `at` (rounded to
+ * bf16 under act=bf16). */
 static pp_status upload_images(pp_model *m, pp_devptr at, const float *x, size_t bytes)
 {
     const gen_plan *p = &m->plan;
     const size_t count = (size_t)p->batch * p->channels * p->height * p->width;
-    if (count * 4 != bytes)
-        return ctx_fail(m->ctx, PP_ERR_INTERNAL, "input buffer of %zu bytes for a batch of %zu floats", bytes, count);
+    const size_t elem = p->act_bf16 ? 2 : 4;
+    if (count * elem != bytes)
+        return ctx_fail(m->ctx, PP_ERR_INTERNAL, "input buffer of %zu bytes for a batch of %zu %s values", bytes,
+                        count, p->act_bf16 ? "bf16" : "float");
     float *staging = malloc((count + 1) * sizeof *staging);
-    if (!staging) return ctx_fail(m->ctx, PP_ERR_OUT_OF_MEMORY, "out of memory (input batch of %zu floats)", count);
-    layout_to_channels_last(x, staging, (size_t)p->batch, (size_t)p->channels, (size_t)p->height, (size_t)p->width);
-    pp_status st = m->ctx->ops->upload(m->ctx, at, staging, bytes);
+    uint16_t *bits = p->act_bf16 ? malloc((count + 1) * sizeof *bits) : NULL;
+    pp_status st = PP_OK;
+    if (!staging || (p->act_bf16 && !bits)) {
+        st = ctx_fail(m->ctx, PP_ERR_OUT_OF_MEMORY, "out of memory (input batch of %zu floats)", count);
+    } else {
+        layout_to_channels_last(x, staging, (size_t)p->batch, (size_t)p->channels, (size_t)p->height,
+                                (size_t)p->width);
+        if (bits) layout_to_bf16(staging, bits, count);
+        st = m->ctx->ops->upload(m->ctx, at, bits ? (const void *)bits : (const void *)staging, bytes);
+    }
     free(staging);
+    free(bits);
     return st;
 }
 
@@ -584,6 +622,8 @@ static pp_status run_steps(pp_model *m, const plan_steps *s, int from, int to, c
             case REF_PARAMS: values[a] = m->params; break;
             case REF_GRADS: values[a] = m->grads; break;
             case REF_MOMENTUM: values[a] = m->momentum; break;
+            case REF_SHADOW: values[a] = m->shadow; break;
+            case REF_SHADOW_PARAM: values[a] = m->shadow + r->index * 2; break;
             case REF_SCALAR: args[a] = (void *)&scalars[r->index]; break;
             }
         }
@@ -648,6 +688,7 @@ void pp_model_destroy(pp_model *m)
     device_free(ctx, m->momentum, p->param_count * 4);
     device_free(ctx, m->state, p->state_count * 4);
     device_free(ctx, m->arena, m->arena_bytes);
+    if (m->shadow) device_free(ctx, m->shadow, p->param_count * 2);
     for (int i = 0; m->modules && i < p->kernel_count; i++)
         if (m->modules[i]) ctx->ops->module_destroy(ctx, m->modules[i]);
     free(m->modules);

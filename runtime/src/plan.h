@@ -18,6 +18,8 @@ typedef enum plan_ref_kind {
     REF_PARAMS,   /* the whole flat arrays */
     REF_GRADS,
     REF_MOMENTUM,
+    REF_SHADOW,   /* the flat bf16 copy of the parameters (act=bf16) */
+    REF_SHADOW_PARAM, /* element offset into it */
     REF_SCALAR    /* index: 0 lr, 1 momentum, 2 weight_decay */
 } plan_ref_kind;
 
@@ -93,6 +95,9 @@ typedef struct gen_plan {
     char stage_names[PLAN_MAX_STAGES][16];
     size_t saved_by_stage[PLAN_MAX_STAGES];
     char math[8]; /* the policy's math mode: "fp32", "tf32" or "bf16" */
+    char baseline_policy[32]; /* the policy this one compares against (pp_memory_report) */
+    int act_bf16; /* policy act=bf16: activations (and the input x) stored in bf16; a
+                   * bf16 copy of the parameters ("shadow", counted in weights) */
 } gen_plan;
 
 typedef struct gen_plan_request {

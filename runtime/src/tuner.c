@@ -303,7 +303,7 @@ static pp_status try_variant(tuner *tu, const gen_tuning_target *t, int v, const
                 /* The static evidence (NVRTC's ptxas report) of the candidate's kernel. */
                 for (int k = 0; k < nk; k++) {
                     pp_kernel_info info;
-                    if (pp_layer_kernel_info_get(layer, k, &info) == PP_OK && strcmp(info.op, t->op) == 0)
+                    if (pp_layer_kernel_check(layer, k, &info) == PP_OK && strcmp(info.op, t->op) == 0)
                         snprintf(trial->note, sizeof trial->note, "%s, %d threads, %d registers, %d B shared, %d B spilled",
                                  vi.math, info.block[0], info.registers, info.shared_bytes,
                                  info.spill_store_bytes + info.spill_load_bytes);

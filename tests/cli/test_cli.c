@@ -391,6 +391,19 @@ int main(int argc, char **argv)
     expect_failure("plan resnet18 --batch 2 --policy layer1.0.conv7=2", "policy names layer 'layer1.0.conv7'");
     expect_failure("plan resnet50 --batch 2 --image 16x16", "too small for resnet50");
     expect_failure("plan resnet50 --batch 2 --budget lots", "--budget");
+    /* act=bf16 is compared against the AMP-like baseline, which itself saves less than fp32 */
+    CHECK(tool_run("plan resnet50 --batch 64 --image 224x224 --policy 2,act=bf16") == 0, "plan act=bf16 failed:\n%s",
+          tool_output);
+    CHECK(strstr(tool_output, "baseline: policy baseline,act=bf16"), "act=bf16 not against its baseline:\n%s", tool_output);
+    printf("poolprop plan resnet50 --batch 64 --policy 2,act=bf16:\n%s", tool_output);
+    CHECK(tool_run("plan resnet18 --batch 8 --policy baseline,act=bf16 --json") == 0, "plan failed:\n%s", tool_output);
+    size_t amp = 0, fp32_base = 0;
+    CHECK(sscanf(strstr(tool_output, "\"peak_bytes\": "), "\"peak_bytes\": %zu", &amp) == 1, "JSON peak unreadable");
+    CHECK(tool_run("plan resnet18 --batch 8 --policy baseline --json") == 0, "plan failed:\n%s", tool_output);
+    CHECK(sscanf(strstr(tool_output, "\"peak_bytes\": "), "\"peak_bytes\": %zu", &fp32_base) == 1, "JSON peak unreadable");
+    CHECK(amp > 0 && amp < fp32_base, "baseline,act=bf16 must plan less than baseline: %zu vs %zu", amp, fp32_base);
+    expect_failure("plan resnet18 --batch 2 --policy 2,act=bf16,math=tf32", "math must be bf16");
+    expect_failure("plan resnet18 --batch 2 --policy 2,act=half", "act must be one of fp32, bf16");
 
     /* poolprop init + step: parameters and gradients as .npy files per state_dict key */
     snprintf(args, sizeof args, "init cifar_resnet8 --classes 10 --seed 3 --out %s/params", dir);

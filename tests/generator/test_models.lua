@@ -105,6 +105,19 @@ test("policies: forms, options and errors", function()
   raises(function() policy.resolve(file, g) end, "'fc', which is not a convolution", "policy file layer")
   raises(function() policy.load_file("return { defualt = 2 }", "p.lua") end, "p%.lua: error: policy: unknown key 'defualt'",
     "policy file typo")
+  -- act=bf16: storage; it implies BF16 convolutions and excludes what contradicts it.
+  local a = policy.parse("2,act=bf16")
+  eq(a.act, "bf16", "act"); eq(a.math, "bf16", "act=bf16 implies math=bf16")
+  eq(policy.parse("2").act, "fp32", "act default")
+  eq(policy.parse("baseline,act=bf16").act, "bf16", "AMP-like baseline")
+  eq(policy.parse("2,act=bf16,math=bf16").math, "bf16", "math=bf16 may be named")
+  raises(function() policy.parse("2,act=bf16,math=tf32") end, "math must be bf16 %(or left out%), got 'tf32'", "act+tf32")
+  raises(function() policy.parse("2,math=fp32,act=bf16") end, "math must be bf16", "order does not matter")
+  raises(function() policy.parse("2,act=bf16,bn=bf16") end, "the BN input is stored in bf16 already", "act+bn")
+  raises(function() policy.parse("2,act=fp16") end, "act must be one of fp32, bf16, got 'fp16'", "act value")
+  eq(policy.load_file("return { default = 2, act = 'bf16' }", "p.lua").math, "bf16", "policy file act")
+  raises(function() policy.load_file("return { act = 'bf16', math = 'tf32' }", "p.lua") end, "math must be bf16",
+    "policy file act+tf32")
 end)
 
 local function plan_of(name, text, batch, size)
@@ -151,6 +164,48 @@ test("plan: what each policy saves", function()
   assert(total(f2) < total(f1) and total(f1) <= total(base), "saved bytes: f=2 < f=1 <= baseline")
   local bf16 = saved_names(plan_of("cifar_resnet8", "2,bn=bf16", 2, 16))
   assert(total(bf16) < total(f2), "bf16 BN inputs save more")
+end)
+
+test("plan: act=bf16 halves every activation, gradient and pooled save but the head's", function()
+  local fp, bf = plan_of("cifar_resnet8", "2", 2, 16), plan_of("cifar_resnet8", "2,act=bf16", 2, 16)
+  local fp_bytes = {}
+  for _, b in ipairs(fp.buffers) do fp_bytes[b.name] = b.bytes end
+  local head = {}
+  for _, l in ipairs(bf.graph.layers) do
+    if l.op == "avgpool" or l.op == "fc" then head[l.output], head["d:" .. l.output] = true, true end
+  end
+  local halved = 0
+  for _, b in ipairs(bf.buffers) do
+    local kind = b.name:match("^(%a+):")
+    local tensor = b.name:match("^d:(.*)$") or b.name
+    local activation = b.kind == "activation" or b.kind == "gradient" or kind == "xp" or b.name == "x"
+    assert(fp_bytes[b.name], b.name .. " exists in both plans")
+    if activation and not head[b.name] and not head[tensor] then
+      eq(b.bytes, fp_bytes[b.name] // 2, b.name .. " in bf16")
+      halved = halved + 1
+    elseif b.kind ~= "workspace" then -- (workspaces follow the BF16 convolutions' tiles)
+      eq(b.bytes, fp_bytes[b.name], b.name .. " unchanged")
+    end
+  end
+  assert(halved > 20, "activations, gradients and saves were checked: " .. halved)
+  eq(bf.report.weights, fp.report.weights * 3 // 2, "weights: fp32 masters and their bf16 copy")
+  eq(bf.baseline_policy, "baseline,act=bf16", "compared against the AMP-like baseline")
+  eq(fp.baseline_policy, "baseline", "fp32 compares against the fp32 baseline")
+  local convs, acts = 0, 0
+  for _, s in ipairs(bf.steps) do
+    if s.op:match("^conv_") and s.bind.w then
+      assert(s.bind.w:match("^shadow:"), s.op .. " of " .. s.layer .. " reads the bf16 weights")
+      convs = convs + 1
+    end
+    if s.params and s.params.ACT_BF16 then acts = acts + 1 end
+    if s.op == "sgd" then eq(s.params.SHADOW, 1, "sgd refreshes the bf16 copy"); eq(s.bind.shadow, "shadow", "shadow") end
+    if s.op:match("^fc_") or s.op:match("^softmax") then assert(not (s.params and s.params.ACT_BF16), s.op .. " is fp32") end
+  end
+  assert(convs > 0 and acts > 0, "conv and other steps checked")
+  for _, s in ipairs(fp.steps) do
+    assert(not (s.params and s.params.ACT_BF16), "fp32 plans name no ACT_BF16")
+    if s.bind.w then assert(s.bind.w:match("^param:"), "fp32 convs read the parameters") end
+  end
 end)
 
 H.finish()
