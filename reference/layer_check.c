@@ -14,12 +14,27 @@
  * f32, and n of them added in f32 in any order (the hardware's is unspecified) add at
  * most n*2^-23*sum|a||b| (2^-23: the adders may truncate). So
  *     |kernel - reference| <= (2.01u + n*2^-23) * sum|a||b|   for every element,
- * where sum|a||b| is the reference convolution of the inputs' absolute values. */
+ * where sum|a||b| is the reference convolution of the inputs' absolute values.
+ *
+ * bf16 storage (PP_STORAGE_BF16): the inputs x, w, dy are drawn, then rounded to bf16, and
+ * the reference runs on those same values, so the products carry no input rounding: only
+ * the fp32 accumulation (any order) differs, by at most E = n*2^-23*sum|a||b|. y and dx are
+ * that fp32 sum rounded to bf16 to nearest even, off by at most half a bf16 ulp of the
+ * sum's binade (at most 2^-8 relative: 8 significant bits), so for every element
+ *     |kernel - reference| <= halfulp_bf16(|reference| + E) + E + 2^-24|reference|
+ * (the last term: the reference itself is a double sum rounded to float). Where E is small
+ * against an ulp (short reductions), a rounding that is not to nearest (truncation errs by
+ * up to a whole ulp) or a missing input channel exceeds it: test_conv_kernels shows both.
+ * dw is fp32 from bf16 dy and the kernel's own bf16 xp, un-pooled: |dw - ref| <= E (u = 0
+ * above). xp: average pooling is the fp32 mean of bf16 values rounded to bf16: within
+ * halfulp_bf16(|mean| + e) + e of the reference mean, e = 1e-6 of the largest |x| (the
+ * fp32 tolerance of a mean); max pooling picks a bf16 value: exact. */
 #include "layer_check.h"
 
 #include "conv_ref.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +78,63 @@ static double bound_excess(const float *a, const float *ref, const float *abs_re
     return worst;
 }
 
+float layer_check_bf16_round(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) <= 0x7f800000u) u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+float layer_check_bf16_truncate(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u &= 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+/* Half the spacing of bf16 values in the binade of v >= 0 (8 significant bits). */
+static double bf16_half_ulp(double v)
+{
+    if (v <= 0) return 0;
+    int e;
+    frexp(v, &e); /* v in [2^(e-1), 2^e) */
+    return ldexp(1.0, e - 9);
+}
+
+double layer_check_bf16_excess(const float *out, const float *ref, const float *abs_ref, size_t count, double terms)
+{
+    double worst = 0;
+    for (size_t i = 0; i < count; i++) {
+        double d = fabs((double)out[i] - (double)ref[i]);
+        if (isnan(d)) return INFINITY;
+        double e = terms * ldexp(1.0, -23) * (double)abs_ref[i];
+        double allowed = bf16_half_ulp(fabs((double)ref[i]) * (1 + ldexp(1.0, -23)) + e) + e + ldexp(fabs((double)ref[i]), -24) + 1e-30;
+        if (d / allowed > worst) worst = d / allowed;
+    }
+    return worst;
+}
+
+/* xp of bf16 storage against the reference pooling (comment at the top). */
+static double bf16_pool_excess(const float *xp, const float *ref, size_t count, int pool_max, double x_magnitude)
+{
+    double worst = 0, e = 1e-6 * x_magnitude;
+    for (size_t i = 0; i < count; i++) {
+        double d = fabs((double)xp[i] - (double)ref[i]);
+        if (isnan(d)) return INFINITY;
+        if (pool_max) {
+            if (d > 0) return INFINITY;
+            continue;
+        }
+        double allowed = bf16_half_ulp(fabs((double)ref[i]) + e) + e;
+        if (d / allowed > worst) worst = d / allowed;
+    }
+    return worst;
+}
+
 static void absolute(const float *a, float *out, size_t n)
 {
     for (size_t i = 0; i < n; i++) out[i] = fabsf(a[i]);
@@ -100,6 +172,13 @@ pp_status layer_check_run(pp_context *ctx, pp_layer *layer, const pp_layer_desc 
     fill_uniform(x, nx, &state);
     fill_uniform(w, nw, &state);
     fill_uniform(dy, ny, &state);
+    const int bf16 = d->storage == PP_STORAGE_BF16;
+    if (bf16) {
+        for (size_t i = 0; i < nx; i++) x[i] = layer_check_bf16_round(x[i]);
+        for (size_t i = 0; i < nw; i++) w[i] = layer_check_bf16_round(w[i]);
+        for (size_t i = 0; i < ny; i++) dy[i] = layer_check_bf16_round(dy[i]);
+    }
+    out->bf16_storage = bf16;
     st = pp_layer_run(layer, x, w, dy, y, xp, dx, dw);
     if (st == PP_OK) {
         conv_fwd_ref(&sh, x, w, ry);
@@ -140,7 +219,7 @@ pp_status layer_check_run(pp_context *ctx, pp_layer *layer, const pp_layer_desc 
         out->excess_dw = out->err_dw / out->tol_dw;
         double u_y = operand_roundoff(out->math_y), u_dx = operand_roundoff(out->math_dx),
                u_dw = operand_roundoff(out->math_dw);
-        if (u_y > 0 || u_dx > 0 || u_dw > 0) {
+        if (bf16 || u_y > 0 || u_dx > 0 || u_dw > 0) {
             /* Absolute-value inputs and references: sum|a||b| per output element. */
             size_t big = nx > nw ? nx : nw;
             float *abs_a = malloc(sizeof(float) * (nx + nw + ny)), *abs_ref = malloc(sizeof(float) * (big + ny));
@@ -149,24 +228,36 @@ pp_status layer_check_run(pp_context *ctx, pp_layer *layer, const pp_layer_desc 
                 return PP_ERR_OUT_OF_MEMORY;
             }
             float *ax = abs_a, *aw = ax + nx, *ady = aw + nw;
+            absolute(x, ax, nx);
             absolute(w, aw, nw);
             absolute(dy, ady, ny);
-            if (u_y > 0) {
-                absolute(x, ax, nx);
+            if (bf16) {
+                /* Inputs already bf16: only the accumulation and the output rounding remain. */
                 conv_fwd_ref(&sh, ax, aw, abs_ref);
-                out->excess_y = bound_excess(y, ry, abs_ref, ny, u_y, (double)d->c * d->r * d->s);
-            }
-            if (u_dx > 0) {
+                out->excess_y = layer_check_bf16_excess(y, ry, abs_ref, ny, (double)d->c * d->r * d->s);
                 conv_bwd_data_ref(&sh, ady, aw, abs_ref);
-                out->excess_dx = bound_excess(dx, rdx, abs_ref, nx, u_dx, (double)d->k * d->r * d->s);
+                out->excess_dx = layer_check_bf16_excess(dx, rdx, abs_ref, nx, (double)d->k * d->r * d->s);
+                double x_magnitude = 0;
+                for (size_t i = 0; i < nx; i++) x_magnitude = ax[i] > x_magnitude ? ax[i] : x_magnitude;
+                out->excess_xp = bf16_pool_excess(xp, rxp, np, d->pool_mode == PP_POOL_MAX, x_magnitude);
+            } else {
+                if (u_y > 0) {
+                    conv_fwd_ref(&sh, ax, aw, abs_ref);
+                    out->excess_y = bound_excess(y, ry, abs_ref, ny, u_y, (double)d->c * d->r * d->s);
+                }
+                if (u_dx > 0) {
+                    conv_bwd_data_ref(&sh, ady, aw, abs_ref);
+                    out->excess_dx = bound_excess(dx, rdx, abs_ref, nx, u_dx, (double)d->k * d->r * d->s);
+                }
             }
-            if (u_dw > 0) {
+            if (bf16 || u_dw > 0) {
                 /* Against the kernel's own saved input, un-pooled (the reference's pooled
-                 * input agrees with it within the xp check); ref_dw held the other one. */
+                 * input agrees with it within the xp check); ref_dw held the other one.
+                 * (bf16: dw is fp32, so only the accumulation bound, u = 0.) */
                 conv_bwd_weight_ref(&sh, dy, kernel_xu, ref_dw);
                 absolute(kernel_xu, ax, nx);
                 conv_bwd_weight_ref(&sh, ady, ax, abs_ref);
-                out->excess_dw = bound_excess(dw, ref_dw, abs_ref, nw, u_dw, (double)d->n * sh.p * sh.q);
+                out->excess_dw = bound_excess(dw, ref_dw, abs_ref, nw, bf16 ? 0.0 : u_dw, (double)d->n * sh.p * sh.q);
             }
             free(abs_a), free(abs_ref);
         }

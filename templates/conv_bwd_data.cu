@@ -2,6 +2,8 @@
 // FFMA, or TF32/BF16 tensor cores with f32 accumulation, per variant), one GEMM per stride
 // phase.
 //   dy: (N,P,Q,K)  wt: (K,R,S,C)  dx: (N,H,W,C)   (channels last)
+//   all fp32, or with ACT_BF16 (bf16 storage, BF16 tiles) all bf16 bits (unsigned short):
+//   dx = bf16_round(acc), to nearest even from the fp32 accumulator
 // dx[n,h,w,c] = sum over k and the taps (r,t) with (h+PAD-r) and (w+PAD-t) divisible by
 // STRIDE of wt[k,r,t,c] * dy[n,(h+PAD-r)/STRIDE,(w+PAD-t)/STRIDE,k] (in range, else 0).
 // Stride phases: the input positions with (h+PAD) % STRIDE == ph and (w+PAD) % STRIDE == pw
@@ -18,11 +20,13 @@
 // Tiling as conv_fwd: a block computes BM x BN of (m,c); the thread owns tile rows
 // tile_row(i) and columns tile_col(j) (with FFMA tiles consecutive threads write
 // consecutive m).
-// ACCUMULATE: dx += the result instead of dx = (x feeds two layers; the second adds its share).
+// ACCUMULATE: dx += the result instead of dx = (x feeds two layers; the second adds its share);
+//   with bf16 storage dx = bf16_round(float(dx) + acc).
 // Generator constants: N C H W K R S STRIDE PAD P Q ACCUMULATE, HS = ceil(H/STRIDE),
 //   WS = ceil(W/STRIDE), RA = ceil(R/STRIDE), SA = ceil(S/STRIDE), MX = N*HS*WS, GX = K*RA*SA,
 //   PHASES_H = min(STRIDE, R), PHASES_W = min(STRIDE, S),
-//   A_VEC B_VEC (floats per copy: 4 or 1), and the tile product's and main loop's
+//   A_VEC B_VEC (elements per copy: fp32 4 or 1; bf16 8, 4, 2 or 1, the widest that divides
+//   K, resp. C), ACT_BF16, and the tile product's and main loop's
 //   (gemm_tile.cuh or gemm_mma.cuh, gemm_mainloop.cuh): BM BN BK TM TN THREADS TILE_PAD
 //   STAGES MATH (A_KMAJOR = 1, B_KMAJOR = 0 for tensor cores)
 // Launch: grid (ceil(MX/BM), ceil(C/BN), PHASES_H*PHASES_W).
@@ -73,7 +77,7 @@ constexpr bool PACKED_MASKS = RA * A_PER <= 64 && SA * A_PER <= 64;
 using tap_mask = pp_select_t<RA * A_PER <= 32 && SA * A_PER <= 32, unsigned, unsigned long long>;
 
 struct operand_iterator {
-    const float *dy, *wt;
+    const tile_elem *dy, *wt;
     int g0;                                // first g of the next K-tile (general path)
     int ph, pw;
     int image[A_PER], oy[A_PER], ox[A_PER]; // per A unit: n*P*Q, i + OY0, j + OX0
@@ -106,7 +110,7 @@ __device__ __forceinline__ int phase_ktiles(const phase &p)
     return ((R - p.ph + STRIDE - 1) / STRIDE) * ((S - p.pw + STRIDE - 1) / STRIDE) * (K / BK);
 }
 
-__device__ __forceinline__ void iterator_init(operand_iterator &it, const float *dy, const float *wt, const phase &p)
+__device__ __forceinline__ void iterator_init(operand_iterator &it, const tile_elem *dy, const tile_elem *wt, const phase &p)
 {
     it.dy = dy;
     it.wt = wt;
@@ -144,22 +148,21 @@ __device__ __forceinline__ void iterator_init(operand_iterator &it, const float 
 }
 
 // Issues the copies of the iterator's next K-tile into one stage and advances.
-__device__ __forceinline__ void load_tiles(operand_iterator &it, float *a, float *b)
+__device__ __forceinline__ void load_tiles(operand_iterator &it, tile_elem *a, tile_elem *b)
 {
-    const int tid = (int)threadIdx.x;
     if constexpr (TAP_TILES) {
-        const float *dy_tap = it.dy + it.a_tap;
+        const tile_elem *dy_tap = it.dy + it.a_tap;
 #pragma unroll
         for (int i = 0; i < A_PER; ++i)
             if (unit_exists<A_UNITS>(i))
-                tile_copy_at(a + a_offset(unit_row<AU>(i), unit_column<AU, A_VEC>(i)), dy_tap, it.a_off[i], (it.valid_rows & (1u << i)) != 0, A_VEC);
-        const float *wt_tap = it.wt + it.b_tap;
+                tile_copy_at<A_VEC>(a + a_offset(unit_row<AU>(i), unit_column<AU, A_VEC>(i)), dy_tap, it.a_off[i], (it.valid_rows & (1u << i)) != 0);
+        const tile_elem *wt_tap = it.wt + it.b_tap;
 #pragma unroll
         for (int i = 0; i < B_PER; ++i)
             if (unit_exists<B_UNITS>(i))
-                tile_copy_at(b + b_offset(unit_row<BU>(i), unit_column<BU, B_VEC>(i)), wt_tap,
-                             unit_row<BU>(i) * (R * S * C) + blockIdx.y * BN + unit_column<BU, B_VEC>(i),
-                             C % BN == 0 || blockIdx.y * BN + unit_column<BU, B_VEC>(i) < C, B_VEC);
+                tile_copy_at<B_VEC>(b + b_offset(unit_row<BU>(i), unit_column<BU, B_VEC>(i)), wt_tap,
+                                    unit_row<BU>(i) * (R * S * C) + blockIdx.y * BN + unit_column<BU, B_VEC>(i),
+                                    C % BN == 0 || blockIdx.y * BN + unit_column<BU, B_VEC>(i) < C);
         it.k0 += BK;
         it.a_tap += BK;
         it.b_tap += BK * (R * S * C);
@@ -183,7 +186,7 @@ __device__ __forceinline__ void load_tiles(operand_iterator &it, float *a, float
         const int oy = it.oy[i] - ta, ox = it.ox[i] - tb;
         const bool valid = g < GX && it.ph + STRIDE * ta < R && it.pw + STRIDE * tb < S &&
                            (unsigned)oy < (unsigned)P && (unsigned)ox < (unsigned)Q;
-        if (unit_exists<A_UNITS>(i)) tile_copy_at(a + a_offset(unit_row<AU>(i), kc), it.dy, (it.image[i] + oy * Q + ox) * K + k, valid, A_VEC);
+        if (unit_exists<A_UNITS>(i)) tile_copy_at<A_VEC>(a + a_offset(unit_row<AU>(i), kc), it.dy, (it.image[i] + oy * Q + ox) * K + k, valid);
     }
 #pragma unroll
     for (int i = 0; i < B_PER; ++i) {
@@ -191,13 +194,13 @@ __device__ __forceinline__ void load_tiles(operand_iterator &it, float *a, float
         const int g = it.g0 + gi, ab = g / K, k = g - ab * K, ta = ab / SA, tb = ab - ta * SA;
         const int r = it.ph + STRIDE * ta, t = it.pw + STRIDE * tb, c = blockIdx.y * BN + cc;
         const bool valid = g < GX && r < R && t < S && c < C;
-        if (unit_exists<B_UNITS>(i)) tile_copy_at(b + b_offset(gi, cc), it.wt, ((k * R + r) * S + t) * C + c, valid, B_VEC);
+        if (unit_exists<B_UNITS>(i)) tile_copy_at<B_VEC>(b + b_offset(gi, cc), it.wt, ((k * R + r) * S + t) * C + c, valid);
     }
     it.g0 += BK;
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
-${KERNEL}(const float *__restrict__ dy, const float *__restrict__ wt, float *__restrict__ dx)
+${KERNEL}(const tile_elem *__restrict__ dy, const tile_elem *__restrict__ wt, tile_elem *__restrict__ dx)
 {
     const int m0 = blockIdx.x * BM;
     const int c0 = blockIdx.y * BN;
@@ -221,7 +224,7 @@ ${KERNEL}(const float *__restrict__ dy, const float *__restrict__ wt, float *__r
             const int c = c0 + tile_col(j);
             if (c >= C) continue;
             const int at = (n * (H * W) + hw) * C + c;
-            dx[at] = ACCUMULATE ? dx[at] + acc[i][j] : acc[i][j];
+            dx[at] = to_storage(ACCUMULATE ? storage_value(dx[at]) + acc[i][j] : acc[i][j]);
         }
     }
 
@@ -242,7 +245,7 @@ ${KERNEL}(const float *__restrict__ dy, const float *__restrict__ wt, float *__r
 #pragma unroll
                 for (int j = 0; j < TN; ++j) {
                     const int c = c0 + tile_col(j);
-                    if (c < C) dx[(n * (H * W) + hw) * C + c] = 0.0f;
+                    if (c < C) dx[(n * (H * W) + hw) * C + c] = to_storage(0.0f);
                 }
             }
         }

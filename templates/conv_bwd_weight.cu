@@ -3,6 +3,8 @@
 // tensor cores with f32 accumulation, per variant).
 //   dy: (N,P,Q,K)  xs: (N,HP,WP,C) (the saved input: xp, or x itself when POOL_F == 1)
 //   out: (SPLITS,K,R,S,C) partial sums, or dw (K,R,S,C) when SPLITS == 1   (channels last)
+//   dy and xs fp32, or with ACT_BF16 (bf16 storage, BF16 tiles) bf16 bits (unsigned short);
+//   out fp32 either way
 // GEMM view (rows g, columns k, so that a layer with K = 64 fills a 64-wide column tile):
 //   dw[k][g] = sum_m A[g][m] * B[m][k] with g = (r,t,c) in [0,G), c fastest, and
 //   m = (n,oy,ox) in [0,M): A[g][m] = xu[n,h,w,c] with h = STRIDE*oy+r-PAD,
@@ -15,7 +17,8 @@
 // A block computes BM x BN of (g,k); the thread owns tile rows tile_row(i) and columns
 // tile_col(j) (FFMA tiles run rows fastest: consecutive threads write consecutive g).
 // Generator constants: N C H W K R S STRIDE PAD P Q M G HP WP POOL_F SPLITS M_PER_SPLIT,
-//   A_VEC B_VEC (floats per copy: 4 or 1), and the tile product's and main loop's
+//   A_VEC B_VEC (elements per copy: fp32 4 or 1; bf16 8, 4, 2 or 1, the widest that divides
+//   C, resp. K), ACT_BF16, and the tile product's and main loop's
 //   (gemm_tile.cuh or gemm_mma.cuh, gemm_mainloop.cuh): BM BN BK TM TN THREADS TILE_PAD
 //   STAGES MATH (A_KMAJOR = B_KMAJOR = 0 for tensor cores)
 // __launch_bounds__ names a minimum of 1 block per SM: with the thread count alone, NVRTC's
@@ -43,7 +46,7 @@ constexpr bool ONE_TAP_BLOCK = C % BM == 0;
 static_assert(C % A_VEC == 0 && K % B_VEC == 0, "a copy unit never straddles a tap");
 
 struct operand_iterator {
-    const float *dy, *xs;
+    const tile_elem *dy, *xs;
     int mb, m_end;                    // first m of the next K-tile; end of the split
     int r[A_PER], t[A_PER], c[A_PER]; // per A unit: its tap and channel (r = -2^24: past G)
 };
@@ -51,7 +54,7 @@ struct operand_iterator {
 __device__ __forceinline__ int a_unit_column(int i) { return ROW_PER_THREAD ? (int)threadIdx.x % TPR + i * TPR : ((int)threadIdx.x + i * THREADS) % AU; }
 __device__ __forceinline__ bool a_unit(int i) { return ROW_PER_THREAD || A_UNITS % THREADS == 0 || (int)threadIdx.x + i * THREADS < A_UNITS; }
 
-__device__ __forceinline__ void iterator_init(operand_iterator &it, const float *dy, const float *xs, int m_begin,
+__device__ __forceinline__ void iterator_init(operand_iterator &it, const tile_elem *dy, const tile_elem *xs, int m_begin,
                                               int m_end)
 {
     it.dy = dy;
@@ -78,7 +81,7 @@ __device__ __forceinline__ int unpooled_pixel(int m, int m_end, int r, int t, bo
 }
 
 // Issues the copies of the iterator's next K-tile into one stage and advances.
-__device__ __forceinline__ void load_tiles(operand_iterator &it, float *a, float *b)
+__device__ __forceinline__ void load_tiles(operand_iterator &it, tile_elem *a, tile_elem *b)
 {
     const int tid = (int)threadIdx.x;
     if constexpr (ROW_PER_THREAD) {
@@ -88,13 +91,13 @@ __device__ __forceinline__ void load_tiles(operand_iterator &it, float *a, float
             const int pixel = unpooled_pixel(m, it.m_end, it.r[0], it.t[0], valid) + it.c[0];
 #pragma unroll
             for (int i = 0; i < A_PER; ++i)
-                tile_copy_at(a + a_offset(a_unit_column(i) * A_VEC, mi), it.xs, pixel + i * TPR * A_VEC, valid, A_VEC);
+                tile_copy_at<A_VEC>(a + a_offset(a_unit_column(i) * A_VEC, mi), it.xs, pixel + i * TPR * A_VEC, valid);
         } else {
 #pragma unroll
             for (int i = 0; i < A_PER; ++i) {
                 bool valid;
                 const int pixel = unpooled_pixel(m, it.m_end, it.r[i], it.t[i], valid);
-                tile_copy_at(a + a_offset(a_unit_column(i) * A_VEC, mi), it.xs, pixel + it.c[i], valid, A_VEC);
+                tile_copy_at<A_VEC>(a + a_offset(a_unit_column(i) * A_VEC, mi), it.xs, pixel + it.c[i], valid);
             }
         }
     } else {
@@ -103,22 +106,22 @@ __device__ __forceinline__ void load_tiles(operand_iterator &it, float *a, float
             const int e = tid + i * THREADS, mi = e / AU;
             bool valid;
             const int pixel = unpooled_pixel(it.mb + mi, it.m_end, it.r[i], it.t[i], valid);
-            if (a_unit(i)) tile_copy_at(a + a_offset(a_unit_column(i) * A_VEC, mi), it.xs, pixel + it.c[i], valid, A_VEC);
+            if (a_unit(i)) tile_copy_at<A_VEC>(a + a_offset(a_unit_column(i) * A_VEC, mi), it.xs, pixel + it.c[i], valid);
         }
     }
-    const float *dy_m = it.dy + it.mb * K;
+    const tile_elem *dy_m = it.dy + it.mb * K;
     const int rows_left = it.m_end - it.mb;
 #pragma unroll
     for (int i = 0; i < B_PER; ++i) {
         const bool valid = unit_row<BU>(i) < rows_left && (K % BN == 0 || blockIdx.y * BN + unit_column<BU, B_VEC>(i) < K);
         if (unit_exists<B_UNITS>(i))
-            tile_copy_at(b + b_offset(unit_row<BU>(i), unit_column<BU, B_VEC>(i)), dy_m, unit_row<BU>(i) * K + blockIdx.y * BN + unit_column<BU, B_VEC>(i), valid, B_VEC);
+            tile_copy_at<B_VEC>(b + b_offset(unit_row<BU>(i), unit_column<BU, B_VEC>(i)), dy_m, unit_row<BU>(i) * K + blockIdx.y * BN + unit_column<BU, B_VEC>(i), valid);
     }
     it.mb += BK;
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
-${KERNEL}(const float *__restrict__ dy, const float *__restrict__ xs, float *__restrict__ out)
+${KERNEL}(const tile_elem *__restrict__ dy, const tile_elem *__restrict__ xs, float *__restrict__ out)
 {
     const int g_base = blockIdx.x * BM;
     const int k0 = blockIdx.y * BN;

@@ -2,6 +2,8 @@
 // cores with f32 accumulation, per variant), fused with the
 // pool-save of its input (DESIGN.md section 1).
 //   x: (N,H,W,C)  wt: (K,R,S,C)  y: (N,P,Q,K)  xp: (N,HP,WP,C)   (channels last)
+//   all fp32, or with ACT_BF16 (bf16 storage, BF16 tiles) all bf16 bits (unsigned short);
+//   stats fp32 either way
 // GEMM view: y[n,oy,ox,k] = sum_g A[m][g] * B[g][k] with m = (n,oy,ox) in [0,M) and
 //   g = (r,t,c) in [0,G), c fastest: A[m][g] = x[n,STRIDE*oy+r-PAD,STRIDE*ox+t-PAD,c] (0
 //   outside), B[g][k] = wt[k,r,t,c] = wt[k*G+g]. y[m*K + k] is the (m,k) element.
@@ -16,15 +18,19 @@
 // avg divides by the number of elements that exist. POOL_F == 1 saves x itself: no xp.
 // STATS: also write BN partial statistics of y per block (see the epilogue):
 //   stats: (gridDim.x*STAT_PARTS, K, 3) = (count, mean, M2), merged by bn_stats_merge.cu.
+// bf16 storage (ACT_BF16): y = bf16_round(acc) (to nearest even); xp = bf16_round of the
+//   fp32 mean (or max) of the window's bf16 x values, in the same order as the fp32 form.
 // Generator constants: N C H W K R S STRIDE PAD P Q M G HP WP POOL_F POOL_MAX STATS
-//   POOL_PER_BLOCK, A_VEC B_VEC (floats per copy: 4 or 1), and the tile product's and main
-//   loop's (gemm_tile.cuh or gemm_mma.cuh, gemm_mainloop.cuh): BM BN BK TM TN THREADS
-//   TILE_PAD STAGES MATH (A_KMAJOR = B_KMAJOR = 1 for tensor cores)
+//   POOL_PER_BLOCK, A_VEC B_VEC (elements per copy: fp32 4 or 1; bf16 8, 4, 2 or 1, the
+//   widest that divides C, resp. G), ACT_BF16, and the tile product's and main loop's
+//   (gemm_tile.cuh or gemm_mma.cuh, gemm_mainloop.cuh): BM BN BK TM TN THREADS TILE_PAD
+//   STAGES MATH (A_KMAJOR = B_KMAJOR = 1 for tensor cores)
 // __launch_bounds__ names a minimum of 1 block per SM: with the thread count alone, NVRTC's
 // ptxas capped a 512-thread variant at 40 registers and spilled (nvcc's did not).
 
 // Operand iterator. A (BM x BK) is the im2col view of x, copied in units of A_VEC
-// consecutive g (= channels of one tap, as C % A_VEC == 0); B (BK x BN) is wt, whose row k
+// consecutive g (= channels of one tap, as C % A_VEC == 0; gemm_mainloop.cuh's tile_copy
+// says how each width is copied, a lone bf16 channel synchronously); B (BK x BN) is wt, whose row k
 // holds all G values of g contiguously, copied in units of B_VEC. Per thread, unit e =
 // tid + i*THREADS (i < A_PER) of the tile is row e / AU, column (e % AU)*A_VEC; the rows'
 // pixel coordinates are computed once per block.
@@ -45,7 +51,7 @@ constexpr bool PACKED_MASKS = R * A_PER <= 64 && S * A_PER <= 64;
 using tap_mask = pp_select_t<R * A_PER <= 32 && S * A_PER <= 32, unsigned, unsigned long long>;
 
 struct operand_iterator {
-    const float *x, *wt;
+    const tile_elem *x, *wt;
     int g0;                                    // first g of the next K-tile
     int k0;                                    // first column k of the block
     int image[A_PER], top[A_PER], left[A_PER]; // per A unit: n*H*W, STRIDE*oy-PAD, STRIDE*ox-PAD
@@ -71,7 +77,7 @@ __device__ __forceinline__ unsigned rows_inside(const operand_iterator &it, int 
     return bits;
 }
 
-__device__ __forceinline__ void iterator_init(operand_iterator &it, const float *x, const float *wt)
+__device__ __forceinline__ void iterator_init(operand_iterator &it, const tile_elem *x, const tile_elem *wt)
 {
     it.x = x;
     it.wt = wt;
@@ -104,14 +110,14 @@ __device__ __forceinline__ void iterator_init(operand_iterator &it, const float 
 }
 
 // Issues the copies of the iterator's next K-tile into one stage and advances.
-__device__ __forceinline__ void load_tiles(operand_iterator &it, float *a, float *b)
+__device__ __forceinline__ void load_tiles(operand_iterator &it, tile_elem *a, tile_elem *b)
 {
     if constexpr (TAP_TILES) {
-        const float *x_tap = it.x + it.a_tap;
+        const tile_elem *x_tap = it.x + it.a_tap;
 #pragma unroll
         for (int i = 0; i < A_PER; ++i)
             if (unit_exists<A_UNITS>(i))
-                tile_copy_at(a + a_offset(unit_row<AU>(i), unit_column<AU, A_VEC>(i)), x_tap, it.a_off[i], (it.valid_rows & (1u << i)) != 0, A_VEC);
+                tile_copy_at<A_VEC>(a + a_offset(unit_row<AU>(i), unit_column<AU, A_VEC>(i)), x_tap, it.a_off[i], (it.valid_rows & (1u << i)) != 0);
         it.c0 += BK;
         it.a_tap += BK;
         // A 1x1 unpadded layer has one tap whose rows are all inside: nothing to update.
@@ -131,17 +137,17 @@ __device__ __forceinline__ void load_tiles(operand_iterator &it, float *a, float
             const int g = it.g0 + kc, tap = g / C, c = g - tap * C, r = tap / S, t = tap - r * S;
             const int ih = it.top[i] + r, iw = it.left[i] + t;
             const bool valid = g < G && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
-            if (unit_exists<A_UNITS>(i)) tile_copy_at(a + a_offset(unit_row<AU>(i), kc), it.x, (it.image[i] + ih * W + iw) * C + c, valid, A_VEC);
+            if (unit_exists<A_UNITS>(i)) tile_copy_at<A_VEC>(a + a_offset(unit_row<AU>(i), kc), it.x, (it.image[i] + ih * W + iw) * C + c, valid);
         }
     }
     // B: under TAP_TILES G % BK == 0, so only the column k bounds a copy.
-    const float *wt_g = it.wt + it.g0;
+    const tile_elem *wt_g = it.wt + it.g0;
 #pragma unroll
     for (int i = 0; i < B_PER; ++i) {
         const bool valid = (K % BN == 0 || it.k0 + unit_row<BU>(i) < K) && (TAP_TILES || it.g0 + unit_column<BU, B_VEC>(i) < G);
         // One thread's units are rows a compile-time step apart (THREADS % BU == 0): one
         // base address and immediate offsets, no per-unit state.
-        if (unit_exists<B_UNITS>(i)) tile_copy_at(b + b_offset(unit_column<BU, B_VEC>(i), unit_row<BU>(i)), wt_g, (it.k0 + unit_row<BU>(i)) * G + unit_column<BU, B_VEC>(i), valid, B_VEC);
+        if (unit_exists<B_UNITS>(i)) tile_copy_at<B_VEC>(b + b_offset(unit_column<BU, B_VEC>(i), unit_row<BU>(i)), wt_g, (it.k0 + unit_row<BU>(i)) * G + unit_column<BU, B_VEC>(i), valid);
     }
     it.g0 += BK;
 }
@@ -150,8 +156,8 @@ static_assert(!STATS || MATH > 0 || (ROW_FASTEST && BM / TM <= 32),
               "BN partials need the column segments of gemm_tile.cuh or gemm_mma.cuh");
 
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
-${KERNEL}(const float *__restrict__ x, const float *__restrict__ wt, float *__restrict__ y,
-          float *__restrict__ xp, float *__restrict__ stats)
+${KERNEL}(const tile_elem *__restrict__ x, const tile_elem *__restrict__ wt, tile_elem *__restrict__ y,
+          tile_elem *__restrict__ xp, float *__restrict__ stats)
 {
     const int tid = threadIdx.x;
     const int m0 = blockIdx.x * BM;
@@ -163,6 +169,14 @@ ${KERNEL}(const float *__restrict__ x, const float *__restrict__ wt, float *__re
     iterator_init(it, x, wt);
     gemm_mainloop(it, (G + BK - 1) / BK, acc);
 
+    // bf16 storage: from here on acc holds the values y stores (rounded to bf16), so that
+    // the BN statistics describe the y that BN will normalise.
+    if (ACT_BF16) {
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+            for (int j = 0; j < TN; ++j) acc[i][j] = storage_value(to_storage(acc[i][j]));
+    }
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
         const int m = m0 + tile_row(i);
@@ -170,14 +184,15 @@ ${KERNEL}(const float *__restrict__ x, const float *__restrict__ wt, float *__re
 #pragma unroll
         for (int j = 0; j < TN; ++j) {
             const int k = k0 + tile_col(j);
-            if (k < K) y[m * K + k] = acc[i][j];
+            if (k < K) y[m * K + k] = to_storage(acc[i][j]);
         }
     }
 
     // BN partials: (count, mean, M2) of each output channel over this block's valid rows of
     // m, per STAT_PARTS part (tile header), centred on their own mean (two passes over the
     // registers), so bn_stats_merge needs no second read of y. Every thread takes part in
-    // the warp sums, whatever its rows and columns.
+    // the warp sums, whatever its rows and columns. From the fp32 accumulators, which with
+    // bf16 storage hold the rounded values y stores (above).
     if (STATS) {
         float count = 0.0f;
 #pragma unroll
@@ -215,18 +230,18 @@ ${KERNEL}(const float *__restrict__ x, const float *__restrict__ wt, float *__re
             const int n = pix / (HP * WP), ij = pix % (HP * WP);
             const int h0 = (ij / WP) * POOL_F, w0 = (ij % WP) * POOL_F;
             const int h1 = pp_min(h0 + POOL_F, H), w1 = pp_min(w0 + POOL_F, W);
-            const float *image = x + n * (H * W * C) + c;
-            float v = image[(h0 * W + w0) * C];
+            const tile_elem *image = x + n * (H * W * C) + c;
+            float v = storage_value(image[(h0 * W + w0) * C]);
             if (POOL_MAX) {
                 for (int h = h0; h < h1; ++h)
-                    for (int w = w0; w < w1; ++w) v = fmaxf(v, image[(h * W + w) * C]);
+                    for (int w = w0; w < w1; ++w) v = fmaxf(v, storage_value(image[(h * W + w) * C]));
             } else {
                 v = 0.0f;
                 for (int h = h0; h < h1; ++h)
-                    for (int w = w0; w < w1; ++w) v += image[(h * W + w) * C];
+                    for (int w = w0; w < w1; ++w) v += storage_value(image[(h * W + w) * C]);
                 v = v / (float)((h1 - h0) * (w1 - w0));
             }
-            xp[pix * C + c] = v;
+            xp[pix * C + c] = to_storage(v);
         }
     }
 }

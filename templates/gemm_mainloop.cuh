@@ -4,9 +4,13 @@
 // a struct with a function load_tiles(it, a_stage, b_stage) (found by argument-dependent
 // lookup) that issues the copies of the iterator's next K-tile into one stage, through
 // tile_copy at a_offset(row, k) / b_offset(k, col), and advances; and its epilogue.
-// Emitted after the tile product, inside the kernel's namespace. Constants: STAGES
-// (1..4), SMEM_BYTES (the generator's size of the stages, checked here), and A_TILE, B_TILE
-// (floats per stage) from the tile product.
+// Emitted after ops_common.cuh and the tile product, inside the kernel's namespace. The
+// tile product's tile_lanes() is computed once before the loop and handed to every
+// tile_product call.
+// Constants: STAGES (1..4), SMEM_BYTES (the generator's size of the stages, checked here),
+// ACT_BF16, and A_TILE, B_TILE (elements per stage) and tile_elem (the element type of the
+// operands in memory and in shared memory: float, or with ACT_BF16 the bf16 bits as
+// unsigned short) from the tile product.
 // Shared memory: the stages of A, then those of B, static up to 48 KB; above, dynamic on a
 // GPU (the plan gives the launch SMEM_BYTES and the runtime raises the kernel's limit) and
 // static in the host emulation, which has no such limit.
@@ -18,30 +22,49 @@
 // at kt-1, and every thread's copies of K-tile kt are visible), issues K-tile kt+STAGES-1
 // into that freed stage, commits (an empty group past the end keeps the count uniform) and
 // computes K-tile kt.
+// Copies by width (VEC elements of tile_elem): 16 bytes (4 fp32 / 8 bf16 channels) with
+// cp.async.cg, 8 or 4 bytes (4 or 2 bf16 channels, or 1 fp32) with cp.async.ca, and a
+// single bf16 channel (odd channel counts: the 3-channel stem) as a synchronous 2-byte
+// load and shared store. The synchronous store is safe in the pipeline because the stage
+// it writes was freed by this iteration's barrier (every warp is done computing it), and
+// the store is visible to the other threads after the barrier of the iteration that
+// computes the stage, as the asynchronous copies are.
 static_assert(STAGES >= 1 && STAGES <= 4, "STAGES: 1..4");
 
-// dst[0..vec) = valid ? src[0..vec) : 0 (vec 4 or 1 floats; src is not read when !valid):
-// a plain store with STAGES == 1, else an asynchronous copy (16 bytes: 16-aligned dst and src).
-__device__ __forceinline__ void tile_copy(float *dst, const float *src, bool valid, int vec)
+// Storage conversions: a stored operand or result element as a float, and a float as the
+// element to store (bf16: round to nearest even, ops_common.cuh's bf16_round).
+__device__ __forceinline__ float storage_value(float v) { return v; }
+__device__ __forceinline__ float storage_value(unsigned short bits) { return bf16_to_float(bits); }
+__device__ __forceinline__ tile_elem to_storage(float v) { return ACT_BF16 ? (tile_elem)bf16_round(v) : (tile_elem)v; }
+
+// dst[0..VEC) = valid ? src[0..VEC) : 0 (src is not read when !valid; dst and src aligned
+// to the copy's bytes): a plain store with STAGES == 1, else by width (header).
+template <int VEC>
+__device__ __forceinline__ void tile_copy(tile_elem *dst, const tile_elem *src, bool valid)
 {
-    if (STAGES == 1) {
-        for (int i = 0; i < vec; ++i) dst[i] = valid ? src[i] : 0.0f;
-    } else if (vec == 4) {
+    constexpr int bytes = VEC * (int)sizeof(tile_elem);
+    if constexpr (STAGES == 1 || bytes == 2) {
+        for (int i = 0; i < VEC; ++i) dst[i] = valid ? src[i] : (tile_elem)0;
+    } else if constexpr (bytes == 16) {
         pp_cp_async_16(dst, src, valid ? 16 : 0);
+    } else if constexpr (ACT_BF16) {
+        pp_cp_async_small<bytes>(dst, src, valid ? bytes : 0);
     } else {
-        pp_cp_async_f32(dst, src, valid);
+        static_assert(VEC == 1, "fp32 copies: 4 floats or 1");
+        pp_cp_async_f32(reinterpret_cast<float *>(dst), reinterpret_cast<const float *>(src), valid); // tile_elem is float
     }
 }
 
 // tile_copy from base + offset. On a GPU the address is formed whether or not the copy is
 // valid (an invalid copy reads nothing, so an offset outside the tensor is harmless and
 // saves a select per copy); on the host an out-of-range pointer is never formed.
-__device__ __forceinline__ void tile_copy_at(float *dst, const float *base, int offset, bool valid, int vec)
+template <int VEC>
+__device__ __forceinline__ void tile_copy_at(tile_elem *dst, const tile_elem *base, int offset, bool valid)
 {
 #if defined(PP_HOST_EMULATION)
-    tile_copy(dst, valid ? base + offset : base, valid, vec);
+    tile_copy<VEC>(dst, valid ? base + offset : base, valid);
 #else
-    tile_copy(dst, base + offset, valid, vec);
+    tile_copy<VEC>(dst, base + offset, valid);
 #endif
 }
 
@@ -70,22 +93,27 @@ template <int UNITS> __device__ __forceinline__ bool unit_exists(int i)
 template <class Iterator>
 __device__ __forceinline__ void gemm_mainloop(Iterator &it, int ktiles, float (&acc)[TM][TN])
 {
-    static_assert(STAGES * (A_TILE + B_TILE) * 4 == SMEM_BYTES, "the generator and the tile product agree on the stages");
+    static_assert(STAGES * (A_TILE + B_TILE) * (int)sizeof(tile_elem) == SMEM_BYTES,
+                  "the generator and the tile product agree on the stages");
+    // Declared as floats whatever tile_elem is (one extern __shared__ type per translation unit).
+    constexpr int smem_floats = SMEM_BYTES / 4;
 #if defined(PP_HOST_EMULATION)
-    __shared__ __align__(128) float smem[STAGES * (A_TILE + B_TILE)];
+    __shared__ __align__(128) float smem_f32[smem_floats];
 #else
     constexpr bool dynamic = SMEM_BYTES > 48 * 1024;
-    __shared__ __align__(128) float static_smem[dynamic ? 1 : STAGES * (A_TILE + B_TILE)];
+    __shared__ __align__(128) float static_smem[dynamic ? 1 : smem_floats];
     extern __shared__ __align__(128) float dynamic_smem[];
-    float *smem = dynamic ? dynamic_smem : static_smem;
+    float *smem_f32 = dynamic ? dynamic_smem : static_smem;
 #endif
-    float (*a_smem)[A_TILE] = reinterpret_cast<float (*)[A_TILE]>(smem);
-    float (*b_smem)[B_TILE] = reinterpret_cast<float (*)[B_TILE]>(smem + STAGES * A_TILE);
+    tile_elem *smem = reinterpret_cast<tile_elem *>(smem_f32);
+    tile_elem (*a_smem)[A_TILE] = reinterpret_cast<tile_elem (*)[A_TILE]>(smem);
+    tile_elem (*b_smem)[B_TILE] = reinterpret_cast<tile_elem (*)[B_TILE]>(smem + STAGES * A_TILE);
+    const fragment_lanes lanes = tile_lanes();
     if (STAGES == 1) {
         for (int kt = 0; kt < ktiles; ++kt) {
             load_tiles(it, a_smem[0], b_smem[0]);
             __syncthreads();
-            tile_product(a_smem[0], b_smem[0], acc);
+            tile_product(a_smem[0], b_smem[0], acc, lanes);
             __syncthreads();
         }
         return;
@@ -106,7 +134,7 @@ __device__ __forceinline__ void gemm_mainloop(Iterator &it, int ktiles, float (&
             __syncthreads();
             if (kt + STAGES - 1 < ktiles) load_tiles(it, a_smem[write], b_smem[write]);
             pp_cp_async_commit();
-            tile_product(a_smem[s], b_smem[s], acc);
+            tile_product(a_smem[s], b_smem[s], acc, lanes);
         }
     }
     pp_cp_async_wait_all();

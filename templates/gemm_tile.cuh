@@ -6,6 +6,9 @@
 // threads then own consecutive tile rows), else columns; the thread at (row, col) owns
 // tile rows row + i*(BM/TM) and columns col + j*(BN/TN). gemm_mma.cuh provides the same
 // functions for tensor cores, so a kernel's iterator and epilogue do not depend on the math.
+// Operands are fp32 in memory and in shared memory (bf16 storage needs the BF16 mma tiles).
+static_assert(!ACT_BF16, "bf16 storage needs the BF16 tensor-core tiles (gemm_mma.cuh, MATH = 2)");
+using tile_elem = float;
 constexpr int A_TILE = BK * (BM + TILE_PAD), B_TILE = BK * (BN + TILE_PAD); // floats per stage
 
 // Where the operand iterators store element (row, k) of A and (k, col) of B in a stage.
@@ -44,8 +47,14 @@ __device__ __forceinline__ float tile_column_sum(float v)
 __device__ __forceinline__ int tile_stat_part() { return 0; }
 __device__ __forceinline__ bool tile_stat_writer() { return (int)threadIdx.x % (BM / TM) == 0; }
 
+// What the tile product keeps across the main loop (gemm_mma.cuh's bf16 fragment
+// addresses): nothing here.
+struct fragment_lanes {};
+__device__ __forceinline__ fragment_lanes tile_lanes() { return fragment_lanes{}; }
+
 // acc += this thread's share of A(stage) * B(stage) over one K-tile.
-__device__ __forceinline__ void tile_product(const float *a_stage, const float *b_stage, float (&acc)[TM][TN])
+__device__ __forceinline__ void tile_product(const float *a_stage, const float *b_stage, float (&acc)[TM][TN],
+                                             const fragment_lanes &)
 {
     const int row = tile_row(0), col = tile_col(0);
 #pragma unroll

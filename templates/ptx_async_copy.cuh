@@ -42,6 +42,25 @@ __device__ __forceinline__ void pp_cp_async_16(void *dst, const void *src, int s
 #endif
 }
 
+// 8 or 4 bytes (BYTES), asynchronously: the first src_bytes (0 or BYTES) from src, the rest
+// zero-filled (cp.async.ca: .cg copies 16 bytes only). dst and src are BYTES-aligned; src is
+// not read when src_bytes == 0. The bf16 tiles' copies of 4 or 2 channels.
+template <int BYTES>
+__device__ __forceinline__ void pp_cp_async_small(void *dst, const void *src, int src_bytes)
+{
+    static_assert(BYTES == 4 || BYTES == 8, "cp.async.ca copies 4, 8 or 16 bytes");
+#if defined(PP_HOST_EMULATION)
+    ::pp_emu::async_copy(dst, src, BYTES, (unsigned)src_bytes);
+#elif __CUDA_ARCH__ >= 800
+    const unsigned smem = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(smem), "l"(src), "n"(BYTES), "r"(src_bytes)
+                 : "memory");
+#else
+    if (BYTES == 8) *(unsigned long long *)dst = src_bytes ? *(const unsigned long long *)src : 0ull;
+    else *(unsigned *)dst = src_bytes ? *(const unsigned *)src : 0u;
+#endif
+}
+
 __device__ __forceinline__ void pp_cp_async_commit()
 {
 #if defined(PP_HOST_EMULATION)

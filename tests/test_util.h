@@ -31,6 +31,22 @@
         }                                                                                      \
     } while (0)
 
+/* Host-emulation contexts with 2 OS threads, ctx[0] running a block's threads in the
+ * forward schedule and ctx[1] in the reverse one (the two orders every kernel test runs in). */
+static inline void test_host_contexts(pp_context *ctx[2])
+{
+    const pp_schedule schedules[2] = {PP_SCHEDULE_FORWARD, PP_SCHEDULE_REVERSE};
+    for (int i = 0; i < 2; i++) {
+        pp_context_options o;
+        pp_context_options_init(&o);
+        o.backend = PP_BACKEND_HOST;
+        o.host_schedule = schedules[i];
+        o.host_threads = 2;
+        ctx[i] = NULL;
+        CHECK_OK(ctx[i], pp_context_create(&o, &ctx[i]));
+    }
+}
+
 /* The whole file at PP_SOURCE_DIR/rel (NUL-terminated, malloc'ed); a test fails if it
  * cannot be read. */
 #ifdef PP_SOURCE_DIR

@@ -1,6 +1,7 @@
 -- api.lua: the generator's entry points for the runtime (and for tests). Each returns its
 -- result, or nil, a message ("file:line: error: ..." for description problems) and a
--- kind: "parse" (a description file), "shape" (impossible values), "internal".
+-- kind: "parse" (a description file), "shape" (impossible values), "invalid" (arguments that
+-- do not fit each other, errors.raise_invalid), "internal".
 local bundle = require("poolprop.bundle")
 local describe = require("poolprop.describe")
 local errors = require("poolprop.errors")
@@ -12,7 +13,7 @@ local M = {}
 local function protect(kind, fn, ...)
   local ok, result = pcall(fn, ...)
   if ok then return result end
-  if errors.is_error(result) then return nil, errors.format(result), kind end
+  if errors.is_error(result) then return nil, errors.format(result), result.kind or kind end
   return nil, errors.format(result), "internal"
 end
 
@@ -112,7 +113,7 @@ function M.tuning_targets(model_text, model_name, o, policy)
     for _, l in ipairs(graph.layers) do
       if l.op == "conv" then
         local d = { N = l.N, C = l.C, H = l.H, W = l.W, K = l.K, R = l.R, S = l.S, stride = l.stride,
-          pad = l.pad, pool = l.pool, pool_mode = l.pool_mode }
+          pad = l.pad, pool = l.pool, pool_mode = l.pool_mode, storage = p.act == "bf16" and "bf16" or nil }
         for _, op in ipairs(variants.ops) do
           local key = layer.tuning_key(op, d, math_mode)
           -- The plan computes no input gradient for the network's input (the image).
@@ -157,7 +158,7 @@ function M.candidate_order(op, d, math_mode)
   local target = layer.split_target_blocks
   local scored = {}
   for i, cfg in ipairs(variants.list(op)) do
-    if i ~= first and variants.allowed(cfg, math_mode) then
+    if i ~= first and variants.allowed(cfg, math_mode) and variants.storage_allows(cfg, d.storage) then
       local tiles = ((rows + cfg.BM - 1) // cfg.BM) * ((cols + cfg.BN - 1) // cfg.BN)
       local useful = rows * cols / (tiles * cfg.BM * cfg.BN)
       local blocks = tiles
@@ -174,8 +175,9 @@ function M.candidate_order(op, d, math_mode)
     if a.stages ~= b.stages then return a.stages > b.stages end
     return a.index < b.index
   end)
+  -- (With bf16 storage variant 0 is the BF16 default, first already.)
   local order = { first }
-  if first ~= 0 then order[2] = 0 end
+  if first ~= 0 and layer.storage(d) ~= "bf16" then order[2] = 0 end
   for _, c in ipairs(scored) do
     if c.index ~= 0 then order[#order + 1] = c.index end
   end
@@ -188,7 +190,9 @@ function M.tuning_version()
     variants.space_version()
 end
 
--- One variant's configuration: { threads, stages, math, shared, config = "BK=16 BM=64 ..." }.
+-- One variant's configuration: { threads, stages, math, shared, shared_bf16, config =
+-- "BK=16 BM=64 ..." }; shared is its shared memory with fp32 storage, shared_bf16 with bf16
+-- storage (0 when the variant does not take bf16 storage: not BF16).
 function M.variant_info(op, index)
   local cfg, msg = variants.get(op, index)
   if not cfg then return nil, msg, "shape" end
@@ -198,7 +202,9 @@ function M.variant_info(op, index)
   local kv = {}
   for i, k in ipairs(keys) do kv[i] = k .. "=" .. cfg[k] end
   return { threads = variants.threads(cfg), stages = cfg.STAGES, math = variants.math_name(cfg),
-    shared = variants.shared_bytes(cfg), config = table.concat(kv, " ") }
+    shared = variants.shared_bytes(cfg, "fp32"),
+    shared_bf16 = variants.storage_allows(cfg, "bf16") and variants.shared_bytes(cfg, "bf16") or 0,
+    config = table.concat(kv, " ") }
 end
 
 function M.variant_count(op)

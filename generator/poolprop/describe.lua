@@ -2,7 +2,9 @@
 -- environment that offers only layer{...} (and math/string); each call records the file
 -- and line it was made on, so every later error points at the layer it concerns.
 --   layer { name = "res2a", N = 2, C = 64, H = 56, W = 56, K = 64, R = 3, S = 3,
---           stride = 1, pad = 1, pool = 2, pool_mode = "avg" }
+--           stride = 1, pad = 1, pool = 2, pool_mode = "avg", storage = "fp32" }
+-- storage = "bf16" stores the layer's activations, their gradients and its weights as
+-- bf16 (layer.lua).
 -- validate() turns one raw table into a normalized description or errors.
 local errors = require("poolprop.errors")
 
@@ -10,6 +12,7 @@ local M = {}
 
 M.pool_factors = { [1] = true, [2] = true, [4] = true, [8] = true }
 M.pool_modes = { avg = true, max = true }
+M.storages = { fp32 = true, bf16 = true }
 M.variant_ops = { "conv_fwd", "conv_bwd_data", "conv_bwd_weight" }
 
 -- field -> {required, kind, minimum, default}
@@ -26,10 +29,11 @@ local fields = {
   pad = { kind = "integer", min = 0, default = 0 },
   pool = { kind = "integer", default = 1 },
   pool_mode = { kind = "string", default = "avg" },
+  storage = { kind = "string", default = "fp32" },
   variant = { kind = "table" },
 }
 local field_order = { "name", "N", "C", "H", "W", "K", "R", "S", "stride", "pad", "pool",
-  "pool_mode", "variant" }
+  "pool_mode", "storage", "variant" }
 
 local function kind_of(v)
   if math.type(v) == "integer" then return "integer" end
@@ -70,6 +74,9 @@ function M.validate(raw, where)
   end
   if d.pool_mode and not M.pool_modes[d.pool_mode] then
     bad("pool_mode must be \"avg\" or \"max\", got \"%s\"", d.pool_mode)
+  end
+  if d.storage and not M.storages[d.storage] then
+    bad("storage must be \"fp32\" or \"bf16\", got \"%s\"", d.storage)
   end
   d.variant = d.variant or {}
   for key, v in pairs(d.variant) do

@@ -16,6 +16,15 @@ function M.raise(where, fmt, ...)
   error(e, 0)
 end
 
+-- As raise, for a request the generator cannot serve as asked (an argument that does not
+-- fit another: a variant of the wrong math for the layer's storage); the runtime reports
+-- it as an invalid argument.
+function M.raise_invalid(where, fmt, ...)
+  local e = setmetatable({ message = string.format(fmt, ...), kind = "invalid" }, GenError)
+  if where then e.file, e.line = where.file, where.line end
+  error(e, 0)
+end
+
 -- Raises one error holding several messages (a description can have many problems).
 function M.raise_all(list)
   if #list == 0 then return end

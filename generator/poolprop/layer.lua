@@ -1,11 +1,16 @@
 -- layer.lua: the kernels and the plan of one convolution layer.
 -- In: a validated description (describe.lua). Out:
 --   { shape = {P, Q, HP, WP, ...},
---     buffers = { {name, elems}, ... },                      -- all float32
+--     buffers = { {name, elems, dtype}, ... },               -- dtype "fp32" or "bf16"
 --     kernels = { {name, op, source, grid = {x,y,z}, block = {x,y,z},
 --                  args = {buffer names}, config = {...}}, ... } }  -- in launch order
 -- Kernels run in the order listed: conv_fwd (y, and xp when pool > 1), conv_bwd_data (dx),
 -- conv_bwd_weight (dw, or per-split partial sums), splitk_reduce (dw, when split).
+-- Storage (d.storage, nil = "fp32"): with "bf16" the buffers x, w, y, dy, dx and xp are
+-- bf16 (uint16 bits, rounded to nearest even) and the kernels are the BF16 tiles' bf16
+-- form (ACT_BF16 = 1); dw and the split-K partial sums stay fp32. Only BF16 (MATH = 2)
+-- variants take bf16 storage: variant 0 means the BF16 default, and any other variant of
+-- another math is an error.
 local describe = require("poolprop.describe")
 local emit = require("poolprop.emit")
 local errors = require("poolprop.errors")
@@ -30,10 +35,14 @@ function M.shape(d)
 end
 
 -- Short, unique, readable signature of a layer's shape: n2c3h32w32_k16r3s3_s1p1_f2avg
+-- (bf16 storage appends _bf16).
 function M.signature(d)
-  return string.format("n%dc%dh%dw%d_k%dr%ds%d_s%dp%d_f%d%s", d.N, d.C, d.H, d.W, d.K, d.R,
-    d.S, d.stride, d.pad, d.pool, d.pool_mode)
+  return string.format("n%dc%dh%dw%d_k%dr%ds%d_s%dp%d_f%d%s%s", d.N, d.C, d.H, d.W, d.K, d.R,
+    d.S, d.stride, d.pad, d.pool, d.pool_mode, M.storage(d) == "bf16" and "_bf16" or "")
 end
+
+-- The layer's storage: "fp32" (also when the description does not say) or "bf16".
+function M.storage(d) return d.storage or "fp32" end
 
 -- The tuning database's key for op's kernel of this layer under a policy's math mode:
 -- "conv_fwd_n2c3h32w32_k16r3s3_s1p1_f2avg:tf32". The tuned variant serves every kernel of
@@ -48,8 +57,15 @@ M.split_target_blocks = 264
 
 local function config_for(d, op)
   local index = d.variant[op] or 0
+  local bf16 = M.storage(d) == "bf16"
+  if bf16 and index == 0 then index = variants.default_index(op, "bf16") end
   local cfg, msg = variants.get(op, index)
   if not cfg then errors.raise(d.where, "%s", msg) end
+  if not variants.storage_allows(cfg, M.storage(d)) then
+    errors.raise_invalid(d.where, "variant %d of %s computes in %s, but bf16 storage needs a BF16 (MATH=2) "
+      .. "variant (0 chooses the BF16 default, %d)", index, op, variants.math_name(cfg),
+      variants.default_index(op, "bf16"))
+  end
   return cfg, index
 end
 
@@ -59,26 +75,38 @@ local function push_all(list, items)
 end
 
 -- Template parts an implicit-GEMM kernel includes inside its namespace, by math mode: the
--- PTX wrappers, the tile product (FFMA or mma), then the shared main loop.
+-- PTX wrappers, ops_common.cuh (bf16 rounding, for bf16 storage), the tile product (FFMA
+-- or mma), then the shared main loop.
 local function gemm_parts(cfg)
   if cfg.MATH > 0 then
     return { "templates/ptx_async_copy.cuh", "templates/ptx_ldmatrix.cuh", "templates/ptx_mma.cuh",
-      "templates/gemm_mma.cuh", "templates/gemm_mainloop.cuh" }
+      "templates/ops_common.cuh", "templates/gemm_mma.cuh", "templates/gemm_mainloop.cuh" }
   end
-  return { "templates/ptx_async_copy.cuh", "templates/gemm_tile.cuh", "templates/gemm_mainloop.cuh" }
+  return { "templates/ptx_async_copy.cuh", "templates/ops_common.cuh", "templates/gemm_tile.cuh",
+    "templates/gemm_mainloop.cuh" }
 end
 
--- Floats per operand copy: 16 bytes (4 floats) where the tensor-core layouts and the
--- operand's contiguous extent allow (extent % 4 == 0), else single floats (the 3-channel
--- stem, odd channel counts). The FFMA tiles store transposed and copy single floats.
-local function copy_vec(cfg, extent)
-  return (cfg.MATH > 0 and extent % 4 == 0) and 4 or 1
+-- Elements per operand copy: 16 bytes (4 floats, 8 bf16) where the tensor-core layouts and
+-- the operand's contiguous extent allow, else for bf16 the widest of 4, 2 (8- and 4-byte
+-- copies) or 1 (a synchronous 2-byte copy) that divides the extent, for fp32 single
+-- floats (the 3-channel stem, odd channel counts). The FFMA tiles store transposed and
+-- copy single floats.
+local function copy_vec(cfg, extent, storage)
+  if cfg.MATH == 0 then return 1 end
+  if storage == "bf16" then
+    for _, vec in ipairs { 8, 4, 2 } do
+      if extent % vec == 0 then return vec end
+    end
+    return 1
+  end
+  return extent % 4 == 0 and 4 or 1
 end
 
 -- row_fastest: whether FFMA tiles give consecutive threads consecutive rows (see
 -- gemm_tile.cuh); tensor-core tiles have the fragment layout instead. vecs: {A_VEC, B_VEC},
--- the copy widths; the shared-memory layouts are op's (variants.operand_kmajor).
-local function gemm_constants(cfg, op, row_fastest, vecs)
+-- the copy widths; the shared-memory layouts are op's (variants.operand_kmajor); storage:
+-- the layer's ("fp32" or "bf16": ACT_BF16).
+local function gemm_constants(cfg, op, row_fastest, vecs, storage)
   local tm, tn = variants.per_thread(cfg)
   local major = variants.operand_kmajor[op]
   local c = {
@@ -86,7 +114,7 @@ local function gemm_constants(cfg, op, row_fastest, vecs)
     { "THREADS", variants.threads(cfg) }, { "TILE_PAD", variants.tile_pad(cfg) },
     { "STAGES", cfg.STAGES }, { "MATH", cfg.MATH }, { "ROW_FASTEST", row_fastest and 1 or 0 },
     { "A_VEC", vecs[1] }, { "B_VEC", vecs[2] }, { "A_KMAJOR", major[1] }, { "B_KMAJOR", major[2] },
-    { "SMEM_BYTES", variants.shared_bytes(cfg) },
+    { "ACT_BF16", storage == "bf16" and 1 or 0 }, { "SMEM_BYTES", variants.shared_bytes(cfg, storage) },
   }
   if cfg.MATH > 0 then
     c[#c + 1] = { "WARPS_M", cfg.WARPS_M }
@@ -120,7 +148,7 @@ local function header_lines(d, op, index, cfg)
   return {
     string.format("layer:     %s%s: N=%d C=%d H=%d W=%d K=%d R=%d S=%d stride=%d pad=%d",
       layer, from, d.N, d.C, d.H, d.W, d.K, d.R, d.S, d.stride, d.pad),
-    string.format("policy:    pool f=%d mode=%s", d.pool, d.pool_mode),
+    string.format("policy:    pool f=%d mode=%s storage=%s", d.pool, d.pool_mode, M.storage(d)),
     string.format("kernel:    %s variant %d: %s", op, index, table.concat(parts, " ")),
   }
 end
@@ -141,12 +169,14 @@ function M.kernel_fwd(d, s, save_pool, stats)
     { "M", M_ }, { "G", G }, { "HP", s.HP }, { "WP", s.WP }, { "POOL_F", pool },
     { "POOL_MAX", d.pool_mode == "max" and 1 or 0 },
     { "POOL_PER_BLOCK", ceil_div(d.N * s.HP * s.WP, grid_m) }, { "STATS", stats and 1 or 0 } })
-  push_all(consts, gemm_constants(cfg, "conv_fwd", true, { copy_vec(cfg, d.C), copy_vec(cfg, G) }))
+  local storage = M.storage(d)
+  push_all(consts, gemm_constants(cfg, "conv_fwd", true, { copy_vec(cfg, d.C, storage), copy_vec(cfg, G, storage) },
+    storage))
   local grid = { grid_m, ceil_div(d.K, cfg.BN), 1 }
   check_grid(d, name, grid)
   return {
     name = name, op = "conv_fwd", config = cfg, variant = index, math = variants.math_name(cfg),
-    dynamic_shared = variants.dynamic_shared_bytes(cfg),
+    dynamic_shared = variants.dynamic_shared_bytes(cfg, M.storage(d)),
     grid = grid, block = { variants.threads(cfg), 1, 1 },
     stat_parts = stats and grid_m * (cfg.MATH > 0 and cfg.WARPS_M or 1) or 0,
     args = { "x", "w", "y", pool > 1 and "xp" or "null", stats and "bn_partials" or "null" },
@@ -166,13 +196,15 @@ function M.kernel_bwd_data(d, s, accumulate)
   local consts = push_all(shape_constants(d, s), { { "HS", HS }, { "WS", WS }, { "RA", RA }, { "SA", SA },
     { "MX", MX }, { "GX", d.K * RA * SA }, { "ACCUMULATE", accumulate and 1 or 0 },
     { "PHASES_H", math.min(d.stride, d.R) }, { "PHASES_W", math.min(d.stride, d.S) } })
-  push_all(consts, gemm_constants(cfg, "conv_bwd_data", true, { copy_vec(cfg, d.K), copy_vec(cfg, d.C) }))
+  local storage = M.storage(d)
+  push_all(consts, gemm_constants(cfg, "conv_bwd_data", true,
+    { copy_vec(cfg, d.K, storage), copy_vec(cfg, d.C, storage) }, storage))
   -- Stride phases with taps only (the template zeroes the others).
   local grid = { ceil_div(MX, cfg.BM), ceil_div(d.C, cfg.BN), math.min(d.stride, d.R) * math.min(d.stride, d.S) }
   check_grid(d, name, grid)
   return {
     name = name, op = "conv_bwd_data", config = cfg, variant = index, math = variants.math_name(cfg),
-    dynamic_shared = variants.dynamic_shared_bytes(cfg),
+    dynamic_shared = variants.dynamic_shared_bytes(cfg, M.storage(d)),
     grid = grid, block = { variants.threads(cfg), 1, 1 },
     args = { "dy", "w", "dx" },
     source = emit.kernel_source { kernel = name, op = "conv_bwd_data",
@@ -197,12 +229,14 @@ function M.kernels_bwd_weight(d, s)
   local consts = push_all(shape_constants(d, s), {
     { "M", M_ }, { "G", G }, { "HP", s.HP }, { "WP", s.WP }, { "POOL_F", d.pool },
     { "SPLITS", splits }, { "M_PER_SPLIT", m_per_split } })
-  push_all(consts, gemm_constants(cfg, "conv_bwd_weight", true, { copy_vec(cfg, d.C), copy_vec(cfg, d.K) }))
+  local storage = M.storage(d)
+  push_all(consts, gemm_constants(cfg, "conv_bwd_weight", true,
+    { copy_vec(cfg, d.C, storage), copy_vec(cfg, d.K, storage) }, storage))
   local grid = { ceil_div(G, cfg.BM), ceil_div(d.K, cfg.BN), splits }
   check_grid(d, name, grid)
   local kernels = { {
     name = name, op = "conv_bwd_weight", config = cfg, variant = index, math = variants.math_name(cfg),
-    dynamic_shared = variants.dynamic_shared_bytes(cfg),
+    dynamic_shared = variants.dynamic_shared_bytes(cfg, M.storage(d)),
     grid = grid, block = { variants.threads(cfg), 1, 1 },
     args = { "dy", d.pool > 1 and "xp" or "x", splits > 1 and "dw_partial" or "dw" },
     source = emit.kernel_source { kernel = name, op = "conv_bwd_weight",
@@ -234,13 +268,14 @@ function M.generate(d)
   for _, k in ipairs(wkernels) do kernels[#kernels + 1] = k end
   local sig = M.signature(d)
 
+  local act = M.storage(d) -- activations, their gradients, the weights the kernels read
   local buffers = {
-    { name = "x", elems = s.x_elems }, { name = "w", elems = s.w_elems },
-    { name = "y", elems = s.y_elems }, { name = "dy", elems = s.y_elems },
-    { name = "dx", elems = s.x_elems }, { name = "dw", elems = s.w_elems },
+    { name = "x", elems = s.x_elems, dtype = act }, { name = "w", elems = s.w_elems, dtype = act },
+    { name = "y", elems = s.y_elems, dtype = act }, { name = "dy", elems = s.y_elems, dtype = act },
+    { name = "dx", elems = s.x_elems, dtype = act }, { name = "dw", elems = s.w_elems, dtype = "fp32" },
   }
-  if d.pool > 1 then buffers[#buffers + 1] = { name = "xp", elems = s.xp_elems } end
-  if partial > 0 then buffers[#buffers + 1] = { name = "dw_partial", elems = partial } end
+  if d.pool > 1 then buffers[#buffers + 1] = { name = "xp", elems = s.xp_elems, dtype = act } end
+  if partial > 0 then buffers[#buffers + 1] = { name = "dw_partial", elems = partial, dtype = "fp32" } end
 
   return { desc = d, shape = s, signature = sig, kernels = kernels, buffers = buffers }
 end

@@ -89,14 +89,27 @@ function M.threads(cfg)
   return (cfg.BM // cfg.TM) * (cfg.BN // cfg.TN)
 end
 
-function M.shared_bytes(cfg)
-  return cfg.STAGES * cfg.BK * (cfg.BM + cfg.BN + 2 * M.tile_pad(cfg)) * 4
+-- Operand storage of a layer (a layer property, not a variant's): "fp32", or "bf16", where
+-- the activations, their gradients and the weights the kernels read are bf16 in memory and
+-- in shared memory (half the bytes per stage), which only the BF16 (MATH = 2) tiles take.
+M.storage_bytes = { fp32 = 4, bf16 = 2 }
+
+-- Whether a configuration can run a layer of the given storage (nil: fp32).
+function M.storage_allows(cfg, storage)
+  return (storage or "fp32") ~= "bf16" or cfg.MATH == 2
+end
+
+-- Shared memory of a configuration's stages for a layer's storage (nil: fp32). Every
+-- configuration of the space fits the limits with fp32 storage (valid below), so with
+-- bf16 storage, half of that, too.
+function M.shared_bytes(cfg, storage)
+  return cfg.STAGES * cfg.BK * (cfg.BM + cfg.BN + 2 * M.tile_pad(cfg)) * M.storage_bytes[storage or "fp32"]
 end
 
 -- Bytes of dynamic shared memory a configuration's kernel asks for at launch: 0 when its
 -- tiles fit the static 48 KB.
-function M.dynamic_shared_bytes(cfg)
-  local bytes = M.shared_bytes(cfg)
+function M.dynamic_shared_bytes(cfg, storage)
+  local bytes = M.shared_bytes(cfg, storage)
   return bytes > M.max_static_shared_bytes and bytes or 0
 end
 
@@ -201,13 +214,21 @@ function M.space_version()
 end
 
 -- The configuration a model uses for op when a policy allows math and the tuning database
--- has no entry: variant 0 for fp32, else this tensor-core tile of the space.
+-- has no entry: variant 0 for fp32, else this tensor-core tile of the space. The BF16
+-- default is also the default of every layer with bf16 storage: K-tiles of 32 (two mma
+-- k-steps per barrier and per pipeline step; a bf16 stage of BK = 32 takes the bytes of an
+-- fp32 one of BK = 16), and few enough stages that the tiles stay in static shared memory
+-- with fp32 storage too (fp32 48 KB, bf16 24 KB). With bf16 storage that measures 2.4-2.9
+-- other instructions per mma (fwd, dgrad) where BK = 16 measured 2.9-3.6.
 local math_defaults = {
   tf32 = { BM = 128, BN = 128, BK = 16, WARPS_M = 2, WARPS_N = 2, STAGES = 3, MATH = 1 },
-  bf16 = { BM = 128, BN = 64, BK = 16, WARPS_M = 2, WARPS_N = 2, STAGES = 3, MATH = 2 },
+  bf16 = { BM = 128, BN = 64, BK = 32, WARPS_M = 2, WARPS_N = 2, STAGES = 2, MATH = 2 },
 }
 -- The weight gradient's columns are the K output channels: 64-wide column tiles, so that
--- K = 64 layers (every ResNet's first stage) run no half-empty tile.
+-- K = 64 layers (every ResNet's first stage) run no half-empty tile. Its BF16 default keeps
+-- K-tiles of 16: at 32, the fp32-storage form spills on the 3-channel stem (its 1-channel
+-- copies, 32 per thread, each keep their own tap in registers); with bf16 storage BK = 16
+-- costs 3.5 other instructions per mma against 2.8 at 32 (shared/tools/sass, ResNet-50).
 local wgrad_math_defaults = {
   tf32 = { BM = 128, BN = 64, BK = 16, WARPS_M = 2, WARPS_N = 2, STAGES = 4, MATH = 1 },
   bf16 = { BM = 128, BN = 64, BK = 16, WARPS_M = 2, WARPS_N = 2, STAGES = 4, MATH = 2 },

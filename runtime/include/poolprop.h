@@ -112,6 +112,15 @@ PP_API pp_status pp_context_cache_stats(const pp_context *ctx, pp_cache_stats *o
 
 typedef enum pp_pool_mode { PP_POOL_AVG = 0, PP_POOL_MAX = 1 } pp_pool_mode;
 
+/* How a layer's kernels store its tensors on the device.
+ * PP_STORAGE_F32: everything float32.
+ * PP_STORAGE_BF16: the activations x, the output y, the pooled save xp, the output
+ *   gradient dy, the input gradient dx and the weights the kernels read are bf16 (rounded
+ *   to nearest even), halving their memory and traffic; the weight gradient dw stays
+ *   float32, and every product is accumulated in float32. Only the BF16 tensor-core
+ *   variants (math "bf16", sm_80 and later) take it. */
+typedef enum pp_storage { PP_STORAGE_F32 = 0, PP_STORAGE_BF16 = 1 } pp_storage;
+
 /* X: (n,c,h,w)  W: (k,c,r,s)  Y/dY: (n,k,p,q)  Xp: (n,c,ceil(h/pool),ceil(w/pool)). */
 typedef struct pp_layer_desc {
     const char *name; /* optional, used in generated file headers */
@@ -120,8 +129,11 @@ typedef struct pp_layer_desc {
     int stride, pad;
     int pool;               /* 1, 2, 4 or 8 */
     pp_pool_mode pool_mode;
+    pp_storage storage;     /* PP_STORAGE_F32 (pp_layer_desc_init's) or PP_STORAGE_BF16 */
     /* Tile variant per kernel: 0 = default, i > 0 = the i-th entry of that kernel's
-     * declared search space (pp_layer_variant_count). */
+     * declared search space (pp_layer_variant_count). With PP_STORAGE_BF16, 0 is the
+     * BF16 default and i > 0 must be a BF16 variant (pp_variant_info.math "bf16"):
+     * pp_layer_create rejects any other with PP_ERR_INVALID_ARGUMENT. */
     int variant_fwd, variant_bwd_data, variant_bwd_weight;
 } pp_layer_desc;
 
@@ -151,12 +163,16 @@ PP_API void pp_layer_desc_init(pp_layer_desc *desc);
 PP_API pp_status pp_layer_variant_count(pp_context *ctx, const char *op, int *out);
 /* What a variant of an op is: its threads per block, pipeline stages (2 = cp.async double
  * buffering), the precision of its products ("fp32" FFMA, "tf32" or "bf16" tensor cores,
- * which need sm_80), the static shared memory of its tiles, and its whole configuration
- * as text ("BK=16 BM=64 BN=32 MATH=0 STAGES=1 TM=8 TN=4"). index 0 is the default. */
+ * which need sm_80), the shared memory of its tiles with PP_STORAGE_F32 (shared_bytes)
+ * and with PP_STORAGE_BF16 (shared_bytes_bf16: half, as the tiles hold bf16; 0 for a
+ * variant that does not take bf16 storage), and its whole configuration as text
+ * ("BK=16 BM=64 BN=32 MATH=0 STAGES=1 TM=8 TN=4"). index 0 is the default (of
+ * PP_STORAGE_F32). Tiles above 48 KB are dynamic shared memory, the rest static. */
 typedef struct pp_variant_info {
     int threads, stages, shared_bytes;
     const char *math;
     char config[160];
+    int shared_bytes_bf16;
 } pp_variant_info;
 PP_API pp_status pp_layer_variant_info(pp_context *ctx, const char *op, int index, pp_variant_info *out);
 /* Generates, compiles and loads the layer's kernels. */
@@ -171,7 +187,10 @@ PP_API pp_status pp_layer_kernel_info_get(const pp_layer *layer, int index, pp_k
  * error is returned as such. */
 PP_API pp_status pp_layer_kernel_check(pp_layer *layer, int index, pp_kernel_info *out);
 /* Runs the three kernels on host arrays (copied to and from the device).
- * xp receives the pooled input (for pool == 1: a copy of x, which is what is saved). */
+ * xp receives the pooled input (for pool == 1: a copy of x, which is what is saved).
+ * The arrays are float32 whatever the storage: with PP_STORAGE_BF16 the runtime rounds x,
+ * w and dy to bf16 (to nearest even) on the way to the device, and widens y, xp and dx
+ * (bf16 there) back to float32 exactly; dw is float32 on the device too. */
 PP_API pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, const float *dy,
                        float *y, float *xp, float *dx, float *dw);
 PP_API void pp_layer_destroy(pp_layer *layer);
@@ -183,7 +202,8 @@ PP_API void pp_layer_destroy(pp_layer *layer);
 PP_API pp_status pp_layer_benchmark(pp_layer *layer, int warmup, int repeats, double *ms);
 
 /* Reads a layer description file: Lua with one layer{N=..., C=..., ...} call per layer
- * (fields as pp_layer_desc, plus pool_mode = "avg"|"max" and variant = {conv_fwd = i}).
+ * (fields as pp_layer_desc, plus pool_mode = "avg"|"max", storage = "fp32"|"bf16" and
+ * variant = {conv_fwd = i}). Any other storage is an error at its file:line.
  * path NULL reads the embedded default layer set. Errors read "file:line: error: ...".
  * Release the list with pp_layer_descs_free. */
 PP_API pp_status pp_layer_file_load(pp_context *ctx, const char *path, pp_layer_desc **descs, int *count);

@@ -22,6 +22,13 @@
  * Cache: the .so bytes, keyed by a format tag, the compiler path and its --version
  * output, the flags and the whole translation unit. A cached module that fails to load
  * is reported, counted as corrupt and rebuilt.
+ * Precompiled header: parsing the two headers is about a third of a kernel's compile, so
+ * with a cache directory they are written once to <cache>/host-pch-<hash>/pp_emu_prelude.h
+ * (hash: compiler, version, flags, header text) with its precompiled form beside it (.gch,
+ * built with the same flags; g++ then reads it instead of the header), and the unit the
+ * compiler sees #includes that file instead of holding the headers' text. The module is
+ * the same either way, and keyed by the whole unit as above. A compiler that cannot use
+ * the .gch (clang) parses the header; one that cannot build it gets the text inline.
  * Memory: device pointers are host pointers, 256-byte aligned. New allocations are filled
  * with 0xFF bytes (NaN as float): like cuMemAlloc they are not zeroed, and a kernel that
  * reads memory nobody wrote shows it instead of silently reading zeros.
@@ -40,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -306,6 +314,82 @@ static void remove_dir_files(const char *dir, const char *const *names, int coun
     rmdir(dir);
 }
 
+/* The compiler's argument list: the flags (without -shared for a precompiled header),
+ * then extra (NULL-terminated); argv has room for n_cxx_flags + n_isa_flags + 8. */
+static void compiler_argv(const host_state *hs, int header, const char *const *extra, char **argv)
+{
+    int argc = 0;
+    argv[argc++] = (char *)hs->cxx;
+    for (int i = 0; i < n_cxx_flags; i++)
+        if (!header || strcmp(cxx_flags[i], "-shared") != 0) argv[argc++] = (char *)cxx_flags[i];
+    for (int i = 0; hs->use_isa_flags && i < n_isa_flags; i++) argv[argc++] = (char *)isa_flags[i];
+    for (int i = 0; extra[i]; i++) argv[argc++] = (char *)extra[i];
+    argv[argc] = NULL;
+}
+
+/* The emulation headers as one text (the start of every translation unit). */
+static pp_status prelude_text(pp_context *ctx, char **out, size_t *out_len)
+{
+    const pp_embedded_file *abi = embedded_find("runtime/src/host/emu_abi.h");
+    const pp_embedded_file *emu = embedded_find("runtime/src/host/pp_cuda_emu.h");
+    if (!abi || !emu) return ctx_fail(ctx, PP_ERR_INTERNAL, "host backend: the emulation headers are not embedded");
+    size_t cap = abi->size + emu->size + 64;
+    char *text = malloc(cap);
+    if (!text) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "host backend: out of memory");
+    int n = snprintf(text, cap, "#line 1 \"emu_abi.h\"\n%s\n#line 1 \"pp_cuda_emu.h\"\n%s\n", abi->data, emu->data);
+    *out = text;
+    *out_len = (size_t)n;
+    return PP_OK;
+}
+
+/* The path of the precompiled prelude (see the top of the file) in out, made if missing;
+ * 0 when there is none to use (no cache, or it could not be made: compile without). */
+static int prelude_header(pp_context *ctx, const host_state *hs, char *out, size_t len)
+{
+    if (!ctx->cache_dir[0] || ctx->options.disable_cache || !hs->cxx_version[0]) return 0;
+    char *text;
+    size_t text_len;
+    if (prelude_text(ctx, &text, &text_len) != PP_OK) {
+        ctx_clear_error(ctx);
+        return 0;
+    }
+    pp_hash h;
+    hash_init(&h);
+    hash_str(&h, "poolprop host prelude 1");
+    hash_str(&h, hs->cxx);
+    hash_str(&h, hs->cxx_version);
+    for (int i = 0; i < n_cxx_flags; i++) hash_str(&h, cxx_flags[i]);
+    for (int i = 0; hs->use_isa_flags && i < n_isa_flags; i++) hash_str(&h, isa_flags[i]);
+    hash_bytes(&h, text, text_len);
+    pp_hash_value v = hash_final(&h);
+    char hex[33], dir[4200], gch[4400], tmp[4500];
+    hash_hex(&v, hex);
+    snprintf(dir, sizeof dir, "%s/host-pch-%s", ctx->cache_dir, hex);
+    snprintf(out, len, "%s/pp_emu_prelude.h", dir);
+    snprintf(gch, sizeof gch, "%s.gch", out);
+    if (strpbrk(out, "\"\\\n")) { /* not writable in an #include "..." */
+        free(text);
+        return 0;
+    }
+    int ready = access(gch, R_OK) == 0 && access(out, R_OK) == 0;
+    if (!ready && (mkdir(dir, 0755) == 0 || errno == EEXIST) && file_write_atomic(ctx, out, text, text_len) == PP_OK) {
+        /* Built under a name of its own, then renamed: racing builders each rename a whole file. */
+        static _Atomic unsigned serial;
+        snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", gch, (long)getpid(), serial++);
+        const char *extra[] = {"-x", "c++-header", out, "-o", tmp, NULL};
+        char *argv[n_cxx_flags + n_isa_flags + 8];
+        compiler_argv(hs, 1, extra, argv);
+        char *log = NULL;
+        int code;
+        ready = run_capture(argv, &log, &code) == 0 && code == 0 && rename(tmp, gch) == 0;
+        free(log);
+        unlink(tmp);
+    }
+    ctx_clear_error(ctx);
+    free(text);
+    return ready;
+}
+
 /* Compiles the translation unit; on success *so is the malloc'ed shared object. */
 static pp_status run_compiler(pp_context *ctx, host_state *hs, const char *tu, size_t tu_len, const char *source_name,
                               char **so, size_t *so_len)
@@ -328,15 +412,9 @@ static pp_status run_compiler(pp_context *ctx, host_state *hs, const char *tu, s
         remove_dir_files(dir, files, 2);
         return st;
     }
-    char *argv[n_cxx_flags + n_isa_flags + 5];
-    int argc = 0;
-    argv[argc++] = hs->cxx;
-    for (int i = 0; i < n_cxx_flags; i++) argv[argc++] = (char *)cxx_flags[i];
-    for (int i = 0; hs->use_isa_flags && i < n_isa_flags; i++) argv[argc++] = (char *)isa_flags[i];
-    argv[argc++] = src_path;
-    argv[argc++] = "-o";
-    argv[argc++] = so_path;
-    argv[argc] = NULL;
+    const char *extra[] = {src_path, "-o", so_path, NULL};
+    char *argv[n_cxx_flags + n_isa_flags + 8];
+    compiler_argv(hs, 0, extra, argv);
     char *log = NULL;
     int code;
     int err = run_capture(argv, &log, &code);
@@ -353,25 +431,47 @@ static pp_status run_compiler(pp_context *ctx, host_state *hs, const char *tu, s
     return st;
 }
 
-/* The translation unit: the embedded ABI and emulation headers, then the source. */
-static pp_status build_tu(pp_context *ctx, const pp_compile_request *req, char **out, size_t *out_len)
+/* The translation unit: the embedded ABI and emulation headers (their text, or with
+ * prelude_path an #include of the precompiled prelude), then the source. */
+static pp_status build_tu(pp_context *ctx, const pp_compile_request *req, const char *prelude_path, char **out,
+                          size_t *out_len)
 {
-    const pp_embedded_file *abi = embedded_find("runtime/src/host/emu_abi.h");
-    const pp_embedded_file *emu = embedded_find("runtime/src/host/pp_cuda_emu.h");
-    if (!abi || !emu) return ctx_fail(ctx, PP_ERR_INTERNAL, "host backend: the emulation headers are not embedded");
+    char *prelude = NULL;
+    size_t prelude_len = 0;
+    if (!prelude_path) PP_TRY(prelude_text(ctx, &prelude, &prelude_len));
     char name[512];
     snprintf(name, sizeof name, "%s", req->source_name ? req->source_name : "kernel.cu");
     for (char *c = name; *c; c++)
         if (*c == '"' || *c == '\\' || *c == '\n') *c = '_';
-    size_t src_len = strlen(req->source);
-    size_t cap = abi->size + emu->size + src_len + strlen(name) + 128;
+    size_t cap = prelude_len + (prelude_path ? strlen(prelude_path) : 0) + strlen(req->source) + strlen(name) + 128;
     char *tu = malloc(cap);
-    if (!tu) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "host backend: out of memory");
-    int n = snprintf(tu, cap, "#line 1 \"emu_abi.h\"\n%s\n#line 1 \"pp_cuda_emu.h\"\n%s\n#line 1 \"%s\"\n%s", abi->data,
-                     emu->data, name, req->source);
+    if (!tu) {
+        free(prelude);
+        return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "host backend: out of memory");
+    }
+    int n = prelude_path ? snprintf(tu, cap, "#include \"%s\"\n#line 1 \"%s\"\n%s", prelude_path, name, req->source)
+                         : snprintf(tu, cap, "%s#line 1 \"%s\"\n%s", prelude, name, req->source);
+    free(prelude);
     *out = tu;
     *out_len = (size_t)n;
     return PP_OK;
+}
+
+/* Compiles req (whose whole unit is tu), through the precompiled prelude where there is one. */
+static pp_status compile_module(pp_context *ctx, host_state *hs, const pp_compile_request *req, const char *tu,
+                                size_t tu_len, char **so, size_t *so_len)
+{
+    const char *source_name = req->source_name ? req->source_name : "kernel.cu";
+    char prelude[4300];
+    char *short_tu = NULL;
+    size_t short_len = 0;
+    if (prelude_header(ctx, hs, prelude, sizeof prelude) && build_tu(ctx, req, prelude, &short_tu, &short_len) == PP_OK) {
+        pp_status st = run_compiler(ctx, hs, short_tu, short_len, source_name, so, so_len);
+        free(short_tu);
+        return st;
+    }
+    ctx_clear_error(ctx);
+    return run_compiler(ctx, hs, tu, tu_len, source_name, so, so_len);
 }
 
 static pp_hash_value module_key(const host_state *hs, const char *tu, size_t tu_len)
@@ -401,7 +501,7 @@ static pp_status host_compile(pp_context *ctx, const pp_compile_request *req, pp
     double t0 = now_ms();
     char *tu = NULL;
     size_t tu_len = 0;
-    PP_TRY(build_tu(ctx, req, &tu, &tu_len));
+    PP_TRY(build_tu(ctx, req, NULL, &tu, &tu_len));
     const char *source_name = req->source_name ? req->source_name : "kernel.cu";
     pp_compile_request named = *req;
     named.source_name = source_name;
@@ -437,7 +537,7 @@ static pp_status host_compile(pp_context *ctx, const pp_compile_request *req, pp
 
     char *so;
     size_t so_len;
-    st = run_compiler(ctx, hs, tu, tu_len, source_name, &so, &so_len);
+    st = compile_module(ctx, hs, &named, tu, tu_len, &so, &so_len);
     free(tu);
     if (st != PP_OK) return st;
     if (cache_put(ctx, &key, so, so_len) != PP_OK) {
@@ -459,7 +559,7 @@ static pp_status host_prepare(pp_context *ctx, const pp_compile_request *req)
     host_state *hs = ctx->backend; /* only read: run_compiler takes it non-const */
     char *tu = NULL;
     size_t tu_len = 0;
-    PP_TRY(build_tu(ctx, req, &tu, &tu_len));
+    PP_TRY(build_tu(ctx, req, NULL, &tu, &tu_len));
     pp_hash_value key = module_key(hs, tu, tu_len);
     void *cached = NULL;
     size_t cached_len = 0;
@@ -467,7 +567,7 @@ static pp_status host_prepare(pp_context *ctx, const pp_compile_request *req)
     if (st == PP_OK && !cached) {
         char *so;
         size_t so_len;
-        st = run_compiler(ctx, hs, tu, tu_len, req->source_name ? req->source_name : "kernel.cu", &so, &so_len);
+        st = compile_module(ctx, hs, req, tu, tu_len, &so, &so_len);
         if (st == PP_OK) {
             st = cache_put(ctx, &key, so, so_len);
             free(so);

@@ -1,13 +1,16 @@
 /* layer.c - one convolution layer end to end: generate its kernels (embedded Lua), compile
  * them on the context's backend, read their static resource use from NVRTC's ptxas
  * report, and run forward + pool-save, input gradient and weight gradient on host arrays.
- * Invariant: a pp_layer holds one loaded function per generated kernel, in launch order. */
+ * Invariant: a pp_layer holds one loaded function per generated kernel, in launch order.
+ * Host arrays are float32 NCHW; device buffers are channels last, float32 or (a layer's
+ * bf16 storage, gen_buffer.elem_bytes == 2) bf16 bits, converted on the way. */
 #include "layer.h"
 #include "layout.h"
 #include "lua_gen.h"
 #include "nvrtc_compile.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +34,7 @@ void pp_layer_desc_init(pp_layer_desc *desc)
     desc->stride = 1;
     desc->pool = 1;
     desc->pool_mode = PP_POOL_AVG;
+    desc->storage = PP_STORAGE_F32;
 }
 
 static pp_status usable(pp_context *ctx)
@@ -83,6 +87,9 @@ pp_status pp_layer_create(pp_context *ctx, const pp_layer_desc *desc, pp_layer *
     PP_TRY(usable(ctx));
     if (!desc || !out) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "pp_layer_create: NULL argument");
     *out = NULL;
+    if (desc->storage != PP_STORAGE_F32 && desc->storage != PP_STORAGE_BF16)
+        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT,
+                        "pp_layer_create: storage %d is neither PP_STORAGE_F32 nor PP_STORAGE_BF16", (int)desc->storage);
     pp_layer *layer = calloc(1, sizeof *layer);
     if (!layer) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     layer->ctx = ctx;
@@ -217,6 +224,9 @@ static int buffer_dims(const pp_layer *layer, const char *name, size_t dims[4])
     return 1;
 }
 
+/* Bytes of a layer buffer on the device. */
+static size_t buffer_bytes(const gen_buffer *b) { return b->elems * (size_t)b->elem_bytes; }
+
 static pp_status run_kernels(pp_layer *layer, const char *op, const named_array *inputs, int n_inputs,
                              const named_array *outputs, int n_outputs)
 {
@@ -225,23 +235,26 @@ static pp_status run_kernels(pp_layer *layer, const char *op, const named_array 
     pp_devptr *dev = calloc((size_t)g->buffer_count, sizeof *dev);
     if (!dev) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     pp_status st = PP_OK;
-    for (int i = 0; i < g->buffer_count && st == PP_OK; i++)
-        st = device_alloc(ctx, g->buffers[i].elems * sizeof(float), &dev[i]);
+    for (int i = 0; i < g->buffer_count && st == PP_OK; i++) st = device_alloc(ctx, buffer_bytes(&g->buffers[i]), &dev[i]);
     size_t largest = 0;
     for (int i = 0; i < g->buffer_count; i++)
         if (g->buffers[i].elems > largest) largest = g->buffers[i].elems;
-    float *staging = st == PP_OK ? malloc((largest + 1) * sizeof *staging) : NULL;
-    if (st == PP_OK && !staging) st = ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    /* A buffer's device image on the host: channels last, and (bf16 storage) its bits. */
+    float *device_copy = st == PP_OK ? malloc((largest + 1) * sizeof *device_copy) : NULL;
+    uint16_t *bits = st == PP_OK ? malloc((largest + 1) * sizeof *bits) : NULL;
+    if (st == PP_OK && (!device_copy || !bits)) st = ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     for (int i = 0; i < n_inputs && st == PP_OK; i++) {
         int b = buffer_index(g, inputs[i].name);
         size_t dims[4];
         if (b < 0 || !inputs[i].data) continue;
-        const float *src = inputs[i].data;
-        if (buffer_dims(layer, inputs[i].name, dims)) {
-            layout_to_channels_last(src, staging, dims[0], dims[1], dims[2], dims[3]);
-            src = staging;
-        }
-        st = ctx->ops->upload(ctx, dev[b], src, g->buffers[b].elems * sizeof(float));
+        const gen_buffer *buf = &g->buffers[b];
+        if (buffer_dims(layer, inputs[i].name, dims))
+            layout_to_channels_last(inputs[i].data, device_copy, dims[0], dims[1], dims[2], dims[3]);
+        else
+            memcpy(device_copy, inputs[i].data, buf->elems * sizeof(float));
+        if (buf->elem_bytes == 2) layout_to_bf16(device_copy, bits, buf->elems);
+        st = ctx->ops->upload(ctx, dev[b], buf->elem_bytes == 2 ? (const void *)bits : (const void *)device_copy,
+                              buffer_bytes(buf));
     }
     for (int i = 0; i < g->kernel_count && st == PP_OK; i++) {
         if (!kernel_of_op(g, i, op)) continue;
@@ -265,15 +278,19 @@ static pp_status run_kernels(pp_layer *layer, const char *op, const named_array 
         int b = buffer_index(g, outputs[i].name);
         size_t dims[4];
         if (b < 0 || !outputs[i].data) continue;
-        int permuted = buffer_dims(layer, outputs[i].name, dims);
-        st = ctx->ops->download(ctx, permuted ? staging : outputs[i].data, dev[b],
-                                g->buffers[b].elems * sizeof(float));
-        if (st == PP_OK && permuted)
-            layout_from_channels_last(staging, outputs[i].data, dims[0], dims[1], dims[2], dims[3]);
+        const gen_buffer *buf = &g->buffers[b];
+        st = ctx->ops->download(ctx, buf->elem_bytes == 2 ? (void *)bits : (void *)device_copy, dev[b],
+                                buffer_bytes(buf));
+        if (st != PP_OK) break;
+        if (buf->elem_bytes == 2) layout_from_bf16(bits, device_copy, buf->elems);
+        if (buffer_dims(layer, outputs[i].name, dims))
+            layout_from_channels_last(device_copy, outputs[i].data, dims[0], dims[1], dims[2], dims[3]);
+        else
+            memcpy(outputs[i].data, device_copy, buf->elems * sizeof(float));
     }
-    free(staging);
-    for (int i = 0; i < g->buffer_count; i++)
-        device_free(ctx, dev[i], g->buffers[i].elems * sizeof(float));
+    free(device_copy);
+    free(bits);
+    for (int i = 0; i < g->buffer_count; i++) device_free(ctx, dev[i], buffer_bytes(&g->buffers[i]));
     free(dev);
     return st;
 }
@@ -380,7 +397,7 @@ pp_status layer_benchmark_kernels(pp_layer *layer, const char *op, int warmup, i
     }
     pp_status st = PP_OK;
     for (int i = 0; i < g->buffer_count && st == PP_OK; i++) {
-        size_t bytes = g->buffers[i].elems * sizeof(float);
+        size_t bytes = buffer_bytes(&g->buffers[i]);
         st = device_alloc(ctx, bytes, &dev[i]);
         /* Inputs: any finite values time the same; zero is the cheapest to produce. */
         if (st == PP_OK) st = ctx->ops->memset_zero(ctx, dev[i], bytes);
@@ -404,7 +421,7 @@ pp_status layer_benchmark_kernels(pp_layer *layer, const char *op, int warmup, i
         qsort(times, (size_t)repeats, sizeof *times, by_value);
         ms[k] = times[repeats / 2];
     }
-    for (int i = 0; i < g->buffer_count; i++) device_free(ctx, dev[i], g->buffers[i].elems * sizeof(float));
+    for (int i = 0; i < g->buffer_count; i++) device_free(ctx, dev[i], buffer_bytes(&g->buffers[i]));
     free(dev), free(times);
     return st;
 }

@@ -98,6 +98,7 @@ static pp_status call_api(pp_context *ctx, lua_State *L, int nargs)
         if (kind && strcmp(kind, "parse") == 0) st = PP_ERR_PARSE;
         if (kind && strcmp(kind, "shape") == 0) st = PP_ERR_SHAPE;
         if (kind && strcmp(kind, "io") == 0) st = PP_ERR_IO;
+        if (kind && strcmp(kind, "invalid") == 0) st = PP_ERR_INVALID_ARGUMENT;
         return ctx_fail(ctx, st, "%s", lua_tostring(L, -2));
     }
     lua_pop(L, 2);
@@ -198,7 +199,11 @@ static pp_status read_layer(pp_context *ctx, lua_State *L, int idx, gen_layer *o
         free(name);
         lua_getfield(L, -1, "elems");
         out->buffers[i].elems = (size_t)lua_tointeger(L, -1);
-        lua_pop(L, 2);
+        lua_pop(L, 1);
+        char *dtype = get_string(L, lua_gettop(L), "dtype");
+        out->buffers[i].elem_bytes = dtype && strcmp(dtype, "bf16") == 0 ? 2 : 4;
+        free(dtype);
+        lua_pop(L, 1);
     }
     lua_pop(L, 1);
 
@@ -241,6 +246,8 @@ static void push_desc(lua_State *L, const pp_layer_desc *d)
     }
     lua_pushstring(L, d->pool_mode == PP_POOL_MAX ? "max" : d->pool_mode == PP_POOL_AVG ? "avg" : "?");
     lua_setfield(L, -2, "pool_mode");
+    lua_pushstring(L, d->storage == PP_STORAGE_BF16 ? "bf16" : d->storage == PP_STORAGE_F32 ? "fp32" : "?");
+    lua_setfield(L, -2, "storage");
     lua_newtable(L);
     lua_pushinteger(L, d->variant_fwd);
     lua_setfield(L, -2, "conv_fwd");
@@ -333,6 +340,7 @@ pp_status gen_variant_info(pp_context *ctx, const char *op, int index, pp_varian
         out->threads = get_int(L, t, "threads");
         out->stages = get_int(L, t, "stages");
         out->shared_bytes = get_int(L, t, "shared");
+        out->shared_bytes_bf16 = get_int(L, t, "shared_bf16");
         lua_getfield(L, t, "math");
         const char *math = lua_tostring(L, -1);
         out->math = math && strcmp(math, "tf32") == 0 ? "tf32" : math && strcmp(math, "bf16") == 0 ? "bf16" : "fp32";
@@ -419,6 +427,9 @@ pp_status gen_load_descs(pp_context *ctx, const char *path, pp_layer_desc **desc
         char *mode = get_string(L, t, "pool_mode");
         d->pool_mode = mode && strcmp(mode, "max") == 0 ? PP_POOL_MAX : PP_POOL_AVG;
         free(mode);
+        char *storage = get_string(L, t, "storage");
+        d->storage = storage && strcmp(storage, "bf16") == 0 ? PP_STORAGE_BF16 : PP_STORAGE_F32;
+        free(storage);
         d->name = get_string(L, t, "name");
         lua_getfield(L, t, "variant");
         int vt = lua_gettop(L);
@@ -973,6 +984,8 @@ pp_status gen_tuning_targets(pp_context *ctx, const gen_plan_request *req, gen_t
         char mode[8];
         copy_field(L, d, "pool_mode", mode, sizeof mode);
         t->desc.pool_mode = strcmp(mode, "max") == 0 ? PP_POOL_MAX : PP_POOL_AVG;
+        copy_field(L, d, "storage", mode, sizeof mode);
+        t->desc.storage = strcmp(mode, "bf16") == 0 ? PP_STORAGE_BF16 : PP_STORAGE_F32;
         lua_pop(L, 1);
         lua_getfield(L, e, "candidates");
         t->candidate_count = (int)luaL_len(L, -1);

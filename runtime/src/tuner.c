@@ -266,9 +266,19 @@ static pp_status try_variant(tuner *tu, const gen_tuning_target *t, int v, const
     pp_variant_info vi;
     PP_TRY(pp_layer_variant_info(ctx, t->op, v, &vi));
     pp_layer *layer = NULL;
-    if (pp_layer_create(ctx, &d, &layer) != PP_OK) {
+    pp_status compiled = pp_layer_create(ctx, &d, &layer);
+    /* The NVRTC static check for the device's arch too: on the host backend it is what says
+     * that a variant cannot compile for the device emulated (tensor cores below sm_80). */
+    int nk = 0;
+    if (compiled == PP_OK) pp_layer_kernel_count(layer, &nk);
+    for (int k = 0; k < nk && compiled == PP_OK; k++) {
+        pp_kernel_info info;
+        compiled = pp_layer_kernel_check(layer, k, &info);
+    }
+    if (compiled != PP_OK) {
         trial->status = TUNEDB_COMPILE_FAILED;
         first_line(pp_last_error(ctx), trial->note, sizeof trial->note);
+        pp_layer_destroy(layer);
         return PP_OK;
     }
     pp_layer_shape s;
@@ -295,8 +305,6 @@ static pp_status try_variant(tuner *tu, const gen_tuning_target *t, int v, const
                 trial->status = TUNEDB_LAUNCH_FAILED;
                 first_line(pp_last_error(ctx), trial->note, sizeof trial->note);
             } else {
-                int nk = 0;
-                pp_layer_kernel_count(layer, &nk);
                 trial->median_ms = 0;
                 for (int k = 0; k < nk && k < 8; k++) trial->median_ms += ms[k];
                 trial->status = TUNEDB_OK;
@@ -358,7 +366,7 @@ static void prefetch_candidates(pp_context *ctx, const gen_tuning_target *t, int
         }
     }
     ctx_clear_error(ctx);
-    /* Also the NVRTC static check pp_layer_create makes (layer.c; on the cuda backend the
+    /* Also the NVRTC static check try_variant makes (pp_layer_kernel_check; on the cuda backend the
      * same compile as the module's, so a cache read). */
     compile_prefetch(ctx, reqs, count, ctx->arch ? ctx->arch : 90);
     for (int c = 0; c < made; c++) gen_layer_free(&layers[c]);

@@ -252,6 +252,8 @@ test("description errors name file and line", function()
     { "float.lua", "layer { N = 1.5, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3 }\n", 1, "field 'N' must be an integer, got number" },
     { "unknown.lua", "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, strid = 2 }\n", 1, "unknown field 'strid'" },
     { "mode.lua", "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, pool_mode = \"median\" }\n", 1, 'pool_mode must be "avg" or "max"' },
+    { "storage.lua", good .. "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, storage = \"fp16\" }\n", 2, 'storage must be "fp32" or "bf16", got "fp16"' },
+    { "storagetype.lua", "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, storage = 16 }\n", 1, "field 'storage' must be a string" },
     { "syntax.lua", good .. "layer { N = 1,, }\n", 2, "unexpected symbol" },
     { "runtime.lua", good .. "local x = nil + 1\n", 2, "attempt to perform arithmetic" },
     { "empty.lua", "-- nothing\n", 1, "no layer{...} in the description" },
@@ -291,6 +293,42 @@ test("api.layer rejects impossible shapes with a clear message", function()
   local huge, hmsg = api.layer(with { N = 4096, C = 512, H = 1024, W = 1024 })
   eq(huge, nil, "2^31 elements")
   has(hmsg, "32%-bit indexing", "message")
+end)
+
+test("bf16 storage: BF16 variants only, bf16 buffers but dw, ACT_BF16, half the shared memory", function()
+  local d = describe.validate(with { storage = "bf16", C = 8, K = 16 }, { file = "t", line = 1 })
+  local g = layer.generate(d)
+  local dtype = {}
+  for _, b in ipairs(g.buffers) do dtype[b.name] = b.dtype end
+  for _, name in ipairs { "x", "w", "y", "dy", "dx", "xp" } do eq(dtype[name], "bf16", name .. " dtype") end
+  eq(dtype.dw, "fp32", "dw dtype")
+  for _, k in ipairs(g.kernels) do
+    if k.op ~= "splitk_reduce" then
+      local cfg = variants.get(k.op, k.variant)
+      eq(k.variant, variants.default_index(k.op, "bf16"), k.op .. ": variant 0 means the BF16 default")
+      has(k.name, "_bf16_v%d+$", k.op .. " name")
+      has(k.source, "constexpr int ACT_BF16 = 1;", k.op .. " ACT_BF16")
+      has(k.source, "constexpr int SMEM_BYTES = " .. variants.shared_bytes(cfg) // 2 .. ";", k.op .. " bf16 stages")
+      eq(variants.shared_bytes(cfg, "bf16") <= variants.max_static_shared_bytes, true, k.op .. " default static")
+      eq(variants.shared_bytes(cfg, "fp32") <= variants.max_static_shared_bytes, true, k.op .. " fp32 default static")
+      eq(cfg.BK, k.op == "conv_bwd_weight" and 16 or 32, k.op .. " BF16 default K-tile")
+    end
+  end
+  local fp32 = layer.generate(describe.validate(with { C = 8, K = 16 }, { file = "t", line = 1 }))
+  has(fp32.kernels[1].source, "constexpr int ACT_BF16 = 0;", "fp32 storage")
+  -- A TF32 variant with bf16 storage: refused as an invalid argument, with file:line.
+  local tf32
+  for i, cfg in ipairs(variants.list("conv_fwd")) do
+    if cfg.MATH == 1 and not tf32 then tf32 = i end
+  end
+  local result, msg, kind = api.layer(with { storage = "bf16", variant = { conv_fwd = tf32 } })
+  eq(result, nil, "TF32 variant with bf16 storage")
+  eq(kind, "invalid", "kind")
+  has(msg, "variant " .. tf32 .. " of conv_fwd computes in tf32, but bf16 storage needs a BF16", "message")
+  -- variant_info reports both storages' shared memory.
+  local info = api.variant_info("conv_fwd", variants.default_index("conv_fwd", "bf16"))
+  eq(info.shared_bf16 * 2, info.shared, "bf16 shared memory")
+  eq(api.variant_info("conv_fwd", tf32).shared_bf16, 0, "TF32 takes no bf16 storage")
 end)
 
 test("bundle: written on success, nothing written on error", function()

@@ -1,5 +1,6 @@
-// emu_mma.cu - test kernels for the tensor-core and cp.async wrappers
-// (templates/ptx_mma.cuh, templates/ptx_async_copy.cuh), which the test prepends.
+// emu_mma.cu - test kernels for the tensor-core, ldmatrix and cp.async wrappers
+// (templates/ptx_mma.cuh, templates/ptx_ldmatrix.cuh, templates/ptx_async_copy.cuh), which
+// the test prepends.
 // Run by tests/kernels/test_tensor_core.c with one warp per block.
 //   mma_tf32:  a (16,8) row-major, b (8,8) row-major, c (16,8): d = a*b + c (16,8)
 //   mma_bf16:  a (16,16), b (16,8), c (16,8):                   d = a*b + c (16,8)
@@ -7,6 +8,11 @@
 // independently of gemm_mma.cuh.
 //   rounding: in (n) -> out (2n) unsigned: out[2i] = pp_f32_to_tf32(in[i]),
 //             out[2i+1] = pp_pack_bf16x2(in[i], -in[i])
+//   ldmatrix: in (32, 8) 16-bit elements, out (2, 32, 4) unsigned: a shared tile of 32
+//             rows of 8 elements; lane l gives the address of tile row (5l + 3) % 32 (a
+//             permutation, so that a row's place follows its lane's address, not the tile
+//             order); out[0][l] = the four registers pp_ldmatrix_x4 hands lane l,
+//             out[1][l] = those of pp_ldmatrix_x4_trans
 //   async_copy: in (64), out (3, 64): out[0] = a shared tile after waiting for the older of
 //             two copy groups, out[1] = after waiting for both, out[2] = what the newer
 //             group's half held before its wait (the sentinel 0xdead on the host, whose
@@ -67,6 +73,23 @@ extern "C" __global__ void rounding(const float *in, unsigned *out, int n)
     out[2 * i + 1] = pp_pack_bf16x2(in[i], -in[i]);
 }
 PP_KERNEL_EXPORT(rounding)
+
+extern "C" __global__ void ldmatrix(const unsigned short *in, unsigned *out)
+{
+    __shared__ __align__(16) unsigned short tile[32 * 8];
+    const int lane = threadIdx.x % 32;
+    for (int e = 0; e < 8; ++e) tile[lane * 8 + e] = in[lane * 8 + e];
+    __syncthreads();
+    const unsigned short *row = tile + ((5 * lane + 3) % 32) * 8;
+    unsigned r[4], rt[4];
+    pp_ldmatrix_x4(r, row);
+    pp_ldmatrix_x4_trans(rt, row);
+    for (int i = 0; i < 4; ++i) {
+        out[lane * 4 + i] = r[i];
+        out[128 + lane * 4 + i] = rt[i];
+    }
+}
+PP_KERNEL_EXPORT(ldmatrix)
 
 extern "C" __global__ void async_copy(const float *in, float *out)
 {

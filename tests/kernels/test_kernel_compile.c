@@ -1,12 +1,23 @@
 /* test_kernel_compile.c - the static check of DESIGN.md section 5, tier 2: every kernel
  * the generator emits compiles with NVRTC for sm_80 and sm_90 with zero spill bytes and
  * within the register file (255 per thread). Covers every layer of the embedded default
- * set, every declared variant of each op on a representative 3x3 layer (fp32, TF32 and
- * BF16 tensor cores, with and without cp.async pipelining; printed one per line), and every
- * kernel of a whole training step (CIFAR ResNet-8 under several policies, TF32 and BF16
- * included, with their BN partial statistics in the conv epilogues, and a
+ * set (its layers with channel counts that are not multiples of 8 also with bf16 storage:
+ * the BF16 defaults' narrow and synchronous 2-byte copies), every declared variant of each op on a representative 3x3 layer (fp32, TF32
+ * and BF16 tensor cores, with and without cp.async pipelining; printed one per line), and every
+ * kernel of a whole training step (CIFAR ResNet-8 under several policies, TF32, BF16 and
+ * bf16 storage (act=bf16) included, with their BN partial statistics in the conv epilogues, and a
  * ResNet-18 with 64x64 images). Prints registers, spills and
  * shared memory per kernel.
+ * The BF16 variants are compiled in their bf16-storage form (what they are for; shared
+ * memory checked against pp_variant_info.shared_bytes_bf16), and in the fp32-storage form
+ * only as a covering set (variants in index order until every value of every parameter
+ * has compiled once).
+ * The variant sweep compiles every variant for sm_80 (where ptxas has been the tighter:
+ * the one spill this sweep has found was sm_80's) and, per op and storage form, a covering
+ * set for sm_90 (the same rule); every kernel of the default layer set and of the
+ * networks, which is what models build, compiles for both. The sweep is the bulk of this
+ * test (one NVRTC compile is about a CPU-second), and both arches over all of it kept the
+ * suite above its 20 minutes on 2 cores.
  * Two passes: the first only collects every (source, arch) and compiles them into the
  * kernel cache on every CPU at once; the second makes every check, reading NVRTC's output
  * (CUBIN and ptxas report) back from the cache. */
@@ -22,6 +33,8 @@
 #include <unistd.h>
 
 static int kernels_checked, worst_registers;
+/* The arches compile_kernels compiles for: bit 0 sm_80, bit 1 sm_90. */
+static int arch_mask = 3;
 static int spilling; /* compiles with spill bytes: each is named, and the test fails at the end */
 
 /* Pass 1: the compiles to make, gathered instead of made. */
@@ -130,6 +143,7 @@ static void compile_kernels(pp_context *ctx, const gen_kernel *kernels, int coun
     gen_layer g = {.kernels = (gen_kernel *)kernels, .kernel_count = count};
     for (int i = 0; i < g.kernel_count; i++) {
         for (int a = 0; a < 2; a++) {
+            if (!(arch_mask & (1 << a))) continue;
             if (collecting) {
                 add_job(&g.kernels[i], archs[a]);
                 continue;
@@ -163,6 +177,26 @@ static void compile_kernels(pp_context *ctx, const gen_kernel *kernels, int coun
     }
 }
 
+/* Whether a BF16 variant's fp32-storage form adds a parameter value ("BK=32") not yet
+ * compiled in that form; if so, records its values. seen: "KEY=VALUE;" items. */
+static int adds_coverage(const char *config, char *seen, size_t size)
+{
+    int fresh = 0;
+    char item[48];
+    for (const char *p = config; *p;) {
+        size_t n = strcspn(p, " ");
+        snprintf(item, sizeof item, "%.*s;", (int)(n < 40 ? n : 40), p);
+        if (!strstr(seen, item)) {
+            fresh = 1;
+            CHECK(strlen(seen) + strlen(item) < size, "coverage list full");
+            strcat(seen, item);
+        }
+        p += n;
+        while (*p == ' ') p++;
+    }
+    return fresh;
+}
+
 static void check_everything(pp_context *ctx)
 {
     kernels_checked = worst_registers = 0;
@@ -170,6 +204,12 @@ static void check_everything(pp_context *ctx)
     int count;
     CHECK_OK(ctx, pp_layer_file_load(ctx, NULL, &descs, &count));
     for (int i = 0; i < count; i++) compile_all(ctx, &descs[i], 1);
+    /* bf16 storage, where its copies differ (the stems' and odd layers' 2-byte copies). */
+    for (int i = 0; i < count; i++) {
+        if (descs[i].c % 8 == 0 && descs[i].k % 8 == 0) continue;
+        descs[i].storage = PP_STORAGE_BF16;
+        compile_all(ctx, &descs[i], 1);
+    }
     pp_layer_descs_free(descs, count);
     int default_kernels = kernels_checked;
 
@@ -180,35 +220,60 @@ static void check_everything(pp_context *ctx)
         int variants;
         CHECK_OK(ctx, gen_variant_count(ctx, ops[op], &variants));
         int lo[3] = {999, 999, 999}, hi[3] = {0, 0, 0}, smem[3] = {0, 0, 0}, n[3] = {0, 0, 0};
+        int fp32_storage_bf16 = 0, on_sm90 = 0;
+        char seen[2048] = "", seen_sm90[2][2048] = {"", ""}; /* sm_90 covering sets per storage form */
         for (int v = 1; v <= variants; v++) {
+            pp_variant_info vi;
+            CHECK_OK(ctx, gen_variant_info(ctx, ops[op], v, &vi));
+            const int bf16 = strcmp(vi.math, "bf16") == 0;
             pp_layer_desc d;
             pp_layer_desc_init(&d);
             d.n = 2, d.c = 24, d.h = 15, d.w = 15, d.k = 40, d.r = 3, d.s = 3, d.stride = 1, d.pad = 1, d.pool = 2;
             if (op == 0) d.variant_fwd = v;
             if (op == 1) d.variant_bwd_data = v;
             if (op == 2) d.variant_bwd_weight = v;
+            /* BF16: the fp32-storage form of the covering set (first), then the bf16 form. */
+            if (bf16 && adds_coverage(vi.config, seen, sizeof seen)) {
+                arch_mask = 3;
+                compile_op(ctx, &d, ops[op]);
+                if (!collecting)
+                    printf("%-15s v%-3d %-4s %-56s fp32 storage | sm_80 regs %3d spill %d | sm_90 regs %3d spill %d\n",
+                           ops[op], v, vi.math, vi.config, last_info[0].registers,
+                           last_info[0].spill_store_bytes + last_info[0].spill_load_bytes, last_info[1].registers,
+                           last_info[1].spill_store_bytes + last_info[1].spill_load_bytes);
+                fp32_storage_bf16++;
+            }
+            if (bf16) d.storage = PP_STORAGE_BF16;
+            const int sm90 = adds_coverage(vi.config, seen_sm90[bf16], sizeof seen_sm90[bf16]);
+            arch_mask = sm90 ? 3 : 1;
             compile_op(ctx, &d, ops[op]);
+            arch_mask = 3;
             if (collecting) continue;
-            pp_variant_info vi;
-            CHECK_OK(ctx, gen_variant_info(ctx, ops[op], v, &vi));
-            printf("%-15s v%-3d %-4s %-56s threads %3d | sm_80 regs %3d spill %d smem %5d | sm_90 regs %3d spill %d "
+            on_sm90 += sm90;
+            if (!sm90) last_info[1] = (pp_ptxas_info){0}; /* not compiled for sm_90: printed as 0 */
+            const int declared = bf16 ? vi.shared_bytes_bf16 : vi.shared_bytes;
+            printf("%-15s v%-3d %-4s %-56s threads %3d %s | sm_80 regs %3d spill %d smem %5d | sm_90 regs %3d spill %d "
                    "smem %5d\n",
-                   ops[op], v, vi.math, vi.config, vi.threads, last_info[0].registers,
+                   ops[op], v, vi.math, vi.config, vi.threads, bf16 ? "bf16 storage" : "", last_info[0].registers,
                    last_info[0].spill_store_bytes + last_info[0].spill_load_bytes, last_info[0].shared_bytes,
                    last_info[1].registers, last_info[1].spill_store_bytes + last_info[1].spill_load_bytes,
                    last_info[1].shared_bytes);
+            if (bf16)
+                CHECK(vi.shared_bytes_bf16 * 2 == vi.shared_bytes, "v%d: bf16 tiles declare %d bytes, fp32 ones %d", v,
+                      vi.shared_bytes_bf16, vi.shared_bytes);
+            else
+                CHECK(vi.shared_bytes_bf16 == 0, "v%d (%s) declares bf16 storage", v, vi.math);
             /* Static shared memory as ptxas reports it, or (above 48 KB) all of it dynamic. */
             if (last_dynamic_shared == 0)
-                CHECK(last_info[1].shared_bytes >= vi.shared_bytes && vi.shared_bytes <= 48 * 1024,
+                CHECK(last_info[0].shared_bytes >= declared && declared <= 48 * 1024,
                       "v%d: ptxas reports %d bytes of shared memory, the generator declared %d", v,
-                      last_info[1].shared_bytes, vi.shared_bytes);
+                      last_info[0].shared_bytes, declared);
             else
-                CHECK(last_dynamic_shared == vi.shared_bytes && vi.shared_bytes > 48 * 1024 &&
-                          last_info[1].shared_bytes < 1024,
+                CHECK(last_dynamic_shared == declared && declared > 48 * 1024 && last_info[0].shared_bytes < 1024,
                       "v%d: %d bytes of dynamic and %d of static shared memory, the generator declared %d", v,
-                      last_dynamic_shared, last_info[1].shared_bytes, vi.shared_bytes);
-            int m = strcmp(vi.math, "tf32") == 0 ? 1 : strcmp(vi.math, "bf16") == 0 ? 2 : 0;
-            for (int a = 0; a < 2; a++) {
+                      last_dynamic_shared, last_info[0].shared_bytes, declared);
+            int m = strcmp(vi.math, "tf32") == 0 ? 1 : bf16 ? 2 : 0;
+            for (int a = 0; a < 1 + sm90; a++) {
                 if (last_info[a].registers < lo[m]) lo[m] = last_info[a].registers;
                 if (last_info[a].registers > hi[m]) hi[m] = last_info[a].registers;
                 if (last_info[a].shared_bytes > smem[m]) smem[m] = last_info[a].shared_bytes;
@@ -216,17 +281,23 @@ static void check_everything(pp_context *ctx)
             n[m]++;
         }
         if (collecting) continue;
-        printf("%s: all %d declared variants compile for sm_80 and sm_90\n", ops[op], variants);
+        printf("%s: all %d declared variants compile for sm_80, %d of them (covering every parameter value) also "
+               "for sm_90 (BF16 with bf16 storage; %d of them also with fp32 storage, for both)\n", ops[op], variants,
+               on_sm90, fp32_storage_bf16);
         const char *maths[3] = {"fp32", "tf32", "bf16"};
         for (int m = 0; m < 3; m++)
             if (n[m])
-                printf("  %s: %d variants, registers %d..%d, shared memory up to %d bytes\n", maths[m], n[m], lo[m],
+                printf("  %s%s: %d variants, registers %d..%d, shared memory up to %d bytes\n", maths[m],
+                       m == 2 ? " (bf16 storage)" : "", n[m], lo[m],
                        hi[m], smem[m]);
     }
     compile_network(ctx, "cifar_resnet8", "2", 2, 16);
     compile_network(ctx, "cifar_resnet8", "4,mode=max,bn=bf16", 3, 12);
     compile_network(ctx, "cifar_resnet8", "2,math=tf32", 2, 16);
     compile_network(ctx, "cifar_resnet8", "2,math=bf16", 2, 16);
+    /* bf16 storage: every ACT_BF16 op kernel and the bf16 convolutions' step forms (BN
+     * partials in conv_fwd, accumulating conv_bwd_data), which no variant sweep compiles. */
+    compile_network(ctx, "cifar_resnet8", "2,act=bf16", 2, 16);
     compile_network(ctx, "resnet18", "2", 2, 64);
     if (!collecting)
         printf("%d compiles (%d from the default layer set), %d with spill bytes; most registers: %d\n",

@@ -1,10 +1,16 @@
-/* test_tensor_core.c - the tensor-core and cp.async wrappers (templates/ptx_mma.cuh,
- * templates/ptx_async_copy.cuh) through the test kernels of tests/kernels/emu_mma.cu:
+/* test_tensor_core.c - the tensor-core, ldmatrix and cp.async wrappers (templates/ptx_mma.cuh,
+ * templates/ptx_ldmatrix.cuh, templates/ptx_async_copy.cuh) through the test kernels of
+ * tests/kernels/emu_mma.cu:
  * - mma m16n8k8 TF32 and m16n8k16 BF16 on small-integer matrices, whose products and sums
  *   are exact in every format, so D = A*B + C must hold exactly: any slip in a fragment
  *   layout (the host implementation's or the kernel's) shows as a wrong element;
  * - the f32 -> TF32 (to nearest, ties away) and f32 -> BF16 (to nearest even) conversions
  *   on ties, NaN and infinity, against bit patterns worked out by hand;
+ * - ldmatrix.x4 and ldmatrix.x4.trans (m8n8, b16) against a plain statement of the PTX
+ *   semantics: lanes 8i..8i+7 give the row addresses of matrix i; lane t receives in r_i
+ *   the elements (row t/4, columns 2(t%4), 2(t%4)+1) of matrix i, with .trans (rows
+ *   2(t%4), 2(t%4)+1, column t/4), the first in the low half. Every element is distinct
+ *   and the lanes' row addresses are permuted, so any slip in the exchange shows;
  * - cp.async: data present after the waits, zero-fill for invalid sources, and on the host
  *   that copies land at the wait, not before (so a missing wait shows up there).
  * Usage: test_tensor_core [host|cuda]; cuda exits 77 (skipped) where no GPU exists. */
@@ -120,6 +126,34 @@ static void test_rounding(pp_function *f)
     }
 }
 
+static void test_ldmatrix(pp_function *f)
+{
+    uint16_t in[32 * 8];
+    uint32_t out[2 * 32 * 4];
+    for (int i = 0; i < 32 * 8; i++) in[i] = (uint16_t)(0x1000 + 7 * i); /* all distinct */
+    pp_devptr din = upload(in, sizeof in), dout = upload(NULL, sizeof out);
+    void *args[2] = {&din, &dout};
+    run(f, 1, 32, args);
+    CHECK_OK(ctx, ctx->ops->download(ctx, out, dout, sizeof out));
+    int wrong[2] = {0, 0};
+    for (int t = 0; t < 32; t++)
+        for (int i = 0; i < 4; i++) {
+            /* Row j of matrix i is the tile row whose address lane 8i + j gave. */
+#define ELEMENT(j, c) in[((5 * (8 * i + (j)) + 3) % 32) * 8 + (c)]
+            uint32_t plain = (uint32_t)ELEMENT(t / 4, 2 * (t % 4)) | (uint32_t)ELEMENT(t / 4, 2 * (t % 4) + 1) << 16;
+            uint32_t trans = (uint32_t)ELEMENT(2 * (t % 4), t / 4) | (uint32_t)ELEMENT(2 * (t % 4) + 1, t / 4) << 16;
+#undef ELEMENT
+            if (out[t * 4 + i] != plain && wrong[0]++ < 4)
+                printf("  ldmatrix.x4: lane %d r%d = %08x, expected %08x\n", t, i, out[t * 4 + i], plain);
+            if (out[128 + t * 4 + i] != trans && wrong[1]++ < 4)
+                printf("  ldmatrix.x4.trans: lane %d r%d = %08x, expected %08x\n", t, i, out[128 + t * 4 + i], trans);
+        }
+    printf("ldmatrix.x4: %d of 128 registers differ from the PTX semantics; .trans: %d (both must be 0)\n", wrong[0],
+           wrong[1]);
+    CHECK(wrong[0] == 0 && wrong[1] == 0, "ldmatrix gives wrong fragments");
+    device_free(ctx, din, 0), device_free(ctx, dout, 0);
+}
+
 static void test_async_copy(pp_function *f, int host)
 {
     float in[64], out[160];
@@ -165,30 +199,34 @@ int main(int argc, char **argv)
         return PP_TEST_SKIP;
     }
     printf("backend: %s\n", pp_context_device_name(ctx));
-    char *parts[3] = {test_read_source("templates/ptx_async_copy.cuh"), test_read_source("templates/ptx_mma.cuh"),
-                      test_read_source("tests/kernels/emu_mma.cu")};
+    const char *files[4] = {"templates/ptx_async_copy.cuh", "templates/ptx_mma.cuh", "templates/ptx_ldmatrix.cuh",
+                            "tests/kernels/emu_mma.cu"};
+    char *parts[4];
     size_t len = 64;
-    for (int i = 0; i < 3; i++) len += strlen(parts[i]) + 64;
+    for (int i = 0; i < 4; i++) {
+        parts[i] = test_read_source(files[i]);
+        len += strlen(parts[i]) + strlen(files[i]) + 64;
+    }
     char *src = malloc(len);
     CHECK(src != NULL, "out of memory");
-    snprintf(src, len, "#line 1 \"templates/ptx_async_copy.cuh\"\n%s\n#line 1 \"templates/ptx_mma.cuh\"\n%s\n"
-                       "#line 1 \"tests/kernels/emu_mma.cu\"\n%s",
-             parts[0], parts[1], parts[2]);
-    const char *names[] = {"mma_tf32", "mma_bf16", "rounding", "async_copy"};
-    pp_compile_request req = {src, "emu_mma.cu", names, 4};
+    size_t used = 0;
+    for (int i = 0; i < 4; i++) used += (size_t)snprintf(src + used, len - used, "#line 1 \"%s\"\n%s\n", files[i], parts[i]);
+    const char *names[] = {"mma_tf32", "mma_bf16", "rounding", "async_copy", "ldmatrix"};
+    pp_compile_request req = {src, "emu_mma.cu", names, 5};
     pp_compile_result res;
     pp_module *mod;
     CHECK_OK(ctx, ctx->ops->compile(ctx, &req, &mod, &res));
-    pp_function *fns[4];
-    for (int i = 0; i < 4; i++) CHECK_OK(ctx, ctx->ops->get_function(ctx, mod, names[i], 0, &fns[i]));
+    pp_function *fns[5];
+    for (int i = 0; i < 5; i++) CHECK_OK(ctx, ctx->ops->get_function(ctx, mod, names[i], 0, &fns[i]));
     test_mma(fns[0], "mma.m16n8k8 tf32", 8);
     test_mma(fns[1], "mma.m16n8k16 bf16", 16);
     test_rounding(fns[2]);
     test_async_copy(fns[3], !cuda);
+    test_ldmatrix(fns[4]);
     ctx->ops->module_destroy(ctx, mod);
-    for (int i = 0; i < 3; i++) free(parts[i]);
+    for (int i = 0; i < 4; i++) free(parts[i]);
     free(src);
     pp_context_destroy(ctx);
-    printf("tensor-core and cp.async wrappers: all checks passed\n");
+    printf("tensor-core, ldmatrix and cp.async wrappers: all checks passed\n");
     return 0;
 }
