@@ -131,6 +131,25 @@ static double worst_key_error(const gen_plan *p, const float *a, const double *b
     return worst;
 }
 
+/* Largest over the convolution weights of ||a-b|| / ||b|| (L2 over the tensor). */
+static double worst_conv_l2_error(const gen_plan *p, const float *a, const double *b, const char **worst_key)
+{
+    double worst = 0;
+    for (int i = 0; i < p->param_count_keys; i++) {
+        const plan_tensor_info *t = &p->params[i];
+        if (t->rank != 4) continue;
+        double diff = 0, norm = 1e-300;
+        for (size_t j = 0; j < t->count; j++) {
+            double d = a[t->offset + j] - b[t->offset + j];
+            diff += d * d;
+            norm += b[t->offset + j] * b[t->offset + j];
+        }
+        double e = isnan(diff) ? INFINITY : sqrt(diff / norm);
+        if (e > worst) worst = e, *worst_key = t->key;
+    }
+    return worst;
+}
+
 /* The f = 1 gradient of one conv weight, to show that pooling policies change it. */
 static const char probe_key[] = "layer2.0.conv1.weight";
 static float probe_exact[16 * 32 * 9];
@@ -140,9 +159,10 @@ static float probe_exact[16 * 32 * 9];
 /* One training step under policy at batch n with img x img images against the reference
  * network. tolerance: for the loss and every gradient (relative to each parameter's
  * largest); 0: gradients not checked, the loss within 5e-2. stat_tolerance: for the
- * running statistics. The probe of pooled gradients runs at the default shape only. */
+ * running statistics. conv_tolerance: for every conv weight gradient as a whole (L2 error
+ * relative to its L2 norm; 0: not checked). The probe of pooled gradients runs at the default shape only. */
 static double check_policy_stats(pp_context *none, pp_context *host, const char *policy, int n, int img,
-                                 double tolerance, double stat_tolerance, int finite_differences)
+                                 double tolerance, double stat_tolerance, double conv_tolerance, int finite_differences)
 {
     CHECK(n >= 1 && n <= max_batch, "batch %d", n);
     run r;
@@ -194,12 +214,18 @@ static double check_policy_stats(pp_context *none, pp_context *host, const char 
             stat_err = fmax(stat_err, fabs(buf[j] - r.state[t->offset + j]) / fmax(1.0, fabs(r.state[t->offset + j])));
         free(buf);
     }
+    const char *conv_key = "";
+    double conv_l2 = worst_conv_l2_error(&r.plan, grads, r.grads, &conv_key);
     printf("policy %-12s batch %2d %2dx%-2d loss %.6f (reference %.6f, rel. error %.1e); largest gradient error %.2e "
-           "(%s); running statistics %.1e\n", policy, n, img, img, loss, ref_loss, loss_err, err, key, stat_err);
+           "(%s); running statistics %.1e; conv weight gradients within %.1e (L2, %s)\n", policy, n, img, img, loss,
+           ref_loss, loss_err, err, key, stat_err, conv_l2, conv_key);
     const double loss_tolerance = tolerance > 0 ? tolerance : 5e-2;
     CHECK(loss_err <= loss_tolerance, "loss error %.3e above %.1e", loss_err, loss_tolerance);
     if (tolerance > 0) CHECK(err <= tolerance, "gradient error %.3e (%s) above %.1e", err, key, tolerance);
     CHECK(stat_err <= stat_tolerance, "running statistics error %.3e above %.1e", stat_err, stat_tolerance);
+    if (conv_tolerance > 0)
+        CHECK(conv_l2 <= conv_tolerance, "conv weight gradient error %.3e (%s, L2) above %.1e", conv_l2, conv_key,
+              conv_tolerance);
 
     pp_memory_report rep;
     CHECK_OK(host, pp_model_memory_report(m, &rep));
@@ -252,7 +278,7 @@ static double check_policy_stats(pp_context *none, pp_context *host, const char 
 /* fp32 policies: running statistics within 1e-5 (relative to max(1, |value|)). */
 static double check_policy(pp_context *none, pp_context *host, const char *policy, double tolerance, int finite_differences)
 {
-    return check_policy_stats(none, host, policy, batch, image, tolerance, 1e-5, finite_differences);
+    return check_policy_stats(none, host, policy, batch, image, tolerance, 1e-5, 0, finite_differences);
 }
 
 /* Ten SGD steps on a fixed batch halve the loss and fit the batch. Under act=bf16 the
@@ -320,21 +346,27 @@ int main(int argc, char **argv)
          * rounding, about 3e-4 per layer (test_conv_kernels bounds every kernel): the loss
          * within 5e-2 and the running statistics, which average conv outputs, within 5e-3.
          * A wrong fragment or column mapping would be off by the values' own size.
-         * Gradients are not compared here (tolerance 0 = not checked): at batch 2 with 4x4
+         * Gradients are not compared element by element here (tolerance 0): at batch 2 with 4x4
          * maps, layer2.0.bn2.weight's gradient came out 0.31 off with TF32 and 0.40 with BF16.
          * The error does not shrink with the rounding, while the backward kernels alone in
          * TF32 give 8e-4 (BF16 8e-3). That is what a channel whose variance is below the
          * forward's rounding noise does: its normalised values are noise in any reduced
-         * precision. */
-        check_policy_stats(none, host, "2,math=tf32", batch, image, 0, 5e-3, 0);
+         * precision. Each conv weight gradient as a whole is: its L2 error measured 7.2e-2
+         * of its norm (the noisy channels' share), checked against 0.15.
+         */
+        check_policy_stats(none, host, "2,math=tf32", batch, image, 0, 5e-3, 0.15, 0);
         /* bf16 storage (act=bf16): every activation, gradient and pooled save rounded to
          * bf16 (2^-9 relative each) and BF16 convolutions. Gradients are not compared, for
          * the reason above; the loss within 5e-2 and the running statistics, averages of
          * bf16-rounded conv outputs computed with BF16 products, within 1e-2 (four times
          * TF32's 2^-11 rounding is 2^-9: twice the TF32 bound, doubled for the rounding of
-         * the stored outputs). The step also checks that the model allocates exactly its
-         * planned peak, which under act=bf16 includes the bf16 copy of the weights. */
-        check_policy_stats(none, host, "2,act=bf16", batch, image, 0, 1e-2, 0);
+         * the stored outputs). Conv weight gradients as wholes (L2): 0.22 measured, bounded
+         * by 0.4, which is the TF32 figure scaled by bf16's 4x coarser rounding, with margin;
+         * an input gradient that overwrites instead of adding where a tensor feeds two
+         * convolutions (ACCUMULATE ignored) measured 0.85. The step also checks that the
+         * model allocates exactly its planned peak, which under act=bf16 includes the bf16
+         * copy of the weights. */
+        check_policy_stats(none, host, "2,act=bf16", batch, image, 0, 1e-2, 0.4, 0);
     }
     /* Batch 16, 16x16 images: 4096 rows of 16 channels and 1024 of 32, so the plan slices
      * those BNs' backward (generator/poolprop/ops.lua bn_slices): the sliced kernels in a
@@ -350,7 +382,7 @@ int main(int argc, char **argv)
         printf("batch 16, 16x16: %d sliced BN backward steps\n", sliced);
         CHECK(sliced > 0, "batch 16, 16x16: the plan has no sliced BN backward");
         gen_plan_free(&p);
-        check_policy_stats(none, host, "2", 16, 16, 1e-3, 1e-5, 0);
+        check_policy_stats(none, host, "2", 16, 16, 1e-3, 1e-5, 0, 0);
     }
     check_training_lowers_loss(host, "2");
     if (!quick) check_training_lowers_loss(host, "2,act=bf16");
