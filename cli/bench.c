@@ -85,6 +85,7 @@ int bench_main(int argc, char **argv)
         d.stride = l->stride, d.pad = l->pad, d.pool = l->pool, d.pool_mode = l->pool_max ? PP_POOL_MAX : PP_POOL_AVG;
         d.variant_fwd = l->variant_fwd, d.variant_bwd_data = l->variant_bwd_data;
         d.variant_bwd_weight = l->variant_bwd_weight;
+        d.storage = plan.act_bf16 ? PP_STORAGE_BF16 : PP_STORAGE_F32; /* as the step runs them */
         int j = 0;
         while (j < nrows && !same_shape(&rows[j].d, &d)) j++;
         if (j == nrows) {
