@@ -37,6 +37,9 @@ pp_context *cli_context(const pp_context_options *o)
 {
     pp_context *ctx = NULL;
     pp_status st = pp_context_create(o, &ctx);
+    if (st == PP_OK && o->backend == PP_BACKEND_AUTO)
+        fprintf(stderr, "poolprop: backend %s (auto: %s)\n",
+                pp_context_backend(ctx) == PP_BACKEND_CUDA ? "cuda" : "host", pp_context_backend_reason(ctx));
     if (st == PP_OK) return ctx;
     cli_fail_ctx(ctx, st);
     pp_context_destroy(ctx);
@@ -103,9 +106,10 @@ int cli_run_options(const cli_option *opts, int nopts, pp_context_options *o)
     pp_context_options_init(o);
     o->log = cli_log_to_stderr;
     const char *backend = cli_opt(opts, nopts, "backend");
-    if (!backend || strcmp(backend, "host") == 0) o->backend = PP_BACKEND_HOST;
+    if (!backend || strcmp(backend, "auto") == 0) o->backend = PP_BACKEND_AUTO;
+    else if (strcmp(backend, "host") == 0) o->backend = PP_BACKEND_HOST;
     else if (strcmp(backend, "cuda") == 0) o->backend = PP_BACKEND_CUDA;
-    else return cli_fail("--backend: expected host or cuda, got '%s'", backend);
+    else return cli_fail("--backend: expected auto, host or cuda, got '%s'", backend);
     return cli_parse_schedule(cli_opt(opts, nopts, "schedule"), &o->host_schedule);
 }
 

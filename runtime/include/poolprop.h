@@ -52,7 +52,11 @@ PP_API const char *pp_status_string(pp_status status);
 typedef enum pp_backend {
     PP_BACKEND_NONE = 0, /* generation and planning only: nothing is compiled or run */
     PP_BACKEND_HOST = 1, /* CPU emulation of the generated CUDA source: a test instrument */
-    PP_BACKEND_CUDA = 2  /* NVRTC + CUDA driver API on a GPU */
+    PP_BACKEND_CUDA = 2, /* NVRTC + CUDA driver API on a GPU */
+    /* cuda where a usable GPU and driver are found, else host (the default of
+     * pp_context_options_init); pp_context_backend then says which, and
+     * pp_context_backend_reason why. */
+    PP_BACKEND_AUTO = 3
 } pp_backend;
 
 /* Order in which the host backend runs the emulated threads of a block between
@@ -95,7 +99,11 @@ PP_API pp_status pp_context_create(const pp_context_options *options, pp_context
 PP_API void pp_context_destroy(pp_context *ctx);
 /* The message of the last failed call on ctx ("" if none). Valid until the next call. */
 PP_API const char *pp_last_error(const pp_context *ctx);
+/* The backend the context runs on (PP_BACKEND_AUTO resolved to cuda or host). */
 PP_API pp_backend pp_context_backend(const pp_context *ctx);
+/* Why: "requested" unless the options asked for PP_BACKEND_AUTO; then what it found
+ * ("a usable GPU", or "no usable GPU: <why the cuda backend could not start>"). */
+PP_API const char *pp_context_backend_reason(const pp_context *ctx);
 /* A one-line description of the device ("host emulation, 2 threads", "NVIDIA H200 sm_90"). */
 PP_API const char *pp_context_device_name(const pp_context *ctx);
 

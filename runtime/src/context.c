@@ -74,9 +74,23 @@ void pp_context_options_init(pp_context_options *options)
 {
     if (!options) return;
     memset(options, 0, sizeof *options);
-    options->backend = PP_BACKEND_HOST;
+    options->backend = PP_BACKEND_AUTO;
     options->host_schedule = PP_SCHEDULE_FORWARD;
     options->host_seed = 1;
+}
+
+/* PP_BACKEND_AUTO: cuda if it starts, else host; ctx->backend_reason says which and why. */
+static pp_status backend_auto_init(pp_context *ctx)
+{
+    if (backend_cuda_init(ctx) == PP_OK) {
+        ctx->options.backend = PP_BACKEND_CUDA;
+        snprintf(ctx->backend_reason, sizeof ctx->backend_reason, "a usable GPU");
+        return PP_OK;
+    }
+    snprintf(ctx->backend_reason, sizeof ctx->backend_reason, "no usable GPU: %.900s", ctx->error);
+    ctx_clear_error(ctx);
+    ctx->options.backend = PP_BACKEND_HOST;
+    return backend_host_init(ctx);
 }
 
 pp_status pp_context_create(const pp_context_options *options, pp_context **out)
@@ -118,10 +132,12 @@ pp_status pp_context_create(const pp_context_options *options, pp_context **out)
         ctx->options.tuning_dir = NULL; /* the caller's string need not outlive the call */
     }
     if (st == PP_OK) {
+        snprintf(ctx->backend_reason, sizeof ctx->backend_reason, "requested");
         switch (ctx->options.backend) {
         case PP_BACKEND_NONE: snprintf(ctx->device_name, sizeof ctx->device_name, "none (generation only)"); break;
         case PP_BACKEND_HOST: st = backend_host_init(ctx); break;
         case PP_BACKEND_CUDA: st = backend_cuda_init(ctx); break;
+        case PP_BACKEND_AUTO: st = backend_auto_init(ctx); break;
         default:
             st = ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "unknown backend %d", (int)ctx->options.backend);
         }
@@ -152,6 +168,11 @@ const char *pp_last_error(const pp_context *ctx)
 pp_backend pp_context_backend(const pp_context *ctx)
 {
     return ctx ? ctx->options.backend : PP_BACKEND_HOST;
+}
+
+const char *pp_context_backend_reason(const pp_context *ctx)
+{
+    return ctx ? ctx->backend_reason : "";
 }
 
 const char *pp_context_device_name(const pp_context *ctx)

@@ -67,6 +67,7 @@ struct pp_context {
     char cache_dir[4096];
     char tuning_dir[4096];        /* "" when there is none (cache disabled, no directory given) */
     char device_name[256];
+    char backend_reason[1024];    /* pp_context_backend_reason */
     int arch;                     /* sm_XY as XY: compile target */
     /* What the tuning database is keyed by: the device's model name ("NVIDIA H200", "host
      * emulation g++ 12.2.0"), compute capability (the compile target on the host) and

@@ -404,6 +404,7 @@ int main(int argc, char **argv)
     CHECK(amp > 0 && amp < fp32_base, "baseline,act=bf16 must plan less than baseline: %zu vs %zu", amp, fp32_base);
     expect_failure("plan resnet18 --batch 2 --policy 2,act=bf16,math=tf32", "math must be bf16");
     expect_failure("plan resnet18 --batch 2 --policy 2,act=half", "act must be one of fp32, bf16");
+    expect_failure("demo --backend gpu", "--backend: expected auto, host or cuda, got 'gpu'");
 
     /* poolprop init + step: parameters and gradients as .npy files per state_dict key */
     snprintf(args, sizeof args, "init cifar_resnet8 --classes 10 --seed 3 --out %s/params", dir);
@@ -426,6 +427,10 @@ int main(int argc, char **argv)
              dir, dir, dir);
     CHECK(tool_run(args) == 0, "step failed:\n%s", tool_output);
     printf("%s", tool_output);
+    /* No --backend: auto, which says which backend it chose and why. */
+    CHECK(strstr(tool_output, "poolprop: backend cuda (auto: a usable GPU)") ||
+              strstr(tool_output, "poolprop: backend host (auto: no usable GPU: "),
+          "step without --backend does not say which backend auto chose:\n%s", tool_output);
     pp_npy_array loss, g;
     snprintf(path, sizeof path, "%s/step/loss.npy", dir);
     CHECK_OK(NULL, npy_read_f32(NULL, path, 0, &loss));

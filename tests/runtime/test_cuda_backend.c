@@ -7,7 +7,9 @@
  *                                     missing kernel, oversized block, 1 PiB allocation
  *                                     (PP_ERR_OUT_OF_MEMORY), bad device ordinal and arch.
  *   test_cuda_backend --no-fallback   selecting cuda never silently falls back to the host
- *                                     backend: where it cannot work it fails (always runs).
+ *                                     backend: where it cannot work it fails (always runs);
+ *                                     PP_BACKEND_AUTO, the default, picks cuda where it
+ *                                     starts and host otherwise, and says why.
  * The test_cuda_backend_mock CTest entry runs the first form against tests/mock_libcuda.c
  * (a stand-in libcuda.so.1), which also exercises the driver's failure modes. */
 #include "context.h"
@@ -70,6 +72,35 @@ static void expect_create_failure(const char *what, int device, int arch, pp_sta
     pp_context_destroy(ctx);
 }
 
+/* PP_BACKEND_AUTO, the default: cuda where it starts (gpu), else host, saying why
+ * (cuda_error: the message of the failed cuda creation). */
+static void check_auto(int gpu, const char *cuda_error)
+{
+    pp_context_options o;
+    pp_context_options_init(&o);
+    CHECK(o.backend == PP_BACKEND_AUTO, "the default backend is auto, got %d", (int)o.backend);
+    o.cache_dir = cache_dir;
+    pp_context *ctx = NULL;
+    CHECK_OK(ctx, pp_context_create(&o, &ctx));
+    const char *reason = pp_context_backend_reason(ctx);
+    printf("auto: %s (%s), on %s\n", pp_context_backend(ctx) == PP_BACKEND_CUDA ? "cuda" : "host", reason,
+           pp_context_device_name(ctx));
+    if (gpu) {
+        CHECK(pp_context_backend(ctx) == PP_BACKEND_CUDA && strcmp(ctx->ops->name, "cuda") == 0, "auto with a GPU: cuda");
+        CHECK(strcmp(reason, "a usable GPU") == 0, "auto with a GPU says so: %s", reason);
+    } else {
+        CHECK(pp_context_backend(ctx) == PP_BACKEND_HOST && strcmp(ctx->ops->name, "host") == 0, "auto without a GPU: host");
+        CHECK(strncmp(reason, "no usable GPU: ", 15) == 0 && strncmp(reason + 15, cuda_error, 40) == 0,
+              "auto without a GPU says why (the cuda backend's message '%s'): %s", cuda_error, reason);
+        CHECK(pp_last_error(ctx)[0] == '\0', "the fallback is not an error: %s", pp_last_error(ctx));
+    }
+    pp_context_destroy(ctx);
+    o.backend = PP_BACKEND_HOST;
+    CHECK_OK(ctx, pp_context_create(&o, &ctx));
+    CHECK(strcmp(pp_context_backend_reason(ctx), "requested") == 0, "an explicit backend is requested");
+    pp_context_destroy(ctx);
+}
+
 static int no_fallback(void)
 {
     pp_context *ctx = NULL;
@@ -79,12 +110,16 @@ static int no_fallback(void)
         check_no_backend(ctx, "cuda without a GPU");
         printf("cuda selected without a usable GPU: fails (%s), no host fallback: %s\n", pp_status_string(st),
                pp_last_error(ctx));
+        char why[1024];
+        snprintf(why, sizeof why, "%s", pp_last_error(ctx));
         pp_context_destroy(ctx);
+        check_auto(0, why);
         return 0;
     }
     CHECK(ctx->ops && strcmp(ctx->ops->name, "cuda") == 0, "the cuda backend is attached");
     printf("cuda selected with a GPU: %s (backend %s)\n", pp_context_device_name(ctx), ctx->ops->name);
     pp_context_destroy(ctx);
+    check_auto(1, NULL);
     expect_create_failure("device ordinal 9999", 9999, 0, PP_ERR_INVALID_ARGUMENT, "out of range", NULL);
     return 0;
 }
@@ -295,6 +330,7 @@ int main(int argc, char **argv)
             int device_cc = ctx->arch;
             run_gpu_tests(ctx);
             pp_context_destroy(ctx);
+            check_auto(1, NULL);
             check_balanced("after destroying the context");
             expect_create_failure("device ordinal 9999", 9999, 0, PP_ERR_INVALID_ARGUMENT, "out of range", NULL);
             int other_major = device_cc >= 80 ? (device_cc / 10 - 1) * 10 : device_cc / 10 * 10 + 10;
