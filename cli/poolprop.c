@@ -311,7 +311,8 @@ static int parse_bytes(const char *text, double *out)
     double v = strtod(text, &end);
     double scale = 1;
     const char *units[] = {"", "K", "M", "G", "T"};
-    if (errno || end == text || v <= 0) return cli_fail("--budget: expected a byte count such as 16GiB, got '%s'", text);
+    if (errno || end == text || !isfinite(v) || v <= 0)
+        return cli_fail("--budget: expected a byte count such as 16GiB, got '%s'", text);
     if (*end) {
         int found = 0;
         for (int i = 1; i < 5 && !found; i++) {
@@ -640,7 +641,8 @@ static int cmd_demo(int argc, char **argv)
     if (cli_opt(opts, nopts, "lr")) {
         char *end;
         sgd.lr = strtof(cli_opt(opts, nopts, "lr"), &end);
-        if (*end || !(sgd.lr > 0)) return cli_fail("--lr: expected a positive number, got '%s'", cli_opt(opts, nopts, "lr"));
+        if (*end || !isfinite(sgd.lr) || !(sgd.lr > 0))
+            return cli_fail("--lr: expected a positive finite number, got '%s'", cli_opt(opts, nopts, "lr"));
     }
     pp_context_options co;
     if (cli_run_options(opts, nopts, &co)) return 1;

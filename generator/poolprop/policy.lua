@@ -44,6 +44,11 @@ local function apply_item(p, item, where)
   local key, value = item:match("^%s*([%w_%.]+)%s*=%s*([%w_]+)%s*$")
   if not key and item:match("^%s*%d+%s*$") then key, value = "default", item end
   if not key then errors.raise(where, "policy: expected name=value, got '%s'", item) end
+  local name = key == "f" and "default" or key
+  if p.named[name] then
+    errors.raise(where, "policy: %s is given twice ('%s' and '%s')", name, p.named[name], item:match("^%s*(.-)%s*$"))
+  end
+  p.named[name] = item:match("^%s*(.-)%s*$")
   if p.baseline and not option_values[key] then
     errors.raise(where, "policy: after 'baseline' only options (mode, bn, relu, math, act) may follow, got '%s'", item)
   end
@@ -80,13 +85,14 @@ end
 -- Parses policy text into { default, stages = {}, layers = {}, mode, bn, relu, math, act, baseline }.
 function M.parse(text, where)
   local p = { default = 1, stages = {}, layers = {}, mode = "avg", bn = "fp32", relu = "mask", math = "fp32",
-    act = "fp32", text = text, given = {} }
+    act = "fp32", text = text, given = {}, named = {} }
   if text == nil or text == "" then return p end
   if text:match("^%s*[1248]%s*$") or text:match("^%s*%d+%s*$") then
     p.default = factor(text:match("%d+"), "policy", where)
     return p
   end
-  for item in text:gmatch("[^,]+") do
+  for item in (text .. ","):gmatch("([^,]*),") do
+    if item:match("^%s*$") then errors.raise(where, "policy: an empty item in '%s'", text) end
     if not p.baseline and p.text:match("^%s*baseline%s*,?") and item:match("^%s*baseline%s*$") then
       p.baseline = true
     else

@@ -405,6 +405,12 @@ int main(int argc, char **argv)
     expect_failure("plan resnet18 --batch 2 --policy 2,act=bf16,math=tf32", "math must be bf16");
     expect_failure("plan resnet18 --batch 2 --policy 2,act=half", "act must be one of fp32, bf16");
     expect_failure("demo --backend gpu", "--backend: expected auto, host or cuda, got 'gpu'");
+    /* Values that used to be accepted silently (issue 10, item 4). */
+    expect_failure("demo --lr inf", "--lr: expected a positive finite number, got 'inf'");
+    expect_failure("demo --lr nan", "--lr: expected a positive finite number");
+    expect_failure("plan resnet18 --batch 2 --budget nan", "--budget: expected a byte count");
+    expect_failure("plan resnet18 --batch 2 --policy stage1=2,stage1=8", "stage1 is given twice");
+    expect_failure("plan resnet18 --batch 2 --policy ,", "an empty item in ','");
 
     /* poolprop init + step: parameters and gradients as .npy files per state_dict key */
     snprintf(args, sizeof args, "init cifar_resnet8 --classes 10 --seed 3 --out %s/params", dir);
