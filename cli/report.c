@@ -69,6 +69,7 @@ enum {
 
 typedef struct {
     double v[NCOLS];
+    size_t seq; /* position in the file: of rows repeating an epoch, the last wins */
 } row;
 
 typedef struct {
@@ -136,11 +137,14 @@ static int parse_meta(run *r, char *text)
     return 0;
 }
 
-/* A whole field as a number (strtod's syntax, so nan and inf too; surrounding spaces ok). */
+/* A whole field as a decimal number (strtod's syntax without its hexadecimal form, so nan
+ * and inf too; surrounding spaces ok). */
 static int parse_number(const char *text, double *out)
 {
     while (is_space(*text)) text++;
     if (!*text) return 1;
+    const char *digits = text + (*text == '+' || *text == '-');
+    if (digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')) return 1;
     char *end;
     *out = strtod(text, &end); /* out of range gives +-HUGE_VAL or a tiny value: both fine */
     if (end == text) return 1;
@@ -170,11 +174,7 @@ static int parse_row(run *r, char *s, long line)
                         r->path, line, c + 1, col_names[c], w.v[c]);
         field = comma ? comma + 1 : field;
     }
-    for (size_t i = r->count; i-- > 0;)
-        if (r->rows[i].v[COL_EPOCH] == w.v[COL_EPOCH]) { /* a resumed run repeats epochs: last row wins */
-            r->rows[i] = w;
-            return 0;
-        }
+    w.seq = r->count;
     if (r->count == r->cap) {
         size_t cap = r->cap ? 2 * r->cap : 64;
         row *rows = realloc(r->rows, cap * sizeof *rows);
@@ -187,8 +187,23 @@ static int parse_row(run *r, char *s, long line)
 
 static int by_epoch(const void *a, const void *b)
 {
-    double x = ((const row *)a)->v[COL_EPOCH], y = ((const row *)b)->v[COL_EPOCH];
-    return (x > y) - (x < y);
+    const row *p = a, *q = b;
+    double x = p->v[COL_EPOCH], y = q->v[COL_EPOCH];
+    if (x != y) return (x > y) - (x < y);
+    return (p->seq > q->seq) - (p->seq < q->seq);
+}
+
+/* Sorts the rows by epoch and keeps the last row of each epoch (a resumed run repeats
+ * epochs): n log n in the number of rows. */
+static void sort_rows(run *r)
+{
+    qsort(r->rows, r->count, sizeof *r->rows, by_epoch);
+    size_t kept = 0;
+    for (size_t i = 0; i < r->count; i++) {
+        if (kept > 0 && r->rows[kept - 1].v[COL_EPOCH] == r->rows[i].v[COL_EPOCH]) kept--;
+        r->rows[kept++] = r->rows[i];
+    }
+    r->count = kept;
 }
 
 /* Reads and checks one log. Errors name the file and line. */
@@ -227,7 +242,7 @@ static int read_run(run *r)
     if (!rc && !have_header)
         rc = cli_fail("%s: no header line '%s' (is this a log written by poolprop train?)", r->path, header_line);
     if (!rc && r->count == 0) rc = cli_fail("%s: no rows after the header line (no epoch was logged)", r->path);
-    if (!rc) qsort(r->rows, r->count, sizeof *r->rows, by_epoch);
+    if (!rc) sort_rows(r);
     return rc;
 }
 

@@ -176,6 +176,7 @@ int main(int argc, char **argv)
     write_file("norows.csv", "# model: m\n" HEADER);
     write_file("percent.csv", HEADER "1,2.1,23.1,1.9,28.0,41,1\n");
     write_file("epoch.csv", HEADER "1.5,2.1,0.2,1.9,0.2,41,1\n");
+    write_file("hex.csv", HEADER "1,2.1,0.2,1.9,0.2,41,1\n0x2,2.0,0.2,1.9,0.2,41,1\n");
     snprintf(args, sizeof args, "%s/adir", dir);
     CHECK(mkdir(args, 0755) == 0, "mkdir %s", args);
     expect_failure("report -o %s/x.svg", "no input files", NULL);
@@ -189,6 +190,7 @@ int main(int argc, char **argv)
     expect_failure("report %s/norows.csv -o %s/x.svg", "norows.csv: no rows", NULL);
     expect_failure("report %s/percent.csv -o %s/x.svg", "percent.csv:2:", "outside [0, 1]");
     expect_failure("report %s/epoch.csv -o %s/x.svg", "epoch.csv:2:", "whole number");
+    expect_failure("report %s/hex.csv -o %s/x.svg", "hex.csv:3:", "'0x2' is not a number");
     expect_failure("report %s/a.csv -o %s/missing/x.svg", "cannot write", "missing/x.svg");
     expect_failure("report %s/a.csv -o %s/adir", "cannot write", "adir");
     expect_failure("report %s/a.csv -o %s/a.csv", "one of the input logs", NULL);
