@@ -162,19 +162,25 @@ int bench_main(int argc, char **argv)
         if (!f) {
             rc = cli_fail("--json: cannot write %s", json);
         } else {
-            fprintf(f,
-                    "{\n  \"model\": \"%s\", \"batch\": %d, \"image\": [%d, %d], \"policy\": \"%s\", \"math\": \"%s\", "
-                    "\"tuning_entries\": %d,\n",
-                    model, plan.batch, plan.height, plan.width, mo.policy, plan.math, tuned_count);
-            fprintf(f, "  \"device\": \"%s\", \"repeats\": %d,\n  \"layers\": [", pp_context_device_name(ctx), repeats);
+            fprintf(f, "{\n  \"model\": ");
+            cli_json_string(f, model);
+            fprintf(f, ", \"batch\": %d, \"image\": [%d, %d], \"policy\": ", plan.batch, plan.height, plan.width);
+            cli_json_string(f, mo.policy);
+            fprintf(f, ", \"math\": ");
+            cli_json_string(f, plan.math);
+            fprintf(f, ", \"tuning_entries\": %d,\n  \"device\": ", tuned_count);
+            cli_json_string(f, pp_context_device_name(ctx));
+            fprintf(f, ", \"repeats\": %d,\n  \"layers\": [", repeats);
             for (int j = 0; do_layers && j < nrows; j++) {
                 const pp_layer_desc *d = &rows[j].d;
+                fprintf(f, "%s\n    {\"name\": ", j ? "," : "");
+                cli_json_string(f, rows[j].name);
                 fprintf(f,
-                        "%s\n    {\"name\": \"%s\", \"count\": %d, \"n\": %d, \"c\": %d, \"h\": %d, \"w\": %d, \"k\": %d, "
+                        ", \"count\": %d, \"n\": %d, \"c\": %d, \"h\": %d, \"w\": %d, \"k\": %d, "
                         "\"r\": %d, \"s\": %d, \"stride\": %d, \"pad\": %d, \"pool\": %d, \"fwd_ms\": %.4f, "
                         "\"bwd_data_ms\": %.4f, \"bwd_weight_ms\": %.4f}",
-                        j ? "," : "", rows[j].name, rows[j].count, d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride,
-                        d->pad, d->pool, rows[j].fwd, rows[j].data, rows[j].weight);
+                        rows[j].count, d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride, d->pad, d->pool, rows[j].fwd,
+                        rows[j].data, rows[j].weight);
             }
             fprintf(f, "\n  ],\n  \"step\": {\"images_per_s\": %.3f, \"peak_bytes\": %zu, \"allocated_bytes\": %zu}\n}\n",
                     images_per_s, report.peak, allocated);

@@ -7,6 +7,8 @@
 
 #include "poolprop.h"
 
+#include <stdio.h>
+
 typedef struct cli_option {
     const char *name;
     const char *value;
@@ -15,6 +17,8 @@ typedef struct cli_option {
 } cli_option;
 
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Writes s to f as a JSON string: quoted, with '"', '\\' and control characters escaped. */
+void cli_json_string(FILE *f, const char *s);
 int cli_fail_ctx(pp_context *ctx, pp_status st);
 void cli_log_to_stderr(void *user, pp_log_level level, const char *message);
 /* A context, or NULL after printing why not. */

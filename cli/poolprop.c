@@ -339,8 +339,11 @@ static void json_report(const char *name, const pp_memory_report *r, int last)
     printf("  \"%s\": {\"weights\": %zu, \"gradients\": %zu, \"optimizer\": %zu, \"bn_statistics\": %zu, "
            "\"saved\": %zu, \"saved_by_stage\": {",
            name, r->weights, r->gradients, r->optimizer, r->bn_statistics, r->saved);
-    for (int i = 0; i < r->stage_count; i++)
-        printf("%s\"%s\": %zu", i ? ", " : "", r->stage_names[i], r->saved_by_stage[i]);
+    for (int i = 0; i < r->stage_count; i++) {
+        printf("%s", i ? ", " : "");
+        cli_json_string(stdout, r->stage_names[i]);
+        printf(": %zu", r->saved_by_stage[i]);
+    }
     printf("}, \"largest_transient\": %zu, \"arena\": %zu, \"peak\": %zu}%s\n", r->largest_transient, r->arena,
            r->peak, last ? "" : ",");
 }
@@ -418,10 +421,15 @@ static int cmd_plan(int argc, char **argv)
     }
     const char *policy = mo.policy ? mo.policy : "1";
     if (json) {
-        printf("{\n  \"model\": \"%s\", \"batch\": %d, \"image\": [%d, %d], \"classes\": %d, \"policy\": \"%s\",\n",
-               model, r.batch, r.height, r.width, r.classes, policy);
-        printf("  \"peak_bytes\": %zu, \"baseline_peak_bytes\": %zu, \"saving_percent\": %.2f, "
-               "\"baseline_policy\": \"%s\",\n", r.peak, b.peak, saving, r.baseline_policy);
+        printf("{\n  \"model\": ");
+        cli_json_string(stdout, model);
+        printf(", \"batch\": %d, \"image\": [%d, %d], \"classes\": %d, \"policy\": ", r.batch, r.height, r.width,
+               r.classes);
+        cli_json_string(stdout, policy);
+        printf(",\n  \"peak_bytes\": %zu, \"baseline_peak_bytes\": %zu, \"saving_percent\": %.2f, \"baseline_policy\": ",
+               r.peak, b.peak, saving);
+        cli_json_string(stdout, r.baseline_policy);
+        printf(",\n");
         if (budget > 0)
             printf("  \"budget_bytes\": %.0f, \"max_batch\": %d, \"baseline_max_batch\": %d,\n", budget, max_batch,
                    max_batch_base);

@@ -10,8 +10,10 @@
 #include "tool_run.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -381,6 +383,16 @@ int main(int argc, char **argv)
               sscanf(strstr(tool_output, "\"baseline_peak_bytes\": "), "\"baseline_peak_bytes\": %zu", &base) == 1,
           "JSON peaks unreadable");
     CHECK(peak > 0 && peak < base, "f = 4 must plan less than the baseline: %zu vs %zu", peak, base);
+    /* JSON strings are escaped: a model path with a quote in it (issue 10, item 4). */
+    snprintf(path, sizeof path, "%s/we\"ird", dir);
+    CHECK(mkdir(path, 0755) == 0 || errno == EEXIST, "mkdir %s", path);
+    snprintf(path, sizeof path, "%s/we\"ird/m.lua", dir);
+    FILE *mf = fopen(path, "w");
+    CHECK(mf && fputs("return resnet { block = \"basic\", layers = { 1, 1, 1, 1 } }\n", mf) >= 0 && fclose(mf) == 0,
+          "write %s", path);
+    snprintf(args, sizeof args, "plan '%s' --batch 2 --json", path);
+    CHECK(tool_run(args) == 0, "plan --json of %s failed:\n%s", path, tool_output);
+    CHECK(strstr(tool_output, "/we\\\"ird/m.lua\"") != NULL, "the model path is not escaped in JSON:\n%s", tool_output);
     CHECK(tool_run("plan resnet50 --batch 64 --policy 2 --budget 8GiB") == 0, "plan --budget failed:\n%s", tool_output);
     CHECK(strstr(tool_output, "largest batch within"), "budget line missing:\n%s", tool_output);
     expect_failure("plan resnet18 --batch 0", "at least one image");
