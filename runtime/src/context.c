@@ -120,7 +120,17 @@ pp_status pp_context_create(const pp_context_options *options, pp_context **out)
             else
                 strcpy(ctx->cache_dir, options->cache_dir);
         }
-        if (st == PP_OK) st = cache_open(ctx);
+        /* A cache that cannot be used is not fatal: the context compiles without it and the
+         * log says so, naming the directory and why. */
+        if (st == PP_OK && cache_open(ctx) != PP_OK) {
+            ctx_log(ctx, PP_LOG_WARNING,
+                    "the kernel cache directory %s cannot be used (%s): compiling without the on-disk cache; set "
+                    "POOLPROP_CACHE_DIR (or pp_context_options.cache_dir) to a writable directory",
+                    ctx->cache_dir, ctx->error);
+            ctx_clear_error(ctx);
+            ctx->options.disable_cache = 1;
+            ctx->cache_dir[0] = '\0';
+        }
     }
     if (st == PP_OK) {
         const char *tuning = options && options->tuning_dir ? options->tuning_dir : getenv("POOLPROP_TUNING_DIR");

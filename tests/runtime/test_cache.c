@@ -8,11 +8,37 @@
 #include <string.h>
 #include <unistd.h>
 
-static int warnings;
+static int warnings, cache_warnings;
 static void count_warning(void *user, pp_log_level level, const char *message)
 {
     (void)user;
     if (level == PP_LOG_WARNING && strstr(message, "corrupt")) warnings++;
+    if (level == PP_LOG_WARNING && strstr(message, "the kernel cache directory")) {
+        cache_warnings++;
+        printf("warning: %s\n", message);
+    }
+}
+
+/* A cache directory that cannot be created is not fatal: the context works without the
+ * disk cache and the log says which directory and why (issue 10, item 7). */
+static void check_unusable_dir(const char *dir)
+{
+    char file[512], bad[600];
+    snprintf(file, sizeof file, "%s/a_file", dir);
+    FILE *f = fopen(file, "w");
+    CHECK(f && fclose(f) == 0, "create %s", file);
+    snprintf(bad, sizeof bad, "%s/cache", file); /* under a regular file: mkdir fails */
+    pp_context_options o;
+    pp_context_options_init(&o);
+    o.backend = PP_BACKEND_NONE;
+    o.cache_dir = bad;
+    o.log = count_warning;
+    pp_context *ctx = NULL;
+    CHECK_OK(ctx, pp_context_create(&o, &ctx));
+    CHECK(cache_warnings == 1, "the unusable cache directory is reported once, got %d", cache_warnings);
+    CHECK(ctx->options.disable_cache && !ctx->cache_dir[0], "the context runs without the disk cache");
+    pp_context_destroy(ctx);
+    unlink(file);
 }
 
 static void entry_file(pp_context *ctx, const pp_hash_value *key, char *out, size_t len)
@@ -63,6 +89,7 @@ int main(void)
     ctx->options.log = count_warning;
     strcpy(ctx->cache_dir, dir);
     CHECK_OK(ctx, cache_open(ctx));
+    check_unusable_dir(dir);
 
     pp_hash h;
     hash_init(&h);
