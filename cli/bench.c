@@ -11,7 +11,7 @@
 #include "options.h"
 #include "plan.h"
 #include "poolprop.h"
-#include "tuner.h"
+#include "../runtime/src/tune.h" /* not "tune.h": that is cli/tune.h */
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,6 +2,7 @@
 #include "checkpoint.h"
 
 #include "cache.h"
+#include "file.h"
 
 #include <errno.h>
 #include <stdarg.h>

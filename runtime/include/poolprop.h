@@ -87,6 +87,11 @@ typedef struct pp_context_options {
      * entry for a kernel, the default variant otherwise. */
     const char *tuning_dir;
     int ignore_tuning;        /* non-zero: models use the default variants only */
+    /* Bytes of device memory (host memory on the host backend) the context may hold at once;
+     * 0: no limit but what the device has available. pp_model_create checks a model's planned
+     * peak against the smaller of the two before it compiles or allocates anything, and fails
+     * with PP_ERR_OUT_OF_MEMORY and the plan's figures where it does not fit. */
+    size_t memory_limit;
 } pp_context_options;
 
 typedef struct pp_context pp_context;

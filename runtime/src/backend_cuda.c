@@ -6,6 +6,7 @@
  * for types and constants only. Every driver call goes through CU(), which records the
  * call text, file, line and the driver's error name and string in the context's error.
  * ctx->ops is set only when the whole initialisation succeeded. */
+#include "backend.h"
 #include "context.h"
 #include "nvrtc_compile.h"
 
@@ -383,6 +384,22 @@ static pp_status alloc(pp_context *ctx, size_t bytes, pp_devptr *out)
     return PP_OK;
 }
 
+static int memory_available(pp_context *ctx, size_t *bytes, char *source, size_t source_len)
+{
+    cuda_state *s = ctx->backend;
+    size_t free_bytes = 0, total_bytes = 0;
+    char saved[sizeof ctx->error];
+    memcpy(saved, ctx->error, sizeof saved);
+    int known = bind(ctx, s) == PP_OK && CU(ctx, s, cuMemGetInfo, (&free_bytes, &total_bytes)) == PP_OK;
+    if (known)
+        snprintf(source, source_len, "free device memory by cuMemGetInfo, of %zu bytes in all", total_bytes);
+    else
+        snprintf(source, source_len, "%s", ctx->error);
+    memcpy(ctx->error, saved, sizeof saved);
+    *bytes = free_bytes;
+    return known;
+}
+
 static void release(pp_context *ctx, pp_devptr ptr)
 {
     cuda_state *s = ctx->backend;
@@ -500,6 +517,7 @@ static const pp_backend_ops cuda_ops = {
     .upload = upload,
     .download = download,
     .memset_zero = memset_zero,
+    .memory_available = memory_available,
     .launch = launch,
     .synchronize = synchronize,
     .time_launch = time_launch,

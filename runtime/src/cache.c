@@ -1,8 +1,11 @@
-/* cache.c - the on-disk compile cache (format in cache.h), the FNV-1a-128 hash that keys
- * it, and atomic file writes. */
+/* cache.c - the on-disk compile cache (format in cache.h). */
 #include "cache.h"
 
+#include "file.h"
+#include "hash.h"
+
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,56 +14,6 @@
 
 static const char entry_magic[8] = {'P', 'P', 'C', 'A', 'C', 'H', 'E', '1'};
 enum { header_size = 8 + 8 + 16 + 16 };
-
-void hash_init(pp_hash *h)
-{
-    /* FNV-1a 128-bit offset basis 0x6c62272e07bb014262b821756295c58d */
-    h->state = ((unsigned __int128)0x6c62272e07bb0142ULL << 64) | 0x62b821756295c58dULL;
-}
-
-void hash_bytes(pp_hash *h, const void *data, size_t len)
-{
-    /* FNV 128-bit prime 2^88 + 2^8 + 0x3b */
-    const unsigned __int128 prime = ((unsigned __int128)1 << 88) | 0x13b;
-    const unsigned char *p = data;
-    unsigned __int128 s = h->state;
-    for (size_t i = 0; i < len; i++) {
-        s ^= p[i];
-        s *= prime;
-    }
-    h->state = s;
-}
-
-void hash_u64(pp_hash *h, uint64_t v)
-{
-    unsigned char b[8];
-    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(v >> (8 * i));
-    hash_bytes(h, b, sizeof b);
-}
-
-void hash_str(pp_hash *h, const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    hash_u64(h, n);
-    hash_bytes(h, s, n);
-}
-
-pp_hash_value hash_final(const pp_hash *h)
-{
-    pp_hash_value v;
-    for (int i = 0; i < 16; i++) v.bytes[i] = (uint8_t)(h->state >> (8 * (15 - i)));
-    return v;
-}
-
-void hash_hex(const pp_hash_value *v, char out[33])
-{
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = digits[v->bytes[i] >> 4];
-        out[2 * i + 1] = digits[v->bytes[i] & 15];
-    }
-    out[32] = '\0';
-}
 
 pp_status cache_make_dirs(pp_context *ctx, const char *path)
 {
@@ -184,74 +137,6 @@ pp_status cache_get(pp_context *ctx, const pp_hash_value *key, void **data, size
     ctx->cache_stats.hits++;
     *data = payload;
     *len = size;
-    return PP_OK;
-}
-
-pp_status file_write_atomic(pp_context *ctx, const char *path, const void *data, size_t len)
-{
-    /* A temporary name of its own (mkstemp), so that threads and processes writing the
-     * same entry at once each rename a whole file. */
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    FILE *f = fd < 0 ? NULL : fdopen(fd, "wb");
-    if (!f) {
-        int e = errno;
-        if (fd >= 0) close(fd), unlink(tmp);
-        return ctx_fail(ctx, PP_ERR_IO, "cannot write %s: %s", tmp, strerror(e));
-    }
-    /* mkstemp creates 0600; cache entries and databases may be shared read-only. (umask
-     * cannot be read without setting it, which would race with other threads.) */
-    fchmod(fd, 0644);
-    size_t wrote = len ? fwrite(data, 1, len, f) : 0;
-    int flush_failed = fflush(f) != 0;
-    int close_failed = fclose(f) != 0;
-    if (wrote != len || flush_failed || close_failed) {
-        unlink(tmp);
-        return ctx_fail(ctx, PP_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return ctx_fail(ctx, PP_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(e));
-    }
-    return PP_OK;
-}
-
-pp_status file_read_all(pp_context *ctx, const char *path, char **data, size_t *len)
-{
-    *data = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return ctx_fail(ctx, PP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    if (!buf) {
-        fclose(f);
-        return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
-    }
-    for (;;) {
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (n < cap) break;
-        char *bigger = realloc(buf, 2 * cap + 1);
-        if (!bigger) {
-            free(buf);
-            fclose(f);
-            return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
-        }
-        buf = bigger;
-        cap *= 2;
-    }
-    int failed = ferror(f);
-    fclose(f);
-    if (failed) {
-        free(buf);
-        return ctx_fail(ctx, PP_ERR_IO, "%s: read error", path);
-    }
-    buf[n] = '\0';
-    *data = buf;
-    *len = n;
     return PP_OK;
 }
 

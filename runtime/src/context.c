@@ -1,4 +1,5 @@
 /* context.c - context creation, backend selection, error recording and logging. */
+#include "backend.h"
 #include "cache.h"
 #include "context.h"
 
@@ -199,10 +200,35 @@ pp_status pp_context_cache_stats(const pp_context *ctx, pp_cache_stats *out)
 
 pp_status device_alloc(pp_context *ctx, size_t bytes, pp_devptr *out)
 {
+    size_t limit = ctx->options.memory_limit;
+    if (limit && (bytes > limit || ctx->device_in_use > limit - bytes)) {
+        *out = 0;
+        return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY,
+                        "allocating %zu bytes would exceed the context's memory_limit of %zu bytes (%zu in use)", bytes,
+                        limit, ctx->device_in_use);
+    }
     PP_TRY(ctx->ops->alloc(ctx, bytes, out));
     ctx->device_in_use += bytes;
     if (ctx->device_in_use > ctx->device_peak) ctx->device_peak = ctx->device_in_use;
     return PP_OK;
+}
+
+int ctx_memory_available(pp_context *ctx, size_t *bytes, char *source, size_t source_len)
+{
+    int known = ctx->ops && ctx->ops->memory_available && ctx->ops->memory_available(ctx, bytes, source, source_len);
+    if (!known && !(ctx->ops && ctx->ops->memory_available))
+        snprintf(source, source_len, "the %s backend cannot tell", ctx->ops ? ctx->ops->name : "none");
+    size_t limit = ctx->options.memory_limit;
+    if (limit) {
+        size_t left = ctx->device_in_use < limit ? limit - ctx->device_in_use : 0;
+        if (!known || left < *bytes) {
+            *bytes = left;
+            snprintf(source, source_len, "the context's memory_limit of %zu bytes, %zu of them in use", limit,
+                     ctx->device_in_use);
+        }
+        known = 1;
+    }
+    return known;
 }
 
 void device_free(pp_context *ctx, pp_devptr ptr, size_t bytes)

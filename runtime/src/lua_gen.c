@@ -5,6 +5,7 @@
 #include "plan.h"
 
 #include "embedded.h"
+#include "file.h"
 
 #include <lauxlib.h>
 #include <stdio.h>

@@ -7,9 +7,11 @@
  * plus one arena (the larger of the training and the inference arenas), in which every
  * buffer lives at its planned offset. */
 #include "cache.h"
+#include "compile.h"
+#include "file.h"
 #include "layout.h"
 #include "plan.h"
-#include "tuner.h"
+#include "tune.h"
 
 #include <errno.h>
 #include <math.h>
@@ -85,6 +87,29 @@ pp_status pp_plan_memory(pp_context *ctx, const pp_model_options *options, pp_me
     return PP_OK;
 }
 
+static double mib(size_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
+
+/* The planned peak against what the context may still allocate, before anything is compiled
+ * or allocated: a peak between free and total host memory would otherwise be allocated and
+ * then thrash or be killed. Unknown availability (no figure from the backend) passes. */
+static pp_status check_fits(pp_context *ctx, const gen_plan *p, const pp_memory_report *r)
+{
+    size_t available;
+    char source[1200];
+    if (!ctx_memory_available(ctx, &available, source, sizeof source)) {
+        ctx_log(ctx, PP_LOG_WARNING, "model %s: the planned peak of %.1f MiB is not checked against free memory: %s",
+                p->model, mib(r->peak), source);
+        return PP_OK;
+    }
+    if (r->peak <= available) return PP_OK;
+    return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY,
+                    "model %s at batch %d (%dx%d): the plan needs %.1f MiB (weights %.1f, gradients %.1f, optimizer "
+                    "%.1f, BN statistics %.1f, activations, saved tensors and workspaces %.1f MiB) but only %.1f MiB "
+                    "is available on %s (%s): lower the batch size or the image size, or pool more",
+                    p->model, r->batch, r->height, r->width, mib(r->peak), mib(r->weights), mib(r->gradients),
+                    mib(r->optimizer), mib(r->bn_statistics), mib(r->arena), mib(available), ctx->device_name, source);
+}
+
 pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_model **out)
 {
     if (!ctx || !options || !out) return PP_ERR_INVALID_ARGUMENT;
@@ -105,6 +130,13 @@ pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_m
         return st;
     }
     gen_plan *p = &m->plan;
+    pp_memory_report r;
+    report_from(p, &r);
+    st = check_fits(ctx, p, &r);
+    if (st != PP_OK) {
+        pp_model_destroy(m);
+        return st;
+    }
     m->modules = calloc((size_t)p->kernel_count + 1, sizeof *m->modules);
     m->functions = calloc((size_t)p->kernel_count + 1, sizeof *m->functions);
     if (!m->modules || !m->functions) st = ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
@@ -130,8 +162,6 @@ pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_m
         if (st == PP_OK) st = ctx->ops->get_function(ctx, m->modules[i], k->name, k->dynamic_shared, &m->functions[i]);
         if (st != PP_OK) ctx_wrap(ctx, st, "model %s, kernel %s", p->model, k->name);
     }
-    pp_memory_report r;
-    report_from(p, &r);
     m->arena_bytes = r.arena;
     if (st == PP_OK) st = device_alloc(ctx, p->param_count * 4, &m->params);
     if (st == PP_OK) st = device_alloc(ctx, p->param_count * 4, &m->grads);

@@ -7,7 +7,7 @@
  * of non-negative integers), never evaluated. Every error message starts with the path. */
 #include "npy.h"
 
-#include "cache.h"
+#include "file.h"
 
 #include <errno.h>
 #include <stdint.h>

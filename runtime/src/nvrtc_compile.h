@@ -1,9 +1,10 @@
 /* nvrtc_compile.h - NVRTC compilation to CUBIN for one sm_XY, with the on-disk cache and the
- * ptxas -v report. Used by the cuda backend, and by the host backend's and the tests'
- * static checks (every kernel compiles for sm_80 and sm_90 with no spills). */
+ * ptxas -v report (nvrtc_compile.c; not named nvrtc.h, which is NVRTC's own header). Used
+ * by the cuda backend, and by the host backend's and the tests' static checks (every
+ * kernel compiles for sm_80 and sm_90 with no spills). */
 
-#ifndef PP_NVRTC_H
-#define PP_NVRTC_H
+#ifndef PP_NVRTC_COMPILE_H
+#define PP_NVRTC_COMPILE_H
 
 #include "cache.h"
 #include "context.h"

@@ -3,6 +3,8 @@
 #include "tunedb.h"
 
 #include "cache.h"
+#include "file.h"
+#include "hash.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -190,6 +192,26 @@ static const char *number(double v, char out[32])
     return out;
 }
 
+/* NULL when e's best variant is none (-1) or one of its trials that passed its check; else
+ * what is wrong with it. A best that failed or was never tried would be used by every model
+ * build on the device. */
+static const char *best_problem(const tunedb_entry *e)
+{
+    if (e->best_variant < 0) return NULL;
+    const tunedb_trial *found = NULL;
+    for (int j = 0; j < e->trial_count; j++) {
+        if (e->trials[j].variant != e->best_variant) continue;
+        if (e->trials[j].status == TUNEDB_OK) return NULL;
+        if (!found) found = &e->trials[j];
+    }
+    if (!found) return "was never tried (no trial line names it)";
+    static const char *const failed[] = {NULL, "failed its check (its trial is 'wrong')",
+                                         "failed to compile (its trial is 'compile_failed')",
+                                         "failed to launch (its trial is 'launch_failed')",
+                                         "was never tried (its trial is 'skipped')"};
+    return failed[found->status];
+}
+
 static pp_status check_db(pp_context *ctx, const tunedb *db)
 {
     if (db->id.arch < 0 || db->id.sm_count < 0)
@@ -204,6 +226,10 @@ static pp_status check_db(pp_context *ctx, const tunedb *db)
         if (!ok)
             return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "tuning database entry %d ('%.256s') has values out of range",
                             i, e->signature);
+        const char *why = best_problem(e);
+        if (why)
+            return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "tuning database entry %d ('%.256s'): best variant %d %s", i,
+                            e->signature, e->best_variant, why);
     }
     return PP_OK;
 }
@@ -455,7 +481,13 @@ static pp_status parse_file(parser *p, char *data, size_t len, tunedb *db)
         e->best_variant = best;
         e->best_ms = best_ms;
         e->default_ms = default_ms;
+        int entry_line = p->line;
         for (int i = 0; i < n; i++) PP_TRY(parse_trial(p, e, i, n));
+        const char *why = best_problem(e);
+        if (why) {
+            p->line = entry_line;
+            return bad(p, "entry %s: best variant %d %s", e->signature, best, why);
+        }
     }
 }
 
@@ -487,7 +519,7 @@ pp_status tunedb_load(pp_context *ctx, const char *path, const tunedb_identity *
     tunedb_init(&loaded, NULL);
     char *data;
     size_t len;
-    pp_status st = file_read_all(ctx, path, &data, &len);
+    pp_status st = file_read_capped(ctx, path, TUNEDB_MAX_BYTES, "a tuning database", &data, &len);
     if (st == PP_OK) {
         st = parse_file(&p, data, len, &loaded);
         free(data);

@@ -15,6 +15,7 @@
  *   generator <escaped>
  *   backend <escaped>
  *   entry <signature> best <variant|-> best_ms <ms|-> default_ms <ms|-> trials <n>
+ *     (best is "-" or the variant of one of the entry's trials whose status is ok)
  *   trial <variant> ok|wrong|compile_failed|launch_failed|skipped <median_ms|-> <max_error|-> <escaped note>
  *   ... exactly n trial lines per entry, signatures unique ...
  *   end <number of entries>
@@ -28,6 +29,10 @@
 #include "context.h"
 
 #include <stddef.h>
+
+/* The largest file tunedb_load reads: a database of every kernel of every built-in model
+ * holds a few thousand entries of a few KB each. A larger file is reported as corrupt. */
+#define TUNEDB_MAX_BYTES ((size_t)64 << 20)
 
 typedef struct tunedb_identity {
     char device[256];    /* device name as the context reports it */
@@ -77,7 +82,8 @@ void tunedb_free(tunedb *db);
 /* dir/<device name with every char outside [A-Za-z0-9._-] replaced by '_'>-sm<arch>-<sm_count>sm-<backend>.pptune */
 void tunedb_path(const char *dir, const tunedb_identity *id, char *out, size_t size);
 /* Loads path. A missing file gives TUNEDB_MISSING; a damaged or unreadable file (bad
- * magic, parse error, truncated, checksum mismatch) gives TUNEDB_CORRUPT; a well-formed
+ * magic, parse error, truncated, checksum mismatch, an entry whose best variant is not one
+ * of its trials that passed, larger than TUNEDB_MAX_BYTES) gives TUNEDB_CORRUPT; a well-formed
  * file whose identity differs from *expect (any field) gives TUNEDB_STALE. Corrupt and
  * stale files are reported through ctx_log as warnings naming the file and the reason,
  * and ignored: *db is then an empty database with identity *expect. Returns PP_OK in all

@@ -289,6 +289,40 @@ static void mock_only_tests(int device_cc)
     unsetenv("PP_MOCK_CUDA_LOAD_ERROR");
     check_balanced("after the failed load");
 
+    /* A model whose planned peak exceeds the device's free memory (the mock's 1 GiB, from
+     * cuMemGetInfo) fails before anything is compiled or allocated, with the plan's figures. */
+    CHECK_OK(NULL, create(&ctx, 0, 0));
+    size_t avail;
+    char source[1200];
+    CHECK(ctx_memory_available(ctx, &avail, source, sizeof source) && avail == (size_t)1 << 30 &&
+              strstr(source, "cuMemGetInfo"),
+          "free device memory: %zu bytes (%s)", avail, source);
+    pp_model_options mo;
+    pp_model_options_init(&mo);
+    mo.model = "cifar_resnet8";
+    pp_memory_report r;
+    for (mo.batch = 256;; mo.batch *= 2) {
+        CHECK_OK(ctx, pp_plan_memory(ctx, &mo, &r));
+        if (r.peak > (size_t)1 << 30) break;
+    }
+    pp_model *model = NULL;
+    st = pp_model_create(ctx, &mo, &model);
+    const char *msg = pp_last_error(ctx);
+    char needs[64];
+    snprintf(needs, sizeof needs, "the plan needs %.1f MiB", r.peak / 1048576.0);
+    printf("cifar_resnet8 at batch %d on the mock's 1 GiB: %s: %s\n", mo.batch, pp_status_string(st), msg);
+    CHECK(st == PP_ERR_OUT_OF_MEMORY && !model && strstr(msg, needs) && strstr(msg, "only 1024.0 MiB") &&
+              strstr(msg, "Mock GPU") && strstr(msg, "cuMemGetInfo"),
+          "refused with the plan's figures (%s): %s", needs, msg);
+    pp_cache_stats cs;
+    CHECK_OK(ctx, pp_context_cache_stats(ctx, &cs));
+    size_t in_use, held;
+    CHECK_OK(ctx, pp_context_memory_stats(ctx, &in_use, &held));
+    CHECK(cs.hits == 0 && cs.misses == 0 && held == 0,
+          "nothing compiled or allocated first: %d hits, %d misses, %zu bytes", cs.hits, cs.misses, held);
+    pp_context_destroy(ctx);
+    check_balanced("after the model too big for the device");
+
     /* A device newer than this NVRTC: compiled for the newest arch it has, with a warning. */
     setenv("PP_MOCK_CUDA_CC", "95", 1);
     CHECK_OK(NULL, create(&ctx, 0, 0));

@@ -8,6 +8,7 @@
  * Each check prints what it compared. */
 #define _GNU_SOURCE
 #include "cache.h"
+#include "compile.h"
 #include "context.h"
 #include "host/fiber.h"
 #include "test_util.h"

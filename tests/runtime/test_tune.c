@@ -12,7 +12,7 @@
 #include "nvrtc_compile.h"
 #include "plan.h"
 #include "test_util.h"
-#include "tuner.h"
+#include "tune.h"
 #include "tunedb.h"
 
 #include <dirent.h>
@@ -203,7 +203,7 @@ static void test_acceptance(pp_context *ctx)
         in[i] = (float)((st >> 8) / 16777216.0 * 2.0 - 1.0);
         ax[i] = fabsf(in[i]);
     }
-    outputs o[3];
+    tune_outputs o[3];
     for (int k = 0; k < 3; k++) {
         o[k].y = buf + k * total;
         o[k].xp = o[k].y + s.y_elems;
@@ -218,16 +218,16 @@ static void test_acceptance(pp_context *ctx)
     const float *ref_first[3] = {o[0].y, o[0].dx, o[0].dw};
     size_t counts[3] = {s.y_elems, s.x_elems, s.w_elems};
     for (int k = 0; k < 3; k++) {
-        double same = tuner_op_excess(ops[k], "fp32", &d, &s, &o[1], &o[0], &o[2]);
+        double same = tune_op_excess(ops[k], "fp32", &d, &s, &o[1], &o[0], &o[2]);
         float range = 0;
         for (size_t i = 0; i < counts[k]; i++) range = fmaxf(range, fabsf(ref_first[k][i]));
         size_t at = counts[k] / 2;
         first[k][at] = ref_first[k][at] + 1e-3f * range;
-        double fp32 = tuner_op_excess(ops[k], "fp32", &d, &s, &o[1], &o[0], &o[2]);
+        double fp32 = tune_op_excess(ops[k], "fp32", &d, &s, &o[1], &o[0], &o[2]);
         first[k][at] = ref_first[k][at] + 5e-2f * range;
-        double bf16 = tuner_op_excess(ops[k], "bf16", &d, &s, &o[1], &o[0], &o[2]);
+        double bf16 = tune_op_excess(ops[k], "bf16", &d, &s, &o[1], &o[0], &o[2]);
         first[k][at] = NAN;
-        double nan_excess = tuner_op_excess(ops[k], "tf32", &d, &s, &o[1], &o[0], &o[2]);
+        double nan_excess = tune_op_excess(ops[k], "tf32", &d, &s, &o[1], &o[0], &o[2]);
         first[k][at] = ref_first[k][at];
         printf("acceptance %s: itself %.3f, +0.1%% of range under fp32 %.1f, +5%% under bf16 %.2f, NaN %g "
                "(of allowed)\n",
@@ -236,7 +236,7 @@ static void test_acceptance(pp_context *ctx)
     }
     /* A wrong pooled input fails conv_fwd even when y is right. */
     o[1].xp[0] += 1e-3f;
-    double xp_excess = tuner_op_excess("conv_fwd", "tf32", &d, &s, &o[1], &o[0], &o[2]);
+    double xp_excess = tune_op_excess("conv_fwd", "tf32", &d, &s, &o[1], &o[0], &o[2]);
     printf("acceptance conv_fwd with xp[0] off by 1e-3: %.1f of allowed\n", xp_excess);
     CHECK(xp_excess > 1, "a wrong xp fails");
     free(in), free(buf);
@@ -363,6 +363,9 @@ int main(int argc, char **argv)
     kernel_prefix(t0->key, prefix, sizeof prefix);
     tunedb_entry *e0 = tunedb_find(&db, t0->key);
     e0->best_variant = 7;
+    /* A best variant must be one of the entry's passing trials (tunedb.h): record one. */
+    tunedb_trial passed = {.variant = 7, .status = TUNEDB_OK, .median_ms = e0->best_ms, .max_error = 0};
+    CHECK_OK(ctx, tunedb_add_trial(ctx, e0, &passed));
     /* An index outside the op's space (a database edited by hand, its checksum redone)
      * must not reach the generator: that kernel keeps its default. */
     const gen_tuning_target *t1 = NULL; /* an input gradient the plan runs: not conv1's (the image's) */
@@ -371,6 +374,8 @@ int main(int argc, char **argv)
             t1 = &targets.targets[i];
     CHECK(t1 != NULL, "an input-gradient target");
     tunedb_find(&db, t1->key)->best_variant = 99999;
+    passed.variant = 99999;
+    CHECK_OK(ctx, tunedb_add_trial(ctx, tunedb_find(&db, t1->key), &passed));
     CHECK_OK(ctx, tunedb_save(ctx, path, &db));
     int v = model_variant(ctx, policy, prefix);
     printf("model build with the database: %s uses v%d (the database says v7)\n", prefix, v);

@@ -1,7 +1,8 @@
 /* test_tunedb.c - the tuning database: exact round trip, lookup, signature checks, and
  * damaged, stale and missing files loaded as empty databases with the right outcome and
  * (for damaged and stale ones) a warning naming the file and the reason. */
-#include "cache.h"
+#include "file.h"
+#include "hash.h"
 #include "test_util.h"
 #include "tunedb.h"
 
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *outcome_names[] = {"loaded", "missing", "corrupt", "stale"};
 static int warnings;
@@ -283,6 +285,17 @@ int main(void)
         {"generator", "generator_x", "line 6: expected 'generator <value>'"},
         {"poolprop-tune 1", "poolprop-tune 2", "unsupported format version"},
         {"poolprop-tune 1", "poolprop-tun3 1", "bad magic"},
+        /* A best variant that is not one of the entry's passing trials: the file is corrupt,
+         * its warning names the entry's line and signature. */
+        {"best 17 ", "best 41 ",
+         "line 8: entry conv_fwd:n64c64h56w56k64r3s3u1p1f2avg:tf32: best variant 41 failed its check"},
+        {"best 17 ", "best 40 ",
+         "line 8: entry conv_fwd:n64c64h56w56k64r3s3u1p1f2avg:tf32: best variant 40 failed to compile"},
+        {"best 17 ", "best 42 ", "best variant 42 failed to launch"},
+        {"best 17 ", "best 43 ", "best variant 43 was never tried (its trial is 'skipped')"},
+        {"best 17 ", "best 5 ",
+         "line 8: entry conv_fwd:n64c64h56w56k64r3s3u1p1f2avg:tf32: best variant 5 was never tried"},
+        {"best - ", "best 0 ", "line 15: entry pool_bwd:n8c16h32w32f2max:fp32: best variant 0 was never tried"},
     };
     for (size_t i = 0; i < sizeof mutations / sizeof mutations[0]; i++) {
         char what[200];
@@ -298,6 +311,37 @@ int main(void)
     CHECK(outcome == TUNEDB_LOADED && back.count == 2, "control copy loads: %s", outcome_names[outcome]);
     tunedb_free(&back);
     printf("control copy with recomputed checksum: loaded\n");
+
+    /* Saving refuses what loading would: a best variant that failed or was never tried. */
+    const int best_tries[] = {41, 5};
+    for (int i = 0; i < 2; i++) {
+        db.entries[0].best_variant = best_tries[i];
+        pp_status st = tunedb_save(ctx, bad_path, &db);
+        printf("save with best v%d: %s: %s\n", best_tries[i], pp_status_string(st), pp_last_error(ctx));
+        CHECK(st == PP_ERR_INVALID_ARGUMENT && strstr(pp_last_error(ctx), sig1), "save refused naming the entry");
+    }
+    db.entries[0].best_variant = 17;
+
+    /* Reads are capped at TUNEDB_MAX_BYTES: a larger file (sparse here, so nothing is written)
+     * is refused by its size, a device that never ends after TUNEDB_MAX_BYTES + 1 bytes. */
+    FILE *big = fopen(bad_path, "wb");
+    CHECK(big != NULL && ftruncate(fileno(big), (off_t)TUNEDB_MAX_BYTES + 1) == 0 && fclose(big) == 0,
+          "a sparse file of %zu bytes", TUNEDB_MAX_BYTES + 1);
+    char limit_text[64];
+    snprintf(limit_text, sizeof limit_text, "more than the %zu bytes a tuning database may hold", TUNEDB_MAX_BYTES);
+    check_load(ctx, "64 MiB + 1 byte", bad_path, &id, TUNEDB_CORRUPT,
+               (const char *const[]){"corrupt", limit_text, NULL});
+    check_load(ctx, "/dev/zero", "/dev/zero", &id, TUNEDB_CORRUPT, (const char *const[]){"corrupt", limit_text, NULL});
+    char *zeros;
+    size_t zero_len;
+    pp_status zst = file_read_capped(ctx, "/dev/zero", 1000, "a test file", &zeros, &zero_len);
+    printf("/dev/zero with a 1000-byte cap: %s: %s\n", pp_status_string(zst), pp_last_error(ctx));
+    CHECK(zst == PP_ERR_IO && zeros == NULL &&
+              strstr(pp_last_error(ctx), "/dev/zero: more than the 1000 bytes a test file"),
+          "refused after the cap");
+    CHECK_OK(ctx, file_read_capped(ctx, path, len, "the database", &zeros, &zero_len));
+    CHECK(zero_len == len && memcmp(zeros, text, len) == 0, "a file of exactly the cap is read whole");
+    free(zeros);
 
     /* Stale: saved for another toolkit, then for another toolkit and generator. */
     char stale_path[4200];

@@ -1,4 +1,4 @@
-/* tuner.c - the tuner (pp_tune) and what model building takes from its database.
+/* tune.c - the tuner (pp_tune) and what model building takes from its database.
  *
  * For every distinct convolution kernel of a model (tuning targets: generator api.lua
  * tuning_targets) the tuner compiles the variants the policy's math mode allows, checks
@@ -18,12 +18,13 @@
  * - the pooled input xp (written by every conv_fwd variant with the same code): 1e-6
  *   relative for average pooling, exact for max pooling. */
 #include "cache.h"
+#include "compile.h"
 #include "context.h"
 #include "layer.h"
 #include "lua_gen.h"
 #include "nvrtc_compile.h"
 #include "plan.h"
-#include "tuner.h"
+#include "tune.h"
 #include "tunedb.h"
 
 #include <errno.h>
@@ -134,7 +135,7 @@ static void fill_uniform(float *a, size_t n, uint32_t *state)
     }
 }
 
-static int outputs_alloc(outputs *o, const pp_layer_shape *s)
+static int outputs_alloc(tune_outputs *o, const pp_layer_shape *s)
 {
     o->y = malloc(sizeof(float) * (s->y_elems + s->xp_elems + s->x_elems + s->w_elems));
     if (!o->y) return 0;
@@ -186,8 +187,8 @@ static double pooled_excess(const float *a, const float *ref, size_t n, int max_
     return worst / scale / 1e-6;
 }
 
-double tuner_op_excess(const char *op, const char *math, const pp_layer_desc *d, const pp_layer_shape *s,
-                        const outputs *got, const outputs *ref, const outputs *abs_ref)
+double tune_op_excess(const char *op, const char *math, const pp_layer_desc *d, const pp_layer_shape *s,
+                        const tune_outputs *got, const tune_outputs *ref, const tune_outputs *abs_ref)
 {
     double u = strcmp(math, "tf32") == 0 ? ldexp(1.0, -11) : strcmp(math, "bf16") == 0 ? ldexp(1.0, -8) : 0.0;
     const float *a, *r, *ar;
@@ -255,7 +256,7 @@ static pp_layer_desc with_variant(const gen_tuning_target *t, int v)
 
 /* Compiles, runs, checks and times variant v of target t; fills trial. */
 static pp_status try_variant(tuner *tu, const gen_tuning_target *t, int v, const float *x, const float *w,
-                             const float *dy, const outputs *ref, const outputs *abs_ref, tunedb_trial *trial)
+                             const float *dy, const tune_outputs *ref, const tune_outputs *abs_ref, tunedb_trial *trial)
 {
     pp_context *ctx = tu->ctx;
     memset(trial, 0, sizeof *trial);
@@ -283,7 +284,7 @@ static pp_status try_variant(tuner *tu, const gen_tuning_target *t, int v, const
     }
     pp_layer_shape s;
     pp_layer_shape_get(layer, &s);
-    outputs got;
+    tune_outputs got;
     if (!outputs_alloc(&got, &s)) {
         pp_layer_destroy(layer);
         return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
@@ -294,7 +295,7 @@ static pp_status try_variant(tuner *tu, const gen_tuning_target *t, int v, const
         trial->status = TUNEDB_LAUNCH_FAILED;
         first_line(pp_last_error(ctx), trial->note, sizeof trial->note);
     } else {
-        trial->max_error = tuner_op_excess(t->op, vi.math, &t->desc, &s, &got, ref, abs_ref);
+        trial->max_error = tune_op_excess(t->op, vi.math, &t->desc, &s, &got, ref, abs_ref);
         if (!(trial->max_error <= 1.0)) {
             trial->status = TUNEDB_WRONG;
             snprintf(trial->note, sizeof trial->note, "%s output is %.3g times what %s allows", t->op,
@@ -376,7 +377,7 @@ static void prefetch_candidates(pp_context *ctx, const gen_tuning_target *t, int
 /* Reference outputs of the reference layer (variant 0) on the inputs and on their
  * absolute values. */
 static pp_status reference_outputs(pp_context *ctx, pp_layer *layer, const float *x, const float *w,
-                                   const float *dy, const pp_layer_shape *s, outputs *ref, outputs *abs_ref)
+                                   const float *dy, const pp_layer_shape *s, tune_outputs *ref, tune_outputs *abs_ref)
 {
     PP_TRY(pp_layer_run(layer, x, w, dy, ref->y, ref->xp, ref->dx, ref->dw));
     float *ax = malloc(sizeof(float) * (s->x_elems + s->w_elems + s->y_elems));
@@ -439,7 +440,7 @@ static pp_status tune_target(tuner *tu, tunedb *db, const gen_tuning_target *t, 
     pp_layer_shape s;
     pp_layer_shape_get(reference, &s);
     float *inputs = malloc(sizeof(float) * (s.x_elems + s.w_elems + s.y_elems));
-    outputs ref = {0}, abs_ref = {0};
+    tune_outputs ref = {0}, abs_ref = {0};
     if (!inputs || !outputs_alloc(&ref, &s) || !outputs_alloc(&abs_ref, &s)) {
         free(inputs), free(ref.y), free(abs_ref.y);
         pp_layer_destroy(reference);

@@ -1,4 +1,4 @@
-/* prefetch.c - compile_prefetch (context.h): many kernels compiled into the on-disk cache
+/* compile.c - compile_prefetch (compile.h): many kernels compiled into the on-disk cache
  * on several threads at once, before the sequential compile-and-load that follows finds
  * them there.
  *
@@ -6,6 +6,8 @@
  * buffer, counters, no log callback), and prepare() only reads the shared backend state;
  * the cache's files are written under unique temporary names and renamed, so workers
  * writing the same entry cannot corrupt it. */
+#include "compile.h"
+
 #include "cache.h"
 #include "context.h"
 #include "nvrtc_compile.h"

@@ -1,4 +1,4 @@
-/* nvrtc.c - NVRTC compilation of one translation unit to a CUBIN for one real sm_XY,
+/* nvrtc_compile.c - NVRTC compilation of one translation unit to a CUBIN for one real sm_XY,
  * cached on disk together with the ptxas -v log, and the parser of that log.
  *
  * Invariant: a cache entry is keyed by everything that can change the CUBIN or the log
