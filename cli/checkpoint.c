@@ -1,8 +1,8 @@
-/* checkpoint.c - training checkpoints (format in checkpoint.h). */
+/* checkpoint.c - training checkpoints (format and read limits in checkpoint.h), and the
+ * FNV-1a-64 hash the checkpoint and `train --resume` use. */
 #include "checkpoint.h"
 
-#include "cache.h"
-#include "file.h"
+#include "outfile.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -11,7 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static const char magic[8] = {'P', 'P', 'C', 'K', 'P', 'T', '0', '1'};
+static const char magic[8] = {'P', 'P', 'C', 'K', 'P', 'T', '0', '2'};
+static const char old_magic[8] = {'P', 'P', 'C', 'K', 'P', 'T', '0', '1'};
 
 static int fail(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t len, const char *fmt, ...)
@@ -21,6 +22,46 @@ static int fail(char *err, size_t len, const char *fmt, ...)
     vsnprintf(err, len, fmt, ap);
     va_end(ap);
     return 1;
+}
+
+uint64_t checkpoint_fnv1a(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static void store_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t load_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+int checkpoint_hash_file(const char *path, uint64_t max_bytes, uint64_t *out, char *err, size_t err_len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+    uint64_t h = CHECKPOINT_FNV_BASIS, total = 0;
+    unsigned char buf[1 << 16];
+    size_t got;
+    int rc = 0;
+    while (!rc && (got = fread(buf, 1, sizeof buf, f)) > 0) {
+        total += got;
+        if (total > max_bytes)
+            rc = fail(err, err_len, "%s: larger than the limit of %llu bytes for this kind of file", path,
+                      (unsigned long long)max_bytes);
+        h = checkpoint_fnv1a(h, buf, got);
+    }
+    if (!rc && ferror(f)) rc = fail(err, err_len, "%s: read error: %s", path, strerror(errno));
+    fclose(f);
+    if (!rc) *out = h;
+    return rc;
 }
 
 /* Total floats of the model's parameters and statistics. */
@@ -43,14 +84,14 @@ int checkpoint_save(pp_context *ctx, pp_model *m, const char *dir, const char *t
     if (entry_total(m, &total, &entries) || pp_model_optimizer_size(m, &momentum) != PP_OK)
         return fail(err, err_len, "checkpoint: %s", pp_last_error(ctx));
     size_t text_len = strlen(text);
-    size_t bytes = 8 + 8 + text_len + 8 + total * 4 + 8 + momentum * 4 + 16;
+    size_t bytes = 8 + 8 + text_len + 8 + total * 4 + 8 + momentum * 4 + 8;
     unsigned char *buf = malloc(bytes);
     if (!buf) return fail(err, err_len, "checkpoint: out of memory (%zu bytes)", bytes);
     unsigned char *p = buf;
     memcpy(p, magic, 8), p += 8;
-    cache_store_u64(p, text_len), p += 8;
+    store_u64(p, text_len), p += 8;
     memcpy(p, text, text_len), p += text_len;
-    cache_store_u64(p, total), p += 8;
+    store_u64(p, total), p += 8;
     /* Floats are gathered in an aligned array, then copied after the unaligned text. */
     float *tmp = malloc((total > momentum ? total : momentum) * 4 + 4);
     int rc = tmp ? 0 : fail(err, err_len, "checkpoint: out of memory");
@@ -64,83 +105,108 @@ int checkpoint_save(pp_context *ctx, pp_model *m, const char *dir, const char *t
     }
     if (!rc) memcpy(p, tmp, total * 4);
     p += total * 4;
-    cache_store_u64(p, momentum), p += 8;
+    store_u64(p, momentum), p += 8;
     if (!rc && pp_model_optimizer_read(m, tmp, momentum) != PP_OK)
         rc = fail(err, err_len, "checkpoint: %s", pp_last_error(ctx));
     if (!rc) memcpy(p, tmp, momentum * 4);
     p += momentum * 4;
     free(tmp);
-    pp_hash h;
-    hash_init(&h);
-    hash_bytes(&h, buf, (size_t)(p - buf));
-    pp_hash_value v = hash_final(&h);
-    memcpy(p, v.bytes, 16);
-    if (!rc && mkdir(dir, 0755) != 0 && errno != EEXIST)
-        rc = fail(err, err_len, "checkpoint: cannot create %s: %s", dir, strerror(errno));
-    if (!rc) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/checkpoint.ppc", dir);
-        if (file_write_atomic(ctx, path, buf, bytes) != PP_OK)
-            rc = fail(err, err_len, "checkpoint: %s", pp_last_error(ctx));
+    store_u64(p, checkpoint_fnv1a(CHECKPOINT_FNV_BASIS, buf, (size_t)(p - buf)));
+    /* outfile prints its own error; err then only says where. A folder made here is removed
+     * again when the write fails. */
+    outfile_set set = {0};
+    char path[4200];
+    snprintf(path, sizeof path, "%s/checkpoint.ppc", dir);
+    if (!rc && (outfile_set_dir(&set, dir) || outfile_set_add(&set, path, buf, bytes))) {
+        outfile_set_discard(&set);
+        rc = fail(err, err_len, "checkpoint: %s was not written", path);
+    } else if (!rc && outfile_set_commit(&set)) {
+        rc = fail(err, err_len, "checkpoint: %s was not written", path);
+    } else if (rc) {
+        outfile_set_discard(&set);
     }
     free(buf);
     return rc;
 }
 
+/* Reads exactly len bytes into dst, hashing them; non-zero (message in err) at a short read. */
+static int read_exact(FILE *f, const char *path, void *dst, size_t len, uint64_t *h, char *err, size_t err_len)
+{
+    if (len && fread(dst, 1, len, f) != len)
+        return ferror(f) ? fail(err, err_len, "%s: read error: %s", path, strerror(errno))
+                         : fail(err, err_len, "%s: truncated", path);
+    *h = checkpoint_fnv1a(*h, dst, len);
+    return 0;
+}
+
 int checkpoint_load(pp_context *ctx, const char *dir, checkpoint *out, char *err, size_t err_len)
 {
+    (void)ctx;
     memset(out, 0, sizeof *out);
     char path[4200];
     snprintf(path, sizeof path, "%s/checkpoint.ppc", dir);
-    char *data;
-    size_t len;
-    if (file_read_all(ctx, path, &data, &len) != PP_OK) return fail(err, err_len, "%s", pp_last_error(ctx));
-    const unsigned char *p = (const unsigned char *)data, *end = p + len;
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
     int rc = 0;
-    size_t text_len = 0;
-    if (len < 8 + 8 + 8 + 8 + 16 || memcmp(p, magic, 8) != 0) {
-        rc = fail(err, err_len, "%s: not a poolprop checkpoint (bad magic or too short)", path);
-    } else {
-        pp_hash h;
-        hash_init(&h);
-        hash_bytes(&h, p, len - 16);
-        pp_hash_value v = hash_final(&h);
-        if (memcmp(v.bytes, end - 16, 16) != 0) rc = fail(err, err_len, "%s: checksum mismatch (damaged file)", path);
-    }
-    if (!rc) {
-        p += 8;
-        text_len = cache_load_u64(p), p += 8;
-        if (text_len >= CHECKPOINT_TEXT_MAX || text_len > (size_t)(end - p))
-            rc = fail(err, err_len, "%s: malformed header", path);
-    }
-    if (!rc) {
-        memcpy(out->text, p, text_len);
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode))
+        rc = fail(err, err_len, "%s: not a regular file (a checkpoint is a file poolprop train wrote)", path);
+    uint64_t size = rc ? 0 : (uint64_t)sb.st_size, h = CHECKPOINT_FNV_BASIS;
+    const uint64_t max_size = 8 + 8 + CHECKPOINT_TEXT_MAX + 2 * (8 + 4 * CHECKPOINT_MAX_FLOATS) + 8;
+    if (!rc && size > max_size)
+        rc = fail(err, err_len, "%s: %llu bytes, more than a checkpoint can hold (limit %llu bytes)", path,
+                  (unsigned long long)size, (unsigned long long)max_size);
+    unsigned char head[16];
+    if (!rc && (size < 8 + 8 + 8 + 8 + 8 || read_exact(f, path, head, 16, &h, err, err_len)))
+        rc = fail(err, err_len, "%s: not a poolprop checkpoint (too short)", path);
+    if (!rc && memcmp(head, old_magic, 8) == 0)
+        rc = fail(err, err_len, "%s: a checkpoint of an older poolprop (format PPCKPT01); start the run again", path);
+    else if (!rc && memcmp(head, magic, 8) != 0)
+        rc = fail(err, err_len, "%s: not a poolprop checkpoint (bad magic)", path);
+    uint64_t text_len = rc ? 0 : load_u64(head + 8), at = 16;
+    if (!rc && (text_len >= CHECKPOINT_TEXT_MAX || text_len > size - at))
+        rc = fail(err, err_len, "%s: malformed header (text of %llu bytes; the limit is %d)", path,
+                  (unsigned long long)text_len, CHECKPOINT_TEXT_MAX - 1);
+    if (!rc && !(rc = read_exact(f, path, out->text, (size_t)text_len, &h, err, err_len))) {
         out->text[text_len] = '\0';
-        p += text_len;
-        for (int part = 0; part < 2 && !rc; part++) {
-            if ((size_t)(end - p) < 8 + 16) {
-                rc = fail(err, err_len, "%s: truncated", path);
-                break;
-            }
-            size_t count = cache_load_u64(p);
-            p += 8;
-            if (count > (size_t)(end - p - 16) / 4) {
-                rc = fail(err, err_len, "%s: truncated (%zu floats announced)", path, count);
-                break;
-            }
-            float *dst = malloc(count * 4 + 4);
-            if (!dst) {
-                rc = fail(err, err_len, "%s: out of memory", path);
-                break;
-            }
-            memcpy(dst, p, count * 4);
-            p += count * 4;
-            if (part == 0) out->params = dst, out->param_count = count;
-            else out->momentum = dst, out->momentum_count = count;
-        }
-        if (!rc && p != end - 16) rc = fail(err, err_len, "%s: trailing data", path);
+        at += text_len;
     }
-    free(data);
+    for (int part = 0; part < 2 && !rc; part++) {
+        unsigned char b[8];
+        if (size - at < 8 + 8 || read_exact(f, path, b, 8, &h, err, err_len)) {
+            rc = fail(err, err_len, "%s: truncated", path);
+            break;
+        }
+        at += 8;
+        uint64_t count = load_u64(b);
+        /* The declared size is checked against the limit and the file before allocating. */
+        if (count > CHECKPOINT_MAX_FLOATS) {
+            rc = fail(err, err_len, "%s: %llu floats announced, more than the limit of %llu", path,
+                      (unsigned long long)count, (unsigned long long)CHECKPOINT_MAX_FLOATS);
+            break;
+        }
+        if (count * 4 > size - at - 8) {
+            rc = fail(err, err_len, "%s: truncated (%llu floats announced)", path, (unsigned long long)count);
+            break;
+        }
+        float *dst = malloc((size_t)count * 4 + 4);
+        if (!dst) {
+            rc = fail(err, err_len, "%s: out of memory", path);
+            break;
+        }
+        if (part == 0) out->params = dst, out->param_count = (size_t)count;
+        else out->momentum = dst, out->momentum_count = (size_t)count;
+        rc = read_exact(f, path, dst, (size_t)count * 4, &h, err, err_len);
+        at += count * 4;
+    }
+    unsigned char sum[8];
+    if (!rc && size - at != 8) rc = fail(err, err_len, "%s: trailing data", path);
+    if (!rc) {
+        uint64_t want = h;
+        rc = read_exact(f, path, sum, 8, &h, err, err_len);
+        if (!rc && load_u64(sum) != want) rc = fail(err, err_len, "%s: checksum mismatch (damaged file)", path);
+    }
+    fclose(f);
     if (rc) checkpoint_free(out);
     return rc;
 }

@@ -26,6 +26,7 @@ enum { KIND_SYNTHETIC, KIND_CIFAR10 };
 #define CIFAR_PIXELS (3 * CIFAR_SIDE * CIFAR_SIDE) /* 3072 */
 #define CIFAR_RECORD (1 + CIFAR_PIXELS)            /* 3073 */
 #define CIFAR_STANDARD_RECORDS 10000
+#define CIFAR_MAX_RECORDS 100000 /* per file: ten times the standard files (307 MB) */
 #define SYNTH_MIN_SIDE 4
 #define SYNTH_MAX_SIDE 4096
 
@@ -258,6 +259,9 @@ static int cifar_check(const char *path, long long *records, char *err, size_t e
                     "records (1 label byte + 3072 pixel bytes; the standard files hold %d records, %d bytes)%s",
                     path, size, CIFAR_STANDARD_RECORDS, CIFAR_STANDARD_RECORDS * CIFAR_RECORD,
                     size % CIFAR_PIXELS == 0 ? "; it looks like 3072-byte records without label bytes" : "");
+    if (size / CIFAR_RECORD > CIFAR_MAX_RECORDS)
+        return fail(err, err_len, "cifar10: %s: %lld records, more than the limit of %d per file (%d bytes)", path,
+                    size / CIFAR_RECORD, CIFAR_MAX_RECORDS, CIFAR_MAX_RECORDS * CIFAR_RECORD);
     *records = size / CIFAR_RECORD;
     return 0;
 }

@@ -101,15 +101,20 @@ int cli_parse_schedule(const char *text, pp_schedule *out)
 }
 
 
+int cli_parse_backend(const char *text, pp_backend *out)
+{
+    if (!text || strcmp(text, "auto") == 0) *out = PP_BACKEND_AUTO;
+    else if (strcmp(text, "host") == 0) *out = PP_BACKEND_HOST;
+    else if (strcmp(text, "cuda") == 0) *out = PP_BACKEND_CUDA;
+    else return cli_fail("--backend: expected auto, host or cuda, got '%s'", text);
+    return 0;
+}
+
 int cli_run_options(const cli_option *opts, int nopts, pp_context_options *o)
 {
     pp_context_options_init(o);
     o->log = cli_log_to_stderr;
-    const char *backend = cli_opt(opts, nopts, "backend");
-    if (!backend || strcmp(backend, "auto") == 0) o->backend = PP_BACKEND_AUTO;
-    else if (strcmp(backend, "host") == 0) o->backend = PP_BACKEND_HOST;
-    else if (strcmp(backend, "cuda") == 0) o->backend = PP_BACKEND_CUDA;
-    else return cli_fail("--backend: expected auto, host or cuda, got '%s'", backend);
+    if (cli_parse_backend(cli_opt(opts, nopts, "backend"), &o->backend)) return 1;
     return cli_parse_schedule(cli_opt(opts, nopts, "schedule"), &o->host_schedule);
 }
 

@@ -30,7 +30,9 @@ int cli_parse_int(const char *name, const char *text, int min, int max, int *out
 /* A finite number in [min, max]. */
 int cli_parse_double(const char *name, const char *text, double min, double max, double *out);
 int cli_parse_schedule(const char *text, pp_schedule *out);
-/* Context options for commands that run kernels: --backend host|cuda, --schedule. */
+/* --backend auto|host|cuda; absent means auto. */
+int cli_parse_backend(const char *text, pp_backend *out);
+/* Context options for commands that run kernels: --backend auto|host|cuda, --schedule. */
 int cli_run_options(const cli_option *opts, int nopts, pp_context_options *o);
 /* "224x224" or "32". */
 int cli_parse_image(const char *text, int *h, int *w);

@@ -16,6 +16,7 @@
 #include "report.h"
 
 #include "options.h"
+#include "outfile.h"
 
 #include <errno.h>
 #include <math.h>
@@ -26,6 +27,9 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#define REPORT_LOG_MAX (64ULL << 20) /* bytes of one log; train's logs are a row per epoch */
+#define REPORT_LINE_MAX 65536
 
 enum { COL_EPOCH, COL_TRAIN_LOSS, COL_TRAIN_ACC, COL_VAL_LOSS, COL_VAL_ACC, COL_SECONDS, COL_PEAK, NCOLS };
 
@@ -206,19 +210,57 @@ static void sort_rows(run *r)
     r->count = kept;
 }
 
-/* Reads and checks one log. Errors name the file and line. */
+/* Reads one line (with its '\n', if any) into buf, NUL-terminated: its length, 0 at the end
+ * of the file, -1 when the line does not fit in cap - 1 bytes (nothing more is read). */
+static long read_line(FILE *f, char *buf, size_t cap)
+{
+    size_t n = 0;
+    int c;
+    while ((c = getc(f)) != EOF) {
+        if (n + 1 >= cap) return -1;
+        buf[n++] = (char)c;
+        if (c == '\n') break;
+    }
+    buf[n] = '\0';
+    return (long)n;
+}
+
+/* Reads and checks one log, at most REPORT_LOG_MAX bytes in lines of at most REPORT_LINE_MAX
+ * (a stream such as /dev/zero is refused at its first overlong line). Errors name the file
+ * and line. */
 static int read_run(run *r)
 {
     FILE *f = fopen(r->path, "r");
     if (!f) return cli_fail("cannot open %s: %s", r->path, strerror(errno));
-    char *buf = NULL;
-    size_t cap = 0;
-    ssize_t len;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && (unsigned long long)sb.st_size > REPORT_LOG_MAX) {
+        fclose(f);
+        return cli_fail("%s: %lld bytes, more than the limit of %llu bytes for a training log", r->path,
+                        (long long)sb.st_size, (unsigned long long)REPORT_LOG_MAX);
+    }
+    char *buf = malloc(REPORT_LINE_MAX);
+    if (!buf) {
+        fclose(f);
+        return cli_fail("out of memory");
+    }
+    long len;
+    unsigned long long total = 0;
     long line = 0;
     int have_header = 0, rc = 0;
     errno = 0;
-    while (!rc && (len = getline(&buf, &cap, f)) != -1) {
+    while (!rc && (len = read_line(f, buf, REPORT_LINE_MAX)) != 0) {
         line++;
+        if (len < 0) {
+            rc = cli_fail("%s:%ld: a line longer than the limit of %d bytes (not a training log)", r->path, line,
+                          REPORT_LINE_MAX - 1);
+            break;
+        }
+        total += (unsigned long long)len;
+        if (total > REPORT_LOG_MAX) {
+            rc = cli_fail("%s: more than the limit of %llu bytes for a training log", r->path,
+                          (unsigned long long)REPORT_LOG_MAX);
+            break;
+        }
         if (memchr(buf, '\0', (size_t)len)) {
             rc = cli_fail("%s:%ld: contains a NUL byte (not a text file)", r->path, line);
             break;
@@ -562,37 +604,13 @@ static void write_svg(FILE *f, const run *runs, int n, const char *title)
     fprintf(f, "</g>\n</svg>\n");
 }
 
-/* Writes the chart to a temporary file in out's folder, then renames it to out. */
+/* Writes the chart to a temporary file in out's folder, then renames it to out (outfile.h). */
 static int write_chart(const char *out, const run *runs, int n, const char *title)
 {
-    char *tmp = format("%s.tmpXXXXXX", out);
-    if (!tmp) return cli_fail("out of memory");
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        return cli_fail("cannot write %s: %s", out, strerror(e));
-    }
-    mode_t mask = umask(0); /* mkstemp makes 0600; a chart is as readable as any new file */
-    umask(mask);
-    int rc = fchmod(fd, 0666 & ~mask) != 0;
-    FILE *f = rc ? NULL : fdopen(fd, "w");
-    if (f) {
-        write_svg(f, runs, n, title);
-        rc = ferror(f) != 0;
-        rc |= fclose(f) != 0;
-    } else {
-        close(fd);
-        rc = 1;
-    }
-    int e = errno;
-    if (!rc && rename(tmp, out) != 0) rc = 1, e = errno;
-    if (rc) {
-        unlink(tmp);
-        cli_fail("cannot write %s: %s", out, strerror(e ? e : EIO));
-    }
-    free(tmp);
-    return rc;
+    outfile o;
+    if (outfile_open(&o, out)) return 1;
+    write_svg(o.f, runs, n, title);
+    return outfile_commit(&o);
 }
 
 static void print_accuracy(double v)

@@ -4,12 +4,17 @@
  * Exactness of resume: the data order and augmentation are functions of (seed, epoch,
  * index) alone, and a checkpoint holds the parameters, BN statistics, momentum and the
  * position (epoch, next batch, the epoch's running sums as hex floats), so a resumed run
- * computes the same numbers as an uninterrupted one. */
+ * computes the same numbers as an uninterrupted one. A checkpoint also holds the FNV-1a-64
+ * of the model and policy files it was made with: --resume with a changed file is an error.
+ * The CSV log is held in memory and rewritten whole (a temporary renamed over it, outfile.h)
+ * after every epoch, so it is never left truncated; a failed write stops the run with an
+ * error and leaves the log of the epochs before. */
 #include "train.h"
 
 #include "checkpoint.h"
 #include "data.h"
 #include "options.h"
+#include "outfile.h"
 #include "poolprop.h"
 
 #include <errno.h>
@@ -32,12 +37,14 @@ static void on_sigint(int sig)
 static double now_s(void) { return cli_now_ms() / 1000.0; }
 
 typedef struct settings {
-    const char *model, *data, *policy, *log, *checkpoint, *resume, *backend_name;
+    const char *model, *data, *policy, *log, *checkpoint, *resume;
     int epochs, batch, height, width, max_steps;
     double lr, momentum, weight_decay, warmup;
     int cosine;
+    pp_backend backend;
     unsigned long seed;
     int train_size, val_size;
+    char model_hash[32], policy_hash[32]; /* "fnv1a64:<hex>" of a model/policy file, "-" for a name */
 } settings;
 
 /* The learning rate at global step t of total: linear warm-up from 0, then cosine decay to
@@ -64,10 +71,11 @@ static void settings_text(const settings *s, const progress *p, char *out, size_
     snprintf(out, len,
              "format=poolprop-checkpoint-1\nmodel=%s\ndata=%s\npolicy=%s\nbatch=%d\nheight=%d\nwidth=%d\nseed=%lu\n"
              "lr=%a\nmomentum=%a\nweight_decay=%a\nwarmup=%a\nschedule=%s\nepochs=%d\nmax_steps=%d\ntrain_size=%d\n"
-             "val_size=%d\nepoch=%d\nnext_batch=%d\nstep=%ld\nloss_sum=%a\ncorrect=%ld\nseen=%ld\nseconds=%a\n",
+             "val_size=%d\nepoch=%d\nnext_batch=%d\nstep=%ld\nloss_sum=%a\ncorrect=%ld\nseen=%ld\nseconds=%a\n"
+             "model_hash=%s\npolicy_hash=%s\n",
              s->model, s->data, s->policy, s->batch, s->height, s->width, s->seed, s->lr, s->momentum, s->weight_decay,
              s->warmup, s->cosine ? "cosine" : "step", s->epochs, s->max_steps, s->train_size, s->val_size, p->epoch,
-             p->next_batch, p->step, p->loss_sum, p->correct, p->seen, p->seconds);
+             p->next_batch, p->step, p->loss_sum, p->correct, p->seen, p->seconds, s->model_hash, s->policy_hash);
 }
 
 /* Checks that a checkpoint belongs to this run's settings (all but epochs may not change). */
@@ -77,12 +85,19 @@ static int resume_from(const checkpoint *c, const settings *s, progress *p)
     progress zero = {0};
     settings_text(s, &zero, expect, sizeof expect);
     const char *keys[] = {"model", "data", "policy", "batch", "height", "width", "seed", "lr", "momentum",
-                          "weight_decay", "warmup", "schedule", "max_steps", "train_size", "val_size"};
+                          "weight_decay", "warmup", "schedule", "max_steps", "train_size", "val_size",
+                          "model_hash", "policy_hash"};
     checkpoint mine;
     memcpy(mine.text, expect, sizeof mine.text);
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const char *have = checkpoint_get(c, keys[i], buf, sizeof buf);
         checkpoint_get(&mine, keys[i], want, sizeof want);
+        if (have && strcmp(have, want) != 0 && strcmp(keys[i], "model_hash") == 0)
+            return cli_fail("--resume: the model file %s has changed since the checkpoint was made (its contents "
+                            "hash to %s, the checkpoint's to %s)", s->model, want, have);
+        if (have && strcmp(have, want) != 0 && strcmp(keys[i], "policy_hash") == 0)
+            return cli_fail("--resume: the policy file %s has changed since the checkpoint was made (its contents "
+                            "hash to %s, the checkpoint's to %s)", s->policy, want, have);
         if (!have || strcmp(have, want) != 0) {
             /* Numbers are stored as hex floats for exactness; show them in decimal. */
             char *end_a, *end_b;
@@ -149,21 +164,81 @@ static int validate(pp_context *ctx, pp_model *m, dataset *ds, const settings *s
     return 0;
 }
 
-static int open_log(const settings *s, const pp_memory_report *r, size_t baseline_peak, int append, FILE **out)
+/* The CSV log, held whole in memory and rewritten atomically after every epoch. */
+typedef struct train_log {
+    const char *path; /* NULL: no --log */
+    char *text;
+    size_t len, cap;
+} train_log;
+
+#define TRAIN_LOG_MAX ((size_t)64 << 20) /* a log is one row per epoch; a longer file is not ours */
+
+static int log_append(train_log *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int log_append(train_log *l, const char *fmt, ...)
 {
-    *out = NULL;
-    if (!s->log) return 0;
-    FILE *f = fopen(s->log, append ? "a" : "w");
-    if (!f) return cli_fail("--log: cannot write %s: %s", s->log, strerror(errno));
-    if (!append) {
-        fprintf(f, "# poolprop train log\n# model: %s\n# policy: %s\n# data: %s\n# batch: %d\n# image: %dx%d\n"
-                   "# peak_bytes: %zu\n# baseline_peak_bytes: %zu\n",
-                s->model, s->policy, s->data, s->batch, r->height, r->width, r->peak, baseline_peak);
-        fprintf(f, "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,peak_bytes\n");
-        fflush(f);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return cli_fail("--log: cannot format a row");
+    if (l->len + (size_t)n + 1 > l->cap) {
+        size_t cap = (l->cap ? 2 * l->cap : 4096) + (size_t)n + 1;
+        char *t = realloc(l->text, cap);
+        if (!t) return cli_fail("out of memory");
+        l->text = t, l->cap = cap;
     }
-    *out = f;
+    va_start(ap, fmt);
+    vsnprintf(l->text + l->len, l->cap - l->len, fmt, ap);
+    va_end(ap);
+    l->len += (size_t)n;
     return 0;
+}
+
+/* The log of the run being resumed, as it is on disk (at most TRAIN_LOG_MAX bytes). */
+static int log_read_existing(train_log *l, int *found)
+{
+    *found = 0;
+    FILE *f = fopen(l->path, "rb");
+    if (!f) return errno == ENOENT ? 0 : cli_fail("--log: cannot read %s: %s", l->path, strerror(errno));
+    char buf[1 << 16];
+    size_t got;
+    int rc = 0;
+    while (!rc && (got = fread(buf, 1, sizeof buf, f)) > 0) {
+        if (l->len + got > TRAIN_LOG_MAX)
+            rc = cli_fail("--log: %s is larger than the limit of %zu bytes for a training log", l->path, TRAIN_LOG_MAX);
+        else
+            rc = log_append(l, "%.*s", (int)got, buf);
+    }
+    if (!rc && ferror(f)) rc = cli_fail("--log: cannot read %s: %s", l->path, strerror(errno));
+    fclose(f);
+    *found = !rc;
+    return rc;
+}
+
+static int log_write(train_log *l) { return l->path ? outfile_write(l->path, l->text, l->len) : 0; }
+
+/* Starts the log: its header, or on resume the existing log (a new header if it is gone). */
+static int log_open(train_log *l, const settings *s, const pp_memory_report *r, size_t baseline_peak, int resume)
+{
+    memset(l, 0, sizeof *l);
+    l->path = s->log;
+    if (!l->path) return 0;
+    int found = 0;
+    if (resume && log_read_existing(l, &found)) return 1;
+    if (!found && (log_append(l,
+                              "# poolprop train log\n# model: %s\n# policy: %s\n# data: %s\n# batch: %d\n"
+                              "# image: %dx%d\n# peak_bytes: %zu\n# baseline_peak_bytes: %zu\n",
+                              s->model, s->policy, s->data, s->batch, r->height, r->width, r->peak, baseline_peak) ||
+                   log_append(l, "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,peak_bytes\n")))
+        return 1;
+    if (found && l->len && l->text[l->len - 1] != '\n' && log_append(l, "\n")) return 1;
+    return log_write(l);
+}
+
+static void log_close(train_log *l)
+{
+    free(l->text);
+    memset(l, 0, sizeof *l);
 }
 
 /* Reads the command line into s; non-zero after printing the problem. */
@@ -190,9 +265,7 @@ static int parse(int argc, char **argv, settings *s)
         else if (strcmp(v, "step") == 0) s->cosine = 0;
         else return cli_fail("--schedule: expected step or cosine, got '%s'", v);
     }
-    s->backend_name = cli_opt(o, n, "backend");
-    if (s->backend_name && strcmp(s->backend_name, "host") != 0 && strcmp(s->backend_name, "cuda") != 0)
-        return cli_fail("--backend: expected host or cuda, got '%s'", s->backend_name);
+    if (cli_parse_backend(cli_opt(o, n, "backend"), &s->backend)) return 1;
     int seed = 1;
     if ((v = cli_opt(o, n, "seed")) && cli_parse_int("seed", v, 0, 2147483647, &seed)) return 1;
     s->seed = (unsigned long)seed;
@@ -207,177 +280,252 @@ static int parse(int argc, char **argv, settings *s)
     return 0;
 }
 
-int train_main(int argc, char **argv)
+/* Everything a run holds; released by run_close. */
+typedef struct run {
+    settings s;
+    pp_context *ctx;
+    dataset *ds;
+    pp_model *m;
+    pp_memory_report report, baseline;
+    int batches;
+    float *x, *logits;
+    int32_t *labels;
+    train_log log;
+    progress p;
+} run;
+
+/* "fnv1a64:<hex>" of arg's file when it names one (is_file), else "-": the name or policy
+ * string itself is compared on resume. */
+static int source_hash(const char *what, const char *arg, int is_file, char *out, size_t len)
 {
-    settings s = {0};
-    s.data = "synthetic", s.policy = "1", s.epochs = 1, s.batch = 32, s.lr = 0.1, s.momentum = 0.9;
-    s.weight_decay = 5e-4, s.cosine = 1, s.seed = 1;
-    if (parse(argc, argv, &s)) return 1;
-    if (!s.height) s.height = s.width = 32;
+    snprintf(out, len, "-");
+    if (!is_file) return 0;
+    uint64_t h;
+    char err[1024];
+    if (checkpoint_hash_file(arg, (uint64_t)64 << 20, &h, err, sizeof err)) return cli_fail("%s: %s", what, err);
+    snprintf(out, len, "fnv1a64:%016llx", (unsigned long long)h);
+    return 0;
+}
+
+static int ends_with_lua(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 4 && strcmp(s + n - 4, ".lua") == 0;
+}
+
+/* The context, the model and the data, in the order that fails cheapest first: the plan
+ * (shapes and 32-bit limits, no allocation), the data set, then the model (device memory
+ * against the plan), and only then the input batch. */
+static int run_open(run *r)
+{
+    settings *s = &r->s;
+    /* The model and policy files as the runtime reads them: a model is a file when its name
+     * has a '/' or ends in .lua; a policy when it ends in .lua. */
+    if (source_hash("model", s->model, strchr(s->model, '/') || ends_with_lua(s->model), s->model_hash,
+                    sizeof s->model_hash) ||
+        source_hash("--policy", s->policy, ends_with_lua(s->policy), s->policy_hash, sizeof s->policy_hash))
+        return 1;
+    pp_context_options co;
+    pp_context_options_init(&co);
+    co.log = cli_log_to_stderr;
+    co.backend = s->backend;
+    if (!(r->ctx = cli_context(&co))) return 1;
+    pp_model_options mo;
+    pp_model_options_init(&mo);
+    mo.model = s->model, mo.policy = s->policy, mo.batch = s->batch, mo.height = s->height, mo.width = s->width;
+    mo.classes = 10;
+    pp_model_options base = mo;
+    if (pp_plan_memory(r->ctx, &mo, &r->report) != PP_OK) return cli_fail("%s", pp_last_error(r->ctx));
+    base.policy = r->report.baseline_policy;
+    if (pp_plan_memory(r->ctx, &base, &r->baseline) != PP_OK) return cli_fail("%s", pp_last_error(r->ctx));
 
     char err[1024];
     data_options dopt;
     data_options_init(&dopt);
-    dopt.height = s.height, dopt.width = s.width, dopt.seed = s.seed;
-    if (s.train_size) dopt.train_size = s.train_size;
-    if (s.val_size) dopt.val_size = s.val_size;
-    dataset *ds = NULL;
-    if (data_open(s.data, &dopt, &ds, err, sizeof err)) return cli_fail("--data: %s", err);
-    int batches = data_batches(ds, DATA_TRAIN, s.batch);
-    if (s.max_steps > 0 && s.max_steps < batches) batches = s.max_steps;
-    if (batches < 1) {
-        data_close(ds);
-        return cli_fail("--batch %d: the training split has fewer images than one batch", s.batch);
-    }
+    dopt.height = s->height, dopt.width = s->width, dopt.seed = s->seed;
+    if (s->train_size) dopt.train_size = s->train_size;
+    if (s->val_size) dopt.val_size = s->val_size;
+    if (data_open(s->data, &dopt, &r->ds, err, sizeof err)) return cli_fail("--data: %s", err);
+    r->batches = data_batches(r->ds, DATA_TRAIN, s->batch);
+    if (s->max_steps > 0 && s->max_steps < r->batches) r->batches = s->max_steps;
+    if (r->batches < 1) return cli_fail("--batch %d: the training split has fewer images than one batch", s->batch);
 
-    pp_context_options co;
-    pp_context_options_init(&co);
-    co.log = cli_log_to_stderr;
-    co.backend = s.backend_name && strcmp(s.backend_name, "cuda") == 0 ? PP_BACKEND_CUDA : PP_BACKEND_HOST;
-    pp_context *ctx = cli_context(&co);
-    if (!ctx) {
-        data_close(ds);
-        return 1;
-    }
-    pp_model_options mo;
-    pp_model_options_init(&mo);
-    mo.model = s.model, mo.policy = s.policy, mo.batch = s.batch, mo.height = s.height, mo.width = s.width;
-    mo.classes = 10;
-    pp_model *m = NULL;
-    pp_memory_report report;
-    int rc = 0;
-    if (pp_model_create(ctx, &mo, &m) != PP_OK || pp_model_memory_report(m, &report) != PP_OK)
-        rc = cli_fail("%s", pp_last_error(ctx));
-    progress p = {0};
-    if (!rc && s.resume) {
-        checkpoint c;
-        if (checkpoint_load(ctx, s.resume, &c, err, sizeof err)) {
-            rc = cli_fail("--resume: %s", err);
-        } else {
-            rc = resume_from(&c, &s, &p) || (checkpoint_restore(m, &c, err, sizeof err) && cli_fail("--resume: %s", err));
-            checkpoint_free(&c);
-        }
-        if (!rc)
-            printf("resuming from %s: epoch %d, batch %d (step %ld)\n", s.resume, p.epoch + 1, p.next_batch, p.step);
-    } else if (!rc && pp_model_init_params(m, s.seed) != PP_OK) {
-        rc = cli_fail("%s", pp_last_error(ctx));
-    }
-    FILE *log = NULL;
-    pp_memory_report baseline = {0};
-    pp_model_options base = mo;
-    base.policy = rc ? "baseline" : report.baseline_policy;
-    if (!rc && pp_plan_memory(ctx, &base, &baseline) != PP_OK) rc = cli_fail("%s", pp_last_error(ctx));
-    if (!rc) rc = open_log(&s, &report, baseline.peak, s.resume != NULL, &log);
-    float *x = malloc((size_t)s.batch * 3 * s.height * s.width * sizeof *x);
-    int32_t *labels = malloc((size_t)s.batch * sizeof *labels);
-    float *logits = malloc((size_t)s.batch * 10 * sizeof *logits);
-    if (!rc && (!x || !labels || !logits)) rc = cli_fail("out of memory");
+    if (pp_model_create(r->ctx, &mo, &r->m) != PP_OK || pp_model_memory_report(r->m, &r->report) != PP_OK)
+        return cli_fail("%s", pp_last_error(r->ctx));
 
+    /* (batch, 3, H, W) float32 images, (batch) labels, (batch, 10) logits: sizes checked
+     * against overflow, allocations against failure. */
+    size_t pixels = (size_t)s->height * (size_t)s->width; /* <= 2^32 (cli_parse_image) */
+    size_t images = (size_t)s->batch * 3;
+    if (pixels > SIZE_MAX / sizeof *r->x / images)
+        return cli_fail("--batch %d --image %dx%d: the input batch is too large to address", s->batch, s->height,
+                        s->width);
+    size_t bytes = images * pixels * sizeof *r->x;
+    r->x = malloc(bytes);
+    r->labels = malloc((size_t)s->batch * sizeof *r->labels);
+    r->logits = malloc((size_t)s->batch * 10 * sizeof *r->logits);
+    if (!r->x || !r->labels || !r->logits)
+        return cli_fail("out of memory: cannot allocate the input batch (%zu bytes: %d x 3 x %d x %d float32)", bytes,
+                        s->batch, s->height, s->width);
+    return 0;
+}
+
+/* Restores the checkpoint of --resume, or initialises the parameters. */
+static int run_start(run *r)
+{
+    if (!r->s.resume) return pp_model_init_params(r->m, r->s.seed) != PP_OK ? cli_fail("%s", pp_last_error(r->ctx)) : 0;
+    char err[1024];
+    checkpoint c;
+    if (checkpoint_load(r->ctx, r->s.resume, &c, err, sizeof err)) return cli_fail("--resume: %s", err);
+    int rc = resume_from(&c, &r->s, &r->p) ||
+             (checkpoint_restore(r->m, &c, err, sizeof err) && cli_fail("--resume: %s", err));
+    checkpoint_free(&c);
     if (!rc)
-        printf("poolprop train: %s on %s, policy %s, batch %d, %dx%d, %d epochs of %d steps, on %s\n"
-               "planned peak %zu bytes (baseline %zu, %.1f%% less)\n",
-               s.model, s.data, s.policy, s.batch, s.height, s.width, s.epochs, batches, pp_context_device_name(ctx),
-               report.peak, baseline.peak, 100.0 * (1.0 - (double)report.peak / (double)baseline.peak));
+        printf("resuming from %s: epoch %d, batch %d (step %ld)\n", r->s.resume, r->p.epoch + 1, r->p.next_batch,
+               r->p.step);
+    return rc;
+}
+
+static int run_checkpoint(run *r, const progress *at)
+{
+    char text[CHECKPOINT_TEXT_MAX], err[1024];
+    settings_text(&r->s, at, text, sizeof text);
+    return checkpoint_save(r->ctx, r->m, r->s.checkpoint, text, err, sizeof err) ? cli_fail("%s", err) : 0;
+}
+
+/* The epochs; *stopped when Ctrl-C ended them early (the position is then in r->p). */
+static int run_epochs(run *r, int *stopped)
+{
+    const settings *s = &r->s;
+    progress *p = &r->p;
+    char err[1024];
+    int rc = 0, batches = r->batches;
     int tty = isatty(fileno(stdout));
-    long total_steps = (long)s.epochs * batches;
-    long warmup_steps = (long)(s.warmup * batches);
-    void (*old_handler)(int) = signal(SIGINT, on_sigint);
+    long total_steps = (long)s->epochs * batches;
+    long warmup_steps = (long)(s->warmup * batches);
     const char *test_interrupt = getenv("POOLPROP_TEST_INTERRUPT_AFTER_STEPS");
     long interrupt_after = test_interrupt ? atol(test_interrupt) : -1;
     long steps_this_run = 0;
-    int stopped = 0;
-    for (; !rc && p.epoch < s.epochs; p.epoch++) {
-        double epoch_start = now_s() - p.seconds;
-        double run_start = now_s();
+    *stopped = 0;
+    for (; !rc && p->epoch < s->epochs; p->epoch++) {
+        double epoch_start = now_s() - p->seconds;
+        double run_start_s = now_s();
         long images_this_run = 0;
-        for (; !rc && p.next_batch < batches; p.next_batch++) {
+        for (; !rc && p->next_batch < batches; p->next_batch++) {
             if (interrupted) break;
-            if (data_batch(ds, DATA_TRAIN, p.epoch, p.next_batch, s.batch, x, labels, err, sizeof err) < 0) {
+            if (data_batch(r->ds, DATA_TRAIN, p->epoch, p->next_batch, s->batch, r->x, r->labels, err, sizeof err) < 0) {
                 rc = cli_fail("%s", err);
                 break;
             }
-            pp_sgd_options sgd = {(float)learning_rate(&s, p.step, total_steps, warmup_steps), (float)s.momentum,
-                                  (float)s.weight_decay};
+            pp_sgd_options sgd = {(float)learning_rate(s, p->step, total_steps, warmup_steps), (float)s->momentum,
+                                  (float)s->weight_decay};
             float loss;
             int correct;
-            if (pp_model_set_batch(m, x, labels) != PP_OK || pp_model_train_step(m, &sgd, &loss) != PP_OK ||
-                pp_model_last_correct(m, &correct) != PP_OK) {
-                rc = cli_fail("%s", pp_last_error(ctx));
+            if (pp_model_set_batch(r->m, r->x, r->labels) != PP_OK || pp_model_train_step(r->m, &sgd, &loss) != PP_OK ||
+                pp_model_last_correct(r->m, &correct) != PP_OK) {
+                rc = cli_fail("%s", pp_last_error(r->ctx));
                 break;
             }
             if (!isfinite(loss)) {
-                rc = cli_fail("epoch %d step %d: the loss is %f (diverged: lower --lr)", p.epoch + 1, p.next_batch + 1,
-                          loss);
+                rc = cli_fail("epoch %d step %d: the loss is %f (diverged: lower --lr)", p->epoch + 1,
+                              p->next_batch + 1, loss);
                 break;
             }
-            p.loss_sum += loss;
-            p.correct += correct;
-            p.seen += s.batch;
-            p.step++;
-            images_this_run += s.batch;
+            p->loss_sum += loss;
+            p->correct += correct;
+            p->seen += s->batch;
+            p->step++;
+            images_this_run += s->batch;
             if (++steps_this_run == interrupt_after) raise(SIGINT);
-            double elapsed = now_s() - run_start;
+            double elapsed = now_s() - run_start_s;
             double rate = elapsed > 0 ? images_this_run / elapsed : 0;
-            double eta = rate > 0 ? (double)(total_steps - p.step) * s.batch / rate : 0;
+            double eta = rate > 0 ? (double)(total_steps - p->step) * s->batch / rate : 0;
             int every = tty ? 1 : (batches >= 10 ? batches / 10 : 1);
-            if ((p.next_batch + 1) % every == 0 || p.next_batch + 1 == batches)
-                print_progress(tty, &s, &(progress){p.epoch, p.next_batch + 1, p.step, p.loss_sum, p.correct, p.seen, 0},
+            if ((p->next_batch + 1) % every == 0 || p->next_batch + 1 == batches)
+                print_progress(tty, s,
+                               &(progress){p->epoch, p->next_batch + 1, p->step, p->loss_sum, p->correct, p->seen, 0},
                                batches, rate, eta);
         }
         if (rc) break;
         if (interrupted) {
-            p.seconds = now_s() - epoch_start;
-            stopped = 1;
+            p->seconds = now_s() - epoch_start;
+            *stopped = 1;
             break;
         }
         double val_loss = NAN, val_acc = NAN;
-        if (validate(ctx, m, ds, &s, p.epoch, x, labels, logits, &val_loss, &val_acc)) {
+        if (validate(r->ctx, r->m, r->ds, s, p->epoch, r->x, r->labels, r->logits, &val_loss, &val_acc)) {
             rc = 1;
             break;
         }
         if (interrupted) { /* validation is redone on resume: keep the position at the epoch end */
-            p.seconds = now_s() - epoch_start;
-            stopped = 1;
+            p->seconds = now_s() - epoch_start;
+            *stopped = 1;
             break;
         }
         double seconds = now_s() - epoch_start;
-        double train_loss = p.loss_sum / batches, train_acc = (double)p.correct / p.seen;
+        double train_loss = p->loss_sum / batches, train_acc = (double)p->correct / p->seen;
         if (tty) printf("\n");
-        printf("epoch %d: train loss %.4f acc %.4f, val loss %.4f acc %.4f, %.1f s\n", p.epoch + 1, train_loss,
+        printf("epoch %d: train loss %.4f acc %.4f, val loss %.4f acc %.4f, %.1f s\n", p->epoch + 1, train_loss,
                train_acc, val_loss, val_acc, seconds);
-        if (log) {
-            fprintf(log, "%d,%.6f,%.6f,%.6f,%.6f,%.2f,%zu\n", p.epoch + 1, train_loss, train_acc, val_loss, val_acc,
-                    seconds, report.peak);
-            fflush(log);
+        if (r->log.path &&
+            (log_append(&r->log, "%d,%.6f,%.6f,%.6f,%.6f,%.2f,%zu\n", p->epoch + 1, train_loss, train_acc, val_loss,
+                        val_acc, seconds, r->report.peak) ||
+             log_write(&r->log))) {
+            rc = 1;
+            break;
         }
-        p.next_batch = 0, p.loss_sum = 0, p.correct = 0, p.seen = 0, p.seconds = 0;
-        if (s.checkpoint) {
-            char text[CHECKPOINT_TEXT_MAX];
-            progress next = p;
+        p->next_batch = 0, p->loss_sum = 0, p->correct = 0, p->seen = 0, p->seconds = 0;
+        if (s->checkpoint) {
+            progress next = *p;
             next.epoch++;
-            settings_text(&s, &next, text, sizeof text);
-            if (checkpoint_save(ctx, m, s.checkpoint, text, err, sizeof err)) rc = cli_fail("%s", err);
+            rc = run_checkpoint(r, &next);
         }
     }
+    return rc;
+}
+
+static void run_close(run *r)
+{
+    log_close(&r->log);
+    free(r->x), free(r->labels), free(r->logits);
+    pp_model_destroy(r->m);
+    pp_context_destroy(r->ctx);
+    data_close(r->ds);
+}
+
+int train_main(int argc, char **argv)
+{
+    run r = {0};
+    settings *s = &r.s;
+    s->data = "synthetic", s->policy = "1", s->epochs = 1, s->batch = 32, s->lr = 0.1, s->momentum = 0.9;
+    s->weight_decay = 5e-4, s->cosine = 1, s->seed = 1;
+    if (parse(argc, argv, s)) return 1;
+    if (!s->height) s->height = s->width = 32;
+
+    int rc = run_open(&r) || run_start(&r) ||
+             log_open(&r.log, s, &r.report, r.baseline.peak, s->resume != NULL);
+    if (!rc)
+        printf("poolprop train: %s on %s, policy %s, batch %d, %dx%d, %d epochs of %d steps, on %s\n"
+               "planned peak %zu bytes (baseline %zu, %.1f%% less)\n",
+               s->model, s->data, s->policy, s->batch, s->height, s->width, s->epochs, r.batches,
+               pp_context_device_name(r.ctx), r.report.peak, r.baseline.peak,
+               100.0 * (1.0 - (double)r.report.peak / (double)r.baseline.peak));
+    void (*old_handler)(int) = signal(SIGINT, on_sigint);
+    int stopped = 0;
+    if (!rc) rc = run_epochs(&r, &stopped);
     if (!rc && stopped) {
-        if (tty) printf("\n");
-        if (s.checkpoint) {
-            char text[CHECKPOINT_TEXT_MAX];
-            settings_text(&s, &p, text, sizeof text);
-            if (checkpoint_save(ctx, m, s.checkpoint, text, err, sizeof err))
-                rc = cli_fail("%s", err);
-            else
-                printf("interrupted: checkpoint written to %s (resume with --resume %s)\n", s.checkpoint, s.checkpoint);
+        if (isatty(fileno(stdout))) printf("\n");
+        if (s->checkpoint) {
+            rc = run_checkpoint(&r, &r.p);
+            if (!rc)
+                printf("interrupted: checkpoint written to %s (resume with --resume %s)\n", s->checkpoint,
+                       s->checkpoint);
         } else {
             printf("interrupted (no --checkpoint given, nothing saved)\n");
         }
         rc = rc ? rc : 130;
     }
     signal(SIGINT, old_handler);
-    if (log) fclose(log);
-    free(x), free(labels), free(logits);
-    pp_model_destroy(m);
-    pp_context_destroy(ctx);
-    data_close(ds);
+    run_close(&r);
     return rc;
 }

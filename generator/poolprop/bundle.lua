@@ -153,24 +153,20 @@ function M.render_training(plan, source_name, policy_name)
   return files, kernels, #plan.steps
 end
 
--- Writes rendered files under dir (which must exist, with a kernels/ subfolder created by
--- the caller), each through a temporary name and a rename; every write is checked.
+-- Writes rendered files under dir, a fresh staging folder with a kernels/ subfolder made by
+-- the caller (runtime/src/bundle_dir.c), which renames the whole folder into place only when
+-- every file was written: a file is written under its own name here, and every write and
+-- close is checked (a full disk shows up at one or the other).
 function M.write(files, dir)
   for _, f in ipairs(files) do
     local path = dir .. "/" .. f.path
-    local tmp = path .. ".tmp"
-    local h, err = io.open(tmp, "wb")
-    if not h then error("cannot write " .. tmp .. ": " .. tostring(err), 0) end
+    local h, err = io.open(path, "wb")
+    if not h then error("cannot write " .. path .. ": " .. tostring(err), 0) end
     local wrote, werr = h:write(f.text)
     local closed, cerr = h:close()
     if not wrote or not closed then
-      os.remove(tmp)
-      error("cannot write " .. tmp .. ": " .. tostring(werr or cerr), 0)
-    end
-    local ok, rerr = os.rename(tmp, path)
-    if not ok then
-      os.remove(tmp)
-      error("cannot rename " .. tmp .. ": " .. tostring(rerr), 0)
+      os.remove(path)
+      error("cannot write " .. path .. ": " .. tostring(werr or cerr), 0)
     end
   end
 end

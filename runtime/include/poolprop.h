@@ -222,8 +222,11 @@ PP_API pp_status pp_layer_benchmark(pp_layer *layer, int warmup, int repeats, do
 PP_API pp_status pp_layer_file_load(pp_context *ctx, const char *path, pp_layer_desc **descs, int *count);
 PP_API void pp_layer_descs_free(pp_layer_desc *descs, int count);
 /* Generates the kernels of every layer of a description file (NULL: the default set) and
- * writes the bundle: out_dir/kernels/<kernel>.cu and out_dir/plan.lua. On any error
- * nothing is written. */
+ * writes the bundle: out_dir/kernels/<kernel>.cu and out_dir/plan.lua. The bundle is
+ * written into a staging folder next to out_dir and renamed to out_dir when complete: on
+ * any error (a full disk included) out_dir is left as it was. out_dir may be absent, an
+ * empty folder or a previous bundle (replaced whole: no stale kernels); any other existing
+ * out_dir is refused with PP_ERR_IO. */
 PP_API pp_status pp_bundle_write(pp_context *ctx, const char *path, const char *out_dir);
 
 /* ---- Whole networks: models, pooling policies, memory plans, training steps ---- */
@@ -337,11 +340,30 @@ typedef struct pp_model_bundle_info {
  * out_dir/kernels/<kernel>.cu for every distinct kernel, then out_dir/plan.lua: the layers
  * with their kernels in launch order, each kernel on one line of the same form as
  * pp_bundle_write's ({ name, op, file, grid, block, args }), plus the model's figures, every
- * launch of the step in order (steps) and the step's buffers. Everything is generated before
- * out_dir (one level) and out_dir/kernels are created; each file is written to a temporary
- * name and renamed. info may be NULL. */
+ * launch of the step in order (steps) and the step's buffers. Written and replacing out_dir
+ * as pp_bundle_write's bundle is (a staging folder renamed when complete). info may be NULL. */
 PP_API pp_status pp_model_bundle_write(pp_context *ctx, const pp_model_options *options, const char *out_dir,
                                        pp_model_bundle_info *info);
+
+/* The convolutions of one training step of a model, as pp_model_create on this context
+ * builds them (the variants as pp_model_bundle_write chooses them), without generating or
+ * compiling kernels. */
+typedef struct pp_model_conv {
+    pp_layer_desc desc; /* shape, pooling, storage (bf16 with act=bf16) and variants; desc.name: the layer */
+    int p, q;           /* output height and width */
+} pp_model_conv;
+
+typedef struct pp_model_conv_list {
+    int batch, height, width, channels, classes; /* as planned (the model's defaults resolved) */
+    char math[8];          /* the policy's math mode: "fp32", "tf32" or "bf16" */
+    int tuned_entries;     /* tuned kernels the device's tuning database offered */
+    int count;
+    pp_model_conv *convs;  /* count convolutions in the order the step first runs them */
+} pp_model_conv_list;
+
+/* Fills out (release with pp_model_conv_list_free, also after a failure). */
+PP_API pp_status pp_model_conv_list_get(pp_context *ctx, const pp_model_options *options, pp_model_conv_list *out);
+PP_API void pp_model_conv_list_free(pp_model_conv_list *list);
 
 /* A model's parameters and BN statistics in host memory, initialised as torchvision does
  * (see pp_model_init_params), without compiling or allocating anything on a device. */

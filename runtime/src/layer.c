@@ -5,6 +5,7 @@
  * Host arrays are float32 NCHW; device buffers are channels last, float32 or (a layer's
  * bf16 storage, gen_buffer.elem_bytes == 2) bf16 bits, converted on the way. */
 #include "layer.h"
+#include "bundle_dir.h"
 #include "layout.h"
 #include "lua_gen.h"
 #include "nvrtc_compile.h"
@@ -364,16 +365,17 @@ pp_status pp_bundle_write(pp_context *ctx, const char *path, const char *out_dir
 {
     if (!ctx || !out_dir) return PP_ERR_INVALID_ARGUMENT;
     ctx_clear_error(ctx);
-    char kernels_dir[4200];
-    snprintf(kernels_dir, sizeof kernels_dir, "%s/kernels", out_dir);
-    /* A dry run generates the whole bundle; folders are created only once it succeeded. */
-    PP_TRY(gen_write_bundle(ctx, path, NULL, NULL));
-    if (mkdir(out_dir, 0755) != 0 && errno != EEXIST)
-        return ctx_fail(ctx, PP_ERR_IO, "cannot create %s: %s", out_dir, strerror(errno));
-    if (mkdir(kernels_dir, 0755) != 0 && errno != EEXIST)
-        return ctx_fail(ctx, PP_ERR_IO, "cannot create %s: %s", kernels_dir, strerror(errno));
+    /* Generated and written into a staging folder that replaces out_dir only when complete. */
+    char staging[4400];
+    PP_TRY(bundle_dir_stage(ctx, out_dir, staging, sizeof staging));
     int files = 0;
-    return gen_write_bundle(ctx, path, out_dir, &files);
+    pp_status st = gen_write_bundle(ctx, path, staging, &files);
+    if (st != PP_OK) {
+        bundle_dir_discard(staging);
+        return st == PP_ERR_IO ? ctx_wrap(ctx, st, "cannot write the bundle %s (nothing was changed there)", out_dir)
+                               : st;
+    }
+    return bundle_dir_commit(ctx, out_dir, staging);
 }
 
 static int by_value(const void *a, const void *b)

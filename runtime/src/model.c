@@ -6,6 +6,7 @@
  * of the parameters, kept equal to bf16(params) by every upload here and by the plan's sgd)
  * plus one arena (the larger of the training and the inference arenas), in which every
  * buffer lives at its planned offset. */
+#include "bundle_dir.h"
 #include "cache.h"
 #include "compile.h"
 #include "file.h"
@@ -184,16 +185,6 @@ pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_m
     return PP_OK;
 }
 
-static pp_status make_dir(pp_context *ctx, const char *path)
-{
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return ctx_fail(ctx, PP_ERR_IO, "cannot create %s: %s", path, strerror(errno));
-    struct stat sb;
-    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return ctx_fail(ctx, PP_ERR_IO, "cannot create %s: %s", path, "a file of that name exists");
-    return PP_OK;
-}
-
 pp_status pp_model_bundle_write(pp_context *ctx, const pp_model_options *options, const char *out_dir,
                                 pp_model_bundle_info *info)
 {
@@ -209,18 +200,17 @@ pp_status pp_model_bundle_write(pp_context *ctx, const pp_model_options *options
     memset(&b, 0, sizeof b);
     if (st == PP_OK) st = gen_training_bundle(ctx, &req, &b);
     tune_lookup_free(&req);
-    char path[4400];
-    if (st == PP_OK) st = make_dir(ctx, out_dir);
-    if (st == PP_OK && (size_t)snprintf(path, sizeof path, "%s/kernels", out_dir) >= sizeof path)
-        st = ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "output folder path is too long: %s", out_dir);
-    if (st == PP_OK) st = make_dir(ctx, path);
-    /* Kernels first, plan.lua last: a plan on disk names only kernels already there. */
+    /* Written into a staging folder that replaces out_dir only when complete (bundle_dir.h). */
+    char path[4800], staging[4400] = "";
+    if (st == PP_OK) st = bundle_dir_stage(ctx, out_dir, staging, sizeof staging);
     for (int i = 0; i < b.file_count && st == PP_OK; i++) {
-        if ((size_t)snprintf(path, sizeof path, "%s/%s", out_dir, b.files[i].path) >= sizeof path)
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", staging, b.files[i].path) >= sizeof path)
             st = ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "output path is too long: %s/%s", out_dir, b.files[i].path);
-        else
-            st = file_write_atomic(ctx, path, b.files[i].text, b.files[i].len);
+        else if ((st = file_write_atomic(ctx, path, b.files[i].text, b.files[i].len)) != PP_OK)
+            st = ctx_wrap(ctx, st, "cannot write the bundle %s (nothing was changed there)", out_dir);
     }
+    if (st == PP_OK) st = bundle_dir_commit(ctx, out_dir, staging);
+    else if (staging[0]) bundle_dir_discard(staging);
     if (st == PP_OK && info) {
         info->kernels = b.kernels;
         info->launches = b.launches;
@@ -230,6 +220,62 @@ pp_status pp_model_bundle_write(pp_context *ctx, const pp_model_options *options
     }
     gen_bundle_free(&b);
     return st;
+}
+
+pp_status pp_model_conv_list_get(pp_context *ctx, const pp_model_options *options, pp_model_conv_list *out)
+{
+    if (!out) return PP_ERR_INVALID_ARGUMENT;
+    memset(out, 0, sizeof *out);
+    if (!ctx || !options) return PP_ERR_INVALID_ARGUMENT;
+    ctx_clear_error(ctx);
+    /* The request pp_model_create makes, with the same tuning lookup, without sources. */
+    gen_plan_request req;
+    plan_request_for_model(options, 0, &req);
+    pp_status st = tune_lookup(ctx, &req);
+    out->tuned_entries = req.tuned_count;
+    gen_plan plan;
+    memset(&plan, 0, sizeof plan);
+    if (st == PP_OK) st = gen_train_plan(ctx, &req, &plan);
+    tune_lookup_free(&req);
+    if (st != PP_OK) return st;
+    out->batch = plan.batch, out->height = plan.height, out->width = plan.width;
+    out->channels = plan.channels, out->classes = plan.classes;
+    snprintf(out->math, sizeof out->math, "%s", plan.math);
+    out->convs = calloc((size_t)plan.layer_count + 1, sizeof *out->convs);
+    if (!out->convs) st = ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < plan.layer_count && st == PP_OK; i++) {
+        const plan_layer *l = &plan.layers[i];
+        if (strcmp(l->op, "conv") != 0) continue;
+        pp_model_conv *c = &out->convs[out->count];
+        pp_layer_desc *d = &c->desc;
+        pp_layer_desc_init(d);
+        d->n = l->n, d->c = l->c, d->h = l->h, d->w = l->w, d->k = l->k, d->r = l->r, d->s = l->s;
+        d->stride = l->stride, d->pad = l->pad, d->pool = l->pool;
+        d->pool_mode = l->pool_max ? PP_POOL_MAX : PP_POOL_AVG;
+        d->variant_fwd = l->variant_fwd, d->variant_bwd_data = l->variant_bwd_data;
+        d->variant_bwd_weight = l->variant_bwd_weight;
+        d->storage = plan.act_bf16 ? PP_STORAGE_BF16 : PP_STORAGE_F32; /* as the step runs them */
+        size_t len = strlen(l->name) + 1;
+        char *name = malloc(len);
+        if (!name) {
+            st = ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+            break;
+        }
+        memcpy(name, l->name, len);
+        d->name = name;
+        c->p = l->p, c->q = l->q;
+        out->count++;
+    }
+    gen_plan_free(&plan);
+    return st;
+}
+
+void pp_model_conv_list_free(pp_model_conv_list *list)
+{
+    if (!list) return;
+    for (int i = 0; list->convs && i < list->count; i++) free((char *)list->convs[i].desc.name);
+    free(list->convs);
+    memset(list, 0, sizeof *list);
 }
 
 pp_status pp_model_kernel_count(const pp_model *m, int *out)

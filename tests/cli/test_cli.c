@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 static char dir[64];
+static char npy_err[1024]; /* the last .npy error */
 
 static void expect_failure(const char *args, const char *message_part)
 {
@@ -34,7 +35,8 @@ static void write_array(const char *name, int rank, const size_t *shape, const f
     snprintf(path, sizeof path, "%s/%s", dir, name);
     pp_context_options o;
     pp_context_options_init(&o);
-    CHECK_OK(NULL, npy_write_f32(NULL, path, rank, shape, data));
+    char err[1024];
+    CHECK(npy_write_f32(path, rank, shape, data, err, sizeof err) == PP_OK, "%s", err);
 }
 
 static void write_bytes(const char *name, const void *data, size_t len)
@@ -50,8 +52,8 @@ static float *read_array(const char *name, int rank, const size_t *want_shape)
 {
     char path[256];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    pp_npy_array a;
-    CHECK_OK(NULL, npy_read_f32(NULL, path, rank, &a));
+    npy_array a;
+    CHECK(npy_read_f32(path, rank, &a, npy_err, sizeof npy_err) == PP_OK, "%s", npy_err);
     for (int i = 0; i < rank; i++)
         CHECK(a.shape[i] == want_shape[i], "%s dim %d: %zu, want %zu", name, i, a.shape[i], want_shape[i]);
     return a.data;
@@ -417,6 +419,11 @@ int main(int argc, char **argv)
     expect_failure("plan resnet18 --batch 2 --policy 2,act=bf16,math=tf32", "math must be bf16");
     expect_failure("plan resnet18 --batch 2 --policy 2,act=half", "act must be one of fp32, bf16");
     expect_failure("demo --backend gpu", "--backend: expected auto, host or cuda, got 'gpu'");
+    expect_failure("train cifar_resnet8 --backend gpu", "--backend: expected auto, host or cuda, got 'gpu'");
+    /* train defaults to auto too: it says which backend it chose before the plan is refused. */
+    expect_failure("train cifar_resnet8 --batch 4096 --image 65536x65536", "exceeds 32-bit indexing");
+    CHECK(strstr(tool_output, "poolprop: backend cuda (auto: ") || strstr(tool_output, "poolprop: backend host (auto: "),
+          "train without --backend does not use auto:\n%s", tool_output);
     /* Values that used to be accepted silently (issue 10, item 4). */
     expect_failure("demo --lr inf", "--lr: expected a positive finite number, got 'inf'");
     expect_failure("demo --lr nan", "--lr: expected a positive finite number");
@@ -449,12 +456,12 @@ int main(int argc, char **argv)
     CHECK(strstr(tool_output, "poolprop: backend cuda (auto: a usable GPU)") ||
               strstr(tool_output, "poolprop: backend host (auto: no usable GPU: "),
           "step without --backend does not say which backend auto chose:\n%s", tool_output);
-    pp_npy_array loss, g;
+    npy_array loss, g;
     snprintf(path, sizeof path, "%s/step/loss.npy", dir);
-    CHECK_OK(NULL, npy_read_f32(NULL, path, 0, &loss));
+    CHECK(npy_read_f32(path, 0, &loss, npy_err, sizeof npy_err) == PP_OK, "%s", npy_err);
     CHECK(loss.count == 1 && loss.data[0] > 0 && loss.data[0] < 20, "loss %f", loss.data[0]);
     snprintf(path, sizeof path, "%s/step/grad/layer2.0.conv1.weight.npy", dir);
-    CHECK_OK(NULL, npy_read_f32(NULL, path, 4, &g));
+    CHECK(npy_read_f32(path, 4, &g, npy_err, sizeof npy_err) == PP_OK, "%s", npy_err);
     CHECK(g.shape[0] == 32 && g.shape[1] == 16 && g.shape[2] == 3, "gradient shape");
     double norm = 0;
     for (size_t i = 0; i < g.count; i++) norm += g.data[i] * g.data[i];

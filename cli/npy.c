@@ -1,4 +1,4 @@
-/* npy.c - NumPy .npy reader and writer (format in npy.h).
+/* npy.c - the poolprop command's NumPy .npy reader and writer (format and limits in npy.h).
  *
  * A file is: "\x93NUMPY" | major | minor | header length (u16 LE for 1.0, u32 LE for 2.0
  * and 3.0) | header text (a Python dict literal: 'descr', 'fortran_order', 'shape') |
@@ -7,14 +7,37 @@
  * of non-negative integers), never evaluated. Every error message starts with the path. */
 #include "npy.h"
 
-#include "file.h"
+#include "options.h"
+#include "outfile.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+/* Returns a failed status from the enclosing function. */
+#define TRY(expr)                                                                              \
+    do {                                                                                       \
+        pp_status try_status_ = (expr);                                                        \
+        if (try_status_ != PP_OK) return try_status_;                                          \
+    } while (0)
+
+/* Formats the message into err and returns status (the reader's errors). */
+static pp_status fail(char *err, size_t err_len, pp_status status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static pp_status fail(char *err, size_t err_len, pp_status status, const char *fmt, ...)
+{
+    if (err && err_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, err_len, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
 
 static const char npy_magic[6] = {'\x93', 'N', 'U', 'M', 'P', 'Y'};
 enum { max_header_len = 1 << 20 }; /* a header longer than this is not a .npy we wrote or expect */
@@ -23,7 +46,7 @@ typedef struct header {
     char descr[64];
     int fortran_order;
     int rank;
-    size_t shape[PP_NPY_MAX_RANK];
+    size_t shape[NPY_MAX_RANK];
     size_t count;       /* product of shape */
     uint64_t file_size; /* 0 when the file is not a regular file */
     int have_size;
@@ -77,9 +100,12 @@ static void describe_descr(const char *descr, char *buf, size_t len)
         snprintf(buf, len, "an unknown dtype");
         return;
     }
+    /* The item size in bytes, only when it is a plausible one: a long run of digits would
+     * overflow strtol (clamped to LONG_MAX) and then the multiplication. */
     char *end = NULL;
+    errno = 0;
     long size = strtol(descr + 2, &end, 10);
-    if (bits_scale && end && end != descr + 2 && *end == '\0')
+    if (bits_scale && errno == 0 && end && end != descr + 2 && *end == '\0' && size > 0 && size <= 1024)
         snprintf(buf, len, "%s%s%ld", order, kind, size * bits_scale);
     else
         snprintf(buf, len, "%s%s", order, kind);
@@ -219,7 +245,7 @@ static int parse_shape(parser *p, header *h)
         return 1;
     }
     for (;;) {
-        if (h->rank == PP_NPY_MAX_RANK) {
+        if (h->rank == NPY_MAX_RANK) {
             p->err = "more dimensions than the supported maximum of 8";
             return 0;
         }
@@ -318,16 +344,16 @@ static uint32_t get_le(const unsigned char *b, int n)
 }
 
 /* Opens path and reads its preamble and header; on success *f is positioned at the data. */
-static pp_status read_header(pp_context *ctx, const char *path, FILE **fp, header *h)
+static pp_status read_header(const char *path, FILE **fp, header *h, char *err, size_t err_len)
 {
     memset(h, 0, sizeof *h);
     *fp = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) return ctx_fail(ctx, PP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) return fail(err, err_len, PP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
         fclose(f);
-        return ctx_fail(ctx, PP_ERR_IO, "%s: cannot read: is a directory", path);
+        return fail(err, err_len, PP_ERR_IO, "%s: cannot read: is a directory", path);
     }
     if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode)) {
         h->file_size = (uint64_t)sb.st_size;
@@ -338,36 +364,36 @@ static pp_status read_header(pp_context *ctx, const char *path, FILE **fp, heade
     unsigned char pre[12];
     size_t got = fread(pre, 1, 10, f);
     if (got < 8 || memcmp(pre, npy_magic, 6) != 0) {
-        st = ctx_fail(ctx, PP_ERR_PARSE, "%s: not a NumPy .npy file (the file does not start with \"\\x93NUMPY\")",
+        st = fail(err, err_len, PP_ERR_PARSE, "%s: not a NumPy .npy file (the file does not start with \"\\x93NUMPY\")",
                       path);
         goto done;
     }
     int major = pre[6], minor = pre[7];
     if (!((major == 1 || major == 2 || major == 3) && minor == 0)) {
-        st = ctx_fail(ctx, PP_ERR_PARSE, "%s: unsupported .npy format version %d.%d (supported: 1.0, 2.0, 3.0)", path,
+        st = fail(err, err_len, PP_ERR_PARSE, "%s: unsupported .npy format version %d.%d (supported: 1.0, 2.0, 3.0)", path,
                       major, minor);
         goto done;
     }
     int len_bytes = major == 1 ? 2 : 4;
     if (len_bytes == 4) got += fread(pre + 10, 1, 2, f);
     if (got < (size_t)(8 + len_bytes)) {
-        st = ctx_fail(ctx, PP_ERR_PARSE, "%s: truncated .npy file: it ends inside the header length field", path);
+        st = fail(err, err_len, PP_ERR_PARSE, "%s: truncated .npy file: it ends inside the header length field", path);
         goto done;
     }
     uint32_t hlen = get_le(pre + 8, len_bytes);
     if (hlen > max_header_len) {
         st =
-            ctx_fail(ctx, PP_ERR_PARSE, "%s: malformed .npy header: header length %u is implausibly large", path, hlen);
+            fail(err, err_len, PP_ERR_PARSE, "%s: malformed .npy header: header length %u is implausibly large", path, hlen);
         goto done;
     }
     text = malloc((size_t)hlen + 1);
     if (!text) {
-        st = ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "%s: out of memory reading the header", path);
+        st = fail(err, err_len, PP_ERR_OUT_OF_MEMORY, "%s: out of memory reading the header", path);
         goto done;
     }
     got = fread(text, 1, hlen, f);
     if (got != hlen) {
-        st = ctx_fail(ctx, PP_ERR_PARSE,
+        st = fail(err, err_len, PP_ERR_PARSE,
                       "%s: truncated .npy file: the header is declared as %u bytes but the file ends after %zu", path,
                       hlen, got);
         goto done;
@@ -378,7 +404,7 @@ static pp_status read_header(pp_context *ctx, const char *path, FILE **fp, heade
         size_t show = hlen;
         while (show && (text[show - 1] == ' ' || text[show - 1] == '\n')) show--;
         if (show > 300) show = 300;
-        st = ctx_fail(ctx, PP_ERR_PARSE, "%s: malformed .npy header: %s (at header offset %zu): %.*s", path, p.err,
+        st = fail(err, err_len, PP_ERR_PARSE, "%s: malformed .npy header: %s (at header offset %zu): %.*s", path, p.err,
                       p.pos, (int)show, text);
         goto done;
     }
@@ -393,7 +419,7 @@ static pp_status read_header(pp_context *ctx, const char *path, FILE **fp, heade
         if (h->count > SIZE_MAX / 16 / h->shape[i]) {
             char shape[512];
             format_shape(h->shape, h->rank, shape, sizeof shape);
-            st = ctx_fail(ctx, PP_ERR_PARSE, "%s: absurd shape %s: the element count overflows", path, shape);
+            st = fail(err, err_len, PP_ERR_PARSE, "%s: absurd shape %s: the element count overflows", path, shape);
             goto done;
         }
         h->count *= h->shape[i];
@@ -429,7 +455,8 @@ static void swap_bytes(void *data, size_t count, size_t size)
 
 /* Reads exactly h->count * itemsize bytes of data into a new buffer, checking that the
  * file holds neither less nor more. */
-static pp_status read_data(pp_context *ctx, const char *path, FILE *f, const header *h, size_t itemsize, void **out)
+static pp_status read_data(const char *path, FILE *f, const header *h, size_t itemsize, void **out, char *err,
+                           size_t err_len)
 {
     *out = NULL;
     char shape[512];
@@ -439,28 +466,31 @@ static pp_status read_data(pp_context *ctx, const char *path, FILE *f, const hea
     if (h->have_size && here >= 0) {
         uint64_t have = h->file_size - (uint64_t)here;
         if (have < need)
-            return ctx_fail(ctx, PP_ERR_PARSE,
+            return fail(err, err_len, PP_ERR_PARSE,
                             "%s: truncated data: shape %s needs %zu bytes of data, the file holds %llu", path, shape,
                             need, (unsigned long long)have);
         if (have > need)
-            return ctx_fail(ctx, PP_ERR_PARSE,
+            return fail(err, err_len, PP_ERR_PARSE,
                             "%s: %llu bytes of extra data after the array (shape %s needs %zu bytes, the file holds "
                             "%llu)",
                             path, (unsigned long long)(have - need), shape, need, (unsigned long long)have);
     }
+    if ((uint64_t)need > NPY_MAX_DATA_BYTES) /* refused before anything is allocated or read */
+        return fail(err, err_len, PP_ERR_PARSE, "%s: shape %s declares %zu bytes of data, more than the limit of %llu bytes",
+                        path, shape, need, (unsigned long long)NPY_MAX_DATA_BYTES);
     void *buf = malloc(need ? need : 1);
     if (!buf)
-        return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes for shape %s", path, need, shape);
+        return fail(err, err_len, PP_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes for shape %s", path, need, shape);
     size_t got = need ? fread(buf, 1, need, f) : 0;
     if (got != need) {
         free(buf);
-        if (ferror(f)) return ctx_fail(ctx, PP_ERR_IO, "%s: read error: %s", path, strerror(errno));
-        return ctx_fail(ctx, PP_ERR_PARSE, "%s: truncated data: shape %s needs %zu bytes of data, the file holds %zu",
+        if (ferror(f)) return fail(err, err_len, PP_ERR_IO, "%s: read error: %s", path, strerror(errno));
+        return fail(err, err_len, PP_ERR_PARSE, "%s: truncated data: shape %s needs %zu bytes of data, the file holds %zu",
                         path, shape, need, got);
     }
     if (fgetc(f) != EOF) {
         free(buf);
-        return ctx_fail(ctx, PP_ERR_PARSE, "%s: extra data after the array (shape %s needs %zu bytes)", path, shape,
+        return fail(err, err_len, PP_ERR_PARSE, "%s: extra data after the array (shape %s needs %zu bytes)", path, shape,
                         need);
     }
     if (!host_is_little_endian()) swap_bytes(buf, h->count, itemsize);
@@ -468,42 +498,42 @@ static pp_status read_data(pp_context *ctx, const char *path, FILE *f, const hea
     return PP_OK;
 }
 
-static pp_status check_descr(pp_context *ctx, const char *path, const header *h, const char *const *accepted,
-                             int n_accepted, const char *expected_text)
+static pp_status check_descr(const char *path, const header *h, const char *const *accepted, int n_accepted,
+                             const char *expected_text, char *err, size_t err_len)
 {
     int ok = 0;
     for (int i = 0; i < n_accepted; i++) ok |= strcmp(h->descr, accepted[i]) == 0;
     if (!ok) {
         char found[64];
         describe_descr(h->descr, found, sizeof found);
-        return ctx_fail(ctx, PP_ERR_PARSE, "%s: unsupported dtype '%s' (%s); expected %s", path, h->descr, found,
+        return fail(err, err_len, PP_ERR_PARSE, "%s: unsupported dtype '%s' (%s); expected %s", path, h->descr, found,
                         expected_text);
     }
     if (h->fortran_order)
-        return ctx_fail(ctx, PP_ERR_PARSE,
+        return fail(err, err_len, PP_ERR_PARSE,
                         "%s: the array is stored in Fortran (column-major) order; expected C order "
                         "(fortran_order: False; save np.ascontiguousarray(a))",
                         path);
     return PP_OK;
 }
 
-pp_status npy_read_f32(pp_context *ctx, const char *path, int expected_rank, pp_npy_array *out)
+pp_status npy_read_f32(const char *path, int expected_rank, npy_array *out, char *err, size_t err_len)
 {
-    if (!out || !path) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "npy_read_f32: NULL argument");
+    if (!out || !path) return fail(err, err_len, PP_ERR_INVALID_ARGUMENT, "npy_read_f32: NULL argument");
     memset(out, 0, sizeof *out);
     FILE *f;
     header h;
-    PP_TRY(read_header(ctx, path, &f, &h));
+    TRY(read_header(path, &f, &h, err, err_len));
     static const char *const f32[] = {"<f4"};
-    pp_status st = check_descr(ctx, path, &h, f32, 1, "'<f4' (little-endian float32)");
+    pp_status st = check_descr(path, &h, f32, 1, "'<f4' (little-endian float32)", err, err_len);
     if (st == PP_OK && expected_rank >= 0 && h.rank != expected_rank) {
         char shape[512];
         format_shape(h.shape, h.rank, shape, sizeof shape);
-        st = ctx_fail(ctx, PP_ERR_PARSE, "%s: expected %d dimension%s, got %d (shape %s)", path, expected_rank,
+        st = fail(err, err_len, PP_ERR_PARSE, "%s: expected %d dimension%s, got %d (shape %s)", path, expected_rank,
                       expected_rank == 1 ? "" : "s", h.rank, shape);
     }
     void *data = NULL;
-    if (st == PP_OK) st = read_data(ctx, path, f, &h, 4, &data);
+    if (st == PP_OK) st = read_data(path, f, &h, 4, &data, err, err_len);
     fclose(f);
     if (st != PP_OK) return st;
     out->rank = h.rank;
@@ -513,31 +543,32 @@ pp_status npy_read_f32(pp_context *ctx, const char *path, int expected_rank, pp_
     return PP_OK;
 }
 
-void npy_array_free(pp_npy_array *a)
+void npy_array_free(npy_array *a)
 {
     if (!a) return;
     free(a->data);
     memset(a, 0, sizeof *a);
 }
 
-pp_status npy_read_labels(pp_context *ctx, const char *path, pp_npy_labels *out)
+pp_status npy_read_labels(const char *path, npy_labels *out, char *err, size_t err_len)
 {
-    if (!out || !path) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "npy_read_labels: NULL argument");
+    if (!out || !path) return fail(err, err_len, PP_ERR_INVALID_ARGUMENT, "npy_read_labels: NULL argument");
     memset(out, 0, sizeof *out);
     FILE *f;
     header h;
-    PP_TRY(read_header(ctx, path, &f, &h));
+    TRY(read_header(path, &f, &h, err, err_len));
     static const char *const ints[] = {"<i8", "<i4"};
-    pp_status st = check_descr(ctx, path, &h, ints, 2, "'<i8' or '<i4' (little-endian int64 or int32 labels)");
+    pp_status st = check_descr(path, &h, ints, 2, "'<i8' or '<i4' (little-endian int64 or int32 labels)", err,
+                               err_len);
     if (st == PP_OK && h.rank != 1) {
         char shape[512];
         format_shape(h.shape, h.rank, shape, sizeof shape);
-        st = ctx_fail(ctx, PP_ERR_PARSE, "%s: expected 1 dimension (a vector of labels), got %d (shape %s)", path,
+        st = fail(err, err_len, PP_ERR_PARSE, "%s: expected 1 dimension (a vector of labels), got %d (shape %s)", path,
                       h.rank, shape);
     }
     size_t itemsize = strcmp(h.descr, "<i4") == 0 ? 4 : 8;
     void *raw = NULL;
-    if (st == PP_OK) st = read_data(ctx, path, f, &h, itemsize, &raw);
+    if (st == PP_OK) st = read_data(path, f, &h, itemsize, &raw, err, err_len);
     fclose(f);
     if (st != PP_OK) return st;
     int64_t *labels;
@@ -547,7 +578,7 @@ pp_status npy_read_labels(pp_context *ctx, const char *path, pp_npy_labels *out)
         labels = malloc(h.count ? h.count * sizeof *labels : 1);
         if (!labels) {
             free(raw);
-            return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu labels", path, h.count);
+            return fail(err, err_len, PP_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu labels", path, h.count);
         }
         const int32_t *src = raw;
         for (size_t i = 0; i < h.count; i++) labels[i] = src[i];
@@ -558,7 +589,7 @@ pp_status npy_read_labels(pp_context *ctx, const char *path, pp_npy_labels *out)
     return PP_OK;
 }
 
-void npy_labels_free(pp_npy_labels *l)
+void npy_labels_free(npy_labels *l)
 {
     if (!l) return;
     free(l->data);
@@ -567,21 +598,24 @@ void npy_labels_free(pp_npy_labels *l)
 
 /* ---- writing ---- */
 
-pp_status npy_write_f32(pp_context *ctx, const char *path, int rank, const size_t *shape, const float *data)
+pp_status npy_encode_f32(const char *path, int rank, const size_t *shape, const float *data, unsigned char **out,
+                         size_t *out_len, char *err, size_t err_len)
 {
-    if (!path) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "npy_write_f32: NULL path");
-    if (rank < 0 || rank > PP_NPY_MAX_RANK || (rank > 0 && !shape))
-        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "%s: cannot write a rank-%d array (supported: 0..%d)", path, rank,
-                        PP_NPY_MAX_RANK);
+    *out = NULL;
+    *out_len = 0;
+    if (!path) return fail(err, err_len, PP_ERR_INVALID_ARGUMENT, "npy_encode_f32: NULL path");
+    if (rank < 0 || rank > NPY_MAX_RANK || (rank > 0 && !shape))
+        return fail(err, err_len, PP_ERR_INVALID_ARGUMENT, "%s: cannot write a rank-%d array (supported: 0..%d)", path, rank,
+                        NPY_MAX_RANK);
     size_t count = 1;
     for (int i = 0; i < rank; i++)
         if (shape[i] == 0) count = 0;
     for (int i = 0; i < rank && count; i++) {
         if (count > SIZE_MAX / 16 / shape[i])
-            return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "%s: the element count of the shape overflows", path);
+            return fail(err, err_len, PP_ERR_INVALID_ARGUMENT, "%s: the element count of the shape overflows", path);
         count *= shape[i];
     }
-    if (count && !data) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "%s: NULL data for %zu elements", path, count);
+    if (count && !data) return fail(err, err_len, PP_ERR_INVALID_ARGUMENT, "%s: NULL data for %zu elements", path, count);
 
     char shape_text[512], dict[700];
     format_shape(shape, rank, shape_text, sizeof shape_text);
@@ -593,7 +627,7 @@ pp_status npy_write_f32(pp_context *ctx, const char *path, int rank, const size_
     hlen += (64 - total % 64) % 64;
     size_t bytes = count * 4;
     unsigned char *buf = malloc(10 + hlen + bytes);
-    if (!buf) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes to write", path, bytes);
+    if (!buf) return fail(err, err_len, PP_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes to write", path, bytes);
     memcpy(buf, npy_magic, 6);
     buf[6] = 1;
     buf[7] = 0;
@@ -604,8 +638,47 @@ pp_status npy_write_f32(pp_context *ctx, const char *path, int rank, const size_
     buf[10 + hlen - 1] = '\n';
     if (bytes) memcpy(buf + 10 + hlen, data, bytes);
     if (!host_is_little_endian()) swap_bytes(buf + 10 + hlen, count, 4);
-    pp_status st = file_write_atomic(ctx, path, buf, 10 + hlen + bytes);
-    free(buf);
-    if (st != PP_OK) return ctx_wrap(ctx, st, "%s", path);
+    *out = buf;
+    *out_len = 10 + hlen + bytes;
     return PP_OK;
+}
+
+pp_status npy_write_f32(const char *path, int rank, const size_t *shape, const float *data, char *err, size_t err_len)
+{
+    unsigned char *buf;
+    size_t len;
+    pp_status st = npy_encode_f32(path, rank, shape, data, &buf, &len, err, err_len);
+    if (st != PP_OK) return st;
+    int rc = outfile_write(path, buf, len);
+    free(buf);
+    return rc ? fail(err, err_len, PP_ERR_IO, "%s: not written (the reason is printed above)", path) : PP_OK;
+}
+
+/* ---- the command's helpers: errors printed ("poolprop: ...") ---- */
+
+int npy_read_option(const char *role, const char *path, int rank, npy_array *out)
+{
+    char err[1024];
+    if (!path) return cli_fail("missing --%s", role);
+    if (npy_read_f32(path, rank, out, err, sizeof err) != PP_OK) return cli_fail("--%s: %s", role, err);
+    return 0;
+}
+
+int npy_stage(outfile_set *set, const char *path, int rank, const size_t *shape, const float *data)
+{
+    char err[1024];
+    unsigned char *buf;
+    size_t len;
+    if (npy_encode_f32(path, rank, shape, data, &buf, &len, err, sizeof err) != PP_OK) return cli_fail("%s", err);
+    int rc = outfile_set_add(set, path, buf, len);
+    free(buf);
+    return rc;
+}
+
+int npy_stage_param(outfile_set *set, const char *dir, const pp_param_info *info, const float *data)
+{
+    char path[4300];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s.npy", dir, info->key) >= sizeof path)
+        return cli_fail("%s: folder name too long", dir);
+    return npy_stage(set, path, info->rank, info->shape, data);
 }
