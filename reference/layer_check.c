@@ -162,7 +162,11 @@ pp_status layer_check_run(pp_context *ctx, pp_layer *layer, const pp_layer_desc 
     if (st != PP_OK) return st;
     conv_ref_shape sh = {d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride, d->pad, d->pool,
                          d->pool_mode == PP_POOL_MAX, 0, 0, 0, 0};
-    conv_ref_derive(&sh);
+    /* The generator accepted d; a shape the reference cannot index, or whose output extents
+     * are not the layer's (the arrays below are sized by the layer), is still refused. */
+    if (conv_ref_derive(&sh) != 0 || (size_t)d->n * d->k * sh.p * sh.q != s.y_elems ||
+        (size_t)d->n * d->c * sh.hp * sh.wp != s.xp_elems)
+        return PP_ERR_SHAPE;
     size_t nx = s.x_elems, nw = s.w_elems, ny = s.y_elems, np = s.xp_elems;
     float *buf = malloc(sizeof(float) * (3 * nx + 2 * nw + 3 * ny + 2 * np + nx));
     if (!buf) return PP_ERR_OUT_OF_MEMORY;

@@ -6,6 +6,7 @@ local bundle = require("poolprop.bundle")
 local describe = require("poolprop.describe")
 local errors = require("poolprop.errors")
 local layer = require("poolprop.layer")
+local util = require("poolprop.util")
 local variants = require("poolprop.variants")
 
 local M = {}
@@ -112,8 +113,7 @@ function M.tuning_targets(model_text, model_name, o, policy)
     local targets, by_key = {}, {}
     for _, l in ipairs(graph.layers) do
       if l.op == "conv" then
-        local d = { N = l.N, C = l.C, H = l.H, W = l.W, K = l.K, R = l.R, S = l.S, stride = l.stride,
-          pad = l.pad, pool = l.pool, pool_mode = l.pool_mode, storage = p.act == "bf16" and "bf16" or nil }
+        local d = layer.graph_desc(l, { storage = p.act == "bf16" and "bf16" or nil })
         for _, op in ipairs(variants.ops) do
           local key = layer.tuning_key(op, d, math_mode)
           -- The plan computes no input gradient for the network's input (the image).
@@ -150,7 +150,7 @@ function M.candidate_order(op, d, math_mode)
   if op == "conv_fwd" then
     rows, cols = d.N * s.P * s.Q, d.K
   elseif op == "conv_bwd_data" then
-    rows = d.N * ((d.H + d.stride - 1) // d.stride) * ((d.W + d.stride - 1) // d.stride) * d.stride * d.stride
+    rows = d.N * util.ceil_div(d.H, d.stride) * util.ceil_div(d.W, d.stride) * d.stride * d.stride
     cols = d.C
   else
     rows, cols = d.K, d.C * d.R * d.S
@@ -159,7 +159,7 @@ function M.candidate_order(op, d, math_mode)
   local scored = {}
   for i, cfg in ipairs(variants.list(op)) do
     if i ~= first and variants.allowed(cfg, math_mode) and variants.storage_allows(cfg, d.storage) then
-      local tiles = ((rows + cfg.BM - 1) // cfg.BM) * ((cols + cfg.BN - 1) // cfg.BN)
+      local tiles = util.ceil_div(rows, cfg.BM) * util.ceil_div(cols, cfg.BN)
       local useful = rows * cols / (tiles * cfg.BM * cfg.BN)
       local blocks = tiles
       if op == "conv_bwd_weight" then blocks = tiles * (cfg.MAX_SPLITS or 1) end -- split-K adds blocks
@@ -196,15 +196,10 @@ end
 function M.variant_info(op, index)
   local cfg, msg = variants.get(op, index)
   if not cfg then return nil, msg, "shape" end
-  local keys = {}
-  for k in pairs(cfg) do keys[#keys + 1] = k end
-  table.sort(keys)
-  local kv = {}
-  for i, k in ipairs(keys) do kv[i] = k .. "=" .. cfg[k] end
   return { threads = variants.threads(cfg), stages = cfg.STAGES, math = variants.math_name(cfg),
     shared = variants.shared_bytes(cfg, "fp32"),
     shared_bf16 = variants.storage_allows(cfg, "bf16") and variants.shared_bytes(cfg, "bf16") or 0,
-    config = table.concat(kv, " ") }
+    config = util.config_string(cfg, " ") }
 end
 
 function M.variant_count(op)

@@ -122,8 +122,7 @@ function M.render_training(plan, source_name, policy_name)
   for _, group in ipairs(groups) do
     local l = graph_layer[group.name]
     if l and l.op == "conv" then
-      local d = { N = l.N, C = l.C, H = l.H, W = l.W, K = l.K, R = l.R, S = l.S, stride = l.stride, pad = l.pad,
-        pool = l.pool, pool_mode = l.pool_mode }
+      local d = layer.graph_desc(l)
       out[#out + 1] = string.format("    { name = %s, op = \"conv\", signature = %s,\n      ", quote(group.name),
         quote(layer.signature(d))) .. shape_line(d, layer.shape(d))
       local e = save_of[group.name]

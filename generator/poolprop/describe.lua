@@ -7,6 +7,7 @@
 -- bf16 (layer.lua).
 -- validate() turns one raw table into a normalized description or errors.
 local errors = require("poolprop.errors")
+local util = require("poolprop.util")
 
 local M = {}
 
@@ -15,33 +16,69 @@ M.pool_modes = { avg = true, max = true }
 M.storages = { fp32 = true, bf16 = true }
 M.variant_ops = { "conv_fwd", "conv_bwd_data", "conv_bwd_weight" }
 
--- field -> {required, kind, minimum, default}
+-- The fields, in util.check_fields' format ({name, kind, default, minimum}): a field
+-- without a default is required unless optional.
 local fields = {
-  name = { kind = "string" },
-  N = { required = true, kind = "integer", min = 1 },
-  C = { required = true, kind = "integer", min = 1 },
-  H = { required = true, kind = "integer", min = 1 },
-  W = { required = true, kind = "integer", min = 1 },
-  K = { required = true, kind = "integer", min = 1 },
-  R = { required = true, kind = "integer", min = 1 },
-  S = { required = true, kind = "integer", min = 1 },
-  stride = { kind = "integer", min = 1, default = 1 },
-  pad = { kind = "integer", min = 0, default = 0 },
-  pool = { kind = "integer", default = 1 },
-  pool_mode = { kind = "string", default = "avg" },
-  storage = { kind = "string", default = "fp32" },
-  variant = { kind = "table" },
+  { "name", "string", optional = true },
+  { "N", "integer", nil, 1 }, { "C", "integer", nil, 1 }, { "H", "integer", nil, 1 }, { "W", "integer", nil, 1 },
+  { "K", "integer", nil, 1 }, { "R", "integer", nil, 1 }, { "S", "integer", nil, 1 },
+  { "stride", "integer", 1, 1 },
+  { "pad", "integer", 0, 0 },
+  { "pool", "integer", 1 },
+  { "pool_mode", "string", "avg" },
+  { "storage", "string", "fp32" },
+  { "variant", "table", optional = true },
 }
-local field_order = { "name", "N", "C", "H", "W", "K", "R", "S", "stride", "pad", "pool",
-  "pool_mode", "storage", "variant" }
-
-local function kind_of(v)
-  if math.type(v) == "integer" then return "integer" end
-  return type(v)
-end
+local field_names = { field = "field '%s'", unknown = "unknown field '%s' in layer description" }
 
 -- Largest element count a kernel indexes with 32-bit ints.
-M.max_elements = 2147483647
+M.max_elements = util.INT_LIMIT
+
+-- The tensors a layer's kernels index, in a fixed order (the errors are deterministic):
+-- name, the product that gives its element count, and its factors.
+local function tensor_factors(d, P, Q, HP, WP)
+  return {
+    { "x", "N*C*H*W", { d.N, d.C, d.H, d.W } },
+    { "w", "K*C*R*S", { d.K, d.C, d.R, d.S } },
+    { "y", "N*K*P*Q", { d.N, d.K, P, Q } },
+    { "xp", "N*C*HP*WP", { d.N, d.C, HP, WP } },
+  }
+end
+
+-- The checks of a description's sizes against 32-bit indexing (every field is an integer
+-- >= its minimum already, and may be as large as math.maxinteger): the padded input plus
+-- one stride along each axis (the kernels compute input rows from output rows and stride
+-- phases within it), the kernel against the padded input, then each tensor's element
+-- count, multiplied without overflow, which bounds every field in it. bad(fmt, ...) records
+-- a problem; each names the layer and the extent or tensor.
+function M.check_extents(d, bad)
+  local name = d.name and string.format("layer '%s'", d.name) or "layer (unnamed)"
+  local extent_ok = true
+  for _, axis in ipairs { { "H", "height", d.H }, { "W", "width", d.W } } do
+    -- Each term at most 2^31-1 first, so that the sum cannot wrap.
+    local limit = util.INT_LIMIT
+    if axis[3] > limit or d.pad > limit or d.stride > limit or axis[3] + 2 * d.pad + d.stride > limit then
+      bad("%s: tensor x padded: its %s %s + 2*pad plus the stride (%s=%d, pad=%d, stride=%d) exceeds the 2^31-1 "
+        .. "that 32-bit indexing allows", name, axis[2], axis[1], axis[1], axis[3], d.pad, d.stride)
+      extent_ok = false
+    end
+  end
+  if not extent_ok then return end
+  if d.R > d.H + 2 * d.pad or d.S > d.W + 2 * d.pad then
+    bad("kernel %dx%d is larger than the padded input %dx%d (H=%d, W=%d, pad=%d)",
+      d.R, d.S, d.H + 2 * d.pad, d.W + 2 * d.pad, d.H, d.W, d.pad)
+    return
+  end
+  local P = (d.H + 2 * d.pad - d.R) // d.stride + 1
+  local Q = (d.W + 2 * d.pad - d.S) // d.stride + 1
+  local HP, WP = util.ceil_div(d.H, d.pool), util.ceil_div(d.W, d.pool)
+  for _, t in ipairs(tensor_factors(d, P, Q, HP, WP)) do
+    if not util.bounded_product(t[3]) then
+      bad("%s: tensor %s (%s = %s elements) is larger than the 2^31-1 elements that 32-bit indexing allows",
+        name, t[1], t[2], util.product_text(t[3]))
+    end
+  end
+end
 
 -- raw: the table given to layer{}; where: {file, line}. Returns desc or raises all errors.
 function M.validate(raw, where)
@@ -50,25 +87,7 @@ function M.validate(raw, where)
   if type(raw) ~= "table" then
     errors.raise(where, "layer description must be a table, got %s", type(raw))
   end
-  for key in pairs(raw) do
-    if not fields[key] then bad("unknown field '%s' in layer description", tostring(key)) end
-  end
-  local d = {}
-  for _, key in ipairs(field_order) do
-    local spec, v = fields[key], raw[key]
-    if v == nil then
-      if spec.required then bad("missing field '%s'", key) end
-      v = spec.default
-    elseif kind_of(v) ~= spec.kind then
-      bad("field '%s' must be %s %s, got %s (%s)", key, spec.kind == "integer" and "an" or "a",
-        spec.kind, kind_of(v), tostring(v))
-      v = nil
-    elseif spec.min and v < spec.min then
-      bad("field '%s' must be >= %d, got %d", key, spec.min, v)
-      v = nil
-    end
-    d[key] = v
-  end
+  local d = util.check_fields(raw, fields, field_names, bad)
   if d.pool and not M.pool_factors[d.pool] then
     bad("pool factor must be 1, 2, 4 or 8, got %d", d.pool)
   end
@@ -79,7 +98,8 @@ function M.validate(raw, where)
     bad("storage must be \"fp32\" or \"bf16\", got \"%s\"", d.storage)
   end
   d.variant = d.variant or {}
-  for key, v in pairs(d.variant) do
+  for _, key in ipairs(util.sorted_keys(d.variant)) do
+    local v = d.variant[key]
     local known = false
     for _, op in ipairs(M.variant_ops) do known = known or key == op end
     if not known then
@@ -88,19 +108,7 @@ function M.validate(raw, where)
       bad("variant.%s must be an integer >= 0, got %s", key, tostring(v))
     end
   end
-  if #problems == 0 then
-    if d.R > d.H + 2 * d.pad or d.S > d.W + 2 * d.pad then
-      bad("kernel %dx%d is larger than the padded input %dx%d (H=%d, W=%d, pad=%d)",
-        d.R, d.S, d.H + 2 * d.pad, d.W + 2 * d.pad, d.H, d.W, d.pad)
-    else
-      for name, count in pairs({ X = d.N * d.C * d.H * d.W, Wt = d.K * d.C * d.R * d.S,
-        Y = d.N * d.K * ((d.H + 2 * d.pad - d.R) // d.stride + 1) * ((d.W + 2 * d.pad - d.S) // d.stride + 1) }) do
-        if count > M.max_elements then
-          bad("tensor %s has %d elements, more than the 2^31-1 that 32-bit indexing allows", name, count)
-        end
-      end
-    end
-  end
+  if #problems == 0 then M.check_extents(d, bad) end
   errors.raise_all(problems)
   d.where = where
   return d
@@ -126,20 +134,11 @@ function M.load_string(text, chunkname)
     end
     return raw
   end
+  -- Lua reports "file:line: message"; its position is kept.
   local chunk, err = load(text, "@" .. chunkname, "t", env)
-  if not chunk then
-    -- Lua reports "file:line: message"; keep its position.
-    local file, line, msg = tostring(err):match("^(.-):(%d+): (.*)$")
-    if file then errors.raise({ file = file, line = tonumber(line) }, "%s", msg) end
-    errors.raise({ file = chunkname, line = 1 }, "%s", tostring(err))
-  end
+  if not chunk then util.raise_chunk_error(err, chunkname, 1) end
   local ok, err2 = pcall(chunk)
-  if not ok then
-    if errors.is_error(err2) then error(err2, 0) end
-    local file, line, msg = tostring(err2):match("^(.-):(%d+): (.*)$")
-    if file then errors.raise({ file = file, line = tonumber(line) }, "%s", msg) end
-    errors.raise({ file = chunkname, line = 1 }, "%s", tostring(err2))
-  end
+  if not ok then util.raise_chunk_error(err2, chunkname, 1) end
   errors.raise_all(problems)
   if #layers == 0 then
     errors.raise({ file = chunkname, line = 1 }, "no layer{...} in the description")

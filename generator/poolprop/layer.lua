@@ -14,11 +14,12 @@
 local describe = require("poolprop.describe")
 local emit = require("poolprop.emit")
 local errors = require("poolprop.errors")
+local util = require("poolprop.util")
 local variants = require("poolprop.variants")
 
 local M = {}
 
-local function ceil_div(a, b) return (a + b - 1) // b end
+local ceil_div, push_all = util.ceil_div, util.push_all
 
 -- The shapes DESIGN.md section 1 defines.
 function M.shape(d)
@@ -32,6 +33,15 @@ function M.shape(d)
   s.y_elems = d.N * d.K * s.P * s.Q
   s.xp_elems = d.N * d.C * s.HP * s.WP
   return s
+end
+
+-- The description (describe.lua's shape and pooling fields) of a convolution of a network
+-- graph (network.lua, with the policy's pool and pool_mode), plus the fields of extra.
+function M.graph_desc(l, extra)
+  local d = { N = l.N, C = l.C, H = l.H, W = l.W, K = l.K, R = l.R, S = l.S, stride = l.stride, pad = l.pad,
+    pool = l.pool, pool_mode = l.pool_mode }
+  for k, v in pairs(extra or {}) do d[k] = v end
+  return d
 end
 
 -- Short, unique, readable signature of a layer's shape: n2c3h32w32_k16r3s3_s1p1_f2avg
@@ -67,11 +77,6 @@ local function config_for(d, op)
       variants.default_index(op, "bf16"))
   end
   return cfg, index
-end
-
-local function push_all(list, items)
-  for _, item in ipairs(items) do list[#list + 1] = item end
-  return list
 end
 
 -- Template parts an implicit-GEMM kernel includes inside its namespace, by math mode: the
@@ -130,26 +135,20 @@ local function shape_constants(d, s)
   }
 end
 
-local function check_grid(d, name, grid)
-  if grid[2] > 65535 or grid[3] > 65535 or grid[1] > 2147483647 then
-    errors.raise(d.where, "kernel %s needs a grid of %dx%dx%d blocks, beyond CUDA's limits",
-      name, grid[1], grid[2], grid[3])
-  end
+-- Raises unless the grid fits CUDA's limits and its blocks, each spanning extents = {x, y, z}
+-- elements (a tile's rows, columns, a split's rows), index no element beyond 2^31-1.
+local function check_grid(d, name, grid, extents)
+  util.check_grid(d.where, "", name, grid, extents)
 end
 
 local function header_lines(d, op, index, cfg)
-  local keys = {}
-  for k in pairs(cfg) do keys[#keys + 1] = k end
-  table.sort(keys)
-  local parts = {}
-  for i, k in ipairs(keys) do parts[i] = k .. "=" .. cfg[k] end
   local layer = d.name or "(unnamed)"
   local from = d.where and d.where.file and d.where.line > 0 and string.format(" (%s:%d)", d.where.file, d.where.line) or ""
   return {
     string.format("layer:     %s%s: N=%d C=%d H=%d W=%d K=%d R=%d S=%d stride=%d pad=%d",
       layer, from, d.N, d.C, d.H, d.W, d.K, d.R, d.S, d.stride, d.pad),
     string.format("policy:    pool f=%d mode=%s storage=%s", d.pool, d.pool_mode, M.storage(d)),
-    string.format("kernel:    %s variant %d: %s", op, index, table.concat(parts, " ")),
+    string.format("kernel:    %s variant %d: %s", op, index, util.config_string(cfg, " ")),
   }
 end
 
@@ -173,7 +172,7 @@ function M.kernel_fwd(d, s, save_pool, stats)
   push_all(consts, gemm_constants(cfg, "conv_fwd", true, { copy_vec(cfg, d.C, storage), copy_vec(cfg, G, storage) },
     storage))
   local grid = { grid_m, ceil_div(d.K, cfg.BN), 1 }
-  check_grid(d, name, grid)
+  check_grid(d, name, grid, { cfg.BM, cfg.BN, 1 })
   return {
     name = name, op = "conv_fwd", config = cfg, variant = index, math = variants.math_name(cfg),
     dynamic_shared = variants.dynamic_shared_bytes(cfg, M.storage(d)),
@@ -201,7 +200,7 @@ function M.kernel_bwd_data(d, s, accumulate)
     { copy_vec(cfg, d.K, storage), copy_vec(cfg, d.C, storage) }, storage))
   -- Stride phases with taps only (the template zeroes the others).
   local grid = { ceil_div(MX, cfg.BM), ceil_div(d.C, cfg.BN), math.min(d.stride, d.R) * math.min(d.stride, d.S) }
-  check_grid(d, name, grid)
+  check_grid(d, name, grid, { cfg.BM, cfg.BN, 1 })
   return {
     name = name, op = "conv_bwd_data", config = cfg, variant = index, math = variants.math_name(cfg),
     dynamic_shared = variants.dynamic_shared_bytes(cfg, M.storage(d)),
@@ -233,7 +232,9 @@ function M.kernels_bwd_weight(d, s)
   push_all(consts, gemm_constants(cfg, "conv_bwd_weight", true,
     { copy_vec(cfg, d.C, storage), copy_vec(cfg, d.K, storage) }, storage))
   local grid = { ceil_div(G, cfg.BM), ceil_div(d.K, cfg.BN), splits }
-  check_grid(d, name, grid)
+  check_grid(d, name, grid, { cfg.BM, cfg.BN, m_per_split })
+  -- (The partial sums, SPLITS*K*G elements, stay below 2^31: splits > 1 only where the
+  -- tiles are fewer than split_target_blocks, so SPLITS*K*G < 64 * 264 * 128 * 128 = 276824064.)
   local kernels = { {
     name = name, op = "conv_bwd_weight", config = cfg, variant = index, math = variants.math_name(cfg),
     dynamic_shared = variants.dynamic_shared_bytes(cfg, M.storage(d)),
@@ -247,9 +248,11 @@ function M.kernels_bwd_weight(d, s)
     local count = d.K * G
     local threads = 256
     local rname = string.format("splitk_reduce_n%dx%d", splits, count)
+    local rgrid = { ceil_div(count, threads), 1, 1 }
+    check_grid(d, rname, rgrid, { threads, 1, 1 })
     kernels[2] = {
       name = rname, op = "splitk_reduce", config = {}, variant = 0, math = "fp32",
-      grid = { ceil_div(count, threads), 1, 1 }, block = { threads, 1, 1 },
+      grid = rgrid, block = { threads, 1, 1 },
       args = { "dw_partial", "dw" },
       source = emit.kernel_source { kernel = rname, op = "splitk_reduce",
         template = "templates/splitk_reduce.cu",

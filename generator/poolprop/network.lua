@@ -18,7 +18,7 @@
 --     fc      { input, output, weight, bias, IN, OUT }
 --     softmax_ce { input, labels = "labels", CLASSES }
 local errors = require("poolprop.errors")
-local describe = require("poolprop.describe")
+local util = require("poolprop.util")
 
 local M = {}
 
@@ -35,11 +35,13 @@ local function where_of_caller()
   return { file = loading or "model", line = 0 }
 end
 
-local function check_fields(raw, allowed, where, builder)
+-- Checks a builder's table against spec (util.check_fields' format; every field optional
+-- there, the builder checks what a missing one means): the first problem raises
+-- "<builder>: ...".
+local function check_fields(raw, spec, where, builder)
   if type(raw) ~= "table" then errors.raise(where, "%s{...} expects a table, got %s", builder, type(raw)) end
-  for k in pairs(raw) do
-    if not allowed[k] then errors.raise(where, "%s: unknown field '%s'", builder, tostring(k)) end
-  end
+  util.check_fields(raw, spec, { field = "field '%s'", unknown = "unknown field '%s'" },
+    function(fmt, ...) errors.raise(where, "%s: " .. fmt, builder, ...) end)
 end
 
 -- Builders available to model files. Each returns a spec; nothing is expanded yet.
@@ -47,7 +49,8 @@ local builders = {}
 
 function builders.resnet(raw)
   local where = where_of_caller()
-  check_fields(raw, { block = true, layers = true, name = true }, where, "resnet")
+  check_fields(raw, { { "block", "string", optional = true }, { "layers", "table", optional = true },
+    { "name", "string", optional = true } }, where, "resnet")
   if raw.block ~= "basic" and raw.block ~= "bottleneck" then
     errors.raise(where, "resnet: block must be \"basic\" or \"bottleneck\", got %s", tostring(raw.block))
   end
@@ -64,7 +67,8 @@ end
 
 function builders.cifar_resnet(raw)
   local where = where_of_caller()
-  check_fields(raw, { depth = true, name = true }, where, "cifar_resnet")
+  check_fields(raw, { { "depth", "integer", optional = true }, { "name", "string", optional = true } }, where,
+    "cifar_resnet")
   local d = raw.depth
   if math.type(d) ~= "integer" or d < 8 or (d - 2) % 6 ~= 0 then
     errors.raise(where, "cifar_resnet: depth must be 6n+2 with n >= 1 (8, 20, 32, 44, 56, 110), got %s", tostring(d))
@@ -77,17 +81,11 @@ function M.load_string(text, chunkname)
   local env = { math = math, string = string, ipairs = ipairs, pairs = pairs }
   for k, v in pairs(builders) do env[k] = v end
   local chunk, err = load(text, "@" .. chunkname, "t", env)
-  local function reraise(e)
-    if errors.is_error(e) then error(e, 0) end
-    local file, line, msg = tostring(e):match("^(.-):(%d+): (.*)$")
-    if file then errors.raise({ file = file, line = tonumber(line) }, "%s", msg) end
-    errors.raise({ file = chunkname, line = 0 }, "%s", tostring(e))
-  end
-  if not chunk then reraise(err) end
+  if not chunk then util.raise_chunk_error(err, chunkname, 0) end
   loading = chunkname
   local ok, spec = pcall(chunk)
   loading = nil
-  if not ok then reraise(spec) end
+  if not ok then util.raise_chunk_error(spec, chunkname, 0) end
   if type(spec) ~= "table" or not spec.kind then
     errors.raise({ file = chunkname, line = 0 },
       "a model file must return a model, e.g. `return resnet { block = \"basic\", layers = { 2, 2, 2, 2 } }`")
@@ -200,11 +198,44 @@ function Builder:head(input)
   self.logits = logits
 end
 
+-- Raises unless every tensor the kernels index (activations in layer order, then each
+-- parameter, then all parameters together: the optimizer's flat arrays) has at most 2^31-1
+-- elements, naming the first that does not: the network input, or the layer whose output
+-- or parameter it is. Products are taken without overflow (util.bounded_product); the
+-- parameter counts cannot wrap (sizes below 2^31, channels at most 2048).
+local function check_sizes(g)
+  local function check(shape, what, advice)
+    if not util.bounded_product(shape) then
+      local dims = {}
+      for i, d in ipairs(shape) do dims[i] = string.format("%d", d) end
+      errors.raise(nil, "%s: %s of shape %s has %s elements, more than the 2^31-1 that 32-bit indexing allows: %s",
+        g.name, what, table.concat(dims, "x"), util.product_text(shape), advice)
+    end
+  end
+  local smaller = "lower the batch or image size"
+  check(g.tensors[g.input], string.format("the input tensor %s", g.input), smaller)
+  for _, l in ipairs(g.layers) do
+    if l.output then
+      check(g.tensors[l.output], string.format("layer %s: tensor %s (its output)", l.name, l.output), smaller)
+    end
+  end
+  for _, p in ipairs(g.params) do check(p.shape, string.format("parameter %s", p.key), "lower the class count") end
+  if g.param_count > util.INT_LIMIT then
+    errors.raise(nil, "%s: its parameters (%d values) are more than the 2^31-1 that 32-bit indexing allows (the "
+      .. "optimizer updates them as one array): lower the class count", g.name, g.param_count)
+  end
+end
+
 -- options: { batch, height, width, classes, channels = 3 }
 function M.instantiate(spec, o)
   for _, key in ipairs { "batch", "height", "width", "classes" } do
     if math.type(o[key]) ~= "integer" or o[key] < 1 then
       errors.raise(nil, "%s must be an integer >= 1, got %s", key, tostring(o[key]))
+    end
+    -- (Every tensor is checked after expansion; this bound keeps the expansion's own sums
+    -- and products of two sizes from wrapping.)
+    if o[key] > util.INT_LIMIT then
+      errors.raise(nil, "%s must be at most 2^31-1 = %d (32-bit indexing), got %d", key, util.INT_LIMIT, o[key])
     end
   end
   local g = new_graph(spec, o)
@@ -248,8 +279,7 @@ function M.instantiate(spec, o)
   end
   g.param_count = 0
   for _, p in ipairs(g.params) do
-    local n = 1
-    for _, d in ipairs(p.shape) do n = n * d end
+    local n = util.elems(p.shape)
     p.count = n
     -- Convolution weights start on a 16-byte boundary: the kernels copy them 16 bytes at
     -- a time (torchvision's ResNets need no padding: their counts are multiples of 4).
@@ -263,13 +293,7 @@ function M.instantiate(spec, o)
     s.offset = g.state_count
     g.state_count = g.state_count + s.count
   end
-  for _, t in pairs(g.tensors) do
-    local n = 1
-    for _, d in ipairs(t) do n = n * d end
-    if n > describe.max_elements then
-      errors.raise(nil, "a tensor of %d elements exceeds 32-bit indexing: lower the batch or image size", n)
-    end
-  end
+  check_sizes(g)
   return g
 end
 

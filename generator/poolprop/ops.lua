@@ -75,7 +75,8 @@
 -- M.bn_slices(N*HW, C) row slices per channel block and the partials in a workspace; and
 -- softmax_ce, for more rows than its one block has warps (M.softmax_multi_block), as
 -- softmax_ce_rows + softmax_ce_reduce. Each merge adds in a fixed order: deterministic.
--- Shape parameters are positive integers; an element count must fit an int (< 2^31);
+-- Shape parameters are positive integers; each, every element count (multiplied without
+-- overflow) and an elementwise grid's blocks times THREADS must fit an int (< 2^31);
 -- bn_stats needs N*HW >= 2 (the unbiased running variance divides by N*HW - 1); maxpool
 -- needs PAD <= R/2 (every window holds an element of x), R*R <= 256 (argmax is a byte)
 -- and at least one output; softmax_ce keeps 2N floats in shared memory: N <= 4096;
@@ -88,12 +89,12 @@
 -- Unknown, missing or out-of-range parameters are errors ("error: <op>: ...").
 local emit = require("poolprop.emit")
 local errors = require("poolprop.errors")
+local util = require("poolprop.util")
 
 local M = { builders = {} }
 
-local INT_LIMIT = 2147483647
-
-local function ceil_div(a, b) return (a + b - 1) // b end
+local INT_LIMIT = util.INT_LIMIT
+local ceil_div = util.ceil_div
 
 -- The float32 value x rounds to (the kernels see float constants).
 local function f32(x) return (string.unpack("<f", string.pack("<f", x))) end
@@ -110,86 +111,26 @@ local function float_tag(x)
   return (text:gsub("%.", "p"):gsub("%-", "m"):gsub("%+", ""))
 end
 
--- Validates params against spec = { {name, kind, default, extra}, ... } and returns a table
--- of checked values. Kinds: "shape" (positive integer), "natural" (non-negative
--- integer), "flag" (0|1, or a boolean),
--- "choice" (an integer listed in extra), "float" (a finite number; extra = {min, max,
--- min_exclusive}).
+-- Validates params against spec (util.check_fields' format: { {name, kind, default,
+-- extra}, ... }, a parameter without a default required; kinds "shape", "natural",
+-- "flag", "choice", "float") and returns a table of checked values; the first problem
+-- raises "<op>: ...".
 local function check(op, params, spec)
   if type(params) ~= "table" then errors.raise(nil, "%s: parameters must be a table", op) end
-  local known, names = {}, {}
-  for i, s in ipairs(spec) do
-    known[s[1]] = true
-    names[i] = s[1]
-  end
-  for k in pairs(params) do
-    if not known[k] then
-      errors.raise(nil, "%s: unknown parameter '%s' (parameters: %s)", op, tostring(k), table.concat(names, " "))
-    end
-  end
-  local p = {}
-  for _, s in ipairs(spec) do
-    local name, kind, default, extra = s[1], s[2], s[3], s[4]
-    local v = params[name]
-    if v == nil then
-      if default == nil then errors.raise(nil, "%s: missing parameter %s", op, name) end
-      v = default
-    end
-    if kind == "shape" then
-      local i = math.type(v) and math.tointeger(v)
-      if not i or i <= 0 then
-        errors.raise(nil, "%s: parameter %s must be a positive integer, got %s", op, name, tostring(v))
-      end
-      v = i
-    elseif kind == "natural" then
-      local i = math.type(v) and math.tointeger(v)
-      if not i or i < 0 then
-        errors.raise(nil, "%s: parameter %s must be a non-negative integer, got %s", op, name, tostring(v))
-      end
-      v = i
-    elseif kind == "flag" then
-      if v == true then v = 1 elseif v == false then v = 0 end
-      local i = math.type(v) and math.tointeger(v)
-      if i ~= 0 and i ~= 1 then errors.raise(nil, "%s: parameter %s must be 0 or 1, got %s", op, name, tostring(v)) end
-      v = i
-    elseif kind == "choice" then
-      local i = math.type(v) and math.tointeger(v)
-      local ok = false
-      for _, allowed in ipairs(extra) do ok = ok or i == allowed end
-      if not ok then
-        local list = {}
-        for j, allowed in ipairs(extra) do list[j] = tostring(allowed) end
-        errors.raise(nil, "%s: parameter %s must be one of %s, got %s", op, name, table.concat(list, ", "), tostring(v))
-      end
-      v = i
-    elseif kind == "float" then
-      if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge then
-        errors.raise(nil, "%s: parameter %s must be a finite number, got %s", op, name, tostring(v))
-      end
-      v = v + 0.0
-      local lo, hi, lo_open = extra[1], extra[2], extra[3]
-      if v < lo or v > hi or (lo_open and v == lo) then
-        errors.raise(nil, "%s: parameter %s must be in %s%g, %g], got %g", op, name, lo_open and "(" or "[", lo, hi, v)
-      end
-    end
-    p[name] = v
-  end
-  return p
+  local names = { field = "parameter %s", unknown = "unknown parameter '%s' (parameters: %s)" }
+  return util.check_fields(params, spec, names, function(fmt, ...) errors.raise(nil, "%s: " .. fmt, op, ...) end)
 end
 
--- Raises unless the product of the listed parameters (an element count) fits an int.
-local function check_count(op, what, count)
-  if count > INT_LIMIT then
-    errors.raise(nil, "%s: %s = %d elements, beyond the %d an int indexes", op, what, count, INT_LIMIT)
+-- Raises unless an element count, the product of factors (plus extra, when given), fits an
+-- int; returns it. The factors are multiplied without overflow (util.bounded_product).
+local function check_count(op, what, factors, extra)
+  local count = util.bounded_product(factors)
+  if count and extra then count = count + extra end
+  if not count or count > INT_LIMIT then
+    local text = count and string.format("%d", count) or util.product_text(factors)
+    errors.raise(nil, "%s: %s = %s elements, beyond the %d an int indexes", op, what, text, INT_LIMIT)
   end
   return count
-end
-
-local function check_grid(op, name, grid)
-  if grid[1] > INT_LIMIT or grid[2] > 65535 or grid[3] > 65535 then
-    errors.raise(nil, "%s: kernel %s needs a grid of %dx%dx%d blocks, beyond CUDA's limits", op, name, grid[1],
-      grid[2], grid[3])
-  end
 end
 
 -- Header line of the generated file: the op and all its parameters, in spec order.
@@ -203,15 +144,15 @@ local function describe_params(op, p, spec)
 end
 
 -- One kernel. k: { op, sig, template (default templates/<op>.cu), parts, constants, grid,
--- threads, args, params, spec }
+-- threads, args, params, spec, extents }; extents (optional): the elements a block spans
+-- along each grid axis ({ THREADS } where a thread's index is blockIdx.x * THREADS +
+-- threadIdx.x), so that no index passes 2^31-1 (util.check_grid).
 local function kernel(k)
   local name = string.format("%s_%s_v0", k.op, k.sig)
   local grid = { k.grid[1], k.grid[2] or 1, k.grid[3] or 1 }
-  check_grid(k.op, name, grid)
-  local parts = { "templates/ops_common.cuh" }
-  for _, part in ipairs(k.parts or {}) do parts[#parts + 1] = part end
-  local constants = {}
-  for _, c in ipairs(k.constants) do constants[#constants + 1] = c end
+  util.check_grid(nil, k.op .. ": ", name, grid, k.extents)
+  local parts = util.push_all({ "templates/ops_common.cuh" }, k.parts or {})
+  local constants = util.push_all({}, k.constants)
   constants[#constants + 1] = { "THREADS", k.threads }
   return {
     name = name, op = k.op, variant = 0, config = {},
@@ -291,7 +232,7 @@ end
 M.builders.bn_stats = function(params)
   local op, spec = "bn_stats", bn_stats_spec
   local p = check(op, params, spec)
-  check_count(op, "N*C*HW", p.N * p.C * p.HW)
+  check_count(op, "N*C*HW", { p.N, p.C, p.HW })
   local m = p.N * p.HW
   if m < 2 then
     errors.raise(nil, "%s: N*HW = %d: batch statistics need at least 2 values per channel", op, m)
@@ -318,10 +259,10 @@ local bn_stats_part_spec = { { "N", "shape" }, { "C", "shape" }, { "HW", "shape"
 M.builders.bn_stats_part = function(params)
   local op, spec = "bn_stats_part", bn_stats_part_spec
   local p = check(op, params, spec)
-  check_count(op, "N*C*HW", p.N * p.C * p.HW)
+  check_count(op, "N*C*HW", { p.N, p.C, p.HW })
   local m = p.N * p.HW
   check_slices(op, p, m)
-  check_count(op, "SLICES*C*3 + C", p.SLICES * p.C * 3 + p.C)
+  check_count(op, "SLICES*C*3 + C", { p.SLICES, p.C, 3 }, p.C)
   local threads, ct = channel_threads(ceil_div(m, p.SLICES)), channel_tile(p.C)
   return kernel { op = op, sig = bn_sig(p) .. string.format("_s%d", p.SLICES) .. act_sig(p), params = p, spec = spec,
     constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "M", m }, { "SLICES", p.SLICES }, { "CT", ct },
@@ -340,7 +281,7 @@ local bn_stats_merge_spec = {
 M.builders.bn_stats_merge = function(params)
   local op, spec = "bn_stats_merge", bn_stats_merge_spec
   local p = check(op, params, spec)
-  check_count(op, "PARTS*C*3 + C", p.PARTS * p.C * 3 + p.C)
+  check_count(op, "PARTS*C*3 + C", { p.PARTS, p.C, 3 }, p.C)
   if p.M < 2 then
     errors.raise(nil, "%s: M = %d: batch statistics need at least 2 values per channel", op, p.M)
   end
@@ -370,7 +311,7 @@ M.builders.bn_apply = function(params)
   local op, spec = "bn_apply", bn_apply_spec
   local p = check(op, params, spec)
   check_save_bf16(op, p)
-  local count = check_count(op, "N*C*HW", p.N * p.C * p.HW)
+  local count = check_count(op, "N*C*HW", { p.N, p.C, p.HW })
   local sig = bn_sig(p)
   for _, f in ipairs { { "RELU", "relu" }, { "ADD", "add" }, { "SAVE_BF16", "bf16" }, { "EVAL", "eval" } } do
     if p[f[1]] == 1 then sig = sig .. "_" .. f[2] end
@@ -380,7 +321,7 @@ M.builders.bn_apply = function(params)
     constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "COUNT", count }, { "RELU", p.RELU },
       { "ADD", p.ADD }, { "SAVE_BF16", p.SAVE_BF16 }, { "EVAL", p.EVAL }, { "EPS", f32(p.EPS) },
       { "ACT_BF16", p.ACT_BF16 } },
-    grid = { ceil_div(count, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS,
+    grid = { ceil_div(count, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS, extents = { ELEMENTWISE_THREADS },
     args = { "y", "mean", "invstd", "gamma", "beta", "residual", "out", "mask", "y_bf16", "running_mean",
       "running_var" } }
 end
@@ -389,12 +330,7 @@ end
 local pool_save_spec = { { "POOL_F", "choice", nil, { 2, 4, 8 } }, { "POOL_F2", "choice", 1, { 1, 2, 4 } },
   { "POOL_MAX", "flag", 0 } }
 
-local function with_pool_save(spec)
-  local s = {}
-  for _, e in ipairs(spec) do s[#s + 1] = e end
-  for _, e in ipairs(pool_save_spec) do s[#s + 1] = e end
-  return s
-end
+local function with_pool_save(spec) return util.push_all(util.push_all({}, spec), pool_save_spec) end
 
 -- Checks POOL_F2 against POOL_F; returns the name fragment (_f4avg, _f4f2max) and the
 -- pool-save constants of a produced (N, xh, xw, C) tensor (templates/pool_save.cuh), with
@@ -423,7 +359,7 @@ M.builders.bn_apply_pool = function(params)
   local op, spec = "bn_apply_pool", bn_apply_pool_spec
   local p = check(op, params, spec)
   check_save_bf16(op, p)
-  local count = check_count(op, "N*C*H*W", p.N * p.C * p.H * p.W)
+  local count = check_count(op, "N*C*H*W", { p.N, p.C, p.H, p.W })
   local sig = string.format("n%dc%dh%dw%d", p.N, p.C, p.H, p.W)
   for _, f in ipairs { { "RELU", "relu" }, { "ADD", "add" }, { "SAVE_BF16", "bf16" } } do
     if p[f[1]] == 1 then sig = sig .. "_" .. f[2] end
@@ -434,10 +370,11 @@ M.builders.bn_apply_pool = function(params)
   local constants = { { "N", p.N }, { "C", p.C }, { "H", p.H }, { "W", p.W }, { "HW", p.H * p.W },
     { "COUNT", count }, { "RELU", p.RELU }, { "ADD", p.ADD }, { "SAVE_BF16", p.SAVE_BF16 },
     { "ACT_BF16", p.ACT_BF16 }, { "CG", cg } }
-  for _, c in ipairs(pool_constants) do constants[#constants + 1] = c end
+  util.push_all(constants, pool_constants)
   return kernel { op = op, sig = sig .. pool_sig .. act_sig(p), params = p, spec = spec,
     parts = { "templates/bn_apply_value.cuh", "templates/pool_save.cuh" }, constants = constants,
     grid = { ceil_div(windows * p.C, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS,
+    extents = { ELEMENTWISE_THREADS },
     args = { "y", "mean", "invstd", "gamma", "beta", "residual", "out", "mask", "y_bf16", "xp", "xp2" } }
 end
 
@@ -461,7 +398,7 @@ end
 M.builders.bn_backward = function(params)
   local op, spec = "bn_backward", bn_backward_spec
   local p = check(op, params, spec)
-  check_count(op, "N*C*HW", p.N * p.C * p.HW)
+  check_count(op, "N*C*HW", { p.N, p.C, p.HW })
   local m = p.N * p.HW
   local sig = bn_sig(p) .. ({ "", "_mask", "_maskf32" })[p.MASK + 1] .. bn_backward_storage(p)
   if p.RES == 1 then sig = sig .. "_res" end
@@ -486,10 +423,10 @@ local bn_backward_dx_spec = {
 
 local function bn_backward_sliced(op, spec, params, args)
   local p = check(op, params, spec)
-  check_count(op, "N*C*HW", p.N * p.C * p.HW)
+  check_count(op, "N*C*HW", { p.N, p.C, p.HW })
   local m = p.N * p.HW
   check_slices(op, p, m)
-  check_count(op, "SLICES*C*2", p.SLICES * p.C * 2)
+  check_count(op, "SLICES*C*2", { p.SLICES, p.C, 2 })
   local sig = bn_sig(p) .. string.format("_s%d", p.SLICES) .. ({ "", "_mask", "_maskf32" })[p.MASK + 1] ..
     bn_backward_storage(p)
   if p.RES == 1 then sig = sig .. "_res" end
@@ -534,8 +471,8 @@ local function maxpool_shape(op, params, spec)
   end
   p.P = (p.H + 2 * p.PAD - p.R) // p.STRIDE + 1
   p.Q = (p.W + 2 * p.PAD - p.R) // p.STRIDE + 1
-  check_count(op, "N*C*H*W", p.N * p.C * p.H * p.W)
-  check_count(op, "N*C*P*Q", p.N * p.C * p.P * p.Q)
+  check_count(op, "N*C*H*W", { p.N, p.C, p.H, p.W })
+  check_count(op, "N*C*P*Q", { p.N, p.C, p.P, p.Q })
   local sig = string.format("n%dc%dh%dw%d_r%ds%dp%d", p.N, p.C, p.H, p.W, p.R, p.STRIDE, p.PAD)
   return p, sig
 end
@@ -552,7 +489,8 @@ M.builders.maxpool_fwd = function(params)
   return kernel { op = op, sig = sig .. act_sig(p), params = p, spec = maxpool_spec,
     parts = { "templates/maxpool_window.cuh" },
     constants = maxpool_constants(p, count),
-    grid = { ceil_div(count, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS, args = { "x", "y", "argmax" } }
+    grid = { ceil_div(count, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS, extents = { ELEMENTWISE_THREADS },
+    args = { "x", "y", "argmax" } }
 end
 
 local maxpool_fwd_pool_spec = with_pool_save(maxpool_spec)
@@ -563,11 +501,11 @@ M.builders.maxpool_fwd_pool = function(params)
   local p, sig = maxpool_shape(op, params, maxpool_fwd_pool_spec)
   local pool_sig, pool_constants, windows = pool_save(op, p, p.N, p.P, p.Q)
   local constants = maxpool_constants(p, p.N * p.C * p.P * p.Q)
-  for _, c in ipairs(pool_constants) do constants[#constants + 1] = c end
+  util.push_all(constants, pool_constants)
   return kernel { op = op, sig = sig .. pool_sig .. act_sig(p), params = p, spec = maxpool_fwd_pool_spec,
     parts = { "templates/maxpool_window.cuh", "templates/pool_save.cuh" }, constants = constants,
     grid = { ceil_div(windows * p.C, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS,
-    args = { "x", "y", "argmax", "xp", "xp2" } }
+    extents = { ELEMENTWISE_THREADS }, args = { "x", "y", "argmax", "xp", "xp2" } }
 end
 
 M.builders.maxpool_bwd = function(params)
@@ -576,7 +514,8 @@ M.builders.maxpool_bwd = function(params)
   local count = p.N * p.C * p.H * p.W
   return kernel { op = op, sig = sig .. act_sig(p), params = p, spec = maxpool_spec,
     constants = maxpool_constants(p, count),
-    grid = { ceil_div(count, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS, args = { "dy", "argmax", "dx" } }
+    grid = { ceil_div(count, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS, extents = { ELEMENTWISE_THREADS },
+    args = { "dy", "argmax", "dx" } }
 end
 
 local avgpool_spec = { { "N", "shape" }, { "C", "shape" }, { "HW", "shape" }, ACT_BF16 }
@@ -584,7 +523,7 @@ local avgpool_spec = { { "N", "shape" }, { "C", "shape" }, { "HW", "shape" }, AC
 M.builders.avgpool_fwd = function(params)
   local op = "avgpool_fwd"
   local p = check(op, params, avgpool_spec)
-  check_count(op, "N*C*HW", p.N * p.C * p.HW)
+  check_count(op, "N*C*HW", { p.N, p.C, p.HW })
   -- 32 pixel groups of CT channels per block, one block per (image, channel group).
   local ct = channel_tile(p.C)
   local cb = ceil_div(p.C, ct)
@@ -597,10 +536,11 @@ end
 M.builders.avgpool_bwd = function(params)
   local op = "avgpool_bwd"
   local p = check(op, params, avgpool_spec)
-  local count = check_count(op, "N*C*HW", p.N * p.C * p.HW)
+  local count = check_count(op, "N*C*HW", { p.N, p.C, p.HW })
   return kernel { op = op, sig = bn_sig(p) .. act_sig(p), params = p, spec = avgpool_spec,
     constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "COUNT", count }, { "ACT_BF16", p.ACT_BF16 } },
-    grid = { ceil_div(count, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS, args = { "dy", "dx" } }
+    grid = { ceil_div(count, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS, extents = { ELEMENTWISE_THREADS },
+    args = { "dy", "dx" } }
 end
 
 -- ---- fully connected ----
@@ -618,9 +558,9 @@ end
 -- g: { GM, GN, GK, A_SM, A_SK, B_SK, B_SN }
 local function fc_kernel(op, params, g, args)
   local p = check(op, params, fc_spec)
-  check_count(op, "N*IN", p.N * p.IN)
-  check_count(op, "N*OUT", p.N * p.OUT)
-  check_count(op, "OUT*IN", p.OUT * p.IN)
+  check_count(op, "N*IN", { p.N, p.IN })
+  check_count(op, "N*OUT", { p.N, p.OUT })
+  check_count(op, "OUT*IN", { p.OUT, p.IN })
   g = g(p)
   local t = fc_tile(g.GM)
   local BN, BK, TN = 64, 16, 4
@@ -658,7 +598,7 @@ local softmax_spec = { { "N", "shape" }, { "CLASSES", "shape" } }
 M.builders.softmax_ce = function(params)
   local op = "softmax_ce"
   local p = check(op, params, softmax_spec)
-  check_count(op, "N*CLASSES", p.N * p.CLASSES)
+  check_count(op, "N*CLASSES", { p.N, p.CLASSES })
   if p.N > 4096 then
     errors.raise(nil, "%s: N = %d: the single block keeps a loss and a hit per row in shared memory, at most 4096",
       op, p.N)
@@ -673,7 +613,7 @@ end
 M.builders.softmax_ce_rows = function(params)
   local op = "softmax_ce_rows"
   local p = check(op, params, softmax_spec)
-  check_count(op, "N*CLASSES", p.N * p.CLASSES)
+  check_count(op, "N*CLASSES", { p.N, p.CLASSES })
   return kernel { op = op, sig = string.format("n%dk%d", p.N, p.CLASSES), params = p, spec = softmax_spec,
     parts = { "templates/softmax_ce_row.cuh" }, constants = { { "N", p.N }, { "CLASSES", p.CLASSES } },
     grid = { ceil_div(p.N, SOFTMAX_ROW_WARPS) }, threads = 32 * SOFTMAX_ROW_WARPS,
@@ -685,7 +625,7 @@ local softmax_reduce_spec = { { "N", "shape" } }
 M.builders.softmax_ce_reduce = function(params)
   local op = "softmax_ce_reduce"
   local p = check(op, params, softmax_reduce_spec)
-  check_count(op, "N*2", p.N * 2)
+  check_count(op, "N*2", { p.N, 2 })
   return kernel { op = op, sig = string.format("n%d", p.N), params = p, spec = softmax_reduce_spec,
     constants = { { "N", p.N } }, grid = { 1 }, threads = SOFTMAX_THREADS, args = { "rows", "loss" } }
 end
@@ -702,7 +642,8 @@ M.builders.sgd = function(params)
   return kernel { op = op, sig = string.format("count%d", p.COUNT) .. (p.SHADOW == 1 and "_shadow" or ""),
     params = p, spec = sgd_spec, template = p.SHADOW == 1 and "templates/sgd_shadow.cu" or nil,
     parts = { "templates/sgd_step.cuh" }, constants = { { "COUNT", p.COUNT } },
-    grid = { ceil_div(p.COUNT, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS, args = args }
+    grid = { ceil_div(p.COUNT, ELEMENTWISE_THREADS) }, threads = ELEMENTWISE_THREADS, extents = { ELEMENTWISE_THREADS },
+    args = args }
 end
 
 function M.kernel(op, params)

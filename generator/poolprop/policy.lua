@@ -22,6 +22,7 @@
 -- does not exist is an error, never a silent no-op.
 local errors = require("poolprop.errors")
 local describe = require("poolprop.describe")
+local util = require("poolprop.util")
 
 local M = {}
 
@@ -117,17 +118,19 @@ function M.load_file(text, chunkname)
   local where = { file = chunkname, line = 0 }
   local allowed = { default = true, stages = true, layers = true, mode = true, bn = true, relu = true,
     math = true, act = true }
-  for k in pairs(t) do
+  for _, k in ipairs(util.sorted_keys(t)) do
     if not allowed[k] then errors.raise(where, "policy: unknown key '%s'", tostring(k)) end
   end
   local p = { default = 1, stages = {}, layers = {}, mode = t.mode or "avg", bn = t.bn or "fp32",
     relu = t.relu or "mask", math = t.math or "fp32", act = t.act or "fp32", text = chunkname, given = {} }
-  for key, set in pairs(option_values) do
+  for _, key in ipairs(util.sorted_keys(option_values)) do
+    local set = option_values[key]
     if not set[p[key]] then errors.raise(where, "policy: bad %s '%s'", key, tostring(p[key])) end
   end
   if t.default ~= nil then p.default = factor(t.default, "policy default", where) end
-  for k, v in pairs(t.stages or {}) do p.stages[k] = factor(v, "policy stage " .. k, where) end
-  for k, v in pairs(t.layers or {}) do p.layers[k] = factor(v, "policy layer " .. k, where) end
+  local stages, layers = t.stages or {}, t.layers or {}
+  for _, k in ipairs(util.sorted_keys(stages)) do p.stages[k] = factor(stages[k], "policy stage " .. k, where) end
+  for _, k in ipairs(util.sorted_keys(layers)) do p.layers[k] = factor(layers[k], "policy layer " .. k, where) end
   for key in pairs(option_values) do p.given[key] = t[key] ~= nil end
   return settle_storage(p, p.given, where)
 end
@@ -138,7 +141,7 @@ function M.resolve(p, graph, where)
   for _, l in ipairs(graph.layers) do
     if l.op == "conv" then convs[l.name] = l end
   end
-  for stage in pairs(p.stages) do
+  for _, stage in ipairs(util.sorted_keys(p.stages)) do
     if not graph.stages[stage] then
       local names = {}
       for _, s in ipairs(graph.stages) do names[#names + 1] = s end

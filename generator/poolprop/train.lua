@@ -46,24 +46,19 @@
 local errors = require("poolprop.errors")
 local layer = require("poolprop.layer")
 local ops = require("poolprop.ops")
+local util = require("poolprop.util")
 local variants = require("poolprop.variants")
 
 local M = {}
 
-local function elems(shape)
-  local n = 1
-  for _, d in ipairs(shape) do n = n * d end
-  return n
-end
+local elems = util.elems
 
-local function mask_bytes(count) return ((count + 31) // 32) * 4 end
+local function mask_bytes(count) return util.ceil_div(count, 32) * 4 end
 
 -- A conv layer of the graph as a layer.lua description, with the variant of each kernel:
 -- the tuning database's (opts.tuned: key -> index) or the policy's math mode's default.
 local function conv_desc(l, policy, opts)
-  local d = { name = l.name, N = l.N, C = l.C, H = l.H, W = l.W, K = l.K, R = l.R, S = l.S,
-    stride = l.stride, pad = l.pad, pool = l.pool, pool_mode = l.pool_mode, variant = {},
-    where = { file = l.name, line = 0 } }
+  local d = layer.graph_desc(l, { name = l.name, variant = {}, where = { file = l.name, line = 0 } })
   local math_mode = policy.math or "fp32"
   if policy.act == "bf16" then d.storage = "bf16" end
   for _, op in ipairs(variants.ops) do
@@ -78,15 +73,37 @@ end
 local Plan = {}
 Plan.__index = Plan
 
-local function new_plan(graph, policy, opts)
+-- M.layer_ops' entry for graph layer l, or an error naming it (defined below).
+local layer_op
+
+-- kernels: the built convolution kernels by key (Plan:conv_kernel), shared by the
+-- training and inference plans of one build.
+local function new_plan(graph, policy, opts, kernels)
   local bf16 = policy.act == "bf16"
   local head = {} -- tensors stored in fp32 whatever the policy: the classifier head's
   for _, l in ipairs(graph.layers) do
-    if l.op == "avgpool" or l.op == "fc" then head[l.output] = true end
+    if layer_op(l).head then head[l.output] = true end
   end
   return setmetatable({ graph = graph, policy = policy, opts = opts, steps = {}, buffers = {},
     by_name = {}, phase = "forward", bn_partials = {}, act_bytes = bf16 and 2 or 4, head = head,
-    act_bf16 = bf16 and 1 or nil }, Plan)
+    act_bf16 = bf16 and 1 or nil, kernels = kernels or {} }, Plan)
+end
+
+-- A convolution kernel of layer.lua (build: layer.kernel_fwd, kernel_bwd_data or
+-- kernels_bwd_weight) for description d, built once per distinct (kernel, layer shape,
+-- storage, variants, form a, b): a deep network repeats a few shapes thousands of times.
+-- A kernel's source names the layer it was first built for, which is what the bundle (one
+-- file per kernel name, the first layer's) wrote before.
+function Plan:conv_kernel(build, d, s, a, b)
+  local v = d.variant
+  local key = string.format("%s:%s:%d:%d:%d:%s:%s", build, layer.signature(d), v.conv_fwd, v.conv_bwd_data,
+    v.conv_bwd_weight, tostring(a), tostring(b))
+  local built = self.kernels[key]
+  if not built then
+    built = table.pack(layer[build](d, s, a, b))
+    self.kernels[key] = built
+  end
+  return table.unpack(built, 1, built.n)
 end
 
 -- Bytes per element of an activation tensor (and of its gradient).
@@ -142,7 +159,7 @@ local function xp_name(tensor, f, mode) return string.format("xp:%s:f%d%s", tens
 local function producer_saves(graph)
   local produced = {}
   for _, l in ipairs(graph.layers) do
-    if l.op == "bn" or l.op == "maxpool" then produced[l.output] = true end
+    if layer_op(l).writes_saves then produced[l.output] = true end
   end
   local saves = {}
   for _, l in ipairs(graph.layers) do
@@ -176,7 +193,7 @@ function Plan:pool_save_outputs(tensor, n, c, h, w)
   local refs = {}
   for i, f in ipairs(s.factors) do
     local name = xp_name(tensor, f, s.mode)
-    refs[i] = buf(self:buffer(name, n * c * ((h + f - 1) // f) * ((w + f - 1) // f) * self.act_bytes, "saved",
+    refs[i] = buf(self:buffer(name, n * c * util.ceil_div(h, f) * util.ceil_div(w, f) * self.act_bytes, "saved",
       s.stages[f]))
   end
   return { POOL_F = s.factors[1], POOL_F2 = s.factors[2] or 1, POOL_MAX = s.mode == "max" and 1 or 0 },
@@ -203,7 +220,7 @@ function Plan:conv_forward(l)
   -- A BN that normalises this output takes its statistics from the convolution's
   -- epilogue (partials merged by bn_stats_merge) instead of reading the output again.
   local bn = self:bn_reading(l.output)
-  local k = layer.kernel_fwd(d, s, save, bn ~= nil)
+  local k = self:conv_kernel("kernel_fwd", d, s, save, bn ~= nil)
   self:tensor_buffer(l.output, l.stage)
   local partials = "null"
   if bn then
@@ -287,59 +304,158 @@ function Plan:note_save_writer(tensor, layer_name)
   for _, f in ipairs(s.factors) do self.save_writer[xp_name(tensor, f, s.mode)] = layer_name end
 end
 
-function Plan:forward_layers(train)
-  local g = self.graph
-  for _, l in ipairs(g.layers) do
-    if l.op == "conv" then
-      if train then
-        self:conv_forward(l)
-      else
-        local d = conv_desc(l, self.policy, self.opts)
-        local k = layer.kernel_fwd(d, layer.shape(d), false)
-        self:tensor_buffer(l.output, l.stage)
-        self:launch(l.name, "conv_fwd", nil, k, { x = buf(l.input), w = self:conv_weight(l),
-          y = buf(l.output), null = "null" })
-      end
-    elseif l.op == "bn" then
-      self:bn_forward(l, train)
-    elseif l.op == "maxpool" then
-      self:tensor_buffer(l.output, l.stage)
-      local bytes_per = self.policy.baseline and 8 or 1
-      local argmax = self:buffer("argmax:" .. l.output, l.N * l.C * l.P * l.Q * bytes_per,
-        train and "saved" or "workspace", l.stage)
-      local params = self:with_act { N = l.N, C = l.C, H = l.H, W = l.W, R = l.R, STRIDE = l.stride, PAD = l.pad }
-      local pool, xp, xp2 = nil, "null", "null"
-      if train then pool, xp, xp2 = self:pool_save_outputs(l.output, l.N, l.C, l.P, l.Q) end
-      local op = "maxpool_fwd"
-      if pool then
-        op = "maxpool_fwd_pool"
-        for k, v in pairs(pool) do params[k] = v end
-        self:note_save_writer(l.output, l.name)
-      end
-      self:launch(l.name, op, params, nil, { x = buf(l.input), y = buf(l.output), argmax = buf(argmax),
-        xp = xp, xp2 = xp2 })
-    elseif l.op == "avgpool" then
-      self:tensor_buffer(l.output, l.stage)
-      self:launch(l.name, "avgpool_fwd", self:with_act { N = l.N, C = l.C, HW = l.H * l.W }, nil,
-        { x = buf(l.input), y = buf(l.output) })
-    elseif l.op == "fc" then
-      self:tensor_buffer(l.output, l.stage)
-      self:launch(l.name, "fc_fwd", { N = l.N, IN = l.IN, OUT = l.OUT }, nil, { x = buf(l.input),
-        w = "param:" .. l.weight, b = "param:" .. l.bias, y = buf(l.output) })
-    elseif l.op == "softmax_ce" and train then
-      self:buffer("d:" .. l.input, elems(g.tensors[l.input]) * self:elem_bytes(l.input), "gradient", l.stage)
-      if ops.softmax_multi_block(l.N) then
-        -- One warp per row over many blocks, then the rows' (loss, hit) summed in a fixed order.
-        local rows = buf(self:buffer("rowloss:" .. l.name, l.N * 2 * 4, "workspace", l.stage))
-        self:launch(l.name, "softmax_ce_rows", { N = l.N, CLASSES = l.CLASSES }, nil, { logits = buf(l.input),
-          labels = buf("labels"), rows = rows, dlogits = buf("d:" .. l.input) })
-        self:launch(l.name, "softmax_ce_reduce", { N = l.N }, nil, { rows = rows, loss = buf("loss") })
-      else
-        self:launch(l.name, "softmax_ce", { N = l.N, CLASSES = l.CLASSES }, nil, { logits = buf(l.input),
-          labels = buf("labels"), loss = buf("loss"), dlogits = buf("d:" .. l.input) })
-      end
-    end
+-- ---- each graph op's launches: forward(plan, l, train) and backward(plan, l) ----
+
+local function conv_forward(plan, l, train)
+  if train then return plan:conv_forward(l) end
+  local d = conv_desc(l, plan.policy, plan.opts)
+  local k = plan:conv_kernel("kernel_fwd", d, layer.shape(d), false)
+  plan:tensor_buffer(l.output, l.stage)
+  plan:launch(l.name, "conv_fwd", nil, k, { x = buf(l.input), w = plan:conv_weight(l), y = buf(l.output),
+    null = "null" })
+end
+
+local function conv_backward(plan, l)
+  local d = conv_desc(l, plan.policy, plan.opts)
+  local s = layer.shape(d)
+  local kernels, partial = plan:conv_kernel("kernels_bwd_weight", d, s)
+  local dy = buf("d:" .. l.output)
+  local ws = "null"
+  if partial > 0 then ws = buf(plan:buffer("partial:" .. l.name, partial * 4, "workspace", l.stage)) end
+  plan:launch(l.name, "conv_bwd_weight", nil, kernels[1], { dy = dy, x = buf(l.saved_input),
+    xp = buf(l.saved_input), dw = "grad:" .. l.weight, dw_partial = ws })
+  if kernels[2] then
+    plan:launch(l.name, "splitk_reduce", nil, kernels[2], { dw_partial = ws, dw = "grad:" .. l.weight })
   end
+  if l.input ~= plan.graph.input then
+    local dx, accumulate = plan:grad_target(l.input, l.stage)
+    plan:launch(l.name, "conv_bwd_data", nil, plan:conv_kernel("kernel_bwd_data", d, s, accumulate),
+      { dy = dy, w = plan:conv_weight(l), dx = dx })
+  end
+end
+
+local function bn_backward(plan, l)
+  local p = plan.policy
+  local dy = plan:grad_target(l.input, l.stage)
+  local dres = "null"
+  if l.residual then
+    local accumulate
+    dres, accumulate = plan:grad_target(l.residual, l.stage)
+    if accumulate then errors.raise(nil, "plan: %s: residual gradient written twice", l.name) end
+  end
+  local mask = "null"
+  if l.relu then mask = p.relu == "mask" and buf("mask:" .. l.output) or buf(l.output) end
+  local bf16 = p.bn == "bf16"
+  -- MASK 1: the 1-bit mask; 2: the ReLU output itself (relu=full, the baseline).
+  local params = plan:with_act { N = l.N, C = l.C, HW = l.HW, MASK = l.relu and (p.relu == "mask" and 1 or 2) or 0,
+    BF16 = bf16 and 1 or 0, RES = l.residual and 1 or 0 }
+  local bind = { dout = buf("d:" .. l.output), mask = mask, y = bf16 and buf("bf16:" .. l.input) or buf(l.input),
+    mean = buf("mean:" .. l.name), invstd = buf("invstd:" .. l.name), gamma = "param:" .. l.weight,
+    dgamma = "grad:" .. l.weight, dbeta = "grad:" .. l.bias, dy = dy, dres = dres }
+  local slices = ops.bn_slices(l.N * l.HW, l.C)
+  if slices == 1 then
+    plan:launch(l.name, "bn_backward", params, nil, bind)
+  else
+    -- Sliced: per-slice (sum dz, sum dz*xhat) partials, merged in a fixed order by the dy pass.
+    bind.partials = buf(plan:buffer("bnsums:" .. l.name, slices * l.C * 2 * 4, "workspace", l.stage))
+    plan:launch(l.name, "bn_backward_sums", plan:with_act { N = l.N, C = l.C, HW = l.HW, SLICES = slices,
+      MASK = params.MASK, BF16 = params.BF16 }, nil, { dout = bind.dout, mask = mask, y = bind.y, mean = bind.mean,
+      invstd = bind.invstd, partials = bind.partials })
+    params.SLICES = slices
+    plan:launch(l.name, "bn_backward_dx", params, nil, bind)
+  end
+end
+
+local function maxpool_forward(plan, l, train)
+  plan:tensor_buffer(l.output, l.stage)
+  local bytes_per = plan.policy.baseline and 8 or 1
+  local argmax = plan:buffer("argmax:" .. l.output, l.N * l.C * l.P * l.Q * bytes_per,
+    train and "saved" or "workspace", l.stage)
+  local params = plan:with_act { N = l.N, C = l.C, H = l.H, W = l.W, R = l.R, STRIDE = l.stride, PAD = l.pad }
+  local pool, xp, xp2 = nil, "null", "null"
+  if train then pool, xp, xp2 = plan:pool_save_outputs(l.output, l.N, l.C, l.P, l.Q) end
+  local op = "maxpool_fwd"
+  if pool then
+    op = "maxpool_fwd_pool"
+    for k, v in pairs(pool) do params[k] = v end
+    plan:note_save_writer(l.output, l.name)
+  end
+  plan:launch(l.name, op, params, nil, { x = buf(l.input), y = buf(l.output), argmax = buf(argmax),
+    xp = xp, xp2 = xp2 })
+end
+
+local function maxpool_backward(plan, l)
+  local dx = plan:grad_target(l.input, l.stage)
+  plan:launch(l.name, "maxpool_bwd", plan:with_act { N = l.N, C = l.C, H = l.H, W = l.W, R = l.R,
+    STRIDE = l.stride, PAD = l.pad }, nil, { dy = buf("d:" .. l.output), argmax = buf("argmax:" .. l.output), dx = dx })
+end
+
+local function avgpool_forward(plan, l)
+  plan:tensor_buffer(l.output, l.stage)
+  plan:launch(l.name, "avgpool_fwd", plan:with_act { N = l.N, C = l.C, HW = l.H * l.W }, nil,
+    { x = buf(l.input), y = buf(l.output) })
+end
+
+local function avgpool_backward(plan, l)
+  local dx = plan:grad_target(l.input, l.stage)
+  plan:launch(l.name, "avgpool_bwd", plan:with_act { N = l.N, C = l.C, HW = l.H * l.W }, nil,
+    { dy = buf("d:" .. l.output), dx = dx })
+end
+
+local function fc_forward(plan, l)
+  plan:tensor_buffer(l.output, l.stage)
+  plan:launch(l.name, "fc_fwd", { N = l.N, IN = l.IN, OUT = l.OUT }, nil, { x = buf(l.input),
+    w = "param:" .. l.weight, b = "param:" .. l.bias, y = buf(l.output) })
+end
+
+local function fc_backward(plan, l)
+  plan:launch(l.name, "fc_bwd_weight", { N = l.N, IN = l.IN, OUT = l.OUT }, nil, { dy = buf("d:" .. l.output),
+    x = buf(l.input), dw = "grad:" .. l.weight, db = "grad:" .. l.bias })
+  local dx = plan:grad_target(l.input, l.stage)
+  plan:launch(l.name, "fc_bwd_data", { N = l.N, IN = l.IN, OUT = l.OUT }, nil, { dy = buf("d:" .. l.output),
+    w = "param:" .. l.weight, dx = dx })
+end
+
+-- The loss, in training only: it also writes dlogits, so it has no backward launch.
+local function softmax_ce_forward(plan, l, train)
+  if not train then return end
+  plan:buffer("d:" .. l.input, elems(plan.graph.tensors[l.input]) * plan:elem_bytes(l.input), "gradient", l.stage)
+  if ops.softmax_multi_block(l.N) then
+    -- One warp per row over many blocks, then the rows' (loss, hit) summed in a fixed order.
+    local rows = buf(plan:buffer("rowloss:" .. l.name, l.N * 2 * 4, "workspace", l.stage))
+    plan:launch(l.name, "softmax_ce_rows", { N = l.N, CLASSES = l.CLASSES }, nil, { logits = buf(l.input),
+      labels = buf("labels"), rows = rows, dlogits = buf("d:" .. l.input) })
+    plan:launch(l.name, "softmax_ce_reduce", { N = l.N }, nil, { rows = rows, loss = buf("loss") })
+  else
+    plan:launch(l.name, "softmax_ce", { N = l.N, CLASSES = l.CLASSES }, nil, { logits = buf(l.input),
+      labels = buf("labels"), loss = buf("loss"), dlogits = buf("d:" .. l.input) })
+  end
+end
+
+-- Each graph op (network.lua): forward(plan, l, train) adds its forward launches (training
+-- or inference), backward(plan, l) its backward launches (none: nothing to add);
+-- head: its output stays fp32 whatever the policy (the classifier head); writes_saves: in
+-- training it writes the pool-saves of the convs reading its output (see the file header).
+M.layer_ops = {
+  conv = { forward = conv_forward, backward = conv_backward },
+  bn = { forward = function(plan, l, train) plan:bn_forward(l, train) end, backward = bn_backward,
+    writes_saves = true },
+  maxpool = { forward = maxpool_forward, backward = maxpool_backward, writes_saves = true },
+  avgpool = { forward = avgpool_forward, backward = avgpool_backward, head = true },
+  fc = { forward = fc_forward, backward = fc_backward, head = true },
+  softmax_ce = { forward = softmax_ce_forward },
+}
+
+layer_op = function(l)
+  local o = M.layer_ops[l.op]
+  if not o then
+    errors.raise(nil, "plan: layer %s has op '%s', which the plan does not know", tostring(l.name), tostring(l.op))
+  end
+  return o
+end
+
+function Plan:forward_layers(train)
+  for _, l in ipairs(self.graph.layers) do layer_op(l).forward(self, l, train) end
 end
 
 -- The gradient buffer of a tensor, and whether a kernel writing it must accumulate.
@@ -352,79 +468,25 @@ function Plan:grad_target(tensor, stage)
 end
 
 function Plan:backward_layers()
-  local g, p = self.graph, self.policy
+  local g = self.graph
   self.initialized = { ["d:" .. g.logits] = true }
   for i = #g.layers, 1, -1 do
-    local l = g.layers[i]
-    if l.op == "fc" then
-      self:launch(l.name, "fc_bwd_weight", { N = l.N, IN = l.IN, OUT = l.OUT }, nil, { dy = buf("d:" .. l.output),
-        x = buf(l.input), dw = "grad:" .. l.weight, db = "grad:" .. l.bias })
-      local dx = self:grad_target(l.input, l.stage)
-      self:launch(l.name, "fc_bwd_data", { N = l.N, IN = l.IN, OUT = l.OUT }, nil, { dy = buf("d:" .. l.output),
-        w = "param:" .. l.weight, dx = dx })
-    elseif l.op == "avgpool" then
-      local dx = self:grad_target(l.input, l.stage)
-      self:launch(l.name, "avgpool_bwd", self:with_act { N = l.N, C = l.C, HW = l.H * l.W }, nil,
-        { dy = buf("d:" .. l.output), dx = dx })
-    elseif l.op == "maxpool" then
-      local dx = self:grad_target(l.input, l.stage)
-      self:launch(l.name, "maxpool_bwd", self:with_act { N = l.N, C = l.C, H = l.H, W = l.W, R = l.R,
-        STRIDE = l.stride, PAD = l.pad }, nil, { dy = buf("d:" .. l.output), argmax = buf("argmax:" .. l.output), dx = dx })
-    elseif l.op == "bn" then
-      local dy = self:grad_target(l.input, l.stage)
-      local dres = "null"
-      if l.residual then
-        local accumulate
-        dres, accumulate = self:grad_target(l.residual, l.stage)
-        if accumulate then errors.raise(nil, "plan: %s: residual gradient written twice", l.name) end
-      end
-      local mask = "null"
-      if l.relu then mask = p.relu == "mask" and buf("mask:" .. l.output) or buf(l.output) end
-      local bf16 = p.bn == "bf16"
-      -- MASK 1: the 1-bit mask; 2: the ReLU output itself (relu=full, the baseline).
-      local params = self:with_act { N = l.N, C = l.C, HW = l.HW, MASK = l.relu and (p.relu == "mask" and 1 or 2) or 0,
-        BF16 = bf16 and 1 or 0, RES = l.residual and 1 or 0 }
-      local bind = { dout = buf("d:" .. l.output), mask = mask, y = bf16 and buf("bf16:" .. l.input) or buf(l.input),
-        mean = buf("mean:" .. l.name), invstd = buf("invstd:" .. l.name), gamma = "param:" .. l.weight,
-        dgamma = "grad:" .. l.weight, dbeta = "grad:" .. l.bias, dy = dy, dres = dres }
-      local slices = ops.bn_slices(l.N * l.HW, l.C)
-      if slices == 1 then
-        self:launch(l.name, "bn_backward", params, nil, bind)
-      else
-        -- Sliced: per-slice (sum dz, sum dz*xhat) partials, merged in a fixed order by the dy pass.
-        bind.partials = buf(self:buffer("bnsums:" .. l.name, slices * l.C * 2 * 4, "workspace", l.stage))
-        self:launch(l.name, "bn_backward_sums", self:with_act { N = l.N, C = l.C, HW = l.HW, SLICES = slices,
-          MASK = params.MASK, BF16 = params.BF16 }, nil, { dout = bind.dout, mask = mask, y = bind.y, mean = bind.mean,
-          invstd = bind.invstd, partials = bind.partials })
-        params.SLICES = slices
-        self:launch(l.name, "bn_backward_dx", params, nil, bind)
-      end
-    elseif l.op == "conv" then
-      local d = conv_desc(l, self.policy, self.opts)
-      local s = layer.shape(d)
-      local kernels, partial = layer.kernels_bwd_weight(d, s)
-      local dy = buf("d:" .. l.output)
-      local ws = "null"
-      if partial > 0 then ws = buf(self:buffer("partial:" .. l.name, partial * 4, "workspace", l.stage)) end
-      self:launch(l.name, "conv_bwd_weight", nil, kernels[1], { dy = dy, x = buf(l.saved_input),
-        xp = buf(l.saved_input), dw = "grad:" .. l.weight, dw_partial = ws })
-      if kernels[2] then
-        self:launch(l.name, "splitk_reduce", nil, kernels[2], { dw_partial = ws, dw = "grad:" .. l.weight })
-      end
-      if l.input ~= g.input then
-        local dx, accumulate = self:grad_target(l.input, l.stage)
-        self:launch(l.name, "conv_bwd_data", nil, layer.kernel_bwd_data(d, s, accumulate),
-          { dy = dy, w = self:conv_weight(l), dx = dx })
-      end
-    end
+    local backward = layer_op(g.layers[i]).backward
+    if backward then backward(self, g.layers[i]) end
   end
 end
 
 -- Builds kernels for the steps that have none yet, and the argument refs of every step.
 local function finish(plan, steps, sources)
   local ops = sources and require("poolprop.ops")
+  -- ops.lua kernels depend on (op, params) alone: built once per distinct pair.
+  local built = {}
   for _, s in ipairs(steps) do
-    if sources and not s.kernel then s.kernel = ops.kernel(s.op, s.params) end
+    if sources and not s.kernel then
+      local key = s.op .. util.config_string(s.params, ",", "%q")
+      s.kernel = built[key] or ops.kernel(s.op, s.params)
+      built[key] = s.kernel
+    end
     if s.kernel then
       s.refs = {}
       for i, arg in ipairs(s.kernel.args) do
@@ -478,7 +540,7 @@ function M.build(graph, policy, opts)
   remove_unused(plan)
   finish(plan, plan.steps, opts.sources)
 
-  local infer = new_plan(graph, policy, opts)
+  local infer = new_plan(graph, policy, opts, plan.kernels)
   infer:buffer("x", elems(graph.tensors.x) * infer.act_bytes, "io", "input")
   infer:forward_layers(false)
   infer.by_name[graph.logits].kind = "io"
@@ -486,7 +548,7 @@ function M.build(graph, policy, opts)
   remove_unused(infer)
   finish(infer, infer.steps, opts.sources)
   plan.infer_steps, plan.infer_buffers = infer.steps, infer.buffers
-  plan.by_name, plan.initialized, plan.bn_partials, plan.bn_inputs = nil, nil, nil, nil
+  plan.by_name, plan.initialized, plan.bn_partials, plan.bn_inputs, plan.kernels = nil, nil, nil, nil, nil
   plan.pool_saves, plan.save_counted, plan.save_writer = nil, nil, nil
   M.save_traffic(plan)
 
@@ -531,14 +593,21 @@ function M.report(plan)
       r.saved_by_stage[b.stage] = (r.saved_by_stage[b.stage] or 0) + b.bytes
     end
   end
-  for i = 1, #plan.steps do
-    local transient, live = 0, 0
-    for _, b in ipairs(plan.buffers) do
-      if b.first <= i and i <= b.last then
-        live = live + b.bytes
-        if not b.saved and b.kind ~= "io" then transient = transient + b.bytes end
-      end
+  -- One sweep over the steps: a buffer's bytes join the sums at its first step and leave
+  -- after its last (delta lists indexed by step), so the cost is steps + buffers.
+  local live_delta, transient_delta = {}, {}
+  for i = 1, #plan.steps + 1 do live_delta[i], transient_delta[i] = 0, 0 end
+  for _, b in ipairs(plan.buffers) do
+    live_delta[b.first] = live_delta[b.first] + b.bytes
+    live_delta[b.last + 1] = live_delta[b.last + 1] - b.bytes
+    if not b.saved and b.kind ~= "io" then
+      transient_delta[b.first] = transient_delta[b.first] + b.bytes
+      transient_delta[b.last + 1] = transient_delta[b.last + 1] - b.bytes
     end
+  end
+  local transient, live = 0, 0
+  for i = 1, #plan.steps do
+    live, transient = live + live_delta[i], transient + transient_delta[i]
     if transient > r.largest_transient then r.largest_transient = transient end
     if live > r.live_peak then r.live_peak = live end
   end

@@ -3,6 +3,8 @@
 -- the default configuration; variants 1..n enumerate the space in a fixed order, so an
 -- index names the same configuration on every machine (the tuner records indices).
 -- Every configuration in a space must give correct results; the tests run several.
+local util = require("poolprop.util")
+
 local M = {}
 
 -- Limits a configuration must respect on every target (sm_80 and later).
@@ -195,12 +197,7 @@ function M.space_version()
   local parts = {}
   for _, op in ipairs(M.ops) do
     for i, cfg in ipairs(M.list(op)) do
-      local keys = {}
-      for k in pairs(cfg) do keys[#keys + 1] = k end
-      table.sort(keys)
-      local kv = {}
-      for j, k in ipairs(keys) do kv[j] = k .. "=" .. cfg[k] end
-      parts[#parts + 1] = op .. "#" .. i .. ":" .. table.concat(kv, ",")
+      parts[#parts + 1] = op .. "#" .. i .. ":" .. util.config_string(cfg, ",")
     end
   end
   -- 32-bit FNV-1a, twice with different offsets, printed as 16 hex digits.

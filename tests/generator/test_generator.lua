@@ -363,4 +363,54 @@ test("bundle: written on success, nothing written on error", function()
   eq(tonumber(listing), 0, "files written for a bad description")
 end)
 
+test("sizes beyond 32-bit indexing: every product checked without overflow, errors name layer and tensor", function()
+  -- N = C = math.maxinteger wraps every product (x, w, y, xp) to a small or negative count.
+  local result, msg, kind = api.layer(with { name = "big", N = math.maxinteger, C = math.maxinteger })
+  eq(result, nil, "N = C = maxinteger")
+  eq(kind, "shape", "kind")
+  local at = 0
+  for _, t in ipairs { "tensor x %(N%*C%*H%*W = about", "tensor w %(K%*C%*R%*S = about", "tensor y %(N%*K%*P%*Q",
+    "tensor xp %(N%*C%*HP%*WP" } do
+    local hit = msg:find("layer 'big': " .. t, at + 1)
+    assert(hit, "'" .. t .. "' after position " .. at .. " in:\n" .. msg)
+    at = hit
+  end
+  -- The same message every time (the tensors in a fixed order, not pairs() order).
+  for _ = 1, 20 do eq(select(2, api.layer(with { name = "big", N = math.maxinteger, C = math.maxinteger })), msg,
+    "repeated message") end
+  -- Factors that each fit, a product that does not: y = 65536 * 65536.
+  local _, ymsg = api.layer { name = "wide", N = 65536, C = 1, H = 1, W = 1, K = 65536, R = 1, S = 1 }
+  has(ymsg, "layer 'wide': tensor y %(N%*K%*P%*Q = 4294967296 elements%)", "exact count when it fits 64 bits")
+  -- A pad of 2^31 (and one whose padded extent plus the stride passes 2^31-1) names x.
+  for _, c in ipairs { { pad = 1 << 31, stride = 1 }, { pad = (1 << 30) - 1, stride = 1 << 30 },
+    { pad = math.maxinteger, stride = 1 } } do
+    local r, m = api.layer(with { name = "padded", pad = c.pad, stride = c.stride })
+    eq(r, nil, "pad " .. c.pad)
+    has(m, "layer 'padded': tensor x padded: its height H %+ 2%*pad plus the stride %(H=9, pad=" .. c.pad,
+      "pad message")
+  end
+  -- Unnamed layers say so; values that are not integers, NaN, 1e300, zero, negative.
+  has(select(2, api.layer(with { N = 1 << 40 })), "layer %(unnamed%): tensor x", "unnamed")
+  for field, v in pairs { N = 1e300, C = 0 / 0, H = 2.5, pad = -1, K = 0, stride = math.huge } do
+    local r, m = api.layer(with { [field] = v })
+    eq(r, nil, field .. " = " .. tostring(v))
+    has(m, "field '" .. field .. "' must be", field .. " message")
+  end
+  -- Large but inside: x of 2^30 elements.
+  assert(api.layer { name = "large", N = 1, C = 1, H = 1, W = 1 << 30, K = 1, R = 1, S = 1 }, "2^30 elements")
+end)
+
+test("kernel grids: no block index times tile passes 2^31-1", function()
+  -- x and y of 2^31-2 elements fit; the 64-row tiles of conv_fwd would index up to 2^31.
+  local result, msg = api.layer { name = "edge", N = 1, C = 1, H = 1, W = 2147483646, K = 1, R = 1, S = 1 }
+  eq(result, nil, "tiles past 2^31-1")
+  has(msg, "kernel conv_fwd_%S+: %d+ blocks of 64 along x span 2147483648 elements, beyond the 2%^31%-1", "message")
+end)
+
+test("unknown fields are reported in a fixed order", function()
+  local _, msg = api.layer(with { zz = 1, aa = 2, mm = 3 })
+  local a, m, z = msg:find("unknown field 'aa'"), msg:find("unknown field 'mm'"), msg:find("unknown field 'zz'")
+  assert(a and m and z and a < m and m < z, "order aa, mm, zz in:\n" .. msg)
+end)
+
 H.finish()

@@ -216,4 +216,75 @@ test("plan: act=bf16 halves every activation, gradient and pooled save but the h
   end
 end)
 
+-- Lua VM instructions (in units of 100, debug.sethook's count) that fn runs: a measure of
+-- work that does not depend on the machine or its load.
+local function instructions(fn)
+  local count = 0
+  debug.sethook(function() count = count + 1 end, "", 100)
+  local ok, err = pcall(fn)
+  debug.sethook()
+  assert(ok, err)
+  return count
+end
+
+test("planning work grows linearly with depth (not quadratically)", function()
+  -- Twice the blocks should take about twice the work: a step x buffer loop (the memory
+  -- report before) or a search per step over all buffers makes the ratio about 4.
+  local work = {}
+  for i, depth in ipairs { 98, 194 } do
+    local spec = network.load_string("return cifar_resnet { depth = " .. depth .. " }", "deep.lua")
+    local g = network.instantiate(spec, { batch = 2, height = 32, width = 32, classes = 10 })
+    local p = policy.parse("2")
+    policy.resolve(p, g, { file = "policy", line = 0 })
+    work[i] = instructions(function() train.build(g, p, {}) end)
+  end
+  local ratio = work[2] / work[1]
+  print(string.format("      plan work: depth 98 %d, depth 194 %d (x100 instructions), ratio %.2f", work[1], work[2],
+    ratio))
+  assert(ratio < 2.5, string.format("depth 194 costs %.2f times depth 98: superlinear", ratio))
+end)
+
+test("sizes beyond 32-bit indexing name the tensor or parameter, first in layer order", function()
+  raises(function() graph("resnet18", 64, 30000) end,
+    "resnet18: the input tensor x of shape 64x3x30000x30000 has 172800000000 elements, more than the 2%^31%-1", "image")
+  -- The logits (N x classes) are the first tensor past the limit: named with their layer.
+  raises(function() graph("resnet18", 2, 64, 2147483647) end, "resnet18: layer fc: tensor t%d+ %(its output%) of "
+    .. "shape 2x2147483647 has 4294967294 elements", "classes")
+  raises(function() graph("resnet18", 1, 64, 2147483647) end, "resnet18: parameter fc%.weight of shape "
+    .. "2147483647x512 has 1099511627264 elements", "fc.weight")
+  raises(function() graph("resnet18", 1, 64, 4190000) end, "resnet18: its parameters %(%d+ values%) are more than "
+    .. "the 2%^31%-1", "all parameters")
+  raises(function() graph("resnet18", math.maxinteger) end, "batch must be at most 2%^31%-1", "batch")
+end)
+
+test("policy names are checked in a fixed order", function()
+  local g = graph("cifar_resnet20")
+  local p = policy.load_file("return { stages = { zeta = 2, alpha = 2, mid = 4 } }", "p.lua")
+  raises(function() policy.resolve(p, g, { file = "p.lua", line = 0 }) end, "policy names stage 'alpha'", "first")
+end)
+
+test("plan: each graph op from one table; an op it does not know is an error", function()
+  for _, op in ipairs { "conv", "bn", "maxpool", "avgpool", "fc", "softmax_ce" } do
+    assert(train.layer_ops[op] and train.layer_ops[op].forward, op .. " has a forward entry")
+  end
+  local g = graph("cifar_resnet20")
+  local p = policy.parse("2")
+  policy.resolve(p, g, { file = "policy", line = 0 })
+  table.insert(g.layers, 3, { op = "dropout", name = "drop", input = g.layers[2].output, output = g.layers[2].output })
+  raises(function() train.build(g, p, {}) end, "plan: layer drop has op 'dropout', which the plan does not know",
+    "unknown op")
+end)
+
+test("model builders check their fields with the generator's one spec format", function()
+  -- The first unknown field by name, every run; wrong types named with the field.
+  for _ = 1, 10 do
+    raises(function() network.load_string("return resnet { block = 'basic', layers = { 1, 1, 1, 1 }, zz = 1, aa = 2 }",
+      "m.lua") end, "resnet: unknown field 'aa'", "first unknown field")
+  end
+  raises(function() network.load_string("return cifar_resnet { depth = 20, name = 7 }", "m.lua") end,
+    "cifar_resnet: field 'name' must be a string, got integer %(7%)", "name type")
+  raises(function() network.load_string("return resnet { block = 5, layers = { 1, 1, 1, 1 } }", "m.lua") end,
+    "resnet: field 'block' must be a string, got integer %(5%)", "block type")
+end)
+
 H.finish()

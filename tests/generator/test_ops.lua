@@ -535,4 +535,28 @@ test("training plans: the producer of a conv input writes its pool-save; only th
   end
 end)
 
+test("element counts are multiplied without overflow; parameters and grids stay in int range", function()
+  -- (2^31-1)^3 wraps in 64 bits; the count must still be refused, with its factors named.
+  local big = 2147483647
+  raises(function() ops.kernel("bn_apply", { N = big, C = big, HW = big }) end,
+    "bn_apply: N%*C%*HW = about 9%.9%d*e%+27 elements, beyond the 2147483647 an int indexes", "wrapped product")
+  raises(function() ops.kernel("bn_stats_part", { N = 1, C = 65536, HW = 65536, SLICES = 2 }) end,
+    "N%*C%*HW = 4294967296 elements", "exact product")
+  raises(function() ops.kernel("bn_stats_merge", { C = 65536, PARTS = 16384, M = 4 }) end,
+    "PARTS%*C%*3 %+ C = 3221225472 elements", "product plus a term")
+  raises(function() ops.kernel("sgd", { COUNT = 1 << 40 }) end,
+    "sgd: parameter COUNT = 1099511627776 is beyond the 2147483647 an int holds", "parameter beyond an int")
+  raises(function() ops.kernel("maxpool_fwd", { N = 1, C = 1, H = 8, W = 8, R = 1 << 32, PAD = 0 }) end,
+    "parameter R = 4294967296 is beyond", "R whose square wraps")
+  -- COUNT fits, but its 256-thread blocks would index up to 2^31.
+  raises(function() ops.kernel("sgd", { COUNT = big }) end,
+    "sgd: kernel sgd_count2147483647_v0: 8388608 blocks of 256 along x span 2147483648 elements", "grid extent")
+  assert(ops.kernel("sgd", { COUNT = big - 255 }), "the largest COUNT whose blocks stay in range")
+  -- Several unknown parameters: the first by name, every run (util.check_fields).
+  for _ = 1, 10 do
+    raises(function() ops.kernel("sgd", { COUNT = 5, zz = 1, aa = 2 }) end, "sgd: unknown parameter 'aa'",
+      "first unknown")
+  end
+end)
+
 H.finish()
