@@ -6,6 +6,7 @@
 #include "plan.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 enum { alignment = 256 };
 
@@ -19,10 +20,16 @@ static int by_size_desc(const void *a, const void *b)
     return x < y ? -1 : x > y; /* same array: a total, deterministic order */
 }
 
-static int by_offset(const void *a, const void *b)
+/* Index in by_offset[0..count) (sorted by offset) before which a buffer at offset goes. */
+static int insertion_point(plan_buffer *const *by_offset, int count, size_t offset)
 {
-    const plan_buffer *x = *(plan_buffer *const *)a, *y = *(plan_buffer *const *)b;
-    return x->offset < y->offset ? -1 : x->offset > y->offset;
+    int lo = 0, hi = count;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (by_offset[mid]->offset <= offset) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
 }
 
 pp_status planner_place(pp_context *ctx, plan_steps *steps)
@@ -31,10 +38,9 @@ pp_status planner_place(pp_context *ctx, plan_steps *steps)
     steps->arena_bytes = 0;
     if (n == 0) return PP_OK;
     plan_buffer **order = malloc(sizeof *order * (size_t)n);
-    plan_buffer **placed = malloc(sizeof *placed * (size_t)n);
-    plan_buffer **overlapping = malloc(sizeof *overlapping * (size_t)n);
-    if (!order || !placed || !overlapping) {
-        free(order), free(placed), free(overlapping);
+    plan_buffer **by_offset = malloc(sizeof *by_offset * (size_t)n); /* placed buffers, by offset */
+    if (!order || !by_offset) {
+        free(order), free(by_offset);
         return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "planner: out of memory");
     }
     for (int i = 0; i < n; i++) order[i] = &steps->buffers[i];
@@ -43,24 +49,29 @@ pp_status planner_place(pp_context *ctx, plan_steps *steps)
     for (int i = 0; i < n; i++) {
         plan_buffer *b = order[i];
         if (b->first < 0 || b->last < b->first) {
-            free(order), free(placed), free(overlapping);
+            free(order), free(by_offset);
             return ctx_fail(ctx, PP_ERR_INTERNAL, "planner: buffer %s has no valid lifetime (%d..%d)", b->name,
                             b->first, b->last);
         }
-        int m = 0;
-        for (int j = 0; j < placed_count; j++)
-            if (placed[j]->first <= b->last && b->first <= placed[j]->last) overlapping[m++] = placed[j];
-        qsort(overlapping, (size_t)m, sizeof *overlapping, by_offset);
+        /* The lowest gap between the placed buffers alive at the same time, visited in offset
+         * order without sorting them again: buffers at equal offsets give the same result in
+         * any order, so keeping one sorted list makes the walk proportional to the buffers
+         * below the gap found. */
         size_t offset = 0, size = align_up(b->bytes ? b->bytes : 1);
-        for (int j = 0; j < m; j++) {
-            if (overlapping[j]->offset >= offset + size) break; /* fits in the gap before it */
-            size_t end = align_up(overlapping[j]->offset + overlapping[j]->bytes);
+        for (int j = 0; j < placed_count; j++) {
+            const plan_buffer *p = by_offset[j];
+            if (p->first > b->last || b->first > p->last) continue;
+            if (p->offset >= offset + size) break; /* fits in the gap before it */
+            size_t end = align_up(p->offset + p->bytes);
             if (end > offset) offset = end;
         }
         b->offset = offset;
-        placed[placed_count++] = b;
+        int at = insertion_point(by_offset, placed_count, offset);
+        memmove(by_offset + at + 1, by_offset + at, sizeof *by_offset * (size_t)(placed_count - at));
+        by_offset[at] = b;
+        placed_count++;
         if (offset + size > steps->arena_bytes) steps->arena_bytes = offset + size;
     }
-    free(order), free(placed), free(overlapping);
+    free(order), free(by_offset);
     return PP_OK;
 }
