@@ -81,35 +81,8 @@ static void expect_failure(const char *args_fmt, const char *message_part, const
 
 #define HEADER "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,peak_bytes\n"
 
-int main(int argc, char **argv)
+static void four_runs_summary(void)
 {
-    CHECK(argc == 2, "usage: test_report /path/to/poolprop");
-    tool_path = argv[1];
-    snprintf(dir, sizeof dir, "/tmp/pp_report_XXXXXX");
-    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
-
-    /* a: 4 epochs, everything present */
-    write_file("a.csv", "# poolprop train log\n# model: cifar_resnet8\n# policy: 2\n# data: synthetic\n# batch: 32\n" HEADER
-                        "1,2.1034,0.2312,1.9876,0.2800,41.2,1067192\n"
-                        "2,1.7021,0.3875,1.6540,0.4100,40.8,1067192\n"
-                        "3,1.4020,0.4875,1.4540,0.4700,40.8,1067192\n"
-                        "4,1.2021,0.5575,1.3540,0.5100,40.8,1067192\n");
-    /* b: no validation set (nan), a diverged inf loss, a policy that needs escaping */
-    write_file("b.csv", "# policy: stem=1,stage1=<4>\n# model: cifar_resnet8\n" HEADER
-                        "1,2.2,0.20,nan,nan,40.0,900000\n"
-                        "2,inf,0.30,nan,nan,40.0,900000\n"
-                        "3,1.6,0.40,nan,nan,40.0,900000\n");
-    /* c: resumed after epoch 3 from the epoch-1 checkpoint: epochs 2 and 3 repeat, last wins;
-     * the same model and policy as a, so both labels get their file name */
-    write_file("c.csv", "# unknown: key\n# policy: 2\n# model: cifar_resnet8\n" HEADER
-                        "1,2.0,0.25,1.9,0.30,40,1\n"
-                        "2,1.8,0.35,1.7,0.38,40,1\n"
-                        "3,1.6,0.45,1.5,0.42,40,1\n"
-                        "# resumed\n" HEADER "2,1.7,0.40,1.6,0.41,40,1\n"
-                        "3,1.3,0.65,1.4,0.55,40,1\n");
-    /* d: no metadata at all, a single epoch */
-    write_file("d.csv", HEADER "1,2.3,0.1,2.31,0.1,40,1\n");
-
     char args[2048];
     snprintf(args, sizeof args, "report %s/a.csv %s/b.csv %s/c.csv %s/d.csv -o %s/chart.svg "
              "--title \"Runs & \\\"tests\\\" <1> it's\"", dir, dir, dir, dir, dir);
@@ -121,7 +94,11 @@ int main(int argc, char **argv)
     expect_in("output", tool_output, "cifar_resnet8, policy stem=1,stage1=<4>: 3 epochs, final train accuracy 0.4000, val accuracy n/a, 1 nan/inf value not drawn");
     expect_in("output", tool_output, "d.csv: 1 epoch, final train accuracy 0.1000, val accuracy 0.1000");
     expect_in("output", tool_output, "chart.svg (4 runs)");
+}
 
+static void four_runs_chart(void)
+{
+    char args[2048];
     long len = read_file("chart.svg");
     CHECK(len > 0, "chart.svg written");
     printf("chart.svg: %ld bytes\n", len);
@@ -156,8 +133,12 @@ int main(int argc, char **argv)
     } else {
         printf("  xmllint not installed: XML well-formedness check skipped\n");
     }
+}
 
-    /* a single single-epoch run, default title: axes without division by zero */
+/* A single single-epoch run, default title: axes without division by zero. */
+static void single_epoch(void)
+{
+    char args[2048];
     snprintf(args, sizeof args, "report %s/d.csv -o %s/single.svg", dir, dir);
     CHECK(tool_run(args) == 0, "single epoch: %s", tool_output);
     CHECK(read_file("single.svg") > 0, "single.svg written");
@@ -165,8 +146,12 @@ int main(int argc, char **argv)
     CHECK(count(svg, "<polyline") == 0 && count(svg, "<circle") == 4, "single epoch: markers only");
     CHECK(strstr(svg, "nan") == NULL && strstr(svg, "inf") == NULL, "no nan/inf coordinates");
     printf("  single epoch: 0 polylines, 4 markers, no nan/inf coordinates\n");
+}
 
-    /* bad inputs; chart.svg already exists and must survive every failure unchanged */
+/* Bad inputs; chart.svg already exists and must survive every failure unchanged. */
+static void bad_inputs(void)
+{
+    char args[2048];
     read_file("chart.svg");
     char *before = strdup(svg);
     write_file("noheader.csv", "# model: m\n# policy: 2\n1,2.1,0.2,1.9,0.2,41,1\n");
@@ -199,9 +184,48 @@ int main(int argc, char **argv)
     CHECK(read_file("chart.svg") > 0 && strcmp(svg, before) == 0, "chart.svg changed by a failed run");
     printf("chart.svg unchanged after the failed runs (%zu bytes compared)\n", strlen(before));
     free(before);
+}
 
-    snprintf(args, sizeof args, "rm -rf '%s'", dir);
-    CHECK(system(args) == 0, "cleanup");
-    printf("report tests passed\n");
-    return 0;
+static const test_case tests[] = {
+    TEST_CASE(four_runs_summary, "four logs (nan/inf values, repeated epochs, one epoch, no metadata): one line each"),
+    TEST_CASE_AFTER(four_runs_chart, four_runs_summary,
+                    "their chart: well-formed, 10 polylines, 37 markers, legend and title escaped, no nan/inf"),
+    TEST_CASE(single_epoch, "a lone single-epoch run: markers only, the default title, no nan/inf coordinates"),
+    TEST_CASE_AFTER(bad_inputs, four_runs_summary,
+                    "17 kinds of bad input: a message naming the problem, exit != 0, no output, chart.svg unchanged"),
+};
+
+int main(int argc, char **argv)
+{
+    const char *only = test_select(&argc, argv);
+    CHECK(argc == 2, "usage: test_report /path/to/poolprop");
+    tool_path = argv[1];
+    test_temp_dir(dir, sizeof dir, "report");
+
+    /* a: 4 epochs, everything present */
+    write_file("a.csv", "# poolprop train log\n# model: cifar_resnet8\n# policy: 2\n# data: synthetic\n# batch: 32\n" HEADER
+                        "1,2.1034,0.2312,1.9876,0.2800,41.2,1067192\n"
+                        "2,1.7021,0.3875,1.6540,0.4100,40.8,1067192\n"
+                        "3,1.4020,0.4875,1.4540,0.4700,40.8,1067192\n"
+                        "4,1.2021,0.5575,1.3540,0.5100,40.8,1067192\n");
+    /* b: no validation set (nan), a diverged inf loss, a policy that needs escaping */
+    write_file("b.csv", "# policy: stem=1,stage1=<4>\n# model: cifar_resnet8\n" HEADER
+                        "1,2.2,0.20,nan,nan,40.0,900000\n"
+                        "2,inf,0.30,nan,nan,40.0,900000\n"
+                        "3,1.6,0.40,nan,nan,40.0,900000\n");
+    /* c: resumed after epoch 3 from the epoch-1 checkpoint: epochs 2 and 3 repeat, last wins;
+     * the same model and policy as a, so both labels get their file name */
+    write_file("c.csv", "# unknown: key\n# policy: 2\n# model: cifar_resnet8\n" HEADER
+                        "1,2.0,0.25,1.9,0.30,40,1\n"
+                        "2,1.8,0.35,1.7,0.38,40,1\n"
+                        "3,1.6,0.45,1.5,0.42,40,1\n"
+                        "# resumed\n" HEADER "2,1.7,0.40,1.6,0.41,40,1\n"
+                        "3,1.3,0.65,1.4,0.55,40,1\n");
+    /* d: no metadata at all, a single epoch */
+    write_file("d.csv", HEADER "1,2.3,0.1,2.31,0.1,40,1\n");
+
+    int status = TEST_RUN(tests, only);
+    CHECK(test_remove_dir(dir) == 0, "cleanup");
+    if (!only) printf("report tests passed\n");
+    return status;
 }

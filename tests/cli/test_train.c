@@ -45,21 +45,17 @@ static int read_log(const char *path, row rows[8])
     return max_epoch;
 }
 
-int main(int argc, char **argv)
-{
-    CHECK(argc == 2, "usage: test_train /path/to/poolprop");
-    tool_path = argv[1];
-    strcpy(dir, "/tmp/pp_test_train_XXXXXX");
-    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
-    const char *common = "cifar_resnet8 --data synthetic --image 16 --batch 16 --epochs 3 --train-size 256 "
-                         "--val-size 64 --lr 0.05 --policy 2 --seed 7";
-    char args[2048];
+static const char *const common = "cifar_resnet8 --data synthetic --image 16 --batch 16 --epochs 3 --train-size 256 "
+                                  "--val-size 64 --lr 0.05 --policy 2 --seed 7";
+static row a[8]; /* the uninterrupted run's log */
 
+static void uninterrupted_run(void)
+{
+    char args[2048];
     snprintf(args, sizeof args, "train %s --log %s/a.csv --checkpoint %s/ck_a", common, dir, dir);
     int rc = tool_run(args);
     CHECK(rc == 0, "training failed (%d):\n%s", rc, tool_output);
     printf("%s", tool_output);
-    row a[8];
     char path[256];
     snprintf(path, sizeof path, "%s/a.csv", dir);
     CHECK(read_log(path, a) == 3, "three epochs logged");
@@ -69,10 +65,14 @@ int main(int argc, char **argv)
     CHECK(a[2].train_loss < 0.8 * a[0].train_loss, "loss did not drop: %.4f -> %.4f", a[0].train_loss, a[2].train_loss);
     snprintf(path, sizeof path, "%s/ck_a/checkpoint.ppc", dir);
     CHECK(access(path, F_OK) == 0, "checkpoint written at the end of the epochs");
+}
 
-    /* The same run, stopped after 20 steps (epoch 2, batch 4) and resumed. */
+/* The same run, stopped after 20 steps (epoch 2, batch 4) and resumed. */
+static void interrupted_and_resumed(void)
+{
+    char args[2048];
     snprintf(args, sizeof args, "train %s --log %s/b.csv --checkpoint %s/ck_b", common, dir, dir);
-    rc = tool_run_env("POOLPROP_TEST_INTERRUPT_AFTER_STEPS=20", args);
+    int rc = tool_run_env("POOLPROP_TEST_INTERRUPT_AFTER_STEPS=20", args);
     CHECK(rc == 130, "an interrupted run exits 130, got %d:\n%s", rc, tool_output);
     CHECK(strstr(tool_output, "checkpoint written"), "interruption message:\n%s", tool_output);
     snprintf(args, sizeof args, "train %s --log %s/b.csv --checkpoint %s/ck_b --resume %s/ck_b", common, dir, dir, dir);
@@ -80,6 +80,7 @@ int main(int argc, char **argv)
     CHECK(rc == 0, "resume failed (%d):\n%s", rc, tool_output);
     CHECK(strstr(tool_output, "resuming from"), "resume message:\n%s", tool_output);
     row b[8];
+    char path[256];
     snprintf(path, sizeof path, "%s/b.csv", dir);
     CHECK(read_log(path, b) == 3, "three epochs logged across the interruption");
     for (int e = 0; e < 3; e++) {
@@ -90,14 +91,19 @@ int main(int argc, char **argv)
                   a[e].val_loss == b[e].val_loss && a[e].val_acc == b[e].val_acc,
               "epoch %d differs after resume", e + 1);
     }
+}
 
-    /* A checkpoint made with other settings is refused. */
+/* A checkpoint made with other settings is refused. */
+static void bad_checkpoints(void)
+{
+    char args[2048];
     snprintf(args, sizeof args, "train %s --momentum 0.8 --resume %s/ck_a", common, dir);
     CHECK(tool_run(args) != 0 && strstr(tool_output, "the checkpoint was made with"), "mismatched resume:\n%s", tool_output);
     printf("rejected as expected: %s", tool_output);
     snprintf(args, sizeof args, "train %s --resume %s/nothing_here", common, dir);
     CHECK(tool_run(args) != 0 && strstr(tool_output, "checkpoint.ppc"), "missing checkpoint:\n%s", tool_output);
     printf("rejected as expected: %s", tool_output);
+    char path[256];
     snprintf(path, sizeof path, "%s/ck_a/checkpoint.ppc", dir);
     FILE *f = fopen(path, "r+b");
     fseek(f, 200, SEEK_SET);
@@ -106,8 +112,10 @@ int main(int argc, char **argv)
     snprintf(args, sizeof args, "train %s --resume %s/ck_a", common, dir);
     CHECK(tool_run(args) != 0 && strstr(tool_output, "checksum"), "damaged checkpoint:\n%s", tool_output);
     printf("rejected as expected: %s", tool_output);
+}
 
-    /* Bad data and options. */
+static void bad_data_and_options(void)
+{
     CHECK(tool_run("train cifar_resnet8 --data cifar10:/nonexistent/cifar") != 0 && strstr(tool_output, "/nonexistent/cifar"),
           "missing CIFAR directory:\n%s", tool_output);
     printf("rejected as expected: %s", tool_output);
@@ -117,9 +125,26 @@ int main(int argc, char **argv)
     CHECK(tool_run("train cifar_resnet8 --schedule linear") != 0 && strstr(tool_output, "--schedule"), "schedule:\n%s",
           tool_output);
     CHECK(tool_run("train cifar_resnet8 --lr -1") != 0 && strstr(tool_output, "--lr"), "negative lr:\n%s", tool_output);
+}
 
-    snprintf(args, sizeof args, "rm -rf %s", dir);
-    CHECK(system(args) == 0, "cleanup");
-    printf("train tests passed\n");
-    return 0;
+static const test_case tests[] = {
+    TEST_CASE(uninterrupted_run, "3 epochs: the loss drops below 0.8 of epoch 1's; CSV log and checkpoint written"),
+    TEST_CASE_AFTER(interrupted_and_resumed, uninterrupted_run,
+                    "stopped by SIGINT after 20 steps: exit 130, checkpoint; resumed: the uninterrupted run's numbers"),
+    TEST_CASE_AFTER(bad_checkpoints, uninterrupted_run,
+                    "a checkpoint of other settings, a missing one and a damaged one are refused with clear messages"),
+    TEST_CASE(bad_data_and_options,
+              "a missing CIFAR directory, unknown data, --schedule linear and --lr -1 are errors"),
+};
+
+int main(int argc, char **argv)
+{
+    const char *only = test_select(&argc, argv);
+    CHECK(argc == 2, "usage: test_train /path/to/poolprop");
+    tool_path = argv[1];
+    test_temp_dir(dir, sizeof dir, "test_train");
+    int status = TEST_RUN(tests, only);
+    CHECK(test_remove_dir(dir) == 0, "cleanup");
+    if (!only) printf("train tests passed\n");
+    return status;
 }

@@ -73,8 +73,7 @@ static void check_bf16_bound_rejects(void)
           *dropped = out + ny;
     uint32_t state = 12345u;
     for (size_t i = 0; i < nx + nw; i++) {
-        state = state * 1664525u + 1013904223u;
-        float v = layer_check_bf16_round((float)((state >> 8) * (1.0 / 16777216.0) * 2.0 - 1.0));
+        float v = layer_check_bf16_round(test_lcg_signed(&state));
         if (i < nx) x[i] = v, ax[i] = fabsf(v);
         else w[i - nx] = v, aw[i - nx] = fabsf(v);
     }
@@ -122,17 +121,20 @@ static void check_bf16_needs_bf16_variant(pp_context *ctx, int tf32_variant)
     CHECK(st == PP_ERR_INVALID_ARGUMENT && layer == NULL, "storage 7 was not refused");
 }
 
-int main(int argc, char **argv)
+static pp_context *ctx[2]; /* host backend: forward and reverse schedule */
+static int quick, only_bf16;
+/* Tile configurations: (fwd, bwd_data, bwd_weight) variant indices; the last three
+ * (from bf16_from) run with bf16 storage. */
+static int configs[8][3];
+static const int bf16_from = 5;
+static int first_tf32_fwd; /* the first TF32 variant of conv_fwd */
+
+/* The tile configurations, found by what they are: the default (0); the first fp32 entry of
+ * each space (for conv_bwd_weight: no split of the reduction) and the last (the largest
+ * tiles, cp.async pipelined); the first and last TF32 tensor-core entries; the first and
+ * last BF16 ones. */
+static void variant_configurations(void)
 {
-    int quick = argc > 1 && strcmp(argv[1], "quick") == 0;
-    int only_bf16 = argc > 1 && strcmp(argv[1], "bf16") == 0;
-    pp_context *ctx[2];
-    test_host_contexts(ctx);
-    const char *schedule_names[2] = {"forward", "reverse"};
-    /* Tile configurations: (fwd, bwd_data, bwd_weight) variant indices, found by what they
-     * are: the default (0); the first fp32 entry of each space (for conv_bwd_weight: no
-     * split of the reduction) and the last (the largest tiles, cp.async pipelined); the
-     * first and last TF32 tensor-core entries; the first and last BF16 ones. */
     const int n_ops = 3;
     const char *ops[3] = {"conv_fwd", "conv_bwd_data", "conv_bwd_weight"};
     int first[3][3], last[3][3]; /* [op][math: fp32, tf32, bf16] */
@@ -153,19 +155,24 @@ int main(int argc, char **argv)
         CHECK(vi.stages == 2, "the last fp32 variant of %s is not pipelined: %s", ops[o], vi.config);
     }
     /* The last three run with bf16 storage (0: the BF16 default). */
-    const int configs[8][3] = {{0, 0, 0},
-                               {first[0][0], last[1][0], first[2][0]},
-                               {last[0][0], first[1][0], last[2][0]},
-                               {first[0][1], last[1][1], first[2][1]},
-                               {last[0][2], first[1][2], last[2][2]},
-                               {0, 0, 0},
-                               {first[0][2], last[1][2], first[2][2]},
-                               {last[0][2], first[1][2], last[2][2]}};
-    const int bf16_from = 5;
-    int nconfigs = quick ? 1 : 8;
-    check_bf16_bound_rejects();
-    check_bf16_needs_bf16_variant(ctx[0], first[0][1]);
+    const int c[8][3] = {{0, 0, 0},
+                         {first[0][0], last[1][0], first[2][0]},
+                         {last[0][0], first[1][0], last[2][0]},
+                         {first[0][1], last[1][1], first[2][1]},
+                         {last[0][2], first[1][2], last[2][2]},
+                         {0, 0, 0},
+                         {first[0][2], last[1][2], first[2][2]},
+                         {last[0][2], first[1][2], last[2][2]}};
+    memcpy(configs, c, sizeof configs);
+    first_tf32_fwd = first[0][1];
+}
 
+static void bf16_needs_bf16_variant(void) { check_bf16_needs_bf16_variant(ctx[0], first_tf32_fwd); }
+
+static void shape_matrix(void)
+{
+    const char *schedule_names[2] = {"forward", "reverse"};
+    int nconfigs = quick ? 1 : 8;
     double worst[4][4] = {{0}};
     int outputs_of[4] = {0, 0, 0, 0}; /* outputs checked per precision (3: bf16 storage) */
     int runs = 0;
@@ -237,6 +244,26 @@ int main(int argc, char **argv)
             printf("  %s: y %.2e, xp %.2e, dx %.2e, dw %.2e\n", math_names[m], worst[m][0], worst[m][1], worst[m][2],
                    worst[m][3]);
     }
+}
+
+static const test_case tests[] = {
+    TEST_CASE(variant_configurations,
+              "each conv op declares fp32, TF32 and BF16 variants; its last fp32 one is pipelined (2 stages)"),
+    TEST_CASE(check_bf16_bound_rejects,
+              "the bf16 bound passes a result rounded to nearest, rejects a truncated one and one missing a channel"),
+    TEST_CASE_AFTER(bf16_needs_bf16_variant, variant_configurations,
+                    "bf16 storage with a TF32 variant, or an unknown storage, is PP_ERR_INVALID_ARGUMENT"),
+    TEST_CASE_AFTER(shape_matrix, variant_configurations,
+                    "15 shapes x 8 configurations x 2 schedules: y, xp, dx, dw within the stated bounds; no spills"),
+};
+
+int main(int argc, char **argv)
+{
+    const char *only = test_select(&argc, argv);
+    quick = argc > 1 && strcmp(argv[1], "quick") == 0;
+    only_bf16 = argc > 1 && strcmp(argv[1], "bf16") == 0;
+    test_host_contexts(ctx);
+    int status = TEST_RUN(tests, only);
     for (int i = 0; i < 2; i++) pp_context_destroy(ctx[i]);
-    return 0;
+    return status;
 }

@@ -153,22 +153,41 @@ static int run_covering(pp_context *ctx[2], int picked[3][max_picked], const int
     return runs;
 }
 
-int main(void)
+static pp_context *ctx[2]; /* host backend: forward and reverse schedule */
+static const char *ops[3] = {"conv_fwd", "conv_bwd_data", "conv_bwd_weight"};
+/* Aligned: C, K multiples of 128 and of every BK (tap-aligned K-tiles, one-tap weight
+ * gradient blocks), stride 2 (input-gradient phases with 4, 2, 2 and 1 taps).
+ * Unaligned: channel counts multiples of 4 (16-byte fp32 copies) but of no K-tile.
+ * Two mod four (bf16 only): C = 6, K = 10. */
+static const int shapes[3][10] = {
+    {1, 128, 7, 7, 128, 3, 3, 2, 1, 2}, {2, 20, 7, 6, 12, 3, 3, 1, 1, 2}, {2, 6, 6, 5, 10, 3, 3, 1, 1, 2}};
+
+static void fp32_storage_covering_set(void)
 {
-    pp_context *ctx[2];
-    test_host_contexts(ctx);
-    const char *ops[3] = {"conv_fwd", "conv_bwd_data", "conv_bwd_weight"};
     int picked[3][max_picked], counts[3];
-    /* Aligned: C, K multiples of 128 and of every BK (tap-aligned K-tiles, one-tap weight
-     * gradient blocks), stride 2 (input-gradient phases with 4, 2, 2 and 1 taps).
-     * Unaligned: channel counts multiples of 4 (16-byte fp32 copies) but of no K-tile.
-     * Two mod four (bf16 only): C = 6, K = 10. */
-    const int shapes[3][10] = {{1, 128, 7, 7, 128, 3, 3, 2, 1, 2}, {2, 20, 7, 6, 12, 3, 3, 1, 1, 2},
-                               {2, 6, 6, 5, 10, 3, 3, 1, 1, 2}};
     for (int o = 0; o < 3; o++) counts[o] = pick_covering(ctx[0], ops[o], NULL, picked[o]);
     run_covering(ctx, picked, counts, shapes, 2, PP_STORAGE_F32);
+}
+
+static void bf16_storage_covering_set(void)
+{
+    int picked[3][max_picked], counts[3];
     for (int o = 0; o < 3; o++) counts[o] = pick_covering(ctx[0], ops[o], "bf16", picked[o]);
     run_covering(ctx, picked, counts, shapes, 3, PP_STORAGE_BF16);
+}
+
+static const test_case tests[] = {
+    TEST_CASE(fp32_storage_covering_set,
+              "variants covering every tile parameter value of each op match the reference on 2 shapes, 2 schedules"),
+    TEST_CASE(bf16_storage_covering_set,
+              "BF16 variants covering every parameter value, bf16 storage: within the bf16 bound on 3 shapes"),
+};
+
+int main(int argc, char **argv)
+{
+    const char *only = test_select(&argc, argv);
+    test_host_contexts(ctx);
+    int status = TEST_RUN(tests, only);
     for (int i = 0; i < 2; i++) pp_context_destroy(ctx[i]);
-    return 0;
+    return status;
 }

@@ -197,7 +197,10 @@ static int adds_coverage(const char *config, char *seen, size_t size)
     return fresh;
 }
 
-static void check_everything(pp_context *ctx)
+static pp_context *ctx;     /* no backend: NVRTC only */
+static int default_kernels; /* compiles of the default layer set */
+
+static void default_layer_set(void)
 {
     kernels_checked = worst_registers = 0;
     pp_layer_desc *descs;
@@ -211,10 +214,13 @@ static void check_everything(pp_context *ctx)
         compile_all(ctx, &descs[i], 1);
     }
     pp_layer_descs_free(descs, count);
-    int default_kernels = kernels_checked;
+    default_kernels = kernels_checked;
+}
 
-    /* Every declared variant of each op, with its registers, spills and shared memory per
-     * arch, and a summary per math mode. */
+/* Every declared variant of each op, with its registers, spills and shared memory per
+ * arch, and a summary per math mode. */
+static void variant_sweep(void)
+{
     const char *ops[3] = {"conv_fwd", "conv_bwd_data", "conv_bwd_weight"};
     for (int op = 0; op < 3; op++) {
         int variants;
@@ -291,6 +297,10 @@ static void check_everything(pp_context *ctx)
                        m == 2 ? " (bf16 storage)" : "", n[m], lo[m],
                        hi[m], smem[m]);
     }
+}
+
+static void networks(void)
+{
     compile_network(ctx, "cifar_resnet8", "2", 2, 16);
     compile_network(ctx, "cifar_resnet8", "4,mode=max,bn=bf16", 3, 12);
     compile_network(ctx, "cifar_resnet8", "2,math=tf32", 2, 16);
@@ -304,19 +314,39 @@ static void check_everything(pp_context *ctx)
                kernels_checked, default_kernels, spilling, worst_registers);
 }
 
-int main(void)
+/* Pass 1: every (source, arch) the checks compile, into the kernel cache on every CPU. */
+static void precompile_in_parallel(void)
 {
+    collecting = 1;
+    default_layer_set();
+    variant_sweep();
+    networks();
+    compile_collected(ctx);
+    collecting = 0;
+}
+
+static void no_spills(void) { CHECK(spilling == 0, "%d compiles spill (named above)", spilling); }
+
+static const test_case tests[] = {
+    TEST_CASE(precompile_in_parallel,
+              "pass 1: the compiles of the cases below, made in parallel into the kernel cache"),
+    TEST_CASE(default_layer_set, "every kernel of the default layer set (bf16 storage too where C or K % 8 != 0): "
+                                 "NVRTC for sm_80 and sm_90, <= 255 registers"),
+    TEST_CASE(variant_sweep, "every declared conv variant for sm_80, a covering set for sm_90: registers, and shared "
+                             "memory as the generator declared it"),
+    TEST_CASE(networks, "every kernel of a training step (CIFAR ResNet-8 under 5 policies, TF32, BF16 and act=bf16 "
+                        "among them; ResNet-18 at 64x64) compiles for sm_80 and sm_90"),
+    TEST_CASE(no_spills, "no compile above had spill bytes"),
+};
+
+int main(int argc, char **argv)
+{
+    const char *only = test_select(&argc, argv);
     pp_context_options o;
     pp_context_options_init(&o);
     o.backend = PP_BACKEND_NONE;
-    pp_context *ctx;
     CHECK_OK(ctx, pp_context_create(&o, &ctx));
-    collecting = 1;
-    check_everything(ctx);
-    compile_collected(ctx);
-    collecting = 0;
-    check_everything(ctx);
-    CHECK(spilling == 0, "%d compiles spill (named above)", spilling);
+    int status = TEST_RUN(tests, only);
     pp_context_destroy(ctx);
-    return 0;
+    return status;
 }

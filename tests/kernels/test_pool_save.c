@@ -40,28 +40,11 @@ static pp_context *static_ctx;      /* no backend: the generator and NVRTC */
 static const char *schedule_names[SCHEDULES] = {"forward", "reverse", "shuffled"};
 static int compared_values, compared_words;
 
-/* ---- random data (xorshift64) ---- */
+/* ---- random data: this file's stream of test_util.h's xorshift64 ---- */
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-static uint32_t rand_u32(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 32);
-}
-static float uniform(float lo, float hi) { return lo + (hi - lo) * (float)(rand_u32() >> 8) * (1.0f / 16777216.0f); }
-static void *xmalloc(size_t bytes)
-{
-    void *p = calloc(1, bytes ? bytes : 1);
-    CHECK(p != NULL, "out of memory (%zu bytes)", bytes);
-    return p;
-}
-static float *rand_floats(size_t n, float lo, float hi)
-{
-    float *p = xmalloc(n * sizeof *p);
-    for (size_t i = 0; i < n; i++) p[i] = uniform(lo, hi);
-    return p;
-}
+static uint32_t rand_u32(void) { return test_rand_u32(&rng_state); }
+static void *xmalloc(size_t bytes) { return test_xmalloc(bytes); }
+static float *rand_floats(size_t n, float lo, float hi) { return test_rand_floats(&rng_state, n, lo, hi); }
 static void *garbage(size_t bytes)
 {
     unsigned char *p = xmalloc(bytes);
@@ -600,7 +583,7 @@ static void test_maxpool_pool_bf16(int n, int c, int h, int w, int f, int f2, in
 }
 
 /* ResNet-50 shapes at batch 256: NVRTC only (registers, no spills). */
-static void test_large_compile(void)
+static void large_compile(void)
 {
     kernel_set s;
     set_init(&s, "pool_save_resnet50_b256");
@@ -616,8 +599,64 @@ static void test_large_compile(void)
     set_free(&s);
 }
 
+/* Odd sizes (every window row and column cut at the border somewhere), C 5 and 3 (mask runs
+ * of 1 lane), 16 (CIFAR stage 1: 16), 40 (8), 48 (16, two warps per window), 64 (32: whole
+ * words); RELU / ADD / bf16 combinations; f 2, 4, 8 and the second factors 2 and 4; a NaN
+ * (avg: spreads to its window; max: fmaxf drops it). */
+static void bn_apply_pool(void)
+{
+    test_bn_apply_pool(2, 5, 7, 9, 2, 1, 0, 1, 0);
+    test_bn_apply_pool(2, 5, 7, 9, 2, 1, 1, 3, 0);
+    test_bn_apply_pool(1, 3, 5, 11, 4, 1, 0, 0, 0);
+    test_bn_apply_pool(1, 3, 5, 11, 4, 2, 1, 7, 1);
+    test_bn_apply_pool(3, 16, 9, 7, 4, 2, 0, 3, 0);
+    test_bn_apply_pool(2, 16, 9, 7, 2, 1, 1, 1, 0);
+    test_bn_apply_pool(1, 40, 13, 3, 4, 1, 1, 5, 0);
+    test_bn_apply_pool(2, 48, 6, 11, 2, 1, 0, 2, 1);
+    test_bn_apply_pool(1, 64, 7, 5, 4, 2, 0, 7, 0);
+    test_bn_apply_pool(2, 64, 5, 6, 2, 1, 1, 1, 0);
+    test_bn_apply_pool(1, 32, 11, 9, 8, 4, 0, 1, 0);
+    test_bn_apply_pool(1, 8, 9, 10, 8, 2, 1, 3, 0);
+}
+
+/* The stem's 3x3/2 pooling on odd inputs (outputs 6x5, 4x7, 3x3), f 2 and 4, a second
+ * factor, avg and max. */
+static void maxpool_fwd_pool(void)
+{
+    test_maxpool_pool(2, 3, 11, 9, 2, 1, 0);
+    test_maxpool_pool(1, 5, 7, 13, 4, 2, 1);
+    test_maxpool_pool(2, 64, 5, 6, 2, 1, 1);
+    test_maxpool_pool(1, 16, 5, 5, 4, 2, 0);
+}
+
+/* bf16 storage: odd sizes, mask runs of 1, 16 and 32 lanes, avg and max, f 2/4/8 with
+ * second factors, a NaN. */
+static void bn_apply_pool_bf16(void)
+{
+    test_bn_apply_pool_bf16(2, 5, 7, 9, 2, 1, 0, 3, 0);
+    test_bn_apply_pool_bf16(1, 3, 5, 11, 4, 2, 1, 1, 1);
+    test_bn_apply_pool_bf16(3, 16, 9, 7, 4, 2, 0, 3, 0);
+    test_bn_apply_pool_bf16(1, 64, 7, 5, 8, 4, 0, 1, 0);
+}
+
+static void maxpool_fwd_pool_bf16(void)
+{
+    test_maxpool_pool_bf16(2, 3, 11, 9, 2, 1, 0);
+    test_maxpool_pool_bf16(1, 5, 7, 13, 4, 2, 1);
+}
+
+/* The random stream runs through the cases in this order. */
+static const test_case tests[] = {
+    TEST_CASE(bn_apply_pool, "bn_apply_pool's pool-save, output and mask on 12 shapes: bitwise conv_fwd's, the host's"),
+    TEST_CASE(maxpool_fwd_pool, "maxpool_fwd_pool's pool-save on 4 stem shapes: bitwise conv_fwd's and the host's"),
+    TEST_CASE(bn_apply_pool_bf16, "bn_apply_pool with bf16 storage on 4 shapes: bitwise the host's on the bf16 values"),
+    TEST_CASE(maxpool_fwd_pool_bf16, "maxpool_fwd_pool with bf16 storage on 2 shapes: bitwise the host's"),
+    TEST_CASE(large_compile, "ResNet-50 shapes at batch 256 compile with NVRTC without spills"),
+};
+
 int main(int argc, char **argv)
 {
+    const char *only = test_select(&argc, argv);
     const int cuda = argc > 1 && strcmp(argv[1], "cuda") == 0;
     const pp_schedule schedules[SCHEDULES] = {PP_SCHEDULE_FORWARD, PP_SCHEDULE_REVERSE, PP_SCHEDULE_SHUFFLED};
     for (int i = 0; i < SCHEDULES; i++) {
@@ -642,40 +681,10 @@ int main(int argc, char **argv)
     o.backend = PP_BACKEND_NONE;
     CHECK_OK(static_ctx, pp_context_create(&o, &static_ctx));
 
-    /* bn_apply_pool: odd sizes (every window row and column cut at the border somewhere),
-     * C 5 and 3 (mask runs of 1 lane), 16 (CIFAR stage 1: 16), 40 (8), 48 (16, two warps
-     * per window), 64 (32: whole words); RELU / ADD / bf16 combinations; f 2, 4, 8 and the
-     * second factors 2 and 4; a NaN (avg: spreads to its window; max: fmaxf drops it). */
-    test_bn_apply_pool(2, 5, 7, 9, 2, 1, 0, 1, 0);
-    test_bn_apply_pool(2, 5, 7, 9, 2, 1, 1, 3, 0);
-    test_bn_apply_pool(1, 3, 5, 11, 4, 1, 0, 0, 0);
-    test_bn_apply_pool(1, 3, 5, 11, 4, 2, 1, 7, 1);
-    test_bn_apply_pool(3, 16, 9, 7, 4, 2, 0, 3, 0);
-    test_bn_apply_pool(2, 16, 9, 7, 2, 1, 1, 1, 0);
-    test_bn_apply_pool(1, 40, 13, 3, 4, 1, 1, 5, 0);
-    test_bn_apply_pool(2, 48, 6, 11, 2, 1, 0, 2, 1);
-    test_bn_apply_pool(1, 64, 7, 5, 4, 2, 0, 7, 0);
-    test_bn_apply_pool(2, 64, 5, 6, 2, 1, 1, 1, 0);
-    test_bn_apply_pool(1, 32, 11, 9, 8, 4, 0, 1, 0);
-    test_bn_apply_pool(1, 8, 9, 10, 8, 2, 1, 3, 0);
-    /* maxpool_fwd_pool: the stem's 3x3/2 pooling on odd inputs (outputs 6x5, 4x7, 3x3), f 2
-     * and 4, a second factor, avg and max. */
-    test_maxpool_pool(2, 3, 11, 9, 2, 1, 0);
-    test_maxpool_pool(1, 5, 7, 13, 4, 2, 1);
-    test_maxpool_pool(2, 64, 5, 6, 2, 1, 1);
-    test_maxpool_pool(1, 16, 5, 5, 4, 2, 0);
-    /* bf16 storage: odd sizes, mask runs of 1, 16 and 32 lanes, avg and max, f 2/4/8 with
-     * second factors, a NaN. */
-    test_bn_apply_pool_bf16(2, 5, 7, 9, 2, 1, 0, 3, 0);
-    test_bn_apply_pool_bf16(1, 3, 5, 11, 4, 2, 1, 1, 1);
-    test_bn_apply_pool_bf16(3, 16, 9, 7, 4, 2, 0, 3, 0);
-    test_bn_apply_pool_bf16(1, 64, 7, 5, 8, 4, 0, 1, 0);
-    test_maxpool_pool_bf16(2, 3, 11, 9, 2, 1, 0);
-    test_maxpool_pool_bf16(1, 5, 7, 13, 4, 2, 1);
-    test_large_compile();
+    int status = TEST_RUN(tests, only);
     printf("pool-save: %d pooled, output and mask values compared (%d mask words), all bitwise equal\n",
            compared_values, compared_words);
     for (int i = 0; i < SCHEDULES; i++) pp_context_destroy(ctxs[i]);
     pp_context_destroy(static_ctx);
-    return 0;
+    return status;
 }

@@ -179,8 +179,26 @@ static void test_async_copy(pp_function *f, int host)
     if (host) CHECK(early == 0, "the host emulation let a copy land before its wait");
 }
 
+static pp_function *fns[5]; /* emu_mma.cu's kernels, in the order of main's names */
+static int on_host;
+
+static void mma_tf32(void) { test_mma(fns[0], "mma.m16n8k8 tf32", 8); }
+static void mma_bf16(void) { test_mma(fns[1], "mma.m16n8k16 bf16", 16); }
+static void rounding(void) { test_rounding(fns[2]); }
+static void async_copy(void) { test_async_copy(fns[3], on_host); }
+static void ldmatrix(void) { test_ldmatrix(fns[4]); }
+
+static const test_case tests[] = {
+    TEST_CASE(mma_tf32, "mma.m16n8k8 TF32 on small integers: D = A*B + C exactly"),
+    TEST_CASE(mma_bf16, "mma.m16n8k16 BF16 on small integers: D = A*B + C exactly"),
+    TEST_CASE(rounding, "f32 -> TF32 (ties away) and -> BF16 (ties to even) on ties, NaN, infinity: hand-made bits"),
+    TEST_CASE(async_copy, "cp.async: data after the waits, zero-fill; on the host no copy lands before its wait"),
+    TEST_CASE(ldmatrix, "ldmatrix.x4 and .x4.trans give the PTX semantics' fragments"),
+};
+
 int main(int argc, char **argv)
 {
+    const char *only = test_select(&argc, argv);
     int cuda = argc > 1 && strcmp(argv[1], "cuda") == 0;
     pp_context_options o;
     pp_context_options_init(&o);
@@ -216,17 +234,13 @@ int main(int argc, char **argv)
     pp_compile_result res;
     pp_module *mod;
     CHECK_OK(ctx, ctx->ops->compile(ctx, &req, &mod, &res));
-    pp_function *fns[5];
     for (int i = 0; i < 5; i++) CHECK_OK(ctx, ctx->ops->get_function(ctx, mod, names[i], 0, &fns[i]));
-    test_mma(fns[0], "mma.m16n8k8 tf32", 8);
-    test_mma(fns[1], "mma.m16n8k16 bf16", 16);
-    test_rounding(fns[2]);
-    test_async_copy(fns[3], !cuda);
-    test_ldmatrix(fns[4]);
+    on_host = !cuda;
+    int status = TEST_RUN(tests, only);
     ctx->ops->module_destroy(ctx, mod);
     for (int i = 0; i < 4; i++) free(parts[i]);
     free(src);
     pp_context_destroy(ctx);
-    printf("tensor-core, ldmatrix and cp.async wrappers: all checks passed\n");
-    return 0;
+    if (!only) printf("tensor-core, ldmatrix and cp.async wrappers: all checks passed\n");
+    return status;
 }

@@ -60,28 +60,12 @@ static pp_context *host[SCHEDULES]; /* host backend, one per schedule (argument 
 static pp_context *static_ctx; /* no backend: NVRTC only */
 static const char *schedule_names[SCHEDULES] = {"forward", "reverse", "shuffled"};
 
-/* ---- random data (xorshift64) ---- */
+/* ---- random data: this file's stream of test_util.h's xorshift64 ---- */
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint32_t rand_u32(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 32);
-}
-static float uniform(float lo, float hi) { return lo + (hi - lo) * (float)(rand_u32() >> 8) * (1.0f / 16777216.0f); }
-static void *xmalloc(size_t bytes)
-{
-    void *p = calloc(1, bytes ? bytes : 1);
-    CHECK(p != NULL, "out of memory (%zu bytes)", bytes);
-    return p;
-}
-static float *rand_floats(size_t n, float lo, float hi)
-{
-    float *p = xmalloc(n * sizeof *p);
-    for (size_t i = 0; i < n; i++) p[i] = uniform(lo, hi);
-    return p;
-}
+static uint32_t rand_u32(void) { return test_rand_u32(&rng_state); }
+static float uniform(float lo, float hi) { return test_uniform(&rng_state, lo, hi); }
+static void *xmalloc(size_t bytes) { return test_xmalloc(bytes); }
+static float *rand_floats(size_t n, float lo, float hi) { return test_rand_floats(&rng_state, n, lo, hi); }
 
 /* ---- per-op summary ---- */
 typedef struct op_summary {
@@ -1958,16 +1942,138 @@ static void test_large_compile(void)
     set_free(&s);
 }
 
-static double now_s(void)
+static double t0; /* when main started: the cases print the time elapsed */
+
+/* Batch norm: tiny channels (M below the thread count, one partial mask word), mask
+ * words straddling pixels with a partial last word, offsets that defeat the
+ * sum-of-squares variance, channels of 1024+ and 8192+ values (256/512 threads), and
+ * channel tiles of 2, 4 and 8 channels, with a part-filled last tile (C 33, C 12). */
+static void bn_one_pass(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
+    test_bn(1, 3, 5, 0.0f, 1);
+    test_bn(2, 5, 49, 3.0f, 1);
+    test_bn(3, 7, 99, 0.5f, 1);
+    test_bn(2, 33, 13, 1000.0f, 0);
+    test_bn(2, 4, 600, 10.0f, 0);
+    test_bn(3, 2, 3001, 2.0f, 0);
+    test_bn(2, 12, 4100, 100.0f, 0);
 }
+
+/* The sliced forms: 600 rows in 7 slices of 85/86 with a part-filled channel tile;
+ * 3003 rows in 37 slices (more than the 16 pixel groups that merge them) at offset 1000
+ * (the shift); one row per slice; 300 slices (more than the merge's 256 threads). */
+static void bn_sliced(void)
+{
+    test_bn_sliced(2, 12, 300, 100.0f, 7);
+    test_bn_sliced(3, 5, 1001, 1000.0f, 37);
+    test_bn_sliced(1, 3, 5, 2.0f, 5);
+    test_bn_sliced(1, 2, 700, 10.0f, 300);
+}
+
+static void bf16_rounding(void) { test_bf16_rounding(); }
+
+/* bf16 activations: one row per slice with C 3; C 33 (a part-filled channel tile) at
+ * offset 100 (the shift) and C 7 at HW 1001 (256 threads; 3003 rows in 37 slices): mask
+ * words straddle pixels, the last one partial, no size a multiple of 8 or 32. */
+static void bn_act_bf16(void)
+{
+    test_bn_act_bf16(1, 3, 5, 0.0f, 5);
+    test_bn_act_bf16(2, 33, 13, 100.0f, 3);
+    test_bn_act_bf16(3, 7, 1001, 10.0f, 37);
+    printf("batch norm done (%.1f s)\n", test_now_s() - t0);
+}
+
+static void maxpool_shapes(void)
+{
+    test_maxpool(1, 3, 7, 7, 3, 2, 1, 0);
+    test_maxpool(2, 5, 9, 11, 3, 2, 1, 1);
+    test_maxpool(3, 2, 10, 13, 2, 2, 0, 0);
+    test_maxpool(1, 4, 8, 9, 3, 1, 1, 1);
+    test_maxpool(2, 3, 15, 17, 5, 2, 2, 0);
+    test_maxpool(1, 2, 1, 1, 3, 2, 1, 0);
+}
+
+static void avgpool_shapes(void)
+{
+    test_avgpool(1, 3, 49);
+    test_avgpool(2, 5, 7);
+    test_avgpool(3, 7, 64);
+    test_avgpool(2, 33, 100);
+}
+
+static void pooling_act_bf16(void)
+{
+    test_maxpool_act_bf16(1, 3, 7, 7, 3, 2, 1, 0);
+    test_maxpool_act_bf16(2, 5, 9, 11, 3, 2, 1, 1);
+    test_maxpool_act_bf16(3, 2, 10, 13, 2, 2, 0, 0);
+    test_maxpool_act_bf16(1, 4, 8, 9, 3, 1, 1, 1);
+    test_avgpool_act_bf16(1, 3, 49);
+    test_avgpool_act_bf16(2, 33, 100);
+    printf("pooling done (%.1f s)\n", test_now_s() - t0);
+}
+
+static void fc_shapes(void)
+{
+    test_fc(1, 7, 5);
+    test_fc(2, 33, 10);
+    test_fc(3, 100, 37);
+    test_fc(20, 70, 45);
+    test_fc(3, 67, 130);
+    test_fc(40, 19, 66);
+}
+
+static void softmax_one_block(void)
+{
+    test_softmax(1, 10, 0);
+    test_softmax(3, 10, 0);
+    test_softmax(3, 10, 1);
+    test_softmax(2, 1000, 0);
+    test_softmax(3, 1000, 2);
+}
+
+static void softmax_multi_block(void)
+{
+    test_softmax_multi(2, 10, 0);
+    test_softmax_multi(37, 10, 0);
+    test_softmax_multi(70, 1000, 1);
+    test_softmax_multi(600, 10, 2);
+    test_softmax_multi(4100, 3, 0);
+}
+
+static void sgd_updates(void)
+{
+    test_sgd(1, 1);
+    test_sgd(1000, 0);
+    test_sgd(4099, 1);
+    test_sgd_shadow(1);
+    test_sgd_shadow(4099);
+    printf("fc, loss, sgd done (%.1f s)\n", test_now_s() - t0);
+}
+
+/* The random stream runs through the cases in this order. */
+static const test_case tests[] = {
+    TEST_CASE(test_errors, "bad op parameters are errors that say what is wrong; every parameter that changes a "
+                           "kernel's source changes its name"),
+    TEST_CASE(bn_one_pass, "bn_stats, bn_apply (16 option sets), bn_backward (12) on 7 shapes against the reference"),
+    TEST_CASE(bn_sliced, "the sliced BN forms (bn_stats_part/merge, bn_backward_sums/dx) on 4 row/slice counts"),
+    TEST_CASE(bf16_rounding, "bn_apply's SAVE_BF16 rounds edge cases and random bits as the reference does, which "
+                             "rounds known values right"),
+    TEST_CASE(bn_act_bf16, "BN with bf16 activations (and sliced) on 3 shapes: the reference on bf16 inputs, bitwise "
+                           "the fp32 kernel on the widened inputs"),
+    TEST_CASE(maxpool_shapes, "maxpool forward and backward on 6 shapes: values, argmax, gradients exactly"),
+    TEST_CASE(avgpool_shapes, "global average pooling forward and backward on 4 shapes"),
+    TEST_CASE(pooling_act_bf16, "max and average pooling with bf16 activations on 6 shapes"),
+    TEST_CASE(fc_shapes, "fc forward, data and weight gradients on 6 shapes (each GEMM tile height)"),
+    TEST_CASE(softmax_one_block, "softmax cross-entropy (one block) with 10 and 1000 classes, labels -1 and CLASSES"),
+    TEST_CASE(softmax_multi_block, "the multi-block softmax (rows + reduce) on 5 shapes: the one-block kernel's bits"),
+    TEST_CASE(sgd_updates, "sgd with momentum and weight decay (first and later steps), and its bf16 weight shadow"),
+    TEST_CASE(test_large_compile, "ResNet-50 (batch 256) and CIFAR shapes compile with NVRTC without spills"),
+};
 
 int main(int argc, char **argv)
 {
-    const double t0 = now_s();
+    const char *only = test_select(&argc, argv);
+    t0 = test_now_s();
     const int cuda = argc > 1 && strcmp(argv[1], "cuda") == 0;
     const pp_schedule schedules[SCHEDULES] = {PP_SCHEDULE_FORWARD, PP_SCHEDULE_REVERSE, PP_SCHEDULE_SHUFFLED};
     for (int i = 0; i < SCHEDULES; i++) {
@@ -1994,77 +2100,7 @@ int main(int argc, char **argv)
     o.backend = PP_BACKEND_NONE;
     CHECK_OK(static_ctx, pp_context_create(&o, &static_ctx));
 
-    test_errors();
-
-    /* Batch norm: tiny channels (M below the thread count, one partial mask word), mask
-     * words straddling pixels with a partial last word, offsets that defeat the
-     * sum-of-squares variance, channels of 1024+ and 8192+ values (256/512 threads), and
-     * channel tiles of 2, 4 and 8 channels, with a part-filled last tile (C 33, C 12). */
-    test_bn(1, 3, 5, 0.0f, 1);
-    test_bn(2, 5, 49, 3.0f, 1);
-    test_bn(3, 7, 99, 0.5f, 1);
-    test_bn(2, 33, 13, 1000.0f, 0);
-    test_bn(2, 4, 600, 10.0f, 0);
-    test_bn(3, 2, 3001, 2.0f, 0);
-    test_bn(2, 12, 4100, 100.0f, 0);
-    /* The sliced forms: 600 rows in 7 slices of 85/86 with a part-filled channel tile;
-     * 3003 rows in 37 slices (more than the 16 pixel groups that merge them) at offset 1000
-     * (the shift); one row per slice; 300 slices (more than the merge's 256 threads). */
-    test_bn_sliced(2, 12, 300, 100.0f, 7);
-    test_bn_sliced(3, 5, 1001, 1000.0f, 37);
-    test_bn_sliced(1, 3, 5, 2.0f, 5);
-    test_bn_sliced(1, 2, 700, 10.0f, 300);
-    test_bf16_rounding();
-    /* bf16 activations: one row per slice with C 3; C 33 (a part-filled channel tile) at
-     * offset 100 (the shift) and C 7 at HW 1001 (256 threads; 3003 rows in 37 slices): mask
-     * words straddle pixels, the last one partial, no size a multiple of 8 or 32. */
-    test_bn_act_bf16(1, 3, 5, 0.0f, 5);
-    test_bn_act_bf16(2, 33, 13, 100.0f, 3);
-    test_bn_act_bf16(3, 7, 1001, 10.0f, 37);
-    printf("batch norm done (%.1f s)\n", now_s() - t0);
-
-    test_maxpool(1, 3, 7, 7, 3, 2, 1, 0);
-    test_maxpool(2, 5, 9, 11, 3, 2, 1, 1);
-    test_maxpool(3, 2, 10, 13, 2, 2, 0, 0);
-    test_maxpool(1, 4, 8, 9, 3, 1, 1, 1);
-    test_maxpool(2, 3, 15, 17, 5, 2, 2, 0);
-    test_maxpool(1, 2, 1, 1, 3, 2, 1, 0);
-    test_avgpool(1, 3, 49);
-    test_avgpool(2, 5, 7);
-    test_avgpool(3, 7, 64);
-    test_avgpool(2, 33, 100);
-    test_maxpool_act_bf16(1, 3, 7, 7, 3, 2, 1, 0);
-    test_maxpool_act_bf16(2, 5, 9, 11, 3, 2, 1, 1);
-    test_maxpool_act_bf16(3, 2, 10, 13, 2, 2, 0, 0);
-    test_maxpool_act_bf16(1, 4, 8, 9, 3, 1, 1, 1);
-    test_avgpool_act_bf16(1, 3, 49);
-    test_avgpool_act_bf16(2, 33, 100);
-    printf("pooling done (%.1f s)\n", now_s() - t0);
-
-    test_fc(1, 7, 5);
-    test_fc(2, 33, 10);
-    test_fc(3, 100, 37);
-    test_fc(20, 70, 45);
-    test_fc(3, 67, 130);
-    test_fc(40, 19, 66);
-    test_softmax(1, 10, 0);
-    test_softmax(3, 10, 0);
-    test_softmax(3, 10, 1);
-    test_softmax(2, 1000, 0);
-    test_softmax(3, 1000, 2);
-    test_softmax_multi(2, 10, 0);
-    test_softmax_multi(37, 10, 0);
-    test_softmax_multi(70, 1000, 1);
-    test_softmax_multi(600, 10, 2);
-    test_softmax_multi(4100, 3, 0);
-    test_sgd(1, 1);
-    test_sgd(1000, 0);
-    test_sgd(4099, 1);
-    test_sgd_shadow(1);
-    test_sgd_shadow(4099);
-    printf("fc, loss, sgd done (%.1f s)\n", now_s() - t0);
-
-    test_large_compile();
+    int status = TEST_RUN(tests, only);
 
     printf("\nregisters, spills and shared memory per kernel (sm_90; sm_80 spills too):\n");
     int worst_regs = 0;
@@ -2079,8 +2115,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < summary_count; i++)
         printf("  %-14s %4d checks  largest error %.3e  largest ratio %.3f\n", summaries[i].op, summaries[i].checks,
                summaries[i].worst, summaries[i].worst_ratio);
-    printf("all ops match the reference under both schedules, bit-identically between them (%.1f s)\n", now_s() - t0);
+    if (!only)
+        printf("all ops match the reference under both schedules, bit-identically between them (%.1f s)\n",
+               test_now_s() - t0);
     for (int i = 0; i < SCHEDULES; i++) pp_context_destroy(host[i]);
     pp_context_destroy(static_ctx);
-    return 0;
+    return status;
 }

@@ -29,10 +29,7 @@ enum { batch = 2, image = 8, max_batch = 16 };
 
 static void fill(float *a, size_t n, uint32_t seed)
 {
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        a[i] = (float)((seed >> 8) * (1.0 / 16777216.0) * 2.0 - 1.0);
-    }
+    for (size_t i = 0; i < n; i++) a[i] = test_lcg_signed(&seed);
 }
 
 static ref_op op_of(const char *op)
@@ -318,75 +315,112 @@ static void check_training_lowers_loss(pp_context *host, const char *policy)
     pp_model_destroy(m);
 }
 
+static pp_context *none, *host; /* no backend (plans), host backend (the steps) */
+
+/* fp32 kernels against a double reference through ~20 layers with BN: the errors of
+ * each layer (about 1e-6 relative, layer_check.c) compound; BN at batch 2 with 2x2
+ * maps divides by small standard deviations. 1e-3 relative to each parameter's
+ * largest gradient is what fp32 can promise here. */
+static void policy_1(void) { check_policy(none, host, "1", 1e-3, 1); }
+static void policy_2(void) { check_policy(none, host, "2", 1e-3, 0); }
+static void policy_4_max(void) { check_policy(none, host, "4,mode=max", 1e-3, 0); }
+
+/* bf16 keeps 8 significant bits: the saved BN input is off by up to 2^-9 relative,
+ * which moves the gradients by that order through x-hat: 2e-2. */
+static void bn_bf16(void) { check_policy(none, host, "2,bn=bf16", 2e-2, 0); }
+static void baseline(void) { check_policy(none, host, "baseline", 1e-3, 0); }
+
+/* TF32 tensor-core convolutions, with their BN statistics from the MMA epilogue,
+ * against the fp32-exact reference. Each product's operands carry TF32's 2^-11
+ * rounding, about 3e-4 per layer (test_conv_kernels bounds every kernel): the loss
+ * within 5e-2 and the running statistics, which average conv outputs, within 5e-3.
+ * A wrong fragment or column mapping would be off by the values' own size.
+ * Gradients are not compared element by element here (tolerance 0): at batch 2 with 4x4
+ * maps, layer2.0.bn2.weight's gradient came out 0.31 off with TF32 and 0.40 with BF16.
+ * The error does not shrink with the rounding, while the backward kernels alone in
+ * TF32 give 8e-4 (BF16 8e-3). That is what a channel whose variance is below the
+ * forward's rounding noise does: its normalised values are noise in any reduced
+ * precision. Each conv weight gradient as a whole is: its L2 error measured 7.2e-2
+ * of its norm (the noisy channels' share), checked against 0.15.
+ */
+static void math_tf32(void) { check_policy_stats(none, host, "2,math=tf32", batch, image, 0, 5e-3, 0.15, 0); }
+
+/* bf16 storage (act=bf16): every activation, gradient and pooled save rounded to
+ * bf16 (2^-9 relative each) and BF16 convolutions. Gradients are not compared, for
+ * the reason above; the loss within 5e-2 and the running statistics, averages of
+ * bf16-rounded conv outputs computed with BF16 products, within 1e-2 (four times
+ * TF32's 2^-11 rounding is 2^-9: twice the TF32 bound, doubled for the rounding of
+ * the stored outputs). Conv weight gradients as wholes (L2): 0.22 measured, bounded
+ * by 0.4, which is the TF32 figure scaled by bf16's 4x coarser rounding, with margin;
+ * an input gradient that overwrites instead of adding where a tensor feeds two
+ * convolutions (ACCUMULATE ignored) measured 0.85. The step also checks that the
+ * model allocates exactly its planned peak, which under act=bf16 includes the bf16
+ * copy of the weights. */
+static void act_bf16(void) { check_policy_stats(none, host, "2,act=bf16", batch, image, 0, 1e-2, 0.4, 0); }
+
+/* Batch 16, 16x16 images: 4096 rows of 16 channels and 1024 of 32, so the plan slices
+ * those BNs' backward (generator/poolprop/ops.lua bn_slices): the sliced kernels in a
+ * whole step, with their workspaces placed by the planner. */
+static void sliced_bn_backward(void)
+{
+    gen_plan_request req = {
+        .model = "cifar_resnet8", .policy = "2", .batch = 16, .height = 16, .width = 16, .classes = 10, .sources = 1};
+    gen_plan p;
+    CHECK_OK(none, gen_train_plan(none, &req, &p));
+    int sliced = 0;
+    for (int i = 0; i < p.train.step_count; i++)
+        sliced += strcmp(p.kernels[p.train.steps[i].kernel].op, "bn_backward_dx") == 0;
+    printf("batch 16, 16x16: %d sliced BN backward steps\n", sliced);
+    CHECK(sliced > 0, "batch 16, 16x16: the plan has no sliced BN backward");
+    gen_plan_free(&p);
+    check_policy_stats(none, host, "2", 16, 16, 1e-3, 1e-5, 0, 0);
+}
+
+static void training_lowers_loss(void) { check_training_lowers_loss(host, "2"); }
+static void training_lowers_loss_act_bf16(void) { check_training_lowers_loss(host, "2,act=bf16"); }
+
+/* Every policy's pooled-gradient probe compares with policy_1's. */
+static const test_case tests[] = {
+    TEST_CASE(policy_1, "f = 1: loss, gradients, statistics match the reference, which matches finite differences"),
+    TEST_CASE_AFTER(policy_2, policy_1, "f = 2 avg: match the reference network that pools and un-pools conv inputs"),
+    TEST_CASE_AFTER(policy_4_max, policy_1, "f = 4 max: match the reference network that pools conv inputs"),
+    TEST_CASE_AFTER(bn_bf16, policy_1, "BN inputs saved as bf16: within the bf16 rounding of the saved input"),
+    TEST_CASE_AFTER(baseline, policy_1, "the baseline policy: f = 1's gradients, the reference's numbers"),
+    TEST_CASE_AFTER(math_tf32, policy_1,
+                    "TF32 convolutions: loss, statistics and conv gradients (L2) within TF32's rounding"),
+    TEST_CASE_AFTER(act_bf16, policy_1,
+                    "bf16 storage: loss, statistics and conv gradients (L2) within bf16's rounding"),
+    TEST_CASE(sliced_bn_backward,
+              "batch 16, 16x16 images: the plan slices BN backward; the step matches the reference"),
+    TEST_CASE(training_lowers_loss, "ten SGD steps on a fixed batch halve the loss and fit it; finite logits; a step "
+                                    "after inference and label 10 of 10 are refused"),
+    TEST_CASE(training_lowers_loss_act_bf16, "the same with bf16 storage"),
+};
+
+/* What test_network quick leaves out: everything but f = 1 and f = 2. */
+static int full_only(const test_case *t)
+{
+    return t->run == policy_4_max || t->run == bn_bf16 || t->run == baseline || t->run == math_tf32 ||
+           t->run == act_bf16 || t->run == training_lowers_loss_act_bf16;
+}
+
 int main(int argc, char **argv)
 {
+    const char *only = test_select(&argc, argv);
     int quick = argc > 1 && strcmp(argv[1], "quick") == 0;
     pp_context_options o;
     pp_context_options_init(&o);
     o.backend = PP_BACKEND_NONE;
-    pp_context *none, *host;
     CHECK_OK(NULL, pp_context_create(&o, &none));
     o.backend = PP_BACKEND_HOST;
     o.host_threads = 2;
     CHECK_OK(NULL, pp_context_create(&o, &host));
-    /* fp32 kernels against a double reference through ~20 layers with BN: the errors of
-     * each layer (about 1e-6 relative, layer_check.c) compound; BN at batch 2 with 2x2
-     * maps divides by small standard deviations. 1e-3 relative to each parameter's
-     * largest gradient is what fp32 can promise here. */
-    check_policy(none, host, "1", 1e-3, 1);
-    check_policy(none, host, "2", 1e-3, 0);
-    if (!quick) {
-        check_policy(none, host, "4,mode=max", 1e-3, 0);
-        /* bf16 keeps 8 significant bits: the saved BN input is off by up to 2^-9 relative,
-         * which moves the gradients by that order through x-hat: 2e-2. */
-        check_policy(none, host, "2,bn=bf16", 2e-2, 0);
-        check_policy(none, host, "baseline", 1e-3, 0);
-        /* TF32 tensor-core convolutions, with their BN statistics from the MMA epilogue,
-         * against the fp32-exact reference. Each product's operands carry TF32's 2^-11
-         * rounding, about 3e-4 per layer (test_conv_kernels bounds every kernel): the loss
-         * within 5e-2 and the running statistics, which average conv outputs, within 5e-3.
-         * A wrong fragment or column mapping would be off by the values' own size.
-         * Gradients are not compared element by element here (tolerance 0): at batch 2 with 4x4
-         * maps, layer2.0.bn2.weight's gradient came out 0.31 off with TF32 and 0.40 with BF16.
-         * The error does not shrink with the rounding, while the backward kernels alone in
-         * TF32 give 8e-4 (BF16 8e-3). That is what a channel whose variance is below the
-         * forward's rounding noise does: its normalised values are noise in any reduced
-         * precision. Each conv weight gradient as a whole is: its L2 error measured 7.2e-2
-         * of its norm (the noisy channels' share), checked against 0.15.
-         */
-        check_policy_stats(none, host, "2,math=tf32", batch, image, 0, 5e-3, 0.15, 0);
-        /* bf16 storage (act=bf16): every activation, gradient and pooled save rounded to
-         * bf16 (2^-9 relative each) and BF16 convolutions. Gradients are not compared, for
-         * the reason above; the loss within 5e-2 and the running statistics, averages of
-         * bf16-rounded conv outputs computed with BF16 products, within 1e-2 (four times
-         * TF32's 2^-11 rounding is 2^-9: twice the TF32 bound, doubled for the rounding of
-         * the stored outputs). Conv weight gradients as wholes (L2): 0.22 measured, bounded
-         * by 0.4, which is the TF32 figure scaled by bf16's 4x coarser rounding, with margin;
-         * an input gradient that overwrites instead of adding where a tensor feeds two
-         * convolutions (ACCUMULATE ignored) measured 0.85. The step also checks that the
-         * model allocates exactly its planned peak, which under act=bf16 includes the bf16
-         * copy of the weights. */
-        check_policy_stats(none, host, "2,act=bf16", batch, image, 0, 1e-2, 0.4, 0);
-    }
-    /* Batch 16, 16x16 images: 4096 rows of 16 channels and 1024 of 32, so the plan slices
-     * those BNs' backward (generator/poolprop/ops.lua bn_slices): the sliced kernels in a
-     * whole step, with their workspaces placed by the planner. */
-    {
-        gen_plan_request req = {.model = "cifar_resnet8", .policy = "2", .batch = 16, .height = 16, .width = 16,
-                                .classes = 10, .sources = 1};
-        gen_plan p;
-        CHECK_OK(none, gen_train_plan(none, &req, &p));
-        int sliced = 0;
-        for (int i = 0; i < p.train.step_count; i++)
-            sliced += strcmp(p.kernels[p.train.steps[i].kernel].op, "bn_backward_dx") == 0;
-        printf("batch 16, 16x16: %d sliced BN backward steps\n", sliced);
-        CHECK(sliced > 0, "batch 16, 16x16: the plan has no sliced BN backward");
-        gen_plan_free(&p);
-        check_policy_stats(none, host, "2", 16, 16, 1e-3, 1e-5, 0, 0);
-    }
-    check_training_lowers_loss(host, "2");
-    if (!quick) check_training_lowers_loss(host, "2,act=bf16");
+    test_case chosen[sizeof tests / sizeof tests[0]];
+    int n = 0;
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
+        if (!quick || !full_only(&tests[i])) chosen[n++] = tests[i];
+    int status = test_run_cases(chosen, n, only);
     pp_context_destroy(host);
     pp_context_destroy(none);
-    return 0;
+    return status;
 }

@@ -24,28 +24,11 @@
 
 static char cache_dir[256];
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static char *read_kernel(const char *file)
 {
     char rel[512];
     snprintf(rel, sizeof rel, "tests/kernels/%s", file);
     return test_read_source(rel);
-}
-
-/* 1-based line of the first line containing marker. */
-static int line_of(const char *src, const char *marker)
-{
-    const char *p = strstr(src, marker);
-    CHECK(p != NULL, "marker '%s' not found", marker);
-    int line = 1;
-    for (const char *q = src; q < p; q++) line += *q == '\n';
-    return line;
 }
 
 static int warnings;
@@ -123,7 +106,7 @@ static const char *schedule_name(pp_schedule s)
 }
 
 /* ---- block reduction: exact sums under every schedule and block shape ---- */
-static void test_reduce(void)
+static void block_reduction(void)
 {
     printf("block reduction (shared memory + __syncthreads):\n");
     const pp_schedule schedules[] = {PP_SCHEDULE_FORWARD, PP_SCHEDULE_REVERSE, PP_SCHEDULE_SHUFFLED};
@@ -194,7 +177,7 @@ static int count_wrong(const float *out, const float *expect, unsigned count)
     return wrong;
 }
 
-static void test_race(void)
+static void missing_barrier(void)
 {
     printf("missing __syncthreads (neighbour read):\n");
     enum { n = 64, nb = 4 };
@@ -234,7 +217,7 @@ static void expect_kernel_error(pp_context *ctx, pp_module *mod, const char *ker
     for (int i = 0; i < count; i++) CHECK(strstr(msg, needles[i]) != NULL, "message must contain '%s'", needles[i]);
 }
 
-static void test_faults(void)
+static void kernel_faults(void)
 {
     printf("kernel faults:\n");
     char *src = read_kernel("emu_faults.cu");
@@ -253,12 +236,12 @@ static void test_faults(void)
                               "16 threads of the block have exited"};
         expect_kernel_error(ctx, mod, "emu_even_barrier", 2, 32, args1, even, 4);
 
-        snprintf(line_a, sizeof line_a, "line %d", line_of(src, "MARK: even barrier"));
-        snprintf(line_b, sizeof line_b, "line %d", line_of(src, "MARK: odd barrier"));
+        snprintf(line_a, sizeof line_a, "line %d", test_line_of(src, "MARK: even barrier"));
+        snprintf(line_b, sizeof line_b, "line %d", test_line_of(src, "MARK: odd barrier"));
         const char *split[] = {"divergent __syncthreads", line_a, line_b, "block (0,0,0)"};
         expect_kernel_error(ctx, mod, "emu_split_barrier", 1, 32, args1, split, 4);
 
-        snprintf(line_c, sizeof line_c, "(line %d)", line_of(src, "MARK: early exit barrier"));
+        snprintf(line_c, sizeof line_c, "(line %d)", test_line_of(src, "MARK: early exit barrier"));
         const char *early[] = {"deadlock", "8 threads wait at __syncthreads", line_c, "56 threads of the block have exited"};
         expect_kernel_error(ctx, mod, "emu_early_exit", 3, 64, args1, early, 4);
 
@@ -267,11 +250,11 @@ static void test_faults(void)
         vals[64 + 37] = 9;                                 /* ... except block 1, thread 37 */
         CHECK_OK(ctx, ctx->ops->upload(ctx, d_in, vals, sizeof vals));
         void *args2[] = {&d_in, &d_out};
-        snprintf(line_d, sizeof line_d, "emu_faults.cu:%d", line_of(src, "MARK: assert"));
+        snprintf(line_d, sizeof line_d, "emu_faults.cu:%d", test_line_of(src, "MARK: assert"));
         const char *assert_needles[] = {"kernel emu_checked", "block (1,0,0), thread (37,0,0)", line_d, "v < 5"};
         expect_kernel_error(ctx, mod, "emu_checked", 2, 64, args2, assert_needles, 4);
 
-        snprintf(line_e, sizeof line_e, "line %d", line_of(src, "MARK: warp exit"));
+        snprintf(line_e, sizeof line_e, "line %d", test_line_of(src, "MARK: warp exit"));
         const char *warp[] = {"deadlock", "4 lanes of warp 0 wait at a warp operation", line_e, "28 of its lanes have exited"};
         expect_kernel_error(ctx, mod, "emu_warp_exit", 1, 32, args1, warp, 4);
 
@@ -307,7 +290,7 @@ static int ref_at(const int *v, int base, int lanes, int j)
     return j < lanes ? v[base + j] : 0;
 }
 
-static void test_warp(void)
+static void warp_ops(void)
 {
     printf("warp shuffles and votes:\n");
     const unsigned sizes[] = {96, 40};
@@ -374,7 +357,7 @@ static void test_warp(void)
 }
 
 /* ---- the rest of the emulated surface ---- */
-static void test_intrinsics(void)
+static void intrinsics(void)
 {
     printf("other intrinsics (one block of 64):\n");
     pp_context *ctx = make_ctx(PP_SCHEDULE_REVERSE, 1, 1, cache_dir);
@@ -436,7 +419,7 @@ static void run_atomic(pp_context *ctx, pp_module *mod, const char *label)
     ctx->ops->free(ctx, d_count);
 }
 
-static void test_atomic(void)
+static void atomics(void)
 {
     printf("atomicAdd across blocks on 4 OS threads:\n");
     pp_context *ctx = make_ctx(PP_SCHEDULE_SHUFFLED, 3, 4, cache_dir);
@@ -448,7 +431,7 @@ static void test_atomic(void)
 }
 
 /* ---- compile errors ---- */
-static void test_compile_error(void)
+static void compile_errors(void)
 {
     printf("compile errors:\n");
     pp_context *ctx = make_ctx(PP_SCHEDULE_FORWARD, 1, 1, cache_dir);
@@ -457,7 +440,7 @@ static void test_compile_error(void)
     pp_status st = compile(ctx, "emu_bad.cu", names, 1, &mod, NULL);
     char *src = read_kernel("emu_bad.cu");
     char where[64];
-    snprintf(where, sizeof where, "emu_bad.cu:%d:", line_of(src, "MARK: compile error"));
+    snprintf(where, sizeof where, "emu_bad.cu:%d:", test_line_of(src, "MARK: compile error"));
     free(src);
     const char *msg = pp_last_error(ctx);
     const char *first = strstr(msg, where);
@@ -497,7 +480,7 @@ static void newest_file(const char *dir, char *out, size_t len)
     CHECK(out[0], "no file in %s", dir);
 }
 
-static void test_cache(void)
+static void module_cache(void)
 {
     printf("module cache:\n");
     char dir[300];
@@ -566,7 +549,7 @@ static void ping_fn(void *arg)
     }
 }
 
-static void test_switch_rate(void)
+static void fiber_switch_rate(void)
 {
     ping p;
     memset(&p, 0, sizeof p);
@@ -575,9 +558,9 @@ static void test_switch_rate(void)
     fiber_init_current(&p.main);
     fiber_init(&p.other, &stack, ping_fn, &p);
     const long rounds = 500000; /* two switches per round */
-    double t0 = now_s();
+    double t0 = test_now_s();
     for (long i = 0; i < rounds; i++) fiber_switch(&p.main, &p.other);
-    double dt = now_s() - t0;
+    double dt = test_now_s() - t0;
     CHECK(p.count == rounds, "the fiber ran %ld times, expected %ld", p.count, rounds);
     printf("fiber switches: %ld in %.3f s = %.1f M switches/s (%.1f ns per switch)\n", 2 * rounds, dt,
            2 * rounds / dt / 1e6, dt / (2 * rounds) * 1e9);
@@ -587,7 +570,7 @@ static void test_switch_rate(void)
 /* compile_prefetch: four distinct modules (one listed twice, one that does not compile)
  * compiled on several threads; the compiles that follow load the good ones from the cache,
  * the entries are whole, and the bad one still reports its error. */
-static void test_prefetch(void)
+static void parallel_prefetch(void)
 {
     printf("parallel prefetch into the cache:\n");
     char dir[300];
@@ -609,9 +592,9 @@ static void test_prefetch(void)
     src[good + 1] = strdup("extern \"C\" __global__ void broken() { this does not compile; }\n");
     snprintf(names[good + 1], sizeof names[good + 1], "broken.cu");
     reqs[good + 1] = (pp_compile_request){src[good + 1], names[good + 1], NULL, 0};
-    double t0 = now_s();
+    double t0 = test_now_s();
     compile_prefetch(ctx, reqs, good + 2, 0);
-    double t1 = now_s();
+    double t1 = test_now_s();
     pp_cache_stats s0, s1;
     CHECK_OK(ctx, pp_context_cache_stats(ctx, &s0));
     const char *kernel[] = {"emu_atomic_sum"};
@@ -638,24 +621,29 @@ static void test_prefetch(void)
     pp_context_destroy(ctx);
 }
 
-int main(void)
+static const test_case tests[] = {
+    TEST_CASE(fiber_switch_rate, "500000 fiber round trips complete (the rate is printed, not checked)"),
+    TEST_CASE(block_reduction, "block sums are exact under every schedule and block shape"),
+    TEST_CASE(missing_barrier, "a missing __syncthreads gives schedule-dependent results; with it both are right"),
+    TEST_CASE(kernel_faults,
+              "deadlocks, divergent barriers and asserts are PP_ERR_KERNEL naming kernel, block and line"),
+    TEST_CASE(warp_ops, "warp shuffles and votes on full and partial warps match the reference"),
+    TEST_CASE(intrinsics, "the other intrinsics (syncthreads_count, atomics, bit operations, math) give exact values"),
+    TEST_CASE(atomics, "atomicAdd across blocks on 4 OS threads gives exact sums"),
+    TEST_CASE(compile_errors,
+              "a kernel that does not compile is PP_ERR_COMPILE naming file:line; a missing kernel named"),
+    TEST_CASE(module_cache, "the module cache: miss, hit, a damaged entry detected, reported, rebuilt and served"),
+    TEST_CASE(parallel_prefetch,
+              "compile_prefetch fills the cache on several threads; a broken source keeps its error"),
+};
+
+int main(int argc, char **argv)
 {
-    snprintf(cache_dir, sizeof cache_dir, "/tmp/pp_test_host_emu_XXXXXX");
-    CHECK(mkdtemp(cache_dir) != NULL, "mkdtemp");
-    double t0 = now_s();
-    test_switch_rate();
-    test_reduce();
-    test_race();
-    test_faults();
-    test_warp();
-    test_intrinsics();
-    test_atomic();
-    test_compile_error();
-    test_cache();
-    test_prefetch();
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache_dir);
-    if (system(cmd) != 0) printf("note: could not remove %s\n", cache_dir);
-    printf("test_host_emu: all checks passed in %.1f s\n", now_s() - t0);
-    return 0;
+    const char *only = test_select(&argc, argv);
+    test_temp_dir(cache_dir, sizeof cache_dir, "test_host_emu");
+    double t0 = test_now_s();
+    int status = TEST_RUN(tests, only);
+    if (test_remove_dir(cache_dir) != 0) printf("note: could not remove %s\n", cache_dir);
+    if (!only) printf("test_host_emu: all checks passed in %.1f s\n", test_now_s() - t0);
+    return status;
 }
