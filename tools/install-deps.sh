@@ -2,10 +2,12 @@
 # install-deps.sh - installs the Debian packages poolprop builds with, where missing:
 # Lua 5.4 (library, headers, interpreter for the generator tests), CMake, a C/C++
 # compiler, valgrind (a full training step runs under it in the tests), python3 (the test
-# of examples/bench_pytorch.py's comparisons). The CUDA toolkit (NVRTC and headers) must already be installed; no GPU or
+# of examples/bench_pytorch.py's comparisons), clang with its sanitizer and libFuzzer runtimes
+# (libclang-rt-dev: libclang_rt.fuzzer, for the fuzz targets of tools/fuzz.sh; the versions
+# of Debian's default clang). The CUDA toolkit (NVRTC and headers) must already be installed; no GPU or
 # driver is needed to build and test.
 set -euo pipefail
-packages=(liblua5.4-dev lua5.4 cmake make gcc g++ valgrind python3)
+packages=(liblua5.4-dev lua5.4 cmake make gcc g++ valgrind python3 clang libclang-rt-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -94,8 +94,9 @@ pp_status tune_lookup(pp_context *ctx, gen_plan_request *req)
         tunedb_free(&db);
         return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     }
-    int *variants = (int *)(keys + n);
-    char (*text)[256] = (char (*)[256])(variants + n);
+    /* keys is NULL where no entry has a best variant: no pointer arithmetic on it then. */
+    int *variants = keys ? (int *)(keys + n) : NULL;
+    char (*text)[256] = keys ? (char (*)[256])(variants + n) : NULL;
     int count = 0;
     for (int i = 0; i < db.count; i++) {
         if (db.entries[i].best_variant < 0) continue;

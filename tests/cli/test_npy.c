@@ -207,7 +207,7 @@ int main(void)
     {
         char path[512];
         path_of("magic.npy", path, sizeof path);
-        write_raw(path, "PK\x03\x04 this is a zip file, e.g. an .npz", 40);
+        write_raw(path, "PK\x03\x04 this is a zip file, e.g. an .npz", 38);
         expect_failure("wrong magic", path, 2, PP_ERR_PARSE, "not a NumPy .npy file", NULL);
         path_of("empty_file.npy", path, sizeof path);
         write_raw(path, "", 0);

@@ -124,6 +124,7 @@ static void test_rounding(pp_function *f)
         CHECK(lo == cases[i].bf16, "bf16 rounding of %08x", in_bits);
         CHECK(hi == (cases[i].bf16 ^ 0x8000u), "bf16 rounding of -%08x (high half)", in_bits);
     }
+    device_free(ctx, din, 0), device_free(ctx, dout, 0);
 }
 
 static void test_ldmatrix(pp_function *f)
@@ -177,6 +178,7 @@ static void test_async_copy(pp_function *f, int host)
            wrong_first, wrong_final, early, host ? " (must be 0 on the host)" : " (not checked on a GPU)");
     CHECK(wrong_first == 0 && wrong_final == 0, "cp.async results");
     if (host) CHECK(early == 0, "the host emulation let a copy land before its wait");
+    device_free(ctx, din, 0), device_free(ctx, dout, 0);
 }
 
 static pp_function *fns[5]; /* emu_mma.cu's kernels, in the order of main's names */
