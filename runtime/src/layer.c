@@ -7,7 +7,7 @@
 #include "layer.h"
 #include "bundle_dir.h"
 #include "layout.h"
-#include "lua_gen.h"
+#include "gen_layer.h"
 #include "nvrtc_compile.h"
 
 #include <errno.h>
@@ -52,14 +52,14 @@ pp_status pp_layer_variant_count(pp_context *ctx, const char *op, int *out)
 {
     PP_TRY(usable(ctx));
     if (!op || !out) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "pp_layer_variant_count: NULL argument");
-    return gen_variant_count(ctx, op, out);
+    return gen_layer_variant_count(ctx, op, out);
 }
 
 pp_status pp_layer_variant_info(pp_context *ctx, const char *op, int index, pp_variant_info *out)
 {
     if (!ctx) return PP_ERR_INVALID_ARGUMENT;
     if (!op || !out) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "pp_layer_variant_info: NULL argument");
-    return gen_variant_info(ctx, op, index, out);
+    return gen_layer_variant_info(ctx, op, index, out);
 }
 
 /* Compiles one kernel with NVRTC for the static check (registers, spills, shared memory)
@@ -351,7 +351,7 @@ pp_status pp_layer_file_load(pp_context *ctx, const char *path, pp_layer_desc **
 {
     if (!ctx || !descs || !count) return PP_ERR_INVALID_ARGUMENT;
     ctx_clear_error(ctx);
-    return gen_load_descs(ctx, path, descs, count);
+    return gen_layer_load_descs(ctx, path, descs, count);
 }
 
 void pp_layer_descs_free(pp_layer_desc *descs, int count)
@@ -369,7 +369,7 @@ pp_status pp_bundle_write(pp_context *ctx, const char *path, const char *out_dir
     char staging[4400];
     PP_TRY(bundle_dir_stage(ctx, out_dir, staging, sizeof staging));
     int files = 0;
-    pp_status st = gen_write_bundle(ctx, path, staging, &files);
+    pp_status st = gen_layer_write_bundle(ctx, path, staging, &files);
     if (st != PP_OK) {
         bundle_dir_discard(staging);
         return st == PP_ERR_IO ? ctx_wrap(ctx, st, "cannot write the bundle %s (nothing was changed there)", out_dir)

@@ -10,7 +10,9 @@
 #include "cache.h"
 #include "compile.h"
 #include "file.h"
+#include "gen_plan.h"
 #include "layout.h"
+#include "model.h"
 #include "plan.h"
 #include "tune.h"
 
@@ -40,7 +42,7 @@ void pp_model_options_init(pp_model_options *o)
     o->batch = 1;
 }
 
-void plan_request_for_model(const pp_model_options *o, int sources, gen_plan_request *req)
+void model_plan_request(const pp_model_options *o, int sources, gen_plan_request *req)
 {
     memset(req, 0, sizeof *req);
     req->model = o->model;
@@ -80,9 +82,9 @@ pp_status pp_plan_memory(pp_context *ctx, const pp_model_options *options, pp_me
     if (!ctx || !options || !out) return PP_ERR_INVALID_ARGUMENT;
     ctx_clear_error(ctx);
     gen_plan_request req;
-    plan_request_for_model(options, 0, &req);
+    model_plan_request(options, 0, &req);
     gen_plan plan;
-    PP_TRY(gen_train_plan(ctx, &req, &plan));
+    PP_TRY(gen_plan_train(ctx, &req, &plan));
     report_from(&plan, out);
     gen_plan_free(&plan);
     return PP_OK;
@@ -122,9 +124,9 @@ pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_m
     if (!m) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     m->ctx = ctx;
     gen_plan_request req;
-    plan_request_for_model(options, 1, &req);
+    model_plan_request(options, 1, &req);
     pp_status st = tune_lookup(ctx, &req);
-    if (st == PP_OK) st = gen_train_plan(ctx, &req, &m->plan);
+    if (st == PP_OK) st = gen_plan_train(ctx, &req, &m->plan);
     tune_lookup_free(&req);
     if (st != PP_OK) {
         free(m);
@@ -193,12 +195,12 @@ pp_status pp_model_bundle_write(pp_context *ctx, const pp_model_options *options
     if (info) memset(info, 0, sizeof *info);
     /* The request pp_model_create makes, with the same tuning lookup. */
     gen_plan_request req;
-    plan_request_for_model(options, 1, &req);
+    model_plan_request(options, 1, &req);
     pp_status st = tune_lookup(ctx, &req);
     const int tuned_entries = req.tuned_count;
     gen_bundle b;
     memset(&b, 0, sizeof b);
-    if (st == PP_OK) st = gen_training_bundle(ctx, &req, &b);
+    if (st == PP_OK) st = gen_plan_bundle(ctx, &req, &b);
     tune_lookup_free(&req);
     /* Written into a staging folder that replaces out_dir only when complete (bundle_dir.h). */
     char path[4800], staging[4400] = "";
@@ -218,7 +220,7 @@ pp_status pp_model_bundle_write(pp_context *ctx, const pp_model_options *options
         info->batch = b.batch, info->height = b.height, info->width = b.width, info->classes = b.classes;
         snprintf(info->math, sizeof info->math, "%s", b.math);
     }
-    gen_bundle_free(&b);
+    gen_plan_bundle_free(&b);
     return st;
 }
 
@@ -230,12 +232,12 @@ pp_status pp_model_conv_list_get(pp_context *ctx, const pp_model_options *option
     ctx_clear_error(ctx);
     /* The request pp_model_create makes, with the same tuning lookup, without sources. */
     gen_plan_request req;
-    plan_request_for_model(options, 0, &req);
+    model_plan_request(options, 0, &req);
     pp_status st = tune_lookup(ctx, &req);
     out->tuned_entries = req.tuned_count;
     gen_plan plan;
     memset(&plan, 0, sizeof plan);
-    if (st == PP_OK) st = gen_train_plan(ctx, &req, &plan);
+    if (st == PP_OK) st = gen_plan_train(ctx, &req, &plan);
     tune_lookup_free(&req);
     if (st != PP_OK) return st;
     out->batch = plan.batch, out->height = plan.height, out->width = plan.width;
@@ -588,8 +590,8 @@ pp_status pp_params_init(pp_context *ctx, const pp_model_options *options, uint6
     pp_params *ps = calloc(1, sizeof *ps);
     if (!ps) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     gen_plan_request req;
-    plan_request_for_model(options, 0, &req);
-    pp_status st = gen_train_plan(ctx, &req, &ps->plan);
+    model_plan_request(options, 0, &req);
+    pp_status st = gen_plan_train(ctx, &req, &ps->plan);
     if (st != PP_OK) {
         free(ps);
         return st;

@@ -5,7 +5,7 @@
 #define PP_PLAN_H
 
 #include "context.h"
-#include "lua_gen.h"
+#include "gen_layer.h"
 
 #define PLAN_MAX_STAGES 16
 
@@ -111,14 +111,9 @@ typedef struct gen_plan_request {
     int tuned_count;
 } gen_plan_request;
 
-/* The request for a model's plan (model.c); sources as in gen_plan_request, no tuning. */
-void plan_request_for_model(const pp_model_options *o, int sources, gen_plan_request *req);
-pp_status gen_train_plan(pp_context *ctx, const gen_plan_request *req, gen_plan *out);
-void gen_plan_free(gen_plan *plan);
-
-/* A model's training step as `poolprop gen --model` writes it (generator api.lua
- * training_bundle), in memory: files[i].path is relative to the bundle's folder
- * ("kernels/<name>.cu", then "plan.lua"). */
+/* A model's training step as `poolprop gen --model` writes it (gen_plan_bundle), in
+ * memory: files[i].path is relative to the bundle's folder ("kernels/<name>.cu", then
+ * "plan.lua"). */
 typedef struct gen_bundle_file {
     char *path, *text;
     size_t len;
@@ -131,11 +126,6 @@ typedef struct gen_bundle {
     int batch, height, width, classes; /* as generated (defaults resolved) */
     char math[8];
 } gen_bundle;
-
-/* The bundle for req, which must ask for sources; its tuned variants apply as in
- * gen_train_plan. Release with gen_bundle_free. */
-pp_status gen_training_bundle(pp_context *ctx, const gen_plan_request *req, gen_bundle *out);
-void gen_bundle_free(gen_bundle *bundle);
 
 /* One kernel the tuner measures: a conv op on one layer shape of the model. */
 typedef struct gen_tuning_target {
@@ -154,9 +144,6 @@ typedef struct gen_tuning {
     gen_tuning_target *targets;
     int count;
 } gen_tuning;
-
-pp_status gen_tuning_targets(pp_context *ctx, const gen_plan_request *req, gen_tuning *out);
-void gen_tuning_free(gen_tuning *t);
 
 /* Places the buffers of steps in one arena: buffers whose lifetimes overlap never share
  * bytes; offsets aligned to 256 bytes. Sets each offset and steps->arena_bytes. */

@@ -20,13 +20,20 @@ static int by_size_desc(const void *a, const void *b)
     return x < y ? -1 : x > y; /* same array: a total, deterministic order */
 }
 
-/* Index in by_offset[0..count) (sorted by offset) before which a buffer at offset goes. */
-static int insertion_point(plan_buffer *const *by_offset, int count, size_t offset)
+/* A placed buffer as the gap search reads it: kept in one array sorted by offset, so the
+ * search walks contiguous memory instead of chasing pointers into the buffer list. */
+typedef struct span {
+    size_t offset, end; /* end: aligned, the lowest offset a buffer above may start at */
+    int first, last;    /* lifetime in steps, inclusive */
+} span;
+
+/* Index in spans[0..count) (sorted by offset) before which a span at offset goes. */
+static int insertion_point(const span *spans, int count, size_t offset)
 {
     int lo = 0, hi = count;
     while (lo < hi) {
         int mid = lo + (hi - lo) / 2;
-        if (by_offset[mid]->offset <= offset) lo = mid + 1;
+        if (spans[mid].offset <= offset) lo = mid + 1;
         else hi = mid;
     }
     return lo;
@@ -38,9 +45,9 @@ pp_status planner_place(pp_context *ctx, plan_steps *steps)
     steps->arena_bytes = 0;
     if (n == 0) return PP_OK;
     plan_buffer **order = malloc(sizeof *order * (size_t)n);
-    plan_buffer **by_offset = malloc(sizeof *by_offset * (size_t)n); /* placed buffers, by offset */
-    if (!order || !by_offset) {
-        free(order), free(by_offset);
+    span *spans = malloc(sizeof *spans * (size_t)n); /* the placed buffers, by offset */
+    if (!order || !spans) {
+        free(order), free(spans);
         return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "planner: out of memory");
     }
     for (int i = 0; i < n; i++) order[i] = &steps->buffers[i];
@@ -49,29 +56,27 @@ pp_status planner_place(pp_context *ctx, plan_steps *steps)
     for (int i = 0; i < n; i++) {
         plan_buffer *b = order[i];
         if (b->first < 0 || b->last < b->first) {
-            free(order), free(by_offset);
+            free(order), free(spans);
             return ctx_fail(ctx, PP_ERR_INTERNAL, "planner: buffer %s has no valid lifetime (%d..%d)", b->name,
                             b->first, b->last);
         }
         /* The lowest gap between the placed buffers alive at the same time, visited in offset
          * order without sorting them again: buffers at equal offsets give the same result in
-         * any order, so keeping one sorted list makes the walk proportional to the buffers
-         * below the gap found. */
+         * any order, so one sorted list serves every buffer. */
         size_t offset = 0, size = align_up(b->bytes ? b->bytes : 1);
         for (int j = 0; j < placed_count; j++) {
-            const plan_buffer *p = by_offset[j];
+            const span *p = &spans[j];
             if (p->first > b->last || b->first > p->last) continue;
             if (p->offset >= offset + size) break; /* fits in the gap before it */
-            size_t end = align_up(p->offset + p->bytes);
-            if (end > offset) offset = end;
+            if (p->end > offset) offset = p->end;
         }
         b->offset = offset;
-        int at = insertion_point(by_offset, placed_count, offset);
-        memmove(by_offset + at + 1, by_offset + at, sizeof *by_offset * (size_t)(placed_count - at));
-        by_offset[at] = b;
+        int at = insertion_point(spans, placed_count, offset);
+        memmove(spans + at + 1, spans + at, sizeof *spans * (size_t)(placed_count - at));
+        spans[at] = (span){offset, align_up(offset + b->bytes), b->first, b->last};
         placed_count++;
         if (offset + size > steps->arena_bytes) steps->arena_bytes = offset + size;
     }
-    free(order), free(by_offset);
+    free(order), free(spans);
     return PP_OK;
 }

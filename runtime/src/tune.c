@@ -20,9 +20,12 @@
 #include "cache.h"
 #include "compile.h"
 #include "context.h"
+#include "gen_layer.h"
+#include "gen_plan.h"
 #include "layer.h"
-#include "lua_gen.h"
+#include "model.h"
 #include "nvrtc_compile.h"
+#include "gen_plan.h"
 #include "plan.h"
 #include "tune.h"
 #include "tunedb.h"
@@ -62,7 +65,7 @@ static pp_status database_of(pp_context *ctx, tunedb_identity *id, char *path, s
         return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT,
                         "no tuning directory: the cache is disabled and no tuning_dir (or $POOLPROP_TUNING_DIR) is set");
     char version[64];
-    PP_TRY(gen_tuning_version(ctx, version, sizeof version));
+    PP_TRY(gen_plan_tuning_version(ctx, version, sizeof version));
     PP_TRY(device_identity(ctx, version, id));
     tunedb_path(ctx->tuning_dir, id, path, size);
     return PP_OK;
@@ -513,14 +516,14 @@ pp_status pp_tune(pp_context *ctx, const pp_tune_options *o, pp_tune_progress_fn
         return ctx_fail(ctx, PP_ERR_IO, "the tuning directory %s is not writable: %s", ctx->tuning_dir,
                         strerror(errno));
     gen_plan_request req;
-    plan_request_for_model(&o->model, 0, &req);
+    model_plan_request(&o->model, 0, &req);
     gen_tuning targets;
-    PP_TRY(gen_tuning_targets(ctx, &req, &targets));
+    PP_TRY(gen_plan_tuning_targets(ctx, &req, &targets));
     tunedb db;
     tunedb_load_outcome outcome;
     pp_status st = tunedb_load(ctx, report->database, &id, &db, &outcome);
     if (st != PP_OK) {
-        gen_tuning_free(&targets);
+        gen_plan_tuning_free(&targets);
         return st;
     }
     tuner tu = {ctx, o, progress, user, report, now_s(), 0, 0, o->warmup ? o->warmup : 2, o->repeats ? o->repeats : 7};
@@ -541,6 +544,6 @@ pp_status pp_tune(pp_context *ctx, const pp_tune_options *o, pp_tune_progress_fn
     }
     report->seconds = now_s() - tu.start;
     tunedb_free(&db);
-    gen_tuning_free(&targets);
+    gen_plan_tuning_free(&targets);
     return st;
 }

@@ -21,9 +21,9 @@
  * Two passes: the first only collects every (source, arch) and compiles them into the
  * kernel cache on every CPU at once; the second makes every check, reading NVRTC's output
  * (CUBIN and ptxas report) back from the cache. */
-#include "lua_gen.h"
+#include "gen_layer.h"
+#include "gen_plan.h"
 #include "nvrtc_compile.h"
-#include "plan.h"
 #include "test_util.h"
 
 #include <pthread.h>
@@ -128,7 +128,7 @@ static void compile_network(pp_context *ctx, const char *model, const char *poli
 {
     gen_plan p;
     gen_plan_request req = {.model = model, .policy = policy, .batch = batch, .height = image, .width = image, .sources = 1};
-    CHECK_OK(ctx, gen_train_plan(ctx, &req, &p));
+    CHECK_OK(ctx, gen_plan_train(ctx, &req, &p));
     int before = kernels_checked;
     compile_kernels(ctx, p.kernels, p.kernel_count, 0);
     if (!collecting)
@@ -224,13 +224,13 @@ static void variant_sweep(void)
     const char *ops[3] = {"conv_fwd", "conv_bwd_data", "conv_bwd_weight"};
     for (int op = 0; op < 3; op++) {
         int variants;
-        CHECK_OK(ctx, gen_variant_count(ctx, ops[op], &variants));
+        CHECK_OK(ctx, gen_layer_variant_count(ctx, ops[op], &variants));
         int lo[3] = {999, 999, 999}, hi[3] = {0, 0, 0}, smem[3] = {0, 0, 0}, n[3] = {0, 0, 0};
         int fp32_storage_bf16 = 0, on_sm90 = 0;
         char seen[2048] = "", seen_sm90[2][2048] = {"", ""}; /* sm_90 covering sets per storage form */
         for (int v = 1; v <= variants; v++) {
             pp_variant_info vi;
-            CHECK_OK(ctx, gen_variant_info(ctx, ops[op], v, &vi));
+            CHECK_OK(ctx, gen_layer_variant_info(ctx, ops[op], v, &vi));
             const int bf16 = strcmp(vi.math, "bf16") == 0;
             pp_layer_desc d;
             pp_layer_desc_init(&d);

@@ -2,7 +2,7 @@
  * they come from: an error injected into the body of the generated conv_fwd kernel is
  * reported by NVRTC and by the host compiler as templates/conv_fwd.cu at the line where
  * that statement stands in the template file. */
-#include "lua_gen.h"
+#include "gen_layer.h"
 #include "nvrtc_compile.h"
 #include "test_util.h"
 

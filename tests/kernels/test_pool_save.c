@@ -24,7 +24,7 @@
  * three runs that must agree); it exits 77 (skip) where there is no GPU. */
 #define _GNU_SOURCE
 #include "context.h"
-#include "lua_gen.h"
+#include "gen_layer.h"
 #include "nvrtc_compile.h"
 #include "ops_ref.h"
 #include "test_util.h"
@@ -74,7 +74,7 @@ static int set_put(kernel_set *s, gen_kernel *k)
 {
     for (int i = 0; i < s->count; i++)
         if (strcmp(s->k[i].name, k->name) == 0) {
-            gen_kernel_free(k);
+            gen_layer_kernel_free(k);
             return i;
         }
     CHECK(s->count < MAX_SET, "kernel set %s is full", s->label);
@@ -90,7 +90,7 @@ static int set_add(kernel_set *s, const char *op, const char *fmt, ...)
     vsnprintf(params, sizeof params, fmt, ap);
     va_end(ap);
     gen_kernel k;
-    CHECK_OK(static_ctx, gen_op_kernel(static_ctx, op, params, &k));
+    CHECK_OK(static_ctx, gen_layer_op_kernel(static_ctx, op, params, &k));
     CHECK(strcmp(k.op, op) == 0, "%s: op '%s', asked for '%s'", k.name, k.op, op);
     return set_put(s, &k);
 }
@@ -169,7 +169,7 @@ static void set_free(kernel_set *s)
 {
     for (int si = 0; si < SCHEDULES; si++)
         if (s->mod[si]) ctxs[si]->ops->module_destroy(ctxs[si], s->mod[si]);
-    for (int i = 0; i < s->count; i++) gen_kernel_free(&s->k[i]);
+    for (int i = 0; i < s->count; i++) gen_layer_kernel_free(&s->k[i]);
     memset(s, 0, sizeof *s);
 }
 

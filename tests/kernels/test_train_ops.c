@@ -42,7 +42,7 @@
  * two runs that must agree bit for bit); it exits 77 (skip) where there is no GPU. */
 #define _GNU_SOURCE
 #include "context.h"
-#include "lua_gen.h"
+#include "gen_layer.h"
 #include "nvrtc_compile.h"
 #include "ops_ref.h"
 #include "test_util.h"
@@ -203,11 +203,11 @@ static int set_add(kernel_set *s, const char *op, const char *fmt, ...)
     vsnprintf(params, sizeof params, fmt, ap);
     va_end(ap);
     gen_kernel k;
-    CHECK_OK(static_ctx, gen_op_kernel(static_ctx, op, params, &k));
+    CHECK_OK(static_ctx, gen_layer_op_kernel(static_ctx, op, params, &k));
     for (int i = 0; i < s->count; i++)
         if (strcmp(s->k[i].name, k.name) == 0) {
             CHECK(strcmp(s->k[i].source, k.source) == 0, "%s: same name, different source", k.name);
-            gen_kernel_free(&k);
+            gen_layer_kernel_free(&k);
             return i;
         }
     CHECK(s->count < MAX_SET, "kernel set %s is full", s->label);
@@ -291,7 +291,7 @@ static void set_free(kernel_set *s)
 {
     for (int si = 0; si < SCHEDULES; si++)
         if (s->mod[si]) host[si]->ops->module_destroy(host[si], s->mod[si]);
-    for (int i = 0; i < s->count; i++) gen_kernel_free(&s->k[i]);
+    for (int i = 0; i < s->count; i++) gen_layer_kernel_free(&s->k[i]);
     memset(s, 0, sizeof *s);
 }
 
@@ -1831,7 +1831,7 @@ static void test_sgd_shadow(int count)
 static void expect_error(const char *op, const char *params, const char *fragment)
 {
     gen_kernel k;
-    pp_status st = gen_op_kernel(static_ctx, op, params, &k);
+    pp_status st = gen_layer_op_kernel(static_ctx, op, params, &k);
     CHECK(st != PP_OK, "%s %s must fail", op, params);
     CHECK(strstr(pp_last_error(static_ctx), fragment) != NULL, "%s %s: message '%s' lacks '%s'", op, params,
           pp_last_error(static_ctx), fragment);
@@ -1875,16 +1875,17 @@ static void test_errors(void)
     /* Names: identical parameters, identical names; every parameter that changes the
      * source changes the name. */
     gen_kernel a, b;
-    CHECK_OK(static_ctx, gen_op_kernel(static_ctx, "bn_stats", "{ N = 2, C = 16, HW = 64 }", &a));
-    CHECK_OK(static_ctx, gen_op_kernel(static_ctx, "bn_stats", "{ HW = 64, C = 16, N = 2, MOMENTUM = 0.1 }", &b));
+    CHECK_OK(static_ctx, gen_layer_op_kernel(static_ctx, "bn_stats", "{ N = 2, C = 16, HW = 64 }", &a));
+    CHECK_OK(static_ctx, gen_layer_op_kernel(static_ctx, "bn_stats", "{ HW = 64, C = 16, N = 2, MOMENTUM = 0.1 }", &b));
     CHECK(strcmp(a.name, "bn_stats_n2c16hw64_v0") == 0, "name %s", a.name);
     CHECK(strcmp(a.name, b.name) == 0 && strcmp(a.source, b.source) == 0, "%s vs %s", a.name, b.name);
-    gen_kernel_free(&b);
-    CHECK_OK(static_ctx, gen_op_kernel(static_ctx, "bn_stats", "{ N = 2, C = 16, HW = 64, MOMENTUM = 0.01 }", &b));
+    gen_layer_kernel_free(&b);
+    CHECK_OK(static_ctx,
+             gen_layer_op_kernel(static_ctx, "bn_stats", "{ N = 2, C = 16, HW = 64, MOMENTUM = 0.01 }", &b));
     CHECK(strcmp(a.name, b.name) != 0 && strcmp(a.source, b.source) != 0, "MOMENTUM must change name and source");
     printf("  names: %s, %s\n", a.name, b.name);
-    gen_kernel_free(&a);
-    gen_kernel_free(&b);
+    gen_layer_kernel_free(&a);
+    gen_layer_kernel_free(&b);
 }
 
 /* Shapes of a ResNet-50 step at batch 256 (and a CIFAR one): compiled with NVRTC only. */

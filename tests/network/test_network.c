@@ -18,8 +18,8 @@
  *     statistics match the reference there too.
  * Tolerances are stated where they are checked; each check prints its largest error.
  * Usage: test_network [quick] (quick: f = 1 and f = 2 only) */
+#include "gen_plan.h"
 #include "net_ref.h"
-#include "plan.h"
 #include "test_util.h"
 
 #include <math.h>
@@ -75,7 +75,7 @@ static void run_setup(pp_context *none, const char *policy, int n, int img, run 
 {
     memset(r, 0, sizeof *r);
     gen_plan_request req = {.model = "cifar_resnet8", .policy = policy, .batch = n, .height = img, .width = img, .classes = 10};
-    CHECK_OK(none, gen_train_plan(none, &req, &r->plan));
+    CHECK_OK(none, gen_plan_train(none, &req, &r->plan));
     r->layers = reference_layers(&r->plan);
     r->net = (ref_net){r->layers, r->plan.layer_count, r->plan.tensor_elems, r->plan.tensor_count, r->plan.param_count};
     r->params = calloc(r->plan.param_count, sizeof *r->params);
@@ -366,7 +366,7 @@ static void sliced_bn_backward(void)
     gen_plan_request req = {
         .model = "cifar_resnet8", .policy = "2", .batch = 16, .height = 16, .width = 16, .classes = 10, .sources = 1};
     gen_plan p;
-    CHECK_OK(none, gen_train_plan(none, &req, &p));
+    CHECK_OK(none, gen_plan_train(none, &req, &p));
     int sliced = 0;
     for (int i = 0; i < p.train.step_count; i++)
         sliced += strcmp(p.kernels[p.train.steps[i].kernel].op, "bn_backward_dx") == 0;

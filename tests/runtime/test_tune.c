@@ -8,9 +8,9 @@
  * fp32 reference, which tests the tensor cores' real fragment layouts. */
 #define _GNU_SOURCE
 #include "context.h"
-#include "lua_gen.h"
+#include "gen_layer.h"
+#include "gen_plan.h"
 #include "nvrtc_compile.h"
-#include "plan.h"
 #include "test_util.h"
 #include "tune.h"
 #include "tunedb.h"
@@ -71,7 +71,7 @@ static gen_tuning targets_of(pp_context *ctx, const char *policy)
 {
     gen_plan_request req = {.model = model_name, .policy = policy, .batch = 1, .height = 8, .width = 8};
     gen_tuning t;
-    CHECK_OK(ctx, gen_tuning_targets(ctx, &req, &t));
+    CHECK_OK(ctx, gen_plan_tuning_targets(ctx, &req, &t));
     return t;
 }
 
@@ -83,7 +83,7 @@ static tunedb_identity identity_of(pp_context *ctx)
     id.arch = ctx->device_cc;
     id.sm_count = ctx->device_units;
     CHECK_OK(ctx, nvrtc_version_string(ctx, id.toolkit, sizeof id.toolkit));
-    CHECK_OK(ctx, gen_tuning_version(ctx, id.generator, sizeof id.generator));
+    CHECK_OK(ctx, gen_plan_tuning_version(ctx, id.generator, sizeof id.generator));
     snprintf(id.backend, sizeof id.backend, "%s", backend == PP_BACKEND_CUDA ? "cuda" : "host");
     return id;
 }
@@ -430,7 +430,7 @@ int main(int argc, char **argv)
     tunedb_free(&db);
     v = model_variant(ctx, policy, prefix);
     CHECK(v == t0->candidates[0], "no tuned entry: default");
-    gen_tuning_free(&targets);
+    gen_plan_tuning_free(&targets);
     pp_context_destroy(ctx);
 
     /* 7. Tensor-core variants cannot compile for sm_75: recorded as unusable, not fatal. */
@@ -449,7 +449,7 @@ int main(int argc, char **argv)
           "compile failure recorded with its reason: '%s'", e ? e->trials[0].note : "");
     printf("  %s v%d: %s\n", e->signature, e->trials[0].variant, e->trials[0].note);
     tunedb_free(&db);
-    gen_tuning_free(&targets);
+    gen_plan_tuning_free(&targets);
 
     /* 8. Bad requests: clear errors. */
     struct {

@@ -1,0 +1,62 @@
+/* gen_lua.h - the bridge to the embedded Lua generator (generator/poolprop/api.lua): a
+ * Lua state per call with the generator's modules found in the library, the limits on
+ * the user's files it evaluates (size, instructions, memory), calls into api.lua with
+ * their failures turned into pp_status errors, and field readers for the results. */
+#ifndef PP_GEN_LUA_H
+#define PP_GEN_LUA_H
+
+#include "context.h"
+
+/* As lua.h has it: files that use this header need not see Lua's headers. */
+typedef struct lua_State lua_State;
+
+/* Limits (README.md, "Limits on model, layer and policy files"). A model, layer or
+ * policy file is read only up to GEN_LUA_FILE_LIMIT bytes. While such a file's chunk is
+ * evaluated (including the generator functions it calls, such as layer{...}), it may run
+ * GEN_LUA_USER_INSTRUCTIONS Lua instructions; the whole call, generator included, may run
+ * GEN_LUA_TOTAL_INSTRUCTIONS and hold GEN_LUA_MEMORY_LIMIT bytes of Lua memory. Every 128
+ * bytes allocated count as one instruction (C functions run as one).
+ * Measured (instructions, peak Lua memory): planning cifar_resnet depth 1202 at batch 64
+ * with policy 2 6.9e8, 312 MiB; resnet152 at batch 1024 1.3e7, 36 MiB; the training
+ * bundle of resnet50 3.1e6, 19 MiB (of resnet152 1.5e7, 59 MiB); a layer file of 20000
+ * layer{...} calls 9.6e6 in its chunk. The limits are 14x the most instructions, 13x the
+ * most memory and 5x that chunk. */
+#define GEN_LUA_FILE_LIMIT ((size_t)16 << 20)
+#define GEN_LUA_USER_INSTRUCTIONS 50000000LL
+#define GEN_LUA_TOTAL_INSTRUCTIONS 10000000000LL
+#define GEN_LUA_MEMORY_LIMIT ((size_t)4096 << 20)
+
+/* A user file a call evaluates: its chunk name (the path, or the embedded name) and what
+ * it is ("model file", "layer file", "policy file"), for errors. */
+typedef struct gen_lua_file {
+    const char *name;
+    const char *kind;
+} gen_lua_file;
+
+#define GEN_LUA_MAX_FILES 2
+
+/* A state with the generator loaded and the limits armed for the files (the first one is
+ * the call's main input; count <= GEN_LUA_MAX_FILES; the names are copied, the kinds must
+ * be static). Close with gen_lua_close. */
+pp_status gen_lua_open(pp_context *ctx, const gen_lua_file *files, int count, lua_State **out);
+void gen_lua_close(lua_State *L);
+
+/* Reads a user file of the given kind, refusing one over GEN_LUA_FILE_LIMIT without
+ * reading more than the limit and one byte. *text is NUL-terminated, malloc'ed. */
+pp_status gen_lua_read_file(pp_context *ctx, const char *path, const char *kind, char **text, size_t *len);
+
+/* Pushes require("poolprop.api")[fn] onto the stack. */
+pp_status gen_lua_push_api(pp_context *ctx, lua_State *L, const char *fn);
+/* Calls the api function on the stack with nargs arguments; on success leaves its result
+ * on the stack and lifts the limits (one call per state). Generator failures become ctx
+ * errors with the generator's message; a limit reached becomes an error naming the file. */
+pp_status gen_lua_call_api(pp_context *ctx, lua_State *L, int nargs);
+
+/* Fields of the table at stack index t: 0, NULL or "" when absent. gen_lua_string's copy
+ * is malloc'ed (NULL also when out of memory). */
+int gen_lua_int(lua_State *L, int t, const char *key);
+size_t gen_lua_size(lua_State *L, int t, const char *key);
+char *gen_lua_string(lua_State *L, int t, const char *key);
+void gen_lua_copy_field(lua_State *L, int t, const char *key, char *dst, size_t len);
+
+#endif
