@@ -146,12 +146,4 @@ function M.load_string(text, chunkname)
   return layers
 end
 
-function M.load_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then errors.raise({ file = path, line = 0 }, "cannot open: %s", tostring(err)) end
-  local text = f:read("a")
-  f:close()
-  return M.load_string(text, path)
-end
-
 return M
