@@ -261,21 +261,17 @@ static void check_gen_model(void)
     expect_failure(args, "cannot create");
 }
 
-int main(int argc, char **argv)
+static void layer_vs_reference(void)
 {
-    CHECK(argc == 2, "usage: test_cli /path/to/poolprop");
-    tool_path = argv[1];
-    strcpy(dir, "/tmp/pp_test_cli_XXXXXX");
-    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
-
     check_layer(2, 5, 11, 9, 7, 3, 3, 2, 1, 2, 0);
     check_layer(1, 3, 13, 13, 4, 7, 7, 2, 3, 4, 1);
     check_layer(3, 4, 6, 5, 6, 1, 1, 1, 0, 1, 0);
+}
 
+static void bad_npy_files(void)
+{
+    char args[2048], path[256];
     /* Inputs for the bad cases: a valid x/w/dy set from the last check_layer call. */
-    char args[2048];
-    const char *valid = "--stride 1 --pad 0 --pool 1 --out %s/o";
-    (void)valid;
     const char magic_bad[] = "NOTNUMPY-file-with-junk-content";
     write_bytes("magic.npy", magic_bad, sizeof magic_bad);
     snprintf(args, sizeof args, "layer --x %s/magic.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o",
@@ -302,14 +298,17 @@ int main(int argc, char **argv)
     expect_failure(args, "f8.npy");
 
     /* truncated: a valid file cut short */
-    char path[256];
     snprintf(path, sizeof path, "%s/x.npy", dir);
     snprintf(args, sizeof args, "head -c 200 %s > %s/trunc.npy", path, dir);
     CHECK(system(args) == 0, "truncate copy");
     snprintf(args, sizeof args, "layer --x %s/trunc.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o",
              dir, dir, dir, dir);
     expect_failure(args, "trunc.npy");
+}
 
+static void shapes_not_fitting(void)
+{
+    char args[2048];
     /* shapes that do not fit: W with other channel counts, dY of the wrong size */
     size_t wbad[4] = {6, 2, 1, 1};
     float wdata[12] = {0};
@@ -334,7 +333,11 @@ int main(int argc, char **argv)
     snprintf(args, sizeof args, "layer --x %s/missing.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o",
              dir, dir, dir, dir);
     expect_failure(args, "missing.npy");
+}
 
+static void bad_options(void)
+{
+    char args[2048];
     /* options */
     expect_failure("layer --x a.npy --stride two", "--stride: expected an integer");
     expect_failure("layer --bogus 1", "unknown option '--bogus'");
@@ -342,7 +345,11 @@ int main(int argc, char **argv)
     snprintf(args, sizeof args, "layer --x %s/x.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --pool-mode median --out %s/o",
              dir, dir, dir, dir);
     expect_failure(args, "--pool-mode: expected avg or max");
+}
 
+static void cuda_without_gpu(void)
+{
+    char args[2048];
     /* a cuda backend where no GPU exists is an error, never a silent fall-back */
     snprintf(args, sizeof args, "layer --x %s/x.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --backend cuda --out %s/o",
              dir, dir, dir, dir);
@@ -353,7 +360,11 @@ int main(int argc, char **argv)
         CHECK(strstr(tool_output, "cuda") || strstr(tool_output, "CUDA"), "cuda failure message: %s", tool_output);
         printf("rejected as expected (no GPU): --backend cuda -> %s", tool_output);
     }
+}
 
+static void bad_description_files(void)
+{
+    char args[2048], path[256];
     /* description files: file:line errors, nothing written */
     snprintf(path, sizeof path, "%s/bad_layers.lua", dir);
     FILE *f = fopen(path, "w");
@@ -369,9 +380,11 @@ int main(int argc, char **argv)
     CHECK(access(path, F_OK) != 0, "gen wrote %s for a bad description", path);
     snprintf(args, sizeof args, "verify --layers %s/nonexistent.lua", dir);
     expect_failure(args, "nonexistent.lua");
+}
 
-    check_gen_model();
-
+static void plan_table_json(void)
+{
+    char args[2048], path[256];
     /* poolprop plan: the table, JSON with the figures a script reads, and bad input */
     CHECK(tool_run("plan resnet50 --batch 64 --image 224x224 --policy 2") == 0, "plan failed:\n%s", tool_output);
     CHECK(strstr(tool_output, "saving:") && strstr(tool_output, "saved: stage1") && strstr(tool_output, "largest transient"),
@@ -397,6 +410,11 @@ int main(int argc, char **argv)
     CHECK(strstr(tool_output, "/we\\\"ird/m.lua\"") != NULL, "the model path is not escaped in JSON:\n%s", tool_output);
     CHECK(tool_run("plan resnet50 --batch 64 --policy 2 --budget 8GiB") == 0, "plan --budget failed:\n%s", tool_output);
     CHECK(strstr(tool_output, "largest batch within"), "budget line missing:\n%s", tool_output);
+}
+
+static void plan_bad_input(void)
+{
+    char args[2048];
     expect_failure("plan resnet18 --batch 0", "at least one image");
     expect_failure("plan resnet19 --batch 2", "unknown model 'resnet19'");
     snprintf(args, sizeof args, "plan %s/no_such_model.lua --batch 2", dir);
@@ -405,6 +423,10 @@ int main(int argc, char **argv)
     expect_failure("plan resnet18 --batch 2 --policy layer1.0.conv7=2", "policy names layer 'layer1.0.conv7'");
     expect_failure("plan resnet50 --batch 2 --image 16x16", "too small for resnet50");
     expect_failure("plan resnet50 --batch 2 --budget lots", "--budget");
+}
+
+static void plan_act_bf16(void)
+{
     /* act=bf16 is compared against the AMP-like baseline, which itself saves less than fp32 */
     CHECK(tool_run("plan resnet50 --batch 64 --image 224x224 --policy 2,act=bf16") == 0, "plan act=bf16 failed:\n%s",
           tool_output);
@@ -418,10 +440,14 @@ int main(int argc, char **argv)
     CHECK(amp > 0 && amp < fp32_base, "baseline,act=bf16 must plan less than baseline: %zu vs %zu", amp, fp32_base);
     expect_failure("plan resnet18 --batch 2 --policy 2,act=bf16,math=tf32", "math must be bf16");
     expect_failure("plan resnet18 --batch 2 --policy 2,act=half", "act must be one of fp32, bf16");
+}
+
+static void backend_and_values(void)
+{
     expect_failure("demo --backend gpu", "--backend: expected auto, host or cuda, got 'gpu'");
     expect_failure("train cifar_resnet8 --backend gpu", "--backend: expected auto, host or cuda, got 'gpu'");
     /* train defaults to auto too: it says which backend it chose before the plan is refused. */
-    expect_failure("train cifar_resnet8 --batch 4096 --image 65536x65536", "exceeds 32-bit indexing");
+    expect_failure("train cifar_resnet8 --batch 4096 --image 65536x65536", "that 32-bit indexing allows");
     CHECK(strstr(tool_output, "poolprop: backend cuda (auto: ") || strstr(tool_output, "poolprop: backend host (auto: "),
           "train without --backend does not use auto:\n%s", tool_output);
     /* Values that used to be accepted silently (issue 10, item 4). */
@@ -430,7 +456,11 @@ int main(int argc, char **argv)
     expect_failure("plan resnet18 --batch 2 --budget nan", "--budget: expected a byte count");
     expect_failure("plan resnet18 --batch 2 --policy stage1=2,stage1=8", "stage1 is given twice");
     expect_failure("plan resnet18 --batch 2 --policy ,", "an empty item in ','");
+}
 
+static void init_step(void)
+{
+    char args[2048], path[256];
     /* poolprop init + step: parameters and gradients as .npy files per state_dict key */
     snprintf(args, sizeof args, "init cifar_resnet8 --classes 10 --seed 3 --out %s/params", dir);
     CHECK(tool_run(args) == 0, "init failed:\n%s", tool_output);
@@ -486,7 +516,11 @@ int main(int argc, char **argv)
              "step cifar_resnet8 --params %s/params --x %s/x8.npy --labels %s/labels.npy --out %s/step3", dir, dir, dir,
              dir);
     expect_failure(args, "layer1.0.bn1.weight.npy");
+}
 
+static void bench_host(void)
+{
+    char args[2048], path[256];
     /* poolprop bench: the mechanism on the host (its figures only mean something on a GPU) */
     snprintf(args, sizeof args, "bench cifar_resnet8 --batch 2 --image 8 --repeats 2 --steps 1 --json %s/bench.json", dir);
     CHECK(tool_run(args) == 0, "bench failed:\n%s", tool_output);
@@ -505,7 +539,11 @@ int main(int argc, char **argv)
     fclose(bj);
     CHECK(strstr(json, "\"fwd_ms\": ") && strstr(json, "\"images_per_s\": "), "bench JSON fields:\n%s", json);
     expect_failure("bench resnet19", "unknown model 'resnet19'");
+}
 
+static void tune_database(void)
+{
+    char args[2048];
     /* poolprop tune: one variant per kernel into a fresh database, which bench then reads */
     snprintf(args, sizeof args, "tune cifar_resnet8 --batch 1 --image 8 --max-variants 1 --repeats 1 --warmup 0 "
              "--tuning-dir %s/tuning", dir);
@@ -529,9 +567,42 @@ int main(int argc, char **argv)
     expect_failure("tune cifar_resnet8 --budget-seconds soon", "--budget-seconds");
     snprintf(args, sizeof args, "tune cifar_resnet8 --batch 1 --image 8 --max-variants 1 --tuning-dir /proc/no/such/dir");
     expect_failure(args, "/proc/no/such/dir");
+}
 
-    snprintf(args, sizeof args, "rm -rf %s", dir);
-    CHECK(system(args) == 0, "cleanup");
-    printf("command-line tests passed\n");
-    return 0;
+static const test_case tests[] = {
+    TEST_CASE(layer_vs_reference, "poolprop layer on 3 shapes (avg and max pooling) agrees with the C reference"),
+    TEST_CASE_AFTER(bad_npy_files, layer_vs_reference,
+                    "bad .npy inputs (bad magic, rank 3, float64, truncated) are rejected naming the file"),
+    TEST_CASE_AFTER(shapes_not_fitting, layer_vs_reference,
+                    "shapes that do not fit (channels, dY shape, kernel larger than the input, pool 3, a missing "
+                    "file) are rejected"),
+    TEST_CASE_AFTER(bad_options, layer_vs_reference,
+                    "bad options, an unknown command and a bad --pool-mode are rejected"),
+    TEST_CASE_AFTER(cuda_without_gpu, layer_vs_reference,
+                    "--backend cuda without a GPU is an error naming cuda, never a silent fall-back"),
+    TEST_CASE(bad_description_files,
+              "a bad description file gives file:line errors in verify and gen; gen writes nothing"),
+    TEST_CASE(check_gen_model, "gen FILE and gen --model (fp32, tf32) write the kernels their plan lines name; bad "
+                               "requests write nothing"),
+    TEST_CASE(plan_table_json, "plan prints its table, JSON peaks below the baseline, escaped paths and a budget line"),
+    TEST_CASE(plan_bad_input,
+              "plan rejects a zero batch, unknown models, stages, layers, too small images, bad budgets"),
+    TEST_CASE(plan_act_bf16, "act=bf16 is planned against its own (smaller) baseline; bad act/math combinations fail"),
+    TEST_CASE(backend_and_values, "bad --backend values, train's auto backend, and values once accepted silently"),
+    TEST_CASE_AFTER(init_step, layer_vs_reference,
+                    "init + step write loss, gradients and running statistics; bad images, labels and params fail"),
+    TEST_CASE(bench_host, "bench on the host: planned peak equals allocated, its JSON fields; an unknown model fails"),
+    TEST_CASE(tune_database, "tune writes 23 entries that bench and gen --model read back; bad tune options fail"),
+};
+
+int main(int argc, char **argv)
+{
+    const char *only = test_select(&argc, argv);
+    CHECK(argc == 2, "usage: test_cli /path/to/poolprop");
+    tool_path = argv[1];
+    test_temp_dir(dir, sizeof dir, "test_cli");
+    int status = TEST_RUN(tests, only);
+    CHECK(test_remove_dir(dir) == 0, "cleanup");
+    if (!only) printf("command-line tests passed\n");
+    return status;
 }

@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 static char err[1024];
+/* A temporary directory, and the fake cifar10 set in base/good. */
+static char base[] = "/tmp/pp_test_data_XXXXXX", good[64];
 
 static dataset *open_ok(const char *spec, const data_options *o)
 {
@@ -388,8 +390,9 @@ static void train_where(int i, int *file, int *rec)
 
 static float norm_ref(uint8_t b, int c) { return ((float)b / 255.0f - mean_ref[c]) / std_ref[c]; }
 
-static void cifar_decode(const char *dir)
+static void cifar_decode(void)
 {
+    const char *dir = good;
     char spec[600];
     snprintf(spec, sizeof spec, "cifar10:%s", dir);
     data_options o;
@@ -465,8 +468,9 @@ static int find_augmentation(const float *out, int i, int *dy_out, int *dx_out, 
     return matches;
 }
 
-static void cifar_augment(const char *dir)
+static void cifar_augment(void)
 {
+    const char *dir = good;
     char spec[600];
     snprintf(spec, sizeof spec, "cifar10:%s", dir);
     data_options o;
@@ -552,9 +556,9 @@ static void expect_open_error(const char *spec, const data_options *o, const cha
     printf("%s: refused: %s\n", what, err);
 }
 
-static void cifar_errors(const char *base)
+static void cifar_errors(void)
 {
-    char dir[512], spec[600], path[600];
+    char dir[128], spec[600], path[600];
     data_options o;
     data_options_init(&o);
     snprintf(dir, sizeof dir, "%s/bad", base);
@@ -600,22 +604,28 @@ static void cifar_errors(const char *base)
     expect_open_error("cifar10", &o, "cifar10 without DIR", "cifar10:DIR", NULL);
 }
 
-int main(void)
-{
-    synthetic_determinism();
-    synthetic_order();
-    synthetic_values();
-    synthetic_learnable();
+static const test_case tests[] = {
+    TEST_CASE(synthetic_determinism, "synthetic batches are a pure function of (seed, split, epoch, batch index)"),
+    TEST_CASE(synthetic_order,
+              "each synthetic epoch is a permutation in its own order; val in file order, zero-padded"),
+    TEST_CASE(synthetic_values, "synthetic values are finite and about N(0, 1), all ten classes appear, any size >= 4"),
+    TEST_CASE(synthetic_learnable, "the classes are learnable from shift-invariant features, not from the mean colour"),
+    TEST_CASE(cifar_decode,
+              "cifar10: planes, labels and normalisation decoded bit-exactly, val padded, first N records"),
+    TEST_CASE(cifar_augment,
+              "cifar10: each augmented image is exactly one (dy, dx, flip) of the reference; deterministic"),
+    TEST_CASE(cifar_errors, "cifar10: missing, truncated, 3072-byte records, label 11, empty files named in the error"),
+};
 
-    char base[] = "/tmp/pp_test_data_XXXXXX", good[600];
+int main(int argc, char **argv)
+{
+    const char *only = test_select(&argc, argv);
     CHECK(mkdtemp(base) != NULL, "mkdtemp");
     snprintf(good, sizeof good, "%s/good", base);
     write_cifar_dir(good);
-    cifar_decode(good);
-    cifar_augment(good);
-    cifar_errors(base);
+    int status = TEST_RUN(tests, only);
     remove_cifar_dir(good);
     CHECK(rmdir(base) == 0, "removing %s", base);
-    printf("data tests passed\n");
-    return 0;
+    if (!only) printf("data tests passed\n");
+    return status;
 }

@@ -124,17 +124,83 @@ static void run_command(const command *c, const char *target, char *args, size_t
     snprintf(args, len, c->format, scratch, path);
 }
 
+/* The commands' arguments for train (main). */
+static char train_log[512], train_ck[512];
+static const command commands[] = {
+    {"gen (layer file)", "gen %1$s/layers.lua --out %2$s", "gen_layers"},
+    {"gen --model", "gen --model cifar_resnet8 --batch 2 --image 8 --out %2$s", "gen_model"},
+    {"init", "init cifar_resnet8 --seed 1 --out %2$s", "init"},
+    {"layer", "layer --x %1$s/x.npy --w %1$s/w.npy --dy %1$s/dy.npy --stride 1 --pad 1 --pool 2 --backend host "
+              "--out %2$s",
+     "layer"},
+    {"bench --json", "bench cifar_resnet8 --batch 2 --image 8 --backend host --step-only --steps 1 --json %2$s",
+     "bench.json"},
+    {"train --log", train_log, "train.csv"},
+    {"train --checkpoint", train_ck, "ck"},
+};
+static const int n = sizeof commands / sizeof commands[0];
+static char *before; /* snapshot() of the full disk (fill_disk_snapshot) */
+
+static void outputs_with_space(void)
+{
+    char args[2048];
+    for (int i = 0; i < n; i++) {
+        run_command(&commands[i], commands[i].target, args, sizeof args);
+        int rc = tool_run(args);
+        CHECK(rc == 0, "%s with space failed (%d): poolprop %s\n%s", commands[i].what, rc, args, tool_output);
+    }
+}
+
+static void fill_disk_snapshot(void)
+{
+    fill_disk();
+    before = snapshot();
+    printf("outputs before the full-disk runs:\n%s", before);
+}
+
+static void full_disk_runs(void)
+{
+    char args[2048];
+    for (int i = 0; i < n; i++) {
+        for (int fresh = 0; fresh < 2; fresh++) {
+            char target[128];
+            snprintf(target, sizeof target, "%s%s", fresh ? "new_" : "", commands[i].target);
+            run_command(&commands[i], target, args, sizeof args);
+            int rc = tool_run(args);
+            CHECK(rc != 0, "%s onto a full disk exited 0: poolprop %s\n%s", commands[i].what, args, tool_output);
+            CHECK(strstr(tool_output, "No space left on device") && strstr(tool_output, disk),
+                  "%s: the message does not say the disk is full and where:\n%s", commands[i].what, tool_output);
+            char *after = snapshot();
+            CHECK(strcmp(before, after) == 0, "%s (%s target) changed the disk:\nbefore:\n%s\nafter:\n%s",
+                  commands[i].what, fresh ? "new" : "existing", before, after);
+            free(after);
+            printf("%-20s %s target: exit %d, nothing changed; ", commands[i].what, fresh ? "new" : "existing", rc);
+            const char *msg = strstr(tool_output, "No space left on device");
+            while (msg > tool_output && msg[-1] != '\n') msg--;
+            printf("%.*s\n", (int)strcspn(msg, "\n"), msg);
+        }
+    }
+}
+
+static const test_case tests[] = {
+    TEST_CASE(outputs_with_space, "each of the 7 commands writes its output while there is space"),
+    TEST_CASE_AFTER(fill_disk_snapshot, outputs_with_space, "the tmpfs is filled to the last byte; its outputs listed"),
+    TEST_CASE_AFTER(full_disk_runs, fill_disk_snapshot,
+                    "on the full disk each command, onto its output and a new target, fails with \"No space left on "
+                    "device\" and the path, changing nothing"),
+};
+
 int main(int argc, char **argv)
 {
+    const char *only = test_select(&argc, argv);
     CHECK(argc == 2, "usage: test_full_disk /path/to/poolprop");
     tool_path = argv[1];
     if (geteuid() != 0) {
         printf("skipped: mounting a size-limited tmpfs needs root\n");
         return PP_TEST_SKIP;
     }
-    strcpy(scratch, "/tmp/pp_full_disk_in_XXXXXX");
-    strcpy(disk, "/tmp/pp_full_disk_XXXXXX");
-    CHECK(mkdtemp(scratch) && mkdtemp(disk), "mkdtemp");
+    test_temp_dir(scratch, sizeof scratch, "full_disk_in");
+    test_temp_dir(disk, sizeof disk, "full_disk");
     atexit(unmount_disk);
     if (mount("tmpfs", disk, "tmpfs", 0, "size=4m") != 0) {
         printf("skipped: cannot mount a tmpfs at %s: %s\n", disk, strerror(errno));
@@ -155,52 +221,11 @@ int main(int argc, char **argv)
 
     const char *train = "train cifar_resnet8 --backend host --image 8 --batch 4 --train-size 8 --val-size 4 "
                         "--epochs 1 --seed 3";
-    char train_log[512], train_ck[512];
     snprintf(train_log, sizeof train_log, "%s --log %%2$s", train);
     snprintf(train_ck, sizeof train_ck, "%s --checkpoint %%2$s", train);
-    const command commands[] = {
-        {"gen (layer file)", "gen %1$s/layers.lua --out %2$s", "gen_layers"},
-        {"gen --model", "gen --model cifar_resnet8 --batch 2 --image 8 --out %2$s", "gen_model"},
-        {"init", "init cifar_resnet8 --seed 1 --out %2$s", "init"},
-        {"layer", "layer --x %1$s/x.npy --w %1$s/w.npy --dy %1$s/dy.npy --stride 1 --pad 1 --pool 2 --backend host "
-                  "--out %2$s",
-         "layer"},
-        {"bench --json", "bench cifar_resnet8 --batch 2 --image 8 --backend host --step-only --steps 1 --json %2$s",
-         "bench.json"},
-        {"train --log", train_log, "train.csv"},
-        {"train --checkpoint", train_ck, "ck"},
-    };
-    const int n = sizeof commands / sizeof commands[0];
-    char args[2048];
-    for (int i = 0; i < n; i++) {
-        run_command(&commands[i], commands[i].target, args, sizeof args);
-        int rc = tool_run(args);
-        CHECK(rc == 0, "%s with space failed (%d): poolprop %s\n%s", commands[i].what, rc, args, tool_output);
-    }
-    fill_disk();
-    char *before = snapshot();
-    printf("outputs before the full-disk runs:\n%s", before);
 
-    for (int i = 0; i < n; i++) {
-        for (int fresh = 0; fresh < 2; fresh++) {
-            char target[128];
-            snprintf(target, sizeof target, "%s%s", fresh ? "new_" : "", commands[i].target);
-            run_command(&commands[i], target, args, sizeof args);
-            int rc = tool_run(args);
-            CHECK(rc != 0, "%s onto a full disk exited 0: poolprop %s\n%s", commands[i].what, args, tool_output);
-            CHECK(strstr(tool_output, "No space left on device") && strstr(tool_output, disk),
-                  "%s: the message does not say the disk is full and where:\n%s", commands[i].what, tool_output);
-            char *after = snapshot();
-            CHECK(strcmp(before, after) == 0, "%s (%s target) changed the disk:\nbefore:\n%s\nafter:\n%s",
-                  commands[i].what, fresh ? "new" : "existing", before, after);
-            free(after);
-            printf("%-20s %s target: exit %d, nothing changed; ", commands[i].what, fresh ? "new" : "existing", rc);
-            const char *msg = strstr(tool_output, "No space left on device");
-            while (msg > tool_output && msg[-1] != '\n') msg--;
-            printf("%.*s\n", (int)strcspn(msg, "\n"), msg);
-        }
-    }
+    int status = TEST_RUN(tests, only);
     free(before);
-    printf("full-disk tests passed: %d commands, existing and new targets\n", n);
-    return 0;
+    if (!only) printf("full-disk tests passed: %d commands, existing and new targets\n", n);
+    return status;
 }

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static char dir[] = "/tmp/pp_test_npy_XXXXXX";
+static char dir[64];
 static char err[1024]; /* the last error message */
 
 #define CHECK_NPY(expr)                                                                         \
@@ -124,11 +124,8 @@ static void bad(const char *name, const char *what, int major, int minor, const 
 
 static const char *H23 = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }          \n";
 
-int main(void)
+static void round_trips(void)
 {
-    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
-
-    /* ---- round trips ---- */
     size_t s1[] = {5}, s2[] = {3, 1}, s3[] = {2, 3, 4}, s4[] = {2, 1, 3, 5}, s_empty[] = {0, 3}, s_big[] = {7, 300};
     round_trip("rank0", 0, NULL);
     round_trip("rank1", 1, s1);
@@ -137,8 +134,10 @@ int main(void)
     round_trip("rank4", 4, s4);
     round_trip("empty", 2, s_empty);
     round_trip("big", 2, s_big);
+}
 
-    /* ---- valid headers in other spellings and versions ---- */
+static void good_headers(void)
+{
     float six[6] = {1, 2, 3, 4, 5, -6.5f};
     struct {
         const char *name;
@@ -163,62 +162,64 @@ int main(void)
         printf("read %-9s (format %d.0): shape (2, 3), data exact\n", good[i].name, good[i].major);
         npy_array_free(&a);
     }
-    {
-        char path[512];
-        path_of("anyrank", path, sizeof path);
-        write_npy(path, 1, 0, H23, six, sizeof six);
-        npy_array a;
-        CHECK_NPY(npy_read_f32(path, -1, &a, err, sizeof err));
-        CHECK(a.rank == 2, "expected_rank -1 accepts any rank");
-        npy_array_free(&a);
-    }
+    char path[512];
+    path_of("anyrank", path, sizeof path);
+    write_npy(path, 1, 0, H23, six, sizeof six);
+    npy_array a;
+    CHECK_NPY(npy_read_f32(path, -1, &a, err, sizeof err));
+    CHECK(a.rank == 2, "expected_rank -1 accepts any rank");
+    npy_array_free(&a);
+}
 
-    /* ---- labels ---- */
-    {
-        char path[512];
-        int64_t l8[4] = {0, 9, 3, 1000000000000LL};
-        path_of("labels8", path, sizeof path);
-        write_npy(path, 1, 0, "{'descr': '<i8', 'fortran_order': False, 'shape': (4,), }\n", l8, sizeof l8);
-        npy_labels l;
-        CHECK_NPY(npy_read_labels(path, &l, err, sizeof err));
-        CHECK(l.count == 4 && memcmp(l.data, l8, sizeof l8) == 0, "int64 labels");
-        npy_labels_free(&l);
-        int32_t l4[5] = {7, 0, -1, 2, 2147483647};
-        path_of("labels4", path, sizeof path);
-        write_npy(path, 1, 0, "{'descr': '<i4', 'fortran_order': False, 'shape': (5,), }\n", l4, sizeof l4);
-        CHECK_NPY(npy_read_labels(path, &l, err, sizeof err));
-        CHECK(l.count == 5, "int32 labels count");
-        for (int i = 0; i < 5; i++) CHECK(l.data[i] == l4[i], "int32 label %d", i);
-        npy_labels_free(&l);
-        printf("labels: '<i8' x4 and '<i4' x5 (with -1 and INT32_MAX) read exactly into int64\n");
-        path_of("labels_f4", path, sizeof path);
-        write_npy(path, 1, 0, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }\n", l8, 16);
-        CHECK(npy_read_labels(path, &l, err, sizeof err) == PP_ERR_PARSE && strstr(err, "'<i8' or '<i4'"),
-              "float labels rejected: %s", err);
-        printf("bad labels (float32): %s\n", err + strlen(dir) + 1);
-        path_of("labels_2d", path, sizeof path);
-        write_npy(path, 1, 0, "{'descr': '<i8', 'fortran_order': False, 'shape': (2, 2), }\n", l8, sizeof l8);
-        CHECK(npy_read_labels(path, &l, err, sizeof err) == PP_ERR_PARSE && strstr(err, "expected 1 dimension"),
-              "2-d labels rejected: %s", err);
-        printf("bad labels (rank 2): %s\n", err + strlen(dir) + 1);
-    }
+static void labels(void)
+{
+    char path[512];
+    int64_t l8[4] = {0, 9, 3, 1000000000000LL};
+    path_of("labels8", path, sizeof path);
+    write_npy(path, 1, 0, "{'descr': '<i8', 'fortran_order': False, 'shape': (4,), }\n", l8, sizeof l8);
+    npy_labels l;
+    CHECK_NPY(npy_read_labels(path, &l, err, sizeof err));
+    CHECK(l.count == 4 && memcmp(l.data, l8, sizeof l8) == 0, "int64 labels");
+    npy_labels_free(&l);
+    int32_t l4[5] = {7, 0, -1, 2, 2147483647};
+    path_of("labels4", path, sizeof path);
+    write_npy(path, 1, 0, "{'descr': '<i4', 'fortran_order': False, 'shape': (5,), }\n", l4, sizeof l4);
+    CHECK_NPY(npy_read_labels(path, &l, err, sizeof err));
+    CHECK(l.count == 5, "int32 labels count");
+    for (int i = 0; i < 5; i++) CHECK(l.data[i] == l4[i], "int32 label %d", i);
+    npy_labels_free(&l);
+    printf("labels: '<i8' x4 and '<i4' x5 (with -1 and INT32_MAX) read exactly into int64\n");
+    path_of("labels_f4", path, sizeof path);
+    write_npy(path, 1, 0, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }\n", l8, 16);
+    CHECK(npy_read_labels(path, &l, err, sizeof err) == PP_ERR_PARSE && strstr(err, "'<i8' or '<i4'"),
+          "float labels rejected: %s", err);
+    printf("bad labels (float32): %s\n", err + strlen(dir) + 1);
+    path_of("labels_2d", path, sizeof path);
+    write_npy(path, 1, 0, "{'descr': '<i8', 'fortran_order': False, 'shape': (2, 2), }\n", l8, sizeof l8);
+    CHECK(npy_read_labels(path, &l, err, sizeof err) == PP_ERR_PARSE && strstr(err, "expected 1 dimension"),
+          "2-d labels rejected: %s", err);
+    printf("bad labels (rank 2): %s\n", err + strlen(dir) + 1);
+}
 
-    /* ---- bad files ---- */
-    {
-        char path[512];
-        path_of("magic.npy", path, sizeof path);
-        write_raw(path, "PK\x03\x04 this is a zip file, e.g. an .npz", 38);
-        expect_failure("wrong magic", path, 2, PP_ERR_PARSE, "not a NumPy .npy file", NULL);
-        path_of("empty_file.npy", path, sizeof path);
-        write_raw(path, "", 0);
-        expect_failure("empty file", path, 2, PP_ERR_PARSE, "not a NumPy .npy file", NULL);
-        path_of("short_len.npy", path, sizeof path);
-        write_raw(path, "\x93NUMPY\x01\x00\x40", 9);
-        expect_failure("ends in the length field", path, 2, PP_ERR_PARSE, "truncated", "header length");
-        path_of("missing.npy", path, sizeof path);
-        expect_failure("nonexistent file", path, 2, PP_ERR_IO, "cannot open", "No such file");
-        expect_failure("a directory", dir, 2, PP_ERR_IO, "is a directory", NULL);
-    }
+static void bad_files(void)
+{
+    char path[512];
+    path_of("magic.npy", path, sizeof path);
+    write_raw(path, "PK\x03\x04 this is a zip file, e.g. an .npz", 38);
+    expect_failure("wrong magic", path, 2, PP_ERR_PARSE, "not a NumPy .npy file", NULL);
+    path_of("empty_file.npy", path, sizeof path);
+    write_raw(path, "", 0);
+    expect_failure("empty file", path, 2, PP_ERR_PARSE, "not a NumPy .npy file", NULL);
+    path_of("short_len.npy", path, sizeof path);
+    write_raw(path, "\x93NUMPY\x01\x00\x40", 9);
+    expect_failure("ends in the length field", path, 2, PP_ERR_PARSE, "truncated", "header length");
+    path_of("missing.npy", path, sizeof path);
+    expect_failure("nonexistent file", path, 2, PP_ERR_IO, "cannot open", "No such file");
+    expect_failure("a directory", dir, 2, PP_ERR_IO, "is a directory", NULL);
+}
+
+static void bad_headers(void)
+{
     bad("version.npy", "unsupported version", 4, 0, H23, 24, 2, "unsupported .npy format version 4.0", NULL);
     bad("version_minor.npy", "unsupported minor version", 1, 1, H23, 24, 2, "version 1.1", NULL);
     bad("f8.npy", "dtype <f8", 1, 0, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }\n", 48, 2,
@@ -274,36 +275,48 @@ int main(void)
         1, "unexpected text after", NULL);
     bad("rank9.npy", "rank 9", 1, 0, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,6), }\n", 24,
         -1, "maximum of 8", NULL);
-    {
-        /* Header declared longer than the file. */
-        char path[512];
-        path_of("trunc_header.npy", path, sizeof path);
-        unsigned char buf[10 + 20];
-        memcpy(buf, "\x93NUMPY\x01\x00\x46\x00", 10);
-        memcpy(buf + 10, "{'descr': '<f4', 'fo", 20);
-        write_raw(path, buf, sizeof buf);
-        expect_failure("truncated header", path, 2, PP_ERR_PARSE, "truncated", "declared as 70 bytes");
-    }
+    /* Header declared longer than the file. */
+    char path[512];
+    path_of("trunc_header.npy", path, sizeof path);
+    unsigned char buf[10 + 20];
+    memcpy(buf, "\x93NUMPY\x01\x00\x46\x00", 10);
+    memcpy(buf + 10, "{'descr': '<f4', 'fo", 20);
+    write_raw(path, buf, sizeof buf);
+    expect_failure("truncated header", path, 2, PP_ERR_PARSE, "truncated", "declared as 70 bytes");
+}
 
-    /* ---- writer errors ---- */
-    {
-        size_t shape[] = {2};
-        float d[2] = {1, 2};
-        const char *nodir = "/nonexistent_dir_pp/x.npy";
-        pp_status st = npy_write_f32(nodir, 1, shape, d, err, sizeof err);
-        CHECK(st == PP_ERR_IO && strncmp(err, nodir, strlen(nodir)) == 0, "write to a missing dir: %s",
-              err);
-        printf("write error: %s\n", err);
-        char path[512];
-        path_of("rank9w.npy", path, sizeof path);
-        size_t s9[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
-        CHECK(npy_write_f32(path, 9, s9, d, err, sizeof err) == PP_ERR_INVALID_ARGUMENT, "rank 9 write rejected");
-        CHECK(access(path, F_OK) != 0, "nothing written for a rejected write");
-    }
+static void writer_errors(void)
+{
+    size_t shape[] = {2};
+    float d[2] = {1, 2};
+    const char *nodir = "/nonexistent_dir_pp/x.npy";
+    pp_status st = npy_write_f32(nodir, 1, shape, d, err, sizeof err);
+    CHECK(st == PP_ERR_IO && strncmp(err, nodir, strlen(nodir)) == 0, "write to a missing dir: %s",
+          err);
+    printf("write error: %s\n", err);
+    char path[512];
+    path_of("rank9w.npy", path, sizeof path);
+    size_t s9[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+    CHECK(npy_write_f32(path, 9, s9, d, err, sizeof err) == PP_ERR_INVALID_ARGUMENT, "rank 9 write rejected");
+    CHECK(access(path, F_OK) != 0, "nothing written for a rejected write");
+}
 
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK(system(cmd) == 0, "remove %s", dir);
-    printf("test_npy: all checks passed\n");
-    return 0;
+static const test_case tests[] = {
+    TEST_CASE(round_trips,
+              "write and read ranks 0..4, an empty and a larger array: NumPy's header layout, data bit-exact"),
+    TEST_CASE(good_headers, "formats 1.0/2.0/3.0 and unusual valid spellings read exactly; rank -1 accepts any rank"),
+    TEST_CASE(labels, "'<i8' and '<i4' label files read exactly into int64; float and 2-d labels refused"),
+    TEST_CASE(bad_files, "wrong magic, an empty file, a cut length field, a missing file, a directory"),
+    TEST_CASE(bad_headers, "28 bad versions, dtypes, shapes and header texts: PP_ERR_PARSE naming the path and why"),
+    TEST_CASE(writer_errors, "writes to a missing directory and of rank 9 fail, writing nothing"),
+};
+
+int main(int argc, char **argv)
+{
+    const char *only = test_select(&argc, argv);
+    test_temp_dir(dir, sizeof dir, "test_npy");
+    int status = TEST_RUN(tests, only);
+    CHECK(test_remove_dir(dir) == 0, "remove %s", dir);
+    if (!only) printf("test_npy: all checks passed\n");
+    return status;
 }

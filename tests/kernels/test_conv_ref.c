@@ -33,7 +33,9 @@ static void refused(const char *what, conv_ref_shape sh)
     printf("refused: %s\n", what);
 }
 
-int main(void)
+static conv_ref_shape small; /* 2x3x5x6, K 3, 3x3, pad 1, pool 2 (shapes_inside) */
+
+static void shapes_refused(void)
 {
     refused("pad 2^31-1 (h + 2*pad overflows an int)", shape(1, 1, 4, 4, 1, 3, 3, INT_MAX, INT_MAX, 1));
     refused("pad 2^30 (h + 2*pad = 2^31 + 4)", shape(1, 1, 4, 4, 1, 3, 3, 1 << 30, 1 << 30, 1));
@@ -45,18 +47,24 @@ int main(void)
     refused("zero stride", shape(1, 1, 4, 4, 1, 3, 3, 0, 1, 1));
     refused("zero pool factor", shape(1, 1, 4, 4, 1, 3, 3, 1, 1, 0));
     refused("kernel larger than the padded input", shape(1, 1, 2, 2, 1, 5, 5, 1, 1, 1));
+}
 
+static void shapes_inside(void)
+{
     /* Just inside: x of exactly INT_MAX elements is a shape the reference indexes. */
     conv_ref_shape edge = shape(1, 1, 1, INT_MAX, 1, 1, 1, 1, 0, 1);
     CHECK(conv_ref_derive(&edge) == 0 && edge.q == INT_MAX, "x of INT_MAX elements accepted (q = %d)", edge.q);
     /* A derived shape with one extent altered is refused. */
-    conv_ref_shape small = shape(2, 3, 5, 6, 3, 3, 3, 1, 1, 2);
+    small = shape(2, 3, 5, 6, 3, 3, 3, 1, 1, 2);
     CHECK(conv_ref_derive(&small) == 0, "a small shape is accepted");
     conv_ref_shape altered = small;
     altered.q++;
     float dummy[1] = {-3.0f};
     CHECK(conv_fwd_ref(&altered, dummy, dummy, dummy) == -1 && dummy[0] == -3.0f, "altered q refused");
+}
 
+static void identity_convolution(void)
+{
     /* The small shape computes: a kernel with one 1 at the centre of channel c -> k = c
      * copies x into y (stride 1, pad 1: P = H, Q = W). */
     float x[2 * 3 * 5 * 6], wt[3 * 3 * 3 * 3], y[2 * 3 * 5 * 6];
@@ -67,5 +75,16 @@ int main(void)
     CHECK(small.p == 5 && small.q == 6, "P, Q = %d, %d", small.p, small.q);
     CHECK(memcmp(x, y, sizeof x) == 0, "identity convolution copies x");
     printf("accepted: x of INT_MAX elements; identity convolution 2x3x5x6 exact\n");
-    return 0;
+}
+
+static const test_case tests[] = {
+    TEST_CASE(shapes_refused, "10 shapes the reference cannot index are refused with -1, touching no array"),
+    TEST_CASE(shapes_inside, "x of exactly INT_MAX elements and a small shape are accepted; an altered extent refused"),
+    TEST_CASE_AFTER(identity_convolution, shapes_inside, "a centred one-hot kernel copies x into y exactly"),
+};
+
+int main(int argc, char **argv)
+{
+    const char *only = test_select(&argc, argv);
+    return TEST_RUN(tests, only);
 }

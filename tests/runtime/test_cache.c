@@ -8,6 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
+static char dir[64];
+static pp_context ctx_storage, *ctx = &ctx_storage; /* with its cache in dir */
+static pp_hash_value k1, k2; /* hash_fields */
 static int warnings, cache_warnings;
 static void count_warning(void *user, pp_log_level level, const char *message)
 {
@@ -21,7 +24,7 @@ static void count_warning(void *user, pp_log_level level, const char *message)
 
 /* A cache directory that cannot be created is not fatal: the context works without the
  * disk cache and the log says which directory and why (issue 10, item 7). */
-static void check_unusable_dir(const char *dir)
+static void unusable_dir(void)
 {
     char file[512], bad[600];
     snprintf(file, sizeof file, "%s/a_file", dir);
@@ -78,30 +81,23 @@ static void check_damage(pp_context *ctx, const pp_hash_value *key, const char *
     printf("damaged entry (%s): detected, reported, removed\n", what);
 }
 
-int main(void)
+static void hash_fields(void)
 {
-    char dir[] = "/tmp/pp_test_cache_XXXXXX";
-    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
-    pp_context ctx_storage;
-    memset(&ctx_storage, 0, sizeof ctx_storage);
-    pp_context *ctx = &ctx_storage;
-    pp_context_options_init(&ctx->options);
-    ctx->options.log = count_warning;
-    strcpy(ctx->cache_dir, dir);
-    CHECK_OK(ctx, cache_open(ctx));
-    check_unusable_dir(dir);
-
     pp_hash h;
     hash_init(&h);
     hash_str(&h, "ab");
     hash_str(&h, "c");
-    pp_hash_value k1 = hash_final(&h);
+    k1 = hash_final(&h);
     hash_init(&h);
     hash_str(&h, "a");
     hash_str(&h, "bc");
-    pp_hash_value k2 = hash_final(&h);
+    k2 = hash_final(&h);
     CHECK(memcmp(k1.bytes, k2.bytes, 16) != 0, "hash_str separates field boundaries");
+}
 
+static void hash_vectors(void)
+{
+    pp_hash h;
     /* Known FNV-1a-128 value of the empty input is the offset basis. */
     hash_init(&h);
     pp_hash_value empty = hash_final(&h);
@@ -113,7 +109,10 @@ int main(void)
     pp_hash_value a = hash_final(&h);
     hash_hex(&a, hex);
     CHECK(strcmp(hex, "d228cb696f1a8caf78912b704e4a8964") == 0, "FNV-1a-128(\"a\"), got %s", hex);
+}
 
+static void round_trip(void)
+{
     void *data;
     size_t len;
     CHECK_OK(ctx, cache_get(ctx, &k1, &data, &len));
@@ -124,7 +123,10 @@ int main(void)
     CHECK(data && len == sizeof payload && memcmp(data, payload, len) == 0, "round trip");
     CHECK(ctx->cache_stats.hits == 1, "hit counted");
     free(data);
+}
 
+static void damaged_entries(void)
+{
     check_damage(ctx, &k1, "payload byte flipped", 48 + 3, -1);
     check_damage(ctx, &k1, "magic damaged", 0, -1);
     check_damage(ctx, &k1, "length field damaged", 9, -1);
@@ -132,17 +134,43 @@ int main(void)
     check_damage(ctx, &k1, "truncated payload", 0, 50);
     check_damage(ctx, &k1, "truncated header", 0, 10);
     check_damage(ctx, &k1, "empty file", 0, 0);
+}
 
+static void disabled_cache(void)
+{
+    void *data;
+    size_t len;
+    const char payload[] = "payload";
     /* Disabled cache: never reads or writes. */
     ctx->options.disable_cache = 1;
     CHECK_OK(ctx, cache_put(ctx, &k2, payload, sizeof payload));
     ctx->options.disable_cache = 0;
     CHECK_OK(ctx, cache_get(ctx, &k2, &data, &len));
     CHECK(data == NULL, "disabled cache wrote nothing");
+}
 
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(system(cmd) == 0, "cleanup");
-    printf("cache tests passed\n");
-    return 0;
+static const test_case tests[] = {
+    TEST_CASE(unusable_dir, "a cache directory that cannot be created: one warning, the context runs without it"),
+    TEST_CASE(hash_fields, "hash_str separates field boundaries (\"ab\",\"c\" vs \"a\",\"bc\")"),
+    TEST_CASE(hash_vectors, "FNV-1a-128 of the empty input and of \"a\" are the published values"),
+    TEST_CASE_AFTER(round_trip, hash_fields,
+                    "an empty cache misses; put then get returns the payload and counts a hit"),
+    TEST_CASE_AFTER(damaged_entries, hash_fields,
+                    "7 kinds of damage (flipped bytes, truncations, empty): reported, counted, removed, a miss"),
+    TEST_CASE_AFTER(disabled_cache, hash_fields, "a disabled cache writes nothing"),
+};
+
+int main(int argc, char **argv)
+{
+    const char *only = test_select(&argc, argv);
+    test_temp_dir(dir, sizeof dir, "test_cache");
+    memset(&ctx_storage, 0, sizeof ctx_storage);
+    pp_context_options_init(&ctx->options);
+    ctx->options.log = count_warning;
+    strcpy(ctx->cache_dir, dir);
+    CHECK_OK(ctx, cache_open(ctx));
+    int status = TEST_RUN(tests, only);
+    CHECK(test_remove_dir(dir) == 0, "cleanup");
+    if (!only) printf("cache tests passed\n");
+    return status;
 }

@@ -35,7 +35,7 @@ static const char *kernel_src =
 typedef void (*mock_counts_fn)(int *refs, int *modules, size_t *bytes, int *launches);
 static mock_counts_fn mock_counts; /* non-NULL when running against the mock driver */
 static unsigned (*mock_last_shared)(void); /* likewise */
-static char cache_dir[] = "/tmp/pp_test_cuda_XXXXXX";
+static char cache_dir[64];
 
 static pp_status create(pp_context **ctx, int device, int arch)
 {
@@ -101,29 +101,6 @@ static void check_auto(int gpu, const char *cuda_error)
     pp_context_destroy(ctx);
 }
 
-static int no_fallback(void)
-{
-    pp_context *ctx = NULL;
-    pp_status st = create(&ctx, 0, 0);
-    if (st != PP_OK) {
-        CHECK(st == PP_ERR_NO_DEVICE, "no GPU: PP_ERR_NO_DEVICE, got %s: %s", pp_status_string(st), pp_last_error(ctx));
-        check_no_backend(ctx, "cuda without a GPU");
-        printf("cuda selected without a usable GPU: fails (%s), no host fallback: %s\n", pp_status_string(st),
-               pp_last_error(ctx));
-        char why[1024];
-        snprintf(why, sizeof why, "%s", pp_last_error(ctx));
-        pp_context_destroy(ctx);
-        check_auto(0, why);
-        return 0;
-    }
-    CHECK(ctx->ops && strcmp(ctx->ops->name, "cuda") == 0, "the cuda backend is attached");
-    printf("cuda selected with a GPU: %s (backend %s)\n", pp_context_device_name(ctx), ctx->ops->name);
-    pp_context_destroy(ctx);
-    check_auto(1, NULL);
-    expect_create_failure("device ordinal 9999", 9999, 0, PP_ERR_INVALID_ARGUMENT, "out of range", NULL);
-    return 0;
-}
-
 static void check_balanced(const char *when)
 {
     if (!mock_counts) return;
@@ -135,36 +112,110 @@ static void check_balanced(const char *when)
     printf("%s: driver resources balanced (0 context refs, 0 modules, 0 bytes)\n", when);
 }
 
-static void run_gpu_tests(pp_context *ctx)
+/* What the cases share. Both forms: whether cuda started (have_gpu) and, where it did not,
+ * its message (cuda_error). Without --no-fallback: the context (ctx, device_cc) and what
+ * saxpb_exact compiled, allocated and launched, which the later GPU cases reuse. */
+static int have_gpu;
+static pp_status create_status;
+static char cuda_error[1024];
+static pp_context *ctx;
+static int device_cc;
+static const char *names[] = {"pp_test_saxpb", "pp_test_fault"};
+static pp_compile_request req = {NULL, "pp_test_saxpb.cu", names, 2}; /* source: kernel_src (main) */
+static pp_module *mod;
+static pp_function *fn;
+enum { n = 1000, cap = 1024 }; /* y = 2x + 3 on n of cap elements */
+static float *x, *y;
+static pp_devptr dx, dy;
+static float a = 2.0f, b = 3.0f;
+static int count = n;
+static void *args[] = {&dx, &dy, &a, &b, &count};
+static unsigned grid[3] = {(n + 255) / 256, 1, 1}, block[3] = {256, 1, 1};
+
+/* ---- --no-fallback ---- */
+
+static void no_fallback_create(void)
 {
-    const pp_backend_ops *ops = ctx->ops;
+    pp_context *ctx = NULL;
+    pp_status st = create(&ctx, 0, 0);
+    if (st != PP_OK) {
+        CHECK(st == PP_ERR_NO_DEVICE, "no GPU: PP_ERR_NO_DEVICE, got %s: %s", pp_status_string(st), pp_last_error(ctx));
+        check_no_backend(ctx, "cuda without a GPU");
+        printf("cuda selected without a usable GPU: fails (%s), no host fallback: %s\n", pp_status_string(st),
+               pp_last_error(ctx));
+        snprintf(cuda_error, sizeof cuda_error, "%s", pp_last_error(ctx));
+        pp_context_destroy(ctx);
+        return;
+    }
+    have_gpu = 1;
+    CHECK(ctx->ops && strcmp(ctx->ops->name, "cuda") == 0, "the cuda backend is attached");
+    printf("cuda selected with a GPU: %s (backend %s)\n", pp_context_device_name(ctx), ctx->ops->name);
+    pp_context_destroy(ctx);
+}
+
+static void auto_backend(void)
+{
+    check_auto(have_gpu, have_gpu ? NULL : cuda_error);
+}
+
+static void bad_ordinal(void)
+{
+    if (!have_gpu) return; /* without a GPU, every cuda creation fails (no_fallback_create) */
+    expect_create_failure("device ordinal 9999", 9999, 0, PP_ERR_INVALID_ARGUMENT, "out of range", NULL);
+}
+
+static const test_case no_fallback_tests[] = {
+    TEST_CASE(no_fallback_create, "cuda fails with PP_ERR_NO_DEVICE and no backend where it cannot start, never "
+                                  "falling back to host; with a GPU the cuda backend is attached"),
+    TEST_CASE_AFTER(auto_backend, no_fallback_create,
+                    "auto picks cuda where it starts, else host saying why; an explicit backend is 'requested'"),
+    TEST_CASE_AFTER(bad_ordinal, no_fallback_create, "(with a GPU) device ordinal 9999 is out of range"),
+};
+
+/* ---- without a GPU ---- */
+
+static void no_gpu(void)
+{
+    const char *msg = pp_last_error(ctx);
+    CHECK(!mock_counts, "the mock driver provides a device: %s", msg);
+    CHECK(create_status == PP_ERR_NO_DEVICE, "without a GPU: PP_ERR_NO_DEVICE, got %s: %s",
+          pp_status_string(create_status), msg);
+    check_no_backend(ctx, "no GPU");
+    CHECK(strncmp(msg, "cuda backend: ", 14) == 0 && strstr(msg, "host backend") &&
+              (strstr(msg, "libcuda.so.1") || strstr(msg, "CUDA_ERROR_")),
+          "the message says what is missing and what to do: %s", msg);
+    printf("no usable GPU: %s: %s\n", pp_status_string(create_status), msg);
+}
+
+static const test_case no_gpu_tests[] = {
+    TEST_CASE(no_gpu, "creating a cuda context fails with PP_ERR_NO_DEVICE, no backend and a message saying what "
+                      "is missing and what to do"),
+};
+
+/* ---- with a GPU (or the mock driver) ---- */
+
+static void device_name(void)
+{
     printf("device: %s, compiling for sm_%d\n", pp_context_device_name(ctx), ctx->arch);
     CHECK(strstr(pp_context_device_name(ctx), "sm_") && strstr(pp_context_device_name(ctx), "SMs") &&
               strstr(pp_context_device_name(ctx), "driver "),
           "device name gives arch, SMs and driver: %s", pp_context_device_name(ctx));
+}
 
-    /* ---- compile, load, run, compare exactly ---- */
-    const char *names[] = {"pp_test_saxpb", "pp_test_fault"};
-    pp_compile_request req = {kernel_src, "pp_test_saxpb.cu", names, 2};
-    pp_module *mod;
+static void saxpb_exact(void)
+{
+    const pp_backend_ops *ops = ctx->ops;
     pp_compile_result res;
     CHECK_OK(ctx, ops->compile(ctx, &req, &mod, &res));
     printf("compiled pp_test_saxpb.cu: %s, %.1f ms\n", res.cache_hit ? "cache hit" : "NVRTC", res.compile_ms);
-    pp_function *fn;
     CHECK_OK(ctx, ops->get_function(ctx, mod, "pp_test_saxpb", 0, &fn));
 
-    enum { n = 1000, cap = 1024 };
-    float *x = malloc(cap * sizeof *x), *y = malloc(cap * sizeof *y);
+    x = malloc(cap * sizeof *x), y = malloc(cap * sizeof *y);
     for (int i = 0; i < cap; i++) x[i] = (float)i;
-    pp_devptr dx, dy;
     CHECK_OK(ctx, ops->alloc(ctx, cap * sizeof *x, &dx));
     CHECK_OK(ctx, ops->alloc(ctx, cap * sizeof *y, &dy));
     CHECK_OK(ctx, ops->upload(ctx, dx, x, cap * sizeof *x));
     CHECK_OK(ctx, ops->memset_zero(ctx, dy, cap * sizeof *y));
-    float a = 2.0f, b = 3.0f;
-    int count = n;
-    void *args[] = {&dx, &dy, &a, &b, &count};
-    unsigned grid[3] = {(n + 255) / 256, 1, 1}, block[3] = {256, 1, 1};
     CHECK_OK(ctx, ops->launch(ctx, fn, grid, block, args));
     CHECK_OK(ctx, ops->synchronize(ctx));
     CHECK_OK(ctx, ops->download(ctx, y, dy, cap * sizeof *y));
@@ -179,21 +230,32 @@ static void run_gpu_tests(pp_context *ctx)
     printf("saxpb: y = 2x + 3 for %d elements (grid %u x block %u) exact; the %d elements past n stay 0 "
            "(memset); max error 0\n",
            n, grid[0], block[0], cap - n);
+}
 
-    /* ---- a launch timed with CUDA events (the mock's events report 0.25 ms) ---- */
+static void time_launch(void)
+{
+    /* The mock's events report 0.25 ms. */
     double ms = -1;
-    CHECK_OK(ctx, ops->time_launch(ctx, fn, grid, block, args, &ms));
+    CHECK_OK(ctx, ctx->ops->time_launch(ctx, fn, grid, block, args, &ms));
     printf("time_launch: %.4f ms by CUDA events%s\n", ms, mock_counts ? " (mock driver: 0.25 expected)" : "");
     CHECK(ms >= 0 && (!mock_counts || ms == 0.25), "event timing");
+}
 
-    /* ---- the second compile comes from the cache ---- */
+static void compile_cache_hit(void)
+{
     pp_module *mod2;
-    CHECK_OK(ctx, ops->compile(ctx, &req, &mod2, &res));
+    pp_compile_result res;
+    CHECK_OK(ctx, ctx->ops->compile(ctx, &req, &mod2, &res));
     CHECK(res.cache_hit && res.compile_ms == 0, "second compile is a cache hit");
-    ops->module_destroy(ctx, mod2);
+    ctx->ops->module_destroy(ctx, mod2);
     printf("second compile: cache hit\n");
+}
 
-    /* ---- errors that must be clear ---- */
+static void clear_errors(void)
+{
+    const pp_backend_ops *ops = ctx->ops;
+    pp_module *mod2;
+    pp_compile_result res;
     pp_function *missing;
     pp_status st = ops->get_function(ctx, mod, "no_such_kernel", 0, &missing);
     CHECK(st == PP_ERR_DRIVER && strstr(pp_last_error(ctx), "no_such_kernel") &&
@@ -211,23 +273,30 @@ static void run_gpu_tests(pp_context *ctx)
     CHECK(st != PP_OK && strstr(pp_last_error(ctx), "pp_test_saxpb") && strstr(pp_last_error(ctx), "2048"),
           "oversized block: %s", pp_last_error(ctx));
     printf("oversized block: %s\n", pp_last_error(ctx));
+}
 
-    /* ---- dynamic shared memory: above 48 KB the kernel's limit is raised first ---- */
+static void dynamic_shared(void)
+{
+    const pp_backend_ops *ops = ctx->ops;
     pp_function *wide;
     CHECK_OK(ctx, ops->get_function(ctx, mod, "pp_test_saxpb", 64 * 1024, &wide));
     CHECK_OK(ctx, ops->launch(ctx, wide, grid, block, args));
     CHECK_OK(ctx, ops->synchronize(ctx));
     if (mock_last_shared) CHECK(mock_last_shared() == 64 * 1024, "launch gave %u bytes", mock_last_shared());
     printf("64 KB of dynamic shared memory: limit raised, launch runs\n");
-    st = ops->get_function(ctx, mod, "pp_test_saxpb", 1 << 20, &wide);
+    pp_status st = ops->get_function(ctx, mod, "pp_test_saxpb", 1 << 20, &wide);
     CHECK(st == PP_ERR_DRIVER && strstr(pp_last_error(ctx), "needs 1048576 bytes of shared memory"),
           "1 MiB of shared memory: %s", pp_last_error(ctx));
     printf("1 MiB of shared memory: %s\n", pp_last_error(ctx));
     CHECK_OK(ctx, ops->get_function(ctx, mod, "pp_test_saxpb", 0, &wide));
+}
 
+static void huge_allocation(void)
+{
+    const pp_backend_ops *ops = ctx->ops;
     pp_devptr huge;
     size_t pib = (size_t)1 << 50;
-    st = ops->alloc(ctx, pib, &huge);
+    pp_status st = ops->alloc(ctx, pib, &huge);
     CHECK(st == PP_ERR_OUT_OF_MEMORY, "1 PiB allocation: %s: %s", pp_status_string(st), pp_last_error(ctx));
     CHECK(huge == 0, "no pointer for a failed allocation");
     CHECK(strstr(pp_last_error(ctx), "1125899906842624 bytes") && strstr(pp_last_error(ctx), "free of"),
@@ -236,31 +305,51 @@ static void run_gpu_tests(pp_context *ctx)
     pp_devptr zero;
     CHECK_OK(ctx, ops->alloc(ctx, 0, &zero));
     ops->free(ctx, zero);
-
-    /* ---- a faulting kernel is named by the call that reports it (mock only: a real fault
-     * would need a deliberately bad kernel and poisons the context) ---- */
-    if (mock_counts) {
-        pp_function *fault;
-        CHECK_OK(ctx, ops->get_function(ctx, mod, "pp_test_fault", 0, &fault));
-        void *fargs[] = {&dy};
-        unsigned one[3] = {1, 1, 1};
-        CHECK_OK(ctx, ops->launch(ctx, fault, one, one, fargs));
-        st = ops->synchronize(ctx);
-        CHECK(st == PP_ERR_DRIVER && strstr(pp_last_error(ctx), "CUDA_ERROR_ILLEGAL_ADDRESS") &&
-                  strstr(pp_last_error(ctx), "pp_test_fault") && strstr(pp_last_error(ctx), "cuCtxSynchronize"),
-              "fault: %s", pp_last_error(ctx));
-        printf("faulting kernel: %s\n", pp_last_error(ctx));
-    }
-
-    ops->free(ctx, dx);
-    ops->free(ctx, dy);
-    ops->module_destroy(ctx, mod);
-    free(x);
-    free(y);
 }
 
-static void mock_only_tests(int device_cc)
+/* Mock only: a real fault would need a deliberately bad kernel and poisons the context. */
+static void faulting_kernel(void)
 {
+    if (!mock_counts) return;
+    const pp_backend_ops *ops = ctx->ops;
+    pp_function *fault;
+    CHECK_OK(ctx, ops->get_function(ctx, mod, "pp_test_fault", 0, &fault));
+    void *fargs[] = {&dy};
+    unsigned one[3] = {1, 1, 1};
+    CHECK_OK(ctx, ops->launch(ctx, fault, one, one, fargs));
+    pp_status st = ops->synchronize(ctx);
+    CHECK(st == PP_ERR_DRIVER && strstr(pp_last_error(ctx), "CUDA_ERROR_ILLEGAL_ADDRESS") &&
+              strstr(pp_last_error(ctx), "pp_test_fault") && strstr(pp_last_error(ctx), "cuCtxSynchronize"),
+          "fault: %s", pp_last_error(ctx));
+    printf("faulting kernel: %s\n", pp_last_error(ctx));
+}
+
+static void release_all(void)
+{
+    ctx->ops->free(ctx, dx);
+    ctx->ops->free(ctx, dy);
+    ctx->ops->module_destroy(ctx, mod);
+    free(x);
+    free(y);
+    pp_context_destroy(ctx);
+    ctx = NULL;
+}
+
+static void balanced_after_destroy(void)
+{
+    check_balanced("after destroying the context");
+}
+
+static void other_major_arch(void)
+{
+    int other_major = device_cc >= 80 ? (device_cc / 10 - 1) * 10 : device_cc / 10 * 10 + 10;
+    expect_create_failure("arch of another major version", 0, other_major, PP_ERR_INVALID_ARGUMENT, "cannot run on",
+                          NULL);
+}
+
+static void mock_create_failures(void)
+{
+    if (!mock_counts) return;
     setenv("PP_MOCK_CUDA", "nodevice", 1);
     expect_create_failure("driver without a device", 0, 0, PP_ERR_NO_DEVICE, "CUDA_ERROR_NO_DEVICE", "host backend");
     setenv("PP_MOCK_CUDA", "stub", 1);
@@ -269,7 +358,11 @@ static void mock_only_tests(int device_cc)
     expect_create_failure("zero devices", 0, 0, PP_ERR_NO_DEVICE, "found no CUDA device", "driver 13.0");
     setenv("PP_MOCK_CUDA", "gpu", 1);
     check_balanced("after the failed creations");
+}
 
+static void mock_load_failure(void)
+{
+    if (!mock_counts) return;
     /* The driver refuses the image: the message names the arch compiled for and the driver. */
     setenv("PP_MOCK_CUDA_LOAD_ERROR", "222", 1);
     pp_context *ctx;
@@ -288,9 +381,14 @@ static void mock_only_tests(int device_cc)
     pp_context_destroy(ctx);
     unsetenv("PP_MOCK_CUDA_LOAD_ERROR");
     check_balanced("after the failed load");
+}
 
+static void mock_model_too_big(void)
+{
+    if (!mock_counts) return;
     /* A model whose planned peak exceeds the device's free memory (the mock's 1 GiB, from
      * cuMemGetInfo) fails before anything is compiled or allocated, with the plan's figures. */
+    pp_context *ctx;
     CHECK_OK(NULL, create(&ctx, 0, 0));
     size_t avail;
     char source[1200];
@@ -306,7 +404,7 @@ static void mock_only_tests(int device_cc)
         if (r.peak > (size_t)1 << 30) break;
     }
     pp_model *model = NULL;
-    st = pp_model_create(ctx, &mo, &model);
+    pp_status st = pp_model_create(ctx, &mo, &model);
     const char *msg = pp_last_error(ctx);
     char needs[64];
     snprintf(needs, sizeof needs, "the plan needs %.1f MiB", r.peak / 1048576.0);
@@ -322,9 +420,14 @@ static void mock_only_tests(int device_cc)
           "nothing compiled or allocated first: %d hits, %d misses, %zu bytes", cs.hits, cs.misses, held);
     pp_context_destroy(ctx);
     check_balanced("after the model too big for the device");
+}
 
+static void mock_newer_device(void)
+{
+    if (!mock_counts) return;
     /* A device newer than this NVRTC: compiled for the newest arch it has, with a warning. */
     setenv("PP_MOCK_CUDA_CC", "95", 1);
+    pp_context *ctx;
     CHECK_OK(NULL, create(&ctx, 0, 0));
     CHECK(ctx->arch == 90, "sm_95 device: compiles for sm_90, got sm_%d", ctx->arch);
     printf("sm_95 device: %s, compiling for sm_%d\n", pp_context_device_name(ctx), ctx->arch);
@@ -333,12 +436,40 @@ static void mock_only_tests(int device_cc)
     check_balanced("at the end");
 }
 
+static const test_case gpu_tests[] = {
+    TEST_CASE(device_name, "the device name gives the arch, the SM count and the driver"),
+    TEST_CASE(saxpb_exact, "compile, load, run y = 2x + 3 on 1000 of 1024 elements: exact, the rest stays 0"),
+    TEST_CASE_AFTER(time_launch, saxpb_exact, "a launch timed with CUDA events (the mock's report 0.25 ms)"),
+    TEST_CASE_AFTER(compile_cache_hit, saxpb_exact, "the second compile of the same source is a cache hit"),
+    TEST_CASE_AFTER(clear_errors, saxpb_exact,
+                    "a missing kernel, a compile request naming one, an oversized block: errors naming them"),
+    TEST_CASE_AFTER(dynamic_shared, saxpb_exact, "64 KB of dynamic shared memory raises the limit; 1 MiB is refused"),
+    TEST_CASE(huge_allocation,
+              "1 PiB is PP_ERR_OUT_OF_MEMORY with the request and free/total, no pointer; 0 bytes works"),
+    TEST_CASE_AFTER(faulting_kernel, saxpb_exact,
+                    "(mock driver only) a faulting kernel is named by the call reporting it"),
+    TEST_CASE_AFTER(release_all, saxpb_exact, "buffers, module and context are released"),
+    TEST_CASE(auto_backend, "auto picks cuda where it starts; an explicit backend is 'requested'"),
+    TEST_CASE_AFTER(balanced_after_destroy, release_all, "(mock driver) every driver resource is released"),
+    TEST_CASE(bad_ordinal, "device ordinal 9999 is out of range"),
+    TEST_CASE(other_major_arch, "an arch of another major version cannot run on the device"),
+    TEST_CASE_AFTER(mock_create_failures, release_all,
+                    "(mock driver only) no device, a stub driver, zero devices: PP_ERR_NO_DEVICE saying so"),
+    TEST_CASE_AFTER(mock_load_failure, release_all,
+                    "(mock driver only) a refused image names the arch compiled for and the driver"),
+    TEST_CASE_AFTER(mock_model_too_big, release_all,
+                    "(mock driver only) a plan above the free 1 GiB fails first, with the plan's figures"),
+    TEST_CASE_AFTER(mock_newer_device, release_all, "(mock driver only) an sm_95 device is compiled for sm_90"),
+};
+
 int main(int argc, char **argv)
 {
-    CHECK(mkdtemp(cache_dir) != NULL, "mkdtemp");
+    const char *only = test_select(&argc, argv);
+    test_temp_dir(cache_dir, sizeof cache_dir, "test_cuda");
+    req.source = kernel_src;
     int result;
     if (argc > 1 && strcmp(argv[1], "--no-fallback") == 0) {
-        result = no_fallback();
+        result = TEST_RUN(no_fallback_tests, only);
     } else {
         /* Against the mock driver (LD_LIBRARY_PATH set by CTest), its counters are visible. */
         void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
@@ -346,38 +477,20 @@ int main(int argc, char **argv)
         if (lib) *(void **)&mock_last_shared = dlsym(lib, "pp_mock_cuda_last_shared_bytes");
         if (mock_counts) printf("running against the mock driver (tests/runtime/mock_libcuda.c)\n");
 
-        pp_context *ctx = NULL;
-        pp_status st = create(&ctx, 0, 0);
-        if (st != PP_OK) {
-            const char *msg = pp_last_error(ctx);
-            CHECK(!mock_counts, "the mock driver provides a device: %s", msg);
-            CHECK(st == PP_ERR_NO_DEVICE, "without a GPU: PP_ERR_NO_DEVICE, got %s: %s", pp_status_string(st), msg);
-            check_no_backend(ctx, "no GPU");
-            CHECK(strncmp(msg, "cuda backend: ", 14) == 0 && strstr(msg, "host backend") &&
-                      (strstr(msg, "libcuda.so.1") || strstr(msg, "CUDA_ERROR_")),
-                  "the message says what is missing and what to do: %s", msg);
-            printf("no usable GPU: %s: %s\n", pp_status_string(st), msg);
-            printf("SKIP: the GPU tests need a CUDA device\n");
+        create_status = create(&ctx, 0, 0);
+        if (create_status != PP_OK) {
+            result = TEST_RUN(no_gpu_tests, only);
+            if (result == 0) printf("SKIP: the GPU tests need a CUDA device\n"), result = PP_TEST_SKIP;
             pp_context_destroy(ctx);
-            result = PP_TEST_SKIP;
         } else {
-            int device_cc = ctx->arch;
-            run_gpu_tests(ctx);
-            pp_context_destroy(ctx);
-            check_auto(1, NULL);
-            check_balanced("after destroying the context");
-            expect_create_failure("device ordinal 9999", 9999, 0, PP_ERR_INVALID_ARGUMENT, "out of range", NULL);
-            int other_major = device_cc >= 80 ? (device_cc / 10 - 1) * 10 : device_cc / 10 * 10 + 10;
-            expect_create_failure("arch of another major version", 0, other_major, PP_ERR_INVALID_ARGUMENT,
-                                  "cannot run on", NULL);
-            if (mock_counts) mock_only_tests(device_cc);
-            printf("test_cuda_backend: all checks passed\n");
-            result = 0;
+            have_gpu = 1;
+            device_cc = ctx->arch;
+            result = TEST_RUN(gpu_tests, only);
+            if (ctx) pp_context_destroy(ctx); /* release_all did not run (--test) */
+            if (result == 0 && !only) printf("test_cuda_backend: all checks passed\n");
         }
         if (lib) dlclose(lib);
     }
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache_dir);
-    CHECK(system(cmd) == 0, "remove %s", cache_dir);
+    CHECK(test_remove_dir(cache_dir) == 0, "remove %s", cache_dir);
     return result;
 }

@@ -190,20 +190,35 @@ static void test_sweep(void)
     pp_context_destroy(ctx);
 }
 
-int main(void)
+static void killed_compile_module(void)
 {
-    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    test_killed_compile(0);
+}
+
+static void killed_compile_header(void)
+{
+    test_killed_compile(1);
+}
+
+static const test_case tests[] = {
+    TEST_CASE(killed_compile_module, "a compile killed while building a module leaves its directory; the next host "
+                                     "context removes it"),
+    TEST_CASE(killed_compile_header, "likewise for a compile killed while building the precompiled header"),
+    TEST_CASE(test_sweep, "a sweep removes a dead pid's scratch (cache and $TMPDIR), keeps a live process's, another "
+                          "host's and other names; a compile leaves no scratch"),
+};
+
+int main(int argc, char **argv)
+{
+    const char *only = test_select(&argc, argv);
+    test_temp_dir(root, sizeof root, "test_host_scratch");
     snprintf(cache_dir, sizeof cache_dir, "%s/cache", root);
     snprintf(tmp_dir, sizeof tmp_dir, "%s/tmp", root);
     CHECK(mkdir(cache_dir, 0755) == 0 && mkdir(tmp_dir, 0755) == 0, "mkdir");
     setenv("TMPDIR", tmp_dir, 1);
     this_host();
-    test_killed_compile(0);
-    test_killed_compile(1);
-    test_sweep();
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    CHECK(system(cmd) == 0, "remove %s", root);
-    printf("test_host_scratch: all checks passed\n");
-    return 0;
+    int status = TEST_RUN(tests, only);
+    CHECK(test_remove_dir(root) == 0, "remove %s", root);
+    if (!only) printf("test_host_scratch: all checks passed\n");
+    return status;
 }

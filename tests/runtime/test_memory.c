@@ -154,15 +154,20 @@ static void test_model_too_big(void)
     pp_context_destroy(ctx);
 }
 
-int main(void)
+static const test_case tests[] = {
+    TEST_CASE(test_meminfo, "meminfo_available on made-up /proc/meminfo and cgroup v1/v2 trees, no limit, unreadable "
+                            "or incomplete files"),
+    TEST_CASE(test_memory_limit, "memory_limit: device_alloc refuses beyond it, ctx_memory_available reports the rest"),
+    TEST_CASE(test_model_too_big, "a model above the limit fails with PP_ERR_OUT_OF_MEMORY and the plan's figures, "
+                                  "having compiled and allocated nothing"),
+};
+
+int main(int argc, char **argv)
 {
-    CHECK(mkdtemp(root) != NULL, "mkdtemp");
-    test_meminfo();
-    test_memory_limit();
-    test_model_too_big();
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    CHECK(system(cmd) == 0, "remove %s", root);
-    printf("test_memory: all checks passed\n");
-    return 0;
+    const char *only = test_select(&argc, argv);
+    test_temp_dir(root, sizeof root, "test_memory");
+    int status = TEST_RUN(tests, only);
+    CHECK(test_remove_dir(root) == 0, "remove %s", root);
+    if (!only) printf("test_memory: all checks passed\n");
+    return status;
 }

@@ -100,18 +100,18 @@ static tunedb_trial trial(int variant, tunedb_trial_status status, double ms, do
     return t;
 }
 
-int main(void)
-{
-    char dir[] = "/tmp/pp_test_tunedb_XXXXXX";
-    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
-    pp_context_options options;
-    pp_context_options_init(&options);
-    options.backend = PP_BACKEND_NONE;
-    options.disable_cache = 1;
-    options.log = capture;
-    pp_context *ctx;
-    CHECK_OK(NULL, pp_context_create(&options, &ctx));
+/* What the cases share: the temporary directory, the database file (path_sanitised's, then
+ * round_trip's, saved into tune_dir) and the file the damaged copies are written to. */
+static char dir[64], path[4200], tune_dir[4200], bad_path[4200];
+static pp_context *ctx;
+static tunedb_identity id; /* the identity every database here is saved and loaded with */
+static tunedb db;          /* sig1 and sig2 (put_and_trials) */
+static const char *sig1 = "conv_fwd:n64c64h56w56k64r3s3u1p1f2avg:tf32", *sig2 = "pool_bwd:n8c16h32w32f2max:fp32";
+static char *text;         /* the saved file (save_again), len bytes */
+static size_t len;
 
+static void path_sanitised(void)
+{
     /* Path: everything outside [A-Za-z0-9._-] of the device name becomes '_'. */
     tunedb_identity pid;
     memset(&pid, 0, sizeof pid);
@@ -120,25 +120,16 @@ int main(void)
     pid.sm_count = 132;
     strcpy(pid.backend, "cuda");
     const char *want_path = "/some/dir/NVIDIA_H200__x_-sm90-132sm-cuda.pptune";
-    char path[4200];
     tunedb_path("/some/dir", &pid, path, sizeof path);
     printf("path: %s (expected %s)\n", path, want_path);
     CHECK(strcmp(path, want_path) == 0, "sanitised path %s", path);
     tunedb_path("/some/dir/", &pid, path, sizeof path);
     CHECK(strcmp(path, want_path) == 0, "trailing slash in dir: %s", path);
+}
 
-    tunedb_identity id;
-    memset(&id, 0, sizeof id);
-    strcpy(id.device, "NVIDIA H200 100%\t\xc3\xbc"); /* space, '%', tab, UTF-8 */
-    id.arch = 90;
-    id.sm_count = 132;
-    strcpy(id.toolkit, "nvrtc 13.0");
-    strcpy(id.generator, "3f2a9c0d11e2b4a7");
-    strcpy(id.backend, "cuda");
-
-    tunedb db;
+static void put_and_trials(void)
+{
     tunedb_init(&db, &id);
-    const char *sig1 = "conv_fwd:n64c64h56w56k64r3s3u1p1f2avg:tf32", *sig2 = "pool_bwd:n8c16h32w32f2max:fp32";
     tunedb_entry *e = tunedb_put(ctx, &db, sig1);
     CHECK(e != NULL, "put %s: %s", sig1, pp_last_error(ctx));
     e->best_variant = 17;
@@ -168,7 +159,10 @@ int main(void)
     CHECK(e->trial_count == ntrials, "rejected trials not stored");
     tunedb_entry *e2 = tunedb_put(ctx, &db, sig2);
     CHECK(e2 != NULL && e2->best_variant == -1 && e2->trial_count == 0, "new entry is empty");
+}
 
+static void bad_signatures(void)
+{
     /* Signatures: empty, whitespace or too long are rejected. */
     char longsig[300];
     memset(longsig, 'a', sizeof longsig - 1);
@@ -181,14 +175,19 @@ int main(void)
         CHECK(r == NULL && pp_last_error(ctx)[0], "signature #%d rejected with an error", i);
     }
     CHECK(db.count == 2, "rejected signatures added nothing: %d entries", db.count);
+}
 
+static void lookup(void)
+{
     /* Lookup. */
     CHECK(tunedb_find(&db, sig1) == &db.entries[0] && tunedb_find(&db, sig2) == &db.entries[1], "find present");
     CHECK(tunedb_find(&db, "conv_fwd:absent") == NULL, "find absent");
     printf("find: %s and %s present, conv_fwd:absent absent\n", sig1, sig2);
+}
 
+static void round_trip(void)
+{
     /* Round trip through a directory that does not exist yet. */
-    char tune_dir[4200];
     snprintf(tune_dir, sizeof tune_dir, "%s/tune/nested", dir);
     tunedb_path(tune_dir, &id, path, sizeof path);
     CHECK_OK(ctx, tunedb_save(ctx, path, &db));
@@ -220,7 +219,10 @@ int main(void)
         }
     }
     tunedb_free(&back);
+}
 
+static void save_leaves_one_file(void)
+{
     /* The save left exactly the database file in its directory. */
     DIR *d = opendir(tune_dir);
     CHECK(d != NULL, "open %s", tune_dir);
@@ -233,17 +235,18 @@ int main(void)
     }
     closedir(d);
     CHECK(files == 1, "one file after saving, found %d", files);
+}
 
+static void save_again(void)
+{
     /* Saving the same database again replaces the file and still leaves no temporary. */
     CHECK_OK(ctx, tunedb_save(ctx, path, &db));
-    char *text;
-    size_t len;
     CHECK_OK(ctx, file_read_all(ctx, path, &text, &len));
     printf("saved file (%zu bytes):\n%s", len, text);
+}
 
-    char bad_path[4200];
-    snprintf(bad_path, sizeof bad_path, "%s/damaged.pptune", dir);
-
+static void damaged_files(void)
+{
     /* One byte flipped in the middle. */
     char *copy = malloc(len + 1);
     memcpy(copy, text, len + 1);
@@ -261,7 +264,13 @@ int main(void)
     check_load(ctx, "empty file", bad_path, &id, TUNEDB_CORRUPT, NULL);
     write_mutated(text, "checksum", "poolprop-tune 1\ncheck", bad_path, 0);
     check_load(ctx, "checksum not the last line", bad_path, &id, TUNEDB_CORRUPT, NULL);
+    free(copy);
+}
 
+static void malformed_files(void)
+{
+    tunedb back;
+    tunedb_load_outcome outcome;
     /* Well-checksummed but malformed: the parser itself must reject them. */
     static const struct {
         const char *from, *to, *reason;
@@ -311,7 +320,10 @@ int main(void)
     CHECK(outcome == TUNEDB_LOADED && back.count == 2, "control copy loads: %s", outcome_names[outcome]);
     tunedb_free(&back);
     printf("control copy with recomputed checksum: loaded\n");
+}
 
+static void save_refuses_bad_best(void)
+{
     /* Saving refuses what loading would: a best variant that failed or was never tried. */
     const int best_tries[] = {41, 5};
     for (int i = 0; i < 2; i++) {
@@ -321,7 +333,10 @@ int main(void)
         CHECK(st == PP_ERR_INVALID_ARGUMENT && strstr(pp_last_error(ctx), sig1), "save refused naming the entry");
     }
     db.entries[0].best_variant = 17;
+}
 
+static void read_cap(void)
+{
     /* Reads are capped at TUNEDB_MAX_BYTES: a larger file (sparse here, so nothing is written)
      * is refused by its size, a device that never ends after TUNEDB_MAX_BYTES + 1 bytes. */
     FILE *big = fopen(bad_path, "wb");
@@ -342,7 +357,10 @@ int main(void)
     CHECK_OK(ctx, file_read_capped(ctx, path, len, "the database", &zeros, &zero_len));
     CHECK(zero_len == len && memcmp(zeros, text, len) == 0, "a file of exactly the cap is read whole");
     free(zeros);
+}
 
+static void stale_files(void)
+{
     /* Stale: saved for another toolkit, then for another toolkit and generator. */
     char stale_path[4200];
     snprintf(stale_path, sizeof stale_path, "%s/stale.pptune", dir);
@@ -360,25 +378,73 @@ int main(void)
     CHECK_OK(ctx, tunedb_save(ctx, stale_path, &db));
     check_load(ctx, "sm_count differs", stale_path, &id, TUNEDB_STALE,
                (const char *const[]){"sm_count is '66', expected '132'", NULL});
+}
 
+static void missing_file(void)
+{
     /* Missing. */
     char missing[4200];
     snprintf(missing, sizeof missing, "%s/absent/none.pptune", dir);
     check_load(ctx, "missing file", missing, &id, TUNEDB_MISSING, NULL);
+}
 
+static void put_existing_empties(void)
+{
+    tunedb_entry *e;
     /* tunedb_put on an existing signature empties it. */
     e = tunedb_put(ctx, &db, sig1);
     CHECK(e == &db.entries[0] && e->trial_count == 0 && e->best_variant == -1 && e->best_ms == -1,
           "put on an existing entry empties it");
     printf("put on existing %s: emptied, %d entries\n", sig1, db.count);
+}
 
-    free(copy);
+static const test_case tests[] = {
+    TEST_CASE(path_sanitised, "the file name: every byte outside [A-Za-z0-9._-] of the device becomes '_'"),
+    TEST_CASE(put_and_trials, "put and add_trial: what a trial stores (newlines, NaN, negatives), bad trials refused"),
+    TEST_CASE_AFTER(bad_signatures, put_and_trials,
+                    "empty, whitespace and too long signatures are refused, adding nothing"),
+    TEST_CASE_AFTER(lookup, put_and_trials, "find returns present entries and NULL for an absent one"),
+    TEST_CASE_AFTER(round_trip, put_and_trials, "save into a new nested directory and load: every field bit for bit"),
+    TEST_CASE_AFTER(save_leaves_one_file, round_trip, "the save leaves only the database file, no temporary"),
+    TEST_CASE_AFTER(save_again, round_trip, "saving again replaces the file (printed)"),
+    TEST_CASE_AFTER(damaged_files, save_again, "a flipped byte, cuts, an empty file, a misplaced checksum: corrupt"),
+    TEST_CASE_AFTER(malformed_files, save_again,
+                    "25 well-checksummed malformed files are corrupt with the reason; the unmodified text loads"),
+    TEST_CASE_AFTER(save_refuses_bad_best, put_and_trials,
+                    "save refuses a best variant that failed or was never tried"),
+    TEST_CASE_AFTER(read_cap, save_again, "reads are capped: a larger (sparse) file and /dev/zero refused, exactly "
+                                          "the cap read whole"),
+    TEST_CASE_AFTER(stale_files, put_and_trials, "another toolkit, generator or sm_count: stale, naming what differs"),
+    TEST_CASE(missing_file, "a missing file loads as an empty database without a warning"),
+    TEST_CASE_AFTER(put_existing_empties, put_and_trials, "put on an existing signature empties the entry"),
+};
+
+int main(int argc, char **argv)
+{
+    const char *only = test_select(&argc, argv);
+    test_temp_dir(dir, sizeof dir, "test_tunedb");
+
+    pp_context_options options;
+    pp_context_options_init(&options);
+    options.backend = PP_BACKEND_NONE;
+    options.disable_cache = 1;
+    options.log = capture;
+    CHECK_OK(NULL, pp_context_create(&options, &ctx));
+
+    memset(&id, 0, sizeof id);
+    strcpy(id.device, "NVIDIA H200 100%\t\xc3\xbc"); /* space, '%', tab, UTF-8 */
+    id.arch = 90;
+    id.sm_count = 132;
+    strcpy(id.toolkit, "nvrtc 13.0");
+    strcpy(id.generator, "3f2a9c0d11e2b4a7");
+    strcpy(id.backend, "cuda");
+    snprintf(bad_path, sizeof bad_path, "%s/damaged.pptune", dir);
+
+    int status = TEST_RUN(tests, only);
     free(text);
     tunedb_free(&db);
     pp_context_destroy(ctx);
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(system(cmd) == 0, "cleanup");
-    printf("tunedb tests passed\n");
-    return 0;
+    CHECK(test_remove_dir(dir) == 0, "cleanup");
+    if (!only) printf("tunedb tests passed\n");
+    return status;
 }
