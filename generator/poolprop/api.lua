@@ -78,7 +78,8 @@ local function resolved_graph(model_text, model_name, o, policy)
 end
 
 -- The training plan of a model. model_text/model_name: the model file; o: { batch,
--- height, width, classes, sources, tuned = { [tuning key] = variant } }; policy: { text = "2" } or { file_text, file_name }.
+-- height, width, classes, sources, tuned = { [tuning key] = variant } }; policy: { text = "2" }
+-- or { file_text, file_name }.
 function M.train_plan(model_text, model_name, o, policy)
   return protect("parse", function()
     local graph, p = resolved_graph(model_text, model_name, o, policy)

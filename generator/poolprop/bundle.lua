@@ -3,7 +3,9 @@
 -- buffers. Everything is generated in memory first; on any error nothing is written.
 -- Two sources: a layer-description file (render) and a model's training step
 -- (render_training). Both write each kernel as one plan.lua line of the same form,
---   { name = "...", op = "...", file = "kernels/<name>.cu", grid = { x, y, z }, block = { t, 1, 1 }, args = { ... }, dynamic_shared = bytes },
+--   { name = "...", op = "...", file = "kernels/<name>.cu", grid = { x, y, z }, block = { t, 1, 1 },
+--     args = { ... }, dynamic_shared = bytes },
+--   (one line in plan.lua, shown here on two),
 -- which tools read line by line (../shared/tools/sass/kstats.py); no other line of
 -- plan.lua starts with `{ name = ..., op = `.
 local layer = require("poolprop.layer")
@@ -28,7 +30,8 @@ end
 -- The shape line of a convolution layer d (describe.lua fields) with shape s (layer.shape).
 local function shape_line(d, s)
   return string.format(
-    "shape = { N = %d, C = %d, H = %d, W = %d, K = %d, R = %d, S = %d, stride = %d, pad = %d, P = %d, Q = %d, pool = %d, pool_mode = %s, HP = %d, WP = %d },\n",
+    "shape = { N = %d, C = %d, H = %d, W = %d, K = %d, R = %d, S = %d, stride = %d, pad = %d, P = %d, Q = %d, "
+      .. "pool = %d, pool_mode = %s, HP = %d, WP = %d },\n",
     d.N, d.C, d.H, d.W, d.K, d.R, d.S, d.stride, d.pad, s.P, s.Q, d.pool, quote(d.pool_mode), s.HP, s.WP)
 end
 
@@ -110,7 +113,8 @@ function M.render_training(plan, source_name, policy_name)
     "-- One training step. Per layer (in the order the step first runs it): its kernels in launch\n",
     "-- order. steps: every launch in order, with what each kernel argument is bound to.\n",
     "-- buffers: the step's arena buffers (bytes; first and last step that uses it, 1-based).\n",
-    string.format("return {\n  source = %s,\n  model = %s, policy = %s, math = %s, batch = %d, height = %d, width = %d, classes = %d,\n",
+    string.format("return {\n  source = %s,\n"
+      .. "  model = %s, policy = %s, math = %s, batch = %d, height = %d, width = %d, classes = %d,\n",
       quote(source_name), quote(g.name), quote(policy_name), quote(plan.math), g.batch, g.height, g.width, g.classes),
   }
   if plan.save_traffic_total then
@@ -127,8 +131,8 @@ function M.render_training(plan, source_name, policy_name)
         quote(layer.signature(d))) .. shape_line(d, layer.shape(d))
       local e = save_of[group.name]
       if e then
-        out[#out + 1] = string.format("      pool_save = { by = %s, before = %d, after = %d },\n", quote(e.by), e.before,
-          e.after)
+        out[#out + 1] = string.format("      pool_save = { by = %s, before = %d, after = %d },\n", quote(e.by),
+          e.before, e.after)
       end
     else
       out[#out + 1] = string.format("    { name = %s, op = %s,\n", quote(group.name), quote(group.op))

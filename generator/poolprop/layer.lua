@@ -143,7 +143,8 @@ end
 
 local function header_lines(d, op, index, cfg)
   local layer = d.name or "(unnamed)"
-  local from = d.where and d.where.file and d.where.line > 0 and string.format(" (%s:%d)", d.where.file, d.where.line) or ""
+  local from = d.where and d.where.file and d.where.line > 0 and string.format(" (%s:%d)", d.where.file, d.where.line)
+    or ""
   return {
     string.format("layer:     %s%s: N=%d C=%d H=%d W=%d K=%d R=%d S=%d stride=%d pad=%d",
       layer, from, d.N, d.C, d.H, d.W, d.K, d.R, d.S, d.stride, d.pad),

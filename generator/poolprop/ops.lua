@@ -403,7 +403,8 @@ M.builders.bn_backward = function(params)
   local sig = bn_sig(p) .. ({ "", "_mask", "_maskf32" })[p.MASK + 1] .. bn_backward_storage(p)
   if p.RES == 1 then sig = sig .. "_res" end
   local threads, ct = channel_threads(m), channel_tile(p.C)
-  return kernel { op = op, sig = sig .. act_sig(p), params = p, spec = spec, parts = { "templates/bn_backward_common.cuh" },
+  return kernel { op = op, sig = sig .. act_sig(p), params = p, spec = spec,
+    parts = { "templates/bn_backward_common.cuh" },
     constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "M", m }, { "MASK", p.MASK },
       { "BF16", p.BF16 }, { "RES", p.RES }, { "ACT_BF16", p.ACT_BF16 }, { "CT", ct }, { "PG", threads // ct } },
     grid = { ceil_div(p.C, ct) }, threads = threads,

@@ -491,7 +491,9 @@ local function finish(plan, steps, sources)
       s.refs = {}
       for i, arg in ipairs(s.kernel.args) do
         local ref = s.bind[arg]
-        if not ref then errors.raise(nil, "plan: kernel %s has argument '%s' that step %s does not bind", s.kernel.name, arg, s.op) end
+        if not ref then
+          errors.raise(nil, "plan: kernel %s has argument '%s' that step %s does not bind", s.kernel.name, arg, s.op)
+        end
         s.refs[i] = ref
       end
     end
@@ -584,8 +586,9 @@ end
 function M.report(plan)
   local g = plan.graph
   -- weights: the fp32 masters, and under act=bf16 their bf16 copy.
-  local r = { weights = g.param_count * (plan.act == "bf16" and 6 or 4), gradients = g.param_count * 4, optimizer = g.param_count * 4,
-    state = g.state_count * 4, saved_by_stage = {}, saved = 0, largest_transient = 0, live_peak = 0 }
+  local r = { weights = g.param_count * (plan.act == "bf16" and 6 or 4), gradients = g.param_count * 4,
+    optimizer = g.param_count * 4, state = g.state_count * 4, saved_by_stage = {}, saved = 0, largest_transient = 0,
+    live_peak = 0 }
   for _, b in ipairs(plan.buffers) do
     if b.kind ~= "io" and b.first <= plan.forward_end and b.last > plan.forward_end then
       b.saved = true

@@ -245,20 +245,30 @@ local good = 'layer { name = "a", N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 
 test("description errors name file and line", function()
   local cases = {
     { "missing.lua", good .. "\nlayer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3 }\n", 3, "missing field 'S'" },
-    { "negative.lua", good .. "layer { N = 1, C = -3, H = 8, W = 8, K = 4, R = 3, S = 3 }\n", 2, "field 'C' must be >= 1, got %-3" },
-    { "toolarge.lua", "\n\nlayer { N = 1, C = 3, H = 4, W = 4, K = 4, R = 7, S = 7, pad = 1 }\n", 3, "kernel 7x7 is larger than the padded input 6x6" },
-    { "factor.lua", "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, pool = 3 }\n", 1, "pool factor must be 1, 2, 4 or 8, got 3" },
-    { "type.lua", "layer { N = 1, C = \"3\", H = 8, W = 8, K = 4, R = 3, S = 3 }\n", 1, "field 'C' must be an integer, got string" },
-    { "float.lua", "layer { N = 1.5, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3 }\n", 1, "field 'N' must be an integer, got number" },
-    { "unknown.lua", "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, strid = 2 }\n", 1, "unknown field 'strid'" },
-    { "mode.lua", "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, pool_mode = \"median\" }\n", 1, 'pool_mode must be "avg" or "max"' },
-    { "storage.lua", good .. "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, storage = \"fp16\" }\n", 2, 'storage must be "fp32" or "bf16", got "fp16"' },
-    { "storagetype.lua", "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, storage = 16 }\n", 1, "field 'storage' must be a string" },
+    { "negative.lua", good .. "layer { N = 1, C = -3, H = 8, W = 8, K = 4, R = 3, S = 3 }\n", 2,
+      "field 'C' must be >= 1, got %-3" },
+    { "toolarge.lua", "\n\nlayer { N = 1, C = 3, H = 4, W = 4, K = 4, R = 7, S = 7, pad = 1 }\n", 3,
+      "kernel 7x7 is larger than the padded input 6x6" },
+    { "factor.lua", "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, pool = 3 }\n", 1,
+      "pool factor must be 1, 2, 4 or 8, got 3" },
+    { "type.lua", "layer { N = 1, C = \"3\", H = 8, W = 8, K = 4, R = 3, S = 3 }\n", 1,
+      "field 'C' must be an integer, got string" },
+    { "float.lua", "layer { N = 1.5, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3 }\n", 1,
+      "field 'N' must be an integer, got number" },
+    { "unknown.lua", "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, strid = 2 }\n", 1,
+      "unknown field 'strid'" },
+    { "mode.lua", "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, pool_mode = \"median\" }\n", 1,
+      'pool_mode must be "avg" or "max"' },
+    { "storage.lua", good .. "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, storage = \"fp16\" }\n", 2,
+      'storage must be "fp32" or "bf16", got "fp16"' },
+    { "storagetype.lua", "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, storage = 16 }\n", 1,
+      "field 'storage' must be a string" },
     { "syntax.lua", good .. "layer { N = 1,, }\n", 2, "unexpected symbol" },
     { "runtime.lua", good .. "local x = nil + 1\n", 2, "attempt to perform arithmetic" },
     { "empty.lua", "-- nothing\n", 1, "no layer{...} in the description" },
     { "notable.lua", "layer(42)\n", 1, "layer description must be a table" },
-    { "variant.lua", "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, variant = { conv_fwd = 99999 } }\n", 1, nil },
+    { "variant.lua", "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, variant = { conv_fwd = 99999 } }\n",
+      1, nil },
   }
   for _, c in ipairs(cases) do
     local path = description(c[1], c[2])
@@ -272,7 +282,8 @@ test("description errors name file and line", function()
       local f = assert(io.open(path)); local text = f:read("a"); f:close()
       local result, msg = api.generate_layers(text, path)
       eq(result, nil, "out-of-range variant must fail")
-      has(msg, "^" .. path:gsub("%p", "%%%0") .. ":1: error: variant 99999 of conv_fwd is out of range", "variant message")
+      has(msg, "^" .. path:gsub("%p", "%%%0") .. ":1: error: variant 99999 of conv_fwd is out of range",
+        "variant message")
     end
   end
 end)

@@ -111,15 +111,16 @@ test("policies: forms, options and errors", function()
   eq(f["layer3.0.conv1"], 2, "default")
   local file = policy.load_file("return { default = 2, stages = { stem = 1 }, layers = { ['fc'] = 2 } }", "p.lua")
   raises(function() policy.resolve(file, g) end, "'fc', which is not a convolution", "policy file layer")
-  raises(function() policy.load_file("return { defualt = 2 }", "p.lua") end, "p%.lua: error: policy: unknown key 'defualt'",
-    "policy file typo")
+  raises(function() policy.load_file("return { defualt = 2 }", "p.lua") end,
+    "p%.lua: error: policy: unknown key 'defualt'", "policy file typo")
   -- act=bf16: storage; it implies BF16 convolutions and excludes what contradicts it.
   local a = policy.parse("2,act=bf16")
   eq(a.act, "bf16", "act"); eq(a.math, "bf16", "act=bf16 implies math=bf16")
   eq(policy.parse("2").act, "fp32", "act default")
   eq(policy.parse("baseline,act=bf16").act, "bf16", "AMP-like baseline")
   eq(policy.parse("2,act=bf16,math=bf16").math, "bf16", "math=bf16 may be named")
-  raises(function() policy.parse("2,act=bf16,math=tf32") end, "math must be bf16 %(or left out%), got 'tf32'", "act+tf32")
+  raises(function() policy.parse("2,act=bf16,math=tf32") end, "math must be bf16 %(or left out%), got 'tf32'",
+    "act+tf32")
   raises(function() policy.parse("2,math=fp32,act=bf16") end, "math must be bf16", "order does not matter")
   raises(function() policy.parse("2,act=bf16,bn=bf16") end, "the BN input is stored in bf16 already", "act+bn")
   raises(function() policy.parse("2,act=fp16") end, "act must be one of fp32, bf16, got 'fp16'", "act value")
@@ -206,8 +207,13 @@ test("plan: act=bf16 halves every activation, gradient and pooled save but the h
       convs = convs + 1
     end
     if s.params and s.params.ACT_BF16 then acts = acts + 1 end
-    if s.op == "sgd" then eq(s.params.SHADOW, 1, "sgd refreshes the bf16 copy"); eq(s.bind.shadow, "shadow", "shadow") end
-    if s.op:match("^fc_") or s.op:match("^softmax") then assert(not (s.params and s.params.ACT_BF16), s.op .. " is fp32") end
+    if s.op == "sgd" then
+      eq(s.params.SHADOW, 1, "sgd refreshes the bf16 copy")
+      eq(s.bind.shadow, "shadow", "shadow")
+    end
+    if s.op:match("^fc_") or s.op:match("^softmax") then
+      assert(not (s.params and s.params.ACT_BF16), s.op .. " is fp32")
+    end
   end
   assert(convs > 0 and acts > 0, "conv and other steps checked")
   for _, s in ipairs(fp.steps) do

@@ -38,7 +38,8 @@ local cases = {
   fc_bwd_data = { { N = 3, IN = 2048, OUT = 1000 }, "fc_bwd_data_n3in2048out1000_v0", { 1, 32, 1 }, 256, "dy w dx" },
   fc_bwd_weight = { { N = 256, IN = 2048, OUT = 1000 }, "fc_bwd_weight_n256in2048out1000_v0", { 16, 32, 1 }, 256,
     "dy x dw db" },
-  softmax_ce = { { N = 256, CLASSES = 1000 }, "softmax_ce_n256k1000_v0", { 1, 1, 1 }, 512, "logits labels loss dlogits" },
+  softmax_ce = { { N = 256, CLASSES = 1000 }, "softmax_ce_n256k1000_v0", { 1, 1, 1 }, 512,
+    "logits labels loss dlogits" },
   bn_stats_merge = { { C = 64, PARTS = 100, M = 3136 }, "bn_stats_merge_c64parts100m3136_v0", { 64, 1, 1 }, 128,
     "partials mean invstd running_mean running_var" },
   bn_stats_part = { { N = 2, C = 16, HW = 64, SLICES = 3 }, "bn_stats_part_n2c16hw64_s3_v0", { 2, 3, 1 }, 128,
@@ -145,8 +146,8 @@ test("softmax: one block up to 16 rows, one warp per row over many blocks beyond
   eq(ops.kernel("softmax_ce_rows", { N = 64, CLASSES = 1000 }).grid[1], 64, "batch 64: 64 blocks")
   -- No shared-memory row table: no row limit.
   eq(ops.kernel("softmax_ce_rows", { N = 5000, CLASSES = 10 }).grid[1], 5000, "5000 rows")
-  eq(ops.kernel("softmax_ce_reduce", { N = 5000 }).block[1], ops.kernel("softmax_ce", { N = 16, CLASSES = 10 }).block[1],
-    "the reduction adds with softmax_ce's thread count")
+  eq(ops.kernel("softmax_ce_reduce", { N = 5000 }).block[1],
+    ops.kernel("softmax_ce", { N = 16, CLASSES = 10 }).block[1], "the reduction adds with softmax_ce's thread count")
 end)
 
 test("names: identical parameters give identical kernels; each option changes the name", function()
@@ -293,7 +294,8 @@ test("bf16 activation storage: ACT_BF16 names, signatures and option errors", fu
     copy.ACT_BF16 = true
     eq(ops.kernel(op, copy).name, bf.name, op .. ": ACT_BF16 = true")
     copy.ACT_BF16 = 2
-    raises(function() ops.kernel(op, copy) end, op .. ": parameter ACT_BF16 must be 0 or 1, got 2", op .. " ACT_BF16 = 2")
+    raises(function() ops.kernel(op, copy) end, op .. ": parameter ACT_BF16 must be 0 or 1, got 2",
+      op .. " ACT_BF16 = 2")
   end
   -- Ops without activations take no ACT_BF16.
   for _, case in ipairs { { "fc_fwd", { N = 2, IN = 3, OUT = 4 } }, { "softmax_ce", { N = 2, CLASSES = 3 } },
@@ -439,7 +441,9 @@ test("training plans: sliced BN backward, sliced BN statistics and multi-block s
     height = 8, width = 8 })
   policy.resolve(p, small, { file = "policy", line = 0 })
   local sp = train.build(small, p, { sources = false })
-  for _, op in ipairs { "bn_stats_part", "bn_backward_sums", "bn_backward_dx", "softmax_ce_rows", "softmax_ce_reduce" } do
+  for _, op in ipairs {
+    "bn_stats_part", "bn_backward_sums", "bn_backward_dx", "softmax_ce_rows", "softmax_ce_reduce",
+  } do
     eq(#steps_of(sp, op), 0, "batch 2: no " .. op)
   end
   eq(#steps_of(sp, "softmax_ce"), 1, "batch 2: one-block softmax")
