@@ -19,9 +19,9 @@
 typedef struct shape_row {
     pp_layer_desc d;
     char name[64];
-    int count;        /* layers of the model with this shape */
+    int count;                /* layers of the model with this shape */
     double fwd, data, weight; /* ms */
-    double gflop;     /* forward multiply-adds x 2, in GFLOP */
+    double gflop;             /* forward multiply-adds x 2, in GFLOP */
 } shape_row;
 
 static int same_shape(const pp_layer_desc *a, const pp_layer_desc *b)
@@ -48,8 +48,8 @@ typedef struct bench_run {
 
 static int bench_parse(int argc, char **argv, bench_run *b)
 {
-    cli_option opts[] = {{"batch", 0, 0, 0},   {"image", 0, 0, 0}, {"policy", 0, 0, 0},   {"backend", 0, 0, 0},
-                         {"repeats", 0, 0, 0}, {"steps", 0, 0, 0}, {"json", 0, 0, 0},     {"layers-only", 0, 1, 0},
+    cli_option opts[] = {{"batch", 0, 0, 0},     {"image", 0, 0, 0},   {"policy", 0, 0, 0},    {"backend", 0, 0, 0},
+                         {"repeats", 0, 0, 0},   {"steps", 0, 0, 0},   {"json", 0, 0, 0},      {"layers-only", 0, 1, 0},
                          {"step-only", 0, 1, 0}, {"classes", 0, 0, 0}, {"tuning-dir", 0, 0, 0}};
     int nopts = sizeof opts / sizeof opts[0];
     if (cli_parse_options(argc, argv, opts, nopts, &b->model)) return 1;
@@ -107,8 +107,8 @@ static int bench_layers(bench_run *b)
         pp_layer *layer = NULL;
         double ms[8] = {0};
         int nk = 0;
-        if (pp_layer_create(b->ctx, &row->d, &layer) != PP_OK || pp_layer_benchmark(layer, 1, b->repeats, ms) != PP_OK ||
-            pp_layer_kernel_count(layer, &nk) != PP_OK) {
+        if (pp_layer_create(b->ctx, &row->d, &layer) != PP_OK ||
+            pp_layer_benchmark(layer, 1, b->repeats, ms) != PP_OK || pp_layer_kernel_count(layer, &nk) != PP_OK) {
             rc = cli_fail("%s: %s", row->name, pp_last_error(b->ctx));
         } else {
             row->fwd = ms[0], row->data = ms[1], row->weight = 0;

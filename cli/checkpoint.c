@@ -194,8 +194,10 @@ int checkpoint_load(pp_context *ctx, const char *dir, checkpoint *out, char *err
             rc = fail(err, err_len, "%s: out of memory", path);
             break;
         }
-        if (part == 0) out->params = dst, out->param_count = (size_t)count;
-        else out->momentum = dst, out->momentum_count = (size_t)count;
+        if (part == 0)
+            out->params = dst, out->param_count = (size_t)count;
+        else
+            out->momentum = dst, out->momentum_count = (size_t)count;
         rc = read_exact(f, path, dst, (size_t)count * 4, &h, err, err_len);
         at += count * 4;
     }

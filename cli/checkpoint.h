@@ -22,7 +22,7 @@
 
 typedef struct checkpoint {
     char text[CHECKPOINT_TEXT_MAX]; /* key=value lines */
-    float *params;   /* parameters and statistics in state_dict order */
+    float *params;                  /* parameters and statistics in state_dict order */
     size_t param_count;
     float *momentum;
     size_t momentum_count;

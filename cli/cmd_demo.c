@@ -13,7 +13,7 @@
 int cmd_demo(int argc, char **argv)
 {
     cli_option opts[] = {{"model", 0, 0, 0}, {"policy", 0, 0, 0},  {"batch", 0, 0, 0}, {"image", 0, 0, 0},
-                     {"steps", 0, 0, 0}, {"backend", 0, 0, 0}, {"lr", 0, 0, 0}};
+                         {"steps", 0, 0, 0}, {"backend", 0, 0, 0}, {"lr", 0, 0, 0}};
     int nopts = sizeof opts / sizeof opts[0];
     if (cli_parse_options(argc, argv, opts, nopts, NULL)) return 1;
     pp_model_options mo;
@@ -22,9 +22,12 @@ int cmd_demo(int argc, char **argv)
     mo.policy = cli_opt(opts, nopts, "policy") ? cli_opt(opts, nopts, "policy") : "2";
     mo.batch = 8;
     int steps = 5;
-    if (cli_opt(opts, nopts, "batch") && cli_parse_int("batch", cli_opt(opts, nopts, "batch"), 1, 1 << 16, &mo.batch)) return 1;
-    if (cli_opt(opts, nopts, "steps") && cli_parse_int("steps", cli_opt(opts, nopts, "steps"), 1, 1 << 20, &steps)) return 1;
-    if (cli_parse_image(cli_opt(opts, nopts, "image") ? cli_opt(opts, nopts, "image") : "16", &mo.height, &mo.width)) return 1;
+    if (cli_opt(opts, nopts, "batch") && cli_parse_int("batch", cli_opt(opts, nopts, "batch"), 1, 1 << 16, &mo.batch))
+        return 1;
+    if (cli_opt(opts, nopts, "steps") && cli_parse_int("steps", cli_opt(opts, nopts, "steps"), 1, 1 << 20, &steps))
+        return 1;
+    if (cli_parse_image(cli_opt(opts, nopts, "image") ? cli_opt(opts, nopts, "image") : "16", &mo.height, &mo.width))
+        return 1;
     pp_sgd_options sgd = {0.05f, 0.9f, 5e-4f};
     if (cli_opt(opts, nopts, "lr")) {
         char *end;
@@ -74,16 +77,18 @@ int cmd_demo(int argc, char **argv)
             for (int i = 0; i < r.height; i++)
                 for (int j = 0; j < r.width; j++)
                     x[((size_t)n * 3 + c) * pixels + (size_t)i * r.width + j] =
-                        (float)(cos(angle) * (i - r.height / 2.0) / r.height + sin(angle) * (j - r.width / 2.0) / r.width +
-                                0.1 * c);
+                        (float)(cos(angle) * (i - r.height / 2.0) / r.height +
+                                sin(angle) * (j - r.width / 2.0) / r.width + 0.1 * c);
     }
     for (int step = 0; step < steps && !rc; step++) {
         float loss;
         double t = cli_now_ms();
         st = pp_model_set_batch(m, x, labels);
         if (st == PP_OK) st = pp_model_train_step(m, &sgd, &loss);
-        if (st != PP_OK) rc = cli_fail_ctx(ctx, st);
-        else printf("step %d: loss %.4f (%.0f ms)\n", step + 1, loss, cli_now_ms() - t);
+        if (st != PP_OK)
+            rc = cli_fail_ctx(ctx, st);
+        else
+            printf("step %d: loss %.4f (%.0f ms)\n", step + 1, loss, cli_now_ms() - t);
     }
     free(x);
     free(labels);

@@ -26,10 +26,14 @@ static int gen_model(const cli_option *opts, int nopts, const char *out_dir)
     pp_context_options_init(&co);
     co.log = cli_log_to_stderr;
     const char *backend = cli_opt(opts, nopts, "backend");
-    if (!backend || strcmp(backend, "none") == 0) co.backend = PP_BACKEND_NONE;
-    else if (strcmp(backend, "host") == 0) co.backend = PP_BACKEND_HOST;
-    else if (strcmp(backend, "cuda") == 0) co.backend = PP_BACKEND_CUDA;
-    else return cli_fail("--backend: expected none, host or cuda, got '%s'", backend);
+    if (!backend || strcmp(backend, "none") == 0)
+        co.backend = PP_BACKEND_NONE;
+    else if (strcmp(backend, "host") == 0)
+        co.backend = PP_BACKEND_HOST;
+    else if (strcmp(backend, "cuda") == 0)
+        co.backend = PP_BACKEND_CUDA;
+    else
+        return cli_fail("--backend: expected none, host or cuda, got '%s'", backend);
     co.tuning_dir = cli_opt(opts, nopts, "tuning-dir");
     if (co.tuning_dir && co.backend == PP_BACKEND_NONE)
         return cli_fail("--tuning-dir: tuning databases belong to a device; give --backend host or cuda");
@@ -62,9 +66,8 @@ static int gen_model(const cli_option *opts, int nopts, const char *out_dir)
 
 int cmd_gen(int argc, char **argv)
 {
-    cli_option opts[] = {{"out", 0, 0, 0},     {"model", 0, 0, 0},   {"policy", 0, 0, 0},
-                         {"batch", 0, 0, 0},   {"image", 0, 0, 0},   {"classes", 0, 0, 0},
-                         {"backend", 0, 0, 0}, {"tuning-dir", 0, 0, 0}};
+    cli_option opts[] = {{"out", 0, 0, 0},   {"model", 0, 0, 0},   {"policy", 0, 0, 0},  {"batch", 0, 0, 0},
+                         {"image", 0, 0, 0}, {"classes", 0, 0, 0}, {"backend", 0, 0, 0}, {"tuning-dir", 0, 0, 0}};
     int nopts = sizeof opts / sizeof opts[0];
     const char *path = NULL;
     if (cli_parse_options(argc, argv, opts, nopts, &path)) return 1;

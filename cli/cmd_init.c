@@ -23,10 +23,12 @@ int cmd_init(int argc, char **argv)
     pp_model_options mo;
     pp_model_options_init(&mo);
     mo.model = model;
-    if (cli_opt(opts, nopts, "classes") && cli_parse_int("classes", cli_opt(opts, nopts, "classes"), 1, 1 << 24, &mo.classes))
+    if (cli_opt(opts, nopts, "classes") &&
+        cli_parse_int("classes", cli_opt(opts, nopts, "classes"), 1, 1 << 24, &mo.classes))
         return 1;
     int seed = 0;
-    if (cli_opt(opts, nopts, "seed") && cli_parse_int("seed", cli_opt(opts, nopts, "seed"), 0, INT_MAX, &seed)) return 1;
+    if (cli_opt(opts, nopts, "seed") && cli_parse_int("seed", cli_opt(opts, nopts, "seed"), 0, INT_MAX, &seed))
+        return 1;
     pp_context_options co;
     pp_context_options_init(&co);
     co.backend = PP_BACKEND_NONE;

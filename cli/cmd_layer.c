@@ -14,10 +14,9 @@
 
 int cmd_layer(int argc, char **argv)
 {
-    cli_option opts[] = {{"x", 0, 0, 0},      {"w", 0, 0, 0},         {"dy", 0, 0, 0},
-                     {"stride", 0, 0, 0}, {"pad", 0, 0, 0},       {"pool", 0, 0, 0},
-                     {"pool-mode", 0, 0, 0}, {"backend", 0, 0, 0}, {"out", 0, 0, 0},
-                     {"schedule", 0, 0, 0}};
+    cli_option opts[] = {{"x", 0, 0, 0},   {"w", 0, 0, 0},       {"dy", 0, 0, 0},        {"stride", 0, 0, 0},
+                         {"pad", 0, 0, 0}, {"pool", 0, 0, 0},    {"pool-mode", 0, 0, 0}, {"backend", 0, 0, 0},
+                         {"out", 0, 0, 0}, {"schedule", 0, 0, 0}};
     int nopts = sizeof opts / sizeof opts[0];
     if (cli_parse_options(argc, argv, opts, nopts, NULL)) return 1;
     pp_layer_desc d;
@@ -26,9 +25,12 @@ int cmd_layer(int argc, char **argv)
     if (cli_parse_int("pad", cli_opt(opts, nopts, "pad"), 0, 1 << 20, &d.pad)) return 1;
     if (cli_parse_int("pool", cli_opt(opts, nopts, "pool"), 1, 8, &d.pool)) return 1;
     const char *mode = cli_opt(opts, nopts, "pool-mode");
-    if (!mode || strcmp(mode, "avg") == 0) d.pool_mode = PP_POOL_AVG;
-    else if (strcmp(mode, "max") == 0) d.pool_mode = PP_POOL_MAX;
-    else return cli_fail("--pool-mode: expected avg or max, got '%s'", mode);
+    if (!mode || strcmp(mode, "avg") == 0)
+        d.pool_mode = PP_POOL_AVG;
+    else if (strcmp(mode, "max") == 0)
+        d.pool_mode = PP_POOL_MAX;
+    else
+        return cli_fail("--pool-mode: expected avg or max, got '%s'", mode);
     const char *out_dir = cli_opt(opts, nopts, "out");
     if (!out_dir) return cli_fail("missing --out DIR");
 
@@ -45,7 +47,7 @@ int cmd_layer(int argc, char **argv)
     if (!rc) {
         if (x.shape[1] != w.shape[1])
             rc = cli_fail("--w: W has %zu input channels but X has %zu (W is (K,C,R,S), X is (N,C,H,W))", w.shape[1],
-                      x.shape[1]);
+                          x.shape[1]);
         for (int i = 0; i < 4 && !rc; i++)
             if (x.shape[i] > INT_MAX || w.shape[i] > INT_MAX) rc = cli_fail("--x/--w: a dimension exceeds 2^31-1");
     }
@@ -66,8 +68,9 @@ int cmd_layer(int argc, char **argv)
         pp_layer_shape_get(layer, &s);
         if (dy.shape[0] != x.shape[0] || dy.shape[1] != w.shape[0] || dy.shape[2] != (size_t)s.p ||
             dy.shape[3] != (size_t)s.q)
-            rc = cli_fail("--dy: expected shape (%d, %d, %d, %d) = (N, K, P, Q) for this convolution, got (%zu, %zu, %zu, %zu)",
-                      d.n, d.k, s.p, s.q, dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]);
+            rc = cli_fail(
+                "--dy: expected shape (%d, %d, %d, %d) = (N, K, P, Q) for this convolution, got (%zu, %zu, %zu, %zu)",
+                d.n, d.k, s.p, s.q, dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]);
     }
     if (!rc) {
         float *y = malloc(s.y_elems * sizeof(float)), *xp = malloc(s.xp_elems * sizeof(float));
@@ -83,7 +86,11 @@ int cmd_layer(int argc, char **argv)
             char path[4200];
             const size_t y_shape[4] = {(size_t)d.n, (size_t)d.k, (size_t)s.p, (size_t)s.q};
             const size_t xp_shape[4] = {(size_t)d.n, (size_t)d.c, (size_t)s.hp, (size_t)s.wp};
-            const struct { const char *name; const size_t *shape; const float *data; } outs[] = {
+            const struct {
+                const char *name;
+                const size_t *shape;
+                const float *data;
+            } outs[] = {
                 {"y.npy", y_shape, y}, {"xp.npy", x.shape, NULL}, {"dx.npy", x.shape, dx}, {"dw.npy", w.shape, dw}};
             for (int i = 0; i < 4 && !rc; i++) {
                 snprintf(path, sizeof path, "%s/%s", out_dir, outs[i].name);
@@ -95,8 +102,8 @@ int cmd_layer(int argc, char **argv)
                 printf("poolprop layer: N=%d C=%d H=%d W=%d K=%d R=%d S=%d stride=%d pad=%d pool=%d %s on %s\n"
                        "wrote %s/{y,xp,dx,dw}.npy: y (%d,%d,%d,%d) xp (%d,%d,%d,%d)\n",
                        d.n, d.c, d.h, d.w, d.k, d.r, d.s, d.stride, d.pad, d.pool,
-                       d.pool_mode == PP_POOL_MAX ? "max" : "avg", pp_context_device_name(ctx), out_dir, d.n,
-                       d.k, s.p, s.q, d.n, d.c, s.hp, s.wp);
+                       d.pool_mode == PP_POOL_MAX ? "max" : "avg", pp_context_device_name(ctx), out_dir, d.n, d.k, s.p,
+                       s.q, d.n, d.c, s.hp, s.wp);
         }
         free(y);
         free(xp);

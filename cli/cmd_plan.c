@@ -28,8 +28,10 @@ static int parse_bytes(const char *text, double *out)
             snprintf(a, sizeof a, "%s", units[i]);
             snprintf(b, sizeof b, "%sB", units[i]);
             snprintf(c, sizeof c, "%siB", units[i]);
-            if (strcmp(end, c) == 0) scale = ldexp(1.0, 10 * i), found = 1;
-            else if (strcmp(end, a) == 0 || strcmp(end, b) == 0) scale = pow(1000.0, i), found = 1;
+            if (strcmp(end, c) == 0)
+                scale = ldexp(1.0, 10 * i), found = 1;
+            else if (strcmp(end, a) == 0 || strcmp(end, b) == 0)
+                scale = pow(1000.0, i), found = 1;
         }
         if (!found && strcmp(end, "B") != 0) return cli_fail("--budget: unknown unit in '%s'", text);
     }
@@ -52,8 +54,8 @@ static void json_report(const char *name, const pp_memory_report *r, int last)
         cli_json_string(stdout, r->stage_names[i]);
         printf(": %zu", r->saved_by_stage[i]);
     }
-    printf("}, \"largest_transient\": %zu, \"arena\": %zu, \"peak\": %zu}%s\n", r->largest_transient, r->arena,
-           r->peak, last ? "" : ",");
+    printf("}, \"largest_transient\": %zu, \"arena\": %zu, \"peak\": %zu}%s\n", r->largest_transient, r->arena, r->peak,
+           last ? "" : ",");
 }
 
 /* Largest batch in [1, 65536] whose planned peak fits in budget; 0 if none. */
@@ -81,7 +83,7 @@ static int largest_batch(pp_context *ctx, pp_model_options o, double budget, int
 int cmd_plan(int argc, char **argv)
 {
     cli_option opts[] = {{"batch", 0, 0, 0},  {"image", 0, 0, 0},  {"classes", 0, 0, 0},
-                     {"policy", 0, 0, 0}, {"budget", 0, 0, 0}, {"json", 0, 1, 0}};
+                         {"policy", 0, 0, 0}, {"budget", 0, 0, 0}, {"json", 0, 1, 0}};
     int nopts = sizeof opts / sizeof opts[0];
     const char *model = NULL;
     if (cli_parse_options(argc, argv, opts, nopts, &model)) return 1;
@@ -90,11 +92,13 @@ int cmd_plan(int argc, char **argv)
     pp_model_options_init(&mo);
     mo.model = model;
     mo.policy = cli_opt(opts, nopts, "policy");
-    if (cli_parse_int("batch", cli_opt(opts, nopts, "batch") ? cli_opt(opts, nopts, "batch") : "1", 0, 1 << 20, &mo.batch))
+    if (cli_parse_int("batch", cli_opt(opts, nopts, "batch") ? cli_opt(opts, nopts, "batch") : "1", 0, 1 << 20,
+                      &mo.batch))
         return 1;
     if (mo.batch < 1) return cli_fail("--batch: a batch must hold at least one image, got %d", mo.batch);
     if (cli_parse_image(cli_opt(opts, nopts, "image"), &mo.height, &mo.width)) return 1;
-    if (cli_opt(opts, nopts, "classes") && cli_parse_int("classes", cli_opt(opts, nopts, "classes"), 1, 1 << 24, &mo.classes))
+    if (cli_opt(opts, nopts, "classes") &&
+        cli_parse_int("classes", cli_opt(opts, nopts, "classes"), 1, 1 << 24, &mo.classes))
         return 1;
     double budget = 0;
     if (cli_opt(opts, nopts, "budget") && parse_bytes(cli_opt(opts, nopts, "budget"), &budget)) return 1;
@@ -134,8 +138,9 @@ int cmd_plan(int argc, char **argv)
         printf(", \"batch\": %d, \"image\": [%d, %d], \"classes\": %d, \"policy\": ", r.batch, r.height, r.width,
                r.classes);
         cli_json_string(stdout, policy);
-        printf(",\n  \"peak_bytes\": %zu, \"baseline_peak_bytes\": %zu, \"saving_percent\": %.2f, \"baseline_policy\": ",
-               r.peak, b.peak, saving);
+        printf(
+            ",\n  \"peak_bytes\": %zu, \"baseline_peak_bytes\": %zu, \"saving_percent\": %.2f, \"baseline_policy\": ",
+            r.peak, b.peak, saving);
         cli_json_string(stdout, r.baseline_policy);
         printf(",\n");
         if (budget > 0)

@@ -61,8 +61,8 @@ typedef struct step_run {
 
 static int step_parse(int argc, char **argv, step_run *r)
 {
-    cli_option opts[] = {{"params", 0, 0, 0}, {"x", 0, 0, 0},       {"labels", 0, 0, 0}, {"policy", 0, 0, 0},
-                     {"backend", 0, 0, 0}, {"out", 0, 0, 0}, {"schedule", 0, 0, 0}};
+    cli_option opts[] = {{"params", 0, 0, 0},  {"x", 0, 0, 0},   {"labels", 0, 0, 0},  {"policy", 0, 0, 0},
+                         {"backend", 0, 0, 0}, {"out", 0, 0, 0}, {"schedule", 0, 0, 0}};
     int nopts = sizeof opts / sizeof opts[0];
     if (cli_parse_options(argc, argv, opts, nopts, &r->model)) return 1;
     if (!r->model) return cli_fail("step: which model? e.g. poolprop step cifar_resnet20 --params p/ --x x.npy ...");
@@ -125,7 +125,8 @@ static int step_read_params(step_run *r)
         if (npy_read_f32(path, info.rank, &a, err, sizeof err) != PP_OK) rc = cli_fail("--params: %s", err);
         for (int d = 0; d < info.rank && !rc; d++)
             if (a.shape[d] != info.shape[d])
-                rc = cli_fail("--params: %s: dimension %d is %zu, the model needs %zu", path, d, a.shape[d], info.shape[d]);
+                rc = cli_fail("--params: %s: dimension %d is %zu, the model needs %zu", path, d, a.shape[d],
+                              info.shape[d]);
         pp_status st;
         if (!rc && (st = pp_model_param_write(r->m, info.key, a.data, a.count)) != PP_OK) rc = cli_fail_ctx(r->ctx, st);
         npy_array_free(&a);
@@ -173,8 +174,7 @@ static int step_write(step_run *r)
 int cmd_step(int argc, char **argv)
 {
     step_run r = {0};
-    int rc = step_parse(argc, argv, &r) || step_load(&r) || step_read_params(&r) || step_run_once(&r) ||
-             step_write(&r);
+    int rc = step_parse(argc, argv, &r) || step_load(&r) || step_read_params(&r) || step_run_once(&r) || step_write(&r);
     if (!rc)
         printf("poolprop step: %s, batch %zu, loss %.6f; wrote %s/loss.npy, %s/grad/<key>.npy and the updated BN "
                "statistics in %s/running/\n",

@@ -22,8 +22,8 @@ static int parse_arch(const char *text, int *out)
 
 int cmd_verify(int argc, char **argv)
 {
-    cli_option opts[] = {{"layers", 0, 0, 0}, {"arch", 0, 0, 0}, {"schedule", 0, 0, 0},
-                     {"threads", 0, 0, 0}, {"no-cache", 0, 1, 0}};
+    cli_option opts[] = {
+        {"layers", 0, 0, 0}, {"arch", 0, 0, 0}, {"schedule", 0, 0, 0}, {"threads", 0, 0, 0}, {"no-cache", 0, 1, 0}};
     int nopts = sizeof opts / sizeof opts[0];
     if (cli_parse_options(argc, argv, opts, nopts, NULL)) return 1;
     pp_context_options o;
@@ -34,7 +34,8 @@ int cmd_verify(int argc, char **argv)
     if (parse_arch(cli_opt(opts, nopts, "arch"), &o.arch)) return 1;
     if (!o.arch) o.arch = 90;
     if (cli_parse_schedule(cli_opt(opts, nopts, "schedule"), &o.host_schedule)) return 1;
-    if (cli_opt(opts, nopts, "threads") && cli_parse_int("threads", cli_opt(opts, nopts, "threads"), 1, 1024, &o.host_threads))
+    if (cli_opt(opts, nopts, "threads") &&
+        cli_parse_int("threads", cli_opt(opts, nopts, "threads"), 1, 1024, &o.host_threads))
         return 1;
 
     double t0 = cli_now_ms();
@@ -50,10 +51,9 @@ int cmd_verify(int argc, char **argv)
         return rc;
     }
     printf("poolprop verify: %d layers from %s; NVRTC static check for sm_%d; run on %s\n", count,
-           path ? path : "the embedded default set (models/layers_default.lua)", o.arch,
-           pp_context_device_name(ctx));
-    printf("%-16s %-16s %9s %5s %6s %6s %9s %9s %10s %10s  %s\n", "layer", "kernel", "grid", "block", "regs",
-           "spill", "smem", "nvrtc ms", "host ms", "max error", "tolerance");
+           path ? path : "the embedded default set (models/layers_default.lua)", o.arch, pp_context_device_name(ctx));
+    printf("%-16s %-16s %9s %5s %6s %6s %9s %9s %10s %10s  %s\n", "layer", "kernel", "grid", "block", "regs", "spill",
+           "smem", "nvrtc ms", "host ms", "max error", "tolerance");
     int failures = 0, kernels = 0;
     double nvrtc_ms = 0, host_ms = 0;
     for (int i = 0; i < count; i++) {
@@ -96,17 +96,16 @@ int cmd_verify(int argc, char **argv)
             snprintf(grid, sizeof grid, "%ux%ux%u", info.grid[0], info.grid[1], info.grid[2]);
             int spills = info.spill_store_bytes + info.spill_load_bytes;
             printf("%-16.16s %-16s %9s %5u %6d %6d %9d %9.1f %10.1f %10.2e  %.2e%s\n",
-                   descs[i].name ? descs[i].name : "-", info.op, grid, info.block[0], info.registers,
-                   spills, info.shared_bytes, info.nvrtc_ms, info.compile_ms, err, tol,
-                   spills != 0 ? "  SPILLS" : "");
+                   descs[i].name ? descs[i].name : "-", info.op, grid, info.block[0], info.registers, spills,
+                   info.shared_bytes, info.nvrtc_ms, info.compile_ms, err, tol, spills != 0 ? "  SPILLS" : "");
             if (spills != 0) failures++;
             nvrtc_ms += info.nvrtc_ms;
             host_ms += info.compile_ms;
             kernels++;
         }
         if (!r.passed) {
-            printf("  FAILED: y %.2e (tol %.2e), xp %.2e (tol %.2e), dx %.2e (tol %.2e), dw %.2e (tol %.2e)\n",
-                   r.err_y, r.tol_y, r.err_xp, r.tol_xp, r.err_dx, r.tol_dx, r.err_dw, r.tol_dw);
+            printf("  FAILED: y %.2e (tol %.2e), xp %.2e (tol %.2e), dx %.2e (tol %.2e), dw %.2e (tol %.2e)\n", r.err_y,
+                   r.tol_y, r.err_xp, r.tol_xp, r.err_dx, r.tol_dx, r.err_dw, r.tol_dw);
             failures++;
         }
         pp_layer_destroy(layer);

@@ -20,7 +20,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum { KIND_SYNTHETIC, KIND_CIFAR10 };
+enum {
+    KIND_SYNTHETIC,
+    KIND_CIFAR10
+};
 
 #define CIFAR_SIDE 32
 #define CIFAR_PIXELS (3 * CIFAR_SIDE * CIFAR_SIDE) /* 3072 */
@@ -121,22 +124,16 @@ static int inside(const shape *s, double u, double v)
 {
     double au = fabs(u), av = fabs(v), rr = u * u + v * v;
     switch (s->cls) {
-    case 0: /* filled circle */
-        return rr <= 1.0;
-    case 1: /* ring */
-        return rr <= 1.0 && rr >= 0.55 * 0.55;
-    case 2: /* filled square, about the circle's area */
-        return au <= 0.86 && av <= 0.86;
-    case 3: /* cross (plus sign) */
-        return (au <= 1.0 && av <= 0.3) || (au <= 0.3 && av <= 1.0);
+    case 0: /* filled circle */ return rr <= 1.0;
+    case 1: /* ring */ return rr <= 1.0 && rr >= 0.55 * 0.55;
+    case 2: /* filled square, about the circle's area */ return au <= 0.86 && av <= 0.86;
+    case 3: /* cross (plus sign) */ return (au <= 1.0 && av <= 0.3) || (au <= 0.3 && av <= 1.0);
     case 4: /* three horizontal bars (five bands, alternate ones filled) */
         return au <= 1.0 && av <= 1.0 && ((int)floor((v + 1.0) * 2.5) % 2) == 0;
-    case 5: /* three vertical bars */
-        return au <= 1.0 && av <= 1.0 && ((int)floor((u + 1.0) * 2.5) % 2) == 0;
+    case 5: /* three vertical bars */ return au <= 1.0 && av <= 1.0 && ((int)floor((u + 1.0) * 2.5) % 2) == 0;
     case 6: /* diagonal line, either direction */
         return au <= 0.95 && av <= 0.95 && fabs(u - (s->flip ? -v : v)) <= 0.32;
-    case 7: /* triangle, apex up */
-        return v <= 0.8 && v >= -1.0 && au <= (v + 1.0) / 1.8;
+    case 7: /* triangle, apex up */ return v <= 0.8 && v >= -1.0 && au <= (v + 1.0) / 1.8;
     case 8: /* 3x3 checkerboard */
         return au <= 1.0 && av <= 1.0 && (((int)floor((u + 1.0) * 1.5) + (int)floor((v + 1.0) * 1.5)) % 2) == 0;
     default: { /* two dots on an axis at a random angle */
@@ -320,8 +317,7 @@ static int cifar_open(dataset *ds, const char *dir, const data_options *o, char 
         split_data *d = &ds->split[s];
         d->labels = malloc((size_t)total[s]);
         d->pixels = malloc((size_t)total[s] * CIFAR_PIXELS);
-        if (!d->labels || !d->pixels)
-            return fail(err, err_len, "cifar10: out of memory for %lld images", total[s]);
+        if (!d->labels || !d->pixels) return fail(err, err_len, "cifar10: out of memory for %lld images", total[s]);
     }
     for (int i = 0; i < 6; i++)
         if (cifar_read(paths[i], records[i], &ds->split[i == 5], err, err_len)) return -1;
@@ -382,8 +378,9 @@ int data_open(const char *spec, const data_options *o, dataset **out, char *err,
         ds->augment = o->augment == DATA_AUGMENT_DEFAULT ? 1 : o->augment != 0;
         rc = cifar_open(ds, spec + 8, o, err, err_len);
     } else if (strcmp(spec, "cifar10") == 0) {
-        rc = fail(err, err_len, "cifar10 needs a directory: cifar10:DIR (DIR holding data_batch_1.bin .. "
-                                "data_batch_5.bin and test_batch.bin)");
+        rc = fail(err, err_len,
+                  "cifar10 needs a directory: cifar10:DIR (DIR holding data_batch_1.bin .. "
+                  "data_batch_5.bin and test_batch.bin)");
     } else {
         rc = fail(err, err_len, "unknown data set '%s' (expected synthetic or cifar10:DIR)", spec);
     }

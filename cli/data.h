@@ -21,14 +21,17 @@
 #define DATA_CLASSES 10
 #define DATA_AUGMENT_DEFAULT (-1)
 
-typedef enum data_split { DATA_TRAIN = 0, DATA_VAL = 1 } data_split;
+typedef enum data_split {
+    DATA_TRAIN = 0,
+    DATA_VAL = 1
+} data_split;
 
 typedef struct data_options {
-    int height, width;  /* image size; synthetic: any >= 4 (at most 4096); cifar10: 32x32 only */
-    uint64_t seed;      /* train order, augmentation and the synthetic images */
-    int train_size;     /* images in the split; 0: the default (synthetic 5000 / 1000; cifar10 */
-    int val_size;       /*   the whole split, 50000 / 10000); cifar10: the first N records */
-    int augment;        /* training augmentation (crop with padding, horizontal flip): 1 on,
+    int height, width; /* image size; synthetic: any >= 4 (at most 4096); cifar10: 32x32 only */
+    uint64_t seed;     /* train order, augmentation and the synthetic images */
+    int train_size;    /* images in the split; 0: the default (synthetic 5000 / 1000; cifar10 */
+    int val_size;      /*   the whole split, 50000 / 10000); cifar10: the first N records */
+    int augment;       /* training augmentation (crop with padding, horizontal flip): 1 on,
                            0 off, DATA_AUGMENT_DEFAULT: on for cifar10, off for synthetic */
 } data_options;
 

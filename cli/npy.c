@@ -19,10 +19,10 @@
 #include <sys/stat.h>
 
 /* Returns a failed status from the enclosing function. */
-#define TRY(expr)                                                                              \
-    do {                                                                                       \
-        pp_status try_status_ = (expr);                                                        \
-        if (try_status_ != PP_OK) return try_status_;                                          \
+#define TRY(expr)                                     \
+    do {                                              \
+        pp_status try_status_ = (expr);               \
+        if (try_status_ != PP_OK) return try_status_; \
     } while (0)
 
 /* Formats the message into err and returns status (the reader's errors). */
@@ -40,7 +40,9 @@ static pp_status fail(char *err, size_t err_len, pp_status status, const char *f
 }
 
 static const char npy_magic[6] = {'\x93', 'N', 'U', 'M', 'P', 'Y'};
-enum { max_header_len = 1 << 20 }; /* a header longer than this is not a .npy we wrote or expect */
+enum {
+    max_header_len = 1 << 20
+}; /* a header longer than this is not a .npy we wrote or expect */
 
 typedef struct header {
     char descr[64];
@@ -365,13 +367,13 @@ static pp_status read_header(const char *path, FILE **fp, header *h, char *err, 
     size_t got = fread(pre, 1, 10, f);
     if (got < 8 || memcmp(pre, npy_magic, 6) != 0) {
         st = fail(err, err_len, PP_ERR_PARSE, "%s: not a NumPy .npy file (the file does not start with \"\\x93NUMPY\")",
-                      path);
+                  path);
         goto done;
     }
     int major = pre[6], minor = pre[7];
     if (!((major == 1 || major == 2 || major == 3) && minor == 0)) {
-        st = fail(err, err_len, PP_ERR_PARSE, "%s: unsupported .npy format version %d.%d (supported: 1.0, 2.0, 3.0)", path,
-                      major, minor);
+        st = fail(err, err_len, PP_ERR_PARSE, "%s: unsupported .npy format version %d.%d (supported: 1.0, 2.0, 3.0)",
+                  path, major, minor);
         goto done;
     }
     int len_bytes = major == 1 ? 2 : 4;
@@ -382,8 +384,8 @@ static pp_status read_header(const char *path, FILE **fp, header *h, char *err, 
     }
     uint32_t hlen = get_le(pre + 8, len_bytes);
     if (hlen > max_header_len) {
-        st =
-            fail(err, err_len, PP_ERR_PARSE, "%s: malformed .npy header: header length %u is implausibly large", path, hlen);
+        st = fail(err, err_len, PP_ERR_PARSE, "%s: malformed .npy header: header length %u is implausibly large", path,
+                  hlen);
         goto done;
     }
     text = malloc((size_t)hlen + 1);
@@ -394,8 +396,8 @@ static pp_status read_header(const char *path, FILE **fp, header *h, char *err, 
     got = fread(text, 1, hlen, f);
     if (got != hlen) {
         st = fail(err, err_len, PP_ERR_PARSE,
-                      "%s: truncated .npy file: the header is declared as %u bytes but the file ends after %zu", path,
-                      hlen, got);
+                  "%s: truncated .npy file: the header is declared as %u bytes but the file ends after %zu", path, hlen,
+                  got);
         goto done;
     }
     text[hlen] = '\0';
@@ -405,7 +407,7 @@ static pp_status read_header(const char *path, FILE **fp, header *h, char *err, 
         while (show && (text[show - 1] == ' ' || text[show - 1] == '\n')) show--;
         if (show > 300) show = 300;
         st = fail(err, err_len, PP_ERR_PARSE, "%s: malformed .npy header: %s (at header offset %zu): %.*s", path, p.err,
-                      p.pos, (int)show, text);
+                  p.pos, (int)show, text);
         goto done;
     }
     h->count = 1;
@@ -467,31 +469,33 @@ static pp_status read_data(const char *path, FILE *f, const header *h, size_t it
         uint64_t have = h->file_size - (uint64_t)here;
         if (have < need)
             return fail(err, err_len, PP_ERR_PARSE,
-                            "%s: truncated data: shape %s needs %zu bytes of data, the file holds %llu", path, shape,
-                            need, (unsigned long long)have);
+                        "%s: truncated data: shape %s needs %zu bytes of data, the file holds %llu", path, shape, need,
+                        (unsigned long long)have);
         if (have > need)
             return fail(err, err_len, PP_ERR_PARSE,
-                            "%s: %llu bytes of extra data after the array (shape %s needs %zu bytes, the file holds "
-                            "%llu)",
-                            path, (unsigned long long)(have - need), shape, need, (unsigned long long)have);
+                        "%s: %llu bytes of extra data after the array (shape %s needs %zu bytes, the file holds "
+                        "%llu)",
+                        path, (unsigned long long)(have - need), shape, need, (unsigned long long)have);
     }
     if ((uint64_t)need > NPY_MAX_DATA_BYTES) /* refused before anything is allocated or read */
-        return fail(err, err_len, PP_ERR_PARSE, "%s: shape %s declares %zu bytes of data, more than the limit of %llu bytes",
-                        path, shape, need, (unsigned long long)NPY_MAX_DATA_BYTES);
+        return fail(err, err_len, PP_ERR_PARSE,
+                    "%s: shape %s declares %zu bytes of data, more than the limit of %llu bytes", path, shape, need,
+                    (unsigned long long)NPY_MAX_DATA_BYTES);
     void *buf = malloc(need ? need : 1);
     if (!buf)
-        return fail(err, err_len, PP_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes for shape %s", path, need, shape);
+        return fail(err, err_len, PP_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes for shape %s", path, need,
+                    shape);
     size_t got = need ? fread(buf, 1, need, f) : 0;
     if (got != need) {
         free(buf);
         if (ferror(f)) return fail(err, err_len, PP_ERR_IO, "%s: read error: %s", path, strerror(errno));
-        return fail(err, err_len, PP_ERR_PARSE, "%s: truncated data: shape %s needs %zu bytes of data, the file holds %zu",
-                        path, shape, need, got);
+        return fail(err, err_len, PP_ERR_PARSE,
+                    "%s: truncated data: shape %s needs %zu bytes of data, the file holds %zu", path, shape, need, got);
     }
     if (fgetc(f) != EOF) {
         free(buf);
-        return fail(err, err_len, PP_ERR_PARSE, "%s: extra data after the array (shape %s needs %zu bytes)", path, shape,
-                        need);
+        return fail(err, err_len, PP_ERR_PARSE, "%s: extra data after the array (shape %s needs %zu bytes)", path,
+                    shape, need);
     }
     if (!host_is_little_endian()) swap_bytes(buf, h->count, itemsize);
     *out = buf;
@@ -507,13 +511,13 @@ static pp_status check_descr(const char *path, const header *h, const char *cons
         char found[64];
         describe_descr(h->descr, found, sizeof found);
         return fail(err, err_len, PP_ERR_PARSE, "%s: unsupported dtype '%s' (%s); expected %s", path, h->descr, found,
-                        expected_text);
+                    expected_text);
     }
     if (h->fortran_order)
         return fail(err, err_len, PP_ERR_PARSE,
-                        "%s: the array is stored in Fortran (column-major) order; expected C order "
-                        "(fortran_order: False; save np.ascontiguousarray(a))",
-                        path);
+                    "%s: the array is stored in Fortran (column-major) order; expected C order "
+                    "(fortran_order: False; save np.ascontiguousarray(a))",
+                    path);
     return PP_OK;
 }
 
@@ -530,7 +534,7 @@ pp_status npy_read_f32(const char *path, int expected_rank, npy_array *out, char
         char shape[512];
         format_shape(h.shape, h.rank, shape, sizeof shape);
         st = fail(err, err_len, PP_ERR_PARSE, "%s: expected %d dimension%s, got %d (shape %s)", path, expected_rank,
-                      expected_rank == 1 ? "" : "s", h.rank, shape);
+                  expected_rank == 1 ? "" : "s", h.rank, shape);
     }
     void *data = NULL;
     if (st == PP_OK) st = read_data(path, f, &h, 4, &data, err, err_len);
@@ -558,13 +562,12 @@ pp_status npy_read_labels(const char *path, npy_labels *out, char *err, size_t e
     header h;
     TRY(read_header(path, &f, &h, err, err_len));
     static const char *const ints[] = {"<i8", "<i4"};
-    pp_status st = check_descr(path, &h, ints, 2, "'<i8' or '<i4' (little-endian int64 or int32 labels)", err,
-                               err_len);
+    pp_status st = check_descr(path, &h, ints, 2, "'<i8' or '<i4' (little-endian int64 or int32 labels)", err, err_len);
     if (st == PP_OK && h.rank != 1) {
         char shape[512];
         format_shape(h.shape, h.rank, shape, sizeof shape);
         st = fail(err, err_len, PP_ERR_PARSE, "%s: expected 1 dimension (a vector of labels), got %d (shape %s)", path,
-                      h.rank, shape);
+                  h.rank, shape);
     }
     size_t itemsize = strcmp(h.descr, "<i4") == 0 ? 4 : 8;
     void *raw = NULL;
@@ -605,8 +608,8 @@ pp_status npy_encode_f32(const char *path, int rank, const size_t *shape, const 
     *out_len = 0;
     if (!path) return fail(err, err_len, PP_ERR_INVALID_ARGUMENT, "npy_encode_f32: NULL path");
     if (rank < 0 || rank > NPY_MAX_RANK || (rank > 0 && !shape))
-        return fail(err, err_len, PP_ERR_INVALID_ARGUMENT, "%s: cannot write a rank-%d array (supported: 0..%d)", path, rank,
-                        NPY_MAX_RANK);
+        return fail(err, err_len, PP_ERR_INVALID_ARGUMENT, "%s: cannot write a rank-%d array (supported: 0..%d)", path,
+                    rank, NPY_MAX_RANK);
     size_t count = 1;
     for (int i = 0; i < rank; i++)
         if (shape[i] == 0) count = 0;
@@ -615,7 +618,8 @@ pp_status npy_encode_f32(const char *path, int rank, const size_t *shape, const 
             return fail(err, err_len, PP_ERR_INVALID_ARGUMENT, "%s: the element count of the shape overflows", path);
         count *= shape[i];
     }
-    if (count && !data) return fail(err, err_len, PP_ERR_INVALID_ARGUMENT, "%s: NULL data for %zu elements", path, count);
+    if (count && !data)
+        return fail(err, err_len, PP_ERR_INVALID_ARGUMENT, "%s: NULL data for %zu elements", path, count);
 
     char shape_text[512], dict[700];
     format_shape(shape, rank, shape_text, sizeof shape_text);

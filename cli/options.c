@@ -46,7 +46,6 @@ pp_context *cli_context(const pp_context_options *o)
     return NULL;
 }
 
-
 int cli_parse_options(int argc, char **argv, cli_option *opts, int nopts, const char **positional)
 {
     if (positional) *positional = NULL;
@@ -93,20 +92,27 @@ int cli_parse_int(const char *name, const char *text, int min, int max, int *out
 
 int cli_parse_schedule(const char *text, pp_schedule *out)
 {
-    if (!text || strcmp(text, "forward") == 0) *out = PP_SCHEDULE_FORWARD;
-    else if (strcmp(text, "reverse") == 0) *out = PP_SCHEDULE_REVERSE;
-    else if (strcmp(text, "shuffled") == 0) *out = PP_SCHEDULE_SHUFFLED;
-    else return cli_fail("--schedule: expected forward, reverse or shuffled, got '%s'", text);
+    if (!text || strcmp(text, "forward") == 0)
+        *out = PP_SCHEDULE_FORWARD;
+    else if (strcmp(text, "reverse") == 0)
+        *out = PP_SCHEDULE_REVERSE;
+    else if (strcmp(text, "shuffled") == 0)
+        *out = PP_SCHEDULE_SHUFFLED;
+    else
+        return cli_fail("--schedule: expected forward, reverse or shuffled, got '%s'", text);
     return 0;
 }
 
-
 int cli_parse_backend(const char *text, pp_backend *out)
 {
-    if (!text || strcmp(text, "auto") == 0) *out = PP_BACKEND_AUTO;
-    else if (strcmp(text, "host") == 0) *out = PP_BACKEND_HOST;
-    else if (strcmp(text, "cuda") == 0) *out = PP_BACKEND_CUDA;
-    else return cli_fail("--backend: expected auto, host or cuda, got '%s'", text);
+    if (!text || strcmp(text, "auto") == 0)
+        *out = PP_BACKEND_AUTO;
+    else if (strcmp(text, "host") == 0)
+        *out = PP_BACKEND_HOST;
+    else if (strcmp(text, "cuda") == 0)
+        *out = PP_BACKEND_CUDA;
+    else
+        return cli_fail("--backend: expected auto, host or cuda, got '%s'", text);
     return 0;
 }
 
@@ -131,7 +137,6 @@ int cli_make_dir(const char *path)
     return 0;
 }
 
-
 int cli_parse_image(const char *text, int *h, int *w)
 {
     *h = *w = 0;
@@ -145,7 +150,6 @@ int cli_parse_image(const char *text, int *h, int *w)
     *w = (int)b;
     return 0;
 }
-
 
 int cli_parse_double(const char *name, const char *text, double min, double max, double *out)
 {
@@ -163,9 +167,12 @@ void cli_json_string(FILE *f, const char *s)
 {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
     }
     fputc('"', f);
 }

@@ -26,9 +26,12 @@ static void sync_folder_of(const char *path)
     char *dir = copy_string(path);
     if (!dir) return;
     char *slash = strrchr(dir, '/');
-    if (!slash) snprintf(dir, strlen(dir) + 1, ".");
-    else if (slash == dir) slash[1] = '\0';
-    else *slash = '\0';
+    if (!slash)
+        snprintf(dir, strlen(dir) + 1, ".");
+    else if (slash == dir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd >= 0) {
         fsync(fd); /* the rename's durability; the file itself was synced and checked */

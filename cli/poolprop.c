@@ -20,10 +20,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char usage_head[] =
-    "usage: poolprop <command> [options]\n"
-    "\n"
-    "commands:\n";
+static const char usage_head[] = "usage: poolprop <command> [options]\n"
+                                 "\n"
+                                 "commands:\n";
 
 static const char usage_foot[] =
     "\n"
@@ -111,8 +110,7 @@ static const struct command {
      "      math mode allows (math=fp32|tf32|bf16), check each against the fp32 reference,\n"
      "      time the ones that pass, and keep the fastest in the device's tuning database,\n"
      "      which later model builds on that device use.\n"},
-    {"version", cmd_version,
-     "  version\n"},
+    {"version", cmd_version, "  version\n"},
 };
 
 static void usage(FILE *f)

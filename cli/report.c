@@ -31,7 +31,16 @@
 #define REPORT_LOG_MAX (64ULL << 20) /* bytes of one log; train's logs are a row per epoch */
 #define REPORT_LINE_MAX 65536
 
-enum { COL_EPOCH, COL_TRAIN_LOSS, COL_TRAIN_ACC, COL_VAL_LOSS, COL_VAL_ACC, COL_SECONDS, COL_PEAK, NCOLS };
+enum {
+    COL_EPOCH,
+    COL_TRAIN_LOSS,
+    COL_TRAIN_ACC,
+    COL_VAL_LOSS,
+    COL_VAL_ACC,
+    COL_SECONDS,
+    COL_PEAK,
+    NCOLS
+};
 
 static const char header_line[] = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,peak_bytes";
 static const char *const col_names[NCOLS] = {"epoch",        "train_loss", "train_accuracy", "val_loss",
@@ -106,15 +115,9 @@ static char *format(const char *fmt, ...)
 }
 
 /* A value that can be placed on a chart axis (nan, inf and absurd magnitudes cannot). */
-static int drawable(double v)
-{
-    return isfinite(v) && fabs(v) < 1e100;
-}
+static int drawable(double v) { return isfinite(v) && fabs(v) < 1e100; }
 
-static int is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
-}
+static int is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'; }
 
 /* Trims s in place; returns the first non-space character. */
 static char *trim(char *s)
@@ -161,8 +164,7 @@ static int parse_row(run *r, char *s, long line)
 {
     int n = 1;
     for (const char *p = s; *p; p++) n += *p == ',';
-    if (n != NCOLS)
-        return cli_fail("%s:%ld: expected %d fields (%s), got %d", r->path, line, NCOLS, header_line, n);
+    if (n != NCOLS) return cli_fail("%s:%ld: expected %d fields (%s), got %d", r->path, line, NCOLS, header_line, n);
     row w;
     char *field = s;
     for (int c = 0; c < NCOLS; c++) {
@@ -170,12 +172,12 @@ static int parse_row(run *r, char *s, long line)
         if (comma) *comma = '\0';
         if (parse_number(field, &w.v[c]))
             return cli_fail("%s:%ld: field %d (%s): '%.40s' is not a number", r->path, line, c + 1, col_names[c],
-                        trim(field));
+                            trim(field));
         if (c == COL_EPOCH && !(w.v[c] >= 0 && w.v[c] <= 1e9 && w.v[c] == floor(w.v[c])))
             return cli_fail("%s:%ld: field 1 (epoch): '%.40s' is not a whole number >= 0", r->path, line, trim(field));
         if ((c == COL_TRAIN_ACC || c == COL_VAL_ACC) && isfinite(w.v[c]) && (w.v[c] < 0 || w.v[c] > 1))
             return cli_fail("%s:%ld: field %d (%s): %g is outside [0, 1] (accuracy is a fraction, not a percentage)",
-                        r->path, line, c + 1, col_names[c], w.v[c]);
+                            r->path, line, c + 1, col_names[c], w.v[c]);
         field = comma ? comma + 1 : field;
     }
     w.seq = r->count;
@@ -470,8 +472,7 @@ static void draw_panel(FILE *f, int panel, const axis *ax, const axis *ay)
     double mid_x = (fr.x0 + fr.x1) / 2, mid_y = (fr.y0 + fr.y1) / 2, title_x = panel * PANEL_W + 20;
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"15\" font-weight=\"bold\" text-anchor=\"middle\">%s</text>\n",
             mid_x, fr.y0 - 12, panels[panel].title);
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\">epoch</text>\n", mid_x,
-            fr.y1 + 40);
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\">epoch</text>\n", mid_x, fr.y1 + 40);
     fprintf(f,
             "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" "
             "transform=\"rotate(-90 %.1f %.1f)\">%s</text>\n",
@@ -691,7 +692,8 @@ int report_main(int argc, char **argv)
         printf("  [%s]\n", r->path);
     }
     if (!rc) printf("wrote %s (%d run%s)\n", out, n, n == 1 ? "" : "s");
-    for (int k = 0; runs && k < n; k++) free(runs[k].model), free(runs[k].policy), free(runs[k].label), free(runs[k].rows);
+    for (int k = 0; runs && k < n; k++)
+        free(runs[k].model), free(runs[k].policy), free(runs[k].label), free(runs[k].rows);
     free(runs);
     free(files);
     return rc;

@@ -60,10 +60,10 @@ static double learning_rate(const settings *s, long t, long total, long warmup_s
 /* Position and running sums of the epoch in progress. */
 typedef struct progress {
     int epoch, next_batch;
-    long step;           /* global steps done */
-    double loss_sum;     /* sum of step losses this epoch */
-    long correct, seen;  /* training predictions this epoch */
-    double seconds;      /* time spent in this epoch before a resume */
+    long step;          /* global steps done */
+    double loss_sum;    /* sum of step losses this epoch */
+    long correct, seen; /* training predictions this epoch */
+    double seconds;     /* time spent in this epoch before a resume */
 } progress;
 
 static void settings_text(const settings *s, const progress *p, char *out, size_t len)
@@ -84,9 +84,9 @@ static int resume_from(const checkpoint *c, const settings *s, progress *p)
     char expect[CHECKPOINT_TEXT_MAX], buf[512], want[512];
     progress zero = {0};
     settings_text(s, &zero, expect, sizeof expect);
-    const char *keys[] = {"model", "data", "policy", "batch", "height", "width", "seed", "lr", "momentum",
-                          "weight_decay", "warmup", "schedule", "max_steps", "train_size", "val_size",
-                          "model_hash", "policy_hash"};
+    const char *keys[] = {"model",     "data",       "policy",   "batch",        "height",     "width",
+                          "seed",      "lr",         "momentum", "weight_decay", "warmup",     "schedule",
+                          "max_steps", "train_size", "val_size", "model_hash",   "policy_hash"};
     checkpoint mine;
     memcpy(mine.text, expect, sizeof mine.text);
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -94,10 +94,12 @@ static int resume_from(const checkpoint *c, const settings *s, progress *p)
         checkpoint_get(&mine, keys[i], want, sizeof want);
         if (have && strcmp(have, want) != 0 && strcmp(keys[i], "model_hash") == 0)
             return cli_fail("--resume: the model file %s has changed since the checkpoint was made (its contents "
-                            "hash to %s, the checkpoint's to %s)", s->model, want, have);
+                            "hash to %s, the checkpoint's to %s)",
+                            s->model, want, have);
         if (have && strcmp(have, want) != 0 && strcmp(keys[i], "policy_hash") == 0)
             return cli_fail("--resume: the policy file %s has changed since the checkpoint was made (its contents "
-                            "hash to %s, the checkpoint's to %s)", s->policy, want, have);
+                            "hash to %s, the checkpoint's to %s)",
+                            s->policy, want, have);
         if (!have || strcmp(have, want) != 0) {
             /* Numbers are stored as hex floats for exactness; show them in decimal. */
             char *end_a, *end_b;
@@ -244,11 +246,11 @@ static void log_close(train_log *l)
 /* Reads the command line into s; non-zero after printing the problem. */
 static int parse(int argc, char **argv, settings *s)
 {
-    cli_option o[] = {{"data", 0, 0, 0},       {"policy", 0, 0, 0},      {"epochs", 0, 0, 0},  {"batch", 0, 0, 0},
-                      {"lr", 0, 0, 0},         {"momentum", 0, 0, 0},    {"weight-decay", 0, 0, 0},
-                      {"schedule", 0, 0, 0},   {"warmup", 0, 0, 0},      {"backend", 0, 0, 0}, {"seed", 0, 0, 0},
-                      {"log", 0, 0, 0},        {"checkpoint", 0, 0, 0},  {"resume", 0, 0, 0},  {"image", 0, 0, 0},
-                      {"steps", 0, 0, 0},      {"train-size", 0, 0, 0},  {"val-size", 0, 0, 0}};
+    cli_option o[] = {{"data", 0, 0, 0},       {"policy", 0, 0, 0},   {"epochs", 0, 0, 0},       {"batch", 0, 0, 0},
+                      {"lr", 0, 0, 0},         {"momentum", 0, 0, 0}, {"weight-decay", 0, 0, 0}, {"schedule", 0, 0, 0},
+                      {"warmup", 0, 0, 0},     {"backend", 0, 0, 0},  {"seed", 0, 0, 0},         {"log", 0, 0, 0},
+                      {"checkpoint", 0, 0, 0}, {"resume", 0, 0, 0},   {"image", 0, 0, 0},        {"steps", 0, 0, 0},
+                      {"train-size", 0, 0, 0}, {"val-size", 0, 0, 0}};
     int n = sizeof o / sizeof o[0];
     if (cli_parse_options(argc, argv, o, n, &s->model)) return 1;
     const char *v;
@@ -261,9 +263,12 @@ static int parse(int argc, char **argv, settings *s)
     if ((v = cli_opt(o, n, "weight-decay")) && cli_parse_double("weight-decay", v, 0, 1, &s->weight_decay)) return 1;
     if ((v = cli_opt(o, n, "warmup")) && cli_parse_double("warmup", v, 0, 100000, &s->warmup)) return 1;
     if ((v = cli_opt(o, n, "schedule"))) {
-        if (strcmp(v, "cosine") == 0) s->cosine = 1;
-        else if (strcmp(v, "step") == 0) s->cosine = 0;
-        else return cli_fail("--schedule: expected step or cosine, got '%s'", v);
+        if (strcmp(v, "cosine") == 0)
+            s->cosine = 1;
+        else if (strcmp(v, "step") == 0)
+            s->cosine = 0;
+        else
+            return cli_fail("--schedule: expected step or cosine, got '%s'", v);
     }
     if (cli_parse_backend(cli_opt(o, n, "backend"), &s->backend)) return 1;
     int seed = 1;
@@ -413,7 +418,8 @@ static int run_epochs(run *r, int *stopped)
         long images_this_run = 0;
         for (; !rc && p->next_batch < batches; p->next_batch++) {
             if (interrupted) break;
-            if (data_batch(r->ds, DATA_TRAIN, p->epoch, p->next_batch, s->batch, r->x, r->labels, err, sizeof err) < 0) {
+            if (data_batch(r->ds, DATA_TRAIN, p->epoch, p->next_batch, s->batch, r->x, r->labels, err, sizeof err) <
+                0) {
                 rc = cli_fail("%s", err);
                 break;
             }
@@ -467,10 +473,9 @@ static int run_epochs(run *r, int *stopped)
         if (tty) printf("\n");
         printf("epoch %d: train loss %.4f acc %.4f, val loss %.4f acc %.4f, %.1f s\n", p->epoch + 1, train_loss,
                train_acc, val_loss, val_acc, seconds);
-        if (r->log.path &&
-            (log_append(&r->log, "%d,%.6f,%.6f,%.6f,%.6f,%.2f,%zu\n", p->epoch + 1, train_loss, train_acc, val_loss,
-                        val_acc, seconds, r->report.peak) ||
-             log_write(&r->log))) {
+        if (r->log.path && (log_append(&r->log, "%d,%.6f,%.6f,%.6f,%.6f,%.2f,%zu\n", p->epoch + 1, train_loss,
+                                       train_acc, val_loss, val_acc, seconds, r->report.peak) ||
+                            log_write(&r->log))) {
             rc = 1;
             break;
         }
@@ -502,8 +507,7 @@ int train_main(int argc, char **argv)
     if (parse(argc, argv, s)) return 1;
     if (!s->height) s->height = s->width = 32;
 
-    int rc = run_open(&r) || run_start(&r) ||
-             log_open(&r.log, s, &r.report, r.baseline.peak, s->resume != NULL);
+    int rc = run_open(&r) || run_start(&r) || log_open(&r.log, s, &r.report, r.baseline.peak, s->resume != NULL);
     if (!rc)
         printf("poolprop train: %s on %s, policy %s, batch %d, %dx%d, %d epochs of %d steps, on %s\n"
                "planned peak %zu bytes (baseline %zu, %.1f%% less)\n",

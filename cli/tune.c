@@ -29,8 +29,8 @@ static void on_progress(void *user, const pp_tune_event *ev)
         if (ev->ms >= 0) snprintf(timing, sizeof timing, "%9.4f ms", ev->ms);
         char error[48] = "";
         if (ev->error >= 0) snprintf(error, sizeof error, "error %.2f of allowed", ev->error);
-        printf("[%d/%d] %s v%-3d (%d/%d) %-14s %12s %-22s%s%s\n", ev->kernel + 1, ev->kernel_count, ev->key, ev->variant,
-               ev->tried, ev->candidates, ev->status, timing, error, ev->note[0] ? " " : "", ev->note);
+        printf("[%d/%d] %s v%-3d (%d/%d) %-14s %12s %-22s%s%s\n", ev->kernel + 1, ev->kernel_count, ev->key,
+               ev->variant, ev->tried, ev->candidates, ev->status, timing, error, ev->note[0] ? " " : "", ev->note);
         fflush(stdout);
         return;
     }
@@ -44,7 +44,7 @@ static void on_progress(void *user, const pp_tune_event *ev)
     char *line = ps->summary[ps->summary_count++];
     const char *op = strncmp(ev->key, "conv_bwd_weight", 15) == 0 ? "conv_bwd_weight"
                      : strncmp(ev->key, "conv_bwd_data", 13) == 0 ? "conv_bwd_data"
-                                                                   : "conv_fwd";
+                                                                  : "conv_fwd";
     pp_variant_info vi;
     memset(&vi, 0, sizeof vi);
     if (ev->best_variant < 0 || pp_layer_variant_info(ps->ctx, op, ev->best_variant, &vi) != PP_OK)
@@ -59,11 +59,11 @@ static void on_progress(void *user, const pp_tune_event *ev)
 
 int tune_main(int argc, char **argv)
 {
-    cli_option opts[] = {{"policy", 0, 0, 0},        {"batch", 0, 0, 0},      {"image", 0, 0, 0},
-                         {"classes", 0, 0, 0},       {"backend", 0, 0, 0},    {"schedule", 0, 0, 0},
+    cli_option opts[] = {{"policy", 0, 0, 0},         {"batch", 0, 0, 0},        {"image", 0, 0, 0},
+                         {"classes", 0, 0, 0},        {"backend", 0, 0, 0},      {"schedule", 0, 0, 0},
                          {"budget-seconds", 0, 0, 0}, {"max-variants", 0, 0, 0}, {"warmup", 0, 0, 0},
-                         {"repeats", 0, 0, 0},       {"seed", 0, 0, 0},       {"tuning-dir", 0, 0, 0},
-                         {"arch", 0, 0, 0},          {"quiet", 0, 1, 0}};
+                         {"repeats", 0, 0, 0},        {"seed", 0, 0, 0},         {"tuning-dir", 0, 0, 0},
+                         {"arch", 0, 0, 0},           {"quiet", 0, 1, 0}};
     int nopts = sizeof opts / sizeof opts[0];
     const char *model = NULL;
     if (cli_parse_options(argc, argv, opts, nopts, &model)) return 1;

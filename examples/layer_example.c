@@ -48,8 +48,8 @@ int main(int argc, char **argv)
         rc = 1;
     } else {
         printf("ran on %s\n", pp_context_device_name(ctx));
-        printf("saved input: %zu floats pooled instead of %zu (%.0f%% of the memory)\n", shape.xp_elems,
-               shape.x_elems, 100.0 * (double)shape.xp_elems / (double)shape.x_elems);
+        printf("saved input: %zu floats pooled instead of %zu (%.0f%% of the memory)\n", shape.xp_elems, shape.x_elems,
+               100.0 * (double)shape.xp_elems / (double)shape.x_elems);
         printf("y[0] = %.6f  dx[0] = %.6f  dw[0] = %.6f\n", y[0], dx[0], dw[0]);
         int n;
         pp_layer_kernel_count(layer, &n);

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const keys[] = {"epoch", "next_batch", "step", "loss_sum", "correct", "seen", "seconds", "model",
-                                   "policy", ""};
+static const char *const keys[] = {"epoch", "next_batch", "step",  "loss_sum", "correct",
+                                   "seen",  "seconds",    "model", "policy",   ""};
 
 static void load(const uint8_t *data, size_t size)
 {

@@ -12,7 +12,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum { RECORD = 3073, PIXELS = 3 * 32 * 32 };
+enum {
+    RECORD = 3073,
+    PIXELS = 3 * 32 * 32
+};
 
 static void check_images(const float *x, const int32_t *labels, int n)
 {

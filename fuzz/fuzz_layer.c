@@ -30,8 +30,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pp_layer_desc *descs = NULL;
     int count = -1;
     pp_status loaded = pp_layer_file_load(ctx, path, &descs, &count);
-    if (loaded != PP_OK) FUZZ_ASSERT(pp_last_error(ctx)[0] != '\0');
-    else FUZZ_ASSERT(count >= 0 && (count == 0 || descs != NULL));
+    if (loaded != PP_OK)
+        FUZZ_ASSERT(pp_last_error(ctx)[0] != '\0');
+    else
+        FUZZ_ASSERT(count >= 0 && (count == 0 || descs != NULL));
 
     struct stat st;
     if (pp_bundle_write(ctx, path, out) == PP_OK) {

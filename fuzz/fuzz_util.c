@@ -19,10 +19,7 @@ void fuzz_util_fail(const char *file, int line, const char *what)
     abort();
 }
 
-static void discard_log(void *user, pp_log_level level, const char *message)
-{
-    (void)user, (void)level, (void)message;
-}
+static void discard_log(void *user, pp_log_level level, const char *message) { (void)user, (void)level, (void)message; }
 
 pp_context *fuzz_util_context(void)
 {

@@ -44,10 +44,7 @@ static int run_file(const char *path)
     return rc != 0;
 }
 
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Runs every regular file of dir (not recursively); *count gets how many. */
 static int run_dir(const char *dir, int *count)
@@ -64,8 +61,10 @@ static int run_dir(const char *dir, int *count)
         if (e->d_name[0] == '.') continue;
         if (n == cap) {
             char **more = realloc(names, (cap = cap ? 2 * cap : 64) * sizeof *names);
-            if (!more) failed = 1;
-            else names = more;
+            if (!more)
+                failed = 1;
+            else
+                names = more;
         }
         if (!failed && !(names[n] = malloc(strlen(dir) + strlen(e->d_name) + 2))) failed = 1;
         if (!failed) sprintf(names[n++], "%s/%s", dir, e->d_name);

@@ -26,10 +26,8 @@ static int derive64(const conv_ref_shape *sh, int64_t *p, int64_t *q, int64_t *h
     *hp = ((int64_t)sh->h + sh->pool - 1) / sh->pool;
     *wp = ((int64_t)sh->w + sh->pool - 1) / sh->pool;
     /* Each tensor's element count at most INT_MAX: products checked factor by factor. */
-    const int64_t counts[4][4] = {{sh->n, sh->c, sh->h, sh->w},
-                                  {sh->k, sh->c, sh->r, sh->s},
-                                  {sh->n, sh->k, *p, *q},
-                                  {sh->n, sh->c, *hp, *wp}};
+    const int64_t counts[4][4] = {
+        {sh->n, sh->c, sh->h, sh->w}, {sh->k, sh->c, sh->r, sh->s}, {sh->n, sh->k, *p, *q}, {sh->n, sh->c, *hp, *wp}};
     for (int t = 0; t < 4; t++) {
         int64_t count = 1;
         for (int i = 0; i < 4; i++) {

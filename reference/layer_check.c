@@ -64,8 +64,7 @@ static double operand_roundoff(const char *math)
 }
 
 /* max_i |a - ref| / ((2.01u + n*2^-23) * abs_ref), with abs_ref the |a||b| convolution. */
-static double bound_excess(const float *a, const float *ref, const float *abs_ref, size_t count, double u,
-                           double terms)
+static double bound_excess(const float *a, const float *ref, const float *abs_ref, size_t count, double u, double terms)
 {
     const double factor = 2.01 * u + terms * ldexp(1.0, -23);
     double worst = 0;
@@ -112,7 +111,8 @@ double layer_check_bf16_excess(const float *out, const float *ref, const float *
         double d = fabs((double)out[i] - (double)ref[i]);
         if (isnan(d)) return INFINITY;
         double e = terms * ldexp(1.0, -23) * (double)abs_ref[i];
-        double allowed = bf16_half_ulp(fabs((double)ref[i]) * (1 + ldexp(1.0, -23)) + e) + e + ldexp(fabs((double)ref[i]), -24) + 1e-30;
+        double allowed = bf16_half_ulp(fabs((double)ref[i]) * (1 + ldexp(1.0, -23)) + e) + e +
+                         ldexp(fabs((double)ref[i]), -24) + 1e-30;
         if (d / allowed > worst) worst = d / allowed;
     }
     return worst;
@@ -160,8 +160,8 @@ pp_status layer_check_run(pp_context *ctx, pp_layer *layer, const pp_layer_desc 
     pp_layer_shape s;
     pp_status st = pp_layer_shape_get(layer, &s);
     if (st != PP_OK) return st;
-    conv_ref_shape sh = {d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride, d->pad, d->pool,
-                         d->pool_mode == PP_POOL_MAX, 0, 0, 0, 0};
+    conv_ref_shape sh = {
+        d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride, d->pad, d->pool, d->pool_mode == PP_POOL_MAX, 0, 0, 0, 0};
     /* The generator accepted d; a shape the reference cannot index, or whose output extents
      * are not the layer's (the arrays below are sized by the layer), is still refused. */
     if (conv_ref_derive(&sh) != 0 || (size_t)d->n * d->k * sh.p * sh.q != s.y_elems ||

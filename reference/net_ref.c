@@ -67,7 +67,8 @@ static void conv_backward(const ref_layer *l, const double *x, const double *w, 
                                 int ih = oy * l->stride + r - l->pad, iw = ox * l->stride + t - l->pad;
                                 if (ih < 0 || ih >= l->h || iw < 0 || iw >= l->w) continue;
                                 AT4(dw, l->c, l->r, l->s, k, c, r, t) += g * AT4(xs, l->c, l->h, l->w, n, c, ih, iw);
-                                if (dx) AT4(dx, l->c, l->h, l->w, n, c, ih, iw) += g * AT4(w, l->c, l->r, l->s, k, c, r, t);
+                                if (dx)
+                                    AT4(dx, l->c, l->h, l->w, n, c, ih, iw) += g * AT4(w, l->c, l->r, l->s, k, c, r, t);
                             }
                 }
 }
@@ -205,7 +206,8 @@ double ref_net_step(const ref_net *net, const double *params, double *state, con
                 for (int n = 0; n < l->n; n++)
                     for (int o = 0; o < l->k; o++) {
                         double sum = params[l->bias + o];
-                        for (int j = 0; j < l->c; j++) sum += params[l->weight + (size_t)o * l->c + j] * in[(size_t)n * l->c + j];
+                        for (int j = 0; j < l->c; j++)
+                            sum += params[l->weight + (size_t)o * l->c + j] * in[(size_t)n * l->c + j];
                         out[(size_t)n * l->k + o] = sum;
                     }
                 break;

@@ -10,7 +10,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum ref_op { REF_CONV, REF_BN, REF_MAXPOOL, REF_AVGPOOL, REF_FC, REF_SOFTMAX_CE } ref_op;
+typedef enum ref_op {
+    REF_CONV,
+    REF_BN,
+    REF_MAXPOOL,
+    REF_AVGPOOL,
+    REF_FC,
+    REF_SOFTMAX_CE
+} ref_op;
 
 typedef struct ref_layer {
     ref_op op;
@@ -18,9 +25,9 @@ typedef struct ref_layer {
     /* conv: N C H W K R S stride pad -> P Q; maxpool: N C H W, R stride pad -> P Q;
      * bn: N, C, H*W in h (w = 1); avgpool: N C H W; fc: N, c = in, k = out; loss: N, k = classes */
     int n, c, h, w, k, r, s, stride, pad, p, q;
-    int relu;               /* bn: ReLU after the (residual) add */
-    int pool, pool_max;     /* conv: factor and mode of the saved input (1: exact) */
-    size_t weight, bias;    /* offsets into params */
+    int relu;                         /* bn: ReLU after the (residual) add */
+    int pool, pool_max;               /* conv: factor and mode of the saved input (1: exact) */
+    size_t weight, bias;              /* offsets into params */
     size_t running_mean, running_var; /* bn: offsets into state */
 } ref_layer;
 
@@ -35,7 +42,7 @@ typedef struct ref_net {
 /* One training step: returns the loss (batch mean), writes grads (param_count) and updates
  * state (running statistics, momentum 0.1, unbiased variance). Returns NAN on allocation
  * failure. */
-double ref_net_step(const ref_net *net, const double *params, double *state, const float *x,
-                    const int32_t *labels, double *grads);
+double ref_net_step(const ref_net *net, const double *params, double *state, const float *x, const int32_t *labels,
+                    double *grads);
 
 #endif

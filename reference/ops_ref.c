@@ -8,8 +8,7 @@
 #define AT3(t, c, hw, n_, c_, i_) (t)[((size_t)(n_) * (c) + (c_)) * (hw) + (i_)]
 
 void bn_stats_ref(int n, int c, int hw, double momentum, double eps, const float *y, const float *running_mean_in,
-                  const float *running_var_in, double *mean, double *invstd, double *running_mean,
-                  double *running_var)
+                  const float *running_var_in, double *mean, double *invstd, double *running_mean, double *running_var)
 {
     const double m = (double)n * hw;
     for (int ch = 0; ch < c; ch++) {
@@ -67,7 +66,8 @@ uint16_t bf16_round_ref(float x)
      * the next one, 2^128 past the largest finite value), compared by exact distance. */
     const uint16_t low = (uint16_t)(bits >> 16);
     const double toward = bf16_to_float_ref(low);
-    const double away = (low & 0x7fffu) == 0x7f7fu ? copysign(ldexp(1.0, 128), x) : bf16_to_float_ref((uint16_t)(low + 1));
+    const double away =
+        (low & 0x7fffu) == 0x7f7fu ? copysign(ldexp(1.0, 128), x) : bf16_to_float_ref((uint16_t)(low + 1));
     const double d_toward = fabs((double)x - toward), d_away = fabs(away - (double)x);
     if (d_toward < d_away) return low;
     if (d_away < d_toward) return (uint16_t)(low + 1); /* low + 1 of the largest value is infinity */
@@ -75,8 +75,8 @@ uint16_t bf16_round_ref(float x)
 }
 
 void bn_backward_ref(int n, int c, int hw, int mask_mode, const float *dout, const uint32_t *mask_bits,
-                     const float *relu_out, const float *y, const float *mean, const float *invstd,
-                     const float *gamma, double *dgamma, double *dbeta, double *dy, double *dres)
+                     const float *relu_out, const float *y, const float *mean, const float *invstd, const float *gamma,
+                     double *dgamma, double *dbeta, double *dy, double *dres)
 {
     const double m = (double)n * hw;
     for (int ch = 0; ch < c; ch++) {
@@ -109,8 +109,7 @@ void maxpool_out_size(int h, int w, int r, int stride, int pad, int *p, int *q)
     *q = (w + 2 * pad - r) / stride + 1;
 }
 
-void maxpool_fwd_ref(int n, int c, int h, int w, int r, int stride, int pad, const float *x, float *y,
-                     uint8_t *argmax)
+void maxpool_fwd_ref(int n, int c, int h, int w, int r, int stride, int pad, const float *x, float *y, uint8_t *argmax)
 {
     int p, q;
     maxpool_out_size(h, w, r, stride, pad, &p, &q);
@@ -211,8 +210,7 @@ double softmax_ce_ref(int n, int classes, const float *logits, const int32_t *la
         if (correct && !bad && first == labels[s]) ++*correct;
         for (int j = 0; j < classes; j++) sum += exp(z[j] - top);
         loss += bad ? NAN : log(sum) + top - z[label];
-        for (int j = 0; j < classes; j++)
-            dlogits[(size_t)s * classes + j] = (exp(z[j] - top) / sum - (j == label)) / n;
+        for (int j = 0; j < classes; j++) dlogits[(size_t)s * classes + j] = (exp(z[j] - top) / sum - (j == label)) / n;
     }
     return loss / n;
 }

@@ -15,8 +15,7 @@
  * 1/sqrt(var + eps); running stats (c) updated from running_*_in with momentum and the
  * unbiased variance var*m/(m-1), m = n*hw. */
 void bn_stats_ref(int n, int c, int hw, double momentum, double eps, const float *y, const float *running_mean_in,
-                  const float *running_var_in, double *mean, double *invstd, double *running_mean,
-                  double *running_var);
+                  const float *running_var_in, double *mean, double *invstd, double *running_mean, double *running_var);
 
 /* out = gamma*(y - m)*s + beta (+ residual if residual != NULL), ReLU if relu; m, s = mean,
  * invstd, or with eval running_mean, 1/sqrt(running_var + eps). */
@@ -34,13 +33,12 @@ float bf16_to_float_ref(uint16_t b);
  * = active); 2: relu_out > 0 = active. dres (if not NULL) = dz. y as the kernel sees it
  * (bf16 already decoded by the caller). */
 void bn_backward_ref(int n, int c, int hw, int mask_mode, const float *dout, const uint32_t *mask_bits,
-                     const float *relu_out, const float *y, const float *mean, const float *invstd,
-                     const float *gamma, double *dgamma, double *dbeta, double *dy, double *dres);
+                     const float *relu_out, const float *y, const float *mean, const float *invstd, const float *gamma,
+                     double *dgamma, double *dbeta, double *dy, double *dres);
 
 /* Max pooling r x r, stride, pad, floor mode; p, q as a conv's. argmax = r_*r + t of the
  * first maximum in r-major order; positions outside x never win; a NaN wins (the first). */
-void maxpool_fwd_ref(int n, int c, int h, int w, int r, int stride, int pad, const float *x, float *y,
-                     uint8_t *argmax);
+void maxpool_fwd_ref(int n, int c, int h, int w, int r, int stride, int pad, const float *x, float *y, uint8_t *argmax);
 /* dx (n,c,h,w) = scatter of dy (n,c,p,q) to the argmax positions. */
 void maxpool_bwd_ref(int n, int c, int h, int w, int r, int stride, int pad, const float *dy, const uint8_t *argmax,
                      double *dx);

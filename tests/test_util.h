@@ -37,24 +37,24 @@
 /* CTest's skip code for tests that need a GPU where none exists. */
 #define PP_TEST_SKIP 77
 
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);           \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fprintf(stderr, "\n");                                                             \
-            exit(1);                                                                           \
-        }                                                                                      \
+#define CHECK(cond, ...)                                                             \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                            \
+            fprintf(stderr, "\n");                                                   \
+            exit(1);                                                                 \
+        }                                                                            \
     } while (0)
 
-#define CHECK_OK(ctx, expr)                                                                    \
-    do {                                                                                       \
-        pp_status check_status_ = (expr);                                                      \
-        if (check_status_ != PP_OK) {                                                          \
-            fprintf(stderr, "%s:%d: %s failed: %s: %s\n", __FILE__, __LINE__, #expr,           \
-                    pp_status_string(check_status_), pp_last_error(ctx));                      \
-            exit(1);                                                                           \
-        }                                                                                      \
+#define CHECK_OK(ctx, expr)                                                                                           \
+    do {                                                                                                              \
+        pp_status check_status_ = (expr);                                                                             \
+        if (check_status_ != PP_OK) {                                                                                 \
+            fprintf(stderr, "%s:%d: %s failed: %s: %s\n", __FILE__, __LINE__, #expr, pp_status_string(check_status_), \
+                    pp_last_error(ctx));                                                                              \
+            exit(1);                                                                                                  \
+        }                                                                                                             \
     } while (0)
 
 /* ---- named test cases ---- */
@@ -66,8 +66,11 @@ typedef struct test_case {
     const char *after; /* NULL, or the case whose state this one needs (run first when selected) */
 } test_case;
 
+/* clang-format would split these initialisers over lines and mis-indent #fn. */
+/* clang-format off */
 #define TEST_CASE(fn, what) {#fn, fn, what, NULL}
 #define TEST_CASE_AFTER(fn, prev, what) {#fn, fn, what, #prev}
+/* clang-format on */
 #define TEST_RUN(tests, only) test_run_cases(tests, (int)(sizeof tests / sizeof tests[0]), only)
 
 /* The case named by "--test=NAME" or "--test NAME" in argv (NULL: all), removed from argv

@@ -4,10 +4,11 @@
 # compiler, valgrind (a full training step runs under it in the tests), python3 (the test
 # of examples/bench_pytorch.py's comparisons), clang with its sanitizer and libFuzzer runtimes
 # (libclang-rt-dev: libclang_rt.fuzzer, for the fuzz targets of tools/fuzz.sh; the versions
-# of Debian's default clang). The CUDA toolkit (NVRTC and headers) must already be installed; no GPU or
+# of Debian's default clang), clang-format (tools/check-format.sh; .clang-format is written for
+# Debian bookworm's clang-format 14). The CUDA toolkit (NVRTC and headers) must already be installed; no GPU or
 # driver is needed to build and test.
 set -euo pipefail
-packages=(liblua5.4-dev lua5.4 cmake make gcc g++ valgrind python3 clang libclang-rt-dev)
+packages=(liblua5.4-dev lua5.4 cmake make gcc g++ valgrind python3 clang libclang-rt-dev clang-format)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,7 +3,7 @@
 #   deps       tools/install-deps.sh
 #   build      the normal build in build/
 #   ctest      every CTest test (the fuzz corpus replays included)
-#   format     (reserved: the formatting check goes here)
+#   format     tools/check-format.sh: C/C++/CUDA against .clang-format, Lua against stylua.toml
 #   sanitize   tools/sanitize.sh: ASan+UBSan build of a fast subset, a training step included
 #   fuzz       tools/fuzz.sh: each libFuzzer target for FUZZ_SECONDS (default 15)
 # A failing deps or build stage stops the run; a failing test stage does not stop the others.
@@ -29,7 +29,7 @@ trap summary EXIT
 stage deps tools/install-deps.sh || exit 1
 stage build bash -c 'cmake -S . -B build && cmake --build build -j2' || exit 1
 stage ctest ctest --test-dir build -j2 --output-on-failure
-# The formatting check stage goes here: stage format <command>
+stage format tools/check-format.sh
 stage sanitize tools/sanitize.sh
 stage fuzz tools/fuzz.sh "${FUZZ_SECONDS:-15}"
 exit "$failed"

@@ -68,25 +68,28 @@ typedef enum pp_schedule {
     PP_SCHEDULE_SHUFFLED = 2
 } pp_schedule;
 
-typedef enum pp_log_level { PP_LOG_INFO = 0, PP_LOG_WARNING = 1 } pp_log_level;
+typedef enum pp_log_level {
+    PP_LOG_INFO = 0,
+    PP_LOG_WARNING = 1
+} pp_log_level;
 typedef void (*pp_log_fn)(void *user, pp_log_level level, const char *message);
 
 typedef struct pp_context_options {
     pp_backend backend;
-    int cuda_device;          /* cuda: device ordinal */
-    int arch;                 /* target sm_XY as XY; 0 = the device's (cuda) or 90 (host compile checks) */
-    const char *cache_dir;    /* NULL: $POOLPROP_CACHE_DIR, else $XDG_CACHE_HOME/poolprop, else $HOME/.cache/poolprop */
-    int disable_cache;        /* non-zero: never read or write the on-disk cache */
+    int cuda_device;       /* cuda: device ordinal */
+    int arch;              /* target sm_XY as XY; 0 = the device's (cuda) or 90 (host compile checks) */
+    const char *cache_dir; /* NULL: $POOLPROP_CACHE_DIR, else $XDG_CACHE_HOME/poolprop, else $HOME/.cache/poolprop */
+    int disable_cache;     /* non-zero: never read or write the on-disk cache */
     pp_schedule host_schedule;
-    uint32_t host_seed;       /* for PP_SCHEDULE_SHUFFLED */
-    int host_threads;         /* OS threads running emulated blocks; 0 = number of CPUs */
-    pp_log_fn log;            /* optional: warnings (a corrupt cache entry rebuilt, ...) */
+    uint32_t host_seed; /* for PP_SCHEDULE_SHUFFLED */
+    int host_threads;   /* OS threads running emulated blocks; 0 = number of CPUs */
+    pp_log_fn log;      /* optional: warnings (a corrupt cache entry rebuilt, ...) */
     void *log_user;
     /* Where tuning databases live (one file per device): NULL: $POOLPROP_TUNING_DIR, else
      * <cache dir>/tuning. Models use the database of the context's device when it has an
      * entry for a kernel, the default variant otherwise. */
     const char *tuning_dir;
-    int ignore_tuning;        /* non-zero: models use the default variants only */
+    int ignore_tuning; /* non-zero: models use the default variants only */
     /* Bytes of device memory (host memory on the host backend) the context may hold at once;
      * 0: no limit but what the device has available. pp_model_create checks a model's planned
      * peak against the smaller of the two before it compiles or allocates anything, and fails
@@ -123,7 +126,10 @@ PP_API pp_status pp_context_cache_stats(const pp_context *ctx, pp_cache_stats *o
 
 /* ---- One convolution layer: fused forward + pool-save, input gradient, weight gradient ---- */
 
-typedef enum pp_pool_mode { PP_POOL_AVG = 0, PP_POOL_MAX = 1 } pp_pool_mode;
+typedef enum pp_pool_mode {
+    PP_POOL_AVG = 0,
+    PP_POOL_MAX = 1
+} pp_pool_mode;
 
 /* How a layer's kernels store its tensors on the device.
  * PP_STORAGE_F32: everything float32.
@@ -132,7 +138,10 @@ typedef enum pp_pool_mode { PP_POOL_AVG = 0, PP_POOL_MAX = 1 } pp_pool_mode;
  *   to nearest even), halving their memory and traffic; the weight gradient dw stays
  *   float32, and every product is accumulated in float32. Only the BF16 tensor-core
  *   variants (math "bf16", sm_80 and later) take it. */
-typedef enum pp_storage { PP_STORAGE_F32 = 0, PP_STORAGE_BF16 = 1 } pp_storage;
+typedef enum pp_storage {
+    PP_STORAGE_F32 = 0,
+    PP_STORAGE_BF16 = 1
+} pp_storage;
 
 /* X: (n,c,h,w)  W: (k,c,r,s)  Y/dY: (n,k,p,q)  Xp: (n,c,ceil(h/pool),ceil(w/pool)). */
 typedef struct pp_layer_desc {
@@ -140,9 +149,9 @@ typedef struct pp_layer_desc {
     int n, c, h, w;
     int k, r, s;
     int stride, pad;
-    int pool;               /* 1, 2, 4 or 8 */
+    int pool; /* 1, 2, 4 or 8 */
     pp_pool_mode pool_mode;
-    pp_storage storage;     /* PP_STORAGE_F32 (pp_layer_desc_init's) or PP_STORAGE_BF16 */
+    pp_storage storage; /* PP_STORAGE_F32 (pp_layer_desc_init's) or PP_STORAGE_BF16 */
     /* Tile variant per kernel: 0 = default, i > 0 = the i-th entry of that kernel's
      * declared search space (pp_layer_variant_count). With PP_STORAGE_BF16, 0 is the
      * BF16 default and i > 0 must be a BF16 variant (pp_variant_info.math "bf16"):
@@ -160,15 +169,15 @@ typedef struct pp_layer_shape {
 
 typedef struct pp_kernel_info {
     const char *name;
-    const char *op;          /* "conv_fwd", "conv_bwd_data", "conv_bwd_weight", "splitk_reduce" */
+    const char *op; /* "conv_fwd", "conv_bwd_data", "conv_bwd_weight", "splitk_reduce" */
     unsigned grid[3], block[3];
     /* From ptxas -v: the NVRTC static check for the context's arch (the device's; sm_90 on
      * the host backend), which pp_layer_kernel_check makes; -1 until then. */
     int registers, spill_store_bytes, spill_load_bytes, shared_bytes, stack_bytes;
-    double compile_ms;       /* backend compile time (0 when served from the cache) */
+    double compile_ms; /* backend compile time (0 when served from the cache) */
     int cache_hit;
-    double nvrtc_ms;         /* NVRTC time of the static check on the host backend (0 when cached) */
-    const char *math;        /* precision of the products: "fp32" (FFMA), "tf32" or "bf16" (tensor cores) */
+    double nvrtc_ms;  /* NVRTC time of the static check on the host backend (0 when cached) */
+    const char *math; /* precision of the products: "fp32" (FFMA), "tf32" or "bf16" (tensor cores) */
 } pp_kernel_info;
 
 PP_API void pp_layer_desc_init(pp_layer_desc *desc);
@@ -204,8 +213,8 @@ PP_API pp_status pp_layer_kernel_check(pp_layer *layer, int index, pp_kernel_inf
  * The arrays are float32 whatever the storage: with PP_STORAGE_BF16 the runtime rounds x,
  * w and dy to bf16 (to nearest even) on the way to the device, and widens y, xp and dx
  * (bf16 there) back to float32 exactly; dw is float32 on the device too. */
-PP_API pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, const float *dy,
-                       float *y, float *xp, float *dx, float *dw);
+PP_API pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, const float *dy, float *y, float *xp,
+                              float *dx, float *dw);
 PP_API void pp_layer_destroy(pp_layer *layer);
 
 /* Times the layer's kernels on device-resident data: warmup runs, then the median of
@@ -253,7 +262,7 @@ PP_API void pp_model_options_init(pp_model_options *options);
 typedef struct pp_memory_report {
     int batch, height, width, classes; /* as planned (defaults resolved) */
     size_t weights, gradients, optimizer, bn_statistics;
-    size_t saved;             /* kept from the forward for the backward pass (at its peak) */
+    size_t saved; /* kept from the forward for the backward pass (at its peak) */
     int stage_count;
     char stage_names[PP_MAX_STAGES][16];
     size_t saved_by_stage[PP_MAX_STAGES];
@@ -274,7 +283,7 @@ PP_API pp_status pp_plan_memory(pp_context *ctx, const pp_model_options *options
 typedef struct pp_model pp_model;
 
 typedef struct pp_param_info {
-    const char *key;  /* torchvision state_dict key: "conv1.weight", "layer1.0.bn1.running_mean" */
+    const char *key; /* torchvision state_dict key: "conv1.weight", "layer1.0.bn1.running_mean" */
     int rank;
     size_t shape[4];
     size_t count;
@@ -329,7 +338,7 @@ typedef struct pp_model_bundle_info {
     int launches;      /* kernel launches of one training step: the kernel lines of plan.lua */
     int tuned_entries; /* tuned kernels the device's tuning database offered (0: the policy's defaults) */
     int batch, height, width, classes; /* as generated (the model's defaults resolved) */
-    char math[8];      /* the policy's math mode: "fp32", "tf32" or "bf16" */
+    char math[8];                      /* the policy's math mode: "fp32", "tf32" or "bf16" */
 } pp_model_bundle_info;
 
 /* Writes the kernels of one training step of the model and its plan, exactly as
@@ -355,10 +364,10 @@ typedef struct pp_model_conv {
 
 typedef struct pp_model_conv_list {
     int batch, height, width, channels, classes; /* as planned (the model's defaults resolved) */
-    char math[8];          /* the policy's math mode: "fp32", "tf32" or "bf16" */
-    int tuned_entries;     /* tuned kernels the device's tuning database offered */
+    char math[8];                                /* the policy's math mode: "fp32", "tf32" or "bf16" */
+    int tuned_entries;                           /* tuned kernels the device's tuning database offered */
     int count;
-    pp_model_conv *convs;  /* count convolutions in the order the step first runs them */
+    pp_model_conv *convs; /* count convolutions in the order the step first runs them */
 } pp_model_conv_list;
 
 /* Fills out (release with pp_model_conv_list_free, also after a failure). */
@@ -377,11 +386,11 @@ PP_API void pp_params_destroy(pp_params *params);
 /* ---- Tuning: the fastest verified variant of every convolution kernel of a model ---- */
 
 typedef struct pp_tune_options {
-    pp_model_options model;  /* model, policy (its math= option bounds the variants), batch, image */
-    double budget_seconds;   /* 0: no limit; once spent, the variants left are recorded as skipped */
-    int max_variants;        /* per kernel, counting the default; 0: every variant the policy allows */
-    int warmup, repeats;     /* timing: warmup launches, then the median of repeats (0: 2 and 7) */
-    uint32_t seed;           /* inputs of the verification runs (0: 1) */
+    pp_model_options model; /* model, policy (its math= option bounds the variants), batch, image */
+    double budget_seconds;  /* 0: no limit; once spent, the variants left are recorded as skipped */
+    int max_variants;       /* per kernel, counting the default; 0: every variant the policy allows */
+    int warmup, repeats;    /* timing: warmup launches, then the median of repeats (0: 2 and 7) */
+    uint32_t seed;          /* inputs of the verification runs (0: 1) */
 } pp_tune_options;
 
 /* Reported after every variant tried (variant >= 0) and when a kernel is done (-1). */
@@ -401,12 +410,12 @@ typedef struct pp_tune_event {
 typedef void (*pp_tune_progress_fn)(void *user, const pp_tune_event *event);
 
 typedef struct pp_tune_report {
-    int kernels;                 /* distinct kernels of the model */
+    int kernels;                             /* distinct kernels of the model */
     int tried, ok, wrong, unusable, skipped; /* variants, over all kernels */
-    int improved;                /* kernels whose best variant beats the default */
+    int improved;                            /* kernels whose best variant beats the default */
     double seconds;
-    double default_ms, best_ms;  /* sums over the kernels (each once) that were measured */
-    char database[4096];         /* the file written */
+    double default_ms, best_ms; /* sums over the kernels (each once) that were measured */
+    char database[4096];        /* the file written */
 } pp_tune_report;
 
 PP_API void pp_tune_options_init(pp_tune_options *options);
@@ -417,8 +426,8 @@ PP_API void pp_tune_options_init(pp_tune_options *options);
  * and records every result and the fastest in the device's tuning database, which is
  * written (atomically) after each kernel. A variant that does not compile or launch is
  * recorded as unusable, not fatal. progress may be NULL. */
-PP_API pp_status pp_tune(pp_context *ctx, const pp_tune_options *options, pp_tune_progress_fn progress,
-                         void *user, pp_tune_report *report);
+PP_API pp_status pp_tune(pp_context *ctx, const pp_tune_options *options, pp_tune_progress_fn progress, void *user,
+                         pp_tune_report *report);
 /* The tuning database file of the context's device (it may not exist yet). */
 PP_API pp_status pp_context_tuning_database(pp_context *ctx, char *path, size_t size);
 

@@ -21,29 +21,27 @@ typedef struct pp_ptxas_info {
 } pp_ptxas_info;
 
 typedef struct pp_compile_request {
-    const char *source;        /* the full translation unit, one or more extern "C" kernels */
-    const char *source_name;   /* for compiler messages, e.g. "conv_fwd_....cu" */
+    const char *source;      /* the full translation unit, one or more extern "C" kernels */
+    const char *source_name; /* for compiler messages, e.g. "conv_fwd_....cu" */
     const char *const *kernel_names;
     int kernel_count;
 } pp_compile_request;
 
 typedef struct pp_compile_result {
-    double compile_ms;          /* 0 when served from the cache */
+    double compile_ms; /* 0 when served from the cache */
     int cache_hit;
 } pp_compile_result;
 
 typedef struct pp_backend_ops {
     const char *name;
-    pp_status (*compile)(pp_context *ctx, const pp_compile_request *req, pp_module **out,
-                         pp_compile_result *result);
+    pp_status (*compile)(pp_context *ctx, const pp_compile_request *req, pp_module **out, pp_compile_result *result);
     /* Compiles req into the on-disk cache without loading it, so that a later compile is
      * a cache hit. Runs concurrently on several threads (compile_prefetch), each with its
      * own copy of the context: it may only read the backend state. */
     pp_status (*prepare)(pp_context *ctx, const pp_compile_request *req);
     /* dynamic_shared: bytes of dynamic shared memory every launch of the function gives it
      * (the generator's gen_kernel.dynamic_shared; 0 for static shared memory only). */
-    pp_status (*get_function)(pp_context *ctx, pp_module *mod, const char *name, int dynamic_shared,
-                              pp_function **out);
+    pp_status (*get_function)(pp_context *ctx, pp_module *mod, const char *name, int dynamic_shared, pp_function **out);
     void (*module_destroy)(pp_context *ctx, pp_module *mod);
     pp_status (*alloc)(pp_context *ctx, size_t bytes, pp_devptr *out);
     void (*free)(pp_context *ctx, pp_devptr ptr);
@@ -55,8 +53,7 @@ typedef struct pp_backend_ops {
      * (source then says why), 1 where known. */
     int (*memory_available)(pp_context *ctx, size_t *bytes, char *source, size_t source_len);
     /* args[i] points at the i-th kernel parameter (pp_devptr for pointer parameters). */
-    pp_status (*launch)(pp_context *ctx, pp_function *fn, const unsigned grid[3],
-                        const unsigned block[3], void **args);
+    pp_status (*launch)(pp_context *ctx, pp_function *fn, const unsigned grid[3], const unsigned block[3], void **args);
     pp_status (*synchronize)(pp_context *ctx);
     /* Launches once and measures the kernel's run time in ms: CUDA events on the device,
      * wall clock around the (synchronous) emulated launch on the host. */

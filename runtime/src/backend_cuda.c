@@ -237,7 +237,8 @@ static pp_status attribute(pp_context *ctx, cuda_state *s, CUdevice_attribute a,
  * the function's limit is raised first (the driver refuses the launch otherwise). */
 static pp_status set_dynamic_shared(pp_context *ctx, cuda_state *s, pp_function *f, int bytes)
 {
-    if (bytes < 0) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "cuda backend: %s: negative dynamic shared memory", f->name);
+    if (bytes < 0)
+        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "cuda backend: %s: negative dynamic shared memory", f->name);
     if (bytes > 48 * 1024 && bytes != f->dynamic_shared) {
         pp_status st = CU(ctx, s, cuFuncSetAttribute, (f->fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes));
         if (st != PP_OK)
@@ -452,8 +453,8 @@ static pp_status launch(pp_context *ctx, pp_function *fn, const unsigned grid[3]
                         fn->name, threads, block[0], block[1], block[2], fn->registers, fn->max_threads, s->name);
     PP_TRY(bind(ctx, s));
     pp_status st = CU(ctx, s, cuLaunchKernel,
-                      (fn->fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], (unsigned)fn->dynamic_shared, NULL,
-                       args, NULL));
+                      (fn->fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], (unsigned)fn->dynamic_shared,
+                       NULL, args, NULL));
     if (st != PP_OK)
         return ctx_wrap(ctx, st, "cuda backend: launching %s with grid (%u,%u,%u) block (%u,%u,%u)", fn->name, grid[0],
                         grid[1], grid[2], block[0], block[1], block[2]);

@@ -57,14 +57,19 @@ static int only_kernel_files(const char *dir)
     while (ok && (e = readdir(d))) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
         struct stat sb;
-        ok = ends_with(e->d_name, ".cu") && (size_t)snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < sizeof path &&
-             lstat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+        ok = ends_with(e->d_name, ".cu") &&
+             (size_t)snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < sizeof path && lstat(path, &sb) == 0 &&
+             S_ISREG(sb.st_mode);
     }
     closedir(d);
     return ok;
 }
 
-typedef enum target_kind { TARGET_ABSENT, TARGET_EMPTY, TARGET_BUNDLE } target_kind;
+typedef enum target_kind {
+    TARGET_ABSENT,
+    TARGET_EMPTY,
+    TARGET_BUNDLE
+} target_kind;
 
 /* What is at dir now; an error (nothing touched) for anything a bundle may not replace. */
 static pp_status classify(pp_context *ctx, const char *dir, target_kind *kind)
@@ -205,8 +210,10 @@ pp_status bundle_dir_commit(pp_context *ctx, const char *out_dir, const char *st
     char parent[4200];
     snprintf(parent, sizeof parent, "%s", dir);
     char *slash = strrchr(parent, '/');
-    if (slash) *(slash == parent ? slash + 1 : slash) = '\0';
-    else snprintf(parent, sizeof parent, ".");
+    if (slash)
+        *(slash == parent ? slash + 1 : slash) = '\0';
+    else
+        snprintf(parent, sizeof parent, ".");
     sync_path(parent, 1); /* the renames themselves: best effort, the bundle is complete either way */
     return PP_OK;
 }

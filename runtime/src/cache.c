@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 static const char entry_magic[8] = {'P', 'P', 'C', 'A', 'C', 'H', 'E', '1'};
-enum { header_size = 8 + 8 + 16 + 16 };
+enum {
+    header_size = 8 + 8 + 16 + 16
+};
 
 pp_status cache_make_dirs(pp_context *ctx, const char *path)
 {

@@ -136,8 +136,10 @@ pp_status pp_context_create(const pp_context_options *options, pp_context **out)
     if (st == PP_OK) {
         const char *tuning = options && options->tuning_dir ? options->tuning_dir : getenv("POOLPROP_TUNING_DIR");
         int n = 0;
-        if (tuning && tuning[0]) n = snprintf(ctx->tuning_dir, sizeof ctx->tuning_dir, "%s", tuning);
-        else if (ctx->cache_dir[0]) n = snprintf(ctx->tuning_dir, sizeof ctx->tuning_dir, "%s/tuning", ctx->cache_dir);
+        if (tuning && tuning[0])
+            n = snprintf(ctx->tuning_dir, sizeof ctx->tuning_dir, "%s", tuning);
+        else if (ctx->cache_dir[0])
+            n = snprintf(ctx->tuning_dir, sizeof ctx->tuning_dir, "%s/tuning", ctx->cache_dir);
         if (n < 0 || (size_t)n >= sizeof ctx->tuning_dir)
             st = ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "the tuning directory's path is too long");
         ctx->options.tuning_dir = NULL; /* the caller's string need not outlive the call */
@@ -149,8 +151,7 @@ pp_status pp_context_create(const pp_context_options *options, pp_context **out)
         case PP_BACKEND_HOST: st = backend_host_init(ctx); break;
         case PP_BACKEND_CUDA: st = backend_cuda_init(ctx); break;
         case PP_BACKEND_AUTO: st = backend_auto_init(ctx); break;
-        default:
-            st = ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "unknown backend %d", (int)ctx->options.backend);
+        default: st = ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "unknown backend %d", (int)ctx->options.backend);
         }
     }
     if (st != PP_OK) {
@@ -171,25 +172,13 @@ void pp_context_destroy(pp_context *ctx)
     free(ctx);
 }
 
-const char *pp_last_error(const pp_context *ctx)
-{
-    return ctx ? ctx->error : "no context";
-}
+const char *pp_last_error(const pp_context *ctx) { return ctx ? ctx->error : "no context"; }
 
-pp_backend pp_context_backend(const pp_context *ctx)
-{
-    return ctx ? ctx->options.backend : PP_BACKEND_HOST;
-}
+pp_backend pp_context_backend(const pp_context *ctx) { return ctx ? ctx->options.backend : PP_BACKEND_HOST; }
 
-const char *pp_context_backend_reason(const pp_context *ctx)
-{
-    return ctx ? ctx->backend_reason : "";
-}
+const char *pp_context_backend_reason(const pp_context *ctx) { return ctx ? ctx->backend_reason : ""; }
 
-const char *pp_context_device_name(const pp_context *ctx)
-{
-    return ctx ? ctx->device_name : "";
-}
+const char *pp_context_device_name(const pp_context *ctx) { return ctx ? ctx->device_name : ""; }
 
 pp_status pp_context_cache_stats(const pp_context *ctx, pp_cache_stats *out)
 {

@@ -122,9 +122,12 @@ static void push_desc(lua_State *L, const pp_layer_desc *d)
         lua_pushstring(L, d->name);
         lua_setfield(L, -2, "name");
     }
-    const struct { const char *key; int value; } ints[] = {
-        {"N", d->n}, {"C", d->c}, {"H", d->h}, {"W", d->w}, {"K", d->k}, {"R", d->r},
-        {"S", d->s}, {"stride", d->stride}, {"pad", d->pad}, {"pool", d->pool},
+    const struct {
+        const char *key;
+        int value;
+    } ints[] = {
+        {"N", d->n}, {"C", d->c}, {"H", d->h},           {"W", d->w},     {"K", d->k},
+        {"R", d->r}, {"S", d->s}, {"stride", d->stride}, {"pad", d->pad}, {"pool", d->pool},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         lua_pushinteger(L, ints[i].value);
@@ -241,8 +244,7 @@ pp_status gen_layer_variant_info(pp_context *ctx, const char *op, int index, pp_
 }
 
 /* Reads a description file, or the embedded default when path is NULL. */
-static pp_status description_text(pp_context *ctx, const char *path, char **text, size_t *len,
-                                  const char **chunkname)
+static pp_status description_text(pp_context *ctx, const char *path, char **text, size_t *len, const char **chunkname)
 {
     if (path) {
         *chunkname = path;

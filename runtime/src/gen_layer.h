@@ -23,8 +23,8 @@ typedef struct gen_kernel {
 
 typedef struct gen_buffer {
     char name[32];
-    size_t elems;     /* elements */
-    int elem_bytes;   /* 4 (float32) or 2 (bf16 bits, a layer's bf16 storage) */
+    size_t elems;   /* elements */
+    int elem_bytes; /* 4 (float32) or 2 (bf16 bits, a layer's bf16 storage) */
 } gen_buffer;
 
 typedef struct gen_layer {

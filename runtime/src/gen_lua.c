@@ -28,19 +28,24 @@
 /* What the error path may allocate once the memory limit was reached. */
 #define MEMORY_RESERVE ((size_t)16 << 20)
 
-enum { TRIP_NONE, TRIP_USER, TRIP_TOTAL, TRIP_MEMORY };
+enum {
+    TRIP_NONE,
+    TRIP_USER,
+    TRIP_TOTAL,
+    TRIP_MEMORY
+};
 
 /* The allocator's userdata: one per state, freed by gen_lua_close after lua_close. */
 typedef struct limits {
-    lua_State *L;           /* the main thread, once created */
+    lua_State *L; /* the main thread, once created */
     gen_lua_file files[GEN_LUA_MAX_FILES];
     int file_count;
-    size_t used, limit;     /* Lua memory in bytes; limit grows by MEMORY_RESERVE once tripped */
-    long long total, user;  /* instructions of the call; of the user chunk being evaluated */
-    int active;             /* 1 + index of the file whose chunk is running, 0 none */
-    int trip;               /* TRIP_* */
-    int trip_file;          /* index of the file the error names, -1: the generator's own work */
-    int trip_line;          /* the line of that file that ran, 0 unknown */
+    size_t used, limit;    /* Lua memory in bytes; limit grows by MEMORY_RESERVE once tripped */
+    long long total, user; /* instructions of the call; of the user chunk being evaluated */
+    int active;            /* 1 + index of the file whose chunk is running, 0 none */
+    int trip;              /* TRIP_* */
+    int trip_file;         /* index of the file the error names, -1: the generator's own work */
+    int trip_line;         /* the line of that file that ran, 0 unknown */
 } limits;
 
 static limits *state_limits(lua_State *L)
@@ -354,8 +359,8 @@ pp_status gen_lua_read_file(pp_context *ctx, const char *path, const char *kind,
             break;
         }
         if (cap > GEN_LUA_FILE_LIMIT) {
-            st = ctx_fail(ctx, PP_ERR_PARSE, "%s: the %s is larger than %zu MiB, the limit for such files", path,
-                          kind, GEN_LUA_FILE_LIMIT >> 20);
+            st = ctx_fail(ctx, PP_ERR_PARSE, "%s: the %s is larger than %zu MiB, the limit for such files", path, kind,
+                          GEN_LUA_FILE_LIMIT >> 20);
             break;
         }
         size_t grown = 2 * cap > GEN_LUA_FILE_LIMIT ? GEN_LUA_FILE_LIMIT + 1 : 2 * cap;

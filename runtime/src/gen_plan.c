@@ -76,8 +76,7 @@ static int find_buffer(const plan_steps *s, const char *name)
     return -1;
 }
 
-static pp_status parse_ref(pp_context *ctx, const plan_reader *r, const gen_plan *plan, const char *text,
-                           plan_ref *ref)
+static pp_status parse_ref(pp_context *ctx, const plan_reader *r, const gen_plan *plan, const char *text, plan_ref *ref)
 {
     static const char *const scalars[] = {"lr", "momentum", "weight_decay"};
     const plan_tensor_info *info;
@@ -437,8 +436,10 @@ static pp_status call_model_api(pp_context *ctx, const gen_plan_request *req, co
         lua_pushlstring(L, text, len);
         lua_pushstring(L, name);
         lua_createtable(L, 0, 6);
-        const struct { const char *key; int value; } fields[] = {
-            {"batch", req->batch}, {"height", req->height}, {"width", req->width}, {"classes", req->classes}};
+        const struct {
+            const char *key;
+            int value;
+        } fields[] = {{"batch", req->batch}, {"height", req->height}, {"width", req->width}, {"classes", req->classes}};
         for (size_t i = 0; i < 4; i++) {
             lua_pushinteger(L, fields[i].value);
             lua_setfield(L, -2, fields[i].key);

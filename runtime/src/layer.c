@@ -22,10 +22,10 @@ struct pp_layer {
     pp_context *ctx;
     pp_layer_desc desc;
     gen_layer gen;
-    pp_module **modules;       /* one per kernel */
-    pp_function **functions;   /* one per kernel */
-    pp_kernel_info *info;      /* one per kernel */
-    unsigned char *checked;    /* per kernel: info holds its static check */
+    pp_module **modules;     /* one per kernel */
+    pp_function **functions; /* one per kernel */
+    pp_kernel_info *info;    /* one per kernel */
+    unsigned char *checked;  /* per kernel: info holds its static check */
 };
 
 void pp_layer_desc_init(pp_layer_desc *desc)
@@ -90,7 +90,8 @@ pp_status pp_layer_create(pp_context *ctx, const pp_layer_desc *desc, pp_layer *
     *out = NULL;
     if (desc->storage != PP_STORAGE_F32 && desc->storage != PP_STORAGE_BF16)
         return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT,
-                        "pp_layer_create: storage %d is neither PP_STORAGE_F32 nor PP_STORAGE_BF16", (int)desc->storage);
+                        "pp_layer_create: storage %d is neither PP_STORAGE_F32 nor PP_STORAGE_BF16",
+                        (int)desc->storage);
     pp_layer *layer = calloc(1, sizeof *layer);
     if (!layer) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     layer->ctx = ctx;
@@ -126,7 +127,8 @@ pp_status pp_layer_create(pp_context *ctx, const pp_layer_desc *desc, pp_layer *
         pp_compile_request req = {k->source, source_name, names, 1};
         pp_compile_result res = {0, 0};
         st = ctx->ops->compile(ctx, &req, &layer->modules[i], &res);
-        if (st == PP_OK) st = ctx->ops->get_function(ctx, layer->modules[i], k->name, k->dynamic_shared, &layer->functions[i]);
+        if (st == PP_OK)
+            st = ctx->ops->get_function(ctx, layer->modules[i], k->name, k->dynamic_shared, &layer->functions[i]);
         info->compile_ms = res.compile_ms;
         info->cache_hit = res.cache_hit;
         /* The static check waits for pp_layer_kernel_check (poolprop.h says why). */
@@ -236,7 +238,8 @@ static pp_status run_kernels(pp_layer *layer, const char *op, const named_array 
     pp_devptr *dev = calloc((size_t)g->buffer_count, sizeof *dev);
     if (!dev) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     pp_status st = PP_OK;
-    for (int i = 0; i < g->buffer_count && st == PP_OK; i++) st = device_alloc(ctx, buffer_bytes(&g->buffers[i]), &dev[i]);
+    for (int i = 0; i < g->buffer_count && st == PP_OK; i++)
+        st = device_alloc(ctx, buffer_bytes(&g->buffers[i]), &dev[i]);
     size_t largest = 0;
     for (int i = 0; i < g->buffer_count; i++)
         if (g->buffers[i].elems > largest) largest = g->buffers[i].elems;
@@ -296,8 +299,8 @@ static pp_status run_kernels(pp_layer *layer, const char *op, const named_array 
     return st;
 }
 
-pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, const float *dy, float *y,
-                       float *xp, float *dx, float *dw)
+pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, const float *dy, float *y, float *xp, float *dx,
+                       float *dw)
 {
     if (!layer) return PP_ERR_INVALID_ARGUMENT;
     pp_context *ctx = layer->ctx;
@@ -316,8 +319,8 @@ pp_status layer_run_op(pp_layer *layer, const char *op, const float *x, const fl
     pp_context *ctx = layer->ctx;
     PP_TRY(usable(ctx));
     const int pooled = layer->desc.pool > 1;
-    const named_array inputs[] = {{"x", (float *)x}, {"w", (float *)w}, {"dy", (float *)dy},
-                                  {"xp", pooled ? (float *)saved : NULL}};
+    const named_array inputs[] = {
+        {"x", (float *)x}, {"w", (float *)w}, {"dy", (float *)dy}, {"xp", pooled ? (float *)saved : NULL}};
     if (strcmp(op, "conv_fwd") == 0) {
         const named_array outputs[] = {{"y", y}, {pooled ? "xp" : "x", xp}};
         return run_kernels(layer, op, inputs, 2, outputs, 2);

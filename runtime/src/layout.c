@@ -30,8 +30,10 @@ void layout_to_bf16(const float *src, uint16_t *dst, size_t count)
     for (size_t i = 0; i < count; i++) {
         uint32_t bits;
         memcpy(&bits, &src[i], sizeof bits);
-        if ((bits & 0x7fffffffu) > 0x7f800000u) dst[i] = (uint16_t)((bits >> 16) | 0x40u); /* NaN: quiet */
-        else dst[i] = (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+        if ((bits & 0x7fffffffu) > 0x7f800000u)
+            dst[i] = (uint16_t)((bits >> 16) | 0x40u); /* NaN: quiet */
+        else
+            dst[i] = (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
     }
 }
 

@@ -29,10 +29,10 @@ struct pp_model {
     pp_module **modules;     /* one per plan kernel */
     pp_function **functions; /* one per plan kernel */
     pp_devptr params, grads, momentum, state, arena;
-    pp_devptr shadow;        /* act=bf16: param_count bf16 values, else 0 */
+    pp_devptr shadow; /* act=bf16: param_count bf16 values, else 0 */
     size_t arena_bytes;
-    int batch_set;           /* the arena holds a batch for the next training step */
-    int last_correct;        /* correct predictions of the last training step */
+    int batch_set;    /* the arena holds a batch for the next training step */
+    int last_correct; /* correct predictions of the last training step */
 };
 
 void pp_model_options_init(pp_model_options *o)
@@ -145,7 +145,7 @@ pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_m
     if (!m->modules || !m->functions) st = ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     /* Compile on every CPU into the cache first; the loop below then loads. */
     pp_compile_request *reqs = calloc((size_t)p->kernel_count + 1, sizeof *reqs);
-    char (*req_names)[300] = calloc((size_t)p->kernel_count + 1, sizeof *req_names);
+    char(*req_names)[300] = calloc((size_t)p->kernel_count + 1, sizeof *req_names);
     if (st == PP_OK && reqs && req_names) {
         for (int i = 0; i < p->kernel_count; i++) {
             snprintf(req_names[i], sizeof req_names[i], "%s.cu", p->kernels[i].name);
@@ -211,8 +211,10 @@ pp_status pp_model_bundle_write(pp_context *ctx, const pp_model_options *options
         else if ((st = file_write_atomic(ctx, path, b.files[i].text, b.files[i].len)) != PP_OK)
             st = ctx_wrap(ctx, st, "cannot write the bundle %s (nothing was changed there)", out_dir);
     }
-    if (st == PP_OK) st = bundle_dir_commit(ctx, out_dir, staging);
-    else if (staging[0]) bundle_dir_discard(staging);
+    if (st == PP_OK)
+        st = bundle_dir_commit(ctx, out_dir, staging);
+    else if (staging[0])
+        bundle_dir_discard(staging);
     if (st == PP_OK && info) {
         info->kernels = b.kernels;
         info->launches = b.launches;
@@ -413,8 +415,7 @@ static pp_status refresh_shadow(pp_model *m, size_t offset, const float *values,
 
 /* Uploads count floats of values (user-facing layout of t) to `at`, and (a parameter) to
  * its bf16 copy. */
-static pp_status upload_tensor(pp_model *m, const plan_tensor_info *t, pp_devptr at, const float *values,
-                               size_t count)
+static pp_status upload_tensor(pp_model *m, const plan_tensor_info *t, pp_devptr at, const float *values, size_t count)
 {
     pp_context *ctx = m->ctx;
     const int is_param = at >= m->params && at < m->params + m->plan.param_count * 4;
@@ -440,8 +441,10 @@ static void permute_params(const gen_plan *p, float *values, float *scratch, int
         const plan_tensor_info *t = &p->params[i];
         if (!is_conv_weight(t)) continue;
         float *v = values + t->offset;
-        if (to_channels_last) layout_to_channels_last(v, scratch, t->shape[0], t->shape[1], t->shape[2], t->shape[3]);
-        else layout_from_channels_last(v, scratch, t->shape[0], t->shape[1], t->shape[2], t->shape[3]);
+        if (to_channels_last)
+            layout_to_channels_last(v, scratch, t->shape[0], t->shape[1], t->shape[2], t->shape[3]);
+        else
+            layout_from_channels_last(v, scratch, t->shape[0], t->shape[1], t->shape[2], t->shape[3]);
         memcpy(v, scratch, t->count * sizeof *v);
     }
 }
@@ -644,16 +647,15 @@ static pp_status upload_images(pp_model *m, pp_devptr at, const float *x, size_t
     const size_t count = (size_t)p->batch * p->channels * p->height * p->width;
     const size_t elem = p->act_bf16 ? 2 : 4;
     if (count * elem != bytes)
-        return ctx_fail(m->ctx, PP_ERR_INTERNAL, "input buffer of %zu bytes for a batch of %zu %s values", bytes,
-                        count, p->act_bf16 ? "bf16" : "float");
+        return ctx_fail(m->ctx, PP_ERR_INTERNAL, "input buffer of %zu bytes for a batch of %zu %s values", bytes, count,
+                        p->act_bf16 ? "bf16" : "float");
     float *staging = malloc((count + 1) * sizeof *staging);
     uint16_t *bits = p->act_bf16 ? malloc((count + 1) * sizeof *bits) : NULL;
     pp_status st = PP_OK;
     if (!staging || (p->act_bf16 && !bits)) {
         st = ctx_fail(m->ctx, PP_ERR_OUT_OF_MEMORY, "out of memory (input batch of %zu floats)", count);
     } else {
-        layout_to_channels_last(x, staging, (size_t)p->batch, (size_t)p->channels, (size_t)p->height,
-                                (size_t)p->width);
+        layout_to_channels_last(x, staging, (size_t)p->batch, (size_t)p->channels, (size_t)p->height, (size_t)p->width);
         if (bits) layout_to_bf16(staging, bits, count);
         st = m->ctx->ops->upload(m->ctx, at, bits ? (const void *)bits : (const void *)staging, bytes);
     }

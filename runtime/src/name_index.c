@@ -33,8 +33,7 @@ static size_t slot_of(const name_index *ix, const char *key)
 static int grow(name_index *ix)
 {
     size_t capacity = ix->capacity ? ix->capacity * 2 : 64;
-    name_index bigger = {calloc(capacity, sizeof *bigger.keys), malloc(capacity * sizeof *bigger.values), capacity,
-                         0};
+    name_index bigger = {calloc(capacity, sizeof *bigger.keys), malloc(capacity * sizeof *bigger.values), capacity, 0};
     if (!bigger.keys || !bigger.values) {
         free(bigger.keys), free(bigger.values);
         return -1;

@@ -9,7 +9,7 @@
 typedef struct name_index {
     const char **keys; /* NULL: empty slot */
     int *values;
-    size_t capacity;   /* a power of two, at least twice the count */
+    size_t capacity; /* a power of two, at least twice the count */
     size_t count;
 } name_index;
 

@@ -16,22 +16,26 @@
 
 static const char payload_magic[8] = {'P', 'P', 'N', 'V', 'R', 'T', 'C', '1'};
 static const char key_tag[] = "poolprop nvrtc cubin+ptxas-log v1";
-enum { max_options = 64 };
+enum {
+    max_options = 64
+};
 
 /* The standard options, in order; the arch option is added in front. */
 static const char *const standard_options[] = {"--ptxas-options=-v", "--std=c++17", "-lineinfo"};
-enum { standard_count = sizeof standard_options / sizeof standard_options[0] };
+enum {
+    standard_count = sizeof standard_options / sizeof standard_options[0]
+};
 
 /* The check macro for NVRTC calls (DESIGN 7): records the call text, file and line and
  * NVRTC's error string, sets st and jumps to the function's cleanup label. */
-#define NVRTC_CHECK(ctx, call)                                                                                         \
-    do {                                                                                                               \
-        nvrtcResult nvrtc_r_ = (call);                                                                                 \
-        if (nvrtc_r_ != NVRTC_SUCCESS) {                                                                               \
-            st = ctx_fail((ctx), PP_ERR_COMPILE, "%s failed (%s:%d): %s", #call, base_name(__FILE__), __LINE__,        \
-                          nvrtcGetErrorString(nvrtc_r_));                                                              \
-            goto done;                                                                                                 \
-        }                                                                                                              \
+#define NVRTC_CHECK(ctx, call)                                                                                  \
+    do {                                                                                                        \
+        nvrtcResult nvrtc_r_ = (call);                                                                          \
+        if (nvrtc_r_ != NVRTC_SUCCESS) {                                                                        \
+            st = ctx_fail((ctx), PP_ERR_COMPILE, "%s failed (%s:%d): %s", #call, base_name(__FILE__), __LINE__, \
+                          nvrtcGetErrorString(nvrtc_r_));                                                       \
+            goto done;                                                                                          \
+        }                                                                                                       \
     } while (0)
 
 static const char *base_name(const char *path)

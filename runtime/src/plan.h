@@ -11,16 +11,16 @@
 
 typedef enum plan_ref_kind {
     REF_NULL = 0,
-    REF_BUFFER,   /* index into the plan's buffers */
-    REF_PARAM,    /* float offset into the flat parameter array */
-    REF_GRAD,     /* float offset into the flat gradient array */
-    REF_STATE,    /* float offset into the flat BN-statistics array */
-    REF_PARAMS,   /* the whole flat arrays */
+    REF_BUFFER, /* index into the plan's buffers */
+    REF_PARAM,  /* float offset into the flat parameter array */
+    REF_GRAD,   /* float offset into the flat gradient array */
+    REF_STATE,  /* float offset into the flat BN-statistics array */
+    REF_PARAMS, /* the whole flat arrays */
     REF_GRADS,
     REF_MOMENTUM,
-    REF_SHADOW,   /* the flat bf16 copy of the parameters (act=bf16) */
+    REF_SHADOW,       /* the flat bf16 copy of the parameters (act=bf16) */
     REF_SHADOW_PARAM, /* element offset into it */
-    REF_SCALAR    /* index: 0 lr, 1 momentum, 2 weight_decay */
+    REF_SCALAR        /* index: 0 lr, 1 momentum, 2 weight_decay */
 } plan_ref_kind;
 
 typedef struct plan_ref {
@@ -30,7 +30,7 @@ typedef struct plan_ref {
 
 typedef struct plan_buffer {
     char name[96];
-    char kind[16];  /* io, activation, saved, gradient, workspace */
+    char kind[16]; /* io, activation, saved, gradient, workspace */
     char stage[16];
     size_t bytes;
     int first, last; /* step indices, 0-based, inclusive */
@@ -41,7 +41,7 @@ typedef struct plan_buffer {
 typedef struct plan_step {
     char phase[12];
     char layer[64];
-    int kernel;      /* index into the plan's kernels, -1 when built without sources */
+    int kernel; /* index into the plan's kernels, -1 when built without sources */
     int ref_count;
     plan_ref refs[GEN_MAX_ARGS];
 } plan_step;
@@ -64,26 +64,26 @@ typedef struct plan_steps {
 
 /* One layer of the network graph (network.lua), for references and reports. */
 typedef struct plan_layer {
-    char op[16];     /* conv, bn, maxpool, avgpool, fc, softmax_ce */
+    char op[16]; /* conv, bn, maxpool, avgpool, fc, softmax_ce */
     char name[64];
-    int input, output, residual; /* tensor ids; 0 is the input x; residual -1 if none */
+    int input, output, residual;                /* tensor ids; 0 is the input x; residual -1 if none */
     int n, c, h, w, k, r, s, stride, pad, p, q; /* as the graph has them (bn: hw in h) */
     int in, out, classes;                       /* fc, softmax_ce */
     int relu, pool, pool_max;
     int variant_fwd, variant_bwd_data, variant_bwd_weight; /* conv: as built (tuned or default) */
-    size_t weight, bias, running_mean, running_var; /* float offsets into params / state */
+    size_t weight, bias, running_mean, running_var;        /* float offsets into params / state */
 } plan_layer;
 
 typedef struct gen_plan {
     char model[64];
     int batch, height, width, classes, channels;
     plan_steps train, infer;
-    int forward_end;         /* steps [0, forward_end) of train are the forward pass */
-    gen_kernel *kernels;     /* distinct kernels, by name */
+    int forward_end;     /* steps [0, forward_end) of train are the forward pass */
+    gen_kernel *kernels; /* distinct kernels, by name */
     int kernel_count;
     plan_tensor_info *params, *state;
     int param_count_keys, state_count_keys;
-    size_t param_count, state_count; /* floats */
+    size_t param_count, state_count;                         /* floats */
     int x_buffer, labels_buffer, loss_buffer, logits_buffer; /* in train (logits: infer) */
     plan_layer *layers;
     int layer_count;
@@ -94,17 +94,17 @@ typedef struct gen_plan {
     int stage_count;
     char stage_names[PLAN_MAX_STAGES][16];
     size_t saved_by_stage[PLAN_MAX_STAGES];
-    char math[8]; /* the policy's math mode: "fp32", "tf32" or "bf16" */
+    char math[8];             /* the policy's math mode: "fp32", "tf32" or "bf16" */
     char baseline_policy[32]; /* the policy this one compares against (pp_memory_report) */
-    int act_bf16; /* policy act=bf16: activations (and the input x) stored in bf16; a
+    int act_bf16;             /* policy act=bf16: activations (and the input x) stored in bf16; a
                    * bf16 copy of the parameters ("shadow", counted in weights) */
 } gen_plan;
 
 typedef struct gen_plan_request {
-    const char *model;        /* built-in name or a model file path */
-    const char *policy;       /* policy text, or a path ending in .lua; NULL: "1" */
+    const char *model;                 /* built-in name or a model file path */
+    const char *policy;                /* policy text, or a path ending in .lua; NULL: "1" */
     int batch, height, width, classes; /* 0: the model's defaults */
-    int sources;              /* build kernel sources (needed to run; not to plan) */
+    int sources;                       /* build kernel sources (needed to run; not to plan) */
     /* Tuned variants (layer.lua tuning_key -> variant index); others use the defaults. */
     const char *const *tuned_keys;
     const int *tuned_variants;
@@ -129,18 +129,18 @@ typedef struct gen_bundle {
 
 /* One kernel the tuner measures: a conv op on one layer shape of the model. */
 typedef struct gen_tuning_target {
-    char key[256];     /* tuning-database key (layer.lua tuning_key) */
-    char op[24];       /* conv_fwd, conv_bwd_data, conv_bwd_weight */
-    char name[64];     /* the first layer of the model with this shape */
-    int count;         /* layers of the model with this shape */
+    char key[256];      /* tuning-database key (layer.lua tuning_key) */
+    char op[24];        /* conv_fwd, conv_bwd_data, conv_bwd_weight */
+    char name[64];      /* the first layer of the model with this shape */
+    int count;          /* layers of the model with this shape */
     pp_layer_desc desc; /* variants 0 */
-    int *candidates;   /* variant indices the policy's math mode allows, the mode's default first */
+    int *candidates;    /* variant indices the policy's math mode allows, the mode's default first */
     int candidate_count;
 } gen_tuning_target;
 
 typedef struct gen_tuning {
-    char math[8];      /* the policy's math mode */
-    char version[64];  /* generator and variant-space version (api.lua tuning_version) */
+    char math[8];     /* the policy's math mode */
+    char version[64]; /* generator and variant-space version (api.lua tuning_version) */
     gen_tuning_target *targets;
     int count;
 } gen_tuning;

@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { alignment = 256 };
+enum {
+    alignment = 256
+};
 
 static size_t align_up(size_t v) { return (v + alignment - 1) / alignment * alignment; }
 
@@ -33,8 +35,10 @@ static int insertion_point(const span *spans, int count, size_t offset)
     int lo = 0, hi = count;
     while (lo < hi) {
         int mid = lo + (hi - lo) / 2;
-        if (spans[mid].offset <= offset) lo = mid + 1;
-        else hi = mid;
+        if (spans[mid].offset <= offset)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }

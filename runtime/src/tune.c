@@ -60,10 +60,12 @@ static pp_status device_identity(pp_context *ctx, const char *version, tunedb_id
 /* The database file of the context's device and its identity. */
 static pp_status database_of(pp_context *ctx, tunedb_identity *id, char *path, size_t size)
 {
-    if (!ctx->ops) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "tuning needs a context with a backend (cuda or host)");
+    if (!ctx->ops)
+        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "tuning needs a context with a backend (cuda or host)");
     if (!ctx->tuning_dir[0])
-        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT,
-                        "no tuning directory: the cache is disabled and no tuning_dir (or $POOLPROP_TUNING_DIR) is set");
+        return ctx_fail(
+            ctx, PP_ERR_INVALID_ARGUMENT,
+            "no tuning directory: the cache is disabled and no tuning_dir (or $POOLPROP_TUNING_DIR) is set");
     char version[64];
     PP_TRY(gen_plan_tuning_version(ctx, version, sizeof version));
     PP_TRY(device_identity(ctx, version, id));
@@ -99,7 +101,7 @@ pp_status tune_lookup(pp_context *ctx, gen_plan_request *req)
     }
     /* keys is NULL where no entry has a best variant: no pointer arithmetic on it then. */
     int *variants = keys ? (int *)(keys + n) : NULL;
-    char (*text)[256] = keys ? (char (*)[256])(variants + n) : NULL;
+    char(*text)[256] = keys ? (char(*)[256])(variants + n) : NULL;
     int count = 0;
     for (int i = 0; i < db.count; i++) {
         if (db.entries[i].best_variant < 0) continue;
@@ -192,7 +194,7 @@ static double pooled_excess(const float *a, const float *ref, size_t n, int max_
 }
 
 double tune_op_excess(const char *op, const char *math, const pp_layer_desc *d, const pp_layer_shape *s,
-                        const tune_outputs *got, const tune_outputs *ref, const tune_outputs *abs_ref)
+                      const tune_outputs *got, const tune_outputs *ref, const tune_outputs *abs_ref)
 {
     double u = strcmp(math, "tf32") == 0 ? ldexp(1.0, -11) : strcmp(math, "bf16") == 0 ? ldexp(1.0, -8) : 0.0;
     const float *a, *r, *ar;
@@ -252,9 +254,12 @@ static void first_line(const char *text, char *out, size_t size)
 static pp_layer_desc with_variant(const gen_tuning_target *t, int v)
 {
     pp_layer_desc d = t->desc;
-    if (strcmp(t->op, "conv_fwd") == 0) d.variant_fwd = v;
-    else if (strcmp(t->op, "conv_bwd_data") == 0) d.variant_bwd_data = v;
-    else d.variant_bwd_weight = v;
+    if (strcmp(t->op, "conv_fwd") == 0)
+        d.variant_fwd = v;
+    else if (strcmp(t->op, "conv_bwd_data") == 0)
+        d.variant_bwd_data = v;
+    else
+        d.variant_bwd_weight = v;
     return d;
 }
 
@@ -302,8 +307,8 @@ static pp_status try_variant(tuner *tu, const gen_tuning_target *t, int v, const
         trial->max_error = tune_op_excess(t->op, vi.math, &t->desc, &s, &got, ref, abs_ref);
         if (!(trial->max_error <= 1.0)) {
             trial->status = TUNEDB_WRONG;
-            snprintf(trial->note, sizeof trial->note, "%s output is %.3g times what %s allows", t->op,
-                     trial->max_error, vi.math);
+            snprintf(trial->note, sizeof trial->note, "%s output is %.3g times what %s allows", t->op, trial->max_error,
+                     vi.math);
         } else {
             double ms[8];
             if (layer_benchmark_kernels(layer, t->op, tu->warmup, tu->repeats, ms) != PP_OK) {
@@ -317,9 +322,9 @@ static pp_status try_variant(tuner *tu, const gen_tuning_target *t, int v, const
                 for (int k = 0; k < nk; k++) {
                     pp_kernel_info info;
                     if (pp_layer_kernel_check(layer, k, &info) == PP_OK && strcmp(info.op, t->op) == 0)
-                        snprintf(trial->note, sizeof trial->note, "%s, %d threads, %d registers, %d B shared, %d B spilled",
-                                 vi.math, info.block[0], info.registers, info.shared_bytes,
-                                 info.spill_store_bytes + info.spill_load_bytes);
+                        snprintf(trial->note, sizeof trial->note,
+                                 "%s, %d threads, %d registers, %d B shared, %d B spilled", vi.math, info.block[0],
+                                 info.registers, info.shared_bytes, info.spill_store_bytes + info.spill_load_bytes);
                 }
             }
         }
@@ -354,7 +359,7 @@ static void prefetch_candidates(pp_context *ctx, const gen_tuning_target *t, int
     int n = last - first;
     gen_layer *layers = calloc((size_t)n, sizeof *layers);
     pp_compile_request *reqs = calloc((size_t)n * 2, sizeof *reqs);
-    char (*names)[300] = calloc((size_t)n * 2, sizeof *names);
+    char(*names)[300] = calloc((size_t)n * 2, sizeof *names);
     int count = 0, made = 0;
     for (int c = 0; layers && reqs && names && c < n; c++) {
         pp_layer_desc d = with_variant(t, t->candidates[first + c]);
@@ -380,8 +385,8 @@ static void prefetch_candidates(pp_context *ctx, const gen_tuning_target *t, int
 
 /* Reference outputs of the reference layer (variant 0) on the inputs and on their
  * absolute values. */
-static pp_status reference_outputs(pp_context *ctx, pp_layer *layer, const float *x, const float *w,
-                                   const float *dy, const pp_layer_shape *s, tune_outputs *ref, tune_outputs *abs_ref)
+static pp_status reference_outputs(pp_context *ctx, pp_layer *layer, const float *x, const float *w, const float *dy,
+                                   const pp_layer_shape *s, tune_outputs *ref, tune_outputs *abs_ref)
 {
     PP_TRY(pp_layer_run(layer, x, w, dy, ref->y, ref->xp, ref->dx, ref->dw));
     float *ax = malloc(sizeof(float) * (s->x_elems + s->w_elems + s->y_elems));
@@ -399,8 +404,10 @@ static int budget_spent(const tuner *tu) { return tu->end > 0 && now_s() >= tu->
 
 static void count_trial(pp_tune_report *r, const tunedb_trial *trial)
 {
-    if (trial->status == TUNEDB_SKIPPED) r->skipped++;
-    else r->tried++;
+    if (trial->status == TUNEDB_SKIPPED)
+        r->skipped++;
+    else
+        r->tried++;
     if (trial->status == TUNEDB_OK) r->ok++;
     if (trial->status == TUNEDB_WRONG) r->wrong++;
     if (trial->status == TUNEDB_COMPILE_FAILED || trial->status == TUNEDB_LAUNCH_FAILED) r->unusable++;

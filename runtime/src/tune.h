@@ -14,7 +14,7 @@ typedef struct tune_outputs {
  * "tf32", "bf16") allows (tune.c states the bounds); abs_ref: the reference run on the
  * inputs' absolute values. At most 1 passes; NaN anywhere gives infinity. */
 double tune_op_excess(const char *op, const char *math, const pp_layer_desc *d, const pp_layer_shape *s,
-                       const tune_outputs *got, const tune_outputs *ref, const tune_outputs *abs_ref);
+                      const tune_outputs *got, const tune_outputs *ref, const tune_outputs *abs_ref);
 
 /* Puts the tuned variants of the context's device into req (tuned_keys, tuned_variants,
  * tuned_count): none when the context ignores tuning, has no tuning directory or its

@@ -17,7 +17,10 @@
 
 static const char magic_line[] = "poolprop-tune 1";
 static const char *const status_names[] = {"ok", "wrong", "compile_failed", "launch_failed", "skipped"};
-enum { status_count = sizeof status_names / sizeof status_names[0], max_tokens = 10 };
+enum {
+    status_count = sizeof status_names / sizeof status_names[0],
+    max_tokens = 10
+};
 
 void tunedb_init(tunedb *db, const tunedb_identity *id)
 {
@@ -38,8 +41,8 @@ static void sanitize(const char *s, size_t size, char *out)
     size_t n = strnlen(s, size - 1);
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        int keep = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                   c == '.' || c == '_' || c == '-';
+        int keep = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                   c == '-';
         out[i] = keep ? c : '_';
     }
     out[n] = '\0';
@@ -51,15 +54,15 @@ void tunedb_path(const char *dir, const tunedb_identity *id, char *out, size_t s
     sanitize(id->device, sizeof id->device, device);
     sanitize(id->backend, sizeof id->backend, backend);
     size_t n = strlen(dir);
-    snprintf(out, size, "%s%s%s-sm%d-%dsm-%s.pptune", dir, n && dir[n - 1] != '/' ? "/" : "", device,
-             id->arch, id->sm_count, backend);
+    snprintf(out, size, "%s%s%s-sm%d-%dsm-%s.pptune", dir, n && dir[n - 1] != '/' ? "/" : "", device, id->arch,
+             id->sm_count, backend);
 }
 
 /* Non-empty, shorter than the signature field, every byte in 0x21..0x7e. */
 static int signature_ok(const char *s)
 {
-    size_t n = strnlen(s, sizeof ((tunedb_entry *)0)->signature);
-    if (n == 0 || n >= sizeof ((tunedb_entry *)0)->signature) return 0;
+    size_t n = strnlen(s, sizeof((tunedb_entry *)0)->signature);
+    if (n == 0 || n >= sizeof((tunedb_entry *)0)->signature) return 0;
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e) return 0;
     return 1;
@@ -167,7 +170,9 @@ static void out_printf(outbuf *o, const char *fmt, ...)
     o->len += (size_t)n;
 }
 
-enum { escaped_size = 3 * 256 + 1 };
+enum {
+    escaped_size = 3 * 256 + 1
+};
 
 /* s holds at most size-1 bytes; out has escaped_size bytes. */
 static const char *escape(const char *s, size_t size, char *out)
@@ -205,10 +210,9 @@ static const char *best_problem(const tunedb_entry *e)
         if (!found) found = &e->trials[j];
     }
     if (!found) return "was never tried (no trial line names it)";
-    static const char *const failed[] = {NULL, "failed its check (its trial is 'wrong')",
-                                         "failed to compile (its trial is 'compile_failed')",
-                                         "failed to launch (its trial is 'launch_failed')",
-                                         "was never tried (its trial is 'skipped')"};
+    static const char *const failed[] = {
+        NULL, "failed its check (its trial is 'wrong')", "failed to compile (its trial is 'compile_failed')",
+        "failed to launch (its trial is 'launch_failed')", "was never tried (its trial is 'skipped')"};
     return failed[found->status];
 }
 
@@ -219,10 +223,8 @@ static pp_status check_db(pp_context *ctx, const tunedb *db)
                         db->id.sm_count);
     for (int i = 0; i < db->count; i++) {
         const tunedb_entry *e = &db->entries[i];
-        int ok = signature_ok(e->signature) && isfinite(e->best_ms) && isfinite(e->default_ms) &&
-                 e->trial_count >= 0;
-        for (int j = 0; ok && j < e->trial_count; j++)
-            ok = trial_ok(&e->trials[j]) && !isnan(e->trials[j].max_error);
+        int ok = signature_ok(e->signature) && isfinite(e->best_ms) && isfinite(e->default_ms) && e->trial_count >= 0;
+        for (int j = 0; ok && j < e->trial_count; j++) ok = trial_ok(&e->trials[j]) && !isnan(e->trials[j].max_error);
         if (!ok)
             return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "tuning database entry %d ('%.256s') has values out of range",
                             i, e->signature);

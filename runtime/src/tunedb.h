@@ -35,35 +35,35 @@
 #define TUNEDB_MAX_BYTES ((size_t)64 << 20)
 
 typedef struct tunedb_identity {
-    char device[256];    /* device name as the context reports it */
-    int arch;            /* compute capability as XY (90 = sm_90) */
-    int sm_count;        /* multiprocessors (cuda) or emulation threads (host) */
-    char toolkit[64];    /* e.g. "nvrtc 13.0" */
-    char generator[64];  /* version of the generator's variant spaces (a hex hash string) */
-    char backend[16];    /* "cuda" or "host" */
+    char device[256];   /* device name as the context reports it */
+    int arch;           /* compute capability as XY (90 = sm_90) */
+    int sm_count;       /* multiprocessors (cuda) or emulation threads (host) */
+    char toolkit[64];   /* e.g. "nvrtc 13.0" */
+    char generator[64]; /* version of the generator's variant spaces (a hex hash string) */
+    char backend[16];   /* "cuda" or "host" */
 } tunedb_identity;
 
 typedef enum tunedb_trial_status {
-    TUNEDB_OK = 0,          /* verified against the reference variant and timed */
-    TUNEDB_WRONG,           /* ran, but its output failed the check */
-    TUNEDB_COMPILE_FAILED,  /* unusable: compiler rejected it (registers, shared memory, arch) */
-    TUNEDB_LAUNCH_FAILED,   /* unusable: launch or run failed */
-    TUNEDB_SKIPPED          /* not tried: budget exhausted or not allowed by the policy's math mode */
+    TUNEDB_OK = 0,         /* verified against the reference variant and timed */
+    TUNEDB_WRONG,          /* ran, but its output failed the check */
+    TUNEDB_COMPILE_FAILED, /* unusable: compiler rejected it (registers, shared memory, arch) */
+    TUNEDB_LAUNCH_FAILED,  /* unusable: launch or run failed */
+    TUNEDB_SKIPPED         /* not tried: budget exhausted or not allowed by the policy's math mode */
 } tunedb_trial_status;
 
 typedef struct tunedb_trial {
     int variant;
     tunedb_trial_status status;
-    double median_ms;      /* < 0 when not timed (stored as -1) */
-    double max_error;      /* largest error relative to the allowed tolerance, < 0 when not
+    double median_ms; /* < 0 when not timed (stored as -1) */
+    double max_error; /* largest error relative to the allowed tolerance, < 0 when not
                               checked (stored as -1); NaN is stored as +inf */
-    char note[160];        /* e.g. the first line of a compile error; may be empty; newlines
+    char note[160];   /* e.g. the first line of a compile error; may be empty; newlines
                               are stored as spaces */
 } tunedb_trial;
 
 typedef struct tunedb_entry {
-    char signature[256];   /* kernel signature: no whitespace, e.g. "conv_fwd:n8c16h32w32k16r3s3u1p1f2avg:tf32" */
-    int best_variant;      /* -1 when none */
+    char signature[256];        /* kernel signature: no whitespace, e.g. "conv_fwd:n8c16h32w32k16r3s3u1p1f2avg:tf32" */
+    int best_variant;           /* -1 when none */
     double best_ms, default_ms; /* < 0 when not measured */
     int trial_count, trial_capacity;
     tunedb_trial *trials;
@@ -75,7 +75,12 @@ typedef struct tunedb {
     tunedb_entry *entries; /* reallocated by tunedb_put: entry pointers do not survive it */
 } tunedb;
 
-typedef enum tunedb_load_outcome { TUNEDB_LOADED, TUNEDB_MISSING, TUNEDB_CORRUPT, TUNEDB_STALE } tunedb_load_outcome;
+typedef enum tunedb_load_outcome {
+    TUNEDB_LOADED,
+    TUNEDB_MISSING,
+    TUNEDB_CORRUPT,
+    TUNEDB_STALE
+} tunedb_load_outcome;
 
 void tunedb_init(tunedb *db, const tunedb_identity *id);
 void tunedb_free(tunedb *db);

@@ -100,8 +100,8 @@ static void check_layer(int n, int c, int h, int w, int k, int r, int s, int str
     float *dx = read_array("out/dx.npy", 4, xs), *dw = read_array("out/dw.npy", 4, ws);
     double ey = max_rel_error(y, ry, ny), ep = max_rel_error(xp, rxp, np);
     double ex = max_rel_error(dx, rdx, nx), ew = max_rel_error(dw, rdw, nw);
-    printf("poolprop layer N%d C%d %dx%d K%d %dx%d s%d p%d f%d %s vs reference: y %.2e xp %.2e dx %.2e dw %.2e\n",
-           n, c, h, w, k, r, s, stride, pad, pool, max ? "max" : "avg", ey, ep, ex, ew);
+    printf("poolprop layer N%d C%d %dx%d K%d %dx%d s%d p%d f%d %s vs reference: y %.2e xp %.2e dx %.2e dw %.2e\n", n, c,
+           h, w, k, r, s, stride, pad, pool, max ? "max" : "avg", ey, ep, ex, ew);
     /* Tolerance 1e-4 relative to the tool_output's magnitude: fp32 sums of at most a few
      * thousand terms (layer_check.c derives the tighter per-shape bound used elsewhere). */
     CHECK(ey < 1e-4 && ep < 1e-6 && ex < 1e-4 && ew < 1e-4, "errors above tolerance");
@@ -112,10 +112,10 @@ static void check_layer(int n, int c, int h, int w, int k, int r, int s, int str
 /* What a bundle written by `poolprop gen` holds, read from its plan.lua line by line the way
  * tools read it, with every kernel line's file checked to exist. */
 typedef struct bundle_summary {
-    int kernel_lines;      /* { name = ..., op = ..., file = ..., grid = ..., block = { t, 1, 1 }, args = ... } */
-    int distinct_files;    /* different files those lines name */
-    int step_lines;        /* { phase = ... } lines (gen --model only) */
-    int cu_files;          /* *.cu files in kernels/ */
+    int kernel_lines;   /* { name = ..., op = ..., file = ..., grid = ..., block = { t, 1, 1 }, args = ... } */
+    int distinct_files; /* different files those lines name */
+    int step_lines;     /* { phase = ... } lines (gen --model only) */
+    int cu_files;       /* *.cu files in kernels/ */
     int conv_files, conv_tensor_core; /* distinct conv_* kernels, and those whose header says MATH=1 */
     int conv_ops_tensor_core[3];      /* conv_fwd, conv_bwd_data, conv_bwd_weight with MATH=1 */
     char first_conv_name[256];
@@ -135,7 +135,9 @@ static bundle_summary read_bundle(const char *bundle)
         if (strncmp(t, "{ phase = ", 10) == 0) b.step_lines++;
         char name[256], op[64], file[300];
         unsigned g[3], threads;
-        if (sscanf(t, "{ name = \"%255[^\"]\", op = \"%63[^\"]\", file = \"%299[^\"]\", grid = { %u, %u, %u }, block = { %u, 1, 1 }, args = {",
+        if (sscanf(t,
+                   "{ name = \"%255[^\"]\", op = \"%63[^\"]\", file = \"%299[^\"]\", grid = { %u, %u, %u }, block = { "
+                   "%u, 1, 1 }, args = {",
                    name, op, file, &g[0], &g[1], &g[2], &threads) != 7)
             continue;
         b.kernel_lines++;
@@ -205,7 +207,8 @@ static void check_gen_model(void)
     int kernels = number_after("wrote "), launches = number_after(" kernels (");
     bundle_summary fp32 = read_bundle(bundle);
     printf("plan.lua: %d kernel lines naming %d files (%d .cu written), %d steps; %d conv kernels, %d with MATH=1\n",
-           fp32.kernel_lines, fp32.distinct_files, fp32.cu_files, fp32.step_lines, fp32.conv_files, fp32.conv_tensor_core);
+           fp32.kernel_lines, fp32.distinct_files, fp32.cu_files, fp32.step_lines, fp32.conv_files,
+           fp32.conv_tensor_core);
     CHECK(fp32.kernel_lines == launches && fp32.step_lines == launches, "kernel lines %d, steps %d, launches %d",
           fp32.kernel_lines, fp32.step_lines, launches);
     CHECK(fp32.distinct_files == kernels && fp32.cu_files == kernels, "files named %d, written %d, reported %d",
@@ -274,35 +277,40 @@ static void bad_npy_files(void)
     /* Inputs for the bad cases: a valid x/w/dy set from the last check_layer call. */
     const char magic_bad[] = "NOTNUMPY-file-with-junk-content";
     write_bytes("magic.npy", magic_bad, sizeof magic_bad);
-    snprintf(args, sizeof args, "layer --x %s/magic.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o",
-             dir, dir, dir, dir);
+    snprintf(args, sizeof args,
+             "layer --x %s/magic.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o", dir, dir, dir,
+             dir);
     expect_failure(args, "magic.npy");
 
     size_t s3[3] = {3, 4, 6};
     float small[72] = {0};
     write_array("rank3.npy", 3, s3, small);
-    snprintf(args, sizeof args, "layer --x %s/rank3.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o",
-             dir, dir, dir, dir);
+    snprintf(args, sizeof args,
+             "layer --x %s/rank3.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o", dir, dir, dir,
+             dir);
     expect_failure(args, "rank3.npy");
 
     /* float64 data */
-    const char f8_header[] = "\x93NUMPY\x01\x00\x76\x00{'descr': '<f8', 'fortran_order': False, 'shape': (1, 1, 1, 1), }";
+    const char f8_header[] =
+        "\x93NUMPY\x01\x00\x76\x00{'descr': '<f8', 'fortran_order': False, 'shape': (1, 1, 1, 1), }";
     char f8[128 + 8];
     memset(f8, ' ', sizeof f8);
     memcpy(f8, f8_header, sizeof f8_header - 1);
     f8[127] = '\n';
     memset(f8 + 128, 0, 8);
     write_bytes("f8.npy", f8, sizeof f8);
-    snprintf(args, sizeof args, "layer --x %s/f8.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o",
-             dir, dir, dir, dir);
+    snprintf(args, sizeof args,
+             "layer --x %s/f8.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o", dir, dir, dir,
+             dir);
     expect_failure(args, "f8.npy");
 
     /* truncated: a valid file cut short */
     snprintf(path, sizeof path, "%s/x.npy", dir);
     snprintf(args, sizeof args, "head -c 200 %s > %s/trunc.npy", path, dir);
     CHECK(system(args) == 0, "truncate copy");
-    snprintf(args, sizeof args, "layer --x %s/trunc.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o",
-             dir, dir, dir, dir);
+    snprintf(args, sizeof args,
+             "layer --x %s/trunc.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o", dir, dir, dir,
+             dir);
     expect_failure(args, "trunc.npy");
 }
 
@@ -313,8 +321,9 @@ static void shapes_not_fitting(void)
     size_t wbad[4] = {6, 2, 1, 1};
     float wdata[12] = {0};
     write_array("wbad.npy", 4, wbad, wdata);
-    snprintf(args, sizeof args, "layer --x %s/x.npy --w %s/wbad.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o",
-             dir, dir, dir, dir);
+    snprintf(args, sizeof args,
+             "layer --x %s/x.npy --w %s/wbad.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o", dir, dir, dir,
+             dir);
     expect_failure(args, "input channels");
     snprintf(args, sizeof args, "layer --x %s/x.npy --w %s/w.npy --dy %s/dy.npy --stride 2 --pad 0 --pool 1 --out %s/o",
              dir, dir, dir, dir);
@@ -324,14 +333,16 @@ static void shapes_not_fitting(void)
     float *wbigdata = calloc(6 * 4 * 81, 4);
     write_array("wbig.npy", 4, wbig, wbigdata);
     free(wbigdata);
-    snprintf(args, sizeof args, "layer --x %s/x.npy --w %s/wbig.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o",
-             dir, dir, dir, dir);
+    snprintf(args, sizeof args,
+             "layer --x %s/x.npy --w %s/wbig.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o", dir, dir, dir,
+             dir);
     expect_failure(args, "larger than the padded input");
     snprintf(args, sizeof args, "layer --x %s/x.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 3 --out %s/o",
              dir, dir, dir, dir);
     expect_failure(args, "pool factor must be 1, 2, 4 or 8");
-    snprintf(args, sizeof args, "layer --x %s/missing.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o",
-             dir, dir, dir, dir);
+    snprintf(args, sizeof args,
+             "layer --x %s/missing.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --out %s/o", dir, dir,
+             dir, dir);
     expect_failure(args, "missing.npy");
 }
 
@@ -342,7 +353,8 @@ static void bad_options(void)
     expect_failure("layer --x a.npy --stride two", "--stride: expected an integer");
     expect_failure("layer --bogus 1", "unknown option '--bogus'");
     expect_failure("frobnicate", "unknown command 'frobnicate'");
-    snprintf(args, sizeof args, "layer --x %s/x.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --pool-mode median --out %s/o",
+    snprintf(args, sizeof args,
+             "layer --x %s/x.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --pool-mode median --out %s/o",
              dir, dir, dir, dir);
     expect_failure(args, "--pool-mode: expected avg or max");
 }
@@ -351,7 +363,8 @@ static void cuda_without_gpu(void)
 {
     char args[2048];
     /* a cuda backend where no GPU exists is an error, never a silent fall-back */
-    snprintf(args, sizeof args, "layer --x %s/x.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --backend cuda --out %s/o",
+    snprintf(args, sizeof args,
+             "layer --x %s/x.npy --w %s/w.npy --dy %s/dy.npy --stride 1 --pad 0 --pool 1 --backend cuda --out %s/o",
              dir, dir, dir, dir);
     int rc = tool_run(args);
     if (rc == 0) {
@@ -368,7 +381,8 @@ static void bad_description_files(void)
     /* description files: file:line errors, nothing written */
     snprintf(path, sizeof path, "%s/bad_layers.lua", dir);
     FILE *f = fopen(path, "w");
-    fprintf(f, "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3 }\n\nlayer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3, stride = 0 }\n");
+    fprintf(f, "layer { N = 1, C = 3, H = 8, W = 8, K = 4, R = 3, S = 3 }\n\nlayer { N = 1, C = 3, H = 8, W = 8, K = "
+               "4, R = 3, S = 3, stride = 0 }\n");
     fclose(f);
     snprintf(args, sizeof args, "verify --layers %s", path);
     char want[300];
@@ -387,12 +401,13 @@ static void plan_table_json(void)
     char args[2048], path[256];
     /* poolprop plan: the table, JSON with the figures a script reads, and bad input */
     CHECK(tool_run("plan resnet50 --batch 64 --image 224x224 --policy 2") == 0, "plan failed:\n%s", tool_output);
-    CHECK(strstr(tool_output, "saving:") && strstr(tool_output, "saved: stage1") && strstr(tool_output, "largest transient"),
+    CHECK(strstr(tool_output, "saving:") && strstr(tool_output, "saved: stage1") &&
+              strstr(tool_output, "largest transient"),
           "plan table incomplete:\n%s", tool_output);
     printf("poolprop plan resnet50 --batch 64 --policy 2:\n%s", tool_output);
     CHECK(tool_run("plan resnet18 --batch 8 --policy 4 --json") == 0, "plan --json failed:\n%s", tool_output);
-    CHECK(strstr(tool_output, "\"peak_bytes\": ") && strstr(tool_output, "\"baseline_peak_bytes\": "), "JSON lacks peaks:\n%s",
-          tool_output);
+    CHECK(strstr(tool_output, "\"peak_bytes\": ") && strstr(tool_output, "\"baseline_peak_bytes\": "),
+          "JSON lacks peaks:\n%s", tool_output);
     size_t peak = 0, base = 0;
     CHECK(sscanf(strstr(tool_output, "\"peak_bytes\": "), "\"peak_bytes\": %zu", &peak) == 1 &&
               sscanf(strstr(tool_output, "\"baseline_peak_bytes\": "), "\"baseline_peak_bytes\": %zu", &base) == 1,
@@ -430,13 +445,15 @@ static void plan_act_bf16(void)
     /* act=bf16 is compared against the AMP-like baseline, which itself saves less than fp32 */
     CHECK(tool_run("plan resnet50 --batch 64 --image 224x224 --policy 2,act=bf16") == 0, "plan act=bf16 failed:\n%s",
           tool_output);
-    CHECK(strstr(tool_output, "baseline: policy baseline,act=bf16"), "act=bf16 not against its baseline:\n%s", tool_output);
+    CHECK(strstr(tool_output, "baseline: policy baseline,act=bf16"), "act=bf16 not against its baseline:\n%s",
+          tool_output);
     printf("poolprop plan resnet50 --batch 64 --policy 2,act=bf16:\n%s", tool_output);
     CHECK(tool_run("plan resnet18 --batch 8 --policy baseline,act=bf16 --json") == 0, "plan failed:\n%s", tool_output);
     size_t amp = 0, fp32_base = 0;
     CHECK(sscanf(strstr(tool_output, "\"peak_bytes\": "), "\"peak_bytes\": %zu", &amp) == 1, "JSON peak unreadable");
     CHECK(tool_run("plan resnet18 --batch 8 --policy baseline --json") == 0, "plan failed:\n%s", tool_output);
-    CHECK(sscanf(strstr(tool_output, "\"peak_bytes\": "), "\"peak_bytes\": %zu", &fp32_base) == 1, "JSON peak unreadable");
+    CHECK(sscanf(strstr(tool_output, "\"peak_bytes\": "), "\"peak_bytes\": %zu", &fp32_base) == 1,
+          "JSON peak unreadable");
     CHECK(amp > 0 && amp < fp32_base, "baseline,act=bf16 must plan less than baseline: %zu vs %zu", amp, fp32_base);
     expect_failure("plan resnet18 --batch 2 --policy 2,act=bf16,math=tf32", "math must be bf16");
     expect_failure("plan resnet18 --batch 2 --policy 2,act=half", "act must be one of fp32, bf16");
@@ -448,7 +465,8 @@ static void backend_and_values(void)
     expect_failure("train cifar_resnet8 --backend gpu", "--backend: expected auto, host or cuda, got 'gpu'");
     /* train defaults to auto too: it says which backend it chose before the plan is refused. */
     expect_failure("train cifar_resnet8 --batch 4096 --image 65536x65536", "that 32-bit indexing allows");
-    CHECK(strstr(tool_output, "poolprop: backend cuda (auto: ") || strstr(tool_output, "poolprop: backend host (auto: "),
+    CHECK(strstr(tool_output, "poolprop: backend cuda (auto: ") ||
+              strstr(tool_output, "poolprop: backend host (auto: "),
           "train without --backend does not use auto:\n%s", tool_output);
     /* Values that used to be accepted silently (issue 10, item 4). */
     expect_failure("demo --lr inf", "--lr: expected a positive finite number, got 'inf'");
@@ -522,7 +540,8 @@ static void bench_host(void)
 {
     char args[2048], path[256];
     /* poolprop bench: the mechanism on the host (its figures only mean something on a GPU) */
-    snprintf(args, sizeof args, "bench cifar_resnet8 --batch 2 --image 8 --repeats 2 --steps 1 --json %s/bench.json", dir);
+    snprintf(args, sizeof args, "bench cifar_resnet8 --batch 2 --image 8 --repeats 2 --steps 1 --json %s/bench.json",
+             dir);
     CHECK(tool_run(args) == 0, "bench failed:\n%s", tool_output);
     printf("%s", tool_output);
     size_t planned = 0, allocated = 0;
@@ -545,27 +564,35 @@ static void tune_database(void)
 {
     char args[2048];
     /* poolprop tune: one variant per kernel into a fresh database, which bench then reads */
-    snprintf(args, sizeof args, "tune cifar_resnet8 --batch 1 --image 8 --max-variants 1 --repeats 1 --warmup 0 "
-             "--tuning-dir %s/tuning", dir);
+    snprintf(args, sizeof args,
+             "tune cifar_resnet8 --batch 1 --image 8 --max-variants 1 --repeats 1 --warmup 0 "
+             "--tuning-dir %s/tuning",
+             dir);
     CHECK(tool_run(args) == 0, "tune failed:\n%s", tool_output);
     CHECK(strstr(tool_output, "23 kernels: 23 variants tried (23 verified and timed, 0 wrong, 0 unusable)") &&
               strstr(tool_output, "[23/23] conv_bwd_weight_") && strstr(tool_output, "wrote "),
           "tune summary:\n%s", tool_output);
     printf("poolprop tune: 23 kernels, one variant each, verified, timed and written\n");
-    snprintf(args, sizeof args, "bench cifar_resnet8 --batch 1 --image 8 --repeats 1 --steps 1 --layers-only "
-             "--tuning-dir %s/tuning", dir);
+    snprintf(args, sizeof args,
+             "bench cifar_resnet8 --batch 1 --image 8 --repeats 1 --steps 1 --layers-only "
+             "--tuning-dir %s/tuning",
+             dir);
     CHECK(tool_run(args) == 0 && strstr(tool_output, "tuning database: 23 entries"), "bench with the database:\n%s",
           tool_output);
     printf("poolprop bench read the 23 entries back\n");
-    snprintf(args, sizeof args, "gen --model cifar_resnet8 --batch 1 --image 8 --backend host --tuning-dir %s/tuning "
-             "--out %s/gen_tuned", dir, dir);
-    CHECK(tool_run(args) == 0 && strstr(tool_output, "(23 entries)"), "gen --model with the database:\n%s", tool_output);
+    snprintf(args, sizeof args,
+             "gen --model cifar_resnet8 --batch 1 --image 8 --backend host --tuning-dir %s/tuning "
+             "--out %s/gen_tuned",
+             dir, dir);
+    CHECK(tool_run(args) == 0 && strstr(tool_output, "(23 entries)"), "gen --model with the database:\n%s",
+          tool_output);
     printf("poolprop gen --model read the 23 entries back\n");
     expect_failure("tune", "which model?");
     expect_failure("tune cifar_resnet8 --policy 2,math=fp16", "math must be one of fp32, tf32, bf16");
     expect_failure("tune cifar_resnet8 --max-variants -1", "--max-variants");
     expect_failure("tune cifar_resnet8 --budget-seconds soon", "--budget-seconds");
-    snprintf(args, sizeof args, "tune cifar_resnet8 --batch 1 --image 8 --max-variants 1 --tuning-dir /proc/no/such/dir");
+    snprintf(args, sizeof args,
+             "tune cifar_resnet8 --batch 1 --image 8 --max-variants 1 --tuning-dir /proc/no/such/dir");
     expect_failure(args, "/proc/no/such/dir");
 }
 

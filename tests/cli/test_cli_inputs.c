@@ -110,8 +110,8 @@ static void check_bundle_exact(const char *bundle, int expected_kernels)
         snprintf(path, sizeof path, "%s/kernels/%.159s", bundle, names[i]);
         CHECK(access(path, F_OK) == 0, "%s named by plan.lua is missing", path);
     }
-    CHECK(files == n && n == expected_kernels, "%s/kernels holds %d files, plan.lua names %d, expected %d", bundle, files,
-          n, expected_kernels);
+    CHECK(files == n && n == expected_kernels, "%s/kernels holds %d files, plan.lua names %d, expected %d", bundle,
+          files, n, expected_kernels);
     printf("%s: plan.lua names %d kernels, kernels/ holds exactly those\n", bundle, n);
 }
 
@@ -125,10 +125,11 @@ static void test_gen_replaces_bundle(void)
     snprintf(kernels, sizeof kernels, "%s/kernels", bundle);
     int many = count_entries(kernels);
     CHECK(many > 8, "the default set has %d kernels", many);
-    write_file("one.lua",
-               "layer { name = \"a\", N = 1, C = 4, H = 8, W = 8, K = 4, R = 3, S = 3, stride = 1, pad = 1, pool = 2 }\n",
-               strlen("layer { name = \"a\", N = 1, C = 4, H = 8, W = 8, K = 4, R = 3, S = 3, stride = 1, pad = 1, "
-                      "pool = 2 }\n"));
+    write_file(
+        "one.lua",
+        "layer { name = \"a\", N = 1, C = 4, H = 8, W = 8, K = 4, R = 3, S = 3, stride = 1, pad = 1, pool = 2 }\n",
+        strlen("layer { name = \"a\", N = 1, C = 4, H = 8, W = 8, K = 4, R = 3, S = 3, stride = 1, pad = 1, "
+               "pool = 2 }\n"));
     snprintf(args, sizeof args, "gen %s/one.lua --out %s/", dir, bundle);
     CHECK(tool_run(args) == 0, "gen of one layer failed:\n%s", tool_output);
     check_bundle_exact(bundle, 4);
@@ -233,8 +234,8 @@ static void test_read_caps(void)
     /* Training logs (report) and CIFAR-10 files. */
     snprintf(args, sizeof args, "report /dev/zero -o %s/chart.svg", dir);
     expect_failure("report of /dev/zero", "/dev/zero", "longer than the limit of");
-    snprintf(args, sizeof args, "mkdir -p %s/cifar && truncate -s %lld %s/cifar/data_batch_1.bin", dir,
-             100001LL * 3073, dir);
+    snprintf(args, sizeof args, "mkdir -p %s/cifar && truncate -s %lld %s/cifar/data_batch_1.bin", dir, 100001LL * 3073,
+             dir);
     CHECK(system(args) == 0, "a sparse CIFAR file");
     snprintf(args, sizeof args, "train cifar_resnet8 --backend host --data cifar10:%s/cifar", dir);
     expect_failure("CIFAR file of 100001 records", "data_batch_1.bin", "more than the limit of 100000");

@@ -51,7 +51,9 @@ static void synthetic_determinism(void)
     for (int aug = 0; aug <= 1; aug++) {
         o.augment = aug;
         dataset *a = open_ok("synthetic", &o), *b = open_ok("synthetic", &o);
-        enum { BS = 16 };
+        enum {
+            BS = 16
+        };
         size_t img = 3 * 16 * 16;
         float *xa = malloc(BS * img * sizeof(float)), *xb = malloc(BS * img * sizeof(float));
         int32_t la[BS], lb[BS];
@@ -97,10 +99,14 @@ static void synthetic_order(void)
     o.height = 8, o.width = 8, o.train_size = 100, o.val_size = 23;
     dataset *ds = open_ok("synthetic", &o);
     /* Batch size 1: recover the order of each epoch as the index of the sample it shows. */
-    enum { N = 100, IMG = 3 * 8 * 8 };
+    enum {
+        N = 100,
+        IMG = 3 * 8 * 8
+    };
     static float samples[N][IMG];
     int32_t lab;
-    for (int i = 0; i < N; i++) CHECK(data_sample(ds, DATA_TRAIN, i, samples[i], &lab, err, sizeof err) == 0, "%s", err);
+    for (int i = 0; i < N; i++)
+        CHECK(data_sample(ds, DATA_TRAIN, i, samples[i], &lab, err, sizeof err) == 0, "%s", err);
     int order[3][N];
     for (int e = 0; e < 3; e++) {
         int seen[N] = {0};
@@ -118,8 +124,8 @@ static void synthetic_order(void)
         for (int s = 0; s < N; s++) CHECK(seen[s] == 1, "epoch %d shows sample %d %d times", e, s, seen[s]);
     }
     int same01 = 0, same02 = 0, ident = 0;
-    for (int i = 0; i < N; i++) same01 += order[0][i] == order[1][i], same02 += order[0][i] == order[2][i],
-                                ident += order[0][i] == i;
+    for (int i = 0; i < N; i++)
+        same01 += order[0][i] == order[1][i], same02 += order[0][i] == order[2][i], ident += order[0][i] == i;
     CHECK(same01 < 10 && same02 < 10 && ident < 10, "epochs not shuffled: %d/%d/%d fixed positions", same01, same02,
           ident);
     printf("synthetic: each of epochs 0, 1, 2 shows all 100 train samples once; positions equal between epochs "
@@ -163,7 +169,10 @@ static void synthetic_values(void)
     dataset *ds = open_ok("synthetic", &o);
     CHECK(data_size(ds, DATA_TRAIN) == 5000 && data_size(ds, DATA_VAL) == 1000, "default sizes: %d / %d",
           data_size(ds, DATA_TRAIN), data_size(ds, DATA_VAL));
-    enum { BS = 100, IMG = 3 * 32 * 32 };
+    enum {
+        BS = 100,
+        IMG = 3 * 32 * 32
+    };
     float *x = malloc(BS * IMG * sizeof(float));
     int32_t l[BS];
     double sum[3] = {0}, sq[3] = {0};
@@ -223,7 +232,9 @@ static void synthetic_values(void)
 
 static void feat_autocorr(const float *x, double *f)
 {
-    enum { P = LS * LS };
+    enum {
+        P = LS * LS
+    };
     double m[3] = {0}, C[3][3] = {{0}}, g[P];
     for (int c = 0; c < 3; c++) {
         for (int p = 0; p < P; p++) m[c] += x[c * P + p];
@@ -460,7 +471,8 @@ static int find_augmentation(const float *out, int i, int *dy_out, int *dx_out, 
                     for (int y = 0; y < 32 && same; y++)
                         for (int x = 0; x < 32 && same; x++) {
                             int sy = y + dy, sx = (flip ? 31 - x : x) + dx;
-                            uint8_t b = (sy >= 0 && sy < 32 && sx >= 0 && sx < 32) ? pixel_byte(file, rec, c, sy, sx) : 0;
+                            uint8_t b =
+                                (sy >= 0 && sy < 32 && sx >= 0 && sx < 32) ? pixel_byte(file, rec, c, sy, sx) : 0;
                             same = out[c * 1024 + y * 32 + x] == norm_ref(b, c);
                         }
                 if (same) matches++, *dy_out = dy, *dx_out = dx, *flip_out = flip;
@@ -477,7 +489,10 @@ static void cifar_augment(void)
     data_options_init(&o); /* augmentation on by default for cifar10 */
     o.seed = 11;
     dataset *a = open_ok(spec, &o), *b = open_ok(spec, &o);
-    enum { BS = 5, EPOCHS = 30 };
+    enum {
+        BS = 5,
+        EPOCHS = 30
+    };
     float xa[BS * 3072], xb[BS * 3072];
     int32_t la[BS], lb[BS];
     int dy_hist[9] = {0}, dx_hist[9] = {0}, flips = 0, draws = 0, shown = 0;

@@ -130,8 +130,9 @@ static const command commands[] = {
     {"gen (layer file)", "gen %1$s/layers.lua --out %2$s", "gen_layers"},
     {"gen --model", "gen --model cifar_resnet8 --batch 2 --image 8 --out %2$s", "gen_model"},
     {"init", "init cifar_resnet8 --seed 1 --out %2$s", "init"},
-    {"layer", "layer --x %1$s/x.npy --w %1$s/w.npy --dy %1$s/dy.npy --stride 1 --pad 1 --pool 2 --backend host "
-              "--out %2$s",
+    {"layer",
+     "layer --x %1$s/x.npy --w %1$s/w.npy --dy %1$s/dy.npy --stride 1 --pad 1 --pool 2 --backend host "
+     "--out %2$s",
      "layer"},
     {"bench --json", "bench cifar_resnet8 --batch 2 --image 8 --backend host --step-only --steps 1 --json %2$s",
      "bench.json"},
@@ -216,7 +217,8 @@ int main(int argc, char **argv)
     snprintf(layers, sizeof layers, "%s/layers.lua", scratch);
     FILE *f = fopen(layers, "w");
     CHECK(f, "create %s", layers);
-    fprintf(f, "layer { name = \"a\", N = 1, C = 4, H = 8, W = 8, K = 4, R = 3, S = 3, stride = 1, pad = 1, pool = 2 }\n");
+    fprintf(f,
+            "layer { name = \"a\", N = 1, C = 4, H = 8, W = 8, K = 4, R = 3, S = 3, stride = 1, pad = 1, pool = 2 }\n");
     fclose(f);
 
     const char *train = "train cifar_resnet8 --backend host --image 8 --batch 4 --train-size 8 --val-size 4 "

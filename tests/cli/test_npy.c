@@ -14,16 +14,13 @@
 static char dir[64];
 static char err[1024]; /* the last error message */
 
-#define CHECK_NPY(expr)                                                                         \
-    do {                                                                                       \
-        pp_status check_status_ = (expr);                                                      \
+#define CHECK_NPY(expr)                                                                           \
+    do {                                                                                          \
+        pp_status check_status_ = (expr);                                                         \
         CHECK(check_status_ == PP_OK, "%s: %s: %s", #expr, pp_status_string(check_status_), err); \
     } while (0)
 
-static void path_of(const char *name, char *out, size_t len)
-{
-    snprintf(out, len, "%s/%s", dir, name);
-}
+static void path_of(const char *name, char *out, size_t len) { snprintf(out, len, "%s/%s", dir, name); }
 
 static void write_raw(const char *path, const void *data, size_t len)
 {
@@ -291,8 +288,7 @@ static void writer_errors(void)
     float d[2] = {1, 2};
     const char *nodir = "/nonexistent_dir_pp/x.npy";
     pp_status st = npy_write_f32(nodir, 1, shape, d, err, sizeof err);
-    CHECK(st == PP_ERR_IO && strncmp(err, nodir, strlen(nodir)) == 0, "write to a missing dir: %s",
-          err);
+    CHECK(st == PP_ERR_IO && strncmp(err, nodir, strlen(nodir)) == 0, "write to a missing dir: %s", err);
     printf("write error: %s\n", err);
     char path[512];
     path_of("rank9w.npy", path, sizeof path);

@@ -69,14 +69,15 @@ static void expect_failure(const char *args_fmt, const char *message_part, const
     int rc = tool_run(args);
     CHECK(rc != 0, "poolprop %s should fail; output:\n%s", args, tool_output);
     CHECK(strncmp(tool_output, "poolprop: ", 10) == 0, "message should start with 'poolprop: ':\n%s", tool_output);
-    CHECK(strstr(tool_output, message_part) != NULL, "poolprop %s: message lacks \"%s\":\n%s", args, message_part, tool_output);
+    CHECK(strstr(tool_output, message_part) != NULL, "poolprop %s: message lacks \"%s\":\n%s", args, message_part,
+          tool_output);
     CHECK(!message_part2 || strstr(tool_output, message_part2) != NULL, "poolprop %s: message lacks \"%s\":\n%s", args,
           message_part2, tool_output);
     CHECK(read_file("x.svg") < 0, "poolprop %s failed but wrote x.svg", args);
     expect_no_temporaries();
-    printf("rejected as expected (exit %d; message has \"%s\"%s%s%s): poolprop report %s\n    -> %s", rc,
-           message_part, message_part2 ? " and \"" : "", message_part2 ? message_part2 : "",
-           message_part2 ? "\"" : "", args + 7, tool_output);
+    printf("rejected as expected (exit %d; message has \"%s\"%s%s%s): poolprop report %s\n    -> %s", rc, message_part,
+           message_part2 ? " and \"" : "", message_part2 ? message_part2 : "", message_part2 ? "\"" : "", args + 7,
+           tool_output);
 }
 
 #define HEADER "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,peak_bytes\n"
@@ -84,14 +85,20 @@ static void expect_failure(const char *args_fmt, const char *message_part, const
 static void four_runs_summary(void)
 {
     char args[2048];
-    snprintf(args, sizeof args, "report %s/a.csv %s/b.csv %s/c.csv %s/d.csv -o %s/chart.svg "
-             "--title \"Runs & \\\"tests\\\" <1> it's\"", dir, dir, dir, dir, dir);
+    snprintf(args, sizeof args,
+             "report %s/a.csv %s/b.csv %s/c.csv %s/d.csv -o %s/chart.svg "
+             "--title \"Runs & \\\"tests\\\" <1> it's\"",
+             dir, dir, dir, dir, dir);
     int rc = tool_run(args);
     printf("poolprop %s\n%s", args, tool_output);
     CHECK(rc == 0, "exit %d", rc);
-    expect_in("output", tool_output, "cifar_resnet8, policy 2 (a.csv): 4 epochs, final train accuracy 0.5575, val accuracy 0.5100");
-    expect_in("output", tool_output, "cifar_resnet8, policy 2 (c.csv): 3 epochs, final train accuracy 0.6500, val accuracy 0.5500");
-    expect_in("output", tool_output, "cifar_resnet8, policy stem=1,stage1=<4>: 3 epochs, final train accuracy 0.4000, val accuracy n/a, 1 nan/inf value not drawn");
+    expect_in("output", tool_output,
+              "cifar_resnet8, policy 2 (a.csv): 4 epochs, final train accuracy 0.5575, val accuracy 0.5100");
+    expect_in("output", tool_output,
+              "cifar_resnet8, policy 2 (c.csv): 3 epochs, final train accuracy 0.6500, val accuracy 0.5500");
+    expect_in("output", tool_output,
+              "cifar_resnet8, policy stem=1,stage1=<4>: 3 epochs, final train accuracy 0.4000, val accuracy n/a, 1 "
+              "nan/inf value not drawn");
     expect_in("output", tool_output, "d.csv: 1 epoch, final train accuracy 0.1000, val accuracy 0.1000");
     expect_in("output", tool_output, "chart.svg (4 runs)");
 }
@@ -203,20 +210,20 @@ int main(int argc, char **argv)
     test_temp_dir(dir, sizeof dir, "report");
 
     /* a: 4 epochs, everything present */
-    write_file("a.csv", "# poolprop train log\n# model: cifar_resnet8\n# policy: 2\n# data: synthetic\n# batch: 32\n" HEADER
-                        "1,2.1034,0.2312,1.9876,0.2800,41.2,1067192\n"
-                        "2,1.7021,0.3875,1.6540,0.4100,40.8,1067192\n"
-                        "3,1.4020,0.4875,1.4540,0.4700,40.8,1067192\n"
-                        "4,1.2021,0.5575,1.3540,0.5100,40.8,1067192\n");
+    write_file("a.csv",
+               "# poolprop train log\n# model: cifar_resnet8\n# policy: 2\n# data: synthetic\n# batch: 32\n" HEADER
+               "1,2.1034,0.2312,1.9876,0.2800,41.2,1067192\n"
+               "2,1.7021,0.3875,1.6540,0.4100,40.8,1067192\n"
+               "3,1.4020,0.4875,1.4540,0.4700,40.8,1067192\n"
+               "4,1.2021,0.5575,1.3540,0.5100,40.8,1067192\n");
     /* b: no validation set (nan), a diverged inf loss, a policy that needs escaping */
-    write_file("b.csv", "# policy: stem=1,stage1=<4>\n# model: cifar_resnet8\n" HEADER
-                        "1,2.2,0.20,nan,nan,40.0,900000\n"
-                        "2,inf,0.30,nan,nan,40.0,900000\n"
-                        "3,1.6,0.40,nan,nan,40.0,900000\n");
+    write_file("b.csv",
+               "# policy: stem=1,stage1=<4>\n# model: cifar_resnet8\n" HEADER "1,2.2,0.20,nan,nan,40.0,900000\n"
+               "2,inf,0.30,nan,nan,40.0,900000\n"
+               "3,1.6,0.40,nan,nan,40.0,900000\n");
     /* c: resumed after epoch 3 from the epoch-1 checkpoint: epochs 2 and 3 repeat, last wins;
      * the same model and policy as a, so both labels get their file name */
-    write_file("c.csv", "# unknown: key\n# policy: 2\n# model: cifar_resnet8\n" HEADER
-                        "1,2.0,0.25,1.9,0.30,40,1\n"
+    write_file("c.csv", "# unknown: key\n# policy: 2\n# model: cifar_resnet8\n" HEADER "1,2.0,0.25,1.9,0.30,40,1\n"
                         "2,1.8,0.35,1.7,0.38,40,1\n"
                         "3,1.6,0.45,1.5,0.42,40,1\n"
                         "# resumed\n" HEADER "2,1.7,0.40,1.6,0.41,40,1\n"

@@ -98,7 +98,8 @@ static void bad_checkpoints(void)
 {
     char args[2048];
     snprintf(args, sizeof args, "train %s --momentum 0.8 --resume %s/ck_a", common, dir);
-    CHECK(tool_run(args) != 0 && strstr(tool_output, "the checkpoint was made with"), "mismatched resume:\n%s", tool_output);
+    CHECK(tool_run(args) != 0 && strstr(tool_output, "the checkpoint was made with"), "mismatched resume:\n%s",
+          tool_output);
     printf("rejected as expected: %s", tool_output);
     snprintf(args, sizeof args, "train %s --resume %s/nothing_here", common, dir);
     CHECK(tool_run(args) != 0 && strstr(tool_output, "checkpoint.ppc"), "missing checkpoint:\n%s", tool_output);
@@ -116,7 +117,8 @@ static void bad_checkpoints(void)
 
 static void bad_data_and_options(void)
 {
-    CHECK(tool_run("train cifar_resnet8 --data cifar10:/nonexistent/cifar") != 0 && strstr(tool_output, "/nonexistent/cifar"),
+    CHECK(tool_run("train cifar_resnet8 --data cifar10:/nonexistent/cifar") != 0 &&
+              strstr(tool_output, "/nonexistent/cifar"),
           "missing CIFAR directory:\n%s", tool_output);
     printf("rejected as expected: %s", tool_output);
     CHECK(tool_run("train cifar_resnet8 --data imagenet") != 0 && strstr(tool_output, "imagenet"), "unknown data:\n%s",

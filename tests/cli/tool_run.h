@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <sys/wait.h>
 
-static const char *tool_path;       /* set from argv[1] */
-static char tool_output[1 << 16];   /* the last run's stdout and stderr */
+static const char *tool_path;     /* set from argv[1] */
+static char tool_output[1 << 16]; /* the last run's stdout and stderr */
 
 /* Returns the exit status. env: "NAME=value ..." or NULL. */
 static int tool_run_env(const char *env, const char *args)

@@ -36,9 +36,9 @@ __device__ void d_store(const float (&acc)[4], float *d)
 extern "C" __global__ void mma_tf32(const float *a, const float *b, const float *c, float *d)
 {
     const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const unsigned af[4] = { pp_f32_to_tf32(a[g * 8 + t]), pp_f32_to_tf32(a[(g + 8) * 8 + t]),
-                             pp_f32_to_tf32(a[g * 8 + t + 4]), pp_f32_to_tf32(a[(g + 8) * 8 + t + 4]) };
-    const unsigned bf[2] = { pp_f32_to_tf32(b[t * 8 + g]), pp_f32_to_tf32(b[(t + 4) * 8 + g]) };
+    const unsigned af[4] = {pp_f32_to_tf32(a[g * 8 + t]), pp_f32_to_tf32(a[(g + 8) * 8 + t]),
+                            pp_f32_to_tf32(a[g * 8 + t + 4]), pp_f32_to_tf32(a[(g + 8) * 8 + t + 4])};
+    const unsigned bf[2] = {pp_f32_to_tf32(b[t * 8 + g]), pp_f32_to_tf32(b[(t + 4) * 8 + g])};
     float acc[4];
     c_fragment(c, acc);
     pp_mma_tf32_16x8x8(acc, af, bf);

@@ -9,8 +9,7 @@
 
 namespace emu_test_reduce {
 
-extern "C" __global__ void __launch_bounds__(1024)
-emu_block_sum(const float *__restrict__ in, float *__restrict__ out)
+extern "C" __global__ void __launch_bounds__(1024) emu_block_sum(const float *__restrict__ in, float *__restrict__ out)
 {
     __shared__ float partial[1024];
     const unsigned t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);

@@ -74,8 +74,10 @@ static void check_bf16_bound_rejects(void)
     uint32_t state = 12345u;
     for (size_t i = 0; i < nx + nw; i++) {
         float v = layer_check_bf16_round(test_lcg_signed(&state));
-        if (i < nx) x[i] = v, ax[i] = fabsf(v);
-        else w[i - nx] = v, aw[i - nx] = fabsf(v);
+        if (i < nx)
+            x[i] = v, ax[i] = fabsf(v);
+        else
+            w[i - nx] = v, aw[i - nx] = fabsf(v);
     }
     conv_fwd_ref(&sh, x, w, ref);
     conv_fwd_ref(&sh, ax, aw, abs_ref);
@@ -93,7 +95,8 @@ static void check_bf16_bound_rejects(void)
     for (size_t i = 0; i < ny; i++) out[i] = layer_check_bf16_round(dropped[i]);
     double drop = layer_check_bf16_excess(out, ref, abs_ref, ny, n);
     printf("bf16 bound on a 3-channel 3x3 layer: rounded to nearest %.2f, truncated %.2f, channel 1 dropped %.2f "
-           "(of allowed; must be <= 1, > 1, > 1)\n", good, truncated, drop);
+           "(of allowed; must be <= 1, > 1, > 1)\n",
+           good, truncated, drop);
     CHECK(good <= 1, "the bf16 bound rejects a correctly rounded result (%.2f)", good);
     CHECK(truncated > 1, "the bf16 bound accepts a truncated result (%.2f)", truncated);
     CHECK(drop > 1, "the bf16 bound accepts a result without an input channel (%.2f)", drop);
@@ -215,14 +218,15 @@ static void shape_matrix(void)
                        "y %.1e xp %.1e dx %.1e dw %.1e (of allowed: %.2f %.2f %.2f %.2f)\n",
                        c->n, c->c, c->h, c->w, c->k, c->r, c->s, c->stride, c->pad, c->pool,
                        c->mode == PP_POOL_MAX ? "max" : "avg", r.bf16_storage ? "bf16-storage" : "fp32-storage",
-                       d.variant_fwd, d.variant_bwd_data,
-                       d.variant_bwd_weight, r.math_y, r.math_dx, r.math_dw, blocks[0], blocks[1], blocks[2],
-                       schedule_names[si], r.err_y, r.err_xp, r.err_dx, r.err_dw, r.excess_y, r.excess_xp,
-                       r.excess_dx, r.excess_dw);
+                       d.variant_fwd, d.variant_bwd_data, d.variant_bwd_weight, r.math_y, r.math_dx, r.math_dw,
+                       blocks[0], blocks[1], blocks[2], schedule_names[si], r.err_y, r.err_xp, r.err_dx, r.err_dw,
+                       r.excess_y, r.excess_xp, r.excess_dx, r.excess_dw);
                 CHECK(r.excess_y <= 1, "y (%s) error %.3e is %.2f of what is allowed", r.math_y, r.err_y, r.excess_y);
                 CHECK(r.excess_xp <= 1, "xp error %.3e > tolerance %.3e", r.err_xp, r.tol_xp);
-                CHECK(r.excess_dx <= 1, "dx (%s) error %.3e is %.2f of what is allowed", r.math_dx, r.err_dx, r.excess_dx);
-                CHECK(r.excess_dw <= 1, "dw (%s) error %.3e is %.2f of what is allowed", r.math_dw, r.err_dw, r.excess_dw);
+                CHECK(r.excess_dx <= 1, "dx (%s) error %.3e is %.2f of what is allowed", r.math_dx, r.err_dx,
+                      r.excess_dx);
+                CHECK(r.excess_dw <= 1, "dw (%s) error %.3e is %.2f of what is allowed", r.math_dw, r.err_dw,
+                      r.excess_dw);
                 /* Largest errors per precision: [math][output]. */
                 double e[4] = {r.err_y, r.err_xp, r.err_dx, r.err_dw};
                 const char *m4[4] = {r.math_y, "fp32", r.math_dx, r.math_dw};
@@ -239,7 +243,8 @@ static void shape_matrix(void)
     printf("%d layer runs match the reference; largest errors relative to the output's magnitude:\n", runs);
     const char *math_names[4] = {"fp32", "tf32", "bf16", "bf16 storage"};
     for (int m = 0; m < 4; m++) {
-        if (!outputs_of[m]) printf("  %s: not run\n", math_names[m]);
+        if (!outputs_of[m])
+            printf("  %s: not run\n", math_names[m]);
         else
             printf("  %s: y %.2e, xp %.2e, dx %.2e, dw %.2e\n", math_names[m], worst[m][0], worst[m][1], worst[m][2],
                    worst[m][3]);

@@ -22,7 +22,10 @@
 #include <stdio.h>
 #include <string.h>
 
-enum { max_items = 256, max_picked = 64 };
+enum {
+    max_items = 256,
+    max_picked = 64
+};
 
 typedef struct coverage {
     char items[max_items][48]; /* "KEY=VALUE" or "MATH=.. BK=.." already run */
@@ -62,7 +65,8 @@ static void config_value(const char *config, const char *key, char *out, size_t 
 /* A variant's coverage items: each parameter's value, and its (MATH, BK). */
 static int variant_items(const char *config, char items[][48])
 {
-    static const char *const keys[] = {"BM", "BN", "BK", "TM", "TN", "WARPS_M", "WARPS_N", "STAGES", "MATH", "MAX_SPLITS"};
+    static const char *const keys[] = {"BM",      "BN",      "BK",     "TM",   "TN",
+                                       "WARPS_M", "WARPS_N", "STAGES", "MATH", "MAX_SPLITS"};
     int n = 0;
     char v[16], math[16], bk[16];
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
@@ -134,9 +138,10 @@ static int run_covering(pp_context *ctx[2], int picked[3][max_picked], const int
                 CHECK_OK(ctx[si], layer_check_run(ctx[si], layer, &d, 101u + (uint32_t)j, &r));
                 printf("v(%3d,%3d,%3d) %s/%s/%s %s C%-3d K%-3d %s: y %.1e dx %.1e dw %.1e (of allowed: %.2f %.2f "
                        "%.2f %.2f)\n",
-                       v[0], v[1], v[2], r.math_y, r.math_dx, r.math_dw, storage == PP_STORAGE_BF16 ? "bf16-storage" : "fp32-storage",
-                       d.c, d.k, si ? "reverse" : "forward", r.err_y, r.err_dx, r.err_dw, r.excess_y, r.excess_xp,
-                       r.excess_dx, r.excess_dw);
+                       v[0], v[1], v[2], r.math_y, r.math_dx, r.math_dw,
+                       storage == PP_STORAGE_BF16 ? "bf16-storage" : "fp32-storage", d.c, d.k,
+                       si ? "reverse" : "forward", r.err_y, r.err_dx, r.err_dw, r.excess_y, r.excess_xp, r.excess_dx,
+                       r.excess_dw);
                 CHECK(r.excess_y <= 1, "y (%s) error %.3e is %.2f of what is allowed", r.math_y, r.err_y, r.excess_y);
                 CHECK(r.excess_xp <= 1, "xp error %.3e is %.2f of what is allowed", r.err_xp, r.excess_xp);
                 CHECK(r.excess_dx <= 1, "dx (%s) error %.3e is %.2f of what is allowed", r.math_dx, r.err_dx,

@@ -127,13 +127,14 @@ static void compile_op(pp_context *ctx, const pp_layer_desc *d, const char *op)
 static void compile_network(pp_context *ctx, const char *model, const char *policy, int batch, int image)
 {
     gen_plan p;
-    gen_plan_request req = {.model = model, .policy = policy, .batch = batch, .height = image, .width = image, .sources = 1};
+    gen_plan_request req = {
+        .model = model, .policy = policy, .batch = batch, .height = image, .width = image, .sources = 1};
     CHECK_OK(ctx, gen_plan_train(ctx, &req, &p));
     int before = kernels_checked;
     compile_kernels(ctx, p.kernels, p.kernel_count, 0);
     if (!collecting)
-        printf("%s, batch %d, %dx%d, policy %s: %d distinct kernels compile for sm_80 and sm_90\n", model,
-           batch, image, image, policy, (kernels_checked - before) / 2);
+        printf("%s, batch %d, %dx%d, policy %s: %d distinct kernels compile for sm_80 and sm_90\n", model, batch, image,
+               image, policy, (kernels_checked - before) / 2);
     gen_plan_free(&p);
 }
 
@@ -288,14 +289,13 @@ static void variant_sweep(void)
         }
         if (collecting) continue;
         printf("%s: all %d declared variants compile for sm_80, %d of them (covering every parameter value) also "
-               "for sm_90 (BF16 with bf16 storage; %d of them also with fp32 storage, for both)\n", ops[op], variants,
-               on_sm90, fp32_storage_bf16);
+               "for sm_90 (BF16 with bf16 storage; %d of them also with fp32 storage, for both)\n",
+               ops[op], variants, on_sm90, fp32_storage_bf16);
         const char *maths[3] = {"fp32", "tf32", "bf16"};
         for (int m = 0; m < 3; m++)
             if (n[m])
                 printf("  %s%s: %d variants, registers %d..%d, shared memory up to %d bytes\n", maths[m],
-                       m == 2 ? " (bf16 storage)" : "", n[m], lo[m],
-                       hi[m], smem[m]);
+                       m == 2 ? " (bf16 storage)" : "", n[m], lo[m], hi[m], smem[m]);
     }
 }
 

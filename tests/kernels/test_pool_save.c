@@ -217,7 +217,8 @@ static uint64_t launch(int si, kernel_set *s, int ki, const bind *b, int nb)
         if (!w->bytes) continue;
         unsigned char after[GUARD];
         CHECK_OK(ctx, ctx->ops->download(ctx, after, ptr[a] + w->bytes, GUARD));
-        CHECK(memcmp(after, guard, GUARD) == 0, "%s wrote past the end of '%s' (%zu bytes)", k->name, w->name, w->bytes);
+        CHECK(memcmp(after, guard, GUARD) == 0, "%s wrote past the end of '%s' (%zu bytes)", k->name, w->name,
+              w->bytes);
         unsigned char *got = w->out ? w->out : xmalloc(w->bytes);
         CHECK_OK(ctx, ctx->ops->download(ctx, got, ptr[a], w->bytes));
         if (w->out) {
@@ -231,9 +232,18 @@ static uint64_t launch(int si, kernel_set *s, int ki, const bind *b, int nb)
     return hash;
 }
 
-#define IN(n, p, b) {n, p, NULL, b}
-#define OUT(n, g, p, b) {n, g, p, b}
-#define NUL(n) {n, NULL, NULL, 0}
+#define IN(n, p, b)   \
+    {                 \
+        n, p, NULL, b \
+    }
+#define OUT(n, g, p, b) \
+    {                   \
+        n, g, p, b      \
+    }
+#define NUL(n)           \
+    {                    \
+        n, NULL, NULL, 0 \
+    }
 
 /* ---- the host reference: conv_fwd.cu's pool-save, same float operations in the same order ---- */
 static void pool_host(int n, int c, int h, int w, int f, int pool_max, const float *x, float *xp)
@@ -274,7 +284,8 @@ static void same_floats(const char *what, const char *where, const float *a, con
 static void same_bytes(const char *what, const char *where, const void *a, const void *b, size_t bytes)
 {
     const unsigned char *p = a, *q = b;
-    for (size_t i = 0; i < bytes; i++) CHECK(p[i] == q[i], "%s %s: byte %zu is 0x%02x, want 0x%02x", where, what, i, p[i], q[i]);
+    for (size_t i = 0; i < bytes; i++)
+        CHECK(p[i] == q[i], "%s %s: byte %zu is 0x%02x, want 0x%02x", where, what, i, p[i], q[i]);
 }
 
 /* ================= bn_apply_pool ================= */
@@ -311,15 +322,19 @@ static void test_bn_apply_pool(int n, int c, int h, int w, int f, int f2, int po
          *g_xp = garbage(pmax * 4), *g_xp2 = garbage(pmax * 4), *g_y = garbage((size_t)n * h * w * 4 * 4);
     float *out = xmalloc(count * 4), *out_a = xmalloc(count * 4), *xp = xmalloc(pcount[0] * 4),
           *xp2 = xmalloc(pcount[1] * 4), *ref = xmalloc(pcount[0] * 4), *ref2 = xmalloc(pcount[1] * 4),
-          *conv_xp = xmalloc(pcount[0] * 4), *conv_xp2 = xmalloc(pcount[1] * 4), *conv_y = xmalloc((size_t)n * h * w * 16);
+          *conv_xp = xmalloc(pcount[0] * 4), *conv_xp2 = xmalloc(pcount[1] * 4),
+          *conv_y = xmalloc((size_t)n * h * w * 16);
     uint32_t *mask = xmalloc(words * 4), *mask_a = xmalloc(words * 4);
     uint16_t *ybf = xmalloc(count * 2), *ybf_a = xmalloc(count * 2);
     uint64_t hash[SCHEDULES];
     for (int si = 0; si < SCHEDULES; si++) {
         char w2[260];
         snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
-        bind bp[] = {IN("y", y, count * 4), IN("mean", mean, c * 4), IN("invstd", invstd, c * 4),
-                     IN("gamma", gamma, c * 4), IN("beta", beta, c * 4),
+        bind bp[] = {IN("y", y, count * 4),
+                     IN("mean", mean, c * 4),
+                     IN("invstd", invstd, c * 4),
+                     IN("gamma", gamma, c * 4),
+                     IN("beta", beta, c * 4),
                      add ? (bind)IN("residual", residual, count * 4) : (bind)NUL("residual"),
                      OUT("out", g_out, out, count * 4),
                      relu ? (bind)OUT("mask", g_mask, mask, words * 4) : (bind)NUL("mask"),
@@ -328,12 +343,16 @@ static void test_bn_apply_pool(int n, int c, int h, int w, int f, int f2, int po
                      f2 > 1 ? (bind)OUT("xp2", g_xp2, xp2, pcount[1] * 4) : (bind)NUL("xp2")};
         hash[si] = launch(si, &s, kp, bp, 11);
         /* The elementwise kernel on the same inputs: out, mask, y_bf16 bit for bit. */
-        bind ba[] = {IN("y", y, count * 4), IN("mean", mean, c * 4), IN("invstd", invstd, c * 4),
-                     IN("gamma", gamma, c * 4), IN("beta", beta, c * 4),
+        bind ba[] = {IN("y", y, count * 4),
+                     IN("mean", mean, c * 4),
+                     IN("invstd", invstd, c * 4),
+                     IN("gamma", gamma, c * 4),
+                     IN("beta", beta, c * 4),
                      add ? (bind)IN("residual", residual, count * 4) : (bind)NUL("residual"),
                      OUT("out", g_out, out_a, count * 4),
                      relu ? (bind)OUT("mask", g_mask, mask_a, words * 4) : (bind)NUL("mask"),
-                     bf16 ? (bind)OUT("y_bf16", g_bf, ybf_a, count * 2) : (bind)NUL("y_bf16"), NUL("running_mean"),
+                     bf16 ? (bind)OUT("y_bf16", g_bf, ybf_a, count * 2) : (bind)NUL("y_bf16"),
+                     NUL("running_mean"),
                      NUL("running_var")};
         launch(si, &s, ka, ba, 11);
         same_floats("out vs bn_apply", w2, out, out_a, count, 0);
@@ -376,8 +395,9 @@ static void test_maxpool_pool(int n, int c, int h, int w, int f, int f2, int poo
 {
     kernel_set s;
     set_init(&s, "pool_save_maxpool_n%dc%dh%dw%d_f%d_%d", n, c, h, w, f, f2);
-    const int kp = set_add(&s, "maxpool_fwd_pool", "{ N = %d, C = %d, H = %d, W = %d, POOL_F = %d, POOL_F2 = %d, POOL_MAX = %d }",
-                           n, c, h, w, f, f2, pool_max);
+    const int kp =
+        set_add(&s, "maxpool_fwd_pool", "{ N = %d, C = %d, H = %d, W = %d, POOL_F = %d, POOL_F2 = %d, POOL_MAX = %d }",
+                n, c, h, w, f, f2, pool_max);
     const int km = set_add(&s, "maxpool_fwd", "{ N = %d, C = %d, H = %d, W = %d }", n, c, h, w);
     const int p = (h + 2 - 3) / 2 + 1, q = (w + 2 - 3) / 2 + 1;
     const int kc = set_add_conv(&s, n, c, p, q, f, pool_max);
@@ -393,8 +413,9 @@ static void test_maxpool_pool(int n, int c, int h, int w, int f, int f2, int poo
     const size_t pmax = pcount[0] > pcount[1] ? pcount[0] : pcount[1];
     void *g_y = garbage(count * 4), *g_arg = garbage(count), *g_xp = garbage(pmax * 4), *g_xp2 = garbage(pmax * 4),
          *g_cy = garbage((size_t)n * p * q * 16);
-    float *y = xmalloc(count * 4), *y_m = xmalloc(count * 4), *xp = xmalloc(pcount[0] * 4), *xp2 = xmalloc(pcount[1] * 4),
-          *ref = xmalloc(pmax * 4), *conv_xp = xmalloc(pmax * 4), *conv_y = xmalloc((size_t)n * p * q * 16);
+    float *y = xmalloc(count * 4), *y_m = xmalloc(count * 4), *xp = xmalloc(pcount[0] * 4),
+          *xp2 = xmalloc(pcount[1] * 4), *ref = xmalloc(pmax * 4), *conv_xp = xmalloc(pmax * 4),
+          *conv_y = xmalloc((size_t)n * p * q * 16);
     unsigned char *arg = xmalloc(count), *arg_m = xmalloc(count);
     uint64_t hash[SCHEDULES];
     for (int si = 0; si < SCHEDULES; si++) {
@@ -415,8 +436,9 @@ static void test_maxpool_pool(int n, int c, int h, int w, int f, int f2, int poo
             pool_host(n, c, p, q, fs[t], pool_max, y, ref);
             snprintf(what, sizeof what, "xp (f %d) vs the host", fs[t]);
             same_floats(what, w2, xps[t], ref, pcount[t], 1);
-            bind bc[] = {IN("x", y, count * 4), IN("w", wt, (size_t)4 * c * 4), OUT("y", g_cy, conv_y, (size_t)n * p * q * 16),
-                         OUT("xp", g_xp, conv_xp, pcount[t] * 4), NUL("null")};
+            bind bc[] = {IN("x", y, count * 4), IN("w", wt, (size_t)4 * c * 4),
+                         OUT("y", g_cy, conv_y, (size_t)n * p * q * 16), OUT("xp", g_xp, conv_xp, pcount[t] * 4),
+                         NUL("null")};
             launch(si, &s, kcs[t], bc, 5);
             snprintf(what, sizeof what, "xp (f %d) vs conv_fwd's", fs[t]);
             same_floats(what, w2, xps[t], conv_xp, pcount[t], 0);
@@ -490,7 +512,8 @@ static void test_bn_apply_pool_bf16(int n, int c, int h, int w, int f, int f2, i
     float *mean = rand_floats(c, -0.5f, 0.5f), *invstd = rand_floats(c, 0.5f, 2), *gamma = rand_floats(c, -1.5f, 1.5f),
           *beta = rand_floats(c, -0.5f, 0.5f);
     const size_t pmax = pcount[0] > pcount[1] ? pcount[0] : pcount[1];
-    void *g_out = garbage(count * 2), *g_mask = garbage(words * 4), *g_xp = garbage(pmax * 2), *g_xp2 = garbage(pmax * 2);
+    void *g_out = garbage(count * 2), *g_mask = garbage(words * 4), *g_xp = garbage(pmax * 2),
+         *g_xp2 = garbage(pmax * 2);
     uint16_t *out = xmalloc(count * 2), *out_a = xmalloc(count * 2), *xp = xmalloc(pcount[0] * 2),
              *xp2 = xmalloc(pcount[1] * 2);
     uint32_t *mask = xmalloc(words * 4), *mask_a = xmalloc(words * 4);
@@ -498,40 +521,51 @@ static void test_bn_apply_pool_bf16(int n, int c, int h, int w, int f, int f2, i
     for (int si = 0; si < SCHEDULES; si++) {
         char w2[260];
         snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
-        bind bp[] = {IN("y", y16, count * 2), IN("mean", mean, c * 4), IN("invstd", invstd, c * 4),
-                     IN("gamma", gamma, c * 4), IN("beta", beta, c * 4),
+        bind bp[] = {IN("y", y16, count * 2),
+                     IN("mean", mean, c * 4),
+                     IN("invstd", invstd, c * 4),
+                     IN("gamma", gamma, c * 4),
+                     IN("beta", beta, c * 4),
                      add ? (bind)IN("residual", res16, count * 2) : (bind)NUL("residual"),
                      OUT("out", g_out, out, count * 2),
-                     relu ? (bind)OUT("mask", g_mask, mask, words * 4) : (bind)NUL("mask"), NUL("y_bf16"),
+                     relu ? (bind)OUT("mask", g_mask, mask, words * 4) : (bind)NUL("mask"),
+                     NUL("y_bf16"),
                      OUT("xp", g_xp, xp, pcount[0] * 2),
                      f2 > 1 ? (bind)OUT("xp2", g_xp2, xp2, pcount[1] * 2) : (bind)NUL("xp2")};
         hash[si] = launch(si, &s, kp, bp, 11);
-        bind ba[] = {IN("y", y16, count * 2), IN("mean", mean, c * 4), IN("invstd", invstd, c * 4),
-                     IN("gamma", gamma, c * 4), IN("beta", beta, c * 4),
+        bind ba[] = {IN("y", y16, count * 2),
+                     IN("mean", mean, c * 4),
+                     IN("invstd", invstd, c * 4),
+                     IN("gamma", gamma, c * 4),
+                     IN("beta", beta, c * 4),
                      add ? (bind)IN("residual", res16, count * 2) : (bind)NUL("residual"),
                      OUT("out", g_out, out_a, count * 2),
-                     relu ? (bind)OUT("mask", g_mask, mask_a, words * 4) : (bind)NUL("mask"), NUL("y_bf16"),
-                     NUL("running_mean"), NUL("running_var")};
+                     relu ? (bind)OUT("mask", g_mask, mask_a, words * 4) : (bind)NUL("mask"),
+                     NUL("y_bf16"),
+                     NUL("running_mean"),
+                     NUL("running_var")};
         launch(si, &s, ka, ba, 11);
         same_bytes("out vs bn_apply ACT_BF16", w2, out, out_a, count * 2);
         compared_values += (int)count;
         if (relu) {
             same_bytes("mask vs bn_apply ACT_BF16", w2, mask, mask_a, words * 4);
             for (size_t i = 0; i < count; i++)
-                CHECK((int)((mask[i / 32] >> (i % 32)) & 1u) == (widen_host(out[i]) > 0), "%s: mask bit %zu, out %g", w2,
-                      i, widen_host(out[i]));
+                CHECK((int)((mask[i / 32] >> (i % 32)) & 1u) == (widen_host(out[i]) > 0), "%s: mask bit %zu, out %g",
+                      w2, i, widen_host(out[i]));
             if (count % 32) CHECK((mask[words - 1] >> (count % 32)) == 0, "%s: mask bits past the last element", w2);
             compared_words += (int)words;
         }
         pool_bf16_matches("xp vs the host's pooling of the stored out", w2, n, c, h, w, f, pool_max, out, xp);
-        if (f2 > 1) pool_bf16_matches("xp2 vs the host's pooling of the stored out", w2, n, c, h, w, f2, pool_max, out, xp2);
+        if (f2 > 1)
+            pool_bf16_matches("xp2 vs the host's pooling of the stored out", w2, n, c, h, w, f2, pool_max, out, xp2);
     }
     for (int si = 1; si < SCHEDULES; si++)
         CHECK(hash[si] == hash[0], "%s: the %s and %s schedules differ", where, schedule_names[0], schedule_names[si]);
     printf("%s%s%s: bf16 xp%s bitwise the host's pooling of the stored out, out/mask bitwise bn_apply's\n", where,
            pool_max ? " max" : " avg", nan ? " (a NaN)" : "", f2 > 1 ? " and xp2" : "");
     free(y0), free(res0), free(y16), free(res16), free(mean), free(invstd), free(gamma), free(beta);
-    free(g_out), free(g_mask), free(g_xp), free(g_xp2), free(out), free(out_a), free(xp), free(xp2), free(mask), free(mask_a);
+    free(g_out), free(g_mask), free(g_xp), free(g_xp2), free(out), free(out_a), free(xp), free(xp2), free(mask),
+        free(mask_a);
     set_free(&s);
 }
 
@@ -540,8 +574,8 @@ static void test_maxpool_pool_bf16(int n, int c, int h, int w, int f, int f2, in
     kernel_set s;
     set_init(&s, "pool_save_maxpool_actbf16_n%dc%dh%dw%d_f%d_%d", n, c, h, w, f, f2);
     const int kp = set_add(&s, "maxpool_fwd_pool",
-                           "{ N = %d, C = %d, H = %d, W = %d, POOL_F = %d, POOL_F2 = %d, POOL_MAX = %d, ACT_BF16 = 1 }", n,
-                           c, h, w, f, f2, pool_max);
+                           "{ N = %d, C = %d, H = %d, W = %d, POOL_F = %d, POOL_F2 = %d, POOL_MAX = %d, ACT_BF16 = 1 }",
+                           n, c, h, w, f, f2, pool_max);
     const int km = set_add(&s, "maxpool_fwd", "{ N = %d, C = %d, H = %d, W = %d, ACT_BF16 = 1 }", n, c, h, w);
     set_compile(&s, 1);
     const int p = (h + 2 - 3) / 2 + 1, q = (w + 2 - 3) / 2 + 1;
@@ -555,7 +589,8 @@ static void test_maxpool_pool_bf16(int n, int c, int h, int w, int f, int f2, in
     uint16_t *x16 = bf16_copy(x0, in_count);
     const size_t pmax = pcount[0] > pcount[1] ? pcount[0] : pcount[1];
     void *g_y = garbage(count * 2), *g_arg = garbage(count), *g_xp = garbage(pmax * 2), *g_xp2 = garbage(pmax * 2);
-    uint16_t *y = xmalloc(count * 2), *y_m = xmalloc(count * 2), *xp = xmalloc(pcount[0] * 2), *xp2 = xmalloc(pcount[1] * 2);
+    uint16_t *y = xmalloc(count * 2), *y_m = xmalloc(count * 2), *xp = xmalloc(pcount[0] * 2),
+             *xp2 = xmalloc(pcount[1] * 2);
     unsigned char *arg = xmalloc(count), *arg_m = xmalloc(count);
     uint64_t hash[SCHEDULES];
     for (int si = 0; si < SCHEDULES; si++) {
@@ -571,7 +606,8 @@ static void test_maxpool_pool_bf16(int n, int c, int h, int w, int f, int f2, in
         same_bytes("argmax vs maxpool_fwd ACT_BF16", w2, arg, arg_m, count);
         compared_values += (int)count;
         pool_bf16_matches("xp vs the host's pooling of the stored y", w2, n, c, p, q, f, pool_max, y, xp);
-        if (f2 > 1) pool_bf16_matches("xp2 vs the host's pooling of the stored y", w2, n, c, p, q, f2, pool_max, y, xp2);
+        if (f2 > 1)
+            pool_bf16_matches("xp2 vs the host's pooling of the stored y", w2, n, c, p, q, f2, pool_max, y, xp2);
     }
     for (int si = 1; si < SCHEDULES; si++)
         CHECK(hash[si] == hash[0], "%s: the %s and %s schedules differ", where, schedule_names[0], schedule_names[si]);
@@ -589,12 +625,16 @@ static void large_compile(void)
     set_init(&s, "pool_save_resnet50_b256");
     set_add(&s, "maxpool_fwd_pool", "{ N = 256, C = 64, H = 112, W = 112, POOL_F = 4, POOL_F2 = 2 }");
     set_add(&s, "bn_apply_pool", "{ N = 256, C = 64, H = 56, W = 56, RELU = 1, SAVE_BF16 = 1, POOL_F = 2 }");
-    set_add(&s, "bn_apply_pool", "{ N = 256, C = 256, H = 56, W = 56, RELU = 1, ADD = 1, POOL_F = 8, POOL_F2 = 4, POOL_MAX = 1 }");
+    set_add(&s, "bn_apply_pool",
+            "{ N = 256, C = 256, H = 56, W = 56, RELU = 1, ADD = 1, POOL_F = 8, POOL_F2 = 4, POOL_MAX = 1 }");
     set_add(&s, "bn_apply_pool", "{ N = 256, C = 2048, H = 7, W = 7, RELU = 1, ADD = 1, POOL_F = 8, POOL_F2 = 2 }");
     set_add(&s, "bn_apply_pool", "{ N = 128, C = 16, H = 32, W = 32, RELU = 1, POOL_F = 4 }");
     set_add(&s, "maxpool_fwd_pool", "{ N = 256, C = 64, H = 112, W = 112, POOL_F = 4, POOL_F2 = 2, ACT_BF16 = 1 }");
-    set_add(&s, "bn_apply_pool", "{ N = 256, C = 256, H = 56, W = 56, RELU = 1, ADD = 1, POOL_F = 8, POOL_F2 = 4, POOL_MAX = 1, ACT_BF16 = 1 }");
-    set_add(&s, "bn_apply_pool", "{ N = 256, C = 2048, H = 7, W = 7, RELU = 1, ADD = 1, POOL_F = 8, POOL_F2 = 2, ACT_BF16 = 1 }");
+    set_add(
+        &s, "bn_apply_pool",
+        "{ N = 256, C = 256, H = 56, W = 56, RELU = 1, ADD = 1, POOL_F = 8, POOL_F2 = 4, POOL_MAX = 1, ACT_BF16 = 1 }");
+    set_add(&s, "bn_apply_pool",
+            "{ N = 256, C = 2048, H = 7, W = 7, RELU = 1, ADD = 1, POOL_F = 8, POOL_F2 = 2, ACT_BF16 = 1 }");
     set_compile(&s, 0);
     set_free(&s);
 }

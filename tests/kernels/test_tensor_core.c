@@ -27,8 +27,10 @@ static pp_devptr upload(const void *data, size_t bytes)
 {
     pp_devptr p;
     CHECK_OK(ctx, device_alloc(ctx, bytes, &p));
-    if (data) CHECK_OK(ctx, ctx->ops->upload(ctx, p, data, bytes));
-    else CHECK_OK(ctx, ctx->ops->memset_zero(ctx, p, bytes));
+    if (data)
+        CHECK_OK(ctx, ctx->ops->upload(ctx, p, data, bytes));
+    else
+        CHECK_OK(ctx, ctx->ops->memset_zero(ctx, p, bytes));
     return p;
 }
 
@@ -68,8 +70,8 @@ static void test_mma(pp_function *f, const char *name, int kdim)
                 if (wrong++ < 4) printf("  %s: d[%d][%d] = %g, expected %g\n", name, i, j, d[i * 8 + j], expect);
             }
         }
-    printf("%s: 16x8x%d product of small integers: %d of 128 elements differ from A*B + C (must be 0)\n", name,
-           kdim, wrong);
+    printf("%s: 16x8x%d product of small integers: %d of 128 elements differ from A*B + C (must be 0)\n", name, kdim,
+           wrong);
     CHECK(wrong == 0, "%s gives a wrong product", name);
     device_free(ctx, da, 0), device_free(ctx, db, 0), device_free(ctx, dc, 0), device_free(ctx, dd, 0);
 }
@@ -165,9 +167,9 @@ static void test_async_copy(pp_function *f, int host)
     CHECK_OK(ctx, ctx->ops->download(ctx, out, dout, sizeof out));
     int wrong_first = 0, wrong_final = 0, early = 0;
     for (int t = 0; t < 32; t++) {
-        if (out[t] != in[t]) wrong_first++;                                /* older group: landed */
+        if (out[t] != in[t]) wrong_first++; /* older group: landed */
         if (out[64 + t] != in[t]) wrong_final++;
-        float expect_hi = t % 2 == 0 ? in[t + 32] : 0.0f;                  /* odd lanes: zero-fill */
+        float expect_hi = t % 2 == 0 ? in[t + 32] : 0.0f; /* odd lanes: zero-fill */
         if (out[64 + 32 + t] != expect_hi) wrong_final++;
         uint32_t bits;
         memcpy(&bits, &out[128 + t], 4);
@@ -230,7 +232,8 @@ int main(int argc, char **argv)
     char *src = malloc(len);
     CHECK(src != NULL, "out of memory");
     size_t used = 0;
-    for (int i = 0; i < 4; i++) used += (size_t)snprintf(src + used, len - used, "#line 1 \"%s\"\n%s\n", files[i], parts[i]);
+    for (int i = 0; i < 4; i++)
+        used += (size_t)snprintf(src + used, len - used, "#line 1 \"%s\"\n%s\n", files[i], parts[i]);
     const char *names[] = {"mma_tf32", "mma_bf16", "rounding", "async_copy", "ldmatrix"};
     pp_compile_request req = {src, "emu_mma.cu", names, 5};
     pp_compile_result res;

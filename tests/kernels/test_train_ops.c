@@ -55,9 +55,9 @@
 
 #define U (1.0 / 16777216.0) /* fp32 unit roundoff */
 
-#define SCHEDULES 3 /* forward, reverse, shuffled; the one-pass kernels' tests use the first two */
+#define SCHEDULES 3                 /* forward, reverse, shuffled; the one-pass kernels' tests use the first two */
 static pp_context *host[SCHEDULES]; /* host backend, one per schedule (argument "cuda": GPU contexts) */
-static pp_context *static_ctx; /* no backend: NVRTC only */
+static pp_context *static_ctx;      /* no backend: NVRTC only */
 static const char *schedule_names[SCHEDULES] = {"forward", "reverse", "shuffled"};
 
 /* ---- random data: this file's stream of test_util.h's xorshift64 ---- */
@@ -258,7 +258,8 @@ static void set_compile(kernel_set *s, int run_on_host)
             CHECK(info->registers > 0 && info->registers <= 255, "%s: %d registers", s->k[i].name, info->registers);
             CHECK(info->spill_store_bytes == 0 && info->spill_load_bytes == 0, "%s for sm_%d spills %d/%d bytes",
                   s->k[i].name, archs[a], info->spill_store_bytes, info->spill_load_bytes);
-            CHECK(info->stack_bytes == 0, "%s for sm_%d uses %d stack bytes", s->k[i].name, archs[a], info->stack_bytes);
+            CHECK(info->stack_bytes == 0, "%s for sm_%d uses %d stack bytes", s->k[i].name, archs[a],
+                  info->stack_bytes);
             reg_row *row = NULL;
             for (int r = 0; r < reg_row_count; r++)
                 if (strcmp(reg_rows[r].name, s->k[i].name) == 0) row = &reg_rows[r];
@@ -343,7 +344,8 @@ static uint64_t launch(int si, kernel_set *s, int ki, const bind *b, int nb)
         if (w->scalar || !w->bytes) continue;
         unsigned char after[GUARD];
         CHECK_OK(ctx, ctx->ops->download(ctx, after, ptr[a] + w->bytes, GUARD));
-        CHECK(memcmp(after, guard, GUARD) == 0, "%s wrote past the end of '%s' (%zu bytes)", k->name, w->name, w->bytes);
+        CHECK(memcmp(after, guard, GUARD) == 0, "%s wrote past the end of '%s' (%zu bytes)", k->name, w->name,
+              w->bytes);
         if (w->out) {
             CHECK_OK(ctx, ctx->ops->download(ctx, w->out, ptr[a], w->bytes));
             for (size_t i = 0; i < w->bytes; i++) hash = (hash ^ ((const unsigned char *)w->out)[i]) * 1099511628211ull;
@@ -371,10 +373,22 @@ static void same_outputs_all(const char *kernel, const uint64_t hash[SCHEDULES])
               schedule_names[si]);
 }
 
-#define IN(n, p, b) {n, p, NULL, b, NULL}
-#define OUT(n, p, b) {n, NULL, p, b, NULL}
-#define INOUT(n, i, o, b) {n, i, o, b, NULL}
-#define NUL(n) {n, NULL, NULL, 0, NULL}
+#define IN(n, p, b)         \
+    {                       \
+        n, p, NULL, b, NULL \
+    }
+#define OUT(n, p, b)        \
+    {                       \
+        n, NULL, p, b, NULL \
+    }
+#define INOUT(n, i, o, b) \
+    {                     \
+        n, i, o, b, NULL  \
+    }
+#define NUL(n)                 \
+    {                          \
+        n, NULL, NULL, 0, NULL \
+    }
 
 /* ================= batch norm ================= */
 
@@ -404,8 +418,9 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
         int relu = combo & 1, add = (combo >> 1) & 1, bf16 = (combo >> 2) & 1, eval = (combo >> 3) & 1;
         ka[combo] = -1;
         if (all_combos || (!eval && relu) || (eval && !bf16 && !add))
-            ka[combo] = set_add(&s, "bn_apply", "{ N = %d, C = %d, HW = %d, RELU = %d, ADD = %d, SAVE_BF16 = %d, EVAL = %d }",
-                                n, c, hw, relu, add, bf16, eval);
+            ka[combo] =
+                set_add(&s, "bn_apply", "{ N = %d, C = %d, HW = %d, RELU = %d, ADD = %d, SAVE_BF16 = %d, EVAL = %d }",
+                        n, c, hw, relu, add, bf16, eval);
     }
     for (int combo = 0; combo < 12; combo++) {
         int mask = combo % 3, bf16 = (combo / 3) % 2, res = combo / 6;
@@ -419,9 +434,10 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
     const size_t count = (size_t)n * c * hw, words = (count + 31) / 32, m = (size_t)n * hw;
     /* bn_stats' block: CT channels x PG pixel groups; each group's thread reduces ceil(M/PG)
      * values of its channel, then a log2(PG)-level tree over the groups. */
-    const int threads = (int)s.k[ks].block[0], ct = source_constant(&s.k[ks], "CT"), pg = source_constant(&s.k[ks], "PG");
-    CHECK(ct * pg == threads && s.k[ks].grid[0] == (unsigned)((c + ct - 1) / ct), "%s: %d channels x %d groups, %u blocks",
-          s.k[ks].name, ct, pg, s.k[ks].grid[0]);
+    const int threads = (int)s.k[ks].block[0], ct = source_constant(&s.k[ks], "CT"),
+              pg = source_constant(&s.k[ks], "PG");
+    CHECK(ct * pg == threads && s.k[ks].grid[0] == (unsigned)((c + ct - 1) / ct),
+          "%s: %d channels x %d groups, %u blocks", s.k[ks].name, ct, pg, s.k[ks].grid[0]);
     char where[200];
     snprintf(where, sizeof where, "N%d C%d HW%d (M %zu, %d threads = %d channels x %d pixel groups, offset %g)", n, c,
              hw, m, threads, ct, pg, offset);
@@ -458,8 +474,8 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
      * channel: ceil(M/THREADS) + log2(THREADS); the channels-last block shares its threads
      * among CT channels, so the chains are CT times longer.) */
     const double steps = ceil((double)m / pg) + log2i(pg);
-    const double tol_mean = (steps + 4) * U;                  /* relative to max|y| */
-    const double tol_invstd = (steps + 8) * U * kappa;        /* relative, per channel */
+    const double tol_mean = (steps + 4) * U;           /* relative to max|y| */
+    const double tol_invstd = (steps + 8) * U * kappa; /* relative, per channel */
     float *mean = xmalloc(c * 4), *invstd = xmalloc(c * 4), *rm = xmalloc(c * 4), *rv = xmalloc(c * 4);
     uint64_t hash[2];
     for (int si = 0; si < 2; si++) {
@@ -478,7 +494,8 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
         expect("bn_stats", "mean (rel. to max|y|)", w2, max_diff(mean, mean_r, c) / scale_of(ymax), tol_mean);
         expect("bn_stats", "invstd (relative)", w2, e_invstd, tol_invstd);
         /* running_mean: 0.9*rm + 0.1*mean, three more roundings. */
-        expect("bn_stats", "running_mean (rel. to max|y|)", w2, max_diff(rm, rm_r, c) / scale_of(ymax + 1), tol_mean + 4 * U);
+        expect("bn_stats", "running_mean (rel. to max|y|)", w2, max_diff(rm, rm_r, c) / scale_of(ymax + 1),
+               tol_mean + 4 * U);
         /* running_var: twice invstd's relative error (var vs 1/sqrt(var)) plus the update's roundings. */
         expect("bn_stats", "running_var (relative)", w2, e_rv, 2 * tol_invstd + 8 * U);
     }
@@ -488,8 +505,8 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
     {
         float *partials = xmalloc((size_t)parts * c * 3 * 4);
         const size_t per = (m + parts - 2) / (parts - 1); /* the last part is short or empty */
-        double spread = 1;                               /* max |part mean - mean| / std */
-        double offset_ratio = 0;                         /* max |mean| / std */
+        double spread = 1;                                /* max |part mean - mean| / std */
+        double offset_ratio = 0;                          /* max |mean| / std */
         for (int ch = 0; ch < c; ch++) {
             double sd = sqrt(1.0 / (invstd_r[ch] * invstd_r[ch]) - 1e-5);
             for (int p = 0; p < parts; p++) {
@@ -530,7 +547,8 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
             }
             char w2[280];
             snprintf(w2, sizeof w2, "%s %s, %d partials", where, schedule_names[si], parts);
-            expect("bn_stats_merge", "mean (rel. to max|y|)", w2, max_diff(mean, mean_r, c) / scale_of(ymax), mtol_mean);
+            expect("bn_stats_merge", "mean (rel. to max|y|)", w2, max_diff(mean, mean_r, c) / scale_of(ymax),
+                   mtol_mean);
             expect("bn_stats_merge", "invstd (relative)", w2, e_invstd, mtol_invstd);
             expect("bn_stats_merge", "running_mean (rel. to max|y|)", w2, max_diff(rm, rm_r, c) / scale_of(ymax + 1),
                    mtol_mean + 4 * U);
@@ -550,7 +568,8 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
         if (ka[combo] < 0) continue;
         int relu = combo & 1, add = (combo >> 1) & 1, bf16 = (combo >> 2) & 1, eval = (combo >> 3) & 1;
         const gen_kernel *k = &s.k[ka[combo]];
-        bn_apply_ref(n, c, hw, relu, eval, 1e-5, y, mean, invstd, gamma, beta, add ? residual : NULL, rm_in, rv_in, out_r);
+        bn_apply_ref(n, c, hw, relu, eval, 1e-5, y, mean, invstd, gamma, beta, add ? residual : NULL, rm_in, rv_in,
+                     out_r);
         /* Scale: the largest |gamma*(y-m)*s| + |beta| + |residual| (the terms the kernel adds,
          * which may cancel); 5 roundings (y-m, *s, *gamma, +beta, +residual) and under
          * EVAL 2 more (sqrt, 1/x) -> 8u. */
@@ -567,7 +586,8 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
             bind b[] = {IN("y", y_h, count * 4),
                         eval ? (bind)NUL("mean") : (bind)IN("mean", mean, c * 4),
                         eval ? (bind)NUL("invstd") : (bind)IN("invstd", invstd, c * 4),
-                        IN("gamma", gamma, c * 4), IN("beta", beta, c * 4),
+                        IN("gamma", gamma, c * 4),
+                        IN("beta", beta, c * 4),
                         add ? (bind)IN("residual", residual_h, count * 4) : (bind)NUL("residual"),
                         OUT("out", out_k, count * 4),
                         want_mask ? (bind)OUT("mask", mask_k, words * 4) : (bind)NUL("mask"),
@@ -580,7 +600,8 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
             if (bf16) relayout(ybf, ybf_k, 2, n, c, hw, 0);
             char w2[360];
             snprintf(w2, sizeof w2, "%s %s %s", k->name, where, schedule_names[si]);
-            expect("bn_apply", "out (rel. to the largest term)", w2, max_diff(out, out_r, count) / scale_of(scale), tol);
+            expect("bn_apply", "out (rel. to the largest term)", w2, max_diff(out, out_r, count) / scale_of(scale),
+                   tol);
             for (size_t i = 0; i < count; i++) {
                 /* The ReLU is a select: where the reference is clearly negative the output
                  * is exactly 0, and never negative. */
@@ -604,11 +625,16 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
         same_outputs(k->name, hash);
         if (want_mask) {
             /* The baseline policy keeps the ReLU output and passes a null mask. */
-            bind b[] = {IN("y", y_h, count * 4), IN("mean", mean, c * 4), IN("invstd", invstd, c * 4),
-                        IN("gamma", gamma, c * 4), IN("beta", beta, c * 4),
+            bind b[] = {IN("y", y_h, count * 4),
+                        IN("mean", mean, c * 4),
+                        IN("invstd", invstd, c * 4),
+                        IN("gamma", gamma, c * 4),
+                        IN("beta", beta, c * 4),
                         add ? (bind)IN("residual", residual_h, count * 4) : (bind)NUL("residual"),
-                        OUT("out", out2_k, count * 4), NUL("mask"),
-                        bf16 ? (bind)OUT("y_bf16", ybf_k, count * 2) : (bind)NUL("y_bf16"), NUL("running_mean"),
+                        OUT("out", out2_k, count * 4),
+                        NUL("mask"),
+                        bf16 ? (bind)OUT("y_bf16", ybf_k, count * 2) : (bind)NUL("y_bf16"),
+                        NUL("running_mean"),
                         NUL("running_var")};
             launch(0, &s, ka[combo], b, 11);
             CHECK(memcmp(out_k, out2_k, count * 4) == 0, "%s: out differs with a null mask", k->name);
@@ -676,17 +702,22 @@ static void test_bn(int n, int c, int hw, float offset, int all_combos)
                         : maskm == 2 ? (bind)IN("mask", relu_out_h, count * 4)
                                      : (bind)NUL("mask"),
                         bf16 ? (bind)IN("y", y16_h, count * 2) : (bind)IN("y", y_h, count * 4),
-                        IN("mean", mean, c * 4), IN("invstd", invstd, c * 4), IN("gamma", gamma, c * 4),
-                        OUT("dgamma", dg, c * 4), OUT("dbeta", db, c * 4), OUT("dy", dy_k, count * 4),
+                        IN("mean", mean, c * 4),
+                        IN("invstd", invstd, c * 4),
+                        IN("gamma", gamma, c * 4),
+                        OUT("dgamma", dg, c * 4),
+                        OUT("dbeta", db, c * 4),
+                        OUT("dy", dy_k, count * 4),
                         res ? (bind)OUT("dres", dres_k, count * 4) : (bind)NUL("dres")};
             hash[si] = launch(si, &s, kb[combo], b, 10);
             relayout(dy, dy_k, 4, n, c, hw, 0);
             if (res) relayout(dres, dres_k, 4, n, c, hw, 0);
             char w2[360];
             snprintf(w2, sizeof w2, "%s %s %s", k->name, where, schedule_names[si]);
-            expect("bn_backward", "dbeta (rel. to sum|dz|)", w2, max_diff(db, db_r, c) / scale_of(max_abs(abs_db, c)), tol_db);
-            expect("bn_backward", "dgamma (rel. to sum|dz*xhat|)", w2, max_diff(dg, dg_r, c) / scale_of(max_abs(abs_dg, c)),
-                   tol_dg);
+            expect("bn_backward", "dbeta (rel. to sum|dz|)", w2, max_diff(db, db_r, c) / scale_of(max_abs(abs_db, c)),
+                   tol_db);
+            expect("bn_backward", "dgamma (rel. to sum|dz*xhat|)", w2,
+                   max_diff(dg, dg_r, c) / scale_of(max_abs(abs_dg, c)), tol_dg);
             expect("bn_backward", "dy (rel. to its terms)", w2, max_diff(dy, dy_r, count) / scale_of(scale_dy), tol_dy);
             if (res) expect("bn_backward", "dres (exact: dout or 0)", w2, max_diff(dres, dres_r, count), 0);
         }
@@ -724,19 +755,23 @@ static void test_bn_sliced(int n, int c, int hw, float offset, int slices)
     for (int i = 0; i < 3; i++) {
         ksum[i] = set_add(&s, "bn_backward_sums", "{ N = %d, C = %d, HW = %d, SLICES = %d, MASK = %d, BF16 = %d }", n,
                           c, hw, slices, combos[i][0], combos[i][1]);
-        kdx[i] = set_add(&s, "bn_backward_dx", "{ N = %d, C = %d, HW = %d, SLICES = %d, MASK = %d, BF16 = %d, RES = %d }",
-                         n, c, hw, slices, combos[i][0], combos[i][1], combos[i][2]);
+        kdx[i] =
+            set_add(&s, "bn_backward_dx", "{ N = %d, C = %d, HW = %d, SLICES = %d, MASK = %d, BF16 = %d, RES = %d }", n,
+                    c, hw, slices, combos[i][0], combos[i][1], combos[i][2]);
     }
     set_compile(&s, 1);
 
     const size_t count = (size_t)n * c * hw, words = (count + 31) / 32;
-    const int threads = (int)s.k[kp].block[0], ct = source_constant(&s.k[kp], "CT"), pg = source_constant(&s.k[kp], "PG");
+    const int threads = (int)s.k[kp].block[0], ct = source_constant(&s.k[kp], "CT"),
+              pg = source_constant(&s.k[kp], "PG");
     const int rows_max = (m + slices - 1) / slices; /* the longest slice */
     CHECK(ct * pg == threads && s.k[kp].grid[0] == (unsigned)((c + ct - 1) / ct) && s.k[kp].grid[1] == (unsigned)slices,
           "%s: %d channels x %d groups, grid %ux%u", s.k[kp].name, ct, pg, s.k[kp].grid[0], s.k[kp].grid[1]);
     char where[200];
-    snprintf(where, sizeof where, "N%d C%d HW%d (M %d in %d slices of %d..%d rows, %d threads = %d channels x %d groups, "
-             "offset %g)", n, c, hw, m, slices, m / slices, rows_max, threads, ct, pg, offset);
+    snprintf(where, sizeof where,
+             "N%d C%d HW%d (M %d in %d slices of %d..%d rows, %d threads = %d channels x %d groups, "
+             "offset %g)",
+             n, c, hw, m, slices, m / slices, rows_max, threads, ct, pg, offset);
 
     float *y = xmalloc(count * 4);
     for (int b = 0; b < n; b++)
@@ -775,19 +810,20 @@ static void test_bn_sliced(int n, int c, int hw, float offset, int slices)
          * are each channel's first value, and the slices' shifted means times their counts
          * add up to the channel's (mean - shift) * M. */
         for (int ch = 0; ch < c; ch++) {
-            CHECK(partials[(size_t)slices * c * 3 + ch] == y[(size_t)ch * hw], "%s: shift of channel %d is %g, want y %g",
-                  w2, ch, partials[(size_t)slices * c * 3 + ch], y[(size_t)ch * hw]);
+            CHECK(partials[(size_t)slices * c * 3 + ch] == y[(size_t)ch * hw],
+                  "%s: shift of channel %d is %g, want y %g", w2, ch, partials[(size_t)slices * c * 3 + ch],
+                  y[(size_t)ch * hw]);
             double total = 0;
             for (int sl = 0; sl < slices; sl++) {
                 const long long first = (long long)sl * m / slices, end = (long long)(sl + 1) * m / slices;
                 const float *q = partials + ((size_t)sl * c + ch) * 3;
-                CHECK(q[0] == (float)(end - first), "%s: slice %d of channel %d counts %g rows, want %lld", w2, sl, ch, q[0],
-                      end - first);
+                CHECK(q[0] == (float)(end - first), "%s: slice %d of channel %d counts %g rows, want %lld", w2, sl, ch,
+                      q[0], end - first);
                 total += (double)q[0] * q[1];
             }
             const double want = (mean_r[ch] - y[(size_t)ch * hw]) * m;
-            CHECK(fabs(total - want) <= (steps + 4) * U * ymax * m, "%s: channel %d: slices' sum %g, want %g", w2, ch, total,
-                  want);
+            CHECK(fabs(total - want) <= (steps + 4) * U * ymax * m, "%s: channel %d: slices' sum %g, want %g", w2, ch,
+                  total, want);
         }
         if (si == 0) memcpy(partials0, partials, pbytes);
         bind bm[] = {IN("partials", partials0, pbytes), OUT("mean", mean, c * 4), OUT("invstd", invstd, c * 4),
@@ -800,7 +836,8 @@ static void test_bn_sliced(int n, int c, int hw, float offset, int slices)
             e = diff(rv[ch], rv_r[ch]) / rv_r[ch];
             if (e > e_rv) e_rv = e;
         }
-        expect("bn_stats_part+merge", "mean (rel. to max|y|)", w2, max_diff(mean, mean_r, c) / scale_of(ymax), tol_mean);
+        expect("bn_stats_part+merge", "mean (rel. to max|y|)", w2, max_diff(mean, mean_r, c) / scale_of(ymax),
+               tol_mean);
         expect("bn_stats_part+merge", "invstd (relative)", w2, e_invstd, tol_invstd);
         expect("bn_stats_part+merge", "running_mean (rel. to max|y|)", w2, max_diff(rm, rm_r, c) / scale_of(ymax + 1),
                tol_mean + 4 * U);
@@ -863,21 +900,29 @@ static void test_bn_sliced(int n, int c, int hw, float offset, int slices)
                                    : maskm == 2 ? (bind)IN("mask", relu_out_h, count * 4)
                                                 : (bind)NUL("mask");
             const bind y_bind = bf16 ? (bind)IN("y", y16_h, count * 2) : (bind)IN("y", y_h, count * 4);
-            bind bs[] = {IN("dout", dout_h, count * 4), mask_bind, y_bind, IN("mean", mean, c * 4),
-                         IN("invstd", invstd, c * 4), OUT("partials", sums, sbytes)};
+            bind bs[] = {
+                IN("dout", dout_h, count * 4), mask_bind, y_bind, IN("mean", mean, c * 4), IN("invstd", invstd, c * 4),
+                OUT("partials", sums, sbytes)};
             hs[si] = launch(si, &s, ksum[ci], bs, 6);
             if (si == 0) memcpy(sums0, sums, sbytes);
-            bind bd[] = {IN("dout", dout_h, count * 4), mask_bind, y_bind, IN("mean", mean, c * 4),
-                         IN("invstd", invstd, c * 4), IN("gamma", gamma, c * 4), IN("partials", sums0, sbytes),
-                         OUT("dgamma", dg, c * 4), OUT("dbeta", db, c * 4), OUT("dy", dy_k, count * 4),
+            bind bd[] = {IN("dout", dout_h, count * 4),
+                         mask_bind,
+                         y_bind,
+                         IN("mean", mean, c * 4),
+                         IN("invstd", invstd, c * 4),
+                         IN("gamma", gamma, c * 4),
+                         IN("partials", sums0, sbytes),
+                         OUT("dgamma", dg, c * 4),
+                         OUT("dbeta", db, c * 4),
+                         OUT("dy", dy_k, count * 4),
                          res ? (bind)OUT("dres", dres_k, count * 4) : (bind)NUL("dres")};
             hd[si] = launch(si, &s, kdx[ci], bd, 11);
             relayout(dy, dy_k, 4, n, c, hw, 0);
             if (res) relayout(dres, dres_k, 4, n, c, hw, 0);
             char w2[360];
             snprintf(w2, sizeof w2, "%s %s %s", kd->name, where, schedule_names[si]);
-            expect("bn_backward_sums+dx", "dbeta (rel. to sum|dz|)", w2, max_diff(db, db_r, c) / scale_of(max_abs(abs_db, c)),
-                   tol_db);
+            expect("bn_backward_sums+dx", "dbeta (rel. to sum|dz|)", w2,
+                   max_diff(db, db_r, c) / scale_of(max_abs(abs_db, c)), tol_db);
             expect("bn_backward_sums+dx", "dgamma (rel. to sum|dz*xhat|)", w2,
                    max_diff(dg, dg_r, c) / scale_of(max_abs(abs_dg, c)), tol_dg);
             expect("bn_backward_sums+dx", "dy (rel. to its terms)", w2, max_diff(dy, dy_r, count) / scale_of(scale_dy),
@@ -892,7 +937,8 @@ static void test_bn_sliced(int n, int c, int hw, float offset, int slices)
     free(y), free(rm_in), free(rv_in), free(gamma), free(dout), free(y_h), free(dout_h);
     free(mean_r), free(invstd_r), free(rm_r), free(rv_r), free(partials), free(partials0);
     free(mean), free(invstd), free(rm), free(rv);
-    free(mask_in), free(mask_in_h), free(relu_out), free(relu_out_h), free(y16), free(y16f), free(absdout), free(ymirror);
+    free(mask_in), free(mask_in_h), free(relu_out), free(relu_out_h), free(y16), free(y16f), free(absdout),
+        free(ymirror);
     free(y16_h), free(dg_r), free(db_r), free(dy_r), free(dres_r), free(abs_db), free(abs_dg), free(dummy);
     free(dg), free(db), free(dy), free(dres), free(dy_k), free(dres_k), free(sums), free(sums0);
     set_free(&s);
@@ -927,9 +973,17 @@ static void test_bf16_rounding(void)
     uint16_t *ybf = xmalloc(count * 2);
     uint64_t hash[2];
     for (int si = 0; si < 2; si++) {
-        bind b[] = {IN("y", y, count * 4), IN("mean", zeros, c * 4), IN("invstd", ones, c * 4),
-                    IN("gamma", ones, c * 4), IN("beta", zeros, c * 4), NUL("residual"), OUT("out", out, count * 4),
-                    NUL("mask"), OUT("y_bf16", ybf, count * 2), NUL("running_mean"), NUL("running_var")};
+        bind b[] = {IN("y", y, count * 4),
+                    IN("mean", zeros, c * 4),
+                    IN("invstd", ones, c * 4),
+                    IN("gamma", ones, c * 4),
+                    IN("beta", zeros, c * 4),
+                    NUL("residual"),
+                    OUT("out", out, count * 4),
+                    NUL("mask"),
+                    OUT("y_bf16", ybf, count * 2),
+                    NUL("running_mean"),
+                    NUL("running_var")};
         hash[si] = launch(si, &s, k, b, 11);
         for (size_t i = 0; i < count; i++) {
             uint32_t bits;
@@ -942,10 +996,12 @@ static void test_bf16_rounding(void)
     same_outputs(s.k[k].name, hash);
     printf("bf16 rounding of %zu floats (random bit patterns and %zu edge cases) matches exactly\n", count, nedges);
     /* The reference rounding itself, on values whose rounding is known. */
-    const struct { uint32_t in; uint16_t want; } known[] = {
-        {0x3f808000u, 0x3f80}, {0x3f818000u, 0x3f82}, {0x3f808001u, 0x3f81}, {0x3f807fffu, 0x3f80},
-        {0x7f7f8000u, 0x7f80}, {0x7f7f7fffu, 0x7f7f}, {0xff7f8000u, 0xff80}, {0x80000000u, 0x8000},
-        {0x7f800000u, 0x7f80}, {0x00008000u, 0x0000}, {0x00018000u, 0x0002}};
+    const struct {
+        uint32_t in;
+        uint16_t want;
+    } known[] = {{0x3f808000u, 0x3f80}, {0x3f818000u, 0x3f82}, {0x3f808001u, 0x3f81}, {0x3f807fffu, 0x3f80},
+                 {0x7f7f8000u, 0x7f80}, {0x7f7f7fffu, 0x7f7f}, {0xff7f8000u, 0xff80}, {0x80000000u, 0x8000},
+                 {0x7f800000u, 0x7f80}, {0x00008000u, 0x0000}, {0x00018000u, 0x0002}};
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
         float f;
         memcpy(&f, &known[i].in, 4);
@@ -1000,8 +1056,8 @@ static void test_maxpool(int n, int c, int h, int w, int r, int stride, int pad,
         relayout(y, y_k, 4, n, c, p * q, 0);
         relayout(arg, arg_k, 1, n, c, p * q, 0);
         for (size_t i = 0; i < out_count; i++) {
-            CHECK(memcmp(&y[i], &y_r[i], 4) == 0 || (isnan(y[i]) && isnan(y_r[i])), "%s: y[%zu] = %g, reference %g",
-                  w2, i, y[i], y_r[i]);
+            CHECK(memcmp(&y[i], &y_r[i], 4) == 0 || (isnan(y[i]) && isnan(y_r[i])), "%s: y[%zu] = %g, reference %g", w2,
+                  i, y[i], y_r[i]);
             CHECK(arg[i] == arg_r[i], "%s: argmax[%zu] = %d, reference %d", w2, i, arg[i], arg_r[i]);
         }
         expect("maxpool_fwd", "y and argmax (exact)", w2, 0, 0);
@@ -1009,8 +1065,8 @@ static void test_maxpool(int n, int c, int h, int w, int r, int stride, int pad,
         uint64_t hb = launch(si, &s, kb, bb, 3);
         relayout(dx, dx_k, 4, n, c, h * w, 0);
         hash[si] ^= hb * 31;
-        expect("maxpool_bwd", "dx (rel. to max|dy|)", w2, max_diff(dx, dx_r, in_count) / scale_of(max_absf(dy, out_count)),
-               tol_dx);
+        expect("maxpool_bwd", "dx (rel. to max|dy|)", w2,
+               max_diff(dx, dx_r, in_count) / scale_of(max_absf(dy, out_count)), tol_dx);
     }
     same_outputs(s.k[kf].name, hash);
     printf("maxpool %s: fwd exact, bwd matches\n", where);
@@ -1029,7 +1085,8 @@ static void test_avgpool(int n, int c, int hw)
     const size_t rows = (size_t)n * c, count = rows * hw;
     char where[120];
     snprintf(where, sizeof where, "N%d C%d HW%d", n, c, hw);
-    float *x = rand_floats(count, -2, 2), *dy = rand_floats(rows, -1, 1), *y = xmalloc(rows * 4), *dx = xmalloc(count * 4);
+    float *x = rand_floats(count, -2, 2), *dy = rand_floats(rows, -1, 1), *y = xmalloc(rows * 4),
+          *dx = xmalloc(count * 4);
     float *absx = xmalloc(count * 4);
     for (size_t i = 0; i < count; i++) absx[i] = fabsf(x[i]);
     double *y_r = xmalloc(rows * 8), *ya_r = xmalloc(rows * 8), *dx_r = xmalloc(count * 8);
@@ -1047,7 +1104,8 @@ static void test_avgpool(int n, int c, int hw)
         snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
         bind bf[] = {IN("x", x_h, count * 4), OUT("y", y, rows * 4)};
         hash[si] = launch(si, &s, kf, bf, 2);
-        expect("avgpool_fwd", "y (rel. to max mean|x|)", w2, max_diff(y, y_r, rows) / scale_of(max_abs(ya_r, rows)), tol_y);
+        expect("avgpool_fwd", "y (rel. to max mean|x|)", w2, max_diff(y, y_r, rows) / scale_of(max_abs(ya_r, rows)),
+               tol_y);
         bind bb[] = {IN("dy", dy, rows * 4), OUT("dx", dx_k, count * 4)};
         hash[si] ^= launch(si, &s, kb, bb, 2) * 31;
         relayout(dx, dx_k, 4, n, c, hw, 0);
@@ -1181,7 +1239,8 @@ static void test_softmax(int n, int classes, int bad_label)
             CHECK(isnan(loss[0]), "%s: loss %g, want NaN for a label out of range", w2, loss[0]);
             CHECK(isnan(loss_r), "reference loss %g, want NaN", loss_r);
         } else {
-            expect("softmax_ce", "loss (rel. to the row terms)", w2, diff(loss[0], loss_r) / scale_of(loss_scale), tol_loss);
+            expect("softmax_ce", "loss (rel. to the row terms)", w2, diff(loss[0], loss_r) / scale_of(loss_scale),
+                   tol_loss);
         }
         CHECK(loss[1] == (float)correct_r, "%s: %g rows predicted correctly, the reference counts %d", w2, loss[1],
               correct_r);
@@ -1225,7 +1284,8 @@ static void test_softmax_multi(int n, int classes, int bad_label)
     }
     if (bad_label) labels[n / 2] = bad_label == 1 ? -1 : classes;
     double *d_r = xmalloc(count * 8);
-    float *d = xmalloc(count * 4), *d1 = xmalloc(count * 4), *rows = xmalloc((size_t)n * 8), *rows0 = xmalloc((size_t)n * 8);
+    float *d = xmalloc(count * 4), *d1 = xmalloc(count * 4), *rows = xmalloc((size_t)n * 8),
+          *rows0 = xmalloc((size_t)n * 8);
     float loss[2] = {0, 0}, loss1[2] = {0, 0};
     int correct_r = 0;
     const double loss_r = softmax_ce_ref(n, classes, z, labels, d_r, &correct_r);
@@ -1241,7 +1301,8 @@ static void test_softmax_multi(int n, int classes, int bad_label)
     }
     /* As test_softmax: a row's loss, then the mean: ceil(N/T) in order per thread and a
      * log2(T)-level tree over the reduction's T threads. */
-    const double tol_loss = (ceil(classes / 32.0) + 5 + ceil((double)n / s.k[kd].block[0]) + log2i((int)s.k[kd].block[0]) + 8) * U;
+    const double tol_loss =
+        (ceil(classes / 32.0) + 5 + ceil((double)n / s.k[kd].block[0]) + log2i((int)s.k[kd].block[0]) + 8) * U;
     const double tol_d = (ceil(classes / 32.0) + 5 + 8) * U;
     uint64_t hr[SCHEDULES], hd[SCHEDULES];
     for (int si = 0; si < SCHEDULES; si++) {
@@ -1256,8 +1317,8 @@ static void test_softmax_multi(int n, int classes, int bad_label)
         if (bad_label) {
             CHECK(isnan(loss[0]) && isnan(loss_r), "%s: loss %g (reference %g), want NaN", w2, loss[0], loss_r);
         } else {
-            expect("softmax_ce_rows+reduce", "loss (rel. to the row terms)", w2, diff(loss[0], loss_r) / scale_of(loss_scale),
-                   tol_loss);
+            expect("softmax_ce_rows+reduce", "loss (rel. to the row terms)", w2,
+                   diff(loss[0], loss_r) / scale_of(loss_scale), tol_loss);
         }
         CHECK(loss[1] == (float)correct_r, "%s: %g rows predicted correctly, the reference counts %d", w2, loss[1],
               correct_r);
@@ -1272,8 +1333,8 @@ static void test_softmax_multi(int n, int classes, int bad_label)
         CHECK(memcmp(loss, loss1, 8) == 0 && memcmp(d, d1, count * 4) == 0,
               "%s: the multi-block form differs from softmax_ce's bits (loss %a vs %a)", where, loss[0], loss1[0]);
     }
-    printf("softmax_ce_rows+reduce %s: loss %.7g (reference %.7g), %d correct, dlogits match%s\n", where, loss[0], loss_r,
-           correct_r, k1 >= 0 ? ", bit-identical to softmax_ce" : "");
+    printf("softmax_ce_rows+reduce %s: loss %.7g (reference %.7g), %d correct, dlogits match%s\n", where, loss[0],
+           loss_r, correct_r, k1 >= 0 ? ", bit-identical to softmax_ce" : "");
     free(z), free(labels), free(d_r), free(d), free(d1), free(rows), free(rows0);
     set_free(&s);
 }
@@ -1306,9 +1367,12 @@ static void test_sgd(int count, int first_step)
     for (int si = 0; si < 2; si++) {
         char w2[160];
         snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
-        bind b[] = {INOUT("params", p, p_k, (size_t)count * 4), IN("grads", g, (size_t)count * 4),
-                    INOUT("momentum_buf", buf, buf_k, (size_t)count * 4), {"lr", NULL, NULL, 0, &lr},
-                    {"momentum", NULL, NULL, 0, &momentum}, {"weight_decay", NULL, NULL, 0, &wd}};
+        bind b[] = {INOUT("params", p, p_k, (size_t)count * 4),
+                    IN("grads", g, (size_t)count * 4),
+                    INOUT("momentum_buf", buf, buf_k, (size_t)count * 4),
+                    {"lr", NULL, NULL, 0, &lr},
+                    {"momentum", NULL, NULL, 0, &momentum},
+                    {"weight_decay", NULL, NULL, 0, &wd}};
         hash[si] = launch(si, &s, k, b, 6);
         expect("sgd", "momentum_buf", w2, max_diff(buf_k, buf_r, count) / scale_of(sb), 6 * U);
         expect("sgd", "params", w2, max_diff(p_k, p_r, count) / scale_of(sp), 8 * U);
@@ -1367,8 +1431,10 @@ static double bf16_outputs(const char *what, const char *where, const uint16_t *
         const double e = e_abs + e_rel * fabs(r[i]);
         const float lo = bf16_to_float_ref(bf16_round_ref((float)(r[i] - e)));
         const float hi = bf16_to_float_ref(bf16_round_ref((float)(r[i] + e)));
-        CHECK(kv >= lo && kv <= hi, "%s: %s[%zu] = %a (0x%04x); the reference %.9g within the fp32 tolerance %.3e "
-              "rounds to [%a, %a]", where, what, i, kv, k[i], r[i], e, lo, hi);
+        CHECK(kv >= lo && kv <= hi,
+              "%s: %s[%zu] = %a (0x%04x); the reference %.9g within the fp32 tolerance %.3e "
+              "rounds to [%a, %a]",
+              where, what, i, kv, k[i], r[i], e, lo, hi);
         const double d = diff(kv, r[i]) / scale;
         if (d > worst) worst = d;
     }
@@ -1415,13 +1481,15 @@ static void test_bn_act_bf16(int n, int c, int hw, float offset, int slices)
     for (int i = 0; i < 6; i++) {
         kb[i] = set_add(&s, "bn_backward", "{ %s, MASK = %d, RES = %d, ACT_BF16 = 1 }", sh, i % 3, i / 3);
         kb32[i] = set_add(&s, "bn_backward", "{ %s, MASK = %d, RES = %d, BF16 = 1 }", sh, i % 3, i / 3);
-        CHECK(set_add(&s, "bn_backward", "{ %s, MASK = %d, RES = %d, BF16 = 1, ACT_BF16 = 1 }", sh, i % 3, i / 3) == kb[i],
+        CHECK(set_add(&s, "bn_backward", "{ %s, MASK = %d, RES = %d, BF16 = 1, ACT_BF16 = 1 }", sh, i % 3, i / 3) ==
+                  kb[i],
               "bn_backward: BF16 = 1 with ACT_BF16 = 1 must be the ACT_BF16 kernel");
     }
     const int scombos[3][2] = {{1, 1}, {2, 0}, {0, 0}}; /* MASK, RES */
     int ksum[3], kdx[3];
     for (int i = 0; i < 3; i++) {
-        ksum[i] = set_add(&s, "bn_backward_sums", "{ %s, SLICES = %d, MASK = %d, ACT_BF16 = 1 }", sh, slices, scombos[i][0]);
+        ksum[i] =
+            set_add(&s, "bn_backward_sums", "{ %s, SLICES = %d, MASK = %d, ACT_BF16 = 1 }", sh, slices, scombos[i][0]);
         kdx[i] = set_add(&s, "bn_backward_dx", "{ %s, SLICES = %d, MASK = %d, RES = %d, ACT_BF16 = 1 }", sh, slices,
                          scombos[i][0], scombos[i][1]);
     }
@@ -1506,7 +1574,8 @@ static void test_bn_act_bf16(int n, int c, int hw, float offset, int slices)
             const char *op = sliced ? "bn_stats_part+merge bf16" : "bn_stats bf16";
             expect(op, "mean (rel. to max|y|)", w2, max_diff(mean, mean_r, c) / scale_of(ymax), tol_mean);
             expect(op, "invstd (relative)", w2, e_invstd, tol_invstd);
-            expect(op, "running_mean (rel. to max|y|)", w2, max_diff(rm, rm_r, c) / scale_of(ymax + 1), tol_mean + 4 * U);
+            expect(op, "running_mean (rel. to max|y|)", w2, max_diff(rm, rm_r, c) / scale_of(ymax + 1),
+                   tol_mean + 4 * U);
             expect(op, "running_var (relative)", w2, e_rv, 2 * tol_invstd + 8 * U);
         }
     }
@@ -1544,10 +1613,12 @@ static void test_bn_act_bf16(int n, int c, int hw, float offset, int slices)
             bind b[] = {IN("y", y16_h, count * 2),
                         eval ? (bind)NUL("mean") : (bind)IN("mean", mean, c * 4),
                         eval ? (bind)NUL("invstd") : (bind)IN("invstd", invstd, c * 4),
-                        IN("gamma", gamma, c * 4), IN("beta", beta, c * 4),
+                        IN("gamma", gamma, c * 4),
+                        IN("beta", beta, c * 4),
                         add ? (bind)IN("residual", res16_h, count * 2) : (bind)NUL("residual"),
                         OUT("out", out_k, count * 2),
-                        want_mask ? (bind)OUT("mask", mask_k, words * 4) : (bind)NUL("mask"), NUL("y_bf16"),
+                        want_mask ? (bind)OUT("mask", mask_k, words * 4) : (bind)NUL("mask"),
+                        NUL("y_bf16"),
                         eval ? (bind)IN("running_mean", rm_in, c * 4) : (bind)NUL("running_mean"),
                         eval ? (bind)IN("running_var", rv_in, c * 4) : (bind)NUL("running_var")};
             hash[si] = launch(si, &s, ka[ci], b, 11);
@@ -1560,7 +1631,8 @@ static void test_bn_act_bf16(int n, int c, int hw, float offset, int slices)
                 const float v = bf16_to_float_ref(out[i]);
                 if (relu) CHECK(!(v < 0), "%s: out[%zu] = %g < 0 after the ReLU", w2, i, v);
                 /* The mask bit is the stored value's sign (exact). */
-                if (want_mask) CHECK((int)((mask[i / 32] >> (i % 32)) & 1u) == (v > 0), "%s: mask bit %zu, out %g", w2, i, v);
+                if (want_mask)
+                    CHECK((int)((mask[i / 32] >> (i % 32)) & 1u) == (v > 0), "%s: mask bit %zu, out %g", w2, i, v);
             }
             if (want_mask && count % 32)
                 CHECK((mask_k[words - 1] >> (count % 32)) == 0, "%s: mask bits past the last element are set", w2);
@@ -1568,9 +1640,12 @@ static void test_bn_act_bf16(int n, int c, int hw, float offset, int slices)
             bind b32[] = {IN("y", yb_h, count * 4),
                           eval ? (bind)NUL("mean") : (bind)IN("mean", mean, c * 4),
                           eval ? (bind)NUL("invstd") : (bind)IN("invstd", invstd, c * 4),
-                          IN("gamma", gamma, c * 4), IN("beta", beta, c * 4),
+                          IN("gamma", gamma, c * 4),
+                          IN("beta", beta, c * 4),
                           add ? (bind)IN("residual", resb_h, count * 4) : (bind)NUL("residual"),
-                          OUT("out", out32_k, count * 4), NUL("mask"), NUL("y_bf16"),
+                          OUT("out", out32_k, count * 4),
+                          NUL("mask"),
+                          NUL("y_bf16"),
                           eval ? (bind)IN("running_mean", rm_in, c * 4) : (bind)NUL("running_mean"),
                           eval ? (bind)IN("running_var", rv_in, c * 4) : (bind)NUL("running_var")};
             launch(si, &s, ka32[ci], b32, 11);
@@ -1624,20 +1699,30 @@ static void test_bn_act_bf16(int n, int c, int hw, float offset, int slices)
             char w2[360];
             snprintf(w2, sizeof w2, "%s %s %s", k->name, where, schedule_names[si]);
             if (sliced) {
-                bind bs[] = {IN("dout", dout16_h, count * 2), mask_bind, IN("y", y16_h, count * 2), IN("mean", mean, c * 4),
-                             IN("invstd", invstd, c * 4), OUT("partials", sums, sbytes)};
+                bind bs[] = {IN("dout", dout16_h, count * 2), mask_bind,
+                             IN("y", y16_h, count * 2),       IN("mean", mean, c * 4),
+                             IN("invstd", invstd, c * 4),     OUT("partials", sums, sbytes)};
                 hash[si] = launch(si, &s, ksum[ci - 6], bs, 6);
                 if (si == 0) memcpy(sums0, sums, sbytes);
-                bind bd[] = {IN("dout", dout16_h, count * 2), mask_bind, IN("y", y16_h, count * 2),
-                             IN("mean", mean, c * 4), IN("invstd", invstd, c * 4), IN("gamma", gamma, c * 4),
-                             IN("partials", sums0, sbytes), OUT("dgamma", dg, c * 4), OUT("dbeta", db, c * 4),
-                             OUT("dy", dy_k, count * 2), res ? (bind)OUT("dres", dres_k, count * 2) : (bind)NUL("dres")};
+                bind bd[] = {IN("dout", dout16_h, count * 2),
+                             mask_bind,
+                             IN("y", y16_h, count * 2),
+                             IN("mean", mean, c * 4),
+                             IN("invstd", invstd, c * 4),
+                             IN("gamma", gamma, c * 4),
+                             IN("partials", sums0, sbytes),
+                             OUT("dgamma", dg, c * 4),
+                             OUT("dbeta", db, c * 4),
+                             OUT("dy", dy_k, count * 2),
+                             res ? (bind)OUT("dres", dres_k, count * 2) : (bind)NUL("dres")};
                 hash[si] ^= launch(si, &s, kdx[ci - 6], bd, 11) * 31;
             } else {
-                bind b[] = {IN("dout", dout16_h, count * 2), mask_bind, IN("y", y16_h, count * 2), IN("mean", mean, c * 4),
-                            IN("invstd", invstd, c * 4), IN("gamma", gamma, c * 4), OUT("dgamma", dg, c * 4),
-                            OUT("dbeta", db, c * 4), OUT("dy", dy_k, count * 2),
-                            res ? (bind)OUT("dres", dres_k, count * 2) : (bind)NUL("dres")};
+                bind b[] = {
+                    IN("dout", dout16_h, count * 2), mask_bind,
+                    IN("y", y16_h, count * 2),       IN("mean", mean, c * 4),
+                    IN("invstd", invstd, c * 4),     IN("gamma", gamma, c * 4),
+                    OUT("dgamma", dg, c * 4),        OUT("dbeta", db, c * 4),
+                    OUT("dy", dy_k, count * 2),      res ? (bind)OUT("dres", dres_k, count * 2) : (bind)NUL("dres")};
                 hash[si] = launch(si, &s, kb[ci], b, 10);
                 /* The fp32 kernel (y in bf16) on the widened dout and ReLU output: the same
                  * dgamma and dbeta bits, and dy, dres rounded once. */
@@ -1645,8 +1730,12 @@ static void test_bn_act_bf16(int n, int c, int hw, float offset, int slices)
                               maskm == 1   ? (bind)IN("mask", mask_in_h, words * 4)
                               : maskm == 2 ? (bind)IN("mask", relub_h, count * 4)
                                            : (bind)NUL("mask"),
-                              IN("y", y16_h, count * 2), IN("mean", mean, c * 4), IN("invstd", invstd, c * 4),
-                              IN("gamma", gamma, c * 4), OUT("dgamma", dg32, c * 4), OUT("dbeta", db32, c * 4),
+                              IN("y", y16_h, count * 2),
+                              IN("mean", mean, c * 4),
+                              IN("invstd", invstd, c * 4),
+                              IN("gamma", gamma, c * 4),
+                              OUT("dgamma", dg32, c * 4),
+                              OUT("dbeta", db32, c * 4),
                               OUT("dy", dy32_k, count * 4),
                               res ? (bind)OUT("dres", dres32_k, count * 4) : (bind)NUL("dres")};
                 launch(si, &s, kb32[ci], b32, 10);
@@ -1659,14 +1748,18 @@ static void test_bn_act_bf16(int n, int c, int hw, float offset, int slices)
             if (res) relayout(dres, dres_k, 2, n, c, hw, 0);
             const char *op = sliced ? "bn_backward_sums+dx bf16" : "bn_backward bf16";
             expect(op, "dbeta (rel. to sum|dz|)", w2, max_diff(db, db_r, c) / scale_of(max_abs(abs_db, c)), tol_db);
-            expect(op, "dgamma (rel. to sum|dz*xhat|)", w2, max_diff(dg, dg_r, c) / scale_of(max_abs(abs_dg, c)), tol_dg);
+            expect(op, "dgamma (rel. to sum|dz*xhat|)", w2, max_diff(dg, dg_r, c) / scale_of(max_abs(abs_dg, c)),
+                   tol_dg);
             expect(op, "dy (rel. to its terms; tol as fp32 + bf16 rounding)", w2,
                    bf16_outputs("dy", w2, dy, dy_r, count, e_dy, 0, scale_of(scale_dy)),
                    (e_dy + U_BF16 * (dymax + e_dy)) / scale_of(scale_dy));
-            if (res) expect(op, "dres (exact: dout or 0)", w2, bf16_outputs("dres", w2, dres, dres_r, count, 0, 0, 1), 0);
+            if (res)
+                expect(op, "dres (exact: dout or 0)", w2, bf16_outputs("dres", w2, dres, dres_r, count, 0, 0, 1), 0);
         }
-        if (sliced) same_outputs_all(k->name, hash);
-        else same_outputs(k->name, hash);
+        if (sliced)
+            same_outputs_all(k->name, hash);
+        else
+            same_outputs(k->name, hash);
     }
     printf("%s: bn_stats, bn_stats_part+merge, 5 bn_apply, 6 bn_backward and 3 sliced backward kernels match\n", where);
     free(y0), free(res0), free(dout0), free(relu0), free(y16), free(res16), free(dout16), free(relu16);
@@ -1675,8 +1768,10 @@ static void test_bn_act_bf16(int n, int c, int hw, float offset, int slices)
     free(mask_in), free(mask_in_h), free(mean_r), free(invstd_r), free(rm_r), free(rv_r);
     free(mean), free(invstd), free(rm), free(rv), free(mean32), free(invstd32), free(rm32), free(rv32);
     free(partials), free(partials0), free(out_r), free(out_k), free(out), free(out32_k), free(mask_k), free(mask);
-    free(dg_r), free(db_r), free(dy_r), free(dres_r), free(abs_dg), free(abs_db), free(dummy), free(absdout), free(ymirror);
-    free(dg), free(db), free(dg32), free(db32), free(dy32_k), free(dres32_k), free(dy_k), free(dres_k), free(dy), free(dres);
+    free(dg_r), free(db_r), free(dy_r), free(dres_r), free(abs_dg), free(abs_db), free(dummy), free(absdout),
+        free(ymirror);
+    free(dg), free(db), free(dg32), free(db32), free(dy32_k), free(dres32_k), free(dy_k), free(dres_k), free(dy),
+        free(dres);
     free(sums), free(sums0);
     set_free(&s);
 }
@@ -1770,8 +1865,8 @@ static void test_avgpool_act_bf16(int n, int c, int hw)
         snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
         bind bf[] = {IN("x", x16_h, count * 2), OUT("y", y, rows * 4)};
         hash[si] = launch(si, &s, kf, bf, 2);
-        expect("avgpool_fwd bf16", "y (rel. to max mean|x|)", w2, max_diff(y, y_r, rows) / scale_of(max_abs(ya_r, rows)),
-               tol_y);
+        expect("avgpool_fwd bf16", "y (rel. to max mean|x|)", w2,
+               max_diff(y, y_r, rows) / scale_of(max_abs(ya_r, rows)), tol_y);
         bind bb[] = {IN("dy", dy, rows * 4), OUT("dx", dx_k, count * 2)};
         hash[si] ^= launch(si, &s, kb, bb, 2) * 31;
         relayout(dx, dx_k, 2, n, c, hw, 0);
@@ -1807,13 +1902,17 @@ static void test_sgd_shadow(int count)
     for (int si = 0; si < 2; si++) {
         char w2[160];
         snprintf(w2, sizeof w2, "%s %s", where, schedule_names[si]);
-        bind b0[] = {INOUT("params", p, p0, bytes), IN("grads", g, bytes), INOUT("momentum_buf", buf, buf0, bytes),
-                     {"lr", NULL, NULL, 0, &lr}, {"momentum", NULL, NULL, 0, &momentum},
-                     {"weight_decay", NULL, NULL, 0, &wd}};
+        bind b0[] = {INOUT("params", p, p0, bytes),           IN("grads", g, bytes),
+                     INOUT("momentum_buf", buf, buf0, bytes), {"lr", NULL, NULL, 0, &lr},
+                     {"momentum", NULL, NULL, 0, &momentum},  {"weight_decay", NULL, NULL, 0, &wd}};
         launch(si, &s, k0, b0, 6);
-        bind b1[] = {INOUT("params", p, p1, bytes), IN("grads", g, bytes), INOUT("momentum_buf", buf, buf1, bytes),
-                     OUT("shadow", shadow, (size_t)count * 2), {"lr", NULL, NULL, 0, &lr},
-                     {"momentum", NULL, NULL, 0, &momentum}, {"weight_decay", NULL, NULL, 0, &wd}};
+        bind b1[] = {INOUT("params", p, p1, bytes),
+                     IN("grads", g, bytes),
+                     INOUT("momentum_buf", buf, buf1, bytes),
+                     OUT("shadow", shadow, (size_t)count * 2),
+                     {"lr", NULL, NULL, 0, &lr},
+                     {"momentum", NULL, NULL, 0, &momentum},
+                     {"weight_decay", NULL, NULL, 0, &wd}};
         hash[si] = launch(si, &s, k1, b1, 7);
         CHECK(memcmp(p0, p1, bytes) == 0 && memcmp(buf0, buf1, bytes) == 0,
               "%s: SHADOW = 1 changes params or momentum_buf", w2);

@@ -40,8 +40,8 @@ static void state_dict_order(void)
     pp_params_count(a, &n);
     /* 62 trainable tensors + 20 BN layers x 2 running statistics */
     CHECK(n == 62 + 40, "entries: %d", n);
-    const char *order[] = {"conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
-                           "layer1.0.conv1.weight"};
+    const char *order[] = {"conv1.weight",     "bn1.weight",      "bn1.bias",
+                           "bn1.running_mean", "bn1.running_var", "layer1.0.conv1.weight"};
     for (int i = 0; i < 6; i++) {
         pp_param_info info;
         const float *d;

@@ -25,7 +25,11 @@
 #include <math.h>
 #include <string.h>
 
-enum { batch = 2, image = 8, max_batch = 16 };
+enum {
+    batch = 2,
+    image = 8,
+    max_batch = 16
+};
 
 static void fill(float *a, size_t n, uint32_t seed)
 {
@@ -74,7 +78,8 @@ typedef struct run {
 static void run_setup(pp_context *none, const char *policy, int n, int img, run *r)
 {
     memset(r, 0, sizeof *r);
-    gen_plan_request req = {.model = "cifar_resnet8", .policy = policy, .batch = n, .height = img, .width = img, .classes = 10};
+    gen_plan_request req = {
+        .model = "cifar_resnet8", .policy = policy, .batch = n, .height = img, .width = img, .classes = 10};
     CHECK_OK(none, gen_plan_train(none, &req, &r->plan));
     r->layers = reference_layers(&r->plan);
     r->net = (ref_net){r->layers, r->plan.layer_count, r->plan.tensor_elems, r->plan.tensor_count, r->plan.param_count};
@@ -179,7 +184,8 @@ static double check_policy_stats(pp_context *none, pp_context *host, const char 
 
     float *grads = malloc(r.plan.param_count * sizeof *grads);
     for (int i = 0; i < r.plan.param_count_keys; i++)
-        CHECK_OK(host, pp_model_grad_read(m, r.plan.params[i].key, grads + r.plan.params[i].offset, r.plan.params[i].count));
+        CHECK_OK(host,
+                 pp_model_grad_read(m, r.plan.params[i].key, grads + r.plan.params[i].offset, r.plan.params[i].count));
     double ref_loss = ref_net_step(&r.net, r.params, r.state, r.x, r.labels, r.grads);
     float probe[sizeof probe_exact / sizeof probe_exact[0]];
     CHECK_OK(host, pp_model_grad_read(m, probe_key, probe, sizeof probe / sizeof probe[0]));
@@ -214,8 +220,8 @@ static double check_policy_stats(pp_context *none, pp_context *host, const char 
     const char *conv_key = "";
     double conv_l2 = worst_conv_l2_error(&r.plan, grads, r.grads, &conv_key);
     printf("policy %-12s batch %2d %2dx%-2d loss %.6f (reference %.6f, rel. error %.1e); largest gradient error %.2e "
-           "(%s); running statistics %.1e; conv weight gradients within %.1e (L2, %s)\n", policy, n, img, img, loss,
-           ref_loss, loss_err, err, key, stat_err, conv_l2, conv_key);
+           "(%s); running statistics %.1e; conv weight gradients within %.1e (L2, %s)\n",
+           policy, n, img, img, loss, ref_loss, loss_err, err, key, stat_err, conv_l2, conv_key);
     const double loss_tolerance = tolerance > 0 ? tolerance : 5e-2;
     CHECK(loss_err <= loss_tolerance, "loss error %.3e above %.1e", loss_err, loss_tolerance);
     if (tolerance > 0) CHECK(err <= tolerance, "gradient error %.3e (%s) above %.1e", err, key, tolerance);
@@ -228,7 +234,8 @@ static double check_policy_stats(pp_context *none, pp_context *host, const char 
     CHECK_OK(host, pp_model_memory_report(m, &rep));
     size_t in_use, peak;
     pp_context_memory_stats(host, &in_use, &peak);
-    printf("  device memory allocated by the model: %zu bytes; planned peak: %zu bytes\n", in_use - in_use_before, rep.peak);
+    printf("  device memory allocated by the model: %zu bytes; planned peak: %zu bytes\n", in_use - in_use_before,
+           rep.peak);
     CHECK(in_use - in_use_before == rep.peak, "allocated %zu bytes, planned %zu", in_use - in_use_before, rep.peak);
 
     if (finite_differences) {
@@ -237,8 +244,9 @@ static double check_policy_stats(pp_context *none, pp_context *host, const char 
          * component is checked against both the reference and the kernels' value, relative
          * to the largest gradient of its parameter, with tolerance 1e-5 (ReLU kinks are not
          * crossed at this step size for these inputs; a crossing would show as a failure). */
-        const char *keys[] = {"conv1.weight", "bn1.weight", "layer2.0.conv2.weight", "layer3.0.downsample.0.weight",
-                              "layer3.0.bn2.bias", "fc.weight"};
+        const char *keys[] = {"conv1.weight",          "bn1.weight",
+                              "layer2.0.conv2.weight", "layer3.0.downsample.0.weight",
+                              "layer3.0.bn2.bias",     "fc.weight"};
         double worst_fd = 0;
         for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
             const plan_tensor_info *t = NULL;
@@ -257,10 +265,11 @@ static double check_policy_stats(pp_context *none, pp_context *host, const char 
             r.params[idx] = saved;
             double fd = (up - down) / (2 * h);
             double e_ref = fabs(fd - r.grads[idx]) / scale, e_kernel = fabs(fd - grads[idx]) / scale;
-            printf("  finite difference %-30s[%zu]: %+.6e, reference %+.6e, kernels %+.6e\n", keys[k],
-                   idx - t->offset, fd, r.grads[idx], (double)grads[idx]);
+            printf("  finite difference %-30s[%zu]: %+.6e, reference %+.6e, kernels %+.6e\n", keys[k], idx - t->offset,
+                   fd, r.grads[idx], (double)grads[idx]);
             CHECK(e_ref <= 1e-5, "%s: reference gradient off the finite difference by %.2e", keys[k], e_ref);
-            CHECK(e_kernel <= 1e-5 + tolerance, "%s: kernel gradient off the finite difference by %.2e", keys[k], e_kernel);
+            CHECK(e_kernel <= 1e-5 + tolerance, "%s: kernel gradient off the finite difference by %.2e", keys[k],
+                  e_kernel);
             worst_fd = fmax(worst_fd, fmax(e_ref, e_kernel));
             free(g), free(st);
         }
@@ -273,7 +282,8 @@ static double check_policy_stats(pp_context *none, pp_context *host, const char 
 }
 
 /* fp32 policies: running statistics within 1e-5 (relative to max(1, |value|)). */
-static double check_policy(pp_context *none, pp_context *host, const char *policy, double tolerance, int finite_differences)
+static double check_policy(pp_context *none, pp_context *host, const char *policy, double tolerance,
+                           int finite_differences)
 {
     return check_policy_stats(none, host, policy, batch, image, tolerance, 1e-5, 0, finite_differences);
 }

@@ -20,7 +20,11 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-enum { max_allocs = 1024, max_modules = 64, max_functions = 256 };
+enum {
+    max_allocs = 1024,
+    max_modules = 64,
+    max_functions = 256
+};
 static const size_t total_memory = (size_t)1 << 30;
 
 static int initialised, primary_refs, launches;
@@ -183,7 +187,10 @@ EXPORT CUresult cuEventRecord(CUevent e, CUstream s)
     (void)s;
     return e ? (sticky ? sticky : CUDA_SUCCESS) : CUDA_ERROR_INVALID_HANDLE;
 }
-EXPORT CUresult cuEventSynchronize(CUevent e) { return e ? (sticky ? sticky : CUDA_SUCCESS) : CUDA_ERROR_INVALID_HANDLE; }
+EXPORT CUresult cuEventSynchronize(CUevent e)
+{
+    return e ? (sticky ? sticky : CUDA_SUCCESS) : CUDA_ERROR_INVALID_HANDLE;
+}
 EXPORT CUresult cuEventElapsedTime(float *ms, CUevent a, CUevent b)
 {
     if (!ms || !a || !b) return CUDA_ERROR_INVALID_VALUE;
@@ -192,10 +199,7 @@ EXPORT CUresult cuEventElapsedTime(float *ms, CUevent a, CUevent b)
 }
 EXPORT CUresult cuEventDestroy_v2(CUevent e) { return e ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE; }
 
-EXPORT CUresult cuCtxSynchronize(void)
-{
-    return sticky;
-}
+EXPORT CUresult cuCtxSynchronize(void) { return sticky; }
 
 static size_t elf_size(const unsigned char *p)
 {
@@ -285,7 +289,8 @@ EXPORT CUresult cuFuncGetAttribute(int *v, CUfunction_attribute a, CUfunction fn
 EXPORT CUresult cuFuncSetAttribute(CUfunction fn, CUfunction_attribute a, int v)
 {
     if (!fn) return CUDA_ERROR_INVALID_HANDLE;
-    if (a != CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES || v < 0 || v > 227 * 1024) return CUDA_ERROR_INVALID_VALUE;
+    if (a != CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES || v < 0 || v > 227 * 1024)
+        return CUDA_ERROR_INVALID_VALUE;
     ((mock_function *)fn)->max_dynamic_shared = v;
     return CUDA_SUCCESS;
 }

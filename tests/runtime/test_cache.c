@@ -10,7 +10,7 @@
 
 static char dir[64];
 static pp_context ctx_storage, *ctx = &ctx_storage; /* with its cache in dir */
-static pp_hash_value k1, k2; /* hash_fields */
+static pp_hash_value k1, k2;                        /* hash_fields */
 static int warnings, cache_warnings;
 static void count_warning(void *user, pp_log_level level, const char *message)
 {
@@ -52,8 +52,7 @@ static void entry_file(pp_context *ctx, const pp_hash_value *key, char *out, siz
 }
 
 /* Applies damage to the entry file, then checks that a get reports it and misses. */
-static void check_damage(pp_context *ctx, const pp_hash_value *key, const char *what, long offset,
-                         int truncate_to)
+static void check_damage(pp_context *ctx, const pp_hash_value *key, const char *what, long offset, int truncate_to)
 {
     const char payload[] = "cubin bytes for the cache test";
     CHECK_OK(ctx, cache_put(ctx, key, payload, sizeof payload));

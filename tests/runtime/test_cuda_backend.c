@@ -33,7 +33,7 @@ static const char *kernel_src =
     "}\n";
 
 typedef void (*mock_counts_fn)(int *refs, int *modules, size_t *bytes, int *launches);
-static mock_counts_fn mock_counts; /* non-NULL when running against the mock driver */
+static mock_counts_fn mock_counts;         /* non-NULL when running against the mock driver */
 static unsigned (*mock_last_shared)(void); /* likewise */
 static char cache_dir[64];
 
@@ -86,10 +86,12 @@ static void check_auto(int gpu, const char *cuda_error)
     printf("auto: %s (%s), on %s\n", pp_context_backend(ctx) == PP_BACKEND_CUDA ? "cuda" : "host", reason,
            pp_context_device_name(ctx));
     if (gpu) {
-        CHECK(pp_context_backend(ctx) == PP_BACKEND_CUDA && strcmp(ctx->ops->name, "cuda") == 0, "auto with a GPU: cuda");
+        CHECK(pp_context_backend(ctx) == PP_BACKEND_CUDA && strcmp(ctx->ops->name, "cuda") == 0,
+              "auto with a GPU: cuda");
         CHECK(strcmp(reason, "a usable GPU") == 0, "auto with a GPU says so: %s", reason);
     } else {
-        CHECK(pp_context_backend(ctx) == PP_BACKEND_HOST && strcmp(ctx->ops->name, "host") == 0, "auto without a GPU: host");
+        CHECK(pp_context_backend(ctx) == PP_BACKEND_HOST && strcmp(ctx->ops->name, "host") == 0,
+              "auto without a GPU: host");
         CHECK(strncmp(reason, "no usable GPU: ", 15) == 0 && strncmp(reason + 15, cuda_error, 40) == 0,
               "auto without a GPU says why (the cuda backend's message '%s'): %s", cuda_error, reason);
         CHECK(pp_last_error(ctx)[0] == '\0', "the fallback is not an error: %s", pp_last_error(ctx));
@@ -124,7 +126,10 @@ static const char *names[] = {"pp_test_saxpb", "pp_test_fault"};
 static pp_compile_request req = {NULL, "pp_test_saxpb.cu", names, 2}; /* source: kernel_src (main) */
 static pp_module *mod;
 static pp_function *fn;
-enum { n = 1000, cap = 1024 }; /* y = 2x + 3 on n of cap elements */
+enum {
+    n = 1000,
+    cap = 1024
+}; /* y = 2x + 3 on n of cap elements */
 static float *x, *y;
 static pp_devptr dx, dy;
 static float a = 2.0f, b = 3.0f;
@@ -153,10 +158,7 @@ static void no_fallback_create(void)
     pp_context_destroy(ctx);
 }
 
-static void auto_backend(void)
-{
-    check_auto(have_gpu, have_gpu ? NULL : cuda_error);
-}
+static void auto_backend(void) { check_auto(have_gpu, have_gpu ? NULL : cuda_error); }
 
 static void bad_ordinal(void)
 {
@@ -335,10 +337,7 @@ static void release_all(void)
     ctx = NULL;
 }
 
-static void balanced_after_destroy(void)
-{
-    check_balanced("after destroying the context");
-}
+static void balanced_after_destroy(void) { check_balanced("after destroying the context"); }
 
 static void other_major_arch(void)
 {

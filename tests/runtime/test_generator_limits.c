@@ -123,7 +123,7 @@ static void test_endless_loops(pp_context *ctx)
 
     /* A C function copying much per instruction pays for its bytes (64 KiB a call here). */
     char *copies = write_file("copy_model.lua", "local k = string.rep('x', 1024)\n"
-                                               "while true do local s = string.rep(k, 64) end\n");
+                                                "while true do local s = string.rep(k, 64) end\n");
     st = plan(ctx, copies, NULL, &s);
     snprintf(where, sizeof where, "%s:2: the model file ran past its", copies);
     expect_error(ctx, "model file: endless 64 KiB string.rep", st, s, PP_ERR_PARSE, where, budget, NULL);

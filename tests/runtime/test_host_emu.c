@@ -180,7 +180,10 @@ static int count_wrong(const float *out, const float *expect, unsigned count)
 static void missing_barrier(void)
 {
     printf("missing __syncthreads (neighbour read):\n");
-    enum { n = 64, nb = 4 };
+    enum {
+        n = 64,
+        nb = 4
+    };
     static float in[n * nb], expect[n * nb], fwd[n * nb], rev[n * nb];
     for (unsigned b = 0; b < nb; b++)
         for (unsigned t = 0; t < n; t++) in[b * n + t] = (float)(1000 * (b + 1) + t);
@@ -242,12 +245,13 @@ static void kernel_faults(void)
         expect_kernel_error(ctx, mod, "emu_split_barrier", 1, 32, args1, split, 4);
 
         snprintf(line_c, sizeof line_c, "(line %d)", test_line_of(src, "MARK: early exit barrier"));
-        const char *early[] = {"deadlock", "8 threads wait at __syncthreads", line_c, "56 threads of the block have exited"};
+        const char *early[] = {"deadlock", "8 threads wait at __syncthreads", line_c,
+                               "56 threads of the block have exited"};
         expect_kernel_error(ctx, mod, "emu_early_exit", 3, 64, args1, early, 4);
 
         int vals[128];
         for (int i = 0; i < 128; i++) vals[i] = i % 5; /* all pass ... */
-        vals[64 + 37] = 9;                                 /* ... except block 1, thread 37 */
+        vals[64 + 37] = 9;                             /* ... except block 1, thread 37 */
         CHECK_OK(ctx, ctx->ops->upload(ctx, d_in, vals, sizeof vals));
         void *args2[] = {&d_in, &d_out};
         snprintf(line_d, sizeof line_d, "emu_faults.cu:%d", test_line_of(src, "MARK: assert"));
@@ -255,7 +259,8 @@ static void kernel_faults(void)
         expect_kernel_error(ctx, mod, "emu_checked", 2, 64, args2, assert_needles, 4);
 
         snprintf(line_e, sizeof line_e, "line %d", test_line_of(src, "MARK: warp exit"));
-        const char *warp[] = {"deadlock", "4 lanes of warp 0 wait at a warp operation", line_e, "28 of its lanes have exited"};
+        const char *warp[] = {"deadlock", "4 lanes of warp 0 wait at a warp operation", line_e,
+                              "28 of its lanes have exited"};
         expect_kernel_error(ctx, mod, "emu_warp_exit", 1, 32, args1, warp, 4);
 
         /* the context still works after faults */
@@ -285,10 +290,7 @@ static void kernel_faults(void)
 }
 
 /* ---- warp shuffles and votes ---- */
-static int ref_at(const int *v, int base, int lanes, int j)
-{
-    return j < lanes ? v[base + j] : 0;
-}
+static int ref_at(const int *v, int base, int lanes, int j) { return j < lanes ? v[base + j] : 0; }
 
 static void warp_ops(void)
 {
@@ -296,8 +298,9 @@ static void warp_ops(void)
     const unsigned sizes[] = {96, 40};
     const pp_schedule schedules[] = {PP_SCHEDULE_FORWARD, PP_SCHEDULE_SHUFFLED};
     const char *names[] = {"emu_warp_ops"};
-    const char *what[7] = {"shfl_down tree sum", "shfl_xor width 8", "shfl width 16 bcast", "shfl_up 2 width 16",
-                           "ballot", "any/all", "shfl lane 33"};
+    const char *what[7] = {"shfl_down tree sum", "shfl_xor width 8", "shfl width 16 bcast",
+                           "shfl_up 2 width 16", "ballot",           "any/all",
+                           "shfl lane 33"};
     for (int si = 0; si < 2; si++) {
         pp_context *ctx = make_ctx(schedules[si], 12345, 2, cache_dir);
         pp_module *mod = compile_ok(ctx, "emu_warp.cu", names, 1);
@@ -372,9 +375,22 @@ static void intrinsics(void)
     CHECK_OK(ctx, ctx->ops->download(ctx, out, d_out, sizeof out));
     for (int t = 0; t < 64; t++) expect[t] = 2 * t + (int)(in4[4 * (t % 4)] + in4[4 * (t % 4) + 3]);
     const int tail[16] = {10, 1, 0, 64, 63, 0, 8, 31, 4, (int)0x80000000u, 0x3f800000, 250, 9, 5, 33, 69};
-    const char *what[16] = {"__syncthreads_count", "__syncthreads_and", "__syncthreads_or", "atomicAdd/Sub int",
-                            "atomicMax", "atomicMin", "__popc", "__clz", "__ffs", "__brev", "__float_as_int",
-                            "rsqrtf", "fma+expf+saturate", "max/min", "fdividef/fmaxf/warpSize", "atomicCAS"};
+    const char *what[16] = {"__syncthreads_count",
+                            "__syncthreads_and",
+                            "__syncthreads_or",
+                            "atomicAdd/Sub int",
+                            "atomicMax",
+                            "atomicMin",
+                            "__popc",
+                            "__clz",
+                            "__ffs",
+                            "__brev",
+                            "__float_as_int",
+                            "rsqrtf",
+                            "fma+expf+saturate",
+                            "max/min",
+                            "fdividef/fmaxf/warpSize",
+                            "atomicCAS"};
     memcpy(expect + 64, tail, sizeof tail);
     int wrong = 0;
     for (int t = 0; t < 64; t++) wrong += out[t] != expect[t];
@@ -393,7 +409,9 @@ static void intrinsics(void)
 /* ---- atomics across OS threads ---- */
 static void run_atomic(pp_context *ctx, pp_module *mod, const char *label)
 {
-    enum { n = 64 * 256 + 77 };
+    enum {
+        n = 64 * 256 + 77
+    };
     static float in[n];
     double expect = 0;
     for (int i = 0; i < n; i++) {
@@ -471,7 +489,8 @@ static void newest_file(const char *dir, char *out, size_t len)
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         struct stat st;
         if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
-        if (st.st_mtim.tv_sec > best.tv_sec || (st.st_mtim.tv_sec == best.tv_sec && st.st_mtim.tv_nsec > best.tv_nsec)) {
+        if (st.st_mtim.tv_sec > best.tv_sec ||
+            (st.st_mtim.tv_sec == best.tv_sec && st.st_mtim.tv_nsec > best.tv_nsec)) {
             best = st.st_mtim;
             snprintf(out, len, "%s", path);
         }
@@ -522,7 +541,8 @@ static void module_cache(void)
     CHECK_OK(ctx, pp_context_cache_stats(ctx, &s3));
     printf("  compile after damage: cache_hit %d; stats corrupt %d, writes %d, warnings %d\n", r.cache_hit, s3.corrupt,
            s3.writes, warnings - warnings_before);
-    CHECK(!r.cache_hit && s3.corrupt == s2.corrupt + 1 && s3.writes == s2.writes + 1, "damaged entry detected, rebuilt");
+    CHECK(!r.cache_hit && s3.corrupt == s2.corrupt + 1 && s3.writes == s2.writes + 1,
+          "damaged entry detected, rebuilt");
     CHECK(warnings > warnings_before, "damage reported through the log");
     run_atomic(ctx, mod, "rebuilt module");
     ctx->ops->module_destroy(ctx, mod);
@@ -577,7 +597,9 @@ static void parallel_prefetch(void)
     snprintf(dir, sizeof dir, "%s/prefetch", cache_dir);
     pp_context *ctx = make_ctx(PP_SCHEDULE_FORWARD, 1, 2, dir);
     char *base = read_kernel("emu_atomic.cu");
-    enum { good = 4 };
+    enum {
+        good = 4
+    };
     char *src[good + 2];
     char names[good + 2][32];
     pp_compile_request reqs[good + 2];

@@ -104,12 +104,13 @@ static void test_killed_compile(int in_header)
     char script[700];
     snprintf(script, sizeof script, "%s/slow-cxx-%d", root, in_header);
     FILE *f = fopen(script, "w");
-    CHECK(f && fprintf(f,
-                       "#!/bin/sh\n"
-                       "if [ \"$1\" = --version ]; then echo 'slow-cxx 1.0'; exit 0; fi\n"
-                       "for a in \"$@\"; do [ \"$a\" = c++-header ] && %s; done\n"
-                       "exec sleep 60\n",
-                       in_header ? "exec sleep 60" : "exit 1") > 0 &&
+    CHECK(f &&
+              fprintf(f,
+                      "#!/bin/sh\n"
+                      "if [ \"$1\" = --version ]; then echo 'slow-cxx 1.0'; exit 0; fi\n"
+                      "for a in \"$@\"; do [ \"$a\" = c++-header ] && %s; done\n"
+                      "exec sleep 60\n",
+                      in_header ? "exec sleep 60" : "exit 1") > 0 &&
               fclose(f) == 0 && chmod(script, 0755) == 0,
           "write %s", script);
     pid_t child = fork();
@@ -152,10 +153,10 @@ static void test_sweep(void)
     snprintf(name[0], sizeof name[0], "pp_emu_build.%s.%ld.aB3dEf", host, (long)dead);
     snprintf(name[1], sizeof name[1], "pp_emu_module.%s.%ld.gH5jKl", host, (long)dead);
     snprintf(name[2], sizeof name[2], "pp_emu_build.%s.%ld.mN7pQr", host, (long)getppid()); /* alive */
-    snprintf(name[3], sizeof name[3], "pp_emu_build.%s.%ld.sT9vWx", host, (long)getpid()); /* alive: this one */
+    snprintf(name[3], sizeof name[3], "pp_emu_build.%s.%ld.sT9vWx", host, (long)getpid());  /* alive: this one */
     snprintf(name[4], sizeof name[4], "pp_emu_build.other_host.%ld.yZ1bCd", (long)dead);
-    snprintf(name[5], sizeof name[5], "pp_emu_build_eF2gHi");                               /* another form */
-    snprintf(name[6], sizeof name[6], "pp_emu_build.%s.%ld", host, (long)dead);           /* no suffix */
+    snprintf(name[5], sizeof name[5], "pp_emu_build_eF2gHi");                   /* another form */
+    snprintf(name[6], sizeof name[6], "pp_emu_build.%s.%ld", host, (long)dead); /* no suffix */
     const int is_dir[7] = {1, 0, 1, 1, 1, 1, 1};
     const int swept[7] = {1, 1, 0, 0, 0, 0, 0};
     for (int i = 0; i < 7; i++) make_scratch(cache_dir, name[i], is_dir[i]);
@@ -190,15 +191,9 @@ static void test_sweep(void)
     pp_context_destroy(ctx);
 }
 
-static void killed_compile_module(void)
-{
-    test_killed_compile(0);
-}
+static void killed_compile_module(void) { test_killed_compile(0); }
 
-static void killed_compile_header(void)
-{
-    test_killed_compile(1);
-}
+static void killed_compile_header(void) { test_killed_compile(1); }
 
 static const test_case tests[] = {
     TEST_CASE(killed_compile_module, "a compile killed while building a module leaves its directory; the next host "

@@ -6,7 +6,9 @@
 
 #include <string.h>
 
-enum { key_count = 20000 };
+enum {
+    key_count = 20000
+};
 static char keys[key_count][24];
 
 static name_index ix;
@@ -41,8 +43,7 @@ static void whole_strings(void)
 
 static void replace_in_place(void)
 {
-    CHECK(name_index_put(&ix, keys[7], 70000) == 0 && name_index_get(&ix, keys[7]) == 70000 &&
-              ix.count == key_count,
+    CHECK(name_index_put(&ix, keys[7], 70000) == 0 && name_index_get(&ix, keys[7]) == 70000 && ix.count == key_count,
           "a second put of a key did not replace its value in place");
 }
 

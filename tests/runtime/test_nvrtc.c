@@ -43,7 +43,9 @@ static const char *reduce_src = "extern \"C\" __global__ void reduce128(const fl
                                 "    }\n"
                                 "    if (t == 0) y[blockIdx.x] = tile[0] + (float)flags[3];\n"
                                 "}\n";
-enum { reduce_shared_bytes = 128 * 4 + 4 * 4 };
+enum {
+    reduce_shared_bytes = 128 * 4 + 4 * 4
+};
 
 static const char *bad_src = "extern \"C\" __global__ void broken(float *y)\n"
                              "{\n"

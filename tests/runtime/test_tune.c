@@ -170,7 +170,8 @@ static void check_bundle_is_model_build(pp_context *ctx, const char *policy, con
     CHECK(files == info.kernels, "%d kernel files, %d reported", files, info.kernels);
     CHECK(found, "the bundle has %s in variant %d", prefix, variant);
     printf("pp_model_bundle_write: %d training-step kernels, each one the model build compiles (%d with inference), "
-           "%s in v%d among them\n", files, n, prefix, variant);
+           "%s in v%d among them\n",
+           files, n, prefix, variant);
 }
 
 /* "conv_fwd_n1c3h8w8_k16r3s3_s1p1_f2avg:tf32" -> "conv_fwd_n1c3h8w8_k16r3s3_s1p1_f2avg" */

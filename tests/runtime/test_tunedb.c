@@ -46,10 +46,7 @@ static void fix_checksum(char *text)
     memcpy(line + 9, hex, 32);
 }
 
-static int same_double(double a, double b)
-{
-    return memcmp(&a, &b, sizeof a) == 0;
-}
+static int same_double(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
 
 /* Loads path expecting outcome; a non-loaded outcome must leave an empty database with
  * identity *expect and log exactly one warning (none for missing) containing each of the
@@ -107,7 +104,7 @@ static pp_context *ctx;
 static tunedb_identity id; /* the identity every database here is saved and loaded with */
 static tunedb db;          /* sig1 and sig2 (put_and_trials) */
 static const char *sig1 = "conv_fwd:n64c64h56w56k64r3s3u1p1f2avg:tf32", *sig2 = "pool_bwd:n8c16h32w32f2max:fp32";
-static char *text;         /* the saved file (save_again), len bytes */
+static char *text; /* the saved file (save_again), len bytes */
 static size_t len;
 
 static void path_sanitised(void)
@@ -171,7 +168,8 @@ static void bad_signatures(void)
     for (int i = 0; i < 5; i++) {
         ctx_clear_error(ctx);
         tunedb_entry *r = tunedb_put(ctx, &db, bad_sigs[i]);
-        printf("put rejects signature #%d (%zu bytes): %s\n", i, strlen(bad_sigs[i]), r ? "accepted" : pp_last_error(ctx));
+        printf("put rejects signature #%d (%zu bytes): %s\n", i, strlen(bad_sigs[i]),
+               r ? "accepted" : pp_last_error(ctx));
         CHECK(r == NULL && pp_last_error(ctx)[0], "signature #%d rejected with an error", i);
     }
     CHECK(db.count == 2, "rejected signatures added nothing: %d entries", db.count);
@@ -203,16 +201,16 @@ static void round_trip(void)
         const tunedb_entry *a = &db.entries[i], *b = tunedb_find(&back, a->signature);
         CHECK(b != NULL, "entry %s loaded", a->signature);
         printf("  entry %s: best %d/%d best_ms %.17g/%.17g default_ms %.17g/%.17g trials %d/%d\n", a->signature,
-               a->best_variant, b->best_variant, a->best_ms, b->best_ms, a->default_ms, b->default_ms,
-               a->trial_count, b->trial_count);
+               a->best_variant, b->best_variant, a->best_ms, b->best_ms, a->default_ms, b->default_ms, a->trial_count,
+               b->trial_count);
         CHECK(a->best_variant == b->best_variant && same_double(a->best_ms, b->best_ms) &&
                   same_double(a->default_ms, b->default_ms) && a->trial_count == b->trial_count,
               "entry %s fields", a->signature);
         for (int j = 0; j < a->trial_count; j++) {
             const tunedb_trial *x = &a->trials[j], *y = &b->trials[j];
             printf("    trial %d/%d status %d/%d median %.17g/%.17g error %.17g/%.17g note '%s'/'%s'\n", x->variant,
-                   y->variant, x->status, y->status, x->median_ms, y->median_ms, x->max_error, y->max_error,
-                   x->note, y->note);
+                   y->variant, x->status, y->status, x->median_ms, y->median_ms, x->max_error, y->max_error, x->note,
+                   y->note);
             CHECK(x->variant == y->variant && x->status == y->status && same_double(x->median_ms, y->median_ms) &&
                       same_double(x->max_error, y->max_error) && strcmp(x->note, y->note) == 0,
                   "trial %d of %s", j, a->signature);
@@ -312,7 +310,8 @@ static void malformed_files(void)
         for (char *c = what; *c; c++)
             if (*c == '\n') *c = ' ';
         write_mutated(text, mutations[i].from, mutations[i].to, bad_path, 1);
-        check_load(ctx, what, bad_path, &id, TUNEDB_CORRUPT, (const char *const[]){"corrupt", mutations[i].reason, NULL});
+        check_load(ctx, what, bad_path, &id, TUNEDB_CORRUPT,
+                   (const char *const[]){"corrupt", mutations[i].reason, NULL});
     }
     /* The unmodified text with a recomputed checksum still loads (the mutations are what failed). */
     write_mutated(text, "end 2", "end 2", bad_path, 1);
@@ -412,8 +411,9 @@ static const test_case tests[] = {
                     "25 well-checksummed malformed files are corrupt with the reason; the unmodified text loads"),
     TEST_CASE_AFTER(save_refuses_bad_best, put_and_trials,
                     "save refuses a best variant that failed or was never tried"),
-    TEST_CASE_AFTER(read_cap, save_again, "reads are capped: a larger (sparse) file and /dev/zero refused, exactly "
-                                          "the cap read whole"),
+    TEST_CASE_AFTER(read_cap, save_again,
+                    "reads are capped: a larger (sparse) file and /dev/zero refused, exactly "
+                    "the cap read whole"),
     TEST_CASE_AFTER(stale_files, put_and_trials, "another toolkit, generator or sm_count: stale, naming what differs"),
     TEST_CASE(missing_file, "a missing file loads as an empty database without a warning"),
     TEST_CASE_AFTER(put_existing_empties, put_and_trials, "put on an existing signature empties the entry"),

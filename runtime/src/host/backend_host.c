@@ -118,7 +118,8 @@ static pp_status load_module(pp_context *ctx, const void *data, size_t len, cons
         compiler_scratch_template(dir, "pp_emu_module", path, sizeof path);
         fd = mkstemp(path);
     }
-    if (fd < 0) return ctx_fail(ctx, PP_ERR_IO, "host backend: cannot create a temporary file in %s: %s", dir, strerror(errno));
+    if (fd < 0)
+        return ctx_fail(ctx, PP_ERR_IO, "host backend: cannot create a temporary file in %s: %s", dir, strerror(errno));
     const char *p = data;
     size_t left = len;
     while (left > 0) {
@@ -163,8 +164,7 @@ static pp_status load_module(pp_context *ctx, const void *data, size_t len, cons
             pp_status st = ctx_fail(ctx, PP_ERR_COMPILE,
                                     "host backend: kernel '%s' not found in %s: no pp_emu_entry_%s "
                                     "(is PP_KERNEL_EXPORT(%s) written after the kernel?)",
-                                    req->kernel_names[i], req->source_name, req->kernel_names[i],
-                                    req->kernel_names[i]);
+                                    req->kernel_names[i], req->source_name, req->kernel_names[i], req->kernel_names[i]);
             module_free(mod);
             return st;
         }
@@ -274,8 +274,8 @@ static pp_status host_get_function(pp_context *ctx, pp_module *mod, const char *
     if (!mod || !name || !out) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "host get_function: NULL argument");
     struct pp_function *f = find_or_add_function(mod, name);
     if (!f)
-        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "host backend: kernel '%s' is not in the module (no pp_emu_entry_%s)",
-                        name, name);
+        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT,
+                        "host backend: kernel '%s' is not in the module (no pp_emu_entry_%s)", name, name);
     *out = f;
     return PP_OK;
 }

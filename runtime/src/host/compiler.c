@@ -53,10 +53,12 @@
 
 extern char **environ;
 
-static const char *const cxx_flags[] = {"-std=c++17",          "-O2",          "-fPIC",
-                                        "-shared",             "-fno-strict-aliasing",
-                                        "-fvisibility=hidden", "-fno-math-errno", "-ffp-contract=off"};
-enum { n_cxx_flags = sizeof cxx_flags / sizeof cxx_flags[0] };
+static const char *const cxx_flags[] = {
+    "-std=c++17",       "-O2", "-fPIC", "-shared", "-fno-strict-aliasing", "-fvisibility=hidden", "-fno-math-errno",
+    "-ffp-contract=off"};
+enum {
+    n_cxx_flags = sizeof cxx_flags / sizeof cxx_flags[0]
+};
 static const char cache_format_tag[] = "poolprop host module 1";
 
 /* Instruction-set flags for CPUs that have them: with -mfma, the kernels' fmaf() is one
@@ -64,7 +66,9 @@ static const char cache_format_tag[] = "poolprop host module 1";
  * keeps the compiler from fusing anything else). They are part of the cache key, so a
  * cache shared with a CPU without them never serves these modules there. */
 static const char *const isa_flags[] = {"-mavx2", "-mfma"};
-enum { n_isa_flags = sizeof isa_flags / sizeof isa_flags[0] };
+enum {
+    n_isa_flags = sizeof isa_flags / sizeof isa_flags[0]
+};
 
 const char *compiler_temp_dir(void)
 {
@@ -380,8 +384,8 @@ static pp_status run_compiler(pp_context *ctx, const compiler_state *cs, const c
     if (err) {
         st = ctx_fail(ctx, PP_ERR_COMPILE, "host backend: cannot run %s: %s", cs->cxx, strerror(err));
     } else if (code != 0) {
-        st = ctx_fail(ctx, PP_ERR_COMPILE, "host compiler %s failed on %s (exit status %d):\n%s", cs->cxx,
-                      source_name, code, log ? log : "(no output)");
+        st = ctx_fail(ctx, PP_ERR_COMPILE, "host compiler %s failed on %s (exit status %d):\n%s", cs->cxx, source_name,
+                      code, log ? log : "(no output)");
     } else {
         st = file_read_all(ctx, so_path, so, so_len);
     }
@@ -428,7 +432,8 @@ pp_status compiler_build(pp_context *ctx, const compiler_state *cs, const pp_com
     char prelude[4300];
     char *short_tu = NULL;
     size_t short_len = 0;
-    if (prelude_header(ctx, cs, prelude, sizeof prelude) && build_tu(ctx, req, prelude, &short_tu, &short_len) == PP_OK) {
+    if (prelude_header(ctx, cs, prelude, sizeof prelude) &&
+        build_tu(ctx, req, prelude, &short_tu, &short_len) == PP_OK) {
         pp_status st = run_compiler(ctx, cs, short_tu, short_len, source_name, so, so_len);
         free(short_tu);
         return st;

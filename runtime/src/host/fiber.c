@@ -80,10 +80,7 @@ static void fiber_entry(fiber *f)
     __builtin_trap(); /* fn must end with fiber_exit */
 }
 
-void fiber_init_current(fiber *f)
-{
-    memset(f, 0, sizeof *f);
-}
+void fiber_init_current(fiber *f) { memset(f, 0, sizeof *f); }
 
 #ifdef PP_FIBER_X86_64
 
@@ -149,32 +146,23 @@ void fiber_init(fiber *f, fiber_stack *s, fiber_fn fn, void *arg)
     uint64_t *sp = (uint64_t *)(top - 64);
     uint32_t control[2] = {0x1F80u, 0x037Fu}; /* MXCSR; x87 control word in the low half */
     memcpy(&sp[0], control, sizeof control);
-    sp[1] = 0;                               /* r15 */
-    sp[2] = 0;                               /* r14 */
-    sp[3] = (uint64_t)(uintptr_t)f;          /* r13 */
+    sp[1] = 0;                                /* r15 */
+    sp[2] = 0;                                /* r14 */
+    sp[3] = (uint64_t)(uintptr_t)f;           /* r13 */
     sp[4] = (uint64_t)(uintptr_t)fiber_entry; /* r12 */
-    sp[5] = 0;                               /* rbx */
-    sp[6] = 0;                               /* rbp: ends frame-pointer backtraces */
+    sp[5] = 0;                                /* rbx */
+    sp[6] = 0;                                /* rbp: ends frame-pointer backtraces */
     sp[7] = (uint64_t)(uintptr_t)pp_fiber_start_x86_64;
     f->sp = sp;
 }
 
-static inline void raw_switch(fiber *from, fiber *to)
-{
-    pp_fiber_switch_x86_64(&from->sp, to->sp);
-}
+static inline void raw_switch(fiber *from, fiber *to) { pp_fiber_switch_x86_64(&from->sp, to->sp); }
 
-static inline void raw_exit(fiber *from, fiber *to)
-{
-    pp_fiber_switch_x86_64(&from->sp, to->sp);
-}
+static inline void raw_exit(fiber *from, fiber *to) { pp_fiber_switch_x86_64(&from->sp, to->sp); }
 
 #else /* ucontext */
 
-static void uc_entry(unsigned lo, unsigned hi)
-{
-    fiber_entry((fiber *)(uintptr_t)(((uint64_t)hi << 32) | lo));
-}
+static void uc_entry(unsigned lo, unsigned hi) { fiber_entry((fiber *)(uintptr_t)(((uint64_t)hi << 32) | lo)); }
 
 void fiber_init(fiber *f, fiber_stack *s, fiber_fn fn, void *arg)
 {
@@ -194,10 +182,7 @@ void fiber_init(fiber *f, fiber_stack *s, fiber_fn fn, void *arg)
     makecontext(&f->uc, (void (*)(void))uc_entry, 2, (unsigned)(p & 0xffffffffu), (unsigned)(p >> 32));
 }
 
-static inline void raw_switch(fiber *from, fiber *to)
-{
-    swapcontext(&from->uc, &to->uc);
-}
+static inline void raw_switch(fiber *from, fiber *to) { swapcontext(&from->uc, &to->uc); }
 
 static inline void raw_exit(fiber *from, fiber *to)
 {
@@ -215,8 +200,7 @@ void fiber_switch(fiber *from, fiber *to)
 #endif
     raw_switch(from, to);
 #ifdef PP_FIBER_ASAN
-    __sanitizer_finish_switch_fiber(from->asan_fake_stack, &from->resumer->stack_lo,
-                                    &from->resumer->stack_size);
+    __sanitizer_finish_switch_fiber(from->asan_fake_stack, &from->resumer->stack_lo, &from->resumer->stack_size);
 #endif
 }
 

@@ -28,9 +28,9 @@
 #endif
 
 typedef struct fiber_stack {
-    void *map;      /* whole mapping, guard page included */
+    void *map; /* whole mapping, guard page included */
     size_t map_size;
-    char *lo;       /* usable stack [lo, lo + size) */
+    char *lo; /* usable stack [lo, lo + size) */
     size_t size;
     unsigned valgrind_id;
 } fiber_stack;
@@ -40,7 +40,7 @@ typedef void (*fiber_fn)(void *arg);
 typedef struct fiber fiber;
 struct fiber {
 #ifdef PP_FIBER_X86_64
-    void *sp;               /* saved stack pointer while suspended */
+    void *sp; /* saved stack pointer while suspended */
 #else
     ucontext_t uc;
 #endif
@@ -51,7 +51,7 @@ struct fiber {
     const void *stack_lo;
     size_t stack_size;
     void *asan_fake_stack;
-    fiber *resumer;         /* the fiber that last switched to this one */
+    fiber *resumer; /* the fiber that last switched to this one */
 };
 
 /* Maps a stack of at least `size` usable bytes plus a guard page. 0 on success. */

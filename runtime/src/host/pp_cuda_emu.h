@@ -113,6 +113,8 @@ struct dim3 {
 static constexpr int warpSize = 32;
 
 // ---- vector types ----
+// One-line structs keep the vector types readable.
+// clang-format off
 #define PP_EMU_VEC2(T, name, al)                                                               \
     struct __attribute__((aligned(al))) name { T x, y; };                                      \
     static inline name make_##name(T x, T y) { return name{x, y}; }
@@ -122,6 +124,7 @@ static constexpr int warpSize = 32;
 #define PP_EMU_VEC4(T, name, al)                                                               \
     struct __attribute__((aligned(al))) name { T x, y, z, w; };                                \
     static inline name make_##name(T x, T y, T z, T w) { return name{x, y, z, w}; }
+// clang-format on
 PP_EMU_VEC2(float, float2, 8)
 PP_EMU_VEC3(float, float3)
 PP_EMU_VEC4(float, float4, 16)
@@ -160,7 +163,12 @@ static inline int syncthreads_reduce(int line, int pred, int op)
 
 // ---- warp operations ----
 namespace pp_emu {
-enum shfl_mode { SHFL_IDX, SHFL_UP, SHFL_DOWN, SHFL_BFLY };
+enum shfl_mode {
+    SHFL_IDX,
+    SHFL_UP,
+    SHFL_DOWN,
+    SHFL_BFLY
+};
 
 static inline void exchange(unsigned long long value, unsigned long long all[32], int line)
 {
@@ -198,10 +206,22 @@ template <class T> static inline T shfl(int line, int mode, unsigned mask, T var
     int j;
     bool ok;
     switch (mode) {
-    case SHFL_UP: j = lane - bval; ok = j >= max_lane; break;
-    case SHFL_DOWN: j = lane + bval; ok = j <= max_lane; break;
-    case SHFL_BFLY: j = lane ^ bval; ok = j <= max_lane; break;
-    default: j = min_lane | (bval & ~segmask); ok = j <= max_lane; break;
+    case SHFL_UP:
+        j = lane - bval;
+        ok = j >= max_lane;
+        break;
+    case SHFL_DOWN:
+        j = lane + bval;
+        ok = j <= max_lane;
+        break;
+    case SHFL_BFLY:
+        j = lane ^ bval;
+        ok = j <= max_lane;
+        break;
+    default:
+        j = min_lane | (bval & ~segmask);
+        ok = j <= max_lane;
+        break;
     }
     return ok ? from_bits<T>(all[j]) : var;
 }
@@ -275,34 +295,43 @@ template <class T, class F> static inline T atomic_update(T *addr, F f)
     }
 }
 } // namespace pp_emu
-#define PP_EMU_INT_ATOMICS(T)                                                                   \
-    static inline T atomicAdd(T *a, T v) { return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST); } \
-    static inline T atomicSub(T *a, T v) { return __atomic_fetch_sub(a, v, __ATOMIC_SEQ_CST); } \
-    static inline T atomicAnd(T *a, T v) { return __atomic_fetch_and(a, v, __ATOMIC_SEQ_CST); } \
-    static inline T atomicOr(T *a, T v) { return __atomic_fetch_or(a, v, __ATOMIC_SEQ_CST); }   \
-    static inline T atomicXor(T *a, T v) { return __atomic_fetch_xor(a, v, __ATOMIC_SEQ_CST); } \
+#define PP_EMU_INT_ATOMICS(T)                                                                     \
+    static inline T atomicAdd(T *a, T v) { return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST); }   \
+    static inline T atomicSub(T *a, T v) { return __atomic_fetch_sub(a, v, __ATOMIC_SEQ_CST); }   \
+    static inline T atomicAnd(T *a, T v) { return __atomic_fetch_and(a, v, __ATOMIC_SEQ_CST); }   \
+    static inline T atomicOr(T *a, T v) { return __atomic_fetch_or(a, v, __ATOMIC_SEQ_CST); }     \
+    static inline T atomicXor(T *a, T v) { return __atomic_fetch_xor(a, v, __ATOMIC_SEQ_CST); }   \
     static inline T atomicExch(T *a, T v) { return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST); } \
-    static inline T atomicMin(T *a, T v)                                                        \
-    {                                                                                           \
-        return ::pp_emu::atomic_update(a, [v](T o) { return v < o ? v : o; });                  \
-    }                                                                                           \
-    static inline T atomicMax(T *a, T v)                                                        \
-    {                                                                                           \
-        return ::pp_emu::atomic_update(a, [v](T o) { return v > o ? v : o; });                  \
-    }                                                                                           \
-    static inline T atomicCAS(T *a, T compare, T v)                                             \
-    {                                                                                           \
-        __atomic_compare_exchange_n(a, &compare, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST); \
-        return compare;                                                                         \
+    static inline T atomicMin(T *a, T v)                                                          \
+    {                                                                                             \
+        return ::pp_emu::atomic_update(a, [v](T o) { return v < o ? v : o; });                    \
+    }                                                                                             \
+    static inline T atomicMax(T *a, T v)                                                          \
+    {                                                                                             \
+        return ::pp_emu::atomic_update(a, [v](T o) { return v > o ? v : o; });                    \
+    }                                                                                             \
+    static inline T atomicCAS(T *a, T compare, T v)                                               \
+    {                                                                                             \
+        __atomic_compare_exchange_n(a, &compare, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);   \
+        return compare;                                                                           \
     }
 PP_EMU_INT_ATOMICS(int)
 PP_EMU_INT_ATOMICS(unsigned)
 PP_EMU_INT_ATOMICS(unsigned long long)
 PP_EMU_INT_ATOMICS(long long)
 #undef PP_EMU_INT_ATOMICS
-static inline float atomicAdd(float *a, float v) { return ::pp_emu::atomic_update(a, [v](float o) { return o + v; }); }
-static inline double atomicAdd(double *a, double v) { return ::pp_emu::atomic_update(a, [v](double o) { return o + v; }); }
-static inline float atomicExch(float *a, float v) { return ::pp_emu::atomic_update(a, [v](float) { return v; }); }
+static inline float atomicAdd(float *a, float v)
+{
+    return ::pp_emu::atomic_update(a, [v](float o) { return o + v; });
+}
+static inline double atomicAdd(double *a, double v)
+{
+    return ::pp_emu::atomic_update(a, [v](double o) { return o + v; });
+}
+static inline float atomicExch(float *a, float v)
+{
+    return ::pp_emu::atomic_update(a, [v](float) { return v; });
+}
 static inline unsigned atomicInc(unsigned *a, unsigned v)
 {
     return ::pp_emu::atomic_update(a, [v](unsigned o) { return o >= v ? 0u : o + 1u; });
@@ -383,15 +412,19 @@ template <class A, class B, class R = typename std::common_type<A, B>::type,
           class = typename std::enable_if<std::is_arithmetic<A>::value && std::is_arithmetic<B>::value>::type>
 static inline R min(A a, B b)
 {
-    if constexpr (std::is_floating_point<R>::value) return std::fmin((R)a, (R)b);
-    else return (R)a < (R)b ? (R)a : (R)b;
+    if constexpr (std::is_floating_point<R>::value)
+        return std::fmin((R)a, (R)b);
+    else
+        return (R)a < (R)b ? (R)a : (R)b;
 }
 template <class A, class B, class R = typename std::common_type<A, B>::type,
           class = typename std::enable_if<std::is_arithmetic<A>::value && std::is_arithmetic<B>::value>::type>
 static inline R max(A a, B b)
 {
-    if constexpr (std::is_floating_point<R>::value) return std::fmax((R)a, (R)b);
-    else return (R)a > (R)b ? (R)a : (R)b;
+    if constexpr (std::is_floating_point<R>::value)
+        return std::fmax((R)a, (R)b);
+    else
+        return (R)a > (R)b ? (R)a : (R)b;
 }
 
 // ---- cp.async: copies deferred to the issuing thread's wait (PTX ISA semantics) ----
@@ -401,8 +434,8 @@ static inline R max(A a, B b)
 namespace pp_emu {
 struct async_copy_item {
     void *dst;
-    const void *src;             /* nullptr: nothing is read */
-    unsigned bytes, src_bytes;   /* copy `bytes`, of which the first src_bytes from src, the rest 0 */
+    const void *src;           /* nullptr: nothing is read */
+    unsigned bytes, src_bytes; /* copy `bytes`, of which the first src_bytes from src, the rest 0 */
 };
 struct async_queue {
     std::vector<async_copy_item> items; /* in issue order */
@@ -419,10 +452,7 @@ static inline void async_copy(void *dst, const void *src, unsigned bytes, unsign
 {
     my_async_queue().items.push_back(async_copy_item{dst, src_bytes ? src : nullptr, bytes, src_bytes});
 }
-static inline void async_copy_f32(float *dst, const float *src, bool valid)
-{
-    async_copy(dst, src, 4, valid ? 4 : 0);
-}
+static inline void async_copy_f32(float *dst, const float *src, bool valid) { async_copy(dst, src, 4, valid ? 4 : 0); }
 static inline void async_commit()
 {
     async_queue &q = my_async_queue();
@@ -501,7 +531,7 @@ template <class... A> static inline void run_kernel(void (*fn)(A...), void **arg
 } // namespace pp_emu
 
 // Placed after each kernel, in the kernel's namespace; NVRTC sees the no-op definition.
-#define PP_KERNEL_EXPORT(name)                                                                 \
+#define PP_KERNEL_EXPORT(name) \
     PP_EMU_EXPORT void pp_emu_entry_##name(void **pp_emu_args) { ::pp_emu::run_kernel(&name, pp_emu_args); }
 
 // Called once by the runtime after loading the module. Weak, in case a module is ever

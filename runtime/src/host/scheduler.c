@@ -33,8 +33,17 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { MAX_WORKERS = 256, WARP = 32 };
-enum thread_status { ST_READY, ST_RUNNING, ST_WAIT_BAR, ST_WAIT_WARP, ST_DONE };
+enum {
+    MAX_WORKERS = 256,
+    WARP = 32
+};
+enum thread_status {
+    ST_READY,
+    ST_RUNNING,
+    ST_WAIT_BAR,
+    ST_WAIT_WARP,
+    ST_DONE
+};
 
 struct emu_stack_pool {
     pthread_mutex_t lock;
@@ -45,11 +54,11 @@ struct emu_stack_pool {
 typedef struct emu_thread {
     pp_emu_thread_state state; /* what abi->self() hands to the module */
     fiber fib;
-    fiber_stack *stack;        /* NULL until first run and after exit */
+    fiber_stack *stack; /* NULL until first run and after exit */
     int status;
     int line;
-    unsigned long long value;  /* published to a warp exchange */
-    unsigned long long *out;   /* where the exchange's results go */
+    unsigned long long value; /* published to a warp exchange */
+    unsigned long long *out;  /* where the exchange's results go */
 } emu_thread;
 
 typedef struct warp_state {
@@ -147,10 +156,7 @@ static fiber_stack *stack_get(worker *w)
 
 /* Room for every stack the worker can hold is reserved up front (one per thread of a
  * block), so giving a stack back never fails. */
-static void stack_put(worker *w, fiber_stack *s)
-{
-    w->free_stacks[w->nfree++] = s;
-}
+static void stack_put(worker *w, fiber_stack *s) { w->free_stacks[w->nfree++] = s; }
 
 static void stacks_return_to_pool(worker *w)
 {
@@ -175,10 +181,7 @@ static void stacks_return_to_pool(worker *w)
 
 /* ---- errors ---- */
 
-static int fmt_dim(char *buf, size_t len, pp_emu_dim3 d)
-{
-    return snprintf(buf, len, "(%u,%u,%u)", d.x, d.y, d.z);
-}
+static int fmt_dim(char *buf, size_t len, pp_emu_dim3 d) { return snprintf(buf, len, "(%u,%u,%u)", d.x, d.y, d.z); }
 
 /* Records the block's failure (the first one wins); `thread` names the thread it is
  * about, or -1. */
@@ -198,11 +201,10 @@ static void block_fail(worker *w, pp_status status, int thread, const char *fmt,
     if (thread >= 0) {
         char th[64];
         fmt_dim(th, sizeof th, w->threads[thread].state.thread_idx);
-        snprintf(w->message, sizeof w->message, "kernel %s: block %s, thread %s: %s",
-                 w->launch->d->kernel_name, block, th, what);
+        snprintf(w->message, sizeof w->message, "kernel %s: block %s, thread %s: %s", w->launch->d->kernel_name, block,
+                 th, what);
     } else {
-        snprintf(w->message, sizeof w->message, "kernel %s: block %s: %s", w->launch->d->kernel_name,
-                 block, what);
+        snprintf(w->message, sizeof w->message, "kernel %s: block %s: %s", w->launch->d->kernel_name, block, what);
     }
 }
 
@@ -214,10 +216,7 @@ static const char *tid_str(worker *w, int i, char *buf, size_t len)
 
 /* ---- the ABI callbacks (run on a fiber) ---- */
 
-static pp_emu_thread_state *abi_self(void)
-{
-    return &current->threads[current->cur].state;
-}
+static pp_emu_thread_state *abi_self(void) { return &current->threads[current->cur].state; }
 
 /* Ends the running fiber (or, in plain mode, the running call) after a failure was
  * recorded; never returns. */
@@ -231,7 +230,9 @@ static void abandon(worker *w)
 static void refuse_in_plain_mode(worker *w, const char *what, int line)
 {
     if (!w->plain) return;
-    block_fail(w, PP_ERR_KERNEL, w->cur, "line %d: %s in a kernel run as a plain loop (its source names no barrier or warp operation)", line, what);
+    block_fail(w, PP_ERR_KERNEL, w->cur,
+               "line %d: %s in a kernel run as a plain loop (its source names no barrier or warp operation)", line,
+               what);
     abandon(w);
 }
 
@@ -306,10 +307,7 @@ static const pp_emu_abi the_abi = {
     PP_EMU_ABI_VERSION, abi_self, abi_syncthreads, abi_warp_exchange, abi_trap,
 };
 
-const pp_emu_abi *emu_abi(void)
-{
-    return &the_abi;
-}
+const pp_emu_abi *emu_abi(void) { return &the_abi; }
 
 /* ---- running a block ---- */
 

@@ -26,14 +26,14 @@ void emu_stack_pool_destroy(emu_stack_pool *pool);
 typedef void (*emu_entry_fn)(void **args);
 
 typedef struct emu_launch_desc {
-    const char *kernel_name;   /* for error messages */
-    emu_entry_fn entry;        /* pp_emu_entry_<kernel> of a module bound to emu_abi() */
+    const char *kernel_name; /* for error messages */
+    emu_entry_fn entry;      /* pp_emu_entry_<kernel> of a module bound to emu_abi() */
     void **args;
     unsigned grid[3], block[3];
     pp_schedule schedule;
-    uint32_t seed;             /* for PP_SCHEDULE_SHUFFLED */
-    int threads;               /* OS threads; 0 = number of online CPUs */
-    emu_stack_pool *pool;      /* NULL: stacks are unmapped at the end of the launch */
+    uint32_t seed;        /* for PP_SCHEDULE_SHUFFLED */
+    int threads;          /* OS threads; 0 = number of online CPUs */
+    emu_stack_pool *pool; /* NULL: stacks are unmapped at the end of the launch */
     /* The kernel has no barrier or warp operation: run each block's threads one after
      * another as plain calls on the worker's stack, in the schedule's order, with no
      * fibers. A barrier or warp operation reached anyway fails the launch. */
