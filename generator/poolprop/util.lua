@@ -185,6 +185,8 @@ end
 function M.raise_chunk_error(e, chunkname, line)
   if errors.is_error(e) then error(e, 0) end
   local file, at, msg = tostring(e):match("^(.-):(%d+): (.*)$")
+  -- Lua shortens a long chunk name in its messages to "..." and its tail: name the whole file.
+  if file and file:sub(1, 3) == "..." and chunkname:sub(-(#file - 3)) == file:sub(4) then file = chunkname end
   if file then errors.raise({ file = file, line = tonumber(at) }, "%s", msg) end
   errors.raise({ file = chunkname, line = line }, "%s", tostring(e))
 end
