@@ -217,6 +217,34 @@ PP_API pp_status pp_layer_run(pp_layer *layer, const float *x, const float *w, c
                               float *dx, float *dw);
 PP_API void pp_layer_destroy(pp_layer *layer);
 
+/* ---- The layer's kernels on the caller's memory and stream ----
+ * For a framework that owns the memory (poolprop.torch): each call launches one op's
+ * kernels on device pointers the caller allocated (host pointers on the host backend) and
+ * returns. On cuda the launches are asynchronous on `stream` (a CUstream; NULL: the
+ * default stream) and pointers come from the device's primary context, the one the CUDA
+ * runtime uses; on the host the kernels have run when the call returns and stream is
+ * ignored. Nothing is allocated on the device and nothing is synchronised.
+ * Tensors are in the kernels' layout, contiguous, float32 or (PP_STORAGE_BF16) bf16 bits
+ * except dw (always float32):
+ *   x, dx: (N,H,W,C)   w, dw: (K,R,S,C)   y, dy: (N,P,Q,K)   xp: (N,HP,WP,C)
+ * which is PyTorch's channels_last memory format for activations and for weights. */
+
+/* Bytes of scratch (split-K partials of the weight gradient) the calls below need, the
+ * largest over the three ops; 0 when none. One workspace may serve every call of the
+ * layer that is not running at the same time. */
+PP_API pp_status pp_layer_workspace_size(const pp_layer *layer, size_t *bytes);
+/* y = conv(x, w); xp = the pooled input (pool > 1; with pool == 1, xp must be NULL: x
+ * itself is what the weight gradient reads). */
+PP_API pp_status pp_layer_forward(pp_layer *layer, const void *x, const void *w, void *y, void *xp, void *workspace,
+                                  void *stream);
+/* dx = the exact input gradient of dy through w. */
+PP_API pp_status pp_layer_backward_data(pp_layer *layer, const void *dy, const void *w, void *dx, void *workspace,
+                                        void *stream);
+/* dw = the weight gradient from the saved input (xp when pool > 1, un-pooled on the fly;
+ * x when pool == 1) and dy. dw is overwritten, not accumulated. */
+PP_API pp_status pp_layer_backward_weight(pp_layer *layer, const void *saved, const void *dy, void *dw, void *workspace,
+                                          void *stream);
+
 /* Times the layer's kernels on device-resident data: warmup runs, then the median of
  * `repeats` runs of each kernel (cuda: CUDA events around each launch, so the device's time
  * without the launch overhead; host: wall clock of the emulated launch). ms[i] is kernel

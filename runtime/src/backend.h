@@ -52,8 +52,11 @@ typedef struct pp_backend_ops {
      * /proc/meminfo", "free device memory by cuMemGetInfo, ..."): 0 where it is unknown
      * (source then says why), 1 where known. */
     int (*memory_available)(pp_context *ctx, size_t *bytes, char *source, size_t source_len);
-    /* args[i] points at the i-th kernel parameter (pp_devptr for pointer parameters). */
-    pp_status (*launch)(pp_context *ctx, pp_function *fn, const unsigned grid[3], const unsigned block[3], void **args);
+    /* args[i] points at the i-th kernel parameter (pp_devptr for pointer parameters).
+     * stream: a CUstream on cuda (NULL: the default stream), ignored on the host, whose
+     * launches run to completion before they return. */
+    pp_status (*launch)(pp_context *ctx, pp_function *fn, const unsigned grid[3], const unsigned block[3], void **args,
+                        void *stream);
     pp_status (*synchronize)(pp_context *ctx);
     /* Launches once and measures the kernel's run time in ms: CUDA events on the device,
      * wall clock around the (synchronous) emulated launch on the host. */

@@ -435,9 +435,10 @@ static pp_status memset_zero(pp_context *ctx, pp_devptr dst, size_t bytes)
     return st == PP_OK ? PP_OK : ctx_wrap(ctx, st, "cuda backend: zeroing %zu bytes of device memory", bytes);
 }
 
-/* Asynchronous on the default stream; faults surface in the next synchronising call
- * (synchronize, download), whose message names the last kernel launched. */
-static pp_status launch(pp_context *ctx, pp_function *fn, const unsigned grid[3], const unsigned block[3], void **args)
+/* Asynchronous on stream (NULL: the default stream); faults surface in the next
+ * synchronising call (synchronize, download), whose message names the last kernel launched. */
+static pp_status launch(pp_context *ctx, pp_function *fn, const unsigned grid[3], const unsigned block[3], void **args,
+                        void *stream)
 {
     cuda_state *s = ctx->backend;
     if (!fn || !grid || !block) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "cuda backend: launch: NULL argument");
@@ -454,7 +455,7 @@ static pp_status launch(pp_context *ctx, pp_function *fn, const unsigned grid[3]
     PP_TRY(bind(ctx, s));
     pp_status st = CU(ctx, s, cuLaunchKernel,
                       (fn->fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], (unsigned)fn->dynamic_shared,
-                       NULL, args, NULL));
+                       (CUstream)stream, args, NULL));
     if (st != PP_OK)
         return ctx_wrap(ctx, st, "cuda backend: launching %s with grid (%u,%u,%u) block (%u,%u,%u)", fn->name, grid[0],
                         grid[1], grid[2], block[0], block[1], block[2]);
@@ -481,7 +482,7 @@ static pp_status time_launch(pp_context *ctx, pp_function *fn, const unsigned gr
     pp_status st = CU(ctx, s, cuEventCreate, (&start, 0));
     if (st == PP_OK) st = CU(ctx, s, cuEventCreate, (&end, 0));
     if (st == PP_OK) st = CU(ctx, s, cuEventRecord, (start, NULL));
-    if (st == PP_OK) st = launch(ctx, fn, grid, block, args);
+    if (st == PP_OK) st = launch(ctx, fn, grid, block, args, NULL);
     if (st == PP_OK) st = CU(ctx, s, cuEventRecord, (end, NULL));
     if (st == PP_OK) st = CU(ctx, s, cuEventSynchronize, (end));
     float elapsed = 0;

@@ -198,6 +198,38 @@ static int kernel_of_op(const gen_layer *g, int k, const char *op)
     return strcmp(op, "conv_bwd_weight") == 0 && strcmp(g->kernels[k].op, "splitk_reduce") == 0;
 }
 
+/* Points kernel k's parameters at dev (the device address of each of the layer's
+ * buffers, by index; 0 for "null"): args[a] = &values[a]. */
+static pp_status bind_args(pp_layer *layer, int k, const pp_devptr *dev, pp_devptr values[GEN_MAX_ARGS],
+                           void *args[GEN_MAX_ARGS])
+{
+    const gen_kernel *kern = &layer->gen.kernels[k];
+    for (int a = 0; a < kern->arg_count; a++) {
+        int b = buffer_index(&layer->gen, kern->args[a]);
+        if (b < 0 && strcmp(kern->args[a], "null") != 0)
+            return ctx_fail(layer->ctx, PP_ERR_INTERNAL, "kernel %s: unknown buffer '%s'", kern->name, kern->args[a]);
+        values[a] = b < 0 ? 0 : dev[b];
+        args[a] = &values[a];
+    }
+    return PP_OK;
+}
+
+/* Launches the kernels of op (NULL: all) in launch order on stream. */
+static pp_status launch_kernels(pp_layer *layer, const char *op, const pp_devptr *dev, void *stream)
+{
+    pp_context *ctx = layer->ctx;
+    for (int i = 0; i < layer->gen.kernel_count; i++) {
+        if (!kernel_of_op(&layer->gen, i, op)) continue;
+        const gen_kernel *k = &layer->gen.kernels[i];
+        pp_devptr values[GEN_MAX_ARGS] = {0};
+        void *args[GEN_MAX_ARGS];
+        pp_status st = bind_args(layer, i, dev, values, args);
+        if (st == PP_OK) st = ctx->ops->launch(ctx, layer->functions[i], k->grid, k->block, args, stream);
+        if (st != PP_OK) return ctx_wrap(ctx, st, "kernel %s", k->name);
+    }
+    return PP_OK;
+}
+
 /* Runs the kernels of op (NULL: all, in launch order) on host arrays: uploads the named
  * inputs that are non-NULL and exist in the layer, downloads the named outputs that are
  * non-NULL. Host arrays are NCHW / KCRS; the device buffers channels last (layout.h). */
@@ -260,23 +292,7 @@ static pp_status run_kernels(pp_layer *layer, const char *op, const named_array 
         st = ctx->ops->upload(ctx, dev[b], buf->elem_bytes == 2 ? (const void *)bits : (const void *)device_copy,
                               buffer_bytes(buf));
     }
-    for (int i = 0; i < g->kernel_count && st == PP_OK; i++) {
-        if (!kernel_of_op(g, i, op)) continue;
-        const gen_kernel *k = &g->kernels[i];
-        pp_devptr values[GEN_MAX_ARGS] = {0};
-        void *args[GEN_MAX_ARGS];
-        for (int a = 0; a < k->arg_count; a++) {
-            int b = buffer_index(g, k->args[a]);
-            if (b < 0 && strcmp(k->args[a], "null") != 0) {
-                st = ctx_fail(ctx, PP_ERR_INTERNAL, "kernel %s: unknown buffer '%s'", k->name, k->args[a]);
-                break;
-            }
-            values[a] = b < 0 ? 0 : dev[b];
-            args[a] = &values[a];
-        }
-        if (st == PP_OK) st = ctx->ops->launch(ctx, layer->functions[i], k->grid, k->block, args);
-        if (st != PP_OK) ctx_wrap(ctx, st, "kernel %s", k->name);
-    }
+    if (st == PP_OK) st = launch_kernels(layer, op, dev, NULL);
     if (st == PP_OK) st = ctx->ops->synchronize(ctx);
     for (int i = 0; i < n_outputs && st == PP_OK; i++) {
         int b = buffer_index(g, outputs[i].name);
@@ -334,6 +350,107 @@ pp_status layer_run_op(pp_layer *layer, const char *op, const float *x, const fl
         return run_kernels(layer, op, inputs, 4, outputs, 1);
     }
     return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "layer_run_op: unknown op '%s'", op);
+}
+
+/* Whether a layer buffer is scratch (in the caller's workspace) rather than a tensor the
+ * caller passes. */
+static int is_workspace_buffer(const char *name)
+{
+    static const char *const tensors[] = {"x", "w", "y", "xp", "dy", "dx", "dw"};
+    for (size_t i = 0; i < sizeof tensors / sizeof *tensors; i++)
+        if (strcmp(name, tensors[i]) == 0) return 0;
+    return 1;
+}
+
+enum {
+    workspace_alignment = 256
+};
+
+pp_status pp_layer_workspace_size(const pp_layer *layer, size_t *bytes)
+{
+    if (!layer || !bytes) return PP_ERR_INVALID_ARGUMENT;
+    size_t total = 0;
+    for (int i = 0; i < layer->gen.buffer_count; i++) {
+        const gen_buffer *b = &layer->gen.buffers[i];
+        if (is_workspace_buffer(b->name))
+            total += (buffer_bytes(b) + workspace_alignment - 1) / workspace_alignment * workspace_alignment;
+    }
+    *bytes = total;
+    return PP_OK;
+}
+
+/* The caller's tensors by name, for launch_on_caller_memory. */
+typedef struct caller_tensor {
+    const char *name;
+    const void *data;
+} caller_tensor;
+
+/* Launches op's kernels on the caller's tensors and workspace: every buffer a kernel of
+ * op reads or writes must be given (or lie in the workspace). */
+static pp_status launch_on_caller_memory(pp_layer *layer, const char *call, const char *op,
+                                         const caller_tensor *tensors, int count, void *workspace, void *stream)
+{
+    pp_context *ctx = layer->ctx;
+    const gen_layer *g = &layer->gen;
+    pp_devptr dev[64] = {0};
+    if (g->buffer_count > 64) return ctx_fail(ctx, PP_ERR_INTERNAL, "%s: %d layer buffers", call, g->buffer_count);
+    size_t offset = 0, workspace_bytes = 0;
+    pp_layer_workspace_size(layer, &workspace_bytes);
+    for (int i = 0; i < g->buffer_count; i++) {
+        const gen_buffer *b = &g->buffers[i];
+        if (is_workspace_buffer(b->name)) {
+            if (workspace) dev[i] = (pp_devptr)(uintptr_t)workspace + offset;
+            offset += (buffer_bytes(b) + workspace_alignment - 1) / workspace_alignment * workspace_alignment;
+            continue;
+        }
+        for (int t = 0; t < count; t++)
+            if (strcmp(tensors[t].name, b->name) == 0) dev[i] = (pp_devptr)(uintptr_t)tensors[t].data;
+    }
+    for (int k = 0; k < g->kernel_count; k++) {
+        if (!kernel_of_op(g, k, op)) continue;
+        for (int a = 0; a < g->kernels[k].arg_count; a++) {
+            int b = buffer_index(g, g->kernels[k].args[a]);
+            if (b < 0 || dev[b]) continue;
+            if (is_workspace_buffer(g->buffers[b].name))
+                return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT,
+                                "%s: layer %s needs a workspace of %zu bytes (pp_layer_workspace_size); it is NULL",
+                                call, g->signature, workspace_bytes);
+            return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "%s: layer %s: tensor %s is NULL", call, g->signature,
+                            g->buffers[b].name);
+        }
+    }
+    return launch_kernels(layer, op, dev, stream);
+}
+
+pp_status pp_layer_forward(pp_layer *layer, const void *x, const void *w, void *y, void *xp, void *workspace,
+                           void *stream)
+{
+    if (!layer) return PP_ERR_INVALID_ARGUMENT;
+    PP_TRY(usable(layer->ctx));
+    if (layer->desc.pool == 1 && xp)
+        return ctx_fail(layer->ctx, PP_ERR_INVALID_ARGUMENT,
+                        "pp_layer_forward: layer %s does not pool (pool 1): x itself is saved; pass xp NULL",
+                        layer->gen.signature);
+    const caller_tensor tensors[] = {{"x", x}, {"w", w}, {"y", y}, {"xp", xp}};
+    return launch_on_caller_memory(layer, "pp_layer_forward", "conv_fwd", tensors, 4, workspace, stream);
+}
+
+pp_status pp_layer_backward_data(pp_layer *layer, const void *dy, const void *w, void *dx, void *workspace,
+                                 void *stream)
+{
+    if (!layer) return PP_ERR_INVALID_ARGUMENT;
+    PP_TRY(usable(layer->ctx));
+    const caller_tensor tensors[] = {{"dy", dy}, {"w", w}, {"dx", dx}};
+    return launch_on_caller_memory(layer, "pp_layer_backward_data", "conv_bwd_data", tensors, 3, workspace, stream);
+}
+
+pp_status pp_layer_backward_weight(pp_layer *layer, const void *saved, const void *dy, void *dw, void *workspace,
+                                   void *stream)
+{
+    if (!layer) return PP_ERR_INVALID_ARGUMENT;
+    PP_TRY(usable(layer->ctx));
+    const caller_tensor tensors[] = {{layer->desc.pool > 1 ? "xp" : "x", saved}, {"dy", dy}, {"dw", dw}};
+    return launch_on_caller_memory(layer, "pp_layer_backward_weight", "conv_bwd_weight", tensors, 3, workspace, stream);
 }
 
 void pp_layer_destroy(pp_layer *layer)
@@ -413,11 +530,7 @@ pp_status layer_benchmark_kernels(pp_layer *layer, const char *op, int warmup, i
         const gen_kernel *kern = &g->kernels[k];
         pp_devptr values[GEN_MAX_ARGS] = {0};
         void *args[GEN_MAX_ARGS];
-        for (int a = 0; a < kern->arg_count; a++) {
-            int b = buffer_index(g, kern->args[a]);
-            values[a] = b < 0 ? 0 : dev[b];
-            args[a] = &values[a];
-        }
+        st = bind_args(layer, k, dev, values, args);
         for (int r = 0; r < warmup + repeats && st == PP_OK; r++) {
             double t = 0;
             st = ctx->ops->time_launch(ctx, layer->functions[k], kern->grid, kern->block, args, &t);

@@ -707,7 +707,7 @@ static pp_status run_steps(pp_model *m, const plan_steps *s, int from, int to, c
             case REF_SCALAR: args[a] = (void *)&scalars[r->index]; break;
             }
         }
-        pp_status st = ctx->ops->launch(ctx, m->functions[step->kernel], k->grid, k->block, args);
+        pp_status st = ctx->ops->launch(ctx, m->functions[step->kernel], k->grid, k->block, args, NULL);
         if (st != PP_OK) return ctx_wrap(ctx, st, "%s step %d (%s, %s)", step->phase, i, step->layer, k->name);
     }
     return ctx->ops->synchronize(ctx);

@@ -209,7 +209,7 @@ static uint64_t launch(int si, kernel_set *s, int ki, const bind *b, int nb)
             CHECK_OK(ctx, ctx->ops->upload(ctx, ptr[a] + which[a]->bytes, guard, GUARD));
         }
     }
-    CHECK_OK(ctx, ctx->ops->launch(ctx, fn, k->grid, k->block, args));
+    CHECK_OK(ctx, ctx->ops->launch(ctx, fn, k->grid, k->block, args, NULL));
     CHECK_OK(ctx, ctx->ops->synchronize(ctx));
     uint64_t hash = 1469598103934665603ull;
     for (int a = 0; a < k->arg_count; a++) {

@@ -37,7 +37,7 @@ static pp_devptr upload(const void *data, size_t bytes)
 static void run(pp_function *f, unsigned blocks, unsigned threads, void **args)
 {
     const unsigned grid[3] = {blocks, 1, 1}, block[3] = {threads, 1, 1};
-    CHECK_OK(ctx, ctx->ops->launch(ctx, f, grid, block, args));
+    CHECK_OK(ctx, ctx->ops->launch(ctx, f, grid, block, args, NULL));
     CHECK_OK(ctx, ctx->ops->synchronize(ctx));
 }
 

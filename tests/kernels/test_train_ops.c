@@ -335,7 +335,7 @@ static uint64_t launch(int si, kernel_set *s, int ki, const bind *b, int nb)
             CHECK_OK(ctx, ctx->ops->upload(ctx, ptr[a] + which[a]->bytes, guard, GUARD));
         }
     }
-    pp_status st = ctx->ops->launch(ctx, fn, k->grid, k->block, args);
+    pp_status st = ctx->ops->launch(ctx, fn, k->grid, k->block, args, NULL);
     CHECK_OK(ctx, st);
     CHECK_OK(ctx, ctx->ops->synchronize(ctx));
     uint64_t hash = 1469598103934665603ull;

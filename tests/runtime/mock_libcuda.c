@@ -296,8 +296,11 @@ EXPORT CUresult cuFuncSetAttribute(CUfunction fn, CUfunction_attribute a, int v)
 }
 
 static unsigned last_shared_bytes;
+static CUstream last_stream;
 /* The dynamic shared memory the last launch asked for. */
 EXPORT unsigned pp_mock_cuda_last_shared_bytes(void) { return last_shared_bytes; }
+/* The stream of the last launch (the mock runs every launch at once, on any stream). */
+EXPORT void *pp_mock_cuda_last_stream(void) { return last_stream; }
 
 EXPORT CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total_bytes)
 {
@@ -374,13 +377,14 @@ EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned 
                                unsigned bz, unsigned shared_bytes, CUstream stream, void **params, void **extra)
 {
     if (sticky) return sticky;
-    if (stream || extra || !params) return CUDA_ERROR_INVALID_VALUE;
+    if (extra || !params) return CUDA_ERROR_INVALID_VALUE;
     if (!gx || !gy || !gz || !bx || !by || !bz || (unsigned long long)bx * by * bz > 1024)
         return CUDA_ERROR_INVALID_VALUE;
     const mock_function *mf = (const mock_function *)f;
     if (mf < functions || mf >= functions + function_count || mf->module < 0) return CUDA_ERROR_INVALID_HANDLE;
     if (shared_bytes > (unsigned)mf->max_dynamic_shared) return CUDA_ERROR_INVALID_VALUE; /* as the driver */
     last_shared_bytes = shared_bytes;
+    last_stream = stream;
     const char *name = mf->name;
     launches++;
     if (strcmp(name, "pp_test_saxpb") == 0) {

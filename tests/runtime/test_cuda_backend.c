@@ -35,6 +35,7 @@ static const char *kernel_src =
 typedef void (*mock_counts_fn)(int *refs, int *modules, size_t *bytes, int *launches);
 static mock_counts_fn mock_counts;         /* non-NULL when running against the mock driver */
 static unsigned (*mock_last_shared)(void); /* likewise */
+static void *(*mock_last_stream)(void);    /* likewise */
 static char cache_dir[64];
 
 static pp_status create(pp_context **ctx, int device, int arch)
@@ -218,7 +219,7 @@ static void saxpb_exact(void)
     CHECK_OK(ctx, ops->alloc(ctx, cap * sizeof *y, &dy));
     CHECK_OK(ctx, ops->upload(ctx, dx, x, cap * sizeof *x));
     CHECK_OK(ctx, ops->memset_zero(ctx, dy, cap * sizeof *y));
-    CHECK_OK(ctx, ops->launch(ctx, fn, grid, block, args));
+    CHECK_OK(ctx, ops->launch(ctx, fn, grid, block, args, NULL));
     CHECK_OK(ctx, ops->synchronize(ctx));
     CHECK_OK(ctx, ops->download(ctx, y, dy, cap * sizeof *y));
     int wrong = 0;
@@ -232,6 +233,19 @@ static void saxpb_exact(void)
     printf("saxpb: y = 2x + 3 for %d elements (grid %u x block %u) exact; the %d elements past n stay 0 "
            "(memset); max error 0\n",
            n, grid[0], block[0], cap - n);
+}
+
+static void launch_on_stream(void)
+{
+    /* A launch goes to the stream the caller names (a framework's current stream), NULL to
+     * the default one. Only the mock driver can say which stream a launch used. */
+    if (!mock_last_stream) return;
+    void *stream = (void *)(uintptr_t)0x5eed0;
+    CHECK_OK(ctx, ctx->ops->launch(ctx, fn, grid, block, args, stream));
+    CHECK(mock_last_stream() == stream, "the launch went to stream %p, not the caller's %p", mock_last_stream(),
+          stream);
+    CHECK_OK(ctx, ctx->ops->launch(ctx, fn, grid, block, args, NULL));
+    CHECK(mock_last_stream() == NULL, "a launch without a stream went to %p", mock_last_stream());
 }
 
 static void time_launch(void)
@@ -271,7 +285,7 @@ static void clear_errors(void)
           "compile request naming a missing kernel fails: %s", pp_last_error(ctx));
 
     unsigned big_block[3] = {2048, 1, 1};
-    st = ops->launch(ctx, fn, grid, big_block, args);
+    st = ops->launch(ctx, fn, grid, big_block, args, NULL);
     CHECK(st != PP_OK && strstr(pp_last_error(ctx), "pp_test_saxpb") && strstr(pp_last_error(ctx), "2048"),
           "oversized block: %s", pp_last_error(ctx));
     printf("oversized block: %s\n", pp_last_error(ctx));
@@ -282,7 +296,7 @@ static void dynamic_shared(void)
     const pp_backend_ops *ops = ctx->ops;
     pp_function *wide;
     CHECK_OK(ctx, ops->get_function(ctx, mod, "pp_test_saxpb", 64 * 1024, &wide));
-    CHECK_OK(ctx, ops->launch(ctx, wide, grid, block, args));
+    CHECK_OK(ctx, ops->launch(ctx, wide, grid, block, args, NULL));
     CHECK_OK(ctx, ops->synchronize(ctx));
     if (mock_last_shared) CHECK(mock_last_shared() == 64 * 1024, "launch gave %u bytes", mock_last_shared());
     printf("64 KB of dynamic shared memory: limit raised, launch runs\n");
@@ -318,7 +332,7 @@ static void faulting_kernel(void)
     CHECK_OK(ctx, ops->get_function(ctx, mod, "pp_test_fault", 0, &fault));
     void *fargs[] = {&dy};
     unsigned one[3] = {1, 1, 1};
-    CHECK_OK(ctx, ops->launch(ctx, fault, one, one, fargs));
+    CHECK_OK(ctx, ops->launch(ctx, fault, one, one, fargs, NULL));
     pp_status st = ops->synchronize(ctx);
     CHECK(st == PP_ERR_DRIVER && strstr(pp_last_error(ctx), "CUDA_ERROR_ILLEGAL_ADDRESS") &&
               strstr(pp_last_error(ctx), "pp_test_fault") && strstr(pp_last_error(ctx), "cuCtxSynchronize"),
@@ -438,6 +452,7 @@ static void mock_newer_device(void)
 static const test_case gpu_tests[] = {
     TEST_CASE(device_name, "the device name gives the arch, the SM count and the driver"),
     TEST_CASE(saxpb_exact, "compile, load, run y = 2x + 3 on 1000 of 1024 elements: exact, the rest stays 0"),
+    TEST_CASE_AFTER(launch_on_stream, saxpb_exact, "(mock driver only) a launch runs on the stream it is given"),
     TEST_CASE_AFTER(time_launch, saxpb_exact, "a launch timed with CUDA events (the mock's report 0.25 ms)"),
     TEST_CASE_AFTER(compile_cache_hit, saxpb_exact, "the second compile of the same source is a cache hit"),
     TEST_CASE_AFTER(clear_errors, saxpb_exact,
@@ -474,6 +489,7 @@ int main(int argc, char **argv)
         void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
         if (lib) *(void **)&mock_counts = dlsym(lib, "pp_mock_cuda_counts");
         if (lib) *(void **)&mock_last_shared = dlsym(lib, "pp_mock_cuda_last_shared_bytes");
+        if (lib) *(void **)&mock_last_stream = dlsym(lib, "pp_mock_cuda_last_stream");
         if (mock_counts) printf("running against the mock driver (tests/runtime/mock_libcuda.c)\n");
 
         create_status = create(&ctx, 0, 0);

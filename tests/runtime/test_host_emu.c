@@ -97,7 +97,7 @@ static pp_status launch(pp_context *ctx, pp_function *f, unsigned gx, unsigned g
                         unsigned by, unsigned bz, void **args)
 {
     const unsigned grid[3] = {gx, gy, gz}, block[3] = {bx, by, bz};
-    return ctx->ops->launch(ctx, f, grid, block, args);
+    return ctx->ops->launch(ctx, f, grid, block, args, NULL);
 }
 
 static const char *schedule_name(pp_schedule s)
@@ -273,7 +273,7 @@ static void kernel_faults(void)
         printf("  emu_checked with passing input after the faults: 128 values copied correctly\n");
 
         const unsigned grid[3] = {1, 1, 1}, big[3] = {2048, 1, 1};
-        pp_status st = ctx->ops->launch(ctx, fn(ctx, mod, "emu_checked"), grid, big, args2);
+        pp_status st = ctx->ops->launch(ctx, fn(ctx, mod, "emu_checked"), grid, big, args2, NULL);
         printf("  block of 2048 threads -> %s: %s\n", pp_status_string(st), pp_last_error(ctx));
         CHECK(st == PP_ERR_INVALID_ARGUMENT, "more than 1024 threads per block is rejected");
         pp_function *missing = NULL;

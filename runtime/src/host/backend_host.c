@@ -341,9 +341,11 @@ static int host_memory_available(pp_context *ctx, size_t *bytes, char *source, s
 
 /* ---- running ---- */
 
+/* Runs to completion before it returns, so the stream (a CUstream on cuda) has nothing to order. */
 static pp_status host_launch(pp_context *ctx, pp_function *fn, const unsigned grid[3], const unsigned block[3],
-                             void **args)
+                             void **args, void *stream)
 {
+    (void)stream;
     if (!fn || !grid || !block) return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "host launch: NULL argument");
     host_state *hs = ctx->backend;
     emu_launch_desc d;
@@ -382,7 +384,7 @@ static pp_status host_time_launch(pp_context *ctx, pp_function *fn, const unsign
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    PP_TRY(host_launch(ctx, fn, grid, block, args));
+    PP_TRY(host_launch(ctx, fn, grid, block, args, NULL));
     clock_gettime(CLOCK_MONOTONIC, &t1);
     *ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     return PP_OK;
