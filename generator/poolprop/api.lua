@@ -77,6 +77,31 @@ local function resolved_graph(model_text, model_name, o, policy)
   return graph, p
 end
 
+-- A policy applied to the layers of a model poolprop did not describe (a framework's own,
+-- for poolprop.torch): names[i] and stages[i] (stem, stageN, head or "") name layer i.
+-- policy as in train_plan. Returns { factors = { ... }, mode, bn, act, math, relu }; a
+-- stage or layer the policy names that no layer has is an error, as resolve makes it.
+function M.policy_for_layers(policy, names, stages)
+  return protect("parse", function()
+    local policies = require("poolprop.policy")
+    local where = { file = policy.file_name or "policy", line = 0 }
+    local p = policy.file_text and policies.load_file(policy.file_text, policy.file_name)
+      or policies.parse(policy.text, where)
+    local graph = { name = "the model", layers = {}, stages = {} }
+    for i, name in ipairs(names) do
+      graph.layers[i] = { op = "conv", name = name, stage = stages[i] }
+      if stages[i] ~= "" and not graph.stages[stages[i]] then
+        graph.stages[stages[i]] = true
+        graph.stages[#graph.stages + 1] = stages[i]
+      end
+    end
+    policies.resolve(p, graph, where)
+    local factors = {}
+    for i, l in ipairs(graph.layers) do factors[i] = l.pool end
+    return { factors = factors, mode = p.mode, bn = p.bn, act = p.act, math = p.math, relu = p.relu }
+  end)
+end
+
 -- The training plan of a model. model_text/model_name: the model file; o: { batch,
 -- height, width, classes, sources, tuned = { [tuning key] = variant } }; policy: { text = "2" }
 -- or { file_text, file_name }.

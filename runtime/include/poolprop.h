@@ -308,6 +308,26 @@ typedef struct pp_memory_report {
  * context, including PP_BACKEND_NONE). Errors name the model or policy problem. */
 PP_API pp_status pp_plan_memory(pp_context *ctx, const pp_model_options *options, pp_memory_report *out);
 
+/* ---- A policy applied to a framework's own model ---- */
+
+/* A policy's options beside the pooling factors. */
+typedef struct pp_policy_options {
+    pp_pool_mode mode; /* mode=avg|max */
+    int bn_bf16;       /* bn=bf16: BN inputs saved in bf16 */
+    int act_bf16;      /* act=bf16: activations stored in bf16 */
+    int relu_mask;     /* ReLUs save a 1-bit mask (every policy but baseline) */
+    char math[8];      /* "fp32", "tf32" or "bf16" */
+} pp_policy_options;
+
+/* What a policy (text or a .lua file, as pp_model_options.policy) gives the convolutions
+ * of a model poolprop did not describe: layer i, named names[i] ("layer1.0.conv1") in
+ * stage stages[i] ("stem", "stage1".., "head", or "" for none), gets factors[i]: the
+ * policy's entry for its name, else for its stage, else the default (1 under baseline).
+ * A policy naming a layer or stage that none of them has is PP_ERR_PARSE, as for a
+ * model. Works on any context, PP_BACKEND_NONE included. */
+PP_API pp_status pp_policy_resolve(pp_context *ctx, const char *policy, int count, const char *const *names,
+                                   const char *const *stages, int *factors, pp_policy_options *options);
+
 typedef struct pp_model pp_model;
 
 typedef struct pp_param_info {

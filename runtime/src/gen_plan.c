@@ -412,6 +412,29 @@ static pp_status read_plan(pp_context *ctx, lua_State *L, gen_plan *plan)
     return st;
 }
 
+/* Whether a policy argument names a policy file (ends in .lua) rather than policy text. */
+static int is_policy_file(const char *policy)
+{
+    size_t len = strlen(policy);
+    return len > 4 && strcmp(policy + len - 4, ".lua") == 0;
+}
+
+/* Pushes the policy argument of the api functions: { text = policy }, or, for a policy
+ * file read into file_text, { file_text, file_name = policy }. */
+static void push_policy(lua_State *L, const char *policy, const char *file_text, size_t file_len)
+{
+    lua_createtable(L, 0, 2);
+    if (file_text) {
+        lua_pushlstring(L, file_text, file_len);
+        lua_setfield(L, -2, "file_text");
+        lua_pushstring(L, policy);
+        lua_setfield(L, -2, "file_name");
+    } else {
+        lua_pushstring(L, policy);
+        lua_setfield(L, -2, "text");
+    }
+}
+
 /* Calls api.<function>(model_text, model_name, options, policy) for req, leaving the
  * result on the stack of the returned state (closed by the caller). */
 static pp_status call_model_api(pp_context *ctx, const gen_plan_request *req, const char *function, lua_State **out)
@@ -424,8 +447,7 @@ static pp_status call_model_api(pp_context *ctx, const gen_plan_request *req, co
     char name[4200];
     PP_TRY(model_text(ctx, req->model, &text, &len, name, sizeof name));
     const char *policy = req->policy ? req->policy : "1";
-    size_t plen = strlen(policy);
-    int policy_file = plen > 4 && strcmp(policy + plen - 4, ".lua") == 0;
+    int policy_file = is_policy_file(policy);
     pp_status st = PP_OK;
     if (policy_file) st = gen_lua_read_file(ctx, policy, "policy file", &policy_text, &policy_len);
     const gen_lua_file files[2] = {{name, "model file"}, {policy, "policy file"}};
@@ -452,16 +474,7 @@ static pp_status call_model_api(pp_context *ctx, const gen_plan_request *req, co
             lua_setfield(L, -2, req->tuned_keys[i]);
         }
         lua_setfield(L, -2, "tuned");
-        lua_createtable(L, 0, 2);
-        if (policy_file) {
-            lua_pushlstring(L, policy_text, policy_len);
-            lua_setfield(L, -2, "file_text");
-            lua_pushstring(L, policy);
-            lua_setfield(L, -2, "file_name");
-        } else {
-            lua_pushstring(L, policy);
-            lua_setfield(L, -2, "text");
-        }
+        push_policy(L, policy, policy_text, policy_len);
         st = gen_lua_call_api(ctx, L, 4);
     }
     free(text);
@@ -615,4 +628,52 @@ void gen_plan_free(gen_plan *plan)
     free(plan->layers);
     free(plan->tensor_elems);
     memset(plan, 0, sizeof *plan);
+}
+
+pp_status gen_plan_policy_for_layers(pp_context *ctx, const char *policy, int count, const char *const *names,
+                                     const char *const *stages, int *factors, pp_policy_options *options)
+{
+    char *policy_text = NULL;
+    size_t policy_len = 0;
+    int policy_file = is_policy_file(policy);
+    pp_status st = PP_OK;
+    if (policy_file) st = gen_lua_read_file(ctx, policy, "policy file", &policy_text, &policy_len);
+    const gen_lua_file files[1] = {{policy, "policy file"}};
+    lua_State *L = NULL;
+    if (st == PP_OK) st = gen_lua_open(ctx, files, 1, &L);
+    if (st == PP_OK) st = gen_lua_push_api(ctx, L, "policy_for_layers");
+    if (st == PP_OK) {
+        push_policy(L, policy, policy_text, policy_len);
+        lua_createtable(L, count, 0);
+        lua_createtable(L, count, 0);
+        for (int i = 0; i < count; i++) {
+            lua_pushstring(L, names[i]);
+            lua_rawseti(L, -3, i + 1);
+            lua_pushstring(L, stages[i] ? stages[i] : "");
+            lua_rawseti(L, -2, i + 1);
+        }
+        st = gen_lua_call_api(ctx, L, 3);
+    }
+    free(policy_text);
+    if (st == PP_OK) {
+        lua_getfield(L, -1, "factors");
+        for (int i = 0; i < count; i++) {
+            lua_rawgeti(L, -1, i + 1);
+            factors[i] = (int)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        char text[16];
+        gen_lua_copy_field(L, -1, "mode", text, sizeof text);
+        options->mode = strcmp(text, "max") == 0 ? PP_POOL_MAX : PP_POOL_AVG;
+        gen_lua_copy_field(L, -1, "bn", text, sizeof text);
+        options->bn_bf16 = strcmp(text, "bf16") == 0;
+        gen_lua_copy_field(L, -1, "act", text, sizeof text);
+        options->act_bf16 = strcmp(text, "bf16") == 0;
+        gen_lua_copy_field(L, -1, "relu", text, sizeof text);
+        options->relu_mask = strcmp(text, "mask") == 0;
+        gen_lua_copy_field(L, -1, "math", options->math, sizeof options->math);
+    }
+    gen_lua_close(L);
+    return st;
 }

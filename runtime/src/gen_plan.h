@@ -18,6 +18,9 @@ void gen_plan_bundle_free(gen_bundle *bundle);
 pp_status gen_plan_tuning_targets(pp_context *ctx, const gen_plan_request *req, gen_tuning *out);
 void gen_plan_tuning_free(gen_tuning *t);
 /* The generator and variant-space version tuning databases are keyed by. */
+/* api.lua policy_for_layers: pp_policy_resolve's work (arguments checked there). */
+pp_status gen_plan_policy_for_layers(pp_context *ctx, const char *policy, int count, const char *const *names,
+                                     const char *const *stages, int *factors, pp_policy_options *options);
 pp_status gen_plan_tuning_version(pp_context *ctx, char *out, size_t size);
 
 #endif
