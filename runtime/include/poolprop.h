@@ -308,6 +308,68 @@ typedef struct pp_memory_report {
  * context, including PP_BACKEND_NONE). Errors name the model or policy problem. */
 PP_API pp_status pp_plan_memory(pp_context *ctx, const pp_model_options *options, pp_memory_report *out);
 
+/* ---- Element-wise and pooling ops on the caller's memory and stream ----
+ * The ops of a training step besides the convolutions, in the lean forms poolprop saves,
+ * for a framework that owns the memory (poolprop.torch); the same calling rules as
+ * pp_layer_forward: caller's pointers (host pointers on the host backend), launches
+ * asynchronous on `stream` on cuda, complete on return on the host, no allocation, no
+ * synchronisation. Activations are float32, channels last: x (N,H,W,C).
+ *   ReLU:       y = max(x, 0) (NaN stays NaN); mask: ceil(N*H*W*C / 32) uint32 words, bit
+ *               i%32 of word i/32 = (y_i > 0) over the flat index i; dx = dy where the
+ *               bit is set, else 0. Element-wise, so any layout works if both calls agree.
+ *               y may be x and dx may be dy (in place).
+ *   Max pool:   window `window` x `window`, stride, padding, floor mode (PyTorch's
+ *               MaxPool2d without ceil_mode); y (N,P,Q,C); argmax (N,P,Q,C) uint8, the
+ *               window position r*window + t of the maximum (the first in r-major order;
+ *               a NaN wins); dx (N,H,W,C) gets each dy at its argmax (sums where windows
+ *               overlap).
+ *   Batch norm (training): mean and biased variance per channel over N*H*W; y = gamma *
+ *               (x - mean) * invstd + beta, invstd = 1/sqrt(var + eps); running_mean and
+ *               running_var (unbiased variance) move by momentum as PyTorch's do; mean and
+ *               invstd (C floats) are written for the backward call. With save_bf16,
+ *               x_bf16 receives x rounded to bf16 (N*H*W*C uint16, nearest even), which the
+ *               backward call reads in place of x; without, the backward call reads x.
+ *               Backward: dx, dgamma and dbeta (overwritten) from dy and the saved input.
+ */
+typedef enum pp_op_kind {
+    PP_OP_RELU = 0,
+    PP_OP_MAXPOOL = 1,
+    PP_OP_BATCHNORM = 2
+} pp_op_kind;
+
+typedef struct pp_op_desc {
+    pp_op_kind kind;
+    int n, c, h, w;              /* the input's shape, stored (N,H,W,C) */
+    int window, stride, padding; /* max pool */
+    double eps, momentum;        /* batch norm: PyTorch's (1e-5, 0.1 by pp_op_desc_init) */
+    int save_bf16;               /* batch norm: save its input as bf16 (policy bn=bf16) */
+} pp_op_desc;
+
+typedef struct pp_op pp_op;
+
+PP_API void pp_op_desc_init(pp_op_desc *desc, pp_op_kind kind);
+/* Generates, compiles and loads the op's kernels (cached as a layer's are). */
+PP_API pp_status pp_op_create(pp_context *ctx, const pp_op_desc *desc, pp_op **out);
+/* The output's height and width (max pool: P, Q; the others: H, W). */
+PP_API pp_status pp_op_output_size(const pp_op *op, int *height, int *width);
+/* Bytes of scratch the op's calls need (0 when none); one workspace serves every call. */
+PP_API pp_status pp_op_workspace_size(const pp_op *op, size_t *bytes);
+PP_API void pp_op_destroy(pp_op *op);
+
+PP_API pp_status pp_relu_forward(pp_op *op, const void *x, void *y, uint32_t *mask, void *stream);
+PP_API pp_status pp_relu_backward(pp_op *op, const void *dy, const uint32_t *mask, void *dx, void *stream);
+PP_API pp_status pp_maxpool_forward(pp_op *op, const void *x, void *y, uint8_t *argmax, void *stream);
+PP_API pp_status pp_maxpool_backward(pp_op *op, const void *dy, const uint8_t *argmax, void *dx, void *workspace,
+                                     void *stream);
+/* x_bf16: NULL unless the op saves bf16. */
+PP_API pp_status pp_batchnorm_forward(pp_op *op, const void *x, const float *gamma, const float *beta,
+                                      float *running_mean, float *running_var, void *y, float *mean, float *invstd,
+                                      uint16_t *x_bf16, void *workspace, void *stream);
+/* saved: x_bf16 when the op saves bf16, else x. */
+PP_API pp_status pp_batchnorm_backward(pp_op *op, const void *dy, const void *saved, const float *gamma,
+                                       const float *mean, const float *invstd, void *dx, float *dgamma, float *dbeta,
+                                       void *workspace, void *stream);
+
 /* ---- A policy applied to a framework's own model ---- */
 
 /* A policy's options beside the pooling factors. */
