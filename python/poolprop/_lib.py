@@ -99,7 +99,9 @@ def _candidate_paths():
     if explicit:
         return [explicit]
     here = os.path.dirname(os.path.abspath(__file__))
-    paths = [os.path.join(here, "libpoolprop.so"), os.path.join(here, "libpoolprop.so.0")]
+    paths = [os.path.join(here, "libpoolprop.so"), os.path.join(here, "libpoolprop.so.0"),
+             # cmake --install: <prefix>/<libdir>/poolprop/python/poolprop
+             os.path.normpath(os.path.join(here, "..", "..", "..", "libpoolprop.so.0"))]
     prefixes = []
     for prefix in (sys.prefix, "/usr/local", "/usr"):
         if prefix not in prefixes:

@@ -88,6 +88,10 @@ class _PooledConv2dFunction(torch.autograd.Function):
             dw = torch.empty(weight.shape, dtype=weight.dtype, device=weight.device,
                              memory_format=torch.channels_last)
             layer.backward_weight(pointer(saved), pointer(dy_cl), pointer(dw), pointer(workspace), stream)
+            if dw.stride() != weight.stride():
+                # The weight's own strides, which .grad and DDP's gradient buckets expect
+                # (a copy of the small weight gradient).
+                dw = torch.empty_like(weight, memory_format=torch.preserve_format).copy_(dw)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = dy.sum(dim=(0, 2, 3))
         return dx, dw, db, None
