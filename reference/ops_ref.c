@@ -103,6 +103,20 @@ void bn_backward_ref(int n, int c, int hw, int mask_mode, const float *dout, con
     }
 }
 
+void relu_mask_fwd_ref(size_t count, const float *x, float *y, uint32_t *mask)
+{
+    memset(mask, 0, (count + 31) / 32 * sizeof *mask);
+    for (size_t i = 0; i < count; i++) {
+        y[i] = isnan(x[i]) || x[i] >= 0 ? x[i] : 0.0f;
+        if (y[i] > 0) mask[i / 32] |= 1u << (i % 32);
+    }
+}
+
+void relu_mask_bwd_ref(size_t count, const float *dy, const uint32_t *mask, float *dx)
+{
+    for (size_t i = 0; i < count; i++) dx[i] = (mask[i / 32] >> (i % 32)) & 1u ? dy[i] : 0.0f;
+}
+
 void maxpool_out_size(int h, int w, int r, int stride, int pad, int *p, int *q)
 {
     *p = (h + 2 * pad - r) / stride + 1;

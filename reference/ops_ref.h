@@ -36,6 +36,12 @@ void bn_backward_ref(int n, int c, int hw, int mask_mode, const float *dout, con
                      const float *relu_out, const float *y, const float *mean, const float *invstd, const float *gamma,
                      double *dgamma, double *dbeta, double *dy, double *dres);
 
+/* The standalone ReLU over count elements of any layout: y = max(x, 0) (NaN stays NaN),
+ * mask bit i = (y_i > 0), the bits past count 0 (mask: ceil(count/32) words). */
+void relu_mask_fwd_ref(size_t count, const float *x, float *y, uint32_t *mask);
+/* dx = dy where the mask bit is set, else 0. */
+void relu_mask_bwd_ref(size_t count, const float *dy, const uint32_t *mask, float *dx);
+
 /* Max pooling r x r, stride, pad, floor mode; p, q as a conv's. argmax = r_*r + t of the
  * first maximum in r-major order; positions outside x never win; a NaN wins (the first). */
 void maxpool_fwd_ref(int n, int c, int h, int w, int r, int stride, int pad, const float *x, float *y, uint8_t *argmax);

@@ -57,6 +57,13 @@ function M.op_kernel(op, params_text)
   end)
 end
 
+-- The row slices the training plan gives a BN of m rows (N*HW) and c channels (ops.lua
+-- bn_slices; 1: the one-pass kernels), so that a caller building the same BN kernels
+-- (pp_op_create) chooses as the plan does.
+function M.bn_slices(m, c)
+  return protect("shape", function() return require("poolprop.ops").bn_slices(m, c) end)
+end
+
 -- The graph of a model with the policy resolved (see train_plan for the arguments).
 local function resolved_graph(model_text, model_name, o, policy)
   local network = require("poolprop.network")

@@ -42,6 +42,9 @@
 --               ACT_BF16, POOL_F (2|4|8), POOL_F2           out* mask y_bf16 xp* xp2* (bn_apply in
 --               (1|2|4, 1), POOL_MAX (0|1, 0)               training, also writing the pool-save
 --                                                           of out)
+-- relu_mask_fwd COUNT                                       x y mask (the standalone ReLU of
+--                                                           poolprop.torch; float only, y may be x)
+-- relu_mask_bwd COUNT                                       dy mask dx (dx may be dy)
 -- maxpool_fwd   N C H W, R (3) STRIDE (2) PAD (1), ACT_BF16 x* y* argmax
 -- maxpool_fwd_pool N C H W, R STRIDE PAD ACT_BF16 (as       x* y* argmax xp* xp2* (maxpool_fwd,
 --               above), POOL_F POOL_F2 POOL_MAX (as         also writing the pool-save of y)
@@ -452,6 +455,23 @@ M.builders.bn_backward_dx = function(params)
   return bn_backward_sliced("bn_backward_dx", bn_backward_dx_spec, params,
     { "dout", "mask", "y", "mean", "invstd", "gamma", "partials", "dgamma", "dbeta", "dy", "dres" })
 end
+
+-- ---- ReLU ----
+
+-- The ReLU on its own (a framework's ReLU module, where no BN precedes it to fuse with):
+-- elementwise over COUNT floats, the mask bit-packed over the flat index.
+local relu_spec = { { "COUNT", "shape" } }
+
+local function relu_kernel(op, params, args)
+  local p = check(op, params, relu_spec)
+  return kernel { op = op, sig = string.format("count%d", p.COUNT), params = p, spec = relu_spec,
+    constants = { { "COUNT", p.COUNT } }, grid = { ceil_div(p.COUNT, ELEMENTWISE_THREADS) },
+    threads = ELEMENTWISE_THREADS, extents = { ELEMENTWISE_THREADS }, args = args }
+end
+
+M.builders.relu_mask_fwd = function(params) return relu_kernel("relu_mask_fwd", params, { "x", "y", "mask" }) end
+
+M.builders.relu_mask_bwd = function(params) return relu_kernel("relu_mask_bwd", params, { "dy", "mask", "dx" }) end
 
 -- ---- pooling ----
 

@@ -202,6 +202,21 @@ pp_status gen_layer_op_kernel(pp_context *ctx, const char *op, const char *param
     return st;
 }
 
+pp_status gen_layer_bn_slices(pp_context *ctx, int m, int c, int *out)
+{
+    lua_State *L;
+    PP_TRY(gen_lua_open(ctx, NULL, 0, &L));
+    pp_status st = gen_lua_push_api(ctx, L, "bn_slices");
+    if (st == PP_OK) {
+        lua_pushinteger(L, m);
+        lua_pushinteger(L, c);
+        st = gen_lua_call_api(ctx, L, 2);
+    }
+    if (st == PP_OK) *out = (int)lua_tointeger(L, -1);
+    gen_lua_close(L);
+    return st;
+}
+
 pp_status gen_layer_variant_count(pp_context *ctx, const char *op, int *out)
 {
     lua_State *L;

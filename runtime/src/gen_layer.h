@@ -42,6 +42,9 @@ void gen_layer_free(gen_layer *layer);
  * such as "{ N = 2, C = 3, HW = 16 }". Release with gen_layer_kernel_free. */
 pp_status gen_layer_op_kernel(pp_context *ctx, const char *op, const char *params_lua, gen_kernel *out);
 void gen_layer_kernel_free(gen_kernel *k);
+/* The row slices the training plan gives a BN over m = N*HW rows of c channels (ops.lua
+ * bn_slices): 1 for the one-pass bn_stats / bn_backward, else the sliced pairs' SLICES. */
+pp_status gen_layer_bn_slices(pp_context *ctx, int m, int c, int *out);
 pp_status gen_layer_variant_count(pp_context *ctx, const char *op, int *out);
 pp_status gen_layer_variant_info(pp_context *ctx, const char *op, int index, pp_variant_info *out);
 /* path NULL: the embedded default layer set. Names are malloc'ed (pp_layer_descs_free). */

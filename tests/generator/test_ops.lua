@@ -22,6 +22,9 @@ local cases = {
     { 2, 1, 1 }, 256, "y mean invstd gamma beta residual out mask y_bf16 running_mean running_var" },
   bn_backward = { { N = 3, C = 7, HW = 3000, MASK = 1, BF16 = 1, RES = 1 }, "bn_backward_n3c7hw3000_mask_bf16_res_v0",
     { 1, 1, 1 }, 512, "dout mask y mean invstd gamma dgamma dbeta dy dres" },
+  -- 1000 elements: 4 blocks of 256, the last mask word partial.
+  relu_mask_fwd = { { COUNT = 1000 }, "relu_mask_fwd_count1000_v0", { 4, 1, 1 }, 256, "x y mask" },
+  relu_mask_bwd = { { COUNT = 1000 }, "relu_mask_bwd_count1000_v0", { 4, 1, 1 }, 256, "dy mask dx" },
   maxpool_fwd = { { N = 2, C = 3, H = 9, W = 11 }, "maxpool_fwd_n2c3h9w11_r3s2p1_v0", { 1, 1, 1 }, 256,
     "x y argmax" },
   -- 7x9 by 4: 2x3 windows per image, 2*6*5 = 60 threads; 9x11 max-pooled to 5x6, by 2: 3x3.

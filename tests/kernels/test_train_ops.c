@@ -14,7 +14,8 @@
  * Shapes: N 1..3, channel counts not multiples of 32, HW not multiples of 32 (mask words
  * straddle pixels, the last word is partial), channels with fewer values than threads
  * and with more than 8192, maxpool on odd sizes with overlapping and disjoint windows,
- * softmax with 10 and 1000 classes, fc with odd sizes and each GEMM tile height. Every
+ * softmax with 10 and 1000 classes, fc with odd sizes and each GEMM tile height, the
+ * standalone ReLU (relu_mask_fwd/bwd) on counts with a partial last mask word. Every
  * option combination of bn_apply (16) and bn_backward (12) runs on three BN shapes.
  * The sliced forms (bn_stats_part + bn_stats_merge SHIFT 1, bn_backward_sums +
  * bn_backward_dx) run with row counts that are not multiples of the slice count, one row
@@ -1075,6 +1076,51 @@ static void test_maxpool(int n, int c, int h, int w, int r, int stride, int pad,
     set_free(&s);
 }
 
+/* ================= ReLU (the standalone lean form) ================= */
+
+/* relu_mask_fwd / relu_mask_bwd over count elements (flat: any layout), with NaN, -0,
+ * infinities and exact zeros among the inputs: everything is a selection or a copy, so y,
+ * the mask (bits past count 0) and dx must match the reference bit for bit. */
+static void test_relu_mask(size_t count)
+{
+    kernel_set s;
+    set_init(&s, "train_ops_relu_count%zu", count);
+    int kf = set_add(&s, "relu_mask_fwd", "{ COUNT = %zu }", count);
+    int kb = set_add(&s, "relu_mask_bwd", "{ COUNT = %zu }", count);
+    set_compile(&s, 1);
+    const size_t words = (count + 31) / 32;
+    float *x = rand_floats(count, -1, 1), *dy = rand_floats(count, -1, 1);
+    const float specials[] = {NAN, -0.0f, 0.0f, INFINITY, -INFINITY, 1e-40f, -1e-40f};
+    for (size_t i = 0; i < sizeof specials / sizeof *specials && i * 7 < count; i++) x[i * 7] = specials[i];
+    if (count > 3) dy[3] = NAN;
+    float *y_r = xmalloc(count * 4), *dx_r = xmalloc(count * 4), *y = xmalloc(count * 4), *dx = xmalloc(count * 4);
+    uint32_t *mask_r = xmalloc(words * 4), *mask = xmalloc(words * 4);
+    relu_mask_fwd_ref(count, x, y_r, mask_r);
+    relu_mask_bwd_ref(count, dy, mask_r, dx_r);
+    char where[64];
+    uint64_t hash[2];
+    for (int si = 0; si < 2; si++) {
+        snprintf(where, sizeof where, "count %zu %s", count, schedule_names[si]);
+        bind bf[] = {IN("x", x, count * 4), OUT("y", y, count * 4), OUT("mask", mask, words * 4)};
+        hash[si] = launch(si, &s, kf, bf, 3);
+        CHECK(memcmp(mask, mask_r, words * 4) == 0, "%s: the mask differs from the reference", where);
+        for (size_t i = 0; i < count; i++)
+            CHECK(memcmp(&y[i], &y_r[i], 4) == 0 || (isnan(y[i]) && isnan(y_r[i])), "%s: y[%zu] = %g, reference %g",
+                  where, i, y[i], y_r[i]);
+        expect("relu_mask_fwd", "y and mask (exact)", where, 0, 0);
+        bind bb[] = {IN("dy", dy, count * 4), IN("mask", mask_r, words * 4), OUT("dx", dx, count * 4)};
+        hash[si] ^= launch(si, &s, kb, bb, 3) * 31;
+        for (size_t i = 0; i < count; i++)
+            CHECK(memcmp(&dx[i], &dx_r[i], 4) == 0 || (isnan(dx[i]) && isnan(dx_r[i])),
+                  "%s: dx[%zu] = %g, reference %g", where, i, dx[i], dx_r[i]);
+        expect("relu_mask_bwd", "dx (exact)", where, 0, 0);
+    }
+    same_outputs(s.k[kf].name, hash);
+    printf("relu_mask count %zu: y, mask, dx exact\n", count);
+    free(x), free(dy), free(y_r), free(dx_r), free(y), free(dx), free(mask_r), free(mask);
+    set_free(&s);
+}
+
 static void test_avgpool(int n, int c, int hw)
 {
     kernel_set s;
@@ -1948,6 +1994,7 @@ static void test_errors(void)
     expect_error("bn_stats", "{ N = 1, C = 3, HW = 1 }", "at least 2 values per channel");
     expect_error("bn_stats", "{ N = 1, C = 3, HW = 4, EPS = 0 }", "EPS must be in (0");
     expect_error("maxpool_fwd", "{ N = 1, C = 3, H = 5 }", "missing parameter W");
+    expect_error("relu_mask_fwd", "{ COUNT = 0 }", "parameter COUNT must be a positive integer, got 0");
     expect_error("maxpool_fwd", "{ N = 1, C = 3, H = 5, W = 5, PAD = 2 }", "PAD = 2 exceeds R/2");
     expect_error("maxpool_bwd", "{ N = 1, C = 3, H = 1, W = 5, R = 5, PAD = 1 }", "does not fit");
     expect_error("avgpool_fwd", "{ N = 1, C = 2.5, HW = 4 }", "parameter C must be a positive integer, got 2.5");
@@ -2093,6 +2140,17 @@ static void maxpool_shapes(void)
     test_maxpool(1, 2, 1, 1, 3, 2, 1, 0);
 }
 
+/* One element; a partial single word; 33 (a second word with one bit); 1000 (four blocks,
+ * the last partial); 4099 (17 blocks, a 3-bit last word). */
+static void relu_mask_counts(void)
+{
+    test_relu_mask(1);
+    test_relu_mask(31);
+    test_relu_mask(33);
+    test_relu_mask(1000);
+    test_relu_mask(4099);
+}
+
 static void avgpool_shapes(void)
 {
     test_avgpool(1, 3, 49);
@@ -2161,6 +2219,7 @@ static const test_case tests[] = {
     TEST_CASE(bn_act_bf16, "BN with bf16 activations (and sliced) on 3 shapes: the reference on bf16 inputs, bitwise "
                            "the fp32 kernel on the widened inputs"),
     TEST_CASE(maxpool_shapes, "maxpool forward and backward on 6 shapes: values, argmax, gradients exactly"),
+    TEST_CASE(relu_mask_counts, "the standalone ReLU (relu_mask_fwd/bwd) on 5 counts: y, mask and dx exactly"),
     TEST_CASE(avgpool_shapes, "global average pooling forward and backward on 4 shapes"),
     TEST_CASE(pooling_act_bf16, "max and average pooling with bf16 activations on 6 shapes"),
     TEST_CASE(fc_shapes, "fc forward, data and weight gradients on 6 shapes (each GEMM tile height)"),
