@@ -86,7 +86,7 @@ class ResNet18Test(unittest.TestCase):
         """What autograd saves for the converted model at f=2 against the unconverted one,
         and the conv-input part against the plan."""
         plain, ours = resnet18(), resnet18()
-        report = pt.convert(ours, "2", backend="host")
+        pt.convert(ours, "2", backend="host")
         before = pt.saved_bytes(plain, self.x)
         after = pt.saved_bytes(ours, self.x)
         print(f"\nsaved_bytes ResNet-18 batch {BATCH} {SIZE}x{SIZE}: unconverted {before} B, f=2 {after} B "
@@ -99,10 +99,14 @@ class ResNet18Test(unittest.TestCase):
                              timeout=300)
         self.assertEqual(out.returncode, 0, out.stderr)
         plan = json.loads(out.stdout)
-        saved_plan = plan["policy_report"]["saved"]
-        print(f"plan: saved {saved_plan} B; autograd {after} B")
-        self.report_difference = (saved_plan, after)
-
+        planned, planned_baseline = plan["policy_report"]["saved"], plan["baseline_report"]["saved"]
+        print(f"plan: saved {planned} B at f=2, {planned_baseline} B baseline; autograd {after} B and {before} B")
+        # The plan pools a tensor that two convolutions read (a block's input, for conv1 and
+        # the downsample) once; each PooledConv2d pools its own input, so autograd holds the
+        # downsample convolutions' pooled inputs twice (57 KB here). Beyond such sharing the
+        # two count the same tensors: within 5% either way.
+        self.assertLessEqual(abs(after - planned), 0.05 * planned)
+        self.assertLessEqual(abs(before - planned_baseline), 0.05 * planned_baseline)
 
 if __name__ == "__main__":
     if not LIB:

@@ -119,7 +119,10 @@ class _MaskReLUFunction(torch.autograd.Function):
         count = x.numel()
         # Element-wise: any layout works as long as forward and backward agree; the
         # output keeps x's memory format.
-        x_c = x if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last) else x.contiguous()
+        # The mask follows memory order, so backward must see dy in x's memory format.
+        memory_format = torch.channels_last if x.dim() == 4 and x.is_contiguous(
+            memory_format=torch.channels_last) and not x.is_contiguous() else torch.contiguous_format
+        x_c = x.contiguous(memory_format=memory_format)
         op = rt.op(("relu", count), "relu", n=1, c=count, h=1, w=1)
         in_place = module.inplace and x_c is x  # a strided x was copied: the copy is the output
         y = x_c if in_place else torch.empty_like(x_c)
@@ -128,14 +131,14 @@ class _MaskReLUFunction(torch.autograd.Function):
         mask = torch.empty(((count + 31) // 32,), dtype=torch.int32, device=x.device)
         op.call("pp_relu_forward", pointer(x_c), pointer(y), pointer(mask), rt.stream(x.device))
         ctx.save_for_backward(mask)
-        ctx.op, ctx.rt = op, rt
+        ctx.op, ctx.rt, ctx.memory_format = op, rt, memory_format
         return y
 
     @staticmethod
     def backward(ctx, dy):
         (mask,) = ctx.saved_tensors
-        dy_c = dy if dy.is_contiguous() or dy.is_contiguous(memory_format=torch.channels_last) else dy.contiguous()
-        dx = torch.empty_like(dy_c)
+        dy_c = dy.contiguous(memory_format=ctx.memory_format)
+        dx = torch.empty_like(dy_c, memory_format=ctx.memory_format)
         ctx.op.call("pp_relu_backward", pointer(dy_c), pointer(mask), pointer(dx), ctx.rt.stream(dy.device))
         return dx, None
 
