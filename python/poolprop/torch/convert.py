@@ -3,7 +3,7 @@ that poolprop runs (Conv2d, ReLU, MaxPool2d, BatchNorm2d under bn=bf16) and repo
 it replaced and what it left, and why; saved_bytes(model, x) measures what autograd saves."""
 import torch
 
-from .._lib import PoolpropError
+from .._lib import PolicyOptions, PoolpropError
 from .modules import Bf16BatchNorm2d, IndexMaxPool2d, MaskReLU, PooledConv2d
 from .runtime import runtime_for
 
@@ -168,9 +168,9 @@ def _reference_policy(policy, names):
         if int(text) not in (1, 2, 4, 8):
             raise PoolpropError(f"policy: pool factor must be 1, 2, 4 or 8, got '{text}'")
 
-        class Options:
-            mode, bn_bf16, act_bf16, relu_mask = 0, 0, 0, 1
-        return [int(text)] * len(names), Options()
+        options = PolicyOptions()
+        options.relu_mask = 1
+        return [int(text)] * len(names), options
     return runtime_for("none").ctx.resolve_policy(policy, names, [stage_of(n) for n in names])
 
 
