@@ -9,7 +9,11 @@
 // Over the M values of channel c:
 //   dz = dout, zeroed where the ReLU was inactive;  dres = dz (if RES)
 //   dbeta[c] = sum dz,  dgamma[c] = sum dz*xhat  (the partials' sums over the slices)
-//   dy = gamma[c]*invstd[c]*(dz - dbeta[c]/M - xhat*dgamma[c]/M)
+//   dy = gamma[c]*invstd[c]*(dz - dbeta[c]/MG - xhat*dgamma[c]/MG)
+// MG = M*WORLD; WORLD > 1 under synchronised BN: the partials then hold sums over the
+// batches of WORLD ranks (the runtime adds the ranks' partials before the launch), and
+// dgamma, dbeta are those sums / WORLD (every rank's dout is the gradient of its own mean
+// loss, WORLD times the global loss's, and the ranks' gradients are then averaged).
 // ACT_BF16: as bn_backward.cu (fp32 arithmetic on widened inputs, dy and dres rounded to
 // bf16 once when stored).
 // Indexing as bn_backward_sums: block (x, s), channel c = x*CT + t%CT, pixel group g = t/CT.
@@ -21,7 +25,7 @@
 // Lanes past C touch nothing but take part in the barriers. mask and dres are not touched
 // when MASK = 0 / RES = 0 (they may be null).
 // Generator constants: N C HW M SLICES (as bn_backward_sums) MASK (0|1|2) BF16 RES ACT_BF16
-//   CT (a power of two <= 32) PG (= THREADS/CT) THREADS
+//   CT (a power of two <= 32) PG (= THREADS/CT) MG WORLD THREADS
 // Launch: grid (ceil(C/CT), SLICES), block (THREADS).
 static_assert(PG * CT == THREADS, "PG*CT threads");
 static_assert(SLICES >= 1 && SLICES <= M, "every slice holds a row");
@@ -44,11 +48,13 @@ ${KERNEL}(const act_t *__restrict__ dout, const void *__restrict__ mask, const v
     block_sum2_cols<CT>(sum_dz, sum_dz_xhat, scratch);
     if (!valid) return; // after the last barrier
     if (s == 0 && g == 0) {
-        dbeta[c] = sum_dz;
-        dgamma[c] = sum_dz_xhat;
+        // WORLD > 1: the sums are the global batch's, which every rank holds; each keeps
+        // 1/WORLD of them, so that the gradient average over the ranks is the sum.
+        dbeta[c] = WORLD > 1 ? sum_dz / (float)WORLD : sum_dz;
+        dgamma[c] = WORLD > 1 ? sum_dz_xhat / (float)WORLD : sum_dz_xhat;
     }
     const float mu = mean[c], is = invstd[c];
-    const float scale = gamma[c] * is, mean_dz = sum_dz / (float)M, mean_dz_xhat = sum_dz_xhat / (float)M;
+    const float scale = gamma[c] * is, mean_dz = sum_dz / (float)MG, mean_dz_xhat = sum_dz_xhat / (float)MG;
     const int first = (int)((long long)s * M / SLICES), end = (int)((long long)(s + 1) * M / SLICES);
     for (int j = first + g; j < end; j += PG) {
         const int i = j * C + c;

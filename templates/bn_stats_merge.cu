@@ -11,10 +11,12 @@
 // merges parts tid, tid+THREADS, ... in order, then the block merges the threads' results
 // in a fixed tree, so the result does not depend on the thread schedule. Each partial is
 // centred on its own mean, so there is no sum-of-squares cancellation. Then, as bn_stats:
-//   var = M2 / M (biased), invstd = 1/sqrt(var + EPS),
+//   var = M2 / MG (biased), invstd = 1/sqrt(var + EPS),
 //   running_mean = (1-MOMENTUM)*running_mean + MOMENTUM*mean,
-//   running_var  = (1-MOMENTUM)*running_var  + MOMENTUM*var*M/(M-1)
-// Generator constants: C PARTS M SHIFT (0|1) MOMENTUM EPS THREADS.
+//   running_var  = (1-MOMENTUM)*running_var  + MOMENTUM*var*MG/(MG-1)
+// MG = M, or M*WORLD under synchronised BN: the partials then cover the batches of WORLD
+// ranks (the runtime merges the ranks' partials into these before the launch).
+// Generator constants: C PARTS M SHIFT (0|1) MOMENTUM EPS MG THREADS.
 // Launch: grid (C), block (THREADS).
 extern "C" __global__ void __launch_bounds__(THREADS)
 ${KERNEL}(const float *__restrict__ partials, float *__restrict__ mean, float *__restrict__ invstd,
@@ -31,7 +33,7 @@ ${KERNEL}(const float *__restrict__ partials, float *__restrict__ mean, float *_
     w = block_welford(w, scratch);
     if (threadIdx.x == 0) {
         const float mu = SHIFT ? partials[PARTS * C * 3 + c] + w.mean : w.mean;
-        bn_store_stats(c, mu, w.m2 / (float)M, (float)M, EPS, MOMENTUM, mean, invstd, running_mean, running_var);
+        bn_store_stats(c, mu, w.m2 / (float)MG, (float)MG, EPS, MOMENTUM, mean, invstd, running_mean, running_var);
     }
 }
 PP_KERNEL_EXPORT(${KERNEL})

@@ -115,7 +115,8 @@ end
 function M.train_plan(model_text, model_name, o, policy)
   return protect("parse", function()
     local graph, p = resolved_graph(model_text, model_name, o, policy)
-    return require("poolprop.train").build(graph, p, { sources = o.sources, tuned = o.tuned })
+    return require("poolprop.train").build(graph, p, { sources = o.sources, tuned = o.tuned,
+      sync_world = o.sync_world })
   end)
 end
 

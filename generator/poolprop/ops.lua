@@ -27,8 +27,10 @@
 --               ACT_BF16
 -- bn_stats_part N C HW SLICES, ACT_BF16                     y* partials (SLICES*C*3 + C floats)
 -- bn_stats_merge C PARTS M, SHIFT (0|1, 0), MOMENTUM (0.1),  partials mean invstd running_mean
---               EPS (1e-5)                                  running_var (partials from conv_fwd,
---                                                           or with SHIFT 1 from bn_stats_part)
+--               EPS (1e-5), WORLD (1)                       running_var (partials from conv_fwd,
+--                                                           or with SHIFT 1 from bn_stats_part;
+--                                                           WORLD > 1: the partials of WORLD
+--                                                           ranks merged in, M*WORLD values)
 -- bn_apply      N C HW, RELU ADD SAVE_BF16 EVAL (0|1, 0),   y* mean invstd gamma beta residual* out*
 --               EPS (1e-5), ACT_BF16                        mask y_bf16 running_mean running_var
 -- bn_backward   N C HW, MASK (0 none | 1 bit mask |         dout* mask y mean invstd gamma dgamma
@@ -36,8 +38,8 @@
 --               ACT_BF16                                    mask under MASK 2: the ReLU output, *)
 -- bn_backward_sums N C HW SLICES, MASK BF16 ACT_BF16        dout* mask y mean invstd partials
 --               (as above)                                  (SLICES*C*2 floats)
--- bn_backward_dx N C HW SLICES, MASK BF16 RES ACT_BF16      dout* mask y mean invstd gamma partials
---               (as above)                                  dgamma dbeta dy* dres*
+-- bn_backward_dx N C HW SLICES, MASK BF16 RES ACT_BF16,     dout* mask y mean invstd gamma partials
+--               WORLD (1) (sums over WORLD ranks' batches)  dgamma dbeta dy* dres*
 -- bn_apply_pool N C H W, RELU ADD SAVE_BF16 (0|1, 0),      y* mean invstd gamma beta residual*
 --               ACT_BF16, POOL_F (2|4|8), POOL_F2           out* mask y_bf16 xp* xp2* (bn_apply in
 --               (1|2|4, 1), POOL_MAX (0|1, 0)               training, also writing the pool-save
@@ -278,7 +280,7 @@ end
 -- partials of bn_stats_part (means relative to shifts stored after them).
 local bn_stats_merge_spec = {
   { "C", "shape" }, { "PARTS", "shape" }, { "M", "shape" }, { "SHIFT", "flag", 0 },
-  { "MOMENTUM", "float", 0.1, { 0.0, 1.0 } }, { "EPS", "float", 1e-5, { 0.0, 1.0, true } },
+  { "MOMENTUM", "float", 0.1, { 0.0, 1.0 } }, { "EPS", "float", 1e-5, { 0.0, 1.0, true } }, { "WORLD", "shape", 1 },
 }
 
 M.builders.bn_stats_merge = function(params)
@@ -289,10 +291,11 @@ M.builders.bn_stats_merge = function(params)
     errors.raise(nil, "%s: M = %d: batch statistics need at least 2 values per channel", op, p.M)
   end
   return kernel { op = op,
-    sig = string.format("c%dparts%dm%d", p.C, p.PARTS, p.M) .. (p.SHIFT == 1 and "_shift" or "") .. float_sig(p, spec),
+    sig = string.format("c%dparts%dm%d", p.C, p.PARTS, p.M) .. (p.SHIFT == 1 and "_shift" or "") .. float_sig(p, spec)
+      .. (p.WORLD > 1 and string.format("_w%d", p.WORLD) or ""),
     params = p, spec = spec,
     constants = { { "C", p.C }, { "PARTS", p.PARTS }, { "M", p.M }, { "SHIFT", p.SHIFT },
-      { "MOMENTUM", f32(p.MOMENTUM) }, { "EPS", f32(p.EPS) } },
+      { "MOMENTUM", f32(p.MOMENTUM) }, { "EPS", f32(p.EPS) }, { "MG", p.M * p.WORLD } },
     grid = { p.C }, threads = channel_threads(p.PARTS * 8),
     args = { "partials", "mean", "invstd", "running_mean", "running_var" } }
 end
@@ -422,7 +425,7 @@ local bn_backward_sums_spec = {
 }
 local bn_backward_dx_spec = {
   { "N", "shape" }, { "C", "shape" }, { "HW", "shape" }, { "SLICES", "shape" },
-  { "MASK", "choice", 0, { 0, 1, 2 } }, { "BF16", "flag", 0 }, { "RES", "flag", 0 }, ACT_BF16,
+  { "MASK", "choice", 0, { 0, 1, 2 } }, { "BF16", "flag", 0 }, { "RES", "flag", 0 }, ACT_BF16, { "WORLD", "shape", 1 },
 }
 
 local function bn_backward_sliced(op, spec, params, args)
@@ -435,6 +438,7 @@ local function bn_backward_sliced(op, spec, params, args)
     bn_backward_storage(p)
   if p.RES == 1 then sig = sig .. "_res" end
   sig = sig .. act_sig(p)
+  if p.WORLD and p.WORLD > 1 then sig = sig .. string.format("_w%d", p.WORLD) end
   local threads, ct = channel_threads(ceil_div(m, p.SLICES)), channel_tile(p.C)
   local constants = { { "N", p.N }, { "C", p.C }, { "HW", p.HW }, { "M", m }, { "SLICES", p.SLICES },
     { "MASK", p.MASK }, { "BF16", p.BF16 } }
@@ -442,6 +446,8 @@ local function bn_backward_sliced(op, spec, params, args)
   constants[#constants + 1] = { "ACT_BF16", p.ACT_BF16 }
   constants[#constants + 1] = { "CT", ct }
   constants[#constants + 1] = { "PG", threads // ct }
+  constants[#constants + 1] = { "MG", m * (p.WORLD or 1) }
+  constants[#constants + 1] = { "WORLD", p.WORLD or 1 }
   return kernel { op = op, sig = sig, params = p, spec = spec, parts = { "templates/bn_backward_common.cuh" },
     constants = constants, grid = { ceil_div(p.C, ct), p.SLICES }, threads = threads, args = args }
 end

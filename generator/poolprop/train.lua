@@ -151,6 +151,17 @@ end
 
 local function buf(name) return "buf:" .. name end
 
+-- Marks the last step as one before which the ranks of synchronised BN exchange the
+-- partials its kernel's "partials" argument reads: "bn_stats" (parts x channels x
+-- (count, mean, M2), and with shift 1 a shift per channel after them) are merged,
+-- "bn_sums" (parts x channels x (sum dz, sum dz*xhat)) are added. Nothing is marked without
+-- synchronisation.
+function Plan:sync_last(kind, parts, channels, shift)
+  if (self.opts.sync_world or 1) == 1 then return end
+  local s = self.steps[#self.steps]
+  s.sync, s.sync_parts, s.sync_channels, s.sync_shift = kind, parts, channels, shift
+end
+
 local function xp_name(tensor, f, mode) return string.format("xp:%s:f%d%s", tensor, f, mode) end
 
 -- The pool-saves producers write (training): tensor -> { mode, factors = { f, f2 } (larger
@@ -252,16 +263,21 @@ function Plan:bn_forward(l, train)
     mean = buf(self:buffer("mean:" .. l.name, l.C * 4, "saved", l.stage))
     invstd = buf(self:buffer("invstd:" .. l.name, l.C * 4, "saved", l.stage))
     local part = self.bn_partials[l.input]
+    -- Synchronised BN (opts.sync_world ranks): every merge reads partials, which the runtime
+    -- merges with the other ranks' before the launch (the step's sync fields).
+    local world = self.opts.sync_world or 1
+    local merge_world = world > 1 and world or nil
     if part then
-      self:launch(l.name, "bn_stats_merge", { C = l.C, PARTS = part.parts, M = l.N * l.HW }, nil,
+      self:launch(l.name, "bn_stats_merge", { C = l.C, PARTS = part.parts, M = l.N * l.HW, WORLD = merge_world }, nil,
         { partials = part.ref, mean = mean, invstd = invstd, running_mean = "state:" .. l.running_mean,
           running_var = "state:" .. l.running_var })
+      self:sync_last("bn_stats", part.parts, l.C, 0)
     else
       local stats = { mean = mean, invstd = invstd, running_mean = "state:" .. l.running_mean,
         running_var = "state:" .. l.running_var }
       local m = l.N * l.HW
       local slices = ops.bn_slices(m, l.C)
-      if slices == 1 then
+      if slices == 1 and world == 1 then
         stats.y = buf(l.input)
         self:launch(l.name, "bn_stats", self:with_act { N = l.N, C = l.C, HW = l.HW }, nil, stats)
       else
@@ -270,7 +286,9 @@ function Plan:bn_forward(l, train)
         self:launch(l.name, "bn_stats_part", self:with_act { N = l.N, C = l.C, HW = l.HW, SLICES = slices }, nil,
           { y = buf(l.input), partials = part })
         stats.partials = part
-        self:launch(l.name, "bn_stats_merge", { C = l.C, PARTS = slices, M = m, SHIFT = 1 }, nil, stats)
+        self:launch(l.name, "bn_stats_merge", { C = l.C, PARTS = slices, M = m, SHIFT = 1, WORLD = merge_world }, nil,
+          stats)
+        self:sync_last("bn_stats", slices, l.C, 1)
       end
     end
   end
@@ -353,7 +371,8 @@ local function bn_backward(plan, l)
     mean = buf("mean:" .. l.name), invstd = buf("invstd:" .. l.name), gamma = "param:" .. l.weight,
     dgamma = "grad:" .. l.weight, dbeta = "grad:" .. l.bias, dy = dy, dres = dres }
   local slices = ops.bn_slices(l.N * l.HW, l.C)
-  if slices == 1 then
+  local world = plan.opts.sync_world or 1
+  if slices == 1 and world == 1 then
     plan:launch(l.name, "bn_backward", params, nil, bind)
   else
     -- Sliced: per-slice (sum dz, sum dz*xhat) partials, merged in a fixed order by the dy pass.
@@ -362,7 +381,9 @@ local function bn_backward(plan, l)
       MASK = params.MASK, BF16 = params.BF16 }, nil, { dout = bind.dout, mask = mask, y = bind.y, mean = bind.mean,
       invstd = bind.invstd, partials = bind.partials })
     params.SLICES = slices
+    params.WORLD = world > 1 and world or nil
     plan:launch(l.name, "bn_backward_dx", params, nil, bind)
+    plan:sync_last("bn_sums", slices, l.C, 0)
   end
 end
 

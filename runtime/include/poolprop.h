@@ -277,9 +277,18 @@ typedef struct pp_model_options {
      * framework saves, for comparison); or the path of a policy file ending in .lua.
      * NULL: "1" (no pooling, ReLU saved as a 1-bit mask). */
     const char *policy;
-    int batch;
+    int batch;         /* with a communicator: each rank's batch (the global one / world size) */
     int height, width; /* 0: the model's default (224 for ImageNet ResNets, 32 for CIFAR) */
     int classes;       /* 0: 1000 for ImageNet ResNets, 10 for CIFAR */
+    /* Data parallel (pp_comm_create): every training step averages the gradients over the
+     * communicator's ranks before the update, so that all ranks hold the same parameters.
+     * NULL: one process. */
+    struct pp_comm *comm;
+    /* With comm: synchronised BN, batch statistics (and their backward sums) over the
+     * global batch, as one process would compute them over it (up to the order of the
+     * reductions). Without: each rank normalises with its own batch, as PyTorch's DDP. */
+    int sync_bn;
+    int world_size; /* pp_plan_memory only, which takes no comm: plan for this many ranks (0: 1) */
 } pp_model_options;
 
 PP_API void pp_model_options_init(pp_model_options *options);
@@ -296,7 +305,10 @@ typedef struct pp_memory_report {
     size_t saved_by_stage[PP_MAX_STAGES];
     size_t largest_transient; /* the largest working set of the other buffers at one step */
     size_t arena;             /* activations, saved tensors, their gradients, workspaces, placed */
-    size_t peak;              /* weights + gradients + optimizer + bn_statistics + arena */
+    /* Data parallel: the device buffer synchronised BN gathers the ranks' partial statistics
+     * into (world size x the largest partials); the gradients are reduced in place. */
+    size_t communication;
+    size_t peak; /* weights + gradients + optimizer + bn_statistics + arena + communication */
     /* The policy a user compares this one against: "baseline" (what a framework saves), with
      * the same activation storage ("baseline,act=bf16", the AMP-like baseline, when the policy
      * stores activations in bf16). weights include the bf16 copy of the weights under
@@ -307,6 +319,34 @@ typedef struct pp_memory_report {
 /* Plans the memory of a training step without compiling or allocating anything (any
  * context, including PP_BACKEND_NONE). Errors name the model or policy problem. */
 PP_API pp_status pp_plan_memory(pp_context *ctx, const pp_model_options *options, pp_memory_report *out);
+
+/* ---- Data-parallel training across processes ----
+ * A communicator joins the ranks of one job. On the host backend MPI carries the
+ * reductions (MPI_COMM_WORLD; the library initialises MPI where the application has not,
+ * and finalises it then); on cuda NCCL does (libnccl.so.2, loaded with dlopen), its unique
+ * id handed from rank 0 to the others over MPI or, without MPI, through a rendezvous file.
+ * A collective that fails (a rank died, a timeout) is an error on the ranks that see it. */
+typedef struct pp_comm pp_comm;
+
+typedef struct pp_comm_options {
+    /* -1 (pp_comm_options_init): from MPI. Otherwise this process's rank and the job's size,
+     * as a launcher that is not mpirun gives them (then rendezvous is needed on cuda). */
+    int rank, world_size;
+    /* "file:PATH": a path all ranks see, for NCCL without MPI. NULL: MPI. */
+    const char *rendezvous;
+    double timeout_seconds; /* bound on the rendezvous wait; 0: 300 */
+} pp_comm_options;
+
+PP_API void pp_comm_options_init(pp_comm_options *options);
+/* Fails with PP_ERR_INVALID_ARGUMENT where the build has no MPI and none of rank/world
+ * size/rendezvous replaces it, PP_ERR_NO_DEVICE where a cuda context has no NCCL. */
+PP_API pp_status pp_comm_create(pp_context *ctx, const pp_comm_options *options, pp_comm **out);
+PP_API pp_status pp_comm_rank(const pp_comm *comm, int *rank, int *world_size);
+/* values[i] = their sum over the ranks (each rank's in rank order: the same bits on all). */
+PP_API pp_status pp_comm_allreduce_sum(pp_comm *comm, double *values, int count);
+/* values[i] = their largest over the ranks (a stop request any rank saw, say). */
+PP_API pp_status pp_comm_allreduce_max(pp_comm *comm, int *values, int count);
+PP_API void pp_comm_destroy(pp_comm *comm);
 
 /* ---- Element-wise and pooling ops on the caller's memory and stream ----
  * The ops of a training step besides the convolutions, in the lean forms poolprop saves,
@@ -437,6 +477,9 @@ PP_API pp_status pp_model_train_step(pp_model *model, const pp_sgd_options *sgd,
 /* How many images of the last training step's batch were predicted right (the first
  * largest logit is the label), before that step's update. */
 PP_API pp_status pp_model_last_correct(const pp_model *model, int *out);
+/* Data parallel: every rank takes rank 0's BN running statistics (the end of an epoch,
+ * before validation or a checkpoint, as PyTorch's DDP broadcasts buffers). */
+PP_API pp_status pp_model_sync_statistics(pp_model *model);
 /* Inference with BN running statistics; logits: (batch, classes). Overwrites the batch
  * set by pp_model_set_batch (set it again before the next training step). */
 PP_API pp_status pp_model_infer(pp_model *model, const float *x, float *logits);

@@ -203,6 +203,21 @@ static pp_status read_steps(pp_context *ctx, plan_reader *r, lua_State *L, int s
                 if (rs != PP_OK) return rs;
             }
         }
+        char sync[16];
+        gen_lua_copy_field(L, t, "sync", sync, sizeof sync);
+        s->sync = strcmp(sync, "bn_stats") == 0 ? SYNC_BN_STATS : strcmp(sync, "bn_sums") == 0 ? SYNC_BN_SUMS : SYNC_NONE;
+        if (s->sync != SYNC_NONE) {
+            s->sync_parts = gen_lua_int(L, t, "sync_parts");
+            s->sync_channels = gen_lua_int(L, t, "sync_channels");
+            s->sync_shift = gen_lua_int(L, t, "sync_shift");
+            s->sync_arg = -1;
+            const gen_kernel *k = s->kernel >= 0 ? &plan->kernels[s->kernel] : NULL;
+            for (int a = 0; k && a < k->arg_count; a++)
+                if (strcmp(k->args[a], "partials") == 0) s->sync_arg = a;
+            if (k && s->sync_arg < 0)
+                return ctx_fail(ctx, PP_ERR_INTERNAL, "plan: step %d (%s) synchronises but has no partials", i,
+                                k->name);
+        }
         lua_pop(L, 2);
     }
     return PP_OK;
@@ -468,6 +483,8 @@ static pp_status call_model_api(pp_context *ctx, const gen_plan_request *req, co
         }
         lua_pushboolean(L, req->sources);
         lua_setfield(L, -2, "sources");
+        lua_pushinteger(L, req->sync_world > 1 ? req->sync_world : 1);
+        lua_setfield(L, -2, "sync_world");
         lua_createtable(L, 0, req->tuned_count);
         for (int i = 0; i < req->tuned_count; i++) {
             lua_pushinteger(L, req->tuned_variants[i]);
@@ -493,6 +510,7 @@ pp_status gen_plan_train(pp_context *ctx, const gen_plan_request *req, gen_plan 
     lua_State *L = NULL;
     pp_status st = call_model_api(ctx, req, "train_plan", &L);
     if (st == PP_OK) st = read_plan(ctx, L, out);
+    out->sync_world = req->sync_world > 1 ? req->sync_world : 1;
     if (st == PP_OK) st = planner_place(ctx, &out->train);
     if (st == PP_OK) st = planner_place(ctx, &out->infer);
     gen_lua_close(L);

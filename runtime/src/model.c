@@ -8,6 +8,7 @@
  * buffer lives at its planned offset. */
 #include "bundle_dir.h"
 #include "cache.h"
+#include "comm.h"
 #include "compile.h"
 #include "file.h"
 #include "gen_plan.h"
@@ -31,6 +32,7 @@ struct pp_model {
     pp_devptr params, grads, momentum, state, arena;
     pp_devptr shadow; /* act=bf16: param_count bf16 values, else 0 */
     size_t arena_bytes;
+    pp_comm *comm;    /* data parallel, else NULL (not owned) */
     int batch_set;    /* the arena holds a batch for the next training step */
     int last_correct; /* correct predictions of the last training step */
 };
@@ -52,6 +54,22 @@ void model_plan_request(const pp_model_options *o, int sources, gen_plan_request
     req->width = o->width;
     req->classes = o->classes;
     req->sources = sources;
+    int world = o->comm ? comm_world(o->comm) : o->world_size;
+    req->sync_world = o->sync_bn && world > 1 ? world : 1;
+}
+
+/* Floats of the largest partials synchronised BN exchanges in one step (0 without it). */
+static size_t largest_sync_floats(const plan_steps *s)
+{
+    size_t largest = 0;
+    for (int i = 0; i < s->step_count; i++) {
+        const plan_step *st = &s->steps[i];
+        if (st->sync == SYNC_NONE) continue;
+        size_t pc = (size_t)st->sync_parts * (size_t)st->sync_channels;
+        size_t floats = st->sync == SYNC_BN_STATS ? pc * 3 + (st->sync_shift ? (size_t)st->sync_channels : 0) : pc * 2;
+        if (floats > largest) largest = floats;
+    }
+    return largest;
 }
 
 static void report_from(const gen_plan *p, pp_memory_report *r)
@@ -74,7 +92,11 @@ static void report_from(const gen_plan *p, pp_memory_report *r)
     }
     r->largest_transient = p->largest_transient;
     r->arena = p->train.arena_bytes > p->infer.arena_bytes ? p->train.arena_bytes : p->infer.arena_bytes;
-    r->peak = r->weights + r->gradients + r->optimizer + r->bn_statistics + r->arena;
+    /* The gather buffer of synchronised BN: host memory on the host backend (its device
+     * memory), a device buffer on cuda. */
+    r->communication = (size_t)(p->sync_world > 1 ? p->sync_world : 1) * largest_sync_floats(&p->train) * 4;
+    if (p->sync_world <= 1) r->communication = 0;
+    r->peak = r->weights + r->gradients + r->optimizer + r->bn_statistics + r->arena + r->communication;
 }
 
 pp_status pp_plan_memory(pp_context *ctx, const pp_model_options *options, pp_memory_report *out)
@@ -123,6 +145,11 @@ pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_m
     pp_model *m = calloc(1, sizeof *m);
     if (!m) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     m->ctx = ctx;
+    if (options->comm && comm_context(options->comm) != ctx) {
+        free(m);
+        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "pp_model_create: the communicator belongs to another context");
+    }
+    m->comm = options->comm;
     gen_plan_request req;
     model_plan_request(options, 1, &req);
     pp_status st = tune_lookup(ctx, &req);
@@ -707,6 +734,15 @@ static pp_status run_steps(pp_model *m, const plan_steps *s, int from, int to, c
             case REF_SCALAR: args[a] = (void *)&scalars[r->index]; break;
             }
         }
+        if (step->sync != SYNC_NONE && m->comm) {
+            /* The partials this step merges come from the steps before: complete them, then
+             * merge the ranks' (the launches so far are in order on one stream). */
+            pp_status st = ctx->ops->synchronize(ctx);
+            if (st == PP_OK)
+                st = comm_sync_partials(m->comm, step->sync, values[step->sync_arg], step->sync_parts,
+                                        step->sync_channels, step->sync_shift);
+            if (st != PP_OK) return ctx_wrap(ctx, st, "synchronised BN, %s step %d (%s)", step->phase, i, step->layer);
+        }
         pp_status st = ctx->ops->launch(ctx, m->functions[step->kernel], k->grid, k->block, args, NULL);
         if (st != PP_OK) return ctx_wrap(ctx, st, "%s step %d (%s, %s)", step->phase, i, step->layer, k->name);
     }
@@ -724,7 +760,16 @@ pp_status pp_model_train_step(pp_model *m, const pp_sgd_options *sgd, float *los
     if (!sgd)
         while (end > 0 && strcmp(s->steps[end - 1].phase, "update") == 0) end--;
     float scalars[3] = {sgd ? sgd->lr : 0, sgd ? sgd->momentum : 0, sgd ? sgd->weight_decay : 0};
-    PP_TRY(run_steps(m, s, 0, end, scalars));
+    /* Data parallel: the gradients are averaged over the ranks between the backward pass and
+     * the update, so every rank updates the same parameters with the same step. */
+    int update = s->step_count;
+    while (update > 0 && strcmp(s->steps[update - 1].phase, "update") == 0) update--;
+    PP_TRY(run_steps(m, s, 0, update < end ? update : end, scalars));
+    if (m->comm) {
+        pp_status st = comm_allreduce_mean(m->comm, m->grads, m->plan.param_count);
+        if (st != PP_OK) return ctx_wrap(ctx, st, "averaging the gradients of model %s", m->plan.model);
+    }
+    if (end > update) PP_TRY(run_steps(m, s, update, end, scalars));
     const plan_buffer *lb = &s->buffers[m->plan.loss_buffer];
     float result[2];
     PP_TRY(ctx->ops->download(ctx, result, m->arena + lb->offset, sizeof result));
@@ -738,6 +783,14 @@ pp_status pp_model_last_correct(const pp_model *m, int *out)
     if (!m || !out) return PP_ERR_INVALID_ARGUMENT;
     *out = m->last_correct;
     return PP_OK;
+}
+
+pp_status pp_model_sync_statistics(pp_model *m)
+{
+    if (!m) return PP_ERR_INVALID_ARGUMENT;
+    ctx_clear_error(m->ctx);
+    if (!m->comm || m->plan.state_count == 0) return PP_OK;
+    return comm_broadcast(m->comm, m->state, m->plan.state_count);
 }
 
 pp_status pp_model_infer(pp_model *m, const float *x, float *logits)

@@ -44,7 +44,18 @@ typedef struct plan_step {
     int kernel; /* index into the plan's kernels, -1 when built without sources */
     int ref_count;
     plan_ref refs[GEN_MAX_ARGS];
+    /* Synchronised BN: before this step the ranks exchange the partials its kernel's
+     * "partials" argument reads (sync_arg: that argument's index): SYNC_BN_STATS merges
+     * (count, mean, M2) triples, SYNC_BN_SUMS adds (sum, sum) pairs; sync_parts x
+     * sync_channels of them, and with sync_shift a shift per channel after the triples. */
+    int sync, sync_arg, sync_parts, sync_channels, sync_shift;
 } plan_step;
+
+enum {
+    SYNC_NONE = 0,
+    SYNC_BN_STATS = 1,
+    SYNC_BN_SUMS = 2
+};
 
 typedef struct plan_tensor_info {
     char key[96];
@@ -79,6 +90,7 @@ typedef struct gen_plan {
     int batch, height, width, classes, channels;
     plan_steps train, infer;
     int forward_end;     /* steps [0, forward_end) of train are the forward pass */
+    int sync_world;      /* the request's: > 1 under synchronised BN */
     gen_kernel *kernels; /* distinct kernels, by name */
     int kernel_count;
     plan_tensor_info *params, *state;
@@ -109,6 +121,7 @@ typedef struct gen_plan_request {
     const char *const *tuned_keys;
     const int *tuned_variants;
     int tuned_count;
+    int sync_world; /* > 1: synchronised BN over this many ranks (train.lua sync_world) */
 } gen_plan_request;
 
 /* A model's training step as `poolprop gen --model` writes it (gen_plan_bundle), in
