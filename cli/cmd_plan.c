@@ -54,8 +54,8 @@ static void json_report(const char *name, const pp_memory_report *r, int last)
         cli_json_string(stdout, r->stage_names[i]);
         printf(": %zu", r->saved_by_stage[i]);
     }
-    printf("}, \"largest_transient\": %zu, \"arena\": %zu, \"peak\": %zu}%s\n", r->largest_transient, r->arena, r->peak,
-           last ? "" : ",");
+    printf("}, \"largest_transient\": %zu, \"arena\": %zu, \"communication\": %zu, \"peak\": %zu}%s\n",
+           r->largest_transient, r->arena, r->communication, r->peak, last ? "" : ",");
 }
 
 /* Largest batch in [1, 65536] whose planned peak fits in budget; 0 if none. */
@@ -82,8 +82,8 @@ static int largest_batch(pp_context *ctx, pp_model_options o, double budget, int
 
 int cmd_plan(int argc, char **argv)
 {
-    cli_option opts[] = {{"batch", 0, 0, 0},  {"image", 0, 0, 0},  {"classes", 0, 0, 0},
-                         {"policy", 0, 0, 0}, {"budget", 0, 0, 0}, {"json", 0, 1, 0}};
+    cli_option opts[] = {{"batch", 0, 0, 0},  {"image", 0, 0, 0}, {"classes", 0, 0, 0}, {"policy", 0, 0, 0},
+                         {"budget", 0, 0, 0}, {"json", 0, 1, 0},  {"world", 0, 0, 0},   {"sync-bn", 0, 1, 0}};
     int nopts = sizeof opts / sizeof opts[0];
     const char *model = NULL;
     if (cli_parse_options(argc, argv, opts, nopts, &model)) return 1;
@@ -100,6 +100,16 @@ int cmd_plan(int argc, char **argv)
     if (cli_opt(opts, nopts, "classes") &&
         cli_parse_int("classes", cli_opt(opts, nopts, "classes"), 1, 1 << 24, &mo.classes))
         return 1;
+    /* Data parallel: --batch is the global batch, each of --world ranks plans its share. */
+    int world = 1;
+    if (cli_opt(opts, nopts, "world") && cli_parse_int("world", cli_opt(opts, nopts, "world"), 1, 1 << 20, &world))
+        return 1;
+    if (mo.batch % world != 0)
+        return cli_fail("--batch %d does not divide among %d ranks: give a global batch that is a multiple of %d",
+                        mo.batch, world, world);
+    mo.batch /= world;
+    mo.world_size = world;
+    mo.sync_bn = cli_opt(opts, nopts, "sync-bn") != NULL;
     double budget = 0;
     if (cli_opt(opts, nopts, "budget") && parse_bytes(cli_opt(opts, nopts, "budget"), &budget)) return 1;
     int json = cli_opt(opts, nopts, "json") != NULL;
@@ -144,8 +154,8 @@ int cmd_plan(int argc, char **argv)
         cli_json_string(stdout, r.baseline_policy);
         printf(",\n");
         if (budget > 0)
-            printf("  \"budget_bytes\": %.0f, \"max_batch\": %d, \"baseline_max_batch\": %d,\n", budget, max_batch,
-                   max_batch_base);
+            printf("  \"budget_bytes\": %.0f, \"max_batch\": %d, \"baseline_max_batch\": %d,\n", budget,
+                   max_batch * world, max_batch_base * world);
         json_report("policy_report", &r, 0);
         json_report("baseline_report", &b, 1);
         printf("}\n");
@@ -153,6 +163,9 @@ int cmd_plan(int argc, char **argv)
         double unit = b.peak >= (16u << 20) ? 1048576.0 : 1024.0;
         printf("poolprop plan: %s, batch %d, %dx%d images, %d classes, policy %s (memory in %s)\n", model, r.batch,
                r.height, r.width, r.classes, policy, unit > 1024 ? "MiB" : "KiB");
+        if (world > 1)
+            printf("data parallel: %d ranks of batch %d%s; figures per rank (the gradients are reduced in place)\n",
+                   world, r.batch, mo.sync_bn ? ", synchronised BN" : ", BN per rank");
         printf("  %-26s %12s %12s\n", "", "policy", "baseline");
         print_row("weights", r.weights, b.weights, unit);
         print_row("gradients", r.gradients, b.gradients, unit);
@@ -166,12 +179,17 @@ int cmd_plan(int argc, char **argv)
         print_row("saved for backward, total", r.saved, b.saved, unit);
         print_row("largest transient", r.largest_transient, b.largest_transient, unit);
         print_row("activation arena", r.arena, b.arena, unit);
+        if (world > 1) {
+            char label[64];
+            snprintf(label, sizeof label, "communication (%s)", mo.sync_bn ? "sync BN" : "none");
+            print_row(label, r.communication, b.communication, unit);
+        }
         print_row("peak", r.peak, b.peak, unit);
         printf("saving: %.1f%% of the baseline peak (%.1f %s less); baseline: policy %s\n", saving,
                (b.peak - (double)r.peak) / unit, unit > 1024 ? "MiB" : "KiB", r.baseline_policy);
         if (budget > 0)
-            printf("largest batch within %.0f bytes: %d with the policy, %d for the baseline\n", budget, max_batch,
-                   max_batch_base);
+            printf("largest %sbatch within %.0f bytes: %d with the policy, %d for the baseline\n",
+                   world > 1 ? "global " : "", budget, max_batch * world, max_batch_base * world);
     }
     pp_context_destroy(ctx);
     return 0;

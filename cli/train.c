@@ -8,7 +8,14 @@
  * of the model and policy files it was made with: --resume with a changed file is an error.
  * The CSV log is held in memory and rewritten whole (a temporary renamed over it, outfile.h)
  * after every epoch, so it is never left truncated; a failed write stops the run with an
- * error and leaves the log of the epochs before. */
+ * error and leaves the log of the epochs before.
+ * Data parallel (under mpirun, or --rank/--world-size/--rendezvous on GPUs): --batch is the
+ * global batch; rank r trains on images [r*B/W, (r+1)*B/W) of every global batch (the same
+ * batches as one process, so the union of the ranks' is the global batch), the runtime
+ * averages the gradients, and the ranks agree on the loss, the accuracy and when to stop
+ * (one small all-reduce per step). Rank 0 alone prints, logs and writes checkpoints; at the
+ * end of every epoch the ranks take rank 0's BN statistics (PyTorch DDP's buffer broadcast)
+ * before validation, which each rank runs on its share of every batch. */
 #include "train.h"
 
 #include "checkpoint.h"
@@ -45,6 +52,10 @@ typedef struct settings {
     unsigned long seed;
     int train_size, val_size;
     char model_hash[32], policy_hash[32]; /* "fnv1a64:<hex>" of a model/policy file, "-" for a name */
+    int sync_bn;
+    int rank, world_size;   /* --rank, --world-size (-1: from MPI where launched by mpirun) */
+    const char *rendezvous; /* --rendezvous file:PATH (NCCL without MPI) */
+    int world;              /* ranks of the run: 1 for one process */
 } settings;
 
 /* The learning rate at global step t of total: linear warm-up from 0, then cosine decay to
@@ -72,10 +83,11 @@ static void settings_text(const settings *s, const progress *p, char *out, size_
              "format=poolprop-checkpoint-1\nmodel=%s\ndata=%s\npolicy=%s\nbatch=%d\nheight=%d\nwidth=%d\nseed=%lu\n"
              "lr=%a\nmomentum=%a\nweight_decay=%a\nwarmup=%a\nschedule=%s\nepochs=%d\nmax_steps=%d\ntrain_size=%d\n"
              "val_size=%d\nepoch=%d\nnext_batch=%d\nstep=%ld\nloss_sum=%a\ncorrect=%ld\nseen=%ld\nseconds=%a\n"
-             "model_hash=%s\npolicy_hash=%s\n",
+             "model_hash=%s\npolicy_hash=%s\nworld_size=%d\nsync_bn=%d\n",
              s->model, s->data, s->policy, s->batch, s->height, s->width, s->seed, s->lr, s->momentum, s->weight_decay,
              s->warmup, s->cosine ? "cosine" : "step", s->epochs, s->max_steps, s->train_size, s->val_size, p->epoch,
-             p->next_batch, p->step, p->loss_sum, p->correct, p->seen, p->seconds, s->model_hash, s->policy_hash);
+             p->next_batch, p->step, p->loss_sum, p->correct, p->seen, p->seconds, s->model_hash, s->policy_hash,
+             s->world, s->sync_bn);
 }
 
 /* Checks that a checkpoint belongs to this run's settings (all but epochs may not change). */
@@ -92,6 +104,21 @@ static int resume_from(const checkpoint *c, const settings *s, progress *p)
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const char *have = checkpoint_get(c, keys[i], buf, sizeof buf);
         checkpoint_get(&mine, keys[i], want, sizeof want);
+        if (i == 0) {
+            /* A checkpoint from before data parallelism has neither key: one process. */
+            const char *world = checkpoint_get(c, "world_size", buf, sizeof buf);
+            int made_with = world ? atoi(world) : 1;
+            if (made_with != s->world)
+                return cli_fail("--resume: the checkpoint was made by %d rank%s and this run has %d: resume with "
+                                "the same number of ranks (the data each rank trains on, and the BN statistics "
+                                "without --sync-bn, depend on it)",
+                                made_with, made_with == 1 ? "" : "s", s->world);
+            const char *sync = checkpoint_get(c, "sync_bn", buf, sizeof buf);
+            if ((sync ? atoi(sync) : 0) != s->sync_bn)
+                return cli_fail("--resume: the checkpoint was made %s --sync-bn, this run %s it",
+                                s->sync_bn ? "without" : "with", s->sync_bn ? "has" : "lacks");
+            have = checkpoint_get(c, keys[i], buf, sizeof buf);
+        }
         if (have && strcmp(have, want) != 0 && strcmp(keys[i], "model_hash") == 0)
             return cli_fail("--resume: the model file %s has changed since the checkpoint was made (its contents "
                             "hash to %s, the checkpoint's to %s)",
@@ -137,32 +164,45 @@ static void print_progress(int tty, const settings *s, const progress *p, int ba
     fflush(stdout);
 }
 
-/* Validation: mean cross-entropy and accuracy over the whole val split. */
-static int validate(pp_context *ctx, pp_model *m, dataset *ds, const settings *s, int epoch, float *x, int32_t *labels,
+/* What validation needs of a run: the model, this rank's share of a global batch. */
+typedef struct shard {
+    pp_context *ctx;
+    pp_model *m;
+    pp_comm *comm;          /* NULL for one process */
+    int rank, world, local; /* local = the global batch / world */
+    size_t image;           /* floats per image */
+} shard;
+
+/* Validation: mean cross-entropy and accuracy over the whole val split, each rank
+ * evaluating its share of every batch, the sums added over the ranks. */
+static int validate(const shard *sh, dataset *ds, const settings *s, int epoch, float *x, int32_t *labels,
                     float *logits, double *loss_out, double *acc_out)
 {
     int batches = data_batches(ds, DATA_VAL, s->batch);
-    double loss = 0;
-    long correct = 0, count = 0;
+    double sums[3] = {0, 0, 0}; /* loss, correct, count */
     for (int b = 0; b < batches && !interrupted; b++) {
         char err[512];
         int real = data_batch(ds, DATA_VAL, epoch, b, s->batch, x, labels, err, sizeof err);
         if (real < 0) return cli_fail("%s", err);
-        if (pp_model_infer(m, x, logits) != PP_OK) return cli_fail("%s", pp_last_error(ctx));
-        for (int n = 0; n < real; n++) {
+        const int first = sh->rank * sh->local;
+        if (pp_model_infer(sh->m, x + (size_t)first * sh->image, logits) != PP_OK)
+            return cli_fail("%s", pp_last_error(sh->ctx));
+        for (int n = 0; n < sh->local && first + n < real; n++) {
             const float *z = logits + (size_t)n * 10;
+            const int label = labels[first + n];
             int top = 0;
             double mx = z[0], sum = 0;
             for (int j = 1; j < 10; j++)
                 if (z[j] > mx) mx = z[j], top = j;
             for (int j = 0; j < 10; j++) sum += exp(z[j] - mx);
-            loss += log(sum) + mx - z[labels[n]];
-            correct += top == labels[n];
-            count++;
+            sums[0] += log(sum) + mx - z[label];
+            sums[1] += top == label;
+            sums[2] += 1;
         }
     }
-    *loss_out = count ? loss / count : NAN;
-    *acc_out = count ? (double)correct / count : NAN;
+    if (sh->comm && pp_comm_allreduce_sum(sh->comm, sums, 3) != PP_OK) return cli_fail("%s", pp_last_error(sh->ctx));
+    *loss_out = sums[2] > 0 ? sums[0] / sums[2] : NAN;
+    *acc_out = sums[2] > 0 ? sums[1] / sums[2] : NAN;
     return 0;
 }
 
@@ -246,11 +286,12 @@ static void log_close(train_log *l)
 /* Reads the command line into s; non-zero after printing the problem. */
 static int parse(int argc, char **argv, settings *s)
 {
-    cli_option o[] = {{"data", 0, 0, 0},       {"policy", 0, 0, 0},   {"epochs", 0, 0, 0},       {"batch", 0, 0, 0},
-                      {"lr", 0, 0, 0},         {"momentum", 0, 0, 0}, {"weight-decay", 0, 0, 0}, {"schedule", 0, 0, 0},
-                      {"warmup", 0, 0, 0},     {"backend", 0, 0, 0},  {"seed", 0, 0, 0},         {"log", 0, 0, 0},
-                      {"checkpoint", 0, 0, 0}, {"resume", 0, 0, 0},   {"image", 0, 0, 0},        {"steps", 0, 0, 0},
-                      {"train-size", 0, 0, 0}, {"val-size", 0, 0, 0}};
+    cli_option o[] = {{"data", 0, 0, 0},       {"policy", 0, 0, 0},    {"epochs", 0, 0, 0},       {"batch", 0, 0, 0},
+                      {"lr", 0, 0, 0},         {"momentum", 0, 0, 0},  {"weight-decay", 0, 0, 0}, {"schedule", 0, 0, 0},
+                      {"warmup", 0, 0, 0},     {"backend", 0, 0, 0},   {"seed", 0, 0, 0},         {"log", 0, 0, 0},
+                      {"checkpoint", 0, 0, 0}, {"resume", 0, 0, 0},    {"image", 0, 0, 0},        {"steps", 0, 0, 0},
+                      {"train-size", 0, 0, 0}, {"val-size", 0, 0, 0},  {"sync-bn", 0, 1, 0},      {"rank", 0, 0, 0},
+                      {"world-size", 0, 0, 0}, {"rendezvous", 0, 0, 0}};
     int n = sizeof o / sizeof o[0];
     if (cli_parse_options(argc, argv, o, n, &s->model)) return 1;
     const char *v;
@@ -281,6 +322,15 @@ static int parse(int argc, char **argv, settings *s)
     if ((v = cli_opt(o, n, "steps")) && cli_parse_int("steps", v, 1, 1 << 30, &s->max_steps)) return 1;
     if ((v = cli_opt(o, n, "train-size")) && cli_parse_int("train-size", v, 1, 1 << 30, &s->train_size)) return 1;
     if ((v = cli_opt(o, n, "val-size")) && cli_parse_int("val-size", v, 1, 1 << 30, &s->val_size)) return 1;
+    s->sync_bn = cli_opt(o, n, "sync-bn") != NULL;
+    if ((v = cli_opt(o, n, "rank")) && cli_parse_int("rank", v, 0, 1 << 20, &s->rank)) return 1;
+    if ((v = cli_opt(o, n, "world-size")) && cli_parse_int("world-size", v, 1, 1 << 20, &s->world_size)) return 1;
+    s->rendezvous = cli_opt(o, n, "rendezvous");
+    if ((s->rank >= 0) != (s->world_size >= 0))
+        return cli_fail("--rank and --world-size go together (or neither, under mpirun)");
+    if (s->rank >= 0 && s->rank >= s->world_size)
+        return cli_fail("--rank %d is not below --world-size %d", s->rank, s->world_size);
+    if (s->rendezvous && s->rank < 0) return cli_fail("--rendezvous needs --rank and --world-size");
     if (!s->model) return cli_fail("train: which model? e.g. poolprop train cifar_resnet20 --data synthetic");
     return 0;
 }
@@ -289,15 +339,51 @@ static int parse(int argc, char **argv, settings *s)
 typedef struct run {
     settings s;
     pp_context *ctx;
+    pp_comm *comm; /* data parallel, else NULL */
     dataset *ds;
     pp_model *m;
     pp_memory_report report, baseline;
     int batches;
-    float *x, *logits;
+    float *x, *logits; /* x: a global batch; logits: this rank's share */
     int32_t *labels;
     train_log log;
     progress p;
+    shard sh;
 } run;
+
+/* The ranks of a job launched by mpirun (Open MPI's, or a PMI launcher's variable), or 1. */
+static int launcher_world_size(void)
+{
+    const char *names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *v = getenv(names[i]);
+        if (v && atoi(v) > 0) return atoi(v);
+    }
+    return 1;
+}
+
+/* The communicator of a data-parallel run, or none for one process. */
+static int open_comm(run *r)
+{
+    settings *s = &r->s;
+    int launched = launcher_world_size();
+    s->world = s->world_size > 0 ? s->world_size : launched;
+    r->sh.rank = 0, r->sh.world = s->world;
+    if (s->world == 1) {
+        if (s->sync_bn) printf("note: --sync-bn with one process changes nothing\n");
+        return 0;
+    }
+    pp_comm_options co;
+    pp_comm_options_init(&co);
+    co.rank = s->rank, co.world_size = s->world_size, co.rendezvous = s->rendezvous;
+    if (pp_comm_create(r->ctx, &co, &r->comm) != PP_OK) return cli_fail("%s", pp_last_error(r->ctx));
+    if (pp_comm_rank(r->comm, &r->sh.rank, &r->sh.world) != PP_OK) return cli_fail("%s", pp_last_error(r->ctx));
+    s->world = r->sh.world;
+    if (s->batch % s->world != 0)
+        return cli_fail("--batch %d does not divide among %d ranks: give a global batch that is a multiple of %d",
+                        s->batch, s->world, s->world);
+    return 0;
+}
 
 /* "fnv1a64:<hex>" of arg's file when it names one (is_file), else "-": the name or policy
  * string itself is compared on resume. */
@@ -335,10 +421,12 @@ static int run_open(run *r)
     co.log = cli_log_to_stderr;
     co.backend = s->backend;
     if (!(r->ctx = cli_context(&co))) return 1;
+    if (open_comm(r)) return 1;
     pp_model_options mo;
     pp_model_options_init(&mo);
-    mo.model = s->model, mo.policy = s->policy, mo.batch = s->batch, mo.height = s->height, mo.width = s->width;
-    mo.classes = 10;
+    mo.model = s->model, mo.policy = s->policy, mo.batch = s->batch / s->world, mo.height = s->height;
+    mo.width = s->width, mo.classes = 10;
+    mo.comm = r->comm, mo.sync_bn = s->sync_bn, mo.world_size = s->world;
     pp_model_options base = mo;
     if (pp_plan_memory(r->ctx, &mo, &r->report) != PP_OK) return cli_fail("%s", pp_last_error(r->ctx));
     base.policy = r->report.baseline_policy;
@@ -357,6 +445,8 @@ static int run_open(run *r)
 
     if (pp_model_create(r->ctx, &mo, &r->m) != PP_OK || pp_model_memory_report(r->m, &r->report) != PP_OK)
         return cli_fail("%s", pp_last_error(r->ctx));
+    r->sh.ctx = r->ctx, r->sh.m = r->m, r->sh.comm = r->comm, r->sh.local = mo.batch;
+    r->sh.image = (size_t)3 * (size_t)s->height * (size_t)s->width;
 
     /* (batch, 3, H, W) float32 images, (batch) labels, (batch, 10) logits: sizes checked
      * against overflow, allocations against failure. */
@@ -368,7 +458,7 @@ static int run_open(run *r)
     size_t bytes = images * pixels * sizeof *r->x;
     r->x = malloc(bytes);
     r->labels = malloc((size_t)s->batch * sizeof *r->labels);
-    r->logits = malloc((size_t)s->batch * 10 * sizeof *r->logits);
+    r->logits = malloc((size_t)r->sh.local * 10 * sizeof *r->logits);
     if (!r->x || !r->labels || !r->logits)
         return cli_fail("out of memory: cannot allocate the input batch (%zu bytes: %d x 3 x %d x %d float32)", bytes,
                         s->batch, s->height, s->width);
@@ -385,7 +475,7 @@ static int run_start(run *r)
     int rc = resume_from(&c, &r->s, &r->p) ||
              (checkpoint_restore(r->m, &c, err, sizeof err) && cli_fail("--resume: %s", err));
     checkpoint_free(&c);
-    if (!rc)
+    if (!rc && r->sh.rank == 0)
         printf("resuming from %s: epoch %d, batch %d (step %ld)\n", r->s.resume, r->p.epoch + 1, r->p.next_batch,
                r->p.step);
     return rc;
@@ -393,9 +483,21 @@ static int run_start(run *r)
 
 static int run_checkpoint(run *r, const progress *at)
 {
+    if (r->sh.rank != 0) return 0; /* one writer; every rank holds the same parameters */
     char text[CHECKPOINT_TEXT_MAX], err[1024];
     settings_text(&r->s, at, text, sizeof text);
     return checkpoint_save(r->ctx, r->m, r->s.checkpoint, text, err, sizeof err) ? cli_fail("%s", err) : 0;
+}
+
+/* Data parallel: whether any rank was interrupted becomes every rank's (a Ctrl-C seen by
+ * one rank between two agreements). Non-zero after printing a failure. */
+static int agree_interrupted(run *r)
+{
+    if (!r->comm) return 0;
+    int flag = interrupted ? 1 : 0;
+    if (pp_comm_allreduce_max(r->comm, &flag, 1) != PP_OK) return cli_fail("%s", pp_last_error(r->ctx));
+    if (flag) interrupted = 1;
+    return 0;
 }
 
 /* The epochs; *stopped when Ctrl-C ended them early (the position is then in r->p). */
@@ -417,7 +519,7 @@ static int run_epochs(run *r, int *stopped)
         double run_start_s = now_s();
         long images_this_run = 0;
         for (; !rc && p->next_batch < batches; p->next_batch++) {
-            if (interrupted) break;
+            if (interrupted && !r->comm) break;
             if (data_batch(r->ds, DATA_TRAIN, p->epoch, p->next_batch, s->batch, r->x, r->labels, err, sizeof err) <
                 0) {
                 rc = cli_fail("%s", err);
@@ -425,13 +527,25 @@ static int run_epochs(run *r, int *stopped)
             }
             pp_sgd_options sgd = {(float)learning_rate(s, p->step, total_steps, warmup_steps), (float)s->momentum,
                                   (float)s->weight_decay};
-            float loss;
-            int correct;
-            if (pp_model_set_batch(r->m, r->x, r->labels) != PP_OK || pp_model_train_step(r->m, &sgd, &loss) != PP_OK ||
-                pp_model_last_correct(r->m, &correct) != PP_OK) {
+            float local_loss;
+            int local_correct;
+            const size_t first = (size_t)r->sh.rank * (size_t)r->sh.local;
+            if (pp_model_set_batch(r->m, r->x + first * r->sh.image, r->labels + first) != PP_OK ||
+                pp_model_train_step(r->m, &sgd, &local_loss) != PP_OK ||
+                pp_model_last_correct(r->m, &local_correct) != PP_OK) {
                 rc = cli_fail("%s", pp_last_error(r->ctx));
                 break;
             }
+            /* The global batch's mean loss and correct count, and whether any rank was asked
+             * to stop: every rank then stops after the same step. */
+            double agreed[3] = {local_loss, local_correct, interrupted ? 1 : 0};
+            if (r->comm && pp_comm_allreduce_sum(r->comm, agreed, 3) != PP_OK) {
+                rc = cli_fail("%s", pp_last_error(r->ctx));
+                break;
+            }
+            float loss = (float)(agreed[0] / s->world);
+            int correct = (int)agreed[1];
+            const int stop_agreed = r->comm && agreed[2] > 0;
             if (!isfinite(loss)) {
                 rc = cli_fail("epoch %d step %d: the loss is %f (diverged: lower --lr)", p->epoch + 1,
                               p->next_batch + 1, loss);
@@ -442,24 +556,35 @@ static int run_epochs(run *r, int *stopped)
             p->seen += s->batch;
             p->step++;
             images_this_run += s->batch;
-            if (++steps_this_run == interrupt_after) raise(SIGINT);
+            if (++steps_this_run == interrupt_after && r->sh.rank == 0) raise(SIGINT);
+            if (stop_agreed) {
+                interrupted = 1;
+                p->next_batch++; /* this step is done on every rank */
+                break;
+            }
             double elapsed = now_s() - run_start_s;
             double rate = elapsed > 0 ? images_this_run / elapsed : 0;
             double eta = rate > 0 ? (double)(total_steps - p->step) * s->batch / rate : 0;
             int every = tty ? 1 : (batches >= 10 ? batches / 10 : 1);
-            if ((p->next_batch + 1) % every == 0 || p->next_batch + 1 == batches)
+            if (r->sh.rank == 0 && ((p->next_batch + 1) % every == 0 || p->next_batch + 1 == batches))
                 print_progress(tty, s,
                                &(progress){p->epoch, p->next_batch + 1, p->step, p->loss_sum, p->correct, p->seen, 0},
                                batches, rate, eta);
         }
-        if (rc) break;
+        if (rc || (rc = agree_interrupted(r))) break;
         if (interrupted) {
             p->seconds = now_s() - epoch_start;
             *stopped = 1;
             break;
         }
         double val_loss = NAN, val_acc = NAN;
-        if (validate(r->ctx, r->m, r->ds, s, p->epoch, r->x, r->labels, r->logits, &val_loss, &val_acc)) {
+        /* Every rank evaluates with rank 0's BN statistics (no-op for one process). */
+        if (pp_model_sync_statistics(r->m) != PP_OK) {
+            rc = cli_fail("%s", pp_last_error(r->ctx));
+            break;
+        }
+        if (validate(&r->sh, r->ds, s, p->epoch, r->x, r->labels, r->logits, &val_loss, &val_acc) ||
+            agree_interrupted(r)) {
             rc = 1;
             break;
         }
@@ -470,12 +595,14 @@ static int run_epochs(run *r, int *stopped)
         }
         double seconds = now_s() - epoch_start;
         double train_loss = p->loss_sum / batches, train_acc = (double)p->correct / p->seen;
-        if (tty) printf("\n");
-        printf("epoch %d: train loss %.4f acc %.4f, val loss %.4f acc %.4f, %.1f s\n", p->epoch + 1, train_loss,
-               train_acc, val_loss, val_acc, seconds);
-        if (r->log.path && (log_append(&r->log, "%d,%.6f,%.6f,%.6f,%.6f,%.2f,%zu\n", p->epoch + 1, train_loss,
-                                       train_acc, val_loss, val_acc, seconds, r->report.peak) ||
-                            log_write(&r->log))) {
+        if (tty && r->sh.rank == 0) printf("\n");
+        if (r->sh.rank == 0)
+            printf("epoch %d: train loss %.4f acc %.4f, val loss %.4f acc %.4f, %.1f s\n", p->epoch + 1, train_loss,
+                   train_acc, val_loss, val_acc, seconds);
+        if (r->sh.rank == 0 && r->log.path &&
+            (log_append(&r->log, "%d,%.6f,%.6f,%.6f,%.6f,%.2f,%zu\n", p->epoch + 1, train_loss, train_acc, val_loss,
+                        val_acc, seconds, r->report.peak) ||
+             log_write(&r->log))) {
             rc = 1;
             break;
         }
@@ -494,6 +621,7 @@ static void run_close(run *r)
     log_close(&r->log);
     free(r->x), free(r->labels), free(r->logits);
     pp_model_destroy(r->m);
+    pp_comm_destroy(r->comm);
     pp_context_destroy(r->ctx);
     data_close(r->ds);
 }
@@ -503,28 +631,33 @@ int train_main(int argc, char **argv)
     run r = {0};
     settings *s = &r.s;
     s->data = "synthetic", s->policy = "1", s->epochs = 1, s->batch = 32, s->lr = 0.1, s->momentum = 0.9;
-    s->weight_decay = 5e-4, s->cosine = 1, s->seed = 1;
+    s->weight_decay = 5e-4, s->cosine = 1, s->seed = 1, s->rank = -1, s->world_size = -1, s->world = 1;
     if (parse(argc, argv, s)) return 1;
     if (!s->height) s->height = s->width = 32;
 
-    int rc = run_open(&r) || run_start(&r) || log_open(&r.log, s, &r.report, r.baseline.peak, s->resume != NULL);
-    if (!rc)
+    int rc = run_open(&r) || run_start(&r) ||
+             (r.sh.rank == 0 && log_open(&r.log, s, &r.report, r.baseline.peak, s->resume != NULL));
+    if (!rc && r.sh.rank == 0) {
         printf("poolprop train: %s on %s, policy %s, batch %d, %dx%d, %d epochs of %d steps, on %s\n"
                "planned peak %zu bytes (baseline %zu, %.1f%% less)\n",
                s->model, s->data, s->policy, s->batch, s->height, s->width, s->epochs, r.batches,
                pp_context_device_name(r.ctx), r.report.peak, r.baseline.peak,
                100.0 * (1.0 - (double)r.report.peak / (double)r.baseline.peak));
+        if (r.comm)
+            printf("data parallel: %d ranks of batch %d%s; planned peak per rank, communication %zu bytes\n", s->world,
+                   r.sh.local, s->sync_bn ? ", synchronised BN" : ", BN per rank", r.report.communication);
+    }
     void (*old_handler)(int) = signal(SIGINT, on_sigint);
     int stopped = 0;
     if (!rc) rc = run_epochs(&r, &stopped);
     if (!rc && stopped) {
-        if (isatty(fileno(stdout))) printf("\n");
+        if (isatty(fileno(stdout)) && r.sh.rank == 0) printf("\n");
         if (s->checkpoint) {
             rc = run_checkpoint(&r, &r.p);
-            if (!rc)
+            if (!rc && r.sh.rank == 0)
                 printf("interrupted: checkpoint written to %s (resume with --resume %s)\n", s->checkpoint,
                        s->checkpoint);
-        } else {
+        } else if (r.sh.rank == 0) {
             printf("interrupted (no --checkpoint given, nothing saved)\n");
         }
         rc = rc ? rc : 130;

@@ -6,11 +6,12 @@
 # (libclang-rt-dev: libclang_rt.fuzzer, for the fuzz targets of tools/fuzz.sh; the versions
 # of Debian's default clang), clang-format (tools/check-format.sh; .clang-format is written for
 # Debian bookworm's clang-format 14), Debian's PyTorch and torchvision (python3-torch,
-# python3-torchvision: the tests of python/, poolprop.torch). The CUDA toolkit (NVRTC and headers) must already be installed; no GPU or
+# python3-torchvision: the tests of python/, poolprop.torch), Open MPI (libopenmpi-dev,
+# openmpi-bin: data-parallel training on the host backend and its tests). The CUDA toolkit (NVRTC and headers) must already be installed; no GPU or
 # driver is needed to build and test.
 set -euo pipefail
 packages=(liblua5.4-dev lua5.4 cmake make gcc g++ valgrind python3 clang libclang-rt-dev clang-format python3-torch
-  python3-torchvision)
+  python3-torchvision libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,8 +3,8 @@
 # subset of fast tests needs, with gcc's AddressSanitizer (LeakSanitizer included) and
 # UndefinedBehaviorSanitizer made fatal (-fno-sanitize-recover=undefined), and runs them:
 # the .npy, tuning database, cache, data set and report tests, the planner, the layer and
-# op calls on caller memory, the fuzz corpus replays, and one full training step of
-# cifar_resnet8 on the host backend (step_once). Any finding
+# op calls on caller memory, the rendezvous and the NCCL loader, the fuzz corpus replays,
+# and one full training step of cifar_resnet8 on the host backend (step_once). Any finding
 # fails the stage. The one LeakSanitizer quirk and its handling: tests/lsan.supp, README.
 #   tools/sanitize.sh            (SANITIZE_JOBS: build jobs, default 2)
 set -euo pipefail
@@ -12,9 +12,9 @@ cd "$(dirname "$0")/.."
 build=build-asan
 flags="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined"
 tests=(test_cache test_tunedb test_npy test_report test_data test_step_warm_cache test_planner test_layer_memory
-  test_ops_memory)
+  test_ops_memory test_rendezvous test_nccl)
 targets=(test_cache test_tunedb test_npy test_report poolprop_cli test_data step_once test_planner test_layer_memory
-  test_ops_memory)
+  test_ops_memory test_rendezvous test_nccl)
 for t in npy checkpoint tunedb csv cifar policy layer model; do
   tests+=("test_fuzz_replay_$t")
   targets+=("fuzz_replay_$t")

@@ -1,12 +1,17 @@
 /* comm.c - communicators for data-parallel training (pp_comm_*): the ranks of one job and
  * the collectives a training step needs. On the host backend MPI carries them, on the
- * device memory of the host backend (host memory) directly. Every collective gives the same
- * bits on every rank: sums are taken in rank order after an all-gather where the order could
- * differ, and the gradient average is one MPI_Allreduce, whose result MPI hands to all ranks.
+ * host backend's device memory (host memory) directly. On cuda NCCL carries them on device
+ * memory (nccl.c), on the default stream the model's launches use; its unique id goes from
+ * rank 0 to the others over MPI, or without MPI through a rendezvous file (rendezvous.c).
+ * Every collective gives the same bits on every rank: sums are taken in rank order after an
+ * all-gather where the order could differ, and the gradient average is one all-reduce,
+ * whose result MPI and NCCL hand to every rank alike.
  * Invariant: a communicator belongs to one context; its collectives run on that context's
  * memory. */
 #include "comm.h"
+#include "nccl.h"
 #include "plan.h"
+#include "rendezvous.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -26,6 +31,11 @@ struct pp_comm {
 #endif
     float *gathered; /* world x the largest partials exchanged so far */
     size_t gathered_floats;
+    /* cuda: NCCL, and a device scratch for all-gathers: [0, world*n) gathered, then n sent */
+    nccl_lib *nccl;
+    nccl_comm *nccl_comm;
+    pp_devptr scratch;
+    size_t scratch_bytes;
 };
 
 void pp_comm_options_init(pp_comm_options *o)
@@ -51,6 +61,67 @@ static pp_status mpi_fail(pp_comm *c, int code, const char *what)
 }
 #endif
 
+#ifdef PP_HAVE_MPI
+/* Joins MPI_COMM_WORLD (initialising MPI where nobody has): c->rank and c->world from MPI,
+ * checked against the options' where given. */
+static pp_status mpi_join(pp_comm *c, const pp_comm_options *o)
+{
+    int initialised = 0, finalised = 0;
+    MPI_Initialized(&initialised);
+    MPI_Finalized(&finalised);
+    if (finalised) return ctx_fail(c->ctx, PP_ERR_INVALID_ARGUMENT, "pp_comm_create: MPI was finalised already");
+    if (!initialised) {
+        int provided = 0;
+        if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+            return ctx_fail(c->ctx, PP_ERR_DRIVER, "pp_comm_create: MPI_Init_thread failed");
+        c->owns_mpi = 1;
+    }
+    int code = MPI_Comm_dup(MPI_COMM_WORLD, &c->mpi);
+    c->has_mpi = code == MPI_SUCCESS;
+    if (code == MPI_SUCCESS) code = MPI_Comm_set_errhandler(c->mpi, MPI_ERRORS_RETURN);
+    if (code == MPI_SUCCESS) code = MPI_Comm_rank(c->mpi, &c->rank);
+    if (code == MPI_SUCCESS) code = MPI_Comm_size(c->mpi, &c->world);
+    if (code != MPI_SUCCESS) return mpi_fail(c, code, "setup");
+    if (o->rank >= 0 && (o->rank != c->rank || o->world_size != c->world))
+        return ctx_fail(c->ctx, PP_ERR_INVALID_ARGUMENT,
+                        "pp_comm_create: rank %d of %d was given, but MPI says rank %d of %d", o->rank, o->world_size,
+                        c->rank, c->world);
+    return PP_OK;
+}
+#endif
+
+/* cuda: loads NCCL, hands rank 0's unique id to every rank (MPI, or the rendezvous file),
+ * and makes the NCCL communicator on the context's device. */
+static pp_status nccl_join(pp_comm *c, const pp_comm_options *o)
+{
+    PP_TRY(nccl_load(c->ctx, &c->nccl));
+    if (!nccl_has_avg(c->nccl)) {
+        char version[32];
+        nccl_version_string(c->nccl, version, sizeof version);
+        return ctx_fail(c->ctx, PP_ERR_NO_DEVICE,
+                        "NCCL %s at %s has no ncclAvg; data-parallel training needs 2.10 or later", version,
+                        nccl_library_path(c->nccl));
+    }
+    unsigned char id[NCCL_ID_BYTES] = {0};
+    /* Any backend call makes the context's device current on this thread, which NCCL uses. */
+    PP_TRY(c->ctx->ops->synchronize(c->ctx));
+    if (c->rank == 0) PP_TRY(nccl_unique_id(c->ctx, c->nccl, id));
+    if (o->rendezvous) {
+        if (strncmp(o->rendezvous, "file:", 5) != 0 || !o->rendezvous[5])
+            return ctx_fail(c->ctx, PP_ERR_INVALID_ARGUMENT, "rendezvous '%s': expected file:PATH", o->rendezvous);
+        PP_TRY(rendezvous_exchange(c->ctx, o->rendezvous + 5, c->rank, c->world, id, sizeof id,
+                                   o->timeout_seconds > 0 ? o->timeout_seconds : 300));
+    } else {
+#ifdef PP_HAVE_MPI
+        int code = MPI_Bcast(id, (int)sizeof id, MPI_BYTE, 0, c->mpi);
+        if (code != MPI_SUCCESS) return mpi_fail(c, code, "broadcast of NCCL's unique id");
+#else
+        return ctx_fail(c->ctx, PP_ERR_INTERNAL, "no way to hand NCCL's id to the ranks");
+#endif
+    }
+    return nccl_comm_init(c->ctx, c->nccl, id, c->rank, c->world, &c->nccl_comm);
+}
+
 pp_status pp_comm_create(pp_context *ctx, const pp_comm_options *o, pp_comm **out)
 {
     if (!ctx || !o || !out) return PP_ERR_INVALID_ARGUMENT;
@@ -61,52 +132,34 @@ pp_status pp_comm_create(pp_context *ctx, const pp_comm_options *o, pp_comm **ou
         return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT,
                         "pp_comm_create: rank %d of world size %d: give both (0 <= rank < world size) or neither",
                         o->rank, o->world_size);
-    if (pp_context_backend(ctx) == PP_BACKEND_CUDA)
-        return ctx_fail(ctx, PP_ERR_NO_DEVICE,
-                        "data-parallel training on the cuda backend needs NCCL, which this build does not load yet");
-#ifndef PP_HAVE_MPI
-    return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT,
-                    "data-parallel training on the host backend runs its reductions over MPI, and this libpoolprop "
-                    "was built without MPI (install libopenmpi-dev and openmpi-bin, and rebuild)");
-#else
+    const int cuda = pp_context_backend(ctx) == PP_BACKEND_CUDA;
     pp_comm *c = calloc(1, sizeof *c);
     if (!c) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
     c->ctx = ctx;
-    int initialised = 0, finalised = 0;
-    MPI_Initialized(&initialised);
-    MPI_Finalized(&finalised);
-    if (finalised) {
-        free(c);
-        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT, "pp_comm_create: MPI was finalised already");
-    }
-    if (!initialised) {
-        int provided = 0;
-        if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
-            free(c);
-            return ctx_fail(ctx, PP_ERR_DRIVER, "pp_comm_create: MPI_Init_thread failed");
-        }
-        c->owns_mpi = 1;
-    }
-    int code = MPI_Comm_dup(MPI_COMM_WORLD, &c->mpi);
-    c->has_mpi = code == MPI_SUCCESS;
-    if (code == MPI_SUCCESS) code = MPI_Comm_set_errhandler(c->mpi, MPI_ERRORS_RETURN);
-    if (code == MPI_SUCCESS) code = MPI_Comm_rank(c->mpi, &c->rank);
-    if (code == MPI_SUCCESS) code = MPI_Comm_size(c->mpi, &c->world);
-    if (code != MPI_SUCCESS) {
-        pp_status st = mpi_fail(c, code, "setup");
-        pp_comm_destroy(c);
-        return st;
-    }
-    if (o->rank >= 0 && (o->rank != c->rank || o->world_size != c->world)) {
-        pp_status st = ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT,
-                                "pp_comm_create: rank %d of %d was given, but MPI says rank %d of %d", o->rank,
-                                o->world_size, c->rank, c->world);
+    c->rank = o->rank, c->world = o->world_size;
+    pp_status st = PP_OK;
+    const int want_mpi = o->rank < 0 || !o->rendezvous;
+#ifdef PP_HAVE_MPI
+    if (want_mpi) st = mpi_join(c, o);
+#else
+    if (want_mpi)
+        st = ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT,
+                      cuda ? "data-parallel training without MPI needs the rank, the world size and a rendezvous "
+                             "(file:PATH); this libpoolprop was built without MPI"
+                           : "data-parallel training on the host backend runs its reductions over MPI, and this "
+                             "libpoolprop was built without MPI (install libopenmpi-dev and openmpi-bin, and rebuild)");
+#endif
+    if (st == PP_OK && !cuda && !want_mpi)
+        st = ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT,
+                      "data-parallel training on the host backend runs its reductions over MPI: launch it with mpirun "
+                      "(a rendezvous serves NCCL on GPUs only)");
+    if (st == PP_OK && cuda) st = nccl_join(c, o);
+    if (st != PP_OK) {
         pp_comm_destroy(c);
         return st;
     }
     *out = c;
     return PP_OK;
-#endif
 }
 
 pp_status pp_comm_rank(const pp_comm *c, int *rank, int *world)
@@ -126,6 +179,9 @@ void pp_comm_destroy(pp_comm *c)
     if (!finalised && c->has_mpi) MPI_Comm_free(&c->mpi);
     if (c->owns_mpi && !finalised) MPI_Finalize();
 #endif
+    if (c->nccl_comm) nccl_comm_destroy(c->ctx, c->nccl_comm);
+    if (c->nccl) nccl_unload(c->nccl);
+    if (c->scratch) device_free(c->ctx, c->scratch, c->scratch_bytes);
     free(c->gathered);
     free(c);
 }
@@ -140,24 +196,54 @@ static int reserve_gathered(pp_comm *c, size_t floats)
     return 0;
 }
 
-/* c->gathered[r*count .. (r+1)*count) = rank r's data[0..count). */
-static pp_status allgather(pp_comm *c, const void *data, size_t count, const char *what)
+/* The device scratch holding at least bytes. */
+static pp_status reserve_scratch(pp_comm *c, size_t bytes)
+{
+    if (bytes <= c->scratch_bytes) return PP_OK;
+    if (c->scratch) device_free(c->ctx, c->scratch, c->scratch_bytes);
+    c->scratch = 0, c->scratch_bytes = 0;
+    PP_TRY(device_alloc(c->ctx, bytes, &c->scratch));
+    c->scratch_bytes = bytes;
+    return PP_OK;
+}
+
+/* c->gathered[r*count .. (r+1)*count) = rank r's count floats, which are at device address
+ * device (cuda; 0: take them from host) or at host. */
+static pp_status allgather(pp_comm *c, pp_devptr device, const void *host, size_t count, const char *what)
 {
     if (count > (size_t)INT_MAX / (size_t)c->world)
         return ctx_fail(c->ctx, PP_ERR_INVALID_ARGUMENT, "rank %d: %s of %zu floats is too large to gather", c->rank,
                         what, count);
     if (reserve_gathered(c, count * (size_t)c->world)) return ctx_fail(c->ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    if (c->nccl_comm) {
+        const size_t bytes = count * sizeof(float);
+        PP_TRY(reserve_scratch(c, bytes * ((size_t)c->world + 1)));
+        pp_devptr send = device;
+        if (!send) {
+            send = c->scratch + bytes * (size_t)c->world;
+            PP_TRY(c->ctx->ops->upload(c->ctx, send, host, bytes));
+        }
+        pp_status st = nccl_allgather(c->ctx, c->nccl_comm, send, c->scratch, count, NULL);
+        if (st == PP_OK) st = c->ctx->ops->download(c->ctx, c->gathered, c->scratch, bytes * (size_t)c->world);
+        return st == PP_OK ? PP_OK : ctx_wrap(c->ctx, st, "rank %d of %d: %s", c->rank, c->world, what);
+    }
 #ifdef PP_HAVE_MPI
+    const void *data = device ? (const void *)(uintptr_t)device : host;
     int code = MPI_Allgather(data, (int)count, MPI_FLOAT, c->gathered, (int)count, MPI_FLOAT, c->mpi);
     return code == MPI_SUCCESS ? PP_OK : mpi_fail(c, code, what);
 #else
-    (void)data;
+    (void)host;
     return ctx_fail(c->ctx, PP_ERR_INTERNAL, "%s: no transport", what);
 #endif
 }
 
 pp_status comm_allreduce_mean(pp_comm *c, pp_devptr buf, size_t count)
 {
+    if (c->nccl_comm) {
+        pp_status st = nccl_allreduce(c->ctx, c->nccl_comm, buf, count, 1, NULL);
+        return st == PP_OK ? PP_OK
+                           : ctx_wrap(c->ctx, st, "rank %d of %d: all-reduce of the gradients", c->rank, c->world);
+    }
     float *v = (float *)(uintptr_t)buf;
 #ifdef PP_HAVE_MPI
     for (size_t done = 0; done < count;) {
@@ -174,6 +260,7 @@ pp_status comm_allreduce_mean(pp_comm *c, pp_devptr buf, size_t count)
 
 pp_status comm_broadcast(pp_comm *c, pp_devptr buf, size_t count)
 {
+    if (c->nccl_comm) return nccl_broadcast(c->ctx, c->nccl_comm, buf, count, 0, NULL);
 #ifdef PP_HAVE_MPI
     float *v = (float *)(uintptr_t)buf;
     for (size_t done = 0; done < count;) {
@@ -188,32 +275,46 @@ pp_status comm_broadcast(pp_comm *c, pp_devptr buf, size_t count)
     return PP_OK;
 }
 
-size_t comm_sync_scratch_bytes(int world, size_t floats, int on_device)
-{
-    return on_device ? (size_t)world * floats * sizeof(float) : 0;
-}
+/* The merge of comm_sync_partials on the host: v (floats floats, this rank's partials'
+ * place) from the gathered ranks' g. */
+static void merge_partials(int kind, const float *g, float *v, size_t floats, int world, size_t pc, int channels,
+                           int shift);
 
 pp_status comm_sync_partials(pp_comm *c, int kind, pp_devptr buf, int parts, int channels, int shift)
 {
-    float *v = (float *)(uintptr_t)buf;
     const size_t pc = (size_t)parts * (size_t)channels;
     const size_t floats = kind == SYNC_BN_STATS ? pc * 3 + (shift ? (size_t)channels : 0) : pc * 2;
-    PP_TRY(allgather(c, v, floats, kind == SYNC_BN_STATS ? "gather of BN statistics" : "gather of BN gradient sums"));
-    const float *g = c->gathered;
+    PP_TRY(allgather(c, buf, NULL, floats,
+                     kind == SYNC_BN_STATS ? "gather of BN statistics" : "gather of BN gradient sums"));
+    if (!c->nccl_comm) {
+        merge_partials(kind, c->gathered, (float *)(uintptr_t)buf, floats, c->world, pc, channels, shift);
+        return PP_OK;
+    }
+    float *merged = malloc(floats * sizeof *merged);
+    if (!merged) return ctx_fail(c->ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    merge_partials(kind, c->gathered, merged, floats, c->world, pc, channels, shift);
+    pp_status st = c->ctx->ops->upload(c->ctx, buf, merged, floats * sizeof *merged);
+    free(merged);
+    return st;
+}
+
+static void merge_partials(int kind, const float *g, float *v, size_t floats, int world, size_t pc, int channels,
+                           int shift)
+{
     if (kind == SYNC_BN_SUMS) {
         for (size_t i = 0; i < floats; i++) {
             double sum = 0;
-            for (int r = 0; r < c->world; r++) sum += g[(size_t)r * floats + i];
+            for (int r = 0; r < world; r++) sum += g[(size_t)r * floats + i];
             v[i] = (float)sum;
         }
-        return PP_OK;
+        return;
     }
     /* Chan's merge, part by part, of the ranks' (count, mean, M2) in rank order; with
      * shifts, each rank's means are first moved to rank 0's shift. */
     for (size_t pcx = 0; pcx < pc; pcx++) {
         const size_t c_index = pcx % (size_t)channels;
         double n = 0, mean = 0, m2 = 0;
-        for (int r = 0; r < c->world; r++) {
+        for (int r = 0; r < world; r++) {
             const float *q = g + (size_t)r * floats + pcx * 3;
             const double nb = q[0];
             if (nb == 0) continue;
@@ -232,14 +333,13 @@ pp_status comm_sync_partials(pp_comm *c, int kind, pp_devptr buf, int parts, int
     }
     if (shift)
         for (int ch = 0; ch < channels; ch++) v[pc * 3 + (size_t)ch] = g[pc * 3 + (size_t)ch];
-    return PP_OK;
 }
 
 pp_status pp_comm_allreduce_sum(pp_comm *c, double *values, int count)
 {
     if (!c || (count > 0 && !values) || count < 0) return PP_ERR_INVALID_ARGUMENT;
     /* Doubles travel as pairs of floats (a copy, bit for bit), and are added in rank order. */
-    PP_TRY(allgather(c, values, (size_t)count * 2, "sum over the ranks"));
+    PP_TRY(allgather(c, 0, values, (size_t)count * 2, "sum over the ranks"));
     for (int i = 0; i < count; i++) {
         double sum = 0, part;
         for (int r = 0; r < c->world; r++) {
@@ -254,7 +354,7 @@ pp_status pp_comm_allreduce_sum(pp_comm *c, double *values, int count)
 pp_status pp_comm_allreduce_max(pp_comm *c, int *values, int count)
 {
     if (!c || (count > 0 && !values) || count < 0) return PP_ERR_INVALID_ARGUMENT;
-    PP_TRY(allgather(c, values, (size_t)count, "maximum over the ranks"));
+    PP_TRY(allgather(c, 0, values, (size_t)count, "maximum over the ranks"));
     for (int i = 0; i < count; i++) {
         int best = INT_MIN, part;
         for (int r = 0; r < c->world; r++) {

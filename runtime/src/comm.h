@@ -20,7 +20,5 @@ pp_status comm_broadcast(pp_comm *comm, pp_devptr buf, size_t count);
  * shifts after them, which every rank then takes from rank 0 (means moved to it); sums
  * (SYNC_BN_SUMS): parts x channels x 2 sums added. */
 pp_status comm_sync_partials(pp_comm *comm, int kind, pp_devptr buf, int parts, int channels, int shift);
-/* Device bytes comm_sync_partials needs for partials of floats floats (0 on the host). */
-size_t comm_sync_scratch_bytes(int world, size_t floats, int on_device);
 
 #endif

@@ -205,7 +205,9 @@ static pp_status read_steps(pp_context *ctx, plan_reader *r, lua_State *L, int s
         }
         char sync[16];
         gen_lua_copy_field(L, t, "sync", sync, sizeof sync);
-        s->sync = strcmp(sync, "bn_stats") == 0 ? SYNC_BN_STATS : strcmp(sync, "bn_sums") == 0 ? SYNC_BN_SUMS : SYNC_NONE;
+        s->sync = strcmp(sync, "bn_stats") == 0  ? SYNC_BN_STATS
+                  : strcmp(sync, "bn_sums") == 0 ? SYNC_BN_SUMS
+                                                 : SYNC_NONE;
         if (s->sync != SYNC_NONE) {
             s->sync_parts = gen_lua_int(L, t, "sync_parts");
             s->sync_channels = gen_lua_int(L, t, "sync_channels");

@@ -459,6 +459,26 @@ static void plan_act_bf16(void)
     expect_failure("plan resnet18 --batch 2 --policy 2,act=half", "act must be one of fp32, bf16");
 }
 
+static void plan_data_parallel(void)
+{
+    /* --world: the global batch shared by the ranks; synchronised BN's gather buffer counted */
+    CHECK(tool_run("plan resnet18 --batch 32 --world 4 --sync-bn --json") == 0, "plan --world failed:\n%s",
+          tool_output);
+    size_t comm = 0, peak_sync = 0, peak_local = 0;
+    int batch = 0;
+    CHECK(sscanf(strstr(tool_output, "\"batch\": "), "\"batch\": %d", &batch) == 1 && batch == 8,
+          "4 ranks of a global 32 must plan batch 8:\n%s", tool_output);
+    CHECK(sscanf(strstr(tool_output, "\"communication\": "), "\"communication\": %zu", &comm) == 1 && comm > 0,
+          "synchronised BN plans no communication buffer:\n%s", tool_output);
+    CHECK(sscanf(strstr(tool_output, "\"peak_bytes\": "), "\"peak_bytes\": %zu", &peak_sync) == 1, "no peak");
+    CHECK(tool_run("plan resnet18 --batch 8 --json") == 0, "plan failed:\n%s", tool_output);
+    CHECK(sscanf(strstr(tool_output, "\"peak_bytes\": "), "\"peak_bytes\": %zu", &peak_local) == 1, "no peak");
+    CHECK(peak_sync > peak_local, "the gather buffer is not in the peak: %zu vs %zu", peak_sync, peak_local);
+    CHECK(tool_run("plan resnet18 --batch 32 --world 4") == 0 && strstr(tool_output, "communication (none)"),
+          "plan --world without sync BN:\n%s", tool_output);
+    expect_failure("plan resnet18 --batch 30 --world 4", "does not divide among 4 ranks");
+}
+
 static void backend_and_values(void)
 {
     expect_failure("demo --backend gpu", "--backend: expected auto, host or cuda, got 'gpu'");
@@ -615,6 +635,7 @@ static const test_case tests[] = {
     TEST_CASE(plan_bad_input,
               "plan rejects a zero batch, unknown models, stages, layers, too small images, bad budgets"),
     TEST_CASE(plan_act_bf16, "act=bf16 is planned against its own (smaller) baseline; bad act/math combinations fail"),
+    TEST_CASE(plan_data_parallel, "plan --world: per-rank batch, the sync-BN gather buffer in the peak, refusals"),
     TEST_CASE(backend_and_values, "bad --backend values, train's auto backend, and values once accepted silently"),
     TEST_CASE_AFTER(init_step, layer_vs_reference,
                     "init + step write loss, gradients and running statistics; bad images, labels and params fail"),
