@@ -72,8 +72,10 @@ static const struct command {
      "      device's tuning database where it has an entry, as a model build there does.\n"},
     {"plan", cmd_plan,
      "  plan MODEL --batch B [--image HxW] [--classes N] [--policy P] [--budget BYTES] [--json]\n"
+     "       [--world W [--sync-bn]]\n"
      "      Plan the memory of a training step for the policy and for the uncompressed\n"
-     "      baseline; with --budget, the largest batch that fits.\n"},
+     "      baseline; with --budget, the largest batch that fits; with --world, each of W ranks'\n"
+     "      share of the global batch, and synchronised BN's gather buffer.\n"},
     {"init", cmd_init,
      "  init MODEL [--classes N] [--seed S] --out DIR\n"
      "      Write freshly initialised parameters (torchvision's initialisation), one .npy\n"
@@ -93,11 +95,15 @@ static const struct command {
      "  train MODEL [--data synthetic|cifar10:DIR] [--policy P] [--epochs E] [--batch B] [--lr LR]\n"
      "        [--momentum M] [--weight-decay WD] [--schedule cosine|step] [--warmup EPOCHS]\n"
      "        [--backend auto|host|cuda] [--seed S] [--log RUN.csv] [--checkpoint DIR] [--resume DIR]\n"
-     "        [--image HxW] [--steps N] [--train-size N] [--val-size N]\n"
+     "        [--image HxW] [--steps N] [--train-size N] [--val-size N] [--sync-bn]\n"
+     "        [--rank R --world-size W [--rendezvous file:PATH]]\n"
      "      Train with SGD; progress on the terminal, one CSV row per epoch, checkpoints that\n"
      "      resume exactly; Ctrl-C stops after writing a checkpoint. The log is rewritten whole\n"
      "      (atomically) after every epoch; a failed write is an error. --resume refuses a model\n"
-     "      or policy file whose contents changed since the checkpoint.\n"},
+     "      or policy file whose contents changed since the checkpoint.\n"
+     "      Data parallel under mpirun (or --rank/--world-size/--rendezvous with NCCL): --batch\n"
+     "      is the global batch, shared by the ranks; gradients averaged; --sync-bn for BN\n"
+     "      statistics over the global batch; rank 0 writes the log and checkpoints.\n"},
     {"bench", bench_main,
      "  bench [MODEL] [--batch B] [--image HxW] [--policy P] [--backend auto|host|cuda] [--repeats N]\n"
      "        [--steps N] [--layers-only|--step-only] [--tuning-dir DIR] [--json OUT.json]\n"

@@ -369,7 +369,8 @@ static int open_comm(run *r)
     int launched = launcher_world_size();
     s->world = s->world_size > 0 ? s->world_size : launched;
     r->sh.rank = 0, r->sh.world = s->world;
-    if (s->world == 1) {
+    /* An explicit --world-size 1 still makes a communicator: the NCCL path of one GPU. */
+    if (s->world == 1 && s->world_size < 0) {
         if (s->sync_bn) printf("note: --sync-bn with one process changes nothing\n");
         return 0;
     }
