@@ -107,8 +107,6 @@ static pp_status nccl_join(pp_comm *c, const pp_comm_options *o)
     PP_TRY(c->ctx->ops->synchronize(c->ctx));
     if (c->rank == 0) PP_TRY(nccl_unique_id(c->ctx, c->nccl, id));
     if (o->rendezvous) {
-        if (strncmp(o->rendezvous, "file:", 5) != 0 || !o->rendezvous[5])
-            return ctx_fail(c->ctx, PP_ERR_INVALID_ARGUMENT, "rendezvous '%s': expected file:PATH", o->rendezvous);
         PP_TRY(rendezvous_exchange(c->ctx, o->rendezvous + 5, c->rank, c->world, id, sizeof id,
                                    o->timeout_seconds > 0 ? o->timeout_seconds : 300));
     } else {
@@ -132,6 +130,10 @@ pp_status pp_comm_create(pp_context *ctx, const pp_comm_options *o, pp_comm **ou
         return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT,
                         "pp_comm_create: rank %d of world size %d: give both (0 <= rank < world size) or neither",
                         o->rank, o->world_size);
+    if (o->rendezvous && (strncmp(o->rendezvous, "file:", 5) != 0 || !o->rendezvous[5]))
+        return ctx_fail(ctx, PP_ERR_INVALID_ARGUMENT,
+                        "rendezvous '%s': expected file:PATH (a file all ranks see; TCP is not offered)",
+                        o->rendezvous);
     const int cuda = pp_context_backend(ctx) == PP_BACKEND_CUDA;
     pp_comm *c = calloc(1, sizeof *c);
     if (!c) return ctx_fail(ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");

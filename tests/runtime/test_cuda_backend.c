@@ -396,6 +396,39 @@ static void mock_load_failure(void)
     check_balanced("after the failed load");
 }
 
+static void mock_comm_configuration(void)
+{
+    if (!mock_counts) return;
+    /* Data parallel on a (mock) GPU: a rendezvous that is not file:PATH, and NCCL missing,
+     * are errors that say so; nothing is left behind. */
+    pp_context *ctx;
+    CHECK_OK(NULL, create(&ctx, 0, 0));
+    char rendezvous[1100];
+    snprintf(rendezvous, sizeof rendezvous, "file:%s/rendezvous", cache_dir);
+    pp_comm_options co;
+    pp_comm_options_init(&co);
+    co.rank = 0, co.world_size = 1, co.rendezvous = "tcp:127.0.0.1:2000";
+    pp_comm *comm = NULL;
+    CHECK(pp_comm_create(ctx, &co, &comm) == PP_ERR_INVALID_ARGUMENT && strstr(pp_last_error(ctx), "expected file:"),
+          "a tcp: rendezvous: %s", pp_last_error(ctx));
+    co.rendezvous = rendezvous;
+    setenv("POOLPROP_NCCL_LIBRARY", "/nonexistent/libnccl.so.2", 1);
+    pp_status st = pp_comm_create(ctx, &co, &comm);
+    printf("NCCL missing: %s\n", pp_last_error(ctx));
+    CHECK(st == PP_ERR_NO_DEVICE && !comm && strstr(pp_last_error(ctx), "/nonexistent/libnccl.so.2") &&
+              strstr(pp_last_error(ctx), "multi-GPU"),
+          "a GPU run without NCCL: %s: %s", pp_status_string(st), pp_last_error(ctx));
+    unsetenv("POOLPROP_NCCL_LIBRARY");
+    co.rank = 2;
+    CHECK(pp_comm_create(ctx, &co, &comm) == PP_ERR_INVALID_ARGUMENT && strstr(pp_last_error(ctx), "rank 2 of"),
+          "rank 2 of 1: %s", pp_last_error(ctx));
+    co.rank = 0, co.world_size = -1;
+    CHECK(pp_comm_create(ctx, &co, &comm) == PP_ERR_INVALID_ARGUMENT && strstr(pp_last_error(ctx), "give both"),
+          "a rank without a world size: %s", pp_last_error(ctx));
+    pp_context_destroy(ctx);
+    check_balanced("after the refused communicators");
+}
+
 static void mock_model_too_big(void)
 {
     if (!mock_counts) return;
@@ -471,6 +504,8 @@ static const test_case gpu_tests[] = {
                     "(mock driver only) no device, a stub driver, zero devices: PP_ERR_NO_DEVICE saying so"),
     TEST_CASE_AFTER(mock_load_failure, release_all,
                     "(mock driver only) a refused image names the arch compiled for and the driver"),
+    TEST_CASE_AFTER(mock_comm_configuration, release_all,
+                    "(mock driver only) a GPU run without NCCL, and bad ranks, are refused by name"),
     TEST_CASE_AFTER(mock_model_too_big, release_all,
                     "(mock driver only) a plan above the free 1 GiB fails first, with the plan's figures"),
     TEST_CASE_AFTER(mock_newer_device, release_all, "(mock driver only) an sm_95 device is compiled for sm_90"),
