@@ -58,6 +58,14 @@ typedef struct pp_backend_ops {
     pp_status (*launch)(pp_context *ctx, pp_function *fn, const unsigned grid[3], const unsigned block[3], void **args,
                         void *stream);
     pp_status (*synchronize)(pp_context *ctx);
+    /* A stream of its own, which the default stream does not implicitly wait for (cuda:
+     * CU_STREAM_NON_BLOCKING; host: NULL, every launch being complete on return). */
+    pp_status (*stream_create)(pp_context *ctx, void **stream);
+    void (*stream_destroy)(pp_context *ctx, void *stream);
+    /* Work submitted to `waiting` after this call starts after everything submitted to
+     * `signalling` before it (an event recorded on one, waited for by the other; NULL: the
+     * default stream). Host: nothing to order. */
+    pp_status (*stream_wait)(pp_context *ctx, void *waiting, void *signalling);
     /* Launches once and measures the kernel's run time in ms: CUDA events on the device,
      * wall clock around the (synchronous) emulated launch on the host. */
     pp_status (*time_launch)(pp_context *ctx, pp_function *fn, const unsigned grid[3], const unsigned block[3],

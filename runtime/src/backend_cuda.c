@@ -50,6 +50,9 @@ typedef struct driver {
     CUresult (*fn_cuEventSynchronize)(CUevent event);
     CUresult (*fn_cuEventElapsedTime)(float *ms, CUevent start, CUevent end);
     CUresult (*fn_cuEventDestroy)(CUevent event);
+    CUresult (*fn_cuStreamCreate)(CUstream *stream, unsigned int flags);
+    CUresult (*fn_cuStreamDestroy)(CUstream stream);
+    CUresult (*fn_cuStreamWaitEvent)(CUstream stream, CUevent event, unsigned int flags);
     CUresult (*fn_cuGetErrorName)(CUresult error, const char **name);
     CUresult (*fn_cuGetErrorString)(CUresult error, const char **text);
 } driver;
@@ -193,6 +196,9 @@ static pp_status load_driver(pp_context *ctx, cuda_state *s)
         ENTRY(cuEventSynchronize, "cuEventSynchronize"),
         {"cuEventElapsedTime_v2", offsetof(driver, fn_cuEventElapsedTime), "cuEventElapsedTime"},
         ENTRY(cuEventDestroy, "cuEventDestroy_v2"),
+        ENTRY(cuStreamCreate, "cuStreamCreate"),
+        ENTRY(cuStreamDestroy, "cuStreamDestroy_v2"),
+        ENTRY(cuStreamWaitEvent, "cuStreamWaitEvent"),
         ENTRY(cuGetErrorName, "cuGetErrorName"),
         ENTRY(cuGetErrorString, "cuGetErrorString"),
 #undef ENTRY
@@ -471,6 +477,37 @@ static pp_status synchronize(pp_context *ctx)
     return st == PP_OK ? PP_OK : ctx_wrap(ctx, st, "cuda backend: waiting for the device");
 }
 
+static pp_status stream_create(pp_context *ctx, void **stream)
+{
+    cuda_state *s = ctx->backend;
+    PP_TRY(bind(ctx, s));
+    CUstream created = NULL;
+    pp_status st = CU(ctx, s, cuStreamCreate, (&created, CU_STREAM_NON_BLOCKING));
+    if (st != PP_OK) return ctx_wrap(ctx, st, "cuda backend: creating a stream");
+    *stream = created;
+    return PP_OK;
+}
+
+static void stream_destroy(pp_context *ctx, void *stream)
+{
+    cuda_state *s = ctx->backend;
+    if (stream && bind(ctx, s) == PP_OK) s->drv.fn_cuStreamDestroy((CUstream)stream);
+}
+
+/* An event recorded on signalling, waited for by waiting; the event is released at once
+ * (the wait holds what it needs). */
+static pp_status stream_wait(pp_context *ctx, void *waiting, void *signalling)
+{
+    cuda_state *s = ctx->backend;
+    PP_TRY(bind(ctx, s));
+    CUevent event = NULL;
+    pp_status st = CU(ctx, s, cuEventCreate, (&event, CU_EVENT_DISABLE_TIMING));
+    if (st == PP_OK) st = CU(ctx, s, cuEventRecord, (event, (CUstream)signalling));
+    if (st == PP_OK) st = CU(ctx, s, cuStreamWaitEvent, ((CUstream)waiting, event, 0));
+    if (event) s->drv.fn_cuEventDestroy(event);
+    return st == PP_OK ? PP_OK : ctx_wrap(ctx, st, "cuda backend: ordering two streams");
+}
+
 /* One launch timed with CUDA events around it on the default stream: the device's time
  * for the kernel, without the host's launch overhead. */
 static pp_status time_launch(pp_context *ctx, pp_function *fn, const unsigned grid[3], const unsigned block[3],
@@ -522,6 +559,9 @@ static const pp_backend_ops cuda_ops = {
     .memory_available = memory_available,
     .launch = launch,
     .synchronize = synchronize,
+    .stream_create = stream_create,
+    .stream_destroy = stream_destroy,
+    .stream_wait = stream_wait,
     .time_launch = time_launch,
     .destroy = destroy,
 };

@@ -36,6 +36,17 @@ struct pp_comm {
     nccl_comm *nccl_comm;
     pp_devptr scratch;
     size_t scratch_bytes;
+    void *stream; /* cuda: the averages' stream (comm_allreduce_start) */
+    /* Averages started and not yet waited for: their ranges (host: scaled by 1/world on
+     * completion) and MPI requests. */
+    struct pending {
+        float *values;
+        size_t count;
+#ifdef PP_HAVE_MPI
+        MPI_Request request;
+#endif
+    } * pending;
+    int pending_count, pending_capacity;
 };
 
 void pp_comm_options_init(pp_comm_options *o)
@@ -181,6 +192,9 @@ void pp_comm_destroy(pp_comm *c)
     if (!finalised && c->has_mpi) MPI_Comm_free(&c->mpi);
     if (c->owns_mpi && !finalised) MPI_Finalize();
 #endif
+    if (c->pending_count) comm_allreduce_wait(c);
+    free(c->pending);
+    if (c->stream) c->ctx->ops->stream_destroy(c->ctx, c->stream);
     if (c->nccl_comm) nccl_comm_destroy(c->ctx, c->nccl_comm);
     if (c->nccl) nccl_unload(c->nccl);
     if (c->scratch) device_free(c->ctx, c->scratch, c->scratch_bytes);
@@ -239,25 +253,59 @@ static pp_status allgather(pp_comm *c, pp_devptr device, const void *host, size_
 #endif
 }
 
-pp_status comm_allreduce_mean(pp_comm *c, pp_devptr buf, size_t count)
+pp_status comm_allreduce_start(pp_comm *c, pp_devptr buf, size_t count)
 {
     if (c->nccl_comm) {
-        pp_status st = nccl_allreduce(c->ctx, c->nccl_comm, buf, count, 1, NULL);
-        return st == PP_OK ? PP_OK
-                           : ctx_wrap(c->ctx, st, "rank %d of %d: all-reduce of the gradients", c->rank, c->world);
+        if (!c->stream) PP_TRY(c->ctx->ops->stream_create(c->ctx, &c->stream));
+        PP_TRY(c->ctx->ops->stream_wait(c->ctx, c->stream, NULL));
+        pp_status st = nccl_allreduce(c->ctx, c->nccl_comm, buf, count, 1, c->stream);
+        if (st == PP_OK) c->pending_count++;
+        return st == PP_OK ? PP_OK : ctx_wrap(c->ctx, st, "rank %d of %d: all-reduce of gradients", c->rank, c->world);
     }
-    float *v = (float *)(uintptr_t)buf;
 #ifdef PP_HAVE_MPI
+    float *v = (float *)(uintptr_t)buf;
     for (size_t done = 0; done < count;) {
         int n = count - done > (size_t)INT_MAX ? INT_MAX : (int)(count - done);
-        int code = MPI_Allreduce(MPI_IN_PLACE, v + done, n, MPI_FLOAT, MPI_SUM, c->mpi);
-        if (code != MPI_SUCCESS) return mpi_fail(c, code, "all-reduce of the gradients");
+        if (c->pending_count == c->pending_capacity) {
+            int capacity = c->pending_capacity ? 2 * c->pending_capacity : 16;
+            struct pending *grown = realloc(c->pending, sizeof *grown * (size_t)capacity);
+            if (!grown) return ctx_fail(c->ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+            c->pending = grown, c->pending_capacity = capacity;
+        }
+        struct pending *p = &c->pending[c->pending_count];
+        p->values = v + done, p->count = (size_t)n;
+        int code = MPI_Iallreduce(MPI_IN_PLACE, p->values, n, MPI_FLOAT, MPI_SUM, c->mpi, &p->request);
+        if (code != MPI_SUCCESS) return mpi_fail(c, code, "all-reduce of gradients");
+        c->pending_count++;
         done += (size_t)n;
     }
-#endif
-    const float world = (float)c->world;
-    for (size_t i = 0; i < count; i++) v[i] /= world;
     return PP_OK;
+#else
+    (void)buf, (void)count;
+    return ctx_fail(c->ctx, PP_ERR_INTERNAL, "all-reduce without a transport");
+#endif
+}
+
+pp_status comm_allreduce_wait(pp_comm *c)
+{
+    if (c->pending_count == 0) return PP_OK;
+    if (c->nccl_comm) {
+        c->pending_count = 0;
+        return c->ctx->ops->stream_wait(c->ctx, NULL, c->stream);
+    }
+    pp_status st = PP_OK;
+#ifdef PP_HAVE_MPI
+    const float world = (float)c->world;
+    for (int i = 0; i < c->pending_count; i++) {
+        struct pending *p = &c->pending[i];
+        int code = MPI_Wait(&p->request, MPI_STATUS_IGNORE);
+        if (code != MPI_SUCCESS && st == PP_OK) st = mpi_fail(c, code, "all-reduce of gradients");
+        if (code == MPI_SUCCESS)
+            for (size_t j = 0; j < p->count; j++) p->values[j] /= world;
+    }
+#endif
+    c->pending_count = 0;
+    return st;
 }
 
 pp_status comm_broadcast(pp_comm *c, pp_devptr buf, size_t count)

@@ -10,8 +10,12 @@
 /* The context a communicator belongs to (a model must be built on the same one). */
 pp_context *comm_context(const pp_comm *comm);
 int comm_world(const pp_comm *comm);
-/* buf[0..count) = the mean over the ranks of buf, in place (the same bits on every rank). */
-pp_status comm_allreduce_mean(pp_comm *comm, pp_devptr buf, size_t count);
+/* Starts buf[0..count) = its mean over the ranks, in place (the same bits on every rank), overlapped with the work that
+ * follows on the device (cuda: NCCL on a stream of the communicator's own, after what the
+ * default stream holds so far; host: MPI_Iallreduce); comm_allreduce_wait completes every
+ * average started, and orders the default stream's later work after them. */
+pp_status comm_allreduce_start(pp_comm *comm, pp_devptr buf, size_t count);
+pp_status comm_allreduce_wait(pp_comm *comm);
 /* buf[0..count) = rank 0's. */
 pp_status comm_broadcast(pp_comm *comm, pp_devptr buf, size_t count);
 /* Synchronised BN: replaces the partials at buf with their merge over the ranks (the same

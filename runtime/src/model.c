@@ -32,7 +32,15 @@ struct pp_model {
     pp_devptr params, grads, momentum, state, arena;
     pp_devptr shadow; /* act=bf16: param_count bf16 values, else 0 */
     size_t arena_bytes;
-    pp_comm *comm;    /* data parallel, else NULL (not owned) */
+    pp_comm *comm; /* data parallel, else NULL (not owned) */
+    /* Data parallel: the gradient array in one bucket per stage (contiguous in state_dict
+     * order), each averaged as soon as the backward step that writes its last gradient has
+     * been launched; by that step, in launch order. */
+    struct grad_bucket {
+        size_t offset, count; /* floats */
+        int ready;            /* the train step after which the bucket's gradients are final */
+    } * buckets;
+    int bucket_count;
     int batch_set;    /* the arena holds a batch for the next training step */
     int last_correct; /* correct predictions of the last training step */
 };
@@ -135,6 +143,64 @@ static pp_status check_fits(pp_context *ctx, const gen_plan *p, const pp_memory_
                     mib(r->optimizer), mib(r->bn_statistics), mib(r->arena), mib(available), ctx->device_name, source);
 }
 
+/* The stage of a state_dict key, by torchvision's names: conv1/bn1 the stem, layerN.* stage
+ * N, fc the head; the length of the name's stage prefix, 0 for the stem's and the head's. */
+static size_t stage_prefix(const char *key)
+{
+    if (strncmp(key, "layer", 5) == 0) {
+        size_t n = 5;
+        while (key[n] >= '0' && key[n] <= '9') n++;
+        if (n > 5 && key[n] == '.') return n;
+    }
+    return 0;
+}
+
+static int same_stage(const char *a, const char *b)
+{
+    size_t na = stage_prefix(a), nb = stage_prefix(b);
+    if (na || nb) return na == nb && strncmp(a, b, na) == 0;
+    return (strncmp(a, "fc.", 3) == 0) == (strncmp(b, "fc.", 3) == 0);
+}
+
+static int by_ready(const void *a, const void *b)
+{
+    const struct grad_bucket *x = a, *y = b;
+    return x->ready != y->ready ? (x->ready < y->ready ? -1 : 1) : (x->offset < y->offset ? -1 : x->offset > y->offset);
+}
+
+/* m->buckets: one per stage, ready after the last backward step that writes into it. */
+static pp_status make_buckets(pp_model *m)
+{
+    const gen_plan *p = &m->plan;
+    m->buckets = calloc((size_t)p->param_count_keys + 1, sizeof *m->buckets);
+    if (!m->buckets) return ctx_fail(m->ctx, PP_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < p->param_count_keys; i++) {
+        const plan_tensor_info *t = &p->params[i];
+        struct grad_bucket *last = m->bucket_count ? &m->buckets[m->bucket_count - 1] : NULL;
+        if (last && same_stage(p->params[i - 1].key, t->key) && last->offset + last->count == t->offset)
+            last->count += t->count;
+        else
+            m->buckets[m->bucket_count++] = (struct grad_bucket){t->offset, t->count, -1};
+    }
+    const plan_steps *s = &p->train;
+    int update = s->step_count;
+    while (update > 0 && strcmp(s->steps[update - 1].phase, "update") == 0) update--;
+    for (int i = p->forward_end; i < update; i++)
+        for (int a = 0; a < s->steps[i].ref_count; a++) {
+            const plan_ref *r = &s->steps[i].refs[a];
+            for (int b = 0; b < m->bucket_count; b++) {
+                struct grad_bucket *g = &m->buckets[b];
+                if (r->kind == REF_GRADS ||
+                    (r->kind == REF_GRAD && r->index >= g->offset && r->index < g->offset + g->count))
+                    g->ready = i;
+            }
+        }
+    for (int b = 0; b < m->bucket_count; b++)
+        if (m->buckets[b].ready < 0) m->buckets[b].ready = update - 1;
+    qsort(m->buckets, (size_t)m->bucket_count, sizeof *m->buckets, by_ready);
+    return PP_OK;
+}
+
 pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_model **out)
 {
     if (!ctx || !options || !out) return PP_ERR_INVALID_ARGUMENT;
@@ -204,6 +270,7 @@ pp_status pp_model_create(pp_context *ctx, const pp_model_options *options, pp_m
     if (st == PP_OK) st = ctx->ops->memset_zero(ctx, m->grads, p->param_count * 4);
     if (st == PP_OK) st = ctx->ops->memset_zero(ctx, m->momentum, p->param_count * 4);
     if (st == PP_OK) st = ctx->ops->memset_zero(ctx, m->state, p->state_count * 4);
+    if (st == PP_OK && m->comm) st = make_buckets(m);
     if (st == PP_ERR_OUT_OF_MEMORY)
         ctx_wrap(ctx, st, "model %s needs %zu bytes of device memory (planned peak)", p->model, r.peak);
     if (st != PP_OK) {
@@ -707,8 +774,8 @@ pp_status pp_model_set_batch(pp_model *m, const float *x, const int32_t *labels)
     return PP_OK;
 }
 
-/* Launches steps[from, to) of s. */
-static pp_status run_steps(pp_model *m, const plan_steps *s, int from, int to, const float scalars[3])
+/* Launches steps[from, to) of s; with wait, then waits for the device to finish them. */
+static pp_status run_steps(pp_model *m, const plan_steps *s, int from, int to, const float scalars[3], int wait)
 {
     pp_context *ctx = m->ctx;
     for (int i = from; i < to; i++) {
@@ -746,7 +813,7 @@ static pp_status run_steps(pp_model *m, const plan_steps *s, int from, int to, c
         pp_status st = ctx->ops->launch(ctx, m->functions[step->kernel], k->grid, k->block, args, NULL);
         if (st != PP_OK) return ctx_wrap(ctx, st, "%s step %d (%s, %s)", step->phase, i, step->layer, k->name);
     }
-    return ctx->ops->synchronize(ctx);
+    return wait ? ctx->ops->synchronize(ctx) : PP_OK;
 }
 
 pp_status pp_model_train_step(pp_model *m, const pp_sgd_options *sgd, float *loss)
@@ -764,12 +831,25 @@ pp_status pp_model_train_step(pp_model *m, const pp_sgd_options *sgd, float *los
      * the update, so every rank updates the same parameters with the same step. */
     int update = s->step_count;
     while (update > 0 && strcmp(s->steps[update - 1].phase, "update") == 0) update--;
-    PP_TRY(run_steps(m, s, 0, update < end ? update : end, scalars));
-    if (m->comm) {
-        pp_status st = comm_allreduce_mean(m->comm, m->grads, m->plan.param_count);
+    int from = 0;
+    /* Each stage's gradients start their average as soon as they are final, while the
+     * backward pass goes on (on cuda a stream of their own; on the host MPI's requests). */
+    for (int b = 0; m->comm && b < m->bucket_count; b++) {
+        const struct grad_bucket *g = &m->buckets[b];
+        if (g->ready + 1 > from) PP_TRY(run_steps(m, s, from, g->ready + 1, scalars, 0));
+        if (g->ready + 1 > from) from = g->ready + 1;
+        pp_status st = comm_allreduce_start(m->comm, m->grads + g->offset * 4, g->count);
         if (st != PP_OK) return ctx_wrap(ctx, st, "averaging the gradients of model %s", m->plan.model);
     }
-    if (end > update) PP_TRY(run_steps(m, s, update, end, scalars));
+    PP_TRY(run_steps(m, s, from, update, scalars, !m->comm));
+    if (m->comm) {
+        pp_status st = comm_allreduce_wait(m->comm);
+        if (st != PP_OK) return ctx_wrap(ctx, st, "averaging the gradients of model %s", m->plan.model);
+    }
+    if (end > update)
+        PP_TRY(run_steps(m, s, update, end, scalars, 1));
+    else if (m->comm)
+        PP_TRY(ctx->ops->synchronize(ctx));
     const plan_buffer *lb = &s->buffers[m->plan.loss_buffer];
     float result[2];
     PP_TRY(ctx->ops->download(ctx, result, m->arena + lb->offset, sizeof result));
@@ -806,7 +886,7 @@ pp_status pp_model_infer(pp_model *m, const float *x, float *logits)
     m->batch_set = 0;
     PP_TRY(upload_images(m, m->arena + s->buffers[xi].offset, x, s->buffers[xi].bytes));
     const float none[3] = {0, 0, 0};
-    PP_TRY(run_steps(m, s, 0, s->step_count, none));
+    PP_TRY(run_steps(m, s, 0, s->step_count, none, 1));
     const plan_buffer *lb = &s->buffers[m->plan.logits_buffer];
     return ctx->ops->download(ctx, logits, m->arena + lb->offset, lb->bytes);
 }
@@ -821,6 +901,7 @@ void pp_model_destroy(pp_model *m)
     device_free(ctx, m->momentum, p->param_count * 4);
     device_free(ctx, m->state, p->state_count * 4);
     device_free(ctx, m->arena, m->arena_bytes);
+    free(m->buckets);
     if (m->shadow) device_free(ctx, m->shadow, p->param_count * 2);
     for (int i = 0; m->modules && i < p->kernel_count; i++)
         if (m->modules[i]) ctx->ops->module_destroy(ctx, m->modules[i]);

@@ -178,7 +178,7 @@ EXPORT CUresult cuEventCreate(CUevent *e, unsigned int flags)
 {
     static int event_tokens[64];
     static int next;
-    if (!e || flags) return CUDA_ERROR_INVALID_VALUE;
+    if (!e || (flags & ~2u)) return CUDA_ERROR_INVALID_VALUE; /* 2: CU_EVENT_DISABLE_TIMING */
     *e = (CUevent)&event_tokens[next++ % 64];
     return CUDA_SUCCESS;
 }
@@ -198,6 +198,26 @@ EXPORT CUresult cuEventElapsedTime(float *ms, CUevent a, CUevent b)
     return CUDA_SUCCESS;
 }
 EXPORT CUresult cuEventDestroy_v2(CUevent e) { return e ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE; }
+
+/* Streams: the mock runs every launch at once, so a stream is a token and waits are checks. */
+static int stream_tokens[16], streams_live;
+EXPORT CUresult cuStreamCreate(CUstream *stream, unsigned int flags)
+{
+    if (!stream || flags > 1) return CUDA_ERROR_INVALID_VALUE;
+    *stream = (CUstream)&stream_tokens[streams_live++ % 16];
+    return CUDA_SUCCESS;
+}
+EXPORT CUresult cuStreamDestroy_v2(CUstream stream)
+{
+    if (!stream) return CUDA_ERROR_INVALID_HANDLE;
+    streams_live--;
+    return CUDA_SUCCESS;
+}
+EXPORT CUresult cuStreamWaitEvent(CUstream stream, CUevent event, unsigned int flags)
+{
+    (void)stream;
+    return event && !flags ? (sticky ? sticky : CUDA_SUCCESS) : CUDA_ERROR_INVALID_VALUE;
+}
 
 EXPORT CUresult cuCtxSynchronize(void) { return sticky; }
 

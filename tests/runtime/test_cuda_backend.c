@@ -246,6 +246,16 @@ static void launch_on_stream(void)
           stream);
     CHECK_OK(ctx, ctx->ops->launch(ctx, fn, grid, block, args, NULL));
     CHECK(mock_last_stream() == NULL, "a launch without a stream went to %p", mock_last_stream());
+    /* A stream of the backend's own (the gradient averages'), ordered both ways against the
+     * default stream, launched on and released. */
+    void *own = NULL;
+    CHECK_OK(ctx, ctx->ops->stream_create(ctx, &own));
+    CHECK(own != NULL, "stream_create gave no stream");
+    CHECK_OK(ctx, ctx->ops->stream_wait(ctx, own, NULL));
+    CHECK_OK(ctx, ctx->ops->launch(ctx, fn, grid, block, args, own));
+    CHECK(mock_last_stream() == own, "the launch went to %p, not the created stream %p", mock_last_stream(), own);
+    CHECK_OK(ctx, ctx->ops->stream_wait(ctx, NULL, own));
+    ctx->ops->stream_destroy(ctx, own);
 }
 
 static void time_launch(void)

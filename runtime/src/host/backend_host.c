@@ -378,6 +378,22 @@ static void host_destroy(pp_context *ctx)
     ctx->backend = NULL;
 }
 
+/* Launches run to completion before they return: no stream has anything to order. */
+static pp_status host_stream_create(pp_context *ctx, void **stream)
+{
+    (void)ctx;
+    *stream = NULL;
+    return PP_OK;
+}
+
+static void host_stream_destroy(pp_context *ctx, void *stream) { (void)ctx, (void)stream; }
+
+static pp_status host_stream_wait(pp_context *ctx, void *waiting, void *signalling)
+{
+    (void)ctx, (void)waiting, (void)signalling;
+    return PP_OK;
+}
+
 /* The emulated launch runs to completion before it returns: wall clock around it. */
 static pp_status host_time_launch(pp_context *ctx, pp_function *fn, const unsigned grid[3], const unsigned block[3],
                                   void **args, double *ms)
@@ -404,6 +420,9 @@ static const pp_backend_ops host_ops = {
     .memory_available = host_memory_available,
     .launch = host_launch,
     .synchronize = host_synchronize,
+    .stream_create = host_stream_create,
+    .stream_destroy = host_stream_destroy,
+    .stream_wait = host_stream_wait,
     .time_launch = host_time_launch,
     .destroy = host_destroy,
 };
