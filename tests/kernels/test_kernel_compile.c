@@ -124,17 +124,25 @@ static void compile_op(pp_context *ctx, const pp_layer_desc *d, const char *op)
     gen_layer_free(&g);
 }
 
-static void compile_network(pp_context *ctx, const char *model, const char *policy, int batch, int image)
+/* sync_world > 1: synchronised BN over that many ranks (the sliced BN forms, global counts). */
+static void compile_network(pp_context *ctx, const char *model, const char *policy, int batch, int image,
+                            int sync_world)
 {
     gen_plan p;
-    gen_plan_request req = {
-        .model = model, .policy = policy, .batch = batch, .height = image, .width = image, .sources = 1};
+    gen_plan_request req = {.model = model,
+                            .policy = policy,
+                            .batch = batch,
+                            .height = image,
+                            .width = image,
+                            .sources = 1,
+                            .sync_world = sync_world};
     CHECK_OK(ctx, gen_plan_train(ctx, &req, &p));
     int before = kernels_checked;
     compile_kernels(ctx, p.kernels, p.kernel_count, 0);
     if (!collecting)
-        printf("%s, batch %d, %dx%d, policy %s: %d distinct kernels compile for sm_80 and sm_90\n", model, batch, image,
-               image, policy, (kernels_checked - before) / 2);
+        printf("%s, batch %d, %dx%d, policy %s%s: %d distinct kernels compile for sm_80 and sm_90\n", model, batch,
+               image, image, policy, sync_world > 1 ? ", synchronised BN over 2 ranks" : "",
+               (kernels_checked - before) / 2);
     gen_plan_free(&p);
 }
 
@@ -301,14 +309,16 @@ static void variant_sweep(void)
 
 static void networks(void)
 {
-    compile_network(ctx, "cifar_resnet8", "2", 2, 16);
-    compile_network(ctx, "cifar_resnet8", "4,mode=max,bn=bf16", 3, 12);
-    compile_network(ctx, "cifar_resnet8", "2,math=tf32", 2, 16);
-    compile_network(ctx, "cifar_resnet8", "2,math=bf16", 2, 16);
+    compile_network(ctx, "cifar_resnet8", "2", 2, 16, 1);
+    compile_network(ctx, "cifar_resnet8", "4,mode=max,bn=bf16", 3, 12, 1);
+    compile_network(ctx, "cifar_resnet8", "2,math=tf32", 2, 16, 1);
+    compile_network(ctx, "cifar_resnet8", "2,math=bf16", 2, 16, 1);
     /* bf16 storage: every ACT_BF16 op kernel and the bf16 convolutions' step forms (BN
      * partials in conv_fwd, accumulating conv_bwd_data), which no variant sweep compiles. */
-    compile_network(ctx, "cifar_resnet8", "2,act=bf16", 2, 16);
-    compile_network(ctx, "resnet18", "2", 2, 64);
+    compile_network(ctx, "cifar_resnet8", "2,act=bf16", 2, 16, 1);
+    /* Synchronised BN: the sliced statistics and sums of every BN, with global counts. */
+    compile_network(ctx, "cifar_resnet8", "2", 2, 16, 2);
+    compile_network(ctx, "resnet18", "2", 2, 64, 1);
     if (!collecting)
         printf("%d compiles (%d from the default layer set), %d with spill bytes; most registers: %d\n",
                kernels_checked, default_kernels, spilling, worst_registers);
@@ -335,7 +345,7 @@ static const test_case tests[] = {
     TEST_CASE(variant_sweep, "every declared conv variant for sm_80, a covering set for sm_90: registers, and shared "
                              "memory as the generator declared it"),
     TEST_CASE(networks, "every kernel of a training step (CIFAR ResNet-8 under 5 policies, TF32, BF16 and act=bf16 "
-                        "among them; ResNet-18 at 64x64) compiles for sm_80 and sm_90"),
+                        "among them, and under synchronised BN; ResNet-18 at 64x64) compiles for sm_80 and sm_90"),
     TEST_CASE(no_spills, "no compile above had spill bytes"),
 };
 
