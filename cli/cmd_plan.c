@@ -12,32 +12,6 @@
 #include <string.h>
 
 /* "123", "10GB" (10^9), "16GiB" (2^30), K/M/G/T with or without B/iB. */
-static int parse_bytes(const char *text, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    double scale = 1;
-    const char *units[] = {"", "K", "M", "G", "T"};
-    if (errno || end == text || !isfinite(v) || v <= 0)
-        return cli_fail("--budget: expected a byte count such as 16GiB, got '%s'", text);
-    if (*end) {
-        int found = 0;
-        for (int i = 1; i < 5 && !found; i++) {
-            char a[8], b[8], c[8];
-            snprintf(a, sizeof a, "%s", units[i]);
-            snprintf(b, sizeof b, "%sB", units[i]);
-            snprintf(c, sizeof c, "%siB", units[i]);
-            if (strcmp(end, c) == 0)
-                scale = ldexp(1.0, 10 * i), found = 1;
-            else if (strcmp(end, a) == 0 || strcmp(end, b) == 0)
-                scale = pow(1000.0, i), found = 1;
-        }
-        if (!found && strcmp(end, "B") != 0) return cli_fail("--budget: unknown unit in '%s'", text);
-    }
-    *out = v * scale;
-    return 0;
-}
 
 static void print_row(const char *label, size_t a, size_t b, double unit)
 {
@@ -111,7 +85,7 @@ int cmd_plan(int argc, char **argv)
     mo.world_size = world;
     mo.sync_bn = cli_opt(opts, nopts, "sync-bn") != NULL;
     double budget = 0;
-    if (cli_opt(opts, nopts, "budget") && parse_bytes(cli_opt(opts, nopts, "budget"), &budget)) return 1;
+    if (cli_opt(opts, nopts, "budget") && cli_parse_bytes("budget", cli_opt(opts, nopts, "budget"), &budget)) return 1;
     int json = cli_opt(opts, nopts, "json") != NULL;
 
     pp_context_options co;

@@ -176,3 +176,30 @@ void cli_json_string(FILE *f, const char *s)
     }
     fputc('"', f);
 }
+
+int cli_parse_bytes(const char *name, const char *text, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    double scale = 1;
+    const char *units[] = {"", "K", "M", "G", "T"};
+    if (errno || end == text || !isfinite(v) || v <= 0)
+        return cli_fail("--%s: expected a byte count such as 16GiB, got '%s'", name, text);
+    if (*end) {
+        int found = 0;
+        for (int i = 1; i < 5 && !found; i++) {
+            char a[8], b[8], c[8];
+            snprintf(a, sizeof a, "%s", units[i]);
+            snprintf(b, sizeof b, "%sB", units[i]);
+            snprintf(c, sizeof c, "%siB", units[i]);
+            if (strcmp(end, c) == 0)
+                scale = ldexp(1.0, 10 * i), found = 1;
+            else if (strcmp(end, a) == 0 || strcmp(end, b) == 0)
+                scale = pow(1000.0, i), found = 1;
+        }
+        if (!found && strcmp(end, "B") != 0) return cli_fail("--%s: unknown unit in '%s'", name, text);
+    }
+    *out = v * scale;
+    return 0;
+}

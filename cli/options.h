@@ -32,6 +32,9 @@ int cli_parse_double(const char *name, const char *text, double min, double max,
 int cli_parse_schedule(const char *text, pp_schedule *out);
 /* --backend auto|host|cuda; absent means auto. */
 int cli_parse_backend(const char *text, pp_backend *out);
+/* A positive byte count for option --name: 16GiB, 500MB, 1.5e9; units K M G T (powers of
+ * 1000, with B), Ki Mi Gi Ti (powers of 1024, with iB). Non-zero after printing the problem. */
+int cli_parse_bytes(const char *name, const char *text, double *out);
 /* Context options for commands that run kernels: --backend auto|host|cuda, --schedule. */
 int cli_run_options(const cli_option *opts, int nopts, pp_context_options *o);
 /* "224x224" or "32". */

@@ -9,6 +9,7 @@
 #include "cmd_init.h"
 #include "cmd_layer.h"
 #include "cmd_plan.h"
+#include "cmd_policy.h"
 #include "cmd_step.h"
 #include "cmd_verify.h"
 #include "options.h"
@@ -76,6 +77,13 @@ static const struct command {
      "      Plan the memory of a training step for the policy and for the uncompressed\n"
      "      baseline; with --budget, the largest batch that fits; with --world, each of W ranks'\n"
      "      share of the global batch, and synchronised BN's gather buffer.\n"},
+    {"policy", cmd_policy,
+     "  policy MODEL --batch B [--image HxW] [--classes N] --budget BYTES [--data synthetic|cifar10:DIR]\n"
+     "         [--probe-steps N] [--probe-batch N] [--probe-image HxW] [--factors 1,2,4,8]\n"
+     "         [--modes avg,max] [--allow bn=bf16] [--backend auto|host|cuda] [--seed S] [--out policy.lua]\n"
+     "      Choose per-layer pooling factors whose planned peak fits the budget at the least total\n"
+     "      weight-gradient error, measured on probe batches (default 2, synthetic data); print\n"
+     "      them against the uniform policies and write a .lua policy file.\n"},
     {"init", cmd_init,
      "  init MODEL [--classes N] [--seed S] --out DIR\n"
      "      Write freshly initialised parameters (torchvision's initialisation), one .npy\n"

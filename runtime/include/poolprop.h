@@ -320,6 +320,70 @@ typedef struct pp_memory_report {
  * context, including PP_BACKEND_NONE). Errors name the model or policy problem. */
 PP_API pp_status pp_plan_memory(pp_context *ctx, const pp_model_options *options, pp_memory_report *out);
 
+/* ---- Choosing a policy for a memory budget ----
+ * Per-layer pooling factors that fit a planned peak into a budget at the least total
+ * weight-gradient error, measured on probe batches. The forward pass and every input
+ * gradient are exact whatever the pooling, so a layer's weight gradient under a policy
+ * differs from f=1's only through its own pooled input: one step of a uniform policy
+ * measures every layer's error at that factor at once. */
+#define PP_CHOICE_MAX_FACTORS 4
+
+typedef struct pp_choice_options {
+    pp_model_options model; /* the run to fit: model, batch, image, classes (its policy is ignored) */
+    size_t budget;          /* bytes the planned peak may reach */
+    int factors[PP_CHOICE_MAX_FACTORS], factor_count; /* candidates among 1, 2, 4, 8 (1 is always one) */
+    int modes;         /* bit 0: avg, bit 1: max (the mode is one for the whole policy) */
+    int allow_bn_bf16; /* also consider bn=bf16 (BN inputs saved in bf16) */
+    /* The probes: probe_count batches of probe_batch images of probe_height x probe_width
+     * (NCHW float32) and their labels; 0 sizes: the model's. Errors are measured there and
+     * memory at the model's shape. */
+    int probe_count, probe_batch, probe_height, probe_width;
+    const float *const *probe_x;
+    const int32_t *const *probe_labels;
+    uint64_t seed; /* the parameters the probes run with (pp_model_init_params) */
+    /* The measurements of an earlier choice for the same model, factors, modes and bn
+     * option, taken instead of probing again (a curve over several budgets); NULL: probe. */
+    const struct pp_choice *measured;
+} pp_choice_options;
+
+typedef struct pp_choice_layer {
+    char name[64];
+    int factor;                              /* chosen */
+    size_t bytes_saved;                      /* planned saving against f=1, as the chooser counts it */
+    double error[PP_CHOICE_MAX_FACTORS][2];  /* relative L2 error of dW per candidate factor and mode */
+    double cosine[PP_CHOICE_MAX_FACTORS][2]; /* cosine of dW against f=1's */
+    double spread[PP_CHOICE_MAX_FACTORS][2]; /* standard deviation of the error over the probes */
+} pp_choice_layer;
+
+typedef struct pp_choice {
+    int layer_count;
+    pp_choice_layer *layers;
+    int mode;        /* 0 avg, 1 max */
+    int bn_bf16;     /* chosen */
+    double bn_error; /* the total error bn=bf16 adds (when allowed) */
+    size_t peak;     /* the chosen policy's planned peak (<= budget) */
+    double total_error;
+    char *policy;      /* the policy as text ("default=1,mode=avg,layer1.0.conv1=4,...") */
+    char *policy_file; /* the same as a .lua policy file, a comment per layer */
+    /* The uniform policies at the same budget: factor, peak, total error, whether it fits. */
+    int uniform_count;
+    struct pp_choice_uniform {
+        int factor;
+        size_t peak;
+        double total_error;
+        int fits;
+    } uniform[PP_CHOICE_MAX_FACTORS];
+    double seconds; /* probing and choosing */
+} pp_choice;
+
+PP_API void pp_choice_options_init(pp_choice_options *options);
+/* Fails with PP_ERR_OUT_OF_MEMORY, saying by how much and the largest batch that fits,
+ * where even the most aggressive allowed policy exceeds the budget; with
+ * PP_ERR_INVALID_ARGUMENT for a budget below the weights' own size, unknown factors or
+ * modes, and a probe whose loss is not finite. Release with pp_choice_free. */
+PP_API pp_status pp_policy_choose(pp_context *ctx, const pp_choice_options *options, pp_choice *out);
+PP_API void pp_choice_free(pp_choice *choice);
+
 /* ---- Data-parallel training across processes ----
  * A communicator joins the ranks of one job. On the host backend MPI carries the
  * reductions (MPI_COMM_WORLD; the library initialises MPI where the application has not,

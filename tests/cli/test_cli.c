@@ -479,6 +479,19 @@ static void plan_data_parallel(void)
     expect_failure("plan resnet18 --batch 30 --world 4", "does not divide among 4 ranks");
 }
 
+static void policy_bad_input(void)
+{
+    /* poolprop policy refuses what it cannot use before any probe runs */
+    expect_failure("policy cifar_resnet8 --batch 8", "--budget BYTES is required");
+    expect_failure("policy cifar_resnet8 --batch 8 --budget 0", "--budget: expected a byte count");
+    expect_failure("policy cifar_resnet8 --batch 8 --budget -5MiB", "--budget: expected a byte count");
+    expect_failure("policy cifar_resnet8 --batch 8 --budget 1GiB --factors 1,3", "--factors: expected factors");
+    expect_failure("policy cifar_resnet8 --batch 8 --budget 1GiB --factors 2,4", "must include 1");
+    expect_failure("policy cifar_resnet8 --batch 8 --budget 1GiB --modes min", "--modes: expected avg");
+    expect_failure("policy cifar_resnet8 --batch 8 --budget 1GiB --allow act=bf16", "--allow: only bn=bf16");
+    expect_failure("policy cifar_resnet8 --batch 8 --budget 100KB --backend host", "is below what cifar_resnet8 holds");
+}
+
 static void backend_and_values(void)
 {
     expect_failure("demo --backend gpu", "--backend: expected auto, host or cuda, got 'gpu'");
@@ -636,6 +649,7 @@ static const test_case tests[] = {
               "plan rejects a zero batch, unknown models, stages, layers, too small images, bad budgets"),
     TEST_CASE(plan_act_bf16, "act=bf16 is planned against its own (smaller) baseline; bad act/math combinations fail"),
     TEST_CASE(plan_data_parallel, "plan --world: per-rank batch, the sync-BN gather buffer in the peak, refusals"),
+    TEST_CASE(policy_bad_input, "policy: missing or bad budget, factors, modes, --allow; a budget below the weights"),
     TEST_CASE(backend_and_values, "bad --backend values, train's auto backend, and values once accepted silently"),
     TEST_CASE_AFTER(init_step, layer_vs_reference,
                     "init + step write loss, gradients and running statistics; bad images, labels and params fail"),
