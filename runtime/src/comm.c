@@ -186,18 +186,19 @@ pp_status pp_comm_rank(const pp_comm *c, int *rank, int *world)
 void pp_comm_destroy(pp_comm *c)
 {
     if (!c) return;
-#ifdef PP_HAVE_MPI
-    int finalised = 0;
-    MPI_Finalized(&finalised);
-    if (!finalised && c->has_mpi) MPI_Comm_free(&c->mpi);
-    if (c->owns_mpi && !finalised) MPI_Finalize();
-#endif
+    /* Averages still in flight (a step that failed half-way) end before their transport. */
     if (c->pending_count) comm_allreduce_wait(c);
     free(c->pending);
     if (c->stream) c->ctx->ops->stream_destroy(c->ctx, c->stream);
     if (c->nccl_comm) nccl_comm_destroy(c->ctx, c->nccl_comm);
     if (c->nccl) nccl_unload(c->nccl);
     if (c->scratch) device_free(c->ctx, c->scratch, c->scratch_bytes);
+#ifdef PP_HAVE_MPI
+    int finalised = 0;
+    MPI_Finalized(&finalised);
+    if (!finalised && c->has_mpi) MPI_Comm_free(&c->mpi);
+    if (c->owns_mpi && !finalised) MPI_Finalize();
+#endif
     free(c->gathered);
     free(c);
 }
