@@ -349,6 +349,8 @@ typedef struct run {
     train_log log;
     progress p;
     shard sh;
+    checkpoint resume; /* --resume's, read and checked before the model is built */
+    int resuming;
 } run;
 
 /* The ranks of a job launched by mpirun (Open MPI's, or a PMI launcher's variable), or 1. */
@@ -423,6 +425,13 @@ static int run_open(run *r)
     co.backend = s->backend;
     if (!(r->ctx = cli_context(&co))) return 1;
     if (open_comm(r)) return 1;
+    /* A checkpoint that does not belong to this run is refused before anything is built. */
+    if (s->resume) {
+        char err[1024];
+        if (checkpoint_load(r->ctx, s->resume, &r->resume, err, sizeof err)) return cli_fail("--resume: %s", err);
+        r->resuming = 1;
+        if (resume_from(&r->resume, s, &r->p)) return 1;
+    }
     pp_model_options mo;
     pp_model_options_init(&mo);
     mo.model = s->model, mo.policy = s->policy, mo.batch = s->batch / s->world, mo.height = s->height;
@@ -466,20 +475,16 @@ static int run_open(run *r)
     return 0;
 }
 
-/* Restores the checkpoint of --resume, or initialises the parameters. */
+/* Restores the checkpoint of --resume (checked by run_open), or initialises the parameters. */
 static int run_start(run *r)
 {
     if (!r->s.resume) return pp_model_init_params(r->m, r->s.seed) != PP_OK ? cli_fail("%s", pp_last_error(r->ctx)) : 0;
     char err[1024];
-    checkpoint c;
-    if (checkpoint_load(r->ctx, r->s.resume, &c, err, sizeof err)) return cli_fail("--resume: %s", err);
-    int rc = resume_from(&c, &r->s, &r->p) ||
-             (checkpoint_restore(r->m, &c, err, sizeof err) && cli_fail("--resume: %s", err));
-    checkpoint_free(&c);
-    if (!rc && r->sh.rank == 0)
+    if (checkpoint_restore(r->m, &r->resume, err, sizeof err)) return cli_fail("--resume: %s", err);
+    if (r->sh.rank == 0)
         printf("resuming from %s: epoch %d, batch %d (step %ld)\n", r->s.resume, r->p.epoch + 1, r->p.next_batch,
                r->p.step);
-    return rc;
+    return 0;
 }
 
 static int run_checkpoint(run *r, const progress *at)
@@ -619,6 +624,7 @@ static int run_epochs(run *r, int *stopped)
 
 static void run_close(run *r)
 {
+    if (r->resuming) checkpoint_free(&r->resume);
     log_close(&r->log);
     free(r->x), free(r->labels), free(r->logits);
     pp_model_destroy(r->m);
