@@ -35,9 +35,17 @@ static int parse_factors(const char *text, pp_choice_options *o)
     return cli_fail("--factors: the candidates must include 1 (no pooling), got '%s'", text);
 }
 
+/* Whether a comma-separated list has an empty item (",,", or a comma at either end). */
+static int has_empty_item(const char *text)
+{
+    size_t n = strlen(text);
+    return n == 0 || text[0] == ',' || text[n - 1] == ',' || strstr(text, ",,") != NULL;
+}
+
 static int parse_modes(const char *text, int *modes)
 {
     *modes = 0;
+    if (has_empty_item(text)) return cli_fail("--modes: an empty item in '%s'", text);
     char buf[64];
     snprintf(buf, sizeof buf, "%s", text);
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
@@ -73,6 +81,8 @@ int cmd_policy(int argc, char **argv)
     /* Several budgets (a curve): probed once, chosen for each. */
     size_t budgets[16];
     int budget_count = 0;
+    if (has_empty_item(v))
+        return cli_fail("--budget: expected a byte count such as 16GiB, got an empty item in '%s'", v);
     char list[512];
     snprintf(list, sizeof list, "%s", v);
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {

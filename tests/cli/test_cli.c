@@ -489,6 +489,9 @@ static void policy_bad_input(void)
     expect_failure("policy cifar_resnet8 --batch 8 --budget 1GiB --factors 2,4", "must include 1");
     expect_failure("policy cifar_resnet8 --batch 8 --budget 1GiB --modes min", "--modes: expected avg");
     expect_failure("policy cifar_resnet8 --batch 8 --budget 1GiB --allow act=bf16", "--allow: only bn=bf16");
+    expect_failure("policy cifar_resnet8 --batch 8 --budget 1GiB,2GiB --out p.lua", "--out writes one policy");
+    expect_failure("policy cifar_resnet8 --batch 8 --budget 1GiB,,2GiB", "--budget: expected a byte count");
+    expect_failure("policy cifar_resnet8 --batch 8 --budget 1GiB --modes avg,,max", "--modes: an empty item");
     expect_failure("policy cifar_resnet8 --batch 8 --budget 100KB --backend host", "is below what cifar_resnet8 holds");
 }
 
