@@ -14,17 +14,17 @@
 # (default ./gpu-out). Each stage's output goes to its own file, so a stage that fails or
 # times out leaves the others' results, and runs the data-parallel path with NCCL at world
 # size 1 (rank 0 of 1, a rendezvous file) against the same training run without it.
-# Stages (arguments select some, in this order; none: all): ctest tune pytorch cifar bf16
-# torch nccl. Limits (s): ctest 120, tune 70, pytorch (ResNet-50 comparison) 185, cifar 60,
-# bf16 60, torch 70, nccl 80: 645 s at most, plus the build; where one 10-minute device call
-# cannot hold them all, split them over two calls (tools/gpu_check.sh ctest tune pytorch,
-# then cifar bf16 torch nccl: the build is reused).
+# Stages (arguments select some, in this order; none: all): ctest step tune pytorch cifar
+# bf16 torch nccl. Limits (s): ctest 150, step (a training step against the host) 160,
+# tune 70, pytorch (ResNet-50 comparison) 185, cifar 60, bf16 60, torch 70, nccl 80: 835 s at most, plus the build; where one 10-minute device call
+# cannot hold them all, split them over two calls (tools/gpu_check.sh ctest step nccl torch,
+# then tune pytorch cifar bf16: the build is reused).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-out}
 mkdir -p "$out"
 export POOLPROP_CACHE_DIR=${POOLPROP_CACHE_DIR:-$PWD/build/gpu-cache}
-stages=${*:-ctest tune pytorch cifar bf16 torch nccl}
+stages=${*:-ctest step tune pytorch cifar bf16 torch nccl}
 want() { case " $stages " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 { nvidia-smi || true; } > "$out/nvidia-smi.txt" 2>&1
 # poolprop.torch's GPU test runs under the first Python whose PyTorch sees a GPU (CTest's
@@ -35,13 +35,62 @@ for p in python3 /usr/bin/python3; do
     torch_python=$(command -v "$p"); break
   fi
 done
-(tools/install-deps.sh && cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DPP_TORCH_PYTHON="$torch_python" &&
-  cmake --build build -j"$(nproc)") \
-  > "$out/build.txt" 2>&1 || { echo "build failed: see $out/build.txt"; exit 1; }
+# A machine without a package registry (a lent GPU machine) builds against Debian packages
+# carried in the folder PP_OFFLINE_DEBS (liblua5.4-0, liblua5.4-dev and lua5.4, from
+# `apt-get download`), unpacked under build/offline-deps; valgrind, which only a host test
+# uses, is then named as /bin/false so that no test can pass through it.
+cmake_args=(-DCMAKE_BUILD_TYPE=Release -DPP_TORCH_PYTHON="$torch_python")
+prepare=tools/install-deps.sh
+if [ -n "${PP_OFFLINE_DEBS:-}" ]; then
+  deps=$PWD/build/offline-deps
+  prepare="mkdir -p $deps"
+  for deb in "$PP_OFFLINE_DEBS"/*.deb; do
+    if command -v dpkg > /dev/null; then prepare+=" && dpkg -x $deb $deps"
+    else prepare+=" && ar p $deb data.tar.xz | tar -xJ -C $deps"; fi
+  done
+  lua_lib=$deps/usr/lib/x86_64-linux-gnu
+  export LD_LIBRARY_PATH=$lua_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  cmake_args+=(-DLUA_INCLUDE_DIR="$deps/usr/include/lua5.4" -DLUA_LIBRARY="$lua_lib/liblua5.4.so"
+    -DPP_LUA_INTERPRETER="$deps/usr/bin/lua5.4" -DPP_VALGRIND=/bin/false)
+fi
+# NCCL where the system has none: the copy a pip-installed PyTorch carries.
+if [ -z "${POOLPROP_NCCL_LIBRARY:-}" ] && ! ldconfig -p 2>/dev/null | grep -q 'libnccl\.so\.2'; then
+  nccl=$(find /opt /usr -name 'libnccl.so.2' -print -quit 2>/dev/null)
+  [ -n "$nccl" ] && export POOLPROP_NCCL_LIBRARY=$nccl
+fi
+(eval "$prepare" && cmake -S . -B build "${cmake_args[@]}" && cmake --build build -j"$(nproc)") \
+  > "$out/build.txt" 2>&1 || { echo "build failed: see $out/build.txt"; tail -n 30 "$out/build.txt"; exit 1; }
+echo "build: ok (NCCL: ${POOLPROP_NCCL_LIBRARY:-from the system})"
 if want ctest; then
   # The GPU tests only: the host-emulation suite is CI's, and takes minutes there.
-  timeout 120 ctest --test-dir build -R "cuda|tensor_core" --output-on-failure > "$out/ctest.txt" 2>&1
+  timeout 150 ctest --test-dir build -R "cuda|tensor_core|nccl" -j4 --output-on-failure > "$out/ctest.txt" 2>&1
   echo "ctest (GPU tests): $(grep -E 'tests passed|tests failed' "$out/ctest.txt")"
+  grep -E "^ *[0-9]+/[0-9]+ Test" "$out/ctest.txt"
+fi
+if want step; then
+  # One whole training step (loss, every gradient, the updated BN statistics) on the GPU
+  # against the host backend running the same generated kernels: cifar_resnet20 at 32x32
+  # (basic blocks) and resnet18 at 64x64 (the 7x7 stem and max pool), fp32 and TF32.
+  d=$out/step
+  mkdir -p "$d"
+  python3 -c "
+import numpy as np; r = np.random.default_rng(7)
+for n, hw in ((8, 32), (4, 64)):
+    np.save('$d/x%d.npy' % hw, r.standard_normal((n, 3, hw, hw)).astype(np.float32))
+    np.save('$d/labels%d.npy' % hw, r.integers(0, 10, n).astype(np.int64))"
+  for run in "cifar_resnet20 32 2,math=fp32 1e-4" "cifar_resnet20 32 4,math=tf32 1e-3" \
+    "resnet18 64 2,math=tf32 1e-3"; do
+    set -- $run
+    tag=$1_${3//[,=]/_}
+    mkdir -p "$d/$tag"
+    timeout 20 build/poolprop init "$1" --classes 10 --seed 3 --out "$d/params_$1" > /dev/null 2>&1
+    for b in host cuda; do
+      timeout 60 build/poolprop step "$1" --params "$d/params_$1" --x "$d/x$2.npy" --labels "$d/labels$2.npy" \
+        --policy "$3" --backend "$b" --out "$d/$tag/$b" > "$d/$tag.$b.txt" 2>&1 || tail -n 5 "$d/$tag.$b.txt"
+    done
+    echo "step $1 ${2}x$2 policy $3, cuda against host: $(python3 tools/compare_npy.py "$d/$tag/host" \
+      "$d/$tag/cuda" --tol "$4" | tee "$d/$tag.compare.txt" | tail -n 1)"
+  done
 fi
 # Tune ResNet-50's kernels (TF32 allowed, as PyTorch runs), bounded, then benchmark with
 # the tuned variants against PyTorch/cuDNN in the same invocation.
@@ -81,7 +130,10 @@ if want nccl; then
   timeout 40 build/poolprop "${train[@]}" --rank 0 --world-size 1 --rendezvous "file:$out/rendezvous" \
     --log "$out/nccl_1.csv" > "$out/nccl_1.txt" 2>&1
   echo "NCCL world size 1: $(grep -E '^data parallel' "$out/nccl_1.txt")"
-  for f in nccl_off nccl_1; do echo "  $f: $(grep -E '^epoch 1:' "$out/$f.txt") $(tail -n 1 "$out/$f.csv")"; done
+  for f in nccl_off nccl_1; do
+    echo "  $f: $(grep -E '^epoch 1:' "$out/$f.txt") $(tail -n 1 "$out/$f.csv" 2>/dev/null)"
+    grep -q '^epoch 1:' "$out/$f.txt" || tail -n 5 "$out/$f.txt"
+  done
 fi
 # The figures a closing note quotes: per-kernel totals, poolprop's step, one line per PyTorch
 # mode, the verdicts.
