@@ -48,6 +48,8 @@ if [ -n "${PP_OFFLINE_DEBS:-}" ]; then
     if command -v dpkg > /dev/null; then prepare+=" && dpkg -x $deb $deps"
     else prepare+=" && ar p $deb data.tar.xz | tar -xJ -C $deps"; fi
   done
+  # luaconf.h includes Debian's multiarch header from the include folder's own directory.
+  prepare+=" && cp $deps/usr/include/x86_64-linux-gnu/lua5.4-deb-multiarch.h $deps/usr/include/lua5.4/"
   lua_lib=$deps/usr/lib/x86_64-linux-gnu
   export LD_LIBRARY_PATH=$lua_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   cmake_args+=(-DLUA_INCLUDE_DIR="$deps/usr/include/lua5.4" -DLUA_LIBRARY="$lua_lib/liblua5.4.so"
