@@ -841,15 +841,14 @@ pp_status pp_model_train_step(pp_model *m, const pp_sgd_options *sgd, float *los
         pp_status st = comm_allreduce_start(m->comm, m->grads + g->offset * 4, g->count);
         if (st != PP_OK) return ctx_wrap(ctx, st, "averaging the gradients of model %s", m->plan.model);
     }
-    PP_TRY(run_steps(m, s, from, update, scalars, !m->comm));
+    /* One wait per step, at its end: a wait between the backward pass and the update would
+     * leave the device idle while the update's launches are issued. */
+    PP_TRY(run_steps(m, s, from, update, scalars, 0));
     if (m->comm) {
         pp_status st = comm_allreduce_wait(m->comm);
         if (st != PP_OK) return ctx_wrap(ctx, st, "averaging the gradients of model %s", m->plan.model);
     }
-    if (end > update)
-        PP_TRY(run_steps(m, s, update, end, scalars, 1));
-    else if (m->comm)
-        PP_TRY(ctx->ops->synchronize(ctx));
+    PP_TRY(run_steps(m, s, update, end, scalars, 1));
     const plan_buffer *lb = &s->buffers[m->plan.loss_buffer];
     float result[2];
     PP_TRY(ctx->ops->download(ctx, result, m->arena + lb->offset, sizeof result));
