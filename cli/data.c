@@ -8,17 +8,20 @@
  *   train order      (seed, epoch)
  *   augmentation     (seed, epoch, sample index)
  *   synthetic image  (seed, split, sample index)
- * so a batch is the same whichever batches were made before it (exact resume). */
+ * so a batch is the same whichever batches were made before it (exact resume), and the same
+ * whichever worker threads made its images (data_batch splits a batch among them). */
 #define _POSIX_C_SOURCE 200809L
 #include "data.h"
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 enum {
     KIND_SYNTHETIC,
@@ -60,7 +63,8 @@ struct dataset {
     uint64_t seed;
     int augment;
     split_data split[2];
-    float *scratch; /* one image, (3,H,W) pixels in [0, 1] */
+    int threads;    /* workers of data_batch, >= 1 */
+    float *scratch; /* one image per worker, (threads,3,H,W) pixels in [0, 1] */
 };
 
 static int fail(char *err, size_t err_len, const char *fmt, ...)
@@ -186,27 +190,27 @@ static int synth_render(const dataset *ds, int split, int index, float *px)
 
 /* ---- one image through augmentation and normalisation ---- */
 
-/* Pixels of sample `index` (file order) into ds->scratch; returns its label. */
-static int load_pixels(dataset *ds, int split, int index)
+/* Pixels of sample `index` (file order) into scratch (3,H,W); returns its label. */
+static int load_pixels(const dataset *ds, int split, int index, float *scratch)
 {
-    if (ds->kind == KIND_SYNTHETIC) return synth_render(ds, split, index, ds->scratch);
+    if (ds->kind == KIND_SYNTHETIC) return synth_render(ds, split, index, scratch);
     const split_data *d = &ds->split[split];
     const uint8_t *b = d->pixels + (size_t)index * CIFAR_PIXELS;
-    for (int i = 0; i < CIFAR_PIXELS; i++) ds->scratch[i] = (float)b[i] / 255.0f;
+    for (int i = 0; i < CIFAR_PIXELS; i++) scratch[i] = (float)b[i] / 255.0f;
     return d->labels[index];
 }
 
 /* out(c,y,x) = (in(c, y+dy, x'+dx) - mean[c]) / std[c] with x' = W-1-x if flip else x, and
  * 0 for pixels outside the image (zero padding before normalisation, as torchvision's
  * RandomCrop(padding) then RandomHorizontalFlip then Normalize). */
-static void place(const dataset *ds, int dy, int dx, int flip, float *out)
+static void place(const dataset *ds, const float *scratch, int dy, int dx, int flip, float *out)
 {
     int H = ds->height, W = ds->width;
     const float *mean = ds->kind == KIND_CIFAR10 ? cifar_mean : synth_mean;
     const float *sd = ds->kind == KIND_CIFAR10 ? cifar_std : synth_std;
     size_t plane = (size_t)H * W;
     for (int c = 0; c < 3; c++) {
-        const float *in = ds->scratch + c * plane;
+        const float *in = scratch + c * plane;
         float *o = out + c * plane;
         for (int y = 0; y < H; y++) {
             int sy = y + dy;
@@ -219,10 +223,11 @@ static void place(const dataset *ds, int dy, int dx, int flip, float *out)
     }
 }
 
-/* Fills out with sample `index` (file order), augmented for training if enabled. */
-static int make_image(dataset *ds, int split, int epoch, int index, float *out)
+/* Fills out with sample `index` (file order), augmented for training if enabled; scratch
+ * holds one image. */
+static int make_image(const dataset *ds, int split, int epoch, int index, float *scratch, float *out)
 {
-    int label = load_pixels(ds, split, index);
+    int label = load_pixels(ds, split, index, scratch);
     int dy = 0, dx = 0, flip = 0;
     if (split == DATA_TRAIN && ds->augment) {
         /* A crop of the image padded by H/8, W/8 (4 at 32x32), then a flip with p = 1/2. */
@@ -232,7 +237,7 @@ static int make_image(dataset *ds, int split, int epoch, int index, float *out)
         dx = (int)rng_below(&r, (uint32_t)(2 * px + 1)) - px;
         flip = (int)(rng_next(&r) & 1);
     }
-    place(ds, dy, dx, flip, out);
+    place(ds, scratch, dy, dx, flip, out);
     return label;
 }
 
@@ -357,6 +362,12 @@ int data_open(const char *spec, const data_options *o, dataset **out, char *err,
     dataset *ds = calloc(1, sizeof *ds);
     if (!ds) return fail(err, err_len, "out of memory");
     ds->height = o->height, ds->width = o->width, ds->seed = o->seed;
+    ds->threads = o->threads;
+    if (ds->threads <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        ds->threads = cpus < 1 ? 1 : cpus > DATA_MAX_THREADS ? DATA_MAX_THREADS : (int)cpus;
+    }
+    if (ds->threads > DATA_MAX_THREADS) ds->threads = DATA_MAX_THREADS;
     ds->split[0].order_epoch = ds->split[1].order_epoch = -1;
     int rc;
     if (strcmp(spec, "synthetic") == 0) {
@@ -385,7 +396,7 @@ int data_open(const char *spec, const data_options *o, dataset **out, char *err,
         rc = fail(err, err_len, "unknown data set '%s' (expected synthetic or cifar10:DIR)", spec);
     }
     if (!rc) {
-        ds->scratch = malloc((size_t)3 * ds->height * ds->width * sizeof *ds->scratch);
+        ds->scratch = malloc((size_t)ds->threads * 3 * ds->height * ds->width * sizeof *ds->scratch);
         ds->split[DATA_TRAIN].order = malloc((size_t)ds->split[DATA_TRAIN].n * sizeof(int32_t));
         if (!ds->scratch || !ds->split[DATA_TRAIN].order) rc = fail(err, err_len, "out of memory");
     }
@@ -435,6 +446,30 @@ int data_epoch_begin(dataset *ds, data_split split, int epoch, char *err, size_t
     return 0;
 }
 
+/* One worker's share of a batch: images [from, to) of the batch starting at `first`. */
+typedef struct batch_work {
+    const dataset *ds;
+    int split, epoch;
+    long first;
+    int from, to;
+    float *scratch;
+    float *x;
+    int32_t *labels;
+} batch_work;
+
+static void *batch_worker(void *arg)
+{
+    const batch_work *w = arg;
+    const dataset *ds = w->ds;
+    const split_data *d = &ds->split[w->split];
+    size_t image = (size_t)3 * ds->height * ds->width;
+    for (int i = w->from; i < w->to; i++) {
+        int sample = w->split == DATA_TRAIN ? d->order[w->first + i] : (int)(w->first + i);
+        w->labels[i] = make_image(ds, w->split, w->epoch, sample, w->scratch, w->x + (size_t)i * image);
+    }
+    return NULL;
+}
+
 int data_batch(dataset *ds, data_split split, int epoch, int index, int batch_size, float *x, int32_t *labels,
                char *err, size_t err_len)
 {
@@ -448,10 +483,21 @@ int data_batch(dataset *ds, data_split split, int epoch, int index, int batch_si
     size_t image = (size_t)3 * ds->height * ds->width;
     long first = (long)index * batch_size;
     int real = d->n - first < batch_size ? (int)(d->n - first) : batch_size;
-    for (int i = 0; i < real; i++) {
-        int sample = split == DATA_TRAIN ? d->order[first + i] : (int)(first + i);
-        labels[i] = make_image(ds, split, epoch, sample, x + i * image);
+    /* Worker t makes images [t*real/n, (t+1)*real/n); the calling thread is worker 0. */
+    int n = ds->threads < real ? ds->threads : real;
+    batch_work work[DATA_MAX_THREADS];
+    pthread_t tid[DATA_MAX_THREADS];
+    int started[DATA_MAX_THREADS] = {0};
+    for (int t = 0; t < n; t++) {
+        work[t] = (batch_work){ds, split, epoch, first, (int)((long)t * real / n), (int)((long)(t + 1) * real / n),
+                               ds->scratch + (size_t)t * image, x, labels};
+        if (t > 0) started[t] = pthread_create(&tid[t], NULL, batch_worker, &work[t]) == 0;
     }
+    /* A worker that could not start is done here, in order: the images are the same. */
+    for (int t = 0; t < n; t++)
+        if (t == 0 || !started[t]) batch_worker(&work[t]);
+    for (int t = 1; t < n; t++)
+        if (started[t]) pthread_join(tid[t], NULL);
     if (real < batch_size) {
         memset(x + real * image, 0, (size_t)(batch_size - real) * image * sizeof *x);
         memset(labels + real, 0, (size_t)(batch_size - real) * sizeof *labels);
@@ -464,7 +510,7 @@ int data_sample(dataset *ds, data_split split, int index, float *x, int32_t *lab
     if (split != DATA_TRAIN && split != DATA_VAL) return fail(err, err_len, "data: bad split %d", (int)split);
     if (index < 0 || index >= ds->split[split].n)
         return fail(err, err_len, "data: sample %d out of range (0..%d)", index, ds->split[split].n - 1);
-    *label = load_pixels(ds, split, index);
-    place(ds, 0, 0, 0, x);
+    *label = load_pixels(ds, split, index, ds->scratch);
+    place(ds, ds->scratch, 0, 0, 0, x);
     return 0;
 }

@@ -20,6 +20,7 @@
 
 #define DATA_CLASSES 10
 #define DATA_AUGMENT_DEFAULT (-1)
+#define DATA_MAX_THREADS 16 /* workers of data_batch at most */
 
 typedef enum data_split {
     DATA_TRAIN = 0,
@@ -33,6 +34,8 @@ typedef struct data_options {
     int val_size;      /*   the whole split, 50000 / 10000); cifar10: the first N records */
     int augment;       /* training augmentation (crop with padding, horizontal flip): 1 on,
                            0 off, DATA_AUGMENT_DEFAULT: on for cifar10, off for synthetic */
+    int threads;       /* threads that make a batch's images: 0 one per online CPU, at most
+                           DATA_MAX_THREADS; the images do not depend on it */
 } data_options;
 
 typedef struct dataset dataset;

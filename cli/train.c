@@ -524,8 +524,13 @@ static int run_epochs(run *r, int *stopped)
         double epoch_start = now_s() - p->seconds;
         double run_start_s = now_s();
         long images_this_run = 0;
+        /* Where this run's time goes, per batch: making the images, and the training step
+         * (upload, step, and the ranks' agreement). */
+        double data_s = 0, step_s = 0;
+        long timed_batches = 0;
         for (; !rc && p->next_batch < batches; p->next_batch++) {
             if (interrupted && !r->comm) break;
+            double t0 = now_s();
             if (data_batch(r->ds, DATA_TRAIN, p->epoch, p->next_batch, s->batch, r->x, r->labels, err, sizeof err) <
                 0) {
                 rc = cli_fail("%s", err);
@@ -536,6 +541,7 @@ static int run_epochs(run *r, int *stopped)
             float local_loss;
             int local_correct;
             const size_t first = (size_t)r->sh.rank * (size_t)r->sh.local;
+            double t1 = now_s();
             if (pp_model_set_batch(r->m, r->x + first * r->sh.image, r->labels + first) != PP_OK ||
                 pp_model_train_step(r->m, &sgd, &local_loss) != PP_OK ||
                 pp_model_last_correct(r->m, &local_correct) != PP_OK) {
@@ -549,6 +555,8 @@ static int run_epochs(run *r, int *stopped)
                 rc = cli_fail("%s", pp_last_error(r->ctx));
                 break;
             }
+            double t2 = now_s();
+            step_s += t2 - t1, data_s += t1 - t0, timed_batches++;
             float loss = (float)(agreed[0] / s->world);
             int correct = (int)agreed[1];
             const int stop_agreed = r->comm && agreed[2] > 0;
@@ -603,8 +611,10 @@ static int run_epochs(run *r, int *stopped)
         double train_loss = p->loss_sum / batches, train_acc = (double)p->correct / p->seen;
         if (tty && r->sh.rank == 0) printf("\n");
         if (r->sh.rank == 0)
-            printf("epoch %d: train loss %.4f acc %.4f, val loss %.4f acc %.4f, %.1f s\n", p->epoch + 1, train_loss,
-                   train_acc, val_loss, val_acc, seconds);
+            printf("epoch %d: train loss %.4f acc %.4f, val loss %.4f acc %.4f, %.1f s (per batch: data %.1f ms, step "
+                   "%.1f ms)\n",
+                   p->epoch + 1, train_loss, train_acc, val_loss, val_acc, seconds,
+                   timed_batches ? 1e3 * data_s / timed_batches : 0.0, timed_batches ? 1e3 * step_s / timed_batches : 0.0);
         if (r->sh.rank == 0 && r->log.path &&
             (log_append(&r->log, "%d,%.6f,%.6f,%.6f,%.6f,%.2f,%zu\n", p->epoch + 1, train_loss, train_acc, val_loss,
                         val_acc, seconds, r->report.peak) ||

@@ -15,16 +15,17 @@
 # times out leaves the others' results, and runs the data-parallel path with NCCL at world
 # size 1 (rank 0 of 1, a rendezvous file) against the same training run without it.
 # Stages (arguments select some, in this order; none: all): ctest step tune pytorch cifar
-# bf16 torch nccl. Limits (s): ctest 150, step (a training step against the host) 160,
-# tune 70, pytorch (ResNet-50 comparison) 185, cifar 60, bf16 60, torch 70, nccl 120: 875 s at most, plus the build; where one 10-minute device call
+# bf16 torch nccl train. Limits (s): ctest 150, step (a training step against the host) 160,
+# tune 70, pytorch (ResNet-50 comparison) 185, cifar 60, bf16 60, torch 70, nccl 160,
+# train 90: 1005 s at most, plus the build; where one 10-minute device call
 # cannot hold them all, split them over two calls (tools/gpu_check.sh ctest step nccl torch,
-# then tune pytorch cifar bf16: the build is reused).
+# then tune pytorch cifar bf16 train).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-out}
 mkdir -p "$out"
 export POOLPROP_CACHE_DIR=${POOLPROP_CACHE_DIR:-$PWD/build/gpu-cache}
-stages=${*:-ctest step tune pytorch cifar bf16 torch nccl}
+stages=${*:-ctest step tune pytorch cifar bf16 torch nccl train}
 want() { case " $stages " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 { nvidia-smi || true; } > "$out/nvidia-smi.txt" 2>&1
 # poolprop.torch's GPU test runs under the first Python whose PyTorch sees a GPU (CTest's
@@ -142,12 +143,23 @@ if want nccl; then
   timeout 40 build/poolprop "${train[@]}" --rank 0 --world-size 1 --rendezvous "file:$out/rendezvous" \
     --log "$out/nccl_1.csv" > "$out/nccl_1.txt" 2>&1
   timeout 40 build/poolprop "${train[@]}" --log "$out/nccl_off2.csv" > "$out/nccl_off2.txt" 2>&1
+  # Synchronised BN through NCCL (the partials' gather) at world size 1.
+  rm -f "$out/rendezvous"
+  timeout 40 build/poolprop "${train[@]}" --rank 0 --world-size 1 --rendezvous "file:$out/rendezvous" --sync-bn \
+    --log "$out/nccl_1_sync_bn.csv" > "$out/nccl_1_sync_bn.txt" 2>&1
   echo "NCCL world size 1: $(grep -E '^data parallel' "$out/nccl_1.txt")"
-  for f in nccl_off nccl_1 nccl_off2; do
+  for f in nccl_off nccl_1 nccl_off2 nccl_1_sync_bn; do
     echo "  $f: last progress line: $(grep -E 'step 40/40' "$out/$f.txt")"
     echo "  $f: $(grep -E '^epoch 1:' "$out/$f.txt") $(tail -n 1 "$out/$f.csv" 2>/dev/null)"
     grep -q '^epoch 1:' "$out/$f.txt" || tail -n 5 "$out/$f.txt"
   done
+fi
+if want train; then
+  # `poolprop train` on ResNet-50's synthetic 224x224 images: where a batch's time goes
+  # (making the images on the CPU's threads, and the training step).
+  timeout 90 build/poolprop train resnet50 --backend cuda --batch 64 --epochs 1 --steps 12 --train-size 768 \
+    --val-size 64 --policy 2,math=tf32 > "$out/train_resnet50.txt" 2>&1
+  echo "train resnet50: $(grep -E '^epoch 1:' "$out/train_resnet50.txt" || tail -n 3 "$out/train_resnet50.txt")"
 fi
 # The figures a closing note quotes: per-kernel totals, poolprop's step, one line per PyTorch
 # mode, the verdicts.

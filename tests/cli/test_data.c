@@ -1,6 +1,6 @@
 /* test_data.c - the data sets of `poolprop train` (cli/data.c).
  *   synthetic: batches are a pure function of (seed, split, epoch, batch index) (two opens,
- *     batches made out of order, a fresh open starting at a late epoch); epochs differ in
+ *     one making images on 1 thread and one on 5, batches made out of order, a fresh open starting at a late epoch); epochs differ in
  *     order and each is a permutation; val is file order with a zero-padded last batch;
  *     values are finite and about N(0, 1); all ten classes appear; the classes are
  *     learnable (a nearest-class-mean classifier on colour- and shift-invariant features
@@ -50,7 +50,11 @@ static void synthetic_determinism(void)
     o.height = 16, o.width = 16, o.seed = 3, o.train_size = 200, o.val_size = 50;
     for (int aug = 0; aug <= 1; aug++) {
         o.augment = aug;
-        dataset *a = open_ok("synthetic", &o), *b = open_ok("synthetic", &o);
+        /* a makes its images on one thread, b on five (which divide no batch evenly). */
+        o.threads = 1;
+        dataset *a = open_ok("synthetic", &o);
+        o.threads = 5;
+        dataset *b = open_ok("synthetic", &o);
         enum {
             BS = 16
         };
@@ -73,8 +77,13 @@ static void synthetic_determinism(void)
         batch_ok(b, DATA_TRAIN, 1, 2, BS, xb, lb, BS);
         CHECK(memcmp(xa, xb, BS * img * sizeof(float)) == 0 && memcmp(la, lb, sizeof la) == 0,
               "epoch 1 batch 2 differs after visiting epoch 9 (augment %d)", aug);
-        printf("synthetic (augment %s): epoch 5 batch 7 and epoch 1 batch 2 bit-identical across two opens, "
-               "in-order vs. fresh start vs. revisit\n",
+        /* The last val batch holds 2 images, fewer than b's threads. */
+        batch_ok(a, DATA_VAL, 0, 3, BS, xa, la, 2);
+        batch_ok(b, DATA_VAL, 0, 3, BS, xb, lb, 2);
+        CHECK(memcmp(xa, xb, BS * img * sizeof(float)) == 0 && memcmp(la, lb, sizeof la) == 0,
+              "the last val batch differs between 1 and 5 threads (augment %d)", aug);
+        printf("synthetic (augment %s): epoch 5 batch 7, epoch 1 batch 2 and the last val batch bit-identical across "
+               "two opens (1 and 5 threads), in-order vs. fresh start vs. revisit\n",
                aug ? "on" : "off");
         free(xa), free(xb);
         data_close(a), data_close(b);
