@@ -489,8 +489,15 @@ int data_batch(dataset *ds, data_split split, int epoch, int index, int batch_si
     pthread_t tid[DATA_MAX_THREADS];
     int started[DATA_MAX_THREADS] = {0};
     for (int t = 0; t < n; t++) {
-        work[t] = (batch_work){ds, split, epoch, first, (int)((long)t * real / n), (int)((long)(t + 1) * real / n),
-                               ds->scratch + (size_t)t * image, x, labels};
+        work[t] = (batch_work){ds,
+                               split,
+                               epoch,
+                               first,
+                               (int)((long)t * real / n),
+                               (int)((long)(t + 1) * real / n),
+                               ds->scratch + (size_t)t * image,
+                               x,
+                               labels};
         if (t > 0) started[t] = pthread_create(&tid[t], NULL, batch_worker, &work[t]) == 0;
     }
     /* A worker that could not start is done here, in order: the images are the same. */

@@ -614,7 +614,8 @@ static int run_epochs(run *r, int *stopped)
             printf("epoch %d: train loss %.4f acc %.4f, val loss %.4f acc %.4f, %.1f s (per batch: data %.1f ms, step "
                    "%.1f ms)\n",
                    p->epoch + 1, train_loss, train_acc, val_loss, val_acc, seconds,
-                   timed_batches ? 1e3 * data_s / timed_batches : 0.0, timed_batches ? 1e3 * step_s / timed_batches : 0.0);
+                   timed_batches ? 1e3 * data_s / timed_batches : 0.0,
+                   timed_batches ? 1e3 * step_s / timed_batches : 0.0);
         if (r->sh.rank == 0 && r->log.path &&
             (log_append(&r->log, "%d,%.6f,%.6f,%.6f,%.6f,%.2f,%zu\n", p->epoch + 1, train_loss, train_acc, val_loss,
                         val_acc, seconds, r->report.peak) ||
