@@ -10,18 +10,21 @@
 // A block computes a BM x BN tile of (m,k); thread `tid` owns the tile rows tile_row(i)
 // and columns tile_col(j) (gemm_tile.cuh with ROW_FASTEST: consecutive threads own
 // consecutive m, which the BN partials' column segments need; or gemm_mma.cuh's fragments).
-// Pool-save: the blocks of grid column blockIdx.y == 0 also write xp for their share
-// [POOL_PER_BLOCK*blockIdx.x, +POOL_PER_BLOCK) of the N*HP*WP pooled pixels, all
-// channels. Shares are proportional to the blocks' rows of m, so a block pools roughly the
-// region of x its GEMM tile has just read (likely still in L2; not exactly the same
-// elements, since windows and receptive fields do not align). Windows are f x f at stride f, cut at the border;
+// Pool-save: every block also writes xp for its share of it: the pooled pixels
+// [POOL_PER_BLOCK*blockIdx.x, +POOL_PER_BLOCK) of the N*HP*WP, channels
+// [POOL_C_PER_COL*blockIdx.y, +POOL_C_PER_COL) of C. Pixel shares are proportional to the
+// blocks' rows of m, so a block pools roughly the region of x its GEMM tile has just read
+// (likely still in L2; not exactly the same elements, since windows and receptive fields do
+// not align); the channels are split among the grid's columns so that no column pools all
+// of them after its GEMM (with one pooling column, a 7x7 layer of 2048 channels spent 11
+// times its GEMM's time there on an H200). Windows are f x f at stride f, cut at the border;
 // avg divides by the number of elements that exist. POOL_F == 1 saves x itself: no xp.
 // STATS: also write BN partial statistics of y per block (see the epilogue):
 //   stats: (gridDim.x*STAT_PARTS, K, 3) = (count, mean, M2), merged by bn_stats_merge.cu.
 // bf16 storage (ACT_BF16): y = bf16_round(acc) (to nearest even); xp = bf16_round of the
 //   fp32 mean (or max) of the window's bf16 x values, in the same order as the fp32 form.
 // Generator constants: N C H W K R S STRIDE PAD P Q M G HP WP POOL_F POOL_MAX STATS
-//   POOL_PER_BLOCK, A_VEC B_VEC (elements per copy: fp32 4 or 1; bf16 8, 4, 2 or 1, the
+//   POOL_PER_BLOCK POOL_C_PER_COL, A_VEC B_VEC (elements per copy: fp32 4 or 1; bf16 8, 4, 2 or 1, the
 //   widest that divides C, resp. G), ACT_BF16, and the tile product's and main loop's
 //   (gemm_tile.cuh or gemm_mma.cuh, gemm_mainloop.cuh): BM BN BK TM TN THREADS TILE_PAD
 //   STAGES MATH (A_KMAJOR = B_KMAJOR = 1 for tensor cores)
@@ -221,12 +224,14 @@ ${KERNEL}(const tile_elem *__restrict__ x, const tile_elem *__restrict__ wt, til
         }
     }
 
-    if (POOL_F > 1 && blockIdx.y == 0) {
+    if (POOL_F > 1 && blockIdx.y * POOL_C_PER_COL < C) {
         const int first = blockIdx.x * POOL_PER_BLOCK;
         const int count = pp_min(first + POOL_PER_BLOCK, N * HP * WP) - first;
-        for (int e = tid; e < count * C; e += THREADS) {
-            const int pix = first + e / C;
-            const int c = e % C; // consecutive threads: consecutive channels of one window
+        for (int e = tid; e < count * POOL_C_PER_COL; e += THREADS) {
+            const int pix = first + e / POOL_C_PER_COL;
+            // consecutive threads: consecutive channels of one window
+            const int c = blockIdx.y * POOL_C_PER_COL + e % POOL_C_PER_COL;
+            if (c >= C) continue; // the last column's share may pass C
             const int n = pix / (HP * WP), ij = pix % (HP * WP);
             const int h0 = (ij / WP) * POOL_F, w0 = (ij % WP) * POOL_F;
             const int h1 = pp_min(h0 + POOL_F, H), w1 = pp_min(w0 + POOL_F, W);

@@ -164,15 +164,16 @@ function M.kernel_fwd(d, s, save_pool, stats)
   if pool ~= d.pool then sig = sig .. "_nosave" end
   if stats then sig = sig .. "_bnstats" end
   local name = string.format("conv_fwd_%s_v%d", sig, index)
-  local grid_m = ceil_div(M_, cfg.BM)
+  local grid_m, grid_n = ceil_div(M_, cfg.BM), ceil_div(d.K, cfg.BN)
   local consts = push_all(shape_constants(d, s), {
     { "M", M_ }, { "G", G }, { "HP", s.HP }, { "WP", s.WP }, { "POOL_F", pool },
     { "POOL_MAX", d.pool_mode == "max" and 1 or 0 },
-    { "POOL_PER_BLOCK", ceil_div(d.N * s.HP * s.WP, grid_m) }, { "STATS", stats and 1 or 0 } })
+    { "POOL_PER_BLOCK", ceil_div(d.N * s.HP * s.WP, grid_m) }, { "POOL_C_PER_COL", ceil_div(d.C, grid_n) },
+    { "STATS", stats and 1 or 0 } })
   local storage = M.storage(d)
   push_all(consts, gemm_constants(cfg, "conv_fwd", true, { copy_vec(cfg, d.C, storage), copy_vec(cfg, G, storage) },
     storage))
-  local grid = { grid_m, ceil_div(d.K, cfg.BN), 1 }
+  local grid = { grid_m, grid_n, 1 }
   check_grid(d, name, grid, { cfg.BM, cfg.BN, 1 })
   return {
     name = name, op = "conv_fwd", config = cfg, variant = index, math = variants.math_name(cfg),
