@@ -16,8 +16,8 @@
 // blocks' rows of m, so a block pools roughly the region of x its GEMM tile has just read
 // (likely still in L2; not exactly the same elements, since windows and receptive fields do
 // not align); the channels are split among the grid's columns so that no column pools all
-// of them after its GEMM (with one pooling column, a 7x7 layer of 2048 channels spent 11
-// times its GEMM's time there on an H200). Windows are f x f at stride f, cut at the border;
+// of them after its GEMM (with one pooling column, the forward of a 7x7 layer of 2048
+// channels took 11 times as long as its input gradient, a GEMM of the same size, on an H200). Windows are f x f at stride f, cut at the border;
 // avg divides by the number of elements that exist. POOL_F == 1 saves x itself: no xp.
 // STATS: also write BN partial statistics of y per block (see the epilogue):
 //   stats: (gridDim.x*STAT_PARTS, K, 3) = (count, mean, M2), merged by bn_stats_merge.cu.
