@@ -320,8 +320,9 @@ def main():
         return result
 
     print(f"training step {model_name}, batch {batch}, {height}x{width}: poolprop {ours['images_per_s']:.1f} images/s "
-          f"({batch / ours['images_per_s'] * 1000 if ours['images_per_s'] > 0 else 0:.2f} ms/step), "
-          f"peak {ours['peak_bytes']} bytes ({ours['peak_bytes'] / 2**30:.2f} GiB)", flush=True)
+          f"({batch / ours['images_per_s'] * 1000 if ours['images_per_s'] > 0 else 0:.2f} ms/step, of which the "
+          f"batch's upload from the host {ours.get('batch_upload_ms', float('nan')):.2f} ms; PyTorch's batch is already "
+          f"on the GPU), peak {ours['peak_bytes']} bytes ({ours['peak_bytes'] / 2**30:.2f} GiB)", flush=True)
     results = {}
     for mode in modes:
         try:

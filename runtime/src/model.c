@@ -41,6 +41,11 @@ struct pp_model {
         int ready;            /* the train step after which the bucket's gradients are final */
     } * buckets;
     int bucket_count;
+    /* Host staging of pp_model_set_batch's channels-last copy (and its bf16 bits), kept
+     * between calls: a fresh allocation of an ImageNet batch every step cost more in page
+     * faults than the copy itself. NULL until the first batch. */
+    float *staging;
+    uint16_t *staging_bits;
     int batch_set;    /* the arena holds a batch for the next training step */
     int last_correct; /* correct predictions of the last training step */
 };
@@ -743,19 +748,15 @@ static pp_status upload_images(pp_model *m, pp_devptr at, const float *x, size_t
     if (count * elem != bytes)
         return ctx_fail(m->ctx, PP_ERR_INTERNAL, "input buffer of %zu bytes for a batch of %zu %s values", bytes, count,
                         p->act_bf16 ? "bf16" : "float");
-    float *staging = malloc((count + 1) * sizeof *staging);
-    uint16_t *bits = p->act_bf16 ? malloc((count + 1) * sizeof *bits) : NULL;
-    pp_status st = PP_OK;
-    if (!staging || (p->act_bf16 && !bits)) {
-        st = ctx_fail(m->ctx, PP_ERR_OUT_OF_MEMORY, "out of memory (input batch of %zu floats)", count);
-    } else {
-        layout_to_channels_last(x, staging, (size_t)p->batch, (size_t)p->channels, (size_t)p->height, (size_t)p->width);
-        if (bits) layout_to_bf16(staging, bits, count);
-        st = m->ctx->ops->upload(m->ctx, at, bits ? (const void *)bits : (const void *)staging, bytes);
-    }
-    free(staging);
-    free(bits);
-    return st;
+    if (!m->staging) m->staging = malloc((count + 1) * sizeof *m->staging);
+    if (p->act_bf16 && !m->staging_bits) m->staging_bits = malloc((count + 1) * sizeof *m->staging_bits);
+    if (!m->staging || (p->act_bf16 && !m->staging_bits))
+        return ctx_fail(m->ctx, PP_ERR_OUT_OF_MEMORY, "out of memory (input batch of %zu floats)", count);
+    float *staging = m->staging;
+    uint16_t *bits = p->act_bf16 ? m->staging_bits : NULL;
+    layout_to_channels_last(x, staging, (size_t)p->batch, (size_t)p->channels, (size_t)p->height, (size_t)p->width);
+    if (bits) layout_to_bf16(staging, bits, count);
+    return m->ctx->ops->upload(m->ctx, at, bits ? (const void *)bits : (const void *)staging, bytes);
 }
 
 pp_status pp_model_set_batch(pp_model *m, const float *x, const int32_t *labels)
@@ -901,6 +902,8 @@ void pp_model_destroy(pp_model *m)
     device_free(ctx, m->state, p->state_count * 4);
     device_free(ctx, m->arena, m->arena_bytes);
     free(m->buckets);
+    free(m->staging);
+    free(m->staging_bits);
     if (m->shadow) device_free(ctx, m->shadow, p->param_count * 2);
     for (int i = 0; m->modules && i < p->kernel_count; i++)
         if (m->modules[i]) ctx->ops->module_destroy(ctx, m->modules[i]);
