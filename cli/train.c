@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -335,6 +336,44 @@ static int parse(int argc, char **argv, settings *s)
     return 0;
 }
 
+/* The next training batch, made on a thread of its own while the current step runs: the
+ * images are a pure function of (epoch, batch index), so they are the same either way.
+ * Only within an epoch: validation and the next epoch's order use the data set after the
+ * last step, with no batch in flight. */
+typedef struct prefetch {
+    dataset *ds;
+    int epoch, index, batch;
+    float *x; /* the spare batch buffers, swapped with the run's when taken */
+    int32_t *labels;
+    pthread_t thread;
+    int running; /* a thread is making (epoch, index) */
+    int rc;      /* data_batch's result once joined */
+    char err[512];
+} prefetch;
+
+static void *prefetch_main(void *arg)
+{
+    prefetch *f = arg;
+    f->rc = data_batch(f->ds, DATA_TRAIN, f->epoch, f->index, f->batch, f->x, f->labels, f->err, sizeof f->err);
+    return NULL;
+}
+
+/* Starts making batch (epoch, index) into the spare buffers; without a thread, nothing. */
+static void prefetch_start(prefetch *f, int epoch, int index)
+{
+    f->epoch = epoch, f->index = index;
+    f->running = pthread_create(&f->thread, NULL, prefetch_main, f) == 0;
+}
+
+/* Waits for the batch in flight; 1 when it is (epoch, index) and was made, else 0. */
+static int prefetch_finish(prefetch *f, int epoch, int index)
+{
+    if (!f->running) return 0;
+    pthread_join(f->thread, NULL);
+    f->running = 0;
+    return f->epoch == epoch && f->index == index && f->rc >= 0;
+}
+
 /* Everything a run holds; released by run_close. */
 typedef struct run {
     settings s;
@@ -346,6 +385,7 @@ typedef struct run {
     int batches;
     float *x, *logits; /* x: a global batch; logits: this rank's share */
     int32_t *labels;
+    prefetch next; /* the batch after the current one, and the spare buffers */
     train_log log;
     progress p;
     shard sh;
@@ -468,10 +508,13 @@ static int run_open(run *r)
     size_t bytes = images * pixels * sizeof *r->x;
     r->x = malloc(bytes);
     r->labels = malloc((size_t)s->batch * sizeof *r->labels);
+    r->next.x = malloc(bytes);
+    r->next.labels = malloc((size_t)s->batch * sizeof *r->next.labels);
+    r->next.ds = r->ds, r->next.batch = s->batch;
     r->logits = malloc((size_t)r->sh.local * 10 * sizeof *r->logits);
-    if (!r->x || !r->labels || !r->logits)
-        return cli_fail("out of memory: cannot allocate the input batch (%zu bytes: %d x 3 x %d x %d float32)", bytes,
-                        s->batch, s->height, s->width);
+    if (!r->x || !r->labels || !r->next.x || !r->next.labels || !r->logits)
+        return cli_fail("out of memory: cannot allocate the input batches (2 x %zu bytes: %d x 3 x %d x %d float32)",
+                        bytes, s->batch, s->height, s->width);
     return 0;
 }
 
@@ -524,18 +567,24 @@ static int run_epochs(run *r, int *stopped)
         double epoch_start = now_s() - p->seconds;
         double run_start_s = now_s();
         long images_this_run = 0;
-        /* Where this run's time goes, per batch: making the images, and the training step
-         * (upload, step, and the ranks' agreement). */
+        /* Where this run's time goes, per batch: waiting for its images (made while the step
+         * before ran), and the training step (upload, step, and the ranks' agreement). */
         double data_s = 0, step_s = 0;
         long timed_batches = 0;
         for (; !rc && p->next_batch < batches; p->next_batch++) {
             if (interrupted && !r->comm) break;
             double t0 = now_s();
-            if (data_batch(r->ds, DATA_TRAIN, p->epoch, p->next_batch, s->batch, r->x, r->labels, err, sizeof err) <
-                0) {
+            if (prefetch_finish(&r->next, p->epoch, p->next_batch)) {
+                float *x = r->x;
+                int32_t *labels = r->labels;
+                r->x = r->next.x, r->labels = r->next.labels;
+                r->next.x = x, r->next.labels = labels;
+            } else if (data_batch(r->ds, DATA_TRAIN, p->epoch, p->next_batch, s->batch, r->x, r->labels, err,
+                                  sizeof err) < 0) {
                 rc = cli_fail("%s", err);
                 break;
             }
+            if (p->next_batch + 1 < batches) prefetch_start(&r->next, p->epoch, p->next_batch + 1);
             pp_sgd_options sgd = {(float)learning_rate(s, p->step, total_steps, warmup_steps), (float)s->momentum,
                                   (float)s->weight_decay};
             float local_loss;
@@ -585,6 +634,7 @@ static int run_epochs(run *r, int *stopped)
                                &(progress){p->epoch, p->next_batch + 1, p->step, p->loss_sum, p->correct, p->seen, 0},
                                batches, rate, eta);
         }
+        prefetch_finish(&r->next, -1, -1); /* a batch in flight past a stop is not needed */
         if (rc || (rc = agree_interrupted(r))) break;
         if (interrupted) {
             p->seconds = now_s() - epoch_start;
@@ -611,8 +661,8 @@ static int run_epochs(run *r, int *stopped)
         double train_loss = p->loss_sum / batches, train_acc = (double)p->correct / p->seen;
         if (tty && r->sh.rank == 0) printf("\n");
         if (r->sh.rank == 0)
-            printf("epoch %d: train loss %.4f acc %.4f, val loss %.4f acc %.4f, %.1f s (per batch: data %.1f ms, step "
-                   "%.1f ms)\n",
+            printf("epoch %d: train loss %.4f acc %.4f, val loss %.4f acc %.4f, %.1f s (per batch: data wait %.1f ms, "
+                   "step %.1f ms)\n",
                    p->epoch + 1, train_loss, train_acc, val_loss, val_acc, seconds,
                    timed_batches ? 1e3 * data_s / timed_batches : 0.0,
                    timed_batches ? 1e3 * step_s / timed_batches : 0.0);
@@ -637,7 +687,9 @@ static void run_close(run *r)
 {
     if (r->resuming) checkpoint_free(&r->resume);
     log_close(&r->log);
+    prefetch_finish(&r->next, -1, -1);
     free(r->x), free(r->labels), free(r->logits);
+    free(r->next.x), free(r->next.labels);
     pp_model_destroy(r->m);
     pp_comm_destroy(r->comm);
     pp_context_destroy(r->ctx);

@@ -149,7 +149,7 @@ if want nccl; then
     --log "$out/nccl_1_sync_bn.csv" > "$out/nccl_1_sync_bn.txt" 2>&1
   echo "NCCL world size 1: $(grep -E '^data parallel' "$out/nccl_1.txt")"
   for f in nccl_off nccl_1 nccl_off2 nccl_1_sync_bn; do
-    echo "  $f: last progress line: $(grep -E 'step 40/40' "$out/$f.txt")"
+    echo "  $f: last progress line: $(grep -E "step 40/40" "$out/$f.txt")"
     echo "  $f: $(grep -E '^epoch 1:' "$out/$f.txt") $(tail -n 1 "$out/$f.csv" 2>/dev/null)"
     grep -q '^epoch 1:' "$out/$f.txt" || tail -n 5 "$out/$f.txt"
   done
