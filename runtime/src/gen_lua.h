@@ -14,16 +14,18 @@ typedef struct lua_State lua_State;
  * policy file is read only up to GEN_LUA_FILE_LIMIT bytes. While such a file's chunk is
  * evaluated (including the generator functions it calls, such as layer{...}), it may run
  * GEN_LUA_USER_INSTRUCTIONS Lua instructions; the whole call, generator included, may run
- * GEN_LUA_TOTAL_INSTRUCTIONS and hold GEN_LUA_MEMORY_LIMIT bytes of Lua memory. Every 128
- * bytes allocated count as one instruction (C functions run as one).
- * Measured (instructions, peak Lua memory): planning cifar_resnet depth 1202 at batch 64
- * with policy 2 6.9e8, 312 MiB; resnet152 at batch 1024 1.3e7, 36 MiB; the training
- * bundle of resnet50 3.1e6, 19 MiB (of resnet152 1.5e7, 59 MiB); a layer file of 20000
- * layer{...} calls 9.6e6 in its chunk (measured before the generator's planning became
- * linear in depth; since then the whole process peaks at 74 MB for that depth-1202 plan
- * and 203 MB for depth 6002 at batch 64). The limits are 14x the most instructions, over
- * 3x the most memory (5x the depth-6002 process) and 5x that chunk. The memory cap stays
- * below the fuzz targets' 2 GiB RSS limit, so hostile inputs end in the named error. */
+ * GEN_LUA_TOTAL_INSTRUCTIONS and hold GEN_LUA_MEMORY_LIMIT bytes of Lua memory. Every 32
+ * bytes allocated count as one instruction (C functions and concatenations run as one).
+ * Measured (release build; instructions, peak Lua memory, process peak): planning
+ * cifar_resnet depth 1202 at batch 64 with policy 2 7.5e6, 27 MiB, 77 MB; depth 6002
+ * 3.6e7, 124 MiB, 235 MB; resnet152 at batch 1024 1.9e6, 9 MiB; the training bundle of
+ * resnet50 2.1e6, 9 MiB, of resnet152 at batch 1024 3.2e6, 14 MiB, of depth 6002 at
+ * batch 64 6.8e7, 244 MiB, 349 MB; the bundle of a layer file about 0.19 MiB per layer
+ * (1000 layers 3.6e7, 188 MiB; 4000 1.4e8, 724 MiB); the chunk of a layer file of 20000
+ * layer{...} calls 2.9e7 (9.6e6 when these limits were set). The limits are 70x the most
+ * instructions of a call, 4x the memory of the depth-6002 bundle and 1.7x that chunk.
+ * The memory cap stays below the fuzz targets' 2 GiB RSS limit (a file that fills it
+ * peaks at 1.15 GB under ASan), so hostile inputs end in the named error. */
 #define GEN_LUA_FILE_LIMIT ((size_t)16 << 20)
 #define GEN_LUA_USER_INSTRUCTIONS 50000000LL
 #define GEN_LUA_TOTAL_INSTRUCTIONS 10000000000LL

@@ -127,6 +127,13 @@ static void test_endless_loops(pp_context *ctx)
     st = plan(ctx, copies, NULL, &s);
     snprintf(where, sizeof where, "%s:2: the model file ran past its", copies);
     expect_error(ctx, "model file: endless 64 KiB string.rep", st, s, PP_ERR_PARSE, where, budget, NULL);
+
+    /* A string grown a byte at a time is copied whole each time: the copies pay, so it stops
+     * about when an endless loop does (fuzz/corpus/model/crash_string_growth). */
+    char *growth = write_file("growth_model.lua", "local s = 'x'\nwhile true do s = s .. 8 end\n");
+    st = plan(ctx, growth, NULL, &s);
+    snprintf(where, sizeof where, "%s:2: the model file ran past its", growth);
+    expect_error(ctx, "model file: a string grown a byte at a time", st, s, PP_ERR_PARSE, where, budget, NULL);
 }
 
 static void test_memory(pp_context *ctx)
