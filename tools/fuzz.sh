@@ -27,7 +27,8 @@ scratch=$(mktemp -d /dev/shm/pp-fuzz.XXXXXX 2>/dev/null || mktemp -d "$PWD/$out/
 trap 'rm -rf "$scratch"' EXIT
 export TMPDIR=$scratch
 # The generator's Lua state is bounded by its own instruction budget and memory cap; these
-# limits are the backstop (a hang or a leak past them is a finding).
+# limits are the backstop (a hang or a leak past them is a finding). The targets set ASan's
+# quarantine to 32 MiB themselves (fuzz/fuzz_util.c says why); ASAN_OPTIONS can override it.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 failed=()
