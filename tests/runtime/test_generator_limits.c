@@ -170,6 +170,21 @@ static void test_memory(pp_context *ctx)
            pp_last_error(ctx));
     CHECK_OK(ctx, st);
     CHECK(s < BOUND_SECONDS, "string.rep of empty strings took %.1f s", s);
+
+    /* The bounded string.rep gives the library's values (it fills by doubling). */
+    /* (No `error` in a model file's environment: a wrong value makes the depth invalid.) */
+    char *reps = write_file("rep_values.lua", "local big = string.rep('ab', 50000000, 'c')\n"
+                                              "local ok = string.rep('ab', 3, ',') == 'ab,ab,ab'\n"
+                                              "  and string.rep('ab', 1, ',') == 'ab'\n"
+                                              "  and string.rep('', 5, '-') == '----'\n"
+                                              "  and string.rep('xyz', 7) == 'xyzxyzxyzxyzxyzxyzxyz'\n"
+                                              "  and string.rep('q', 0) == '' and string.rep('q', -3, ',') == ''\n"
+                                              "  and #big == 149999999 and big:sub(-7) == 'bcabcab'\n"
+                                              "return cifar_resnet { depth = ok and 8 or 7 }\n");
+    st = plan(ctx, reps, NULL, &s);
+    printf("%-44s %5.2f s  %s %s\n", "model file: string.rep values, 150 MB", s, pp_status_string(st),
+           pp_last_error(ctx));
+    CHECK_OK(ctx, st);
 }
 
 static void test_size_caps(pp_context *ctx)
