@@ -28,7 +28,9 @@ typedef struct lua_State lua_State;
  * peaks at 1.15 GB under ASan), so hostile inputs end in the named error. */
 #define GEN_LUA_FILE_LIMIT ((size_t)16 << 20)
 #define GEN_LUA_USER_INSTRUCTIONS 50000000LL
+#ifndef GEN_LUA_TOTAL_INSTRUCTIONS /* lower in the libFuzzer build (CMakeLists.txt) */
 #define GEN_LUA_TOTAL_INSTRUCTIONS 10000000000LL
+#endif
 #define GEN_LUA_MEMORY_LIMIT ((size_t)1024 << 20)
 
 /* A user file a call evaluates: its chunk name (the path, or the embedded name) and what
