@@ -2,9 +2,8 @@
  * record when they run: test_select takes "--test=NAME" and "--test NAME" out of argv and
  * leaves the other arguments in order; with no selection every case runs once, in table
  * order; a selected case runs after the cases its TEST_CASE_AFTER chain names (in table
- * order, each once, a cycle included) and no other; a list "A,B" runs the union of the
- * chains, each case once, in table order; an unknown name, or an empty one in a list, runs
- * nothing and returns 2. */
+ * order, each once, a cycle included) and no other; an unknown name runs nothing and
+ * returns 2. */
 #include "test_util.h"
 
 static char ran[32]; /* the letters of the cases run, in order */
@@ -77,28 +76,13 @@ static void run_selected_with_chain(void)
     expect_runs("y", 0, "xy");
 }
 
-static void run_selected_list(void)
-{
-    expect_runs("d,b", 0, "abcd");
-    expect_runs("c,d", 0, "acd");
-    expect_runs("b,x", 0, "bxy");
-    expect_runs("a,a", 0, "a");
-}
-
-static void unknown_name(void)
-{
-    expect_runs("nope", 2, "");
-    expect_runs("b,nope", 2, "");
-    expect_runs("b,,c", 2, "");
-    expect_runs("", 2, "");
-}
+static void unknown_name(void) { expect_runs("nope", 2, ""); }
 
 static const test_case tests[] = {
     TEST_CASE(select_from_argv, "test_select takes --test=NAME / --test NAME out of argv, keeps the rest in order"),
     TEST_CASE(run_all_in_order, "without a selection every case runs once, in table order"),
     TEST_CASE(run_selected_with_chain, "a selected case runs after its TEST_CASE_AFTER chain, each once, no other"),
-    TEST_CASE(run_selected_list, "a list of cases runs their chains' union, each case once, in table order"),
-    TEST_CASE(unknown_name, "an unknown name, or an empty one in a list, runs nothing and returns 2"),
+    TEST_CASE(unknown_name, "an unknown name runs nothing and returns 2"),
 };
 
 int main(int argc, char **argv)

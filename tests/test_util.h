@@ -20,9 +20,7 @@
  * Each case prints "test NAME: WHAT" before it runs and "  ok" after; a failed CHECK ends
  * the program there. "--test=NAME" (or "--test NAME") anywhere on the command line runs
  * only that case (after the cases it is declared to need, TEST_CASE_AFTER, which share
- * its state); "--test=A,B" runs those cases, each chain's cases once, in table order (how
- * tests/CMakeLists.txt runs the parts of a long test as CTest entries of their own);
- * test_select removes it, so the file's own arguments keep their positions.
+ * its state); test_select removes it, so the file's own arguments keep their positions.
  * Cases run in table order: where they share state (a random stream, counters, a cache),
  * the order is part of the test. */
 #ifndef PP_TEST_UTIL_H
@@ -105,9 +103,9 @@ static inline void test_run_case(const test_case *t)
     fflush(stdout);
 }
 
-/* Runs tests[0..n) in order, or only the ones named in only ("NAME" or "NAME,NAME,...") and
- * the cases they need (their TEST_CASE_AFTER chains), each once, in table order. Returns
- * main's exit status: 0, or 2 when only names no case (the names are listed on stderr). */
+/* Runs tests[0..n) in order, or only the one named only and the cases it needs (its
+ * TEST_CASE_AFTER chain). Returns main's exit status: 0, or 2 when only names no case (the
+ * names are listed on stderr). */
 static inline int test_run_cases(const test_case *tests, int n, const char *only)
 {
     int ran = 0;
@@ -116,34 +114,27 @@ static inline int test_run_cases(const test_case *tests, int n, const char *only
         printf("%d tests passed\n", ran);
         return 0;
     }
-    /* Walk each named case's chain back, marking what runs; then run the marked cases forwards. */
-    char *marked = calloc((size_t)n + 1, 1);
-    CHECK(marked != NULL, "out of memory");
-    const char *name = only;
-    do {
-        size_t len = strcspn(name, ",");
-        char want_buf[128];
-        snprintf(want_buf, sizeof want_buf, "%.*s", (int)(len < 127 ? len : 127), name);
-        name += len + (name[len] == ',');
-        for (const char *want = want_buf; want;) {
-            int found = -1;
-            for (int i = 0; i < n && found < 0; i++)
-                if (strcmp(tests[i].name, want) == 0) found = i;
-            if (found < 0) {
-                fprintf(stderr, "no test named '%s'; the tests are:", want);
-                for (int i = 0; i < n; i++) fprintf(stderr, " %s", tests[i].name);
-                fprintf(stderr, "\n");
-                free(marked);
-                return 2;
-            }
-            if (marked[found]) break; /* met before: a cycle of TEST_CASE_AFTER, or a chain shared */
-            marked[found] = 1;
-            want = tests[found].after;
+    /* Walk the chain back from the selected case; then run it forwards, in table order. */
+    int chain[64], length = 0;
+    for (const char *want = only; want && length < 64;) {
+        int found = -1;
+        for (int i = 0; i < n && found < 0; i++)
+            if (strcmp(tests[i].name, want) == 0) found = i;
+        if (found < 0) {
+            fprintf(stderr, "no test named '%s'; the tests are:", want);
+            for (int i = 0; i < n; i++) fprintf(stderr, " %s", tests[i].name);
+            fprintf(stderr, "\n");
+            return 2;
         }
-    } while (*name);
+        int again = 0; /* a cycle of TEST_CASE_AFTER: each case still runs once */
+        for (int j = 0; j < length; j++) again |= chain[j] == found;
+        if (again) break;
+        chain[length++] = found;
+        want = tests[found].after;
+    }
     for (int i = 0; i < n; i++)
-        if (marked[i]) test_run_case(&tests[i]), ran++;
-    free(marked);
+        for (int j = 0; j < length; j++)
+            if (chain[j] == i) test_run_case(&tests[i]), ran++;
     printf("%d of %d tests passed (selected: %s)\n", ran, n, only);
     return 0;
 }

@@ -22,14 +22,10 @@
  * (16-byte copies). Before the runs, the bound itself is shown to reject a result rounded
  * by truncation instead of to nearest and one with an input channel dropped; and asking
  * for a non-BF16 variant with bf16 storage must fail with PP_ERR_INVALID_ARGUMENT.
- * The shape matrix runs as two cases, the fp32-storage configurations and the bf16-storage
- * ones, which tests/CMakeLists.txt runs as CTest entries of their own; each first compiles
- * every kernel of its layers into the cache on every CPU at once (layer_precompile.h).
  * Usage: test_conv_kernels [quick|bf16] - quick runs the first tile configuration only,
  * bf16 the bf16-storage configurations only. */
 #include "conv_ref.h"
 #include "layer_check.h"
-#include "layer_precompile.h"
 #include "test_util.h"
 
 #include <math.h>
@@ -176,43 +172,22 @@ static void variant_configurations(void)
 
 static void bf16_needs_bf16_variant(void) { check_bf16_needs_bf16_variant(ctx[0], first_tf32_fwd); }
 
-/* The layer of shape c under configuration v. */
-static void case_desc(const shape_case *c, int v, pp_layer_desc *d)
-{
-    pp_layer_desc_init(d);
-    d->n = c->n, d->c = c->c, d->h = c->h, d->w = c->w, d->k = c->k, d->r = c->r, d->s = c->s;
-    d->stride = c->stride, d->pad = c->pad, d->pool = c->pool, d->pool_mode = c->mode;
-    d->variant_fwd = configs[v][0], d->variant_bwd_data = configs[v][1], d->variant_bwd_weight = configs[v][2];
-    d->storage = v >= bf16_from ? PP_STORAGE_BF16 : PP_STORAGE_F32;
-}
-
-enum {
-    n_cases = sizeof cases / sizeof cases[0]
-};
-
-/* Every shape under configurations [from, to) (of those the command line asks for). */
-static void shape_matrix(int from, int to)
+static void shape_matrix(void)
 {
     const char *schedule_names[2] = {"forward", "reverse"};
-    const int nconfigs = quick ? 1 : 8;
-    if (only_bf16 && from < bf16_from) from = bf16_from;
-    if (to > nconfigs) to = nconfigs;
+    int nconfigs = quick ? 1 : 8;
     double worst[4][4] = {{0}};
     int outputs_of[4] = {0, 0, 0, 0}; /* outputs checked per precision (3: bf16 storage) */
     int runs = 0;
-    /* Pass 1: the kernels of every layer below, and the static checks of the first shape's. */
-    pp_layer_desc descs[n_cases * 8];
-    int count = 0;
-    for (int v = from; v < to; v++) case_desc(&cases[0], v, &descs[count++]);
-    layer_precompile(ctx[0], descs, count, 1);
-    for (size_t ci = 1; ci < n_cases; ci++)
-        for (int v = from; v < to; v++) case_desc(&cases[ci], v, &descs[count++]);
-    layer_precompile(ctx[0], descs, count, 0);
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const shape_case *c = &cases[ci];
-        for (int v = from; v < to; v++) {
+        for (int v = only_bf16 ? bf16_from : 0; v < nconfigs; v++) {
             pp_layer_desc d;
-            case_desc(c, v, &d);
+            pp_layer_desc_init(&d);
+            d.n = c->n, d.c = c->c, d.h = c->h, d.w = c->w, d.k = c->k, d.r = c->r, d.s = c->s;
+            d.stride = c->stride, d.pad = c->pad, d.pool = c->pool, d.pool_mode = c->mode;
+            d.variant_fwd = configs[v][0], d.variant_bwd_data = configs[v][1], d.variant_bwd_weight = configs[v][2];
+            d.storage = v >= bf16_from ? PP_STORAGE_BF16 : PP_STORAGE_F32;
             for (int si = 0; si < 2; si++) {
                 pp_layer *layer;
                 CHECK_OK(ctx[si], pp_layer_create(ctx[si], &d, &layer));
@@ -276,9 +251,6 @@ static void shape_matrix(int from, int to)
     }
 }
 
-static void shape_matrix_fp32(void) { shape_matrix(0, bf16_from); }
-static void shape_matrix_bf16(void) { shape_matrix(bf16_from, 8); }
-
 static const test_case tests[] = {
     TEST_CASE(variant_configurations,
               "each conv op declares fp32, TF32 and BF16 variants; its last fp32 one is pipelined (2 stages)"),
@@ -286,12 +258,8 @@ static const test_case tests[] = {
               "the bf16 bound passes a result rounded to nearest, rejects a truncated one and one missing a channel"),
     TEST_CASE_AFTER(bf16_needs_bf16_variant, variant_configurations,
                     "bf16 storage with a TF32 variant, or an unknown storage, is PP_ERR_INVALID_ARGUMENT"),
-    TEST_CASE_AFTER(shape_matrix_fp32, variant_configurations,
-                    "15 shapes x 5 fp32-storage configurations x 2 schedules: y, xp, dx, dw within the stated bounds; "
-                    "no spills"),
-    TEST_CASE_AFTER(shape_matrix_bf16, variant_configurations,
-                    "15 shapes x 3 bf16-storage configurations x 2 schedules: y, xp, dx, dw within the stated bounds; "
-                    "no spills"),
+    TEST_CASE_AFTER(shape_matrix, variant_configurations,
+                    "15 shapes x 8 configurations x 2 schedules: y, xp, dx, dw within the stated bounds; no spills"),
 };
 
 int main(int argc, char **argv)

@@ -15,12 +15,8 @@
  * shape the 16-byte ones; the stem's 2-byte copies run in test_conv_kernels).
  * Every variant compiles and stays within registers without spills: test_kernel_compile.
  * Tolerances: reference/layer_check.c, as test_conv_kernels (for bf16 storage: the bf16
- * output bound stated there).
- * The two storage forms' sets are two cases, which tests/CMakeLists.txt runs as CTest
- * entries of their own; each first compiles every kernel of its layers into the cache on
- * every CPU at once (layer_precompile.h). */
+ * output bound stated there). */
 #include "layer_check.h"
-#include "layer_precompile.h"
 #include "test_util.h"
 
 #include <stdio.h>
@@ -124,26 +120,17 @@ static int run_covering(pp_context *ctx[2], int picked[3][max_picked], const int
     int configs = 0, runs = 0;
     for (int o = 0; o < 3; o++)
         if (counts[o] > configs) configs = counts[o];
-    pp_layer_desc *descs = calloc((size_t)(configs * n_shapes) + 1, sizeof *descs);
-    CHECK(descs != NULL, "out of memory");
     for (int j = 0; j < configs; j++) {
         int v[3];
         for (int o = 0; o < 3; o++) v[o] = picked[o][j < counts[o] ? j : counts[o] - 1];
         for (int sh = 0; sh < n_shapes; sh++) {
             const int *s = shapes[sh];
-            pp_layer_desc *d = &descs[j * n_shapes + sh];
-            pp_layer_desc_init(d);
-            d->n = s[0], d->c = s[1], d->h = s[2], d->w = s[3], d->k = s[4], d->r = s[5], d->s = s[6];
-            d->stride = s[7], d->pad = s[8], d->pool = s[9], d->pool_mode = PP_POOL_AVG;
-            d->variant_fwd = v[0], d->variant_bwd_data = v[1], d->variant_bwd_weight = v[2];
-            d->storage = storage;
-        }
-    }
-    layer_precompile(ctx[0], descs, configs * n_shapes, 0);
-    for (int j = 0; j < configs; j++) {
-        for (int sh = 0; sh < n_shapes; sh++) {
-            const pp_layer_desc d = descs[j * n_shapes + sh];
-            const int v[3] = {d.variant_fwd, d.variant_bwd_data, d.variant_bwd_weight};
+            pp_layer_desc d;
+            pp_layer_desc_init(&d);
+            d.n = s[0], d.c = s[1], d.h = s[2], d.w = s[3], d.k = s[4], d.r = s[5], d.s = s[6];
+            d.stride = s[7], d.pad = s[8], d.pool = s[9], d.pool_mode = PP_POOL_AVG;
+            d.variant_fwd = v[0], d.variant_bwd_data = v[1], d.variant_bwd_weight = v[2];
+            d.storage = storage;
             for (int si = 0; si < 2; si++) {
                 pp_layer *layer;
                 CHECK_OK(ctx[si], pp_layer_create(ctx[si], &d, &layer));
@@ -168,7 +155,6 @@ static int run_covering(pp_context *ctx[2], int picked[3][max_picked], const int
     }
     printf("%d layer runs of %d covering configurations (%s storage) match the reference in both schedules\n", runs,
            configs, storage == PP_STORAGE_BF16 ? "bf16" : "fp32");
-    free(descs);
     return runs;
 }
 
